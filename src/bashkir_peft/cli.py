@@ -1,0 +1,56 @@
+"""Command line: ``bashkir-peft <command>``.
+
+Commands:
+    setup-models   provision the offline models of the registry (tiny random models,
+                   the converted SmolLM2 GGUF) into the cache folder
+    models         list the registry
+
+Errors the user can fix (:class:`ConfigError`) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import ConfigError
+
+
+def _setup_models(args: argparse.Namespace) -> int:
+    from .provision import provision_all
+
+    for name, path in provision_all(args.names or None).items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .registry import load_registry
+
+    for name, e in load_registry().models.items():
+        print(f"{name:14s} {e.source:5s} {e.model_type:8s} {e.hub_id or '-':36s} {','.join(e.target_modules)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bashkir-peft", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("setup-models", help="provision offline models into the cache")
+    p.add_argument("names", nargs="*", help="registry names (default: every tiny and gguf entry)")
+    p.set_defaults(func=_setup_models)
+    p = sub.add_parser("models", help="list the model registry")
+    p.set_defaults(func=_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
