@@ -25,7 +25,9 @@ from pathlib import Path
 from .errors import ConfigError, ModelNotFoundError
 from .registry import METHODS, ModelEntry, load_registry
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+# Hub ids are "owner/name"; bare names are registry names (the Hub's legacy bare ids
+# gpt2, distilgpt2, gpt2-medium are registry entries).
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,9 @@ def _local_folder(path: Path, name: str, source: str, entry: ModelEntry | None) 
 def resolve_model(model: str | os.PathLike) -> ResolvedModel:
     """Resolve a registry name, local folder, or Hub id (in that order; no fallback).
 
-    A string that looks like a path (absolute, ``./``, ``~``, or an existing folder) is a
-    local folder; a registry name is looked up; anything else must be a Hub id.
+    A registry name is looked up; a string that looks like a path (absolute, ``./``,
+    ``~``, or an existing folder) is a local folder; anything else must be a Hub id
+    ``owner/name``.
 
     Raises:
         ModelNotFoundError: a path-like string that is not a folder, or a string that is

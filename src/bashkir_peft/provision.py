@@ -113,14 +113,22 @@ def convert_gguf(entry: ModelEntry) -> Path:
 
 
 def provision(entry: ModelEntry) -> Path:
-    """Make sure an offline entry (tiny or gguf) is on disk; return its folder."""
+    """Make sure an offline entry (tiny or gguf) is on disk; return its folder.
+
+    Safe for concurrent processes: a file lock per entry serializes the build.
+    """
+    from filelock import FileLock
+
+    if entry.source not in ("tiny", "gguf"):
+        raise ConfigError(f"model {entry.name!r} comes from the Hub ({entry.hub_id}); nothing to provision")
     if is_provisioned(entry):
         return model_dir(entry)
-    if entry.source == "tiny":
-        return build_tiny(entry)
-    if entry.source == "gguf":
-        return convert_gguf(entry)
-    raise ConfigError(f"model {entry.name!r} comes from the Hub ({entry.hub_id}); nothing to provision")
+    out = model_dir(entry)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out) + ".lock"):
+        if is_provisioned(entry):  # built by another process while we waited
+            return out
+        return build_tiny(entry) if entry.source == "tiny" else convert_gguf(entry)
 
 
 def provision_all(names: list[str] | None = None) -> dict[str, Path]:
