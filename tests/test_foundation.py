@@ -141,7 +141,7 @@ def test_malformed_registry_gives_one_error_line(tmp_path, content, expected):
 
 
 def _declared_names(requirements: list[str]) -> set[str]:
-    return {re.split(r"[<>=!~\[ ;]", r.strip(), maxsplit=1)[0].lower().replace("_", "-") for r in requirements if r.strip()}
+    return {re.split(r"[<>=!~\[ ;]", r.strip(), maxsplit=1)[0].lower().replace("_", "-") for r in requirements if r.strip() and not r.startswith("-")}
 
 
 def test_environment_yml_declares_the_same_packages_as_pyproject():
