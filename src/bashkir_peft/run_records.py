@@ -28,12 +28,15 @@ import pandas as pd
 from .errors import DataError
 
 STAGES = ("train", "eval", "generate")
+# The grid runner's record of a cell (bashkir_peft.gridrun.CELL_RECORD): its ``params`` are
+# the cell's axes (model, method, lora_r, seed), its status and error are authoritative.
+CELL_RECORD = "grid_cell"
 METRICS = ("perplexity", "bits_per_byte", "word_perplexity")
 PROTOCOLS = ("paper", "rolling")
 SPLITS = ("test", "validation", "train")
 LANGUAGES = ("bak", "rus", "eng", "other")
 # Parameters a results table is indexed by (the field's standard names).
-PARAM_KEYS = ("model", "method", "lora_r", "lora_alpha", "seed", "block_size", "target_modules")
+PARAM_KEYS = ("model", "method", "lora_r", "lora_alpha", "seed", "block_size", "target_modules", "data_dir")
 ERROR_KEYS = ("error", "reason", "exception", "message", "traceback")
 # Aliases of the per-document columns (evaluation's Parquet), first match wins.
 DOC_COLUMNS = {
@@ -109,9 +112,10 @@ def _params_of(record: dict) -> dict:
     for key in ("params", "parameters", "resolved_params", "cell"):
         if isinstance(record.get(key), dict):
             for k, v in record[key].items():
-                out.setdefault(k, v)
+                if v is not None:
+                    out.setdefault(k, v)
     for k in PARAM_KEYS:
-        if k in record and not isinstance(record[k], dict):
+        if record.get(k) is not None and not isinstance(record[k], dict):
             out.setdefault(k, record[k])
     # The model name: the training record's provenance dict, when params hold a path.
     model = record.get("model")
@@ -132,6 +136,16 @@ def _error_of(record: dict) -> str | None:
     return None
 
 
+def _failed_stage(cell: dict) -> str | None:
+    failure = cell.get("failure")
+    if isinstance(failure, dict) and failure.get("stage"):
+        return str(failure["stage"])
+    for stage, info in (cell.get("stages") or {}).items():
+        if isinstance(info, dict) and info.get("status") == "failed":
+            return str(stage)
+    return CELL_RECORD
+
+
 def read_run(path: str | Path) -> RunRecord:
     """Read one run folder.
 
@@ -143,8 +157,9 @@ def read_run(path: str | Path) -> RunRecord:
     """
     path = Path(path)
     run = RunRecord(run_id=path.name, path=path)
-    names = [f"{s}.json" for s in STAGES] + sorted(
-        p.name for p in path.glob("*.json") if p.stem not in STAGES and not p.name.startswith("."))
+    names = [f"{CELL_RECORD}.json"] + [f"{s}.json" for s in STAGES] + sorted(
+        p.name for p in path.glob("*.json")
+        if p.stem not in (*STAGES, CELL_RECORD) and not p.name.startswith("."))
     for name in names:
         p = path / name
         if p.is_file():
@@ -161,10 +176,14 @@ def read_run(path: str | Path) -> RunRecord:
         run.params["model"] = Path(run.params["model"]).name
     for stage, rec in run.records.items():
         if str(rec.get("status", "")).lower() in ("failed", "error"):
-            run.status, run.failed_stage = "failed", stage
+            run.status = "failed"
+            run.failed_stage = _failed_stage(rec) if stage == CELL_RECORD else stage
             run.error = _error_of(rec) or "failed (no reason recorded)"
             break
-    if run.status != "failed" and "eval" in run.records and any(True for _ in metric_blocks(run.records["eval"])):
+    cell = run.records.get(CELL_RECORD)
+    cell_done = cell is None or str(cell.get("status", "")).lower() == "finished"
+    if run.status != "failed" and cell_done and "eval" in run.records \
+            and any(True for _ in metric_blocks(run.records["eval"])):
         run.status = "finished"
     return run
 
@@ -180,7 +199,7 @@ def discover_runs(runs_dir: str | Path) -> list[RunRecord]:
         raise DataError(f"{runs_dir}: no runs folder (run the grid first: bashkir-peft grid run GRID.yaml)")
     runs = []
     for d in sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
-        if any((d / f"{s}.json").is_file() for s in STAGES) or any(d.glob("*.json")):
+        if any((d / f"{s}.json").is_file() for s in (*STAGES, CELL_RECORD)):
             run = read_run(d)
             if run.records:
                 runs.append(run)
@@ -263,8 +282,8 @@ def per_document(run: RunRecord) -> pd.DataFrame | None:
     Returns:
         The table, or ``None`` if the run has no per-document Parquet.
     """
-    candidates = [p for p in sorted(run.path.rglob("*.parquet"))
-                  if "gen" not in p.name.lower() and ".tmp" not in p.name]
+    candidates = [p for p in sorted(run.path.glob("*.parquet"))
+                  if "gen" not in p.name.lower() and not p.name.startswith(".")]
     named = [p for p in candidates if any(w in p.name.lower() for w in ("doc", "eval"))]
     for p in named + [c for c in candidates if c not in named]:
         try:

@@ -1,0 +1,58 @@
+"""``bashkir-peft report GRID.yaml`` and ``bashkir-peft book GRID.yaml``.
+
+report: aggregate ``runs/<grid>/`` into tables (CSV + Parquet) and figures (PNG) under
+``runs/<grid>/report/`` and print the headline table.
+book:   execute the report notebook, assemble ``book/generated/`` from the grid's runs and
+build the book strictly into ``book/_build/html/`` (exit 1 if a notebook fails or Sphinx warns).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _report(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .report import ReportParams, build_report, format_headline
+
+    params = ReportParams(grid=args.grid, **{k: v for k, v in (("runs_dir", args.runs_dir),
+                                                                 ("out_dir", args.out_dir),
+                                                                 ("data_dir", args.data_dir)) if v})
+    result = build_report(params)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(format_headline(result.headline).to_string(index=False))
+    failed = result.tables["failures"]
+    print(f"\n{len(result.runs) - len(failed)} finished, {len(failed)} failed or unfinished; "
+          f"tables and figures in {result.out_dir}")
+    return 0
+
+
+def _book(args: argparse.Namespace) -> int:
+    from .book import BookError, BookParams, build_book
+
+    params = BookParams(grid=args.grid, **({"runs_dir": args.runs_dir} if args.runs_dir else {}),
+                        build=not args.no_build)
+    try:
+        out = build_book(params)
+    except BookError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"book: {out}" + ("" if args.no_build else "  (open it in a browser: file://" + str(out) + ")"))
+    return 0
+
+
+def register(sub) -> None:
+    """Add the ``report`` and ``book`` sub-commands to the CLI's sub-parsers."""
+    p = sub.add_parser("report", help="aggregate a grid's runs into tables and figures")
+    p.add_argument("grid", help="grid YAML (params/grids/NAME.yaml) or grid name")
+    p.add_argument("--runs-dir", help="runs folder (default: runs/<grid name>)")
+    p.add_argument("--out-dir", help="output folder (default: <runs-dir>/report)")
+    p.add_argument("--data-dir", help="data-prep output, for the fertility table")
+    p.set_defaults(func=_report)
+    p = sub.add_parser("book", help="build the Jupyter Book of a grid (strict, offline)")
+    p.add_argument("grid", help="grid YAML (params/grids/NAME.yaml) or grid name")
+    p.add_argument("--runs-dir", help="runs folder (default: runs/<grid name>)")
+    p.add_argument("--no-build", action="store_true", help="assemble book/generated/ only")
+    p.set_defaults(func=_book)

@@ -1,0 +1,155 @@
+"""Seaborn figures of the report, each written as a PNG (atomically) from a tidy table.
+
+Every function returns the path written, or ``None`` when its table has nothing to plot
+(e.g. no training runs in a zero-shot-only grid), so the report never fails on a figure.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .report_tables import _method_sort_key  # noqa: E402
+
+METRIC_LABELS = {"perplexity": "token perplexity", "bits_per_byte": "bits per byte",
+                 "word_perplexity": "word perplexity"}
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def _order(labels) -> list[str]:
+    return sorted(set(labels), key=_method_sort_key)
+
+
+def metrics_by_method(metrics: pd.DataFrame, path: Path, protocol: str | None, split: str = "test") -> Path | None:
+    """Bars: mean of each metric by model x method (error bar: std over seeds; dots: seeds)."""
+    m = metrics[(metrics["protocol"] == protocol) & (metrics["split"] == split) & (metrics["source"] == "all")] \
+        if len(metrics) else metrics
+    if m.empty:
+        return None
+    order = _order(m["method_label"])
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, metric in zip(axes, METRIC_LABELS):
+        sns.barplot(m, x="model", y=metric, hue="method_label", hue_order=order, errorbar="sd",
+                    ax=ax, alpha=0.85, legend=ax is axes[-1])
+        sns.stripplot(m, x="model", y=metric, hue="method_label", hue_order=order, dodge=True,
+                      palette="dark:black", size=3, ax=ax, legend=False)
+        ax.set_title(f"{METRIC_LABELS[metric]} ({protocol}, {split})")
+        ax.set_ylabel(METRIC_LABELS[metric] + " (lower is better)")
+        if metric != "bits_per_byte":
+            ax.set_yscale("log")
+        ax.tick_params(axis="x", rotation=20)
+    if axes[-1].get_legend():
+        sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1, 1), title="method")
+    return _save(fig, path)
+
+
+def differences(diff: pd.DataFrame, path: Path) -> Path | None:
+    """Forest plot: bits-per-byte difference (A - B) with its bootstrap CI, per model and pair."""
+    if diff.empty:
+        return None
+    d = diff.assign(pair=diff["model"] + ": " + diff["method_a"] + " − " + diff["method_b"])
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(d) + 1.2))
+    y = range(len(d))
+    ax.errorbar(d["difference"], list(y), xerr=[d["difference"] - d["ci_low"], d["ci_high"] - d["difference"]],
+                fmt="o", capsize=3, color="tab:blue")
+    ax.axvline(0, color="grey", lw=1, ls="--")
+    ax.set_yticks(list(y), d["pair"])
+    ax.invert_yaxis()
+    conf = int(round(100 * float(d["confidence"].iloc[0])))
+    ax.set_xlabel(f"difference in bits per byte (A − B), {conf} % paired bootstrap CI; < 0: A better")
+    return _save(fig, path)
+
+
+def params_vs_bpb(quality: pd.DataFrame, path: Path) -> Path | None:
+    """Scatter: trainable parameters (log scale) vs bits per byte (trained runs only)."""
+    q = quality[quality["trainable_params"] > 0] if len(quality) else quality
+    if q.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    sns.scatterplot(q, x="trainable_params", y="bits_per_byte", hue="method_label",
+                    hue_order=_order(q["method_label"]), style="model", s=70, ax=ax)
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters (log scale)")
+    ax.set_ylabel("bits per byte (lower is better)")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1))
+    return _save(fig, path)
+
+
+def cost_vs_quality(quality: pd.DataFrame, path: Path) -> Path | None:
+    """Three scatters: training wall time, peak memory and tokens/s against bits per byte."""
+    q = quality.dropna(subset=["wall_time_s"]) if len(quality) else quality
+    if q.empty:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    order = _order(q["method_label"])
+    for ax, (col, label) in zip(axes, [("wall_time_s", "training wall time (s)"),
+                                       ("peak_memory_mib", "peak memory (MiB)"),
+                                       ("tokens_per_s", "training tokens / s")]):
+        sns.scatterplot(q, x=col, y="bits_per_byte", hue="method_label", hue_order=order, style="model",
+                        s=60, ax=ax, legend=ax is axes[-1])
+        ax.set_xlabel(label)
+        ax.set_ylabel("bits per byte (lower is better)")
+    if axes[-1].get_legend():
+        sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1, 1))
+    return _save(fig, path)
+
+
+def fertility_vs_bpb(fert: pd.DataFrame, path: Path) -> Path | None:
+    """Scatter: tokenizer fertility (tokens per word) vs bits per byte, by model and method."""
+    f = fert.dropna(subset=["fertility", "bits_per_byte"]) if len(fert) else fert
+    if f.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    sns.scatterplot(f, x="fertility", y="bits_per_byte", hue="method_label",
+                    hue_order=_order(f["method_label"]), style="model", s=70, ax=ax)
+    ax.set_xlabel("fertility (tokens per whitespace word)")
+    ax.set_ylabel("bits per byte (lower is better)")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1))
+    return _save(fig, path)
+
+
+def generation_language(gen_summary: pd.DataFrame, path: Path) -> Path | None:
+    """Stacked bars of the language shares of generated sentences, and the code-switch rate."""
+    share_cols = [c for c in ("share_bak", "share_rus", "share_eng", "share_other") if c in gen_summary.columns]
+    if gen_summary.empty or not share_cols:
+        return None
+    g = gen_summary.copy()
+    g["cell"] = g["model"] + "\n" + g["method_label"]
+    g = g.iloc[sorted(range(len(g)), key=lambda i: (g["model"].iloc[i], _method_sort_key(g["method_label"].iloc[i])))]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4))
+    bottom = None
+    palette = dict(zip(share_cols, sns.color_palette("Set2", len(share_cols))))
+    for col in share_cols:
+        vals = g[col].fillna(0).to_numpy()
+        ax1.bar(g["cell"], vals, bottom=bottom, label=col.removeprefix("share_"), color=palette[col])
+        bottom = vals if bottom is None else bottom + vals
+    ax1.set_ylabel("share of generated sentences")
+    ax1.set_ylim(0, 1)
+    ax1.legend(title="language", bbox_to_anchor=(1, 1), loc="upper left")
+    ax1.tick_params(axis="x", rotation=30)
+    if "code_switch_rate" in g.columns:
+        ax2.bar(g["cell"], g["code_switch_rate"].fillna(0), color="tab:red")
+    ax2.set_ylabel("code-switch rate (share of continuations)")
+    ax2.set_ylim(0, 1)
+    ax2.tick_params(axis="x", rotation=30)
+    return _save(fig, path)
