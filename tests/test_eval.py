@@ -1,0 +1,332 @@
+"""Evaluation: windows, bounded-memory scoring, both protocols, metrics, records, notebook."""
+
+from __future__ import annotations
+
+import gzip
+import importlib
+import json
+import math
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bashkir_peft.errors import ConfigError
+from bashkir_peft.evaluation import EvalParams, prefix_token_id, run_evaluation, score_paper, score_rolling
+from bashkir_peft.metrics import corpus_metrics, count_bytes, count_words, summarize, token_spans
+from bashkir_peft.scoring import Window, block_windows, rolling_windows, score_windows
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def texts(corpus_dir) -> list[str]:
+    """Eight real documents of varied length (cut to keep the test fast)."""
+    out = []
+    with gzip.open(corpus_dir / "bashkir-demo.jsonl.gz", "rt", encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            out.append(json.loads(line)["text"][: 50 + 50 * (i % 4)].strip())
+            if len(out) == 8:
+                break
+    return out
+
+
+@pytest.fixture(scope="module")
+def llama():
+    """tiny-llama: DeepSeek tokenizer (has a BOS)."""
+    from bashkir_peft.loading import load_model
+
+    model, tok = load_model("tiny-llama", "full")
+    return model.eval(), tok
+
+
+@pytest.fixture(scope="module")
+def gpt2():
+    """tiny-gpt2: GPT-2 tokenizer (no distinct BOS: prefix is <|endoftext|>)."""
+    from bashkir_peft.loading import load_model
+
+    model, tok = load_model("tiny-gpt2", "full")
+    return model.eval(), tok
+
+
+def _reference_nll(model, ids: list[int]) -> float:
+    """NLL of ids[1:] given ids, from the model's full logits (no chunking, no padding)."""
+    import torch
+
+    with torch.no_grad():
+        logp = model(torch.tensor([ids])).logits[0].float().log_softmax(-1)
+    return float(-logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].sum())
+
+
+# ----------------------------------------------------------------- windows
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 16, 17, 40, 63])
+@pytest.mark.parametrize("stride", [None, 1, 5, 16])
+def test_rolling_windows_are_lm_eval_windows(n, stride):
+    """Same model inputs and scored targets as lm_eval's get_rolling_token_windows +
+    make_disjoint_window + the (context + continuation)[-(max_length + 1):] truncation."""
+    from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+    L, prefix = 16, 999
+    tokens = list(range(100, 100 + n))
+    ours = rolling_windows(tokens, prefix, L, stride)
+    ctx_len = 1 if stride is None else L - stride + 1
+    theirs = [make_disjoint_window(w) for w in get_rolling_token_windows(tokens, prefix, L, ctx_len)]
+    assert len(ours) == len(theirs)
+    for w, (ctx, cont) in zip(ours, theirs):
+        assert list(w.tokens) == (ctx + cont)[-(L + 1):]
+        assert w.n_scored == len(cont)
+    # every token scored exactly once, in order
+    assert [t for w in ours for t in w.tokens[len(w.tokens) - w.n_scored:]] == tokens
+
+
+def test_rolling_windows_reject_bad_stride():
+    with pytest.raises(ValueError, match="stride"):
+        rolling_windows([1, 2, 3], 0, 4, stride=5)
+
+
+# ----------------------------------------------------------------- scoring
+
+
+def test_chunked_loss_equals_full_logits(llama, gpt2, texts):
+    """Decoder + chunked LM head gives the NLL of the model's own logits."""
+    for model, tok in (llama, gpt2):
+        ids = [prefix_token_id(tok)] + tok(texts[1], add_special_tokens=False)["input_ids"][:40]
+        w = Window(tuple(ids), len(ids) - 1)
+        got = score_windows(model, [w], chunk_tokens=7)[0]
+        assert len(got) == len(ids) - 1
+        assert got.sum() == pytest.approx(_reference_nll(model, ids), rel=1e-5)
+
+
+def test_batch_size_and_padding_side_do_not_change_numbers(llama, texts):
+    a = score_rolling(*llama, texts, max_length=24, batch_size=1)
+    b = score_rolling(*llama, texts, max_length=24, batch_size=8, padding_side="right")
+    c = score_rolling(*llama, texts, max_length=24, batch_size=8, padding_side="left")
+    for other in (b, c):
+        np.testing.assert_allclose(other["nll"], a["nll"], rtol=1e-5)
+        np.testing.assert_array_equal(other["tokens"], a["tokens"])
+
+
+def test_padded_positions_never_scored(llama, texts):
+    """Windows of very different lengths in one batch: each returns exactly its scored
+    targets, and the pad id (a different token in the padded slots) changes nothing."""
+    model, tok = llama
+    ids = tok(texts[3], add_special_tokens=False)["input_ids"]
+    windows = [Window(tuple(ids[:n]), k) for n, k in ((40, 39), (5, 2), (12, 11), (3, 1))]
+    alone = [score_windows(model, [w])[0] for w in windows]
+    for pad in (0, 7, 12345):
+        for side in ("left", "right"):
+            got = score_windows(model, windows, batch_size=4, pad_token_id=pad, padding_side=side)
+            assert [len(g) for g in got] == [w.n_scored for w in windows]
+            for g, a in zip(got, alone):
+                np.testing.assert_allclose(g, a, rtol=1e-5, atol=1e-6)
+
+
+def test_scored_tokens_are_the_tokens_of_the_text(llama, gpt2, texts):
+    for model, tok in (llama, gpt2):
+        sums = score_rolling(model, tok, texts, max_length=16, batch_size=8)
+        expected = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
+        assert sums["tokens"].tolist() == expected
+        assert sums["bytes"].tolist() == [len(t.encode("utf-8")) for t in texts]
+        assert sums["words"].tolist() == [len(t.split()) for t in texts]
+
+
+def test_prefix_is_bos_or_eos(llama, gpt2):
+    assert prefix_token_id(llama[1]) == llama[1].bos_token_id != llama[1].eos_token_id
+    assert prefix_token_id(gpt2[1]) == gpt2[1].eos_token_id
+
+
+def test_stride_on_short_text_equals_one_window(llama, texts):
+    model, tok = llama
+    ids = tok(texts[0], add_special_tokens=False)["input_ids"]
+    L = len(ids) + 3
+    one = _reference_nll(model, [tok.bos_token_id] + ids)
+    for stride in (1, 4, L):
+        got = score_rolling(model, tok, [texts[0]], max_length=L, stride=stride)["nll"][0]
+        assert got == pytest.approx(one, rel=1e-5)
+
+
+def test_stride_on_long_text_scores_each_token_once_with_more_context(llama, texts):
+    model, tok = llama
+    long_text = max(texts, key=len)
+    n = len(tok(long_text, add_special_tokens=False)["input_ids"])
+    disjoint = score_rolling(model, tok, [long_text], max_length=16)
+    strided = score_rolling(model, tok, [long_text], max_length=16, stride=4)
+    assert disjoint["tokens"][0] == strided["tokens"][0] == n > 16
+    assert strided["nll"][0] != pytest.approx(disjoint["nll"][0], rel=1e-6)
+
+
+# ----------------------------------------------------------------- paper protocol
+
+
+def test_paper_protocol_is_the_training_loss_on_packed_blocks(gpt2, texts):
+    import torch
+
+    from bashkir_peft.packing import pack_blocks, tokenize_documents
+
+    model, tok = gpt2
+    bs = 24
+    sums = score_paper(model, tok, texts, block_size=bs, batch_size=3)
+    blocks = pack_blocks(tokenize_documents(texts, tok), bs)
+    with torch.no_grad():
+        loss = model(input_ids=torch.tensor(blocks), labels=torch.tensor(blocks)).loss.item()
+    n_scored = blocks.shape[0] * (bs - 1)
+    assert sums["tokens"].sum() == n_scored
+    assert math.exp(sums["nll"].sum() / n_scored) == pytest.approx(math.exp(loss), rel=1e-5)
+    # bytes and words of scored tokens only: at most the documents', most of them
+    total_bytes = sum(count_bytes(t) for t in texts)
+    assert 0.8 * total_bytes < sums["bytes"].sum() <= total_bytes
+    assert (sums["bytes"] <= [count_bytes(t) for t in texts]).all()
+
+
+def test_token_spans_partition_bytes_and_words(llama, gpt2, texts):
+    for _, tok in (llama, gpt2):
+        for t in texts + ["  two  words ", "ҡ"]:
+            enc = tok(t, add_special_tokens=False, return_offsets_mapping=True)
+            b, w = token_spans(t, enc["offset_mapping"])
+            assert len(b) == len(enc["input_ids"])
+            assert b.sum() == count_bytes(t) and w.sum() == count_words(t)
+            assert (b >= 0).all()
+
+
+# ----------------------------------------------------------------- metrics
+
+
+def test_corpus_metrics_definitions():
+    m = corpus_metrics(nll=100.0, tokens=50, bytes_=200, words=20)
+    assert m["perplexity"] == pytest.approx(math.exp(2.0))
+    assert m["bits_per_byte"] == pytest.approx(100.0 / (math.log(2) * 200))
+    assert m["word_perplexity"] == pytest.approx(math.exp(5.0))
+    assert math.isnan(corpus_metrics(1.0, 0, 0, 0)["perplexity"])
+
+
+def test_summarize_uses_corpus_sums_not_mean_of_documents():
+    import pandas as pd
+
+    df = pd.DataFrame({"source": ["a", "a", "b"], "nll": [10.0, 30.0, 5.0], "tokens": [10, 10, 5],
+                       "bytes": [40, 60, 10], "words": [4, 6, 1]})
+    t = summarize(df).set_index("group")
+    assert t.loc["all", "perplexity"] == pytest.approx(math.exp(45 / 25))
+    assert t.loc["a", "bits_per_byte"] == pytest.approx(40 / (math.log(2) * 100))
+    assert t.loc["b", "word_perplexity"] == pytest.approx(math.exp(5.0))
+    assert t.loc["all", "documents"] == 3
+
+
+# ----------------------------------------------------------------- parameters and notebook
+
+
+def test_params_validation():
+    with pytest.raises(ConfigError, match="model"):
+        from bashkir_peft.yamlio import validate
+
+        validate(EvalParams, {}, "eval")
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="stride"):
+        EvalParams(model="tiny-gpt2", data_dir="d", max_length=8, stride=9)
+    with pytest.raises(ValidationError, match="data_dir"):
+        EvalParams(model="tiny-gpt2")
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        EvalParams(model="tiny-gpt2", data_dir="d", window=3)
+    with pytest.raises(ValidationError, match="protocol"):
+        EvalParams(model="tiny-gpt2", data_dir="d", protocol="mean")
+
+
+def test_notebook_parameters_match_params_defaults():
+    import ast
+
+    import papermill
+
+    declared = papermill.inspect_notebook(str(REPO / "notebooks" / "03_evaluate.ipynb"))
+    assert set(declared) == set(EvalParams.model_fields)
+    for name, field in EvalParams.model_fields.items():
+        assert ast.literal_eval(declared[name]["default"]) == field.default, name
+    nb = json.loads((REPO / "notebooks" / "03_evaluate.ipynb").read_text())
+    assert nb["metadata"]["kernelspec"]["name"] == "bashkir-peft"
+    assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
+
+
+# ----------------------------------------------------------------- end to end
+
+
+@pytest.fixture()
+def data_dir(tmp_path, texts, monkeypatch):
+    """A data prep folder in the contract layout (id, source, text; manifest with fingerprint)."""
+    import pandas as pd
+
+    d = tmp_path / "data"
+    d.mkdir()
+    for split, part in (("test", texts[:6]), ("validation", texts[6:])):
+        pd.DataFrame({"id": [f"{split}-{i}" for i in range(len(part))],
+                      "source": ["alpha" if i % 2 else "beta" for i in range(len(part))],
+                      "text": part}).to_parquet(d / f"{split}.parquet", index=False)
+    (d / "manifest.json").write_text(json.dumps({"fingerprint": "fixture-fp", "counts": {"test": 6}}))
+    try:
+        importlib.import_module("bashkir_peft.dataprep")
+    except ImportError:  # until the data prep module lands: the contract's two functions
+        from datasets import Dataset
+
+        from bashkir_peft.errors import DataError
+
+        def load_split(data_dir, split):
+            p = Path(data_dir) / f"{split}.parquet"
+            if not p.is_file():
+                raise DataError(f"{p}: missing")
+            return Dataset.from_parquet(str(p))
+
+        stub = types.ModuleType("bashkir_peft.dataprep")
+        stub.load_split = load_split
+        stub.read_manifest = lambda data_dir: json.loads((Path(data_dir) / "manifest.json").read_text())
+        monkeypatch.setitem(sys.modules, "bashkir_peft.dataprep", stub)
+    return d
+
+
+def test_run_evaluation_writes_records_for_both_protocols_and_splits(tmp_path, data_dir, texts):
+    import pandas as pd
+
+    out = tmp_path / "out"
+    common = dict(model="tiny-gpt2", data_dir=str(data_dir), output_dir=str(out), max_length=32, batch_size=4,
+                  block_size=16, num_threads=1)
+    entry = run_evaluation(EvalParams(**common), progress=False)
+    run_evaluation(EvalParams(**common, protocol="paper"), progress=False)
+    run_evaluation(EvalParams(**common, split="validation"), progress=False)
+
+    rec = json.loads((out / "eval.json").read_text())
+    assert set(rec["evaluations"]) == {"rolling/test", "paper/test", "rolling/validation"}
+    r = rec["evaluations"]["rolling/test"]
+    assert r["max_length"] == 32 and r["stride"] == 32 and r["prefix_token"] == "<|endoftext|>"
+    assert r["data"]["fingerprint"] == "fixture-fp" and r["method"] == "base"
+    assert r["model"]["name"] == "tiny-gpt2" and "packages" in r["environment"]
+    assert set(r["by_source"]) == {"alpha", "beta"}
+    assert r["metrics"] == pytest.approx(entry["metrics"])  # returned == recorded
+
+    docs = pd.read_parquet(out / "eval_documents.parquet")
+    test_rolling = docs[(docs.protocol == "rolling") & (docs.split == "test")]
+    assert len(test_rolling) == 6 and len(docs[docs.split == "validation"]) == 2
+    assert r["metrics"]["tokens"] == test_rolling["tokens"].sum()
+    assert r["metrics"]["bits_per_byte"] == pytest.approx(
+        test_rolling["nll"].sum() / (math.log(2) * sum(count_bytes(t) for t in texts[:6])))
+
+    table = pd.read_csv(out / "eval_metrics.csv")
+    assert {"protocol", "split", "source", "perplexity", "bits_per_byte", "word_perplexity"} <= set(table.columns)
+    assert len(table) == 3 * 3  # 3 evaluations x (all + 2 sources)
+    # re-running one evaluation replaces its rows, keeps the others
+    run_evaluation(EvalParams(**common, max_documents=2), progress=False)
+    docs = pd.read_parquet(out / "eval_documents.parquet")
+    assert len(docs[(docs.protocol == "rolling") & (docs.split == "test")]) == 2
+    assert len(docs[docs.protocol == "paper"]) == 6
+
+
+def test_run_evaluation_rejects_bad_input_before_scoring(tmp_path, data_dir):
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match="context length"):
+        run_evaluation(EvalParams(model="tiny-gpt2", data_dir=str(data_dir), output_dir=str(out)), progress=False)
+    with pytest.raises(ConfigError, match="block_size"):
+        run_evaluation(EvalParams(model="tiny-gpt2", data_dir=str(data_dir), output_dir=str(out),
+                                  protocol="paper"), progress=False)
+    with pytest.raises(ConfigError, match="train.json"):
+        run_evaluation(EvalParams(run_dir=str(tmp_path / "nope"), output_dir=str(out)), progress=False)
+    assert not (out / "eval.json").exists()
