@@ -1,0 +1,277 @@
+"""Generation stage: same seed and parameters give the same generations (sampling on, tiny
+model); left padding does not change greedy text; prompts are chosen deterministically
+from test documents; a run folder gets generate.json (with provenance) and
+generations.parquet whose summary matches its rows; a training run is loaded through
+load_trained; bad input fails before any model is loaded; the notebook's parameters
+agree with GenerateParams."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import papermill
+import pytest
+
+from bashkir_peft.codeswitch import BASHKIR_LETTERS
+from bashkir_peft.errors import ConfigError, DataError
+from bashkir_peft.generation import (
+    GENERATE_JSON,
+    GENERATIONS_PARQUET,
+    GenerateParams,
+    PromptsFile,
+    generate_texts,
+    run_generation,
+    select_prompts,
+    side_by_side,
+    summary_table,
+)
+from bashkir_peft.yamlio import from_namespace, load_yaml, validate
+
+REPO = Path(__file__).resolve().parents[1]
+PROMPTS = REPO / "params" / "prompts.yaml"
+FAST = dict(max_new_tokens=8, n_prompts=4, batch_size=2)
+TEXTS = ["Һаумыһығыҙ, хөрмәтле", "Бөгөн Өфөлә көн йылы булды, ә кисен", "Ҡыш", "Башҡортостан Республикаһы"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    """Tiny models gain nothing from threads, and on a shared 2-core machine two intra-op
+    threads make generation 10-20x slower; speed only, the numbers are the same."""
+    import torch
+
+    import bashkir_peft.generation as gen
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setattr(gen, "configure_threads", lambda: torch.set_num_threads(1))
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from bashkir_peft.loading import load_model
+
+    return load_model("tiny-gpt2", "full")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory, corpus_dir) -> Path:
+    """A data-prep-shaped folder: the first 30 documents of the demo corpus split 20/5/5."""
+    rows = []
+    with gzip.open(corpus_dir / "bashkir-demo.jsonl.gz", "rt", encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            rows.append({"id": r["id"], "source": r["source"], "text": r["text"][:400]})
+            if len(rows) == 30:
+                break
+    out = tmp_path_factory.mktemp("gen-data")
+    for name, part in (("train", rows[:20]), ("validation", rows[20:25]), ("test", rows[25:])):
+        pd.DataFrame(part).to_parquet(out / f"{name}.parquet")
+    (out / "manifest.json").write_text(json.dumps({"fingerprint": "gen-test-data"}), encoding="utf-8")
+    return out
+
+
+# --- parameters -----------------------------------------------------------------------
+
+
+def test_notebook_parameters_match_generate_params():
+    nb = papermill.inspect_notebook(REPO / "notebooks" / "04_generate.ipynb")
+    fields = GenerateParams.model_fields
+    assert set(nb) == set(fields)
+    for name, info in nb.items():
+        assert eval(info["default"]) == fields[name].default, name  # noqa: S307 (our own notebook)
+
+
+@pytest.mark.parametrize("values, needle", [
+    ({"data_dir": "d", "output_dir": "o"}, "give model"),
+    ({"model": "tiny-gpt2", "output_dir": "o"}, "data_dir"),
+    ({"model": "tiny-gpt2", "data_dir": "d"}, "output_dir is required"),
+    ({"model": "tiny-gpt2", "data_dir": "d", "output_dir": "o", "top_p": 1.5}, "top_p"),
+    ({"model": "tiny-gpt2", "data_dir": "d", "output_dir": "o", "max_new_tokens": 0}, "max_new_tokens"),
+    ({"model": "tiny-gpt2", "data_dir": "d", "output_dir": "o", "temprature": 0.7}, "temprature: unknown key"),
+])
+def test_bad_parameters_fail_with_one_line(values, needle):
+    with pytest.raises(ConfigError, match=needle) as err:
+        validate(GenerateParams, values, "generate params")
+    assert "\n" not in str(err.value)
+
+
+def test_notebook_namespace_ignores_other_globals():
+    p = from_namespace(GenerateParams, {"model": "tiny-gpt2", "data_dir": "d", "output_dir": "o", "pd": object()})
+    assert p.model == "tiny-gpt2" and p.seed == 42
+
+
+def test_decoding_settings_passed_only_when_sampling():
+    p = GenerateParams(model="m", data_dir="d", output_dir="o", do_sample=False)
+    assert p.decoding() == {"max_new_tokens": 48, "do_sample": False, "repetition_penalty": 1.2}
+    assert GenerateParams(model="m", data_dir="d", output_dir="o").decoding()["top_p"] == 0.95
+
+
+# --- prompts --------------------------------------------------------------------------
+
+
+def test_prompts_are_chosen_deterministically_from_ids():
+    ids = [f"doc{i}" for i in range(50)]
+    texts = [f"Беренсе һүҙ {i} икенсе өсөнсө дүртенсе бишенсе" for i in range(50)]
+    texts[7] = "ике һүҙ"  # too short to give a prompt of 3 words and a continuation
+    a = select_prompts(ids, texts, 10, 3, reference_words=2)
+    order = list(range(50))
+    random.Random(0).shuffle(order)
+    b = select_prompts([ids[i] for i in order], [texts[i] for i in order], 10, 3, reference_words=2)
+    assert a == b and len(a) == 10
+    assert "doc7" not in {p.id for p in a}
+    p = a[0]
+    i = int(p.id[3:])
+    assert p.text == f"Беренсе һүҙ {i}" and p.reference == "икенсе өсөнсө"
+    # adding documents keeps the old prompts that still rank in the first n
+    more = select_prompts(ids + ["new1", "new2"], texts + texts[:2], 10, 3)
+    kept = [q.id for q in more if q.id in ids]
+    assert kept == [q.id for q in a][: len(kept)] and len(kept) >= 8
+    with pytest.raises(DataError, match="prompt_words"):
+        select_prompts(["x"], ["бер ике"], 1, 5)
+
+
+def test_prompts_file_holds_bashkir_openings():
+    pf = load_yaml(PROMPTS, PromptsFile)
+    assert len(pf.prompts) >= 10 and len({p.id for p in pf.prompts}) == len(pf.prompts)
+    for p in pf.prompts:
+        assert 4 <= len(p.text.split()) <= 8, p.text
+        assert any(ch in BASHKIR_LETTERS for ch in p.text), p.text
+        assert not any("a" <= ch.lower() <= "z" for ch in p.text), p.text
+
+
+# --- generation -----------------------------------------------------------------------
+
+
+def test_same_seed_same_generations_with_sampling(tiny):
+    model, tok = tiny
+    p = GenerateParams(model="tiny-gpt2", data_dir="d", output_dir="o", **FAST)
+    first = generate_texts(model, tok, TEXTS, p)
+    again = generate_texts(model, tok, TEXTS, p)
+    assert first == again
+    assert all(g["n_new_tokens"] > 0 and g["continuation"] for g in first)
+    other = generate_texts(model, tok, TEXTS, p.model_copy(update={"seed": 7}))
+    assert [g["continuation"] for g in other] != [g["continuation"] for g in first]  # sampling is on
+
+
+def test_left_padding_does_not_change_greedy_text(tiny):
+    model, tok = tiny
+    p = GenerateParams(model="tiny-gpt2", data_dir="d", output_dir="o", do_sample=False, max_new_tokens=8,
+                       batch_size=4)
+    texts = TEXTS[1:3]  # 10 and 1 words: the short one is padded
+    batched = generate_texts(model, tok, texts, p)
+    single = [generate_texts(model, tok, [t], p)[0] for t in texts]
+    assert batched == single
+    assert tok.padding_side == "right"  # the tokenizer is left as it was
+
+
+def test_run_generation_writes_record_and_table(tmp_path, data_dir):
+    out = tmp_path / "base"
+    p = GenerateParams(model="tiny-gpt2", data_dir=str(data_dir), output_dir=str(out), reference_words=12,
+                       prompt_words=5, **FAST)
+    rec = run_generation(p)
+    on_disk = json.loads((out / GENERATE_JSON).read_text(encoding="utf-8"))
+    assert on_disk == json.loads(json.dumps(rec))
+    assert rec["status"] == "finished" and rec["label"] == "tiny-gpt2/base" and rec["run"]["method"] == "base"
+    assert rec["model"]["name"] == "tiny-gpt2" and rec["model"]["revision"].startswith("local:")
+    assert rec["data"] == {"kind": "test_split", "path": str(data_dir), "fingerprint": "gen-test-data",
+                           "test_documents": 5}
+    assert rec["decoding"]["do_sample"] is True and rec["decoding"]["seed"] == 42
+    assert rec["environment"]["packages"]["transformers"] and rec["cost"]["wall_time_s"] > 0
+    assert rec["prefix_token"] == "<|endoftext|>"
+
+    df = pd.read_parquet(out / GENERATIONS_PARQUET)
+    test = pd.read_parquet(data_dir / "test.parquet")
+    assert len(df) == 4
+    for row in df.itertuples():
+        doc = test.set_index("id").loc[row.prompt_id, "text"].split()
+        assert row.prompt == " ".join(doc[:5]) and row.reference == " ".join(doc[5:17])
+    assert rec["summary"]["n"] == 4
+    nonempty = df[df["n_letters"] > 0]
+    assert rec["summary"]["code_switch_rate"] == pytest.approx(nonempty["code_switch"].mean())
+    assert rec["summary"]["non_bashkir_word_share"] == pytest.approx(
+        df["n_non_bashkir_words"].sum() / df["n_label_words"].sum())
+    # the real next words of Bashkir test documents read as Bashkir
+    assert rec["reference_summary"]["language_shares"]["bak"] > 0.8
+    assert rec["reference_summary"]["bashkir_letter_share"] > 0.1
+
+    # a second run (here: a copy with another label and text) beside the first
+    out2 = tmp_path / "other"
+    shutil.copytree(out, out2)
+    (out2 / GENERATE_JSON).write_text(json.dumps(rec | {"label": "other"}), encoding="utf-8")
+    df.assign(continuation=df["continuation"].str.upper()).iloc[:3].to_parquet(out2 / GENERATIONS_PARQUET)
+    table = side_by_side([out, out2])
+    assert list(table.columns) == ["prompt", "reference", "tiny-gpt2/base", "other"]
+    assert table.index.tolist() == df["prompt_id"].tolist()
+    assert table["tiny-gpt2/base"].tolist() == df["continuation"].tolist()
+    assert table["other"].tolist()[:3] == df["continuation"].str.upper().tolist()[:3]
+    assert pd.isna(table["other"].iloc[3])  # a prompt the other run lacks
+    summ = summary_table([out, out2])
+    assert summ["label"].tolist() == ["tiny-gpt2/base", "other"]
+    assert summ["code_switch_rate"].iloc[0] == pytest.approx(rec["summary"]["code_switch_rate"], nan_ok=True)
+    assert {"lang_share_bak", "distinct_2", "non_bashkir_word_share"} <= set(summ.columns)
+    with pytest.raises(DataError, match="share the label"):
+        side_by_side([out, out])
+
+
+def test_prompts_file_wins_over_data_dir(tmp_path, data_dir):
+    out = tmp_path / "pf"
+    rec = run_generation(GenerateParams(model="tiny-gpt2", data_dir=str(data_dir), prompts_file="params/prompts.yaml",
+                                        output_dir=str(out), do_sample=False, max_new_tokens=4, n_prompts=3))
+    pf = load_yaml(PROMPTS, PromptsFile)
+    df = pd.read_parquet(out / GENERATIONS_PARQUET)
+    assert df["prompt"].tolist() == [p.text for p in pf.prompts[:3]]
+    assert rec["data"]["kind"] == "prompts_file" and rec["data"]["fingerprint"].startswith("sha256:")
+    assert rec["reference_summary"] is None
+
+
+# --- training runs and bad input --------------------------------------------------------
+
+
+def test_generation_from_a_lora_run(tmp_path, data_dir):
+    from bashkir_peft.training import TrainParams, run_training
+
+    run = tmp_path / "run"
+    run_training(TrainParams(model="tiny-gpt2", method="lora", lora_r=4, block_size=16, per_device_train_batch_size=4,
+                             max_steps=1, eval_steps=1, save_steps=1, logging_steps=1, max_eval_documents=1,
+                             seed=3, data_dir=str(data_dir), output_dir=str(run)))
+    rec = run_generation(GenerateParams(model="tiny-gpt2", run_dir=str(run), data_dir=str(data_dir), **FAST))
+    assert (run / GENERATE_JSON).is_file() and (run / GENERATIONS_PARQUET).is_file()
+    assert rec["label"] == "tiny-gpt2/lora/r4/s3"
+    assert rec["run"]["method"] == "lora" and rec["run"]["lora_r"] == 4
+    assert rec["data"]["matches_training_data"] is True
+    with pytest.raises(ConfigError, match="trained from 'tiny-gpt2'"):
+        run_generation(GenerateParams(model="tiny-llama", run_dir=str(run), data_dir=str(data_dir)))
+
+
+def test_bad_input_fails_before_loading_and_keeps_results(tmp_path, data_dir, monkeypatch):
+    import bashkir_peft.generation as gen
+
+    old = '{"status": "finished", "label": "earlier"}'
+    (tmp_path / GENERATE_JSON).write_text(old, encoding="utf-8")
+
+    def no_loading(*a, **k):
+        raise AssertionError("model loaded before the input was checked")
+
+    monkeypatch.setattr(gen, "_load", no_loading)
+    with pytest.raises(ConfigError, match="no train.json"):
+        run_generation(GenerateParams(run_dir=str(tmp_path), data_dir=str(data_dir)))
+    (tmp_path / "train.json").write_text(json.dumps({"status": "failed", "params": {"model": "tiny-gpt2"}}))
+    with pytest.raises(ConfigError, match="not finished"):
+        run_generation(GenerateParams(run_dir=str(tmp_path), data_dir=str(data_dir)))
+    with pytest.raises(ConfigError, match="no such file"):
+        run_generation(GenerateParams(model="tiny-gpt2", prompts_file=str(tmp_path / "nope.yaml"),
+                                      output_dir=str(tmp_path)))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("source: x\nprompts:\n  - id: a\n    txt: Һаумы\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="unknown key"):
+        run_generation(GenerateParams(model="tiny-gpt2", prompts_file=str(bad), output_dir=str(tmp_path)))
+    with pytest.raises(DataError):
+        run_generation(GenerateParams(model="tiny-gpt2", data_dir=str(tmp_path / "none"), output_dir=str(tmp_path)))
+    assert (tmp_path / GENERATE_JSON).read_text(encoding="utf-8") == old  # an earlier result is kept
