@@ -16,10 +16,10 @@ def _report(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from .report import ReportParams, build_report, format_headline
+    from .yamlio import validate
 
-    params = ReportParams(grid=args.grid, **{k: v for k, v in (("runs_dir", args.runs_dir),
-                                                                 ("out_dir", args.out_dir),
-                                                                 ("data_dir", args.data_dir)) if v})
+    given = {"grid": args.grid, "runs_dir": args.runs_dir, "out_dir": args.out_dir, "data_dir": args.data_dir}
+    params = validate(ReportParams, {k: v for k, v in given.items() if v}, "report")
     result = build_report(params)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(format_headline(result.headline).to_string(index=False))
@@ -31,9 +31,10 @@ def _report(args: argparse.Namespace) -> int:
 
 def _book(args: argparse.Namespace) -> int:
     from .book import BookError, BookParams, build_book
+    from .yamlio import validate
 
-    params = BookParams(grid=args.grid, **({"runs_dir": args.runs_dir} if args.runs_dir else {}),
-                        build=not args.no_build)
+    given = {"grid": args.grid, "runs_dir": args.runs_dir, "build": not args.no_build}
+    params = validate(BookParams, {k: v for k, v in given.items() if v is not None}, "book")
     try:
         out = build_book(params)
     except BookError as err:

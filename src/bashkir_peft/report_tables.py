@@ -172,7 +172,7 @@ def differences_table(runs: list[RunRecord], *, protocol: str | None, split: str
         for a, b in itertools.combinations(labels, 2):
             # a precedes b in the method order (base, full, lora, qlora): report b - a.
             (da, na), (db, nb) = avg[b], avg[a]
-            j = da.join(db, how="inner", lsuffix="_a", rsuffix="_b")
+            j = da.merge(db, left_index=True, right_index=True, how="inner", suffixes=("_a", "_b"))
             if j.empty:
                 continue
             ci = paired_bpb_difference(j["nll_a"].to_numpy(), j["nll_b"].to_numpy(), j["bytes_a"].to_numpy(),

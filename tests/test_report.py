@@ -1,0 +1,200 @@
+"""The report: aggregation of synthetic run records (the contract's file layout) into tables.
+
+What is pinned down: mean/std/n over seeds equal numpy's on the runs' own metrics; the
+paired bootstrap interval covers the true difference (and is deterministic with a seed);
+failed and unfinished runs are left out of the results and listed with their errors;
+the paper's numbers are labelled as quoted; missing stages are tolerated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from report_synth import CELLS, make_grid, write_run, documents
+
+from bashkir_peft.bootstrap import paired_bpb_difference
+from bashkir_peft.errors import ConfigError, DataError
+from bashkir_peft.report import ReportParams, build_report, per_run_table
+from bashkir_peft.report_tables import PAPER_NUMBERS
+from bashkir_peft.yamlio import validate
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    runs = make_grid(tmp_path_factory.mktemp("grid") / "runs")
+    return build_report(ReportParams(grid="synth", runs_dir=str(runs), n_resamples=500))
+
+
+def _own_metric(run_dir: Path, protocol: str, metric: str) -> float:
+    rec = json.loads((run_dir / "eval.json").read_text())
+    return rec["evaluations"][f"{protocol}/test"]["metrics"][metric]
+
+
+def test_summary_mean_std_n_over_seeds(report):
+    s = report.tables["summary"].set_index(["method_label", "protocol"])
+    for label, method in (("full", "full"), ("lora r=8", "lora")):
+        dirs = [report.runs_dir / f"run{i:02d}-{m}" for i, (_, m, *_) in enumerate(CELLS) if m == method]
+        for protocol in ("rolling", "paper"):
+            for metric in ("perplexity", "bits_per_byte", "word_perplexity"):
+                vals = np.array([_own_metric(d, protocol, metric) for d in dirs])
+                row = s.loc[(label, protocol)]
+                assert row["n"] == len(dirs) == sum(c[1] == method for c in CELLS)
+                assert row[f"{metric}_mean"] == pytest.approx(vals.mean(), rel=1e-12)
+                assert row[f"{metric}_std"] == pytest.approx(vals.std(ddof=1), rel=1e-12)
+    base = s.loc[("base", "rolling")]
+    assert base["n"] == 1 and math.isnan(base["bits_per_byte_std"])
+
+
+def test_metrics_are_tidy_per_source(report):
+    m = report.tables["metrics"]
+    one = m[(m["run_id"] == "run01-full") & (m["protocol"] == "rolling")]
+    assert set(one["source"]) == {"all", "news", "wiki"}
+    assert set(m["protocol"]) == {"rolling", "paper"} and report.protocol == "rolling"
+
+
+def test_bootstrap_ci_covers_the_true_difference():
+    rng = np.random.default_rng(7)
+    true_diff, covered, n_rep = -0.3, 0, 120
+    for _ in range(n_rep):
+        b = rng.integers(100, 3000, size=80).astype(float)
+        base = 2.0 * math.log(2) * b * rng.normal(1, 0.2, size=80)
+        other = base + true_diff * math.log(2) * b * rng.normal(1, 0.5, size=80)
+        ci = paired_bpb_difference(other, base, b, n_resamples=400, seed=int(rng.integers(1 << 30)))
+        covered += ci.low <= true_diff <= ci.high
+    # 95 % nominal; a percentile bootstrap on 80 documents is close to it.
+    assert 0.88 <= covered / n_rep <= 0.995
+
+
+def test_bootstrap_is_deterministic_with_a_seed_and_checks_input():
+    rng = np.random.default_rng(0)
+    b = rng.integers(100, 1000, size=50).astype(float)
+    a, c = rng.normal(5, 1, size=50) * b, rng.normal(5, 1, size=50) * b
+    one, two = (paired_bpb_difference(a, c, b, n_resamples=300, seed=3) for _ in range(2))
+    assert one == two
+    assert one.low < one.estimate < one.high
+    assert one.estimate == pytest.approx((a - c).sum() / (math.log(2) * b.sum()))
+    assert paired_bpb_difference(a, c, b, n_resamples=300, seed=4) != one
+    with pytest.raises(DataError):
+        paired_bpb_difference(a, c[:-1], b)
+    with pytest.raises(DataError):
+        paired_bpb_difference(a[:0], c[:0], b[:0])
+
+
+def test_differences_between_methods_contain_the_true_gap(report):
+    d = report.tables["differences"].set_index(["method_a", "method_b"])
+    true = {}
+    for _, method, r, _, bpb in CELLS:
+        true.setdefault(method, []).append(bpb)
+    mean = {k: float(np.mean(v)) for k, v in true.items()}
+    for (a, b), gap in ((("full", "base"), mean["full"] - mean["base"]),
+                        (("lora r=8", "base"), mean["lora"] - mean["base"]),
+                        (("lora r=8", "full"), mean["lora"] - mean["full"])):
+        row = d.loc[(a, b)]
+        assert row["ci_low"] <= gap <= row["ci_high"], (a, b, gap, row.to_dict())
+        assert row["difference"] == pytest.approx(row["bpb_a"] - row["bpb_b"])
+        assert row["n_documents"] == 60
+    assert d.loc[("lora r=8", "full"), "n_seeds_a"] == 3 and d.loc[("lora r=8", "full"), "n_seeds_b"] == 2
+
+
+def test_failed_and_unfinished_runs_are_listed_apart(report):
+    f = report.tables["failures"].set_index("run_id")
+    assert f.loc["run99-qlora", "status"] == "failed"
+    assert f.loc["run99-qlora", "failed_stage"] == "train"
+    assert "Target modules" in f.loc["run99-qlora", "error"]
+    assert f.loc["run98-lora", "status"] == "incomplete"
+    for name in ("metrics", "summary", "quality_cost", "generation"):
+        t = report.tables[name]
+        assert not t.empty
+        if "run_id" in t.columns:
+            assert not set(t["run_id"]) & {"run99-qlora", "run98-lora"}
+        assert not (t.get("method_label", pd.Series(dtype=str)).str.startswith("qlora")).any()
+    assert list(per_run_table(report)["run_id"]) == ["run00-base", "run01-full", "run02-full",
+                                                   "run03-lora", "run04-lora", "run05-lora"]
+
+
+def test_paper_table_is_labelled_and_matches_our_cells(tmp_path):
+    runs = tmp_path / "runs"
+    rng = np.random.default_rng(1)
+    docs = documents(rng, 20)
+    write_run(runs, "a", "gpt2-medium", "full", None, 42, 2.0, docs, rng)
+    write_run(runs, "b", "gpt2-medium", "full", None, 123, 2.1, docs, rng, generate=False)
+    res = build_report(ReportParams(grid="x", runs_dir=str(runs), n_resamples=100))
+    p = res.tables["paper"]
+    assert list(zip(p["model"], p["method"], p["paper"])) == [
+        ("gpt2-medium", "full", 3.34), ("mistral-7b", "qlora", 3.79), ("phi-2", "qlora", 3.81),
+        ("deepseek-7b", "lora r=8", 129.55)]
+    assert [r["perplexity"] for r in PAPER_NUMBERS] == list(p["paper"])
+    assert p["paper_source"].str.contains("quoted from the paper").all()
+    ours = p[p["model"] == "gpt2-medium"].iloc[0]
+    s = res.tables["summary"].set_index(["method_label", "protocol"]).loc[("full", "paper")]
+    assert ours["ours_mean"] == pytest.approx(s["perplexity_mean"]) and ours["ours_n"] == 2
+    assert p[p["model"] != "gpt2-medium"]["ours_mean"].isna().all()
+    # A run without generation is still a result; it is absent from the generation table only.
+    assert set(res.tables["generation"]["run_id"]) == {"a"}
+
+
+def test_missing_stages_are_tolerated(report):
+    runs = report.tables["runs"].set_index("run_id")
+    assert runs.loc["run00-base", "trainable_params"] == 0  # zero-shot: no train.json
+    assert runs.loc["run01-full", "wall_time_s"] == pytest.approx(20.0)
+    assert runs.loc["run03-lora", "trainable_params"] == 4096 * 8
+    fert = report.tables["fertility"]
+    docs = pd.read_parquet(report.runs_dir / "run01-full" / "eval_documents.parquet")
+    docs = docs[docs["protocol"] == "rolling"]
+    assert fert["fertility"].iloc[0] == pytest.approx(docs["tokens"].sum() / docs["words"].sum())
+
+
+def test_tables_and_figures_are_written(report):
+    for name, df in report.tables.items():
+        csv, pq = report.out_dir / "tables" / f"{name}.csv", report.out_dir / "tables" / f"{name}.parquet"
+        assert csv.is_file() and pq.is_file()
+        assert len(pd.read_parquet(pq)) == len(df)
+    assert set(report.figures) == {"metrics_by_method", "differences", "params_vs_bpb", "cost_vs_quality",
+                                   "fertility_vs_bpb", "generation_language"}
+    for path in report.figures.values():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_input_is_one_clear_error(tmp_path):
+    with pytest.raises(DataError, match="no runs folder"):
+        build_report(ReportParams(grid="nope", runs_dir=str(tmp_path / "missing")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no run records"):
+        build_report(ReportParams(grid="x", runs_dir=str(tmp_path / "empty")))
+    with pytest.raises(ConfigError, match="no such file"):
+        build_report(ReportParams(grid=str(tmp_path / "absent.yaml")))
+    with pytest.raises(ConfigError, match="confidence"):
+        validate(ReportParams, {"grid": "x", "confidence": 1.5}, "report parameters")
+    from bashkir_peft.cli import main
+
+    assert main(["report", "nope", "--runs-dir", str(tmp_path / "missing")]) == 2
+
+
+def test_a_half_written_record_marks_the_run_failed(tmp_path):
+    runs = make_grid(tmp_path / "runs", failed=False)
+    shutil.rmtree(runs / "run05-lora" / "notebooks")
+    (runs / "run05-lora" / "generate.json").write_text('{"status": "fini')
+    res = build_report(ReportParams(grid="x", runs_dir=str(runs), n_resamples=100))
+    f = res.tables["failures"].set_index("run_id")
+    assert "unreadable record generate.json" in f.loc["run05-lora", "error"]
+    lora = res.tables["summary"].set_index(["method_label", "protocol"]).loc[("lora r=8", "rolling")]
+    assert lora["n"] == 2
+
+
+def test_notebook_parameters_match_report_params():
+    import papermill as pm
+
+    nb = pm.inspect_notebook(str(REPO / "notebooks" / "05_report.ipynb"))
+    defaults = {k: v["default"] for k, v in nb.items()}
+    fields = ReportParams.model_fields
+    assert set(defaults) == set(fields)
+    for name, text in defaults.items():
+        assert eval(text) == fields[name].default, name  # noqa: S307 - literals of our own notebook

@@ -1,0 +1,87 @@
+"""The book: a strict, offline Jupyter Book build over synthetic run records.
+
+Built from a copy of book/ in a temporary folder (so it never touches the checkout's
+book/generated or book/_build). Pinned down: the results page has the per-run table with
+one row per finished cell and the figures as images, the failed run is listed, every
+finished run has its pages, MathJax is served locally, and a warning fails the build.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from report_synth import CELLS, make_grid
+
+from bashkir_peft.book import BookError, BookParams, build_book, execute_report, jupyter_book_build
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _copy_book(dst: Path) -> Path:
+    shutil.copytree(REPO / "book", dst, ignore=shutil.ignore_patterns("_build", "generated"))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("book")
+    runs = make_grid(root / "runs")
+    book = _copy_book(root / "book")
+    index = build_book(BookParams(grid="synth", runs_dir=str(runs), book_dir=str(book)))
+    return index.parent, runs
+
+
+def _table(html: str, table_id: str) -> str:
+    m = re.search(rf'<table[^>]*id="{table_id}".*?</table>', html, re.S)
+    assert m, f"no table {table_id}"
+    return m.group(0)
+
+
+def test_results_page_has_the_tables_and_figures(built):
+    html_dir, runs = built
+    page = (html_dir / "generated" / "05_report.html").read_text(encoding="utf-8")
+    per_run = _table(page, "results-per-run")
+    body_rows = re.findall(r"<tr>\s*<td>", per_run)
+    assert len(body_rows) == len(CELLS)  # one row per finished cell
+    for i, (_, method, *_r) in enumerate(CELLS):
+        assert f"run{i:02d}-{method}" in per_run
+    assert "run99-qlora" not in per_run and "run99-qlora" in _table(page, "failed-runs")
+    assert "Target modules" in _table(page, "failed-runs")
+    assert "quoted from the paper" in _table(page, "paper-comparison")
+    _table(page, "results-summary"), _table(page, "paired-differences")
+    imgs = re.findall(r'<img[^>]+src="([^"]+)"', page)
+    assert len(imgs) >= 6
+    for src in imgs:
+        assert (html_dir / "generated" / src).resolve().is_file(), src
+
+
+def test_every_finished_run_has_its_pages_and_math_is_local(built):
+    html_dir, runs = built
+    for i, (_, method, *_r) in enumerate(CELLS):
+        run = html_dir / "generated" / "runs" / f"run{i:02d}-{method}"
+        assert (run / "index.html").is_file() and (run / "03_evaluate.html").is_file()
+    assert not (html_dir / "generated" / "runs" / "run99-qlora").exists()
+    method = (html_dir / "method.html").read_text(encoding="utf-8")
+    assert 'src="_static/mathjax/tex-chtml.js"' in method
+    assert (html_dir / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    assert not re.search(r'<script[^>]+src="https?://', method)
+    assert method.count("<img") >= 2  # the method chapter's own figures
+
+
+def test_a_warning_fails_the_strict_build(tmp_path):
+    book = tmp_path / "b"
+    book.mkdir()
+    (book / "_config.yml").write_text((REPO / "book" / "_config.yml").read_text())
+    (book / "_toc.yml").write_text("format: jb-book\nroot: intro\n")
+    (book / "intro.md").write_text("# Intro\n\nSee {doc}`missing-page`.\n")
+    with pytest.raises(BookError, match="missing-page"):
+        jupyter_book_build(book, book / "_toc.yml")
+
+
+def test_a_report_that_fails_to_execute_fails_the_book(tmp_path):
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(BookError, match="05_report.ipynb failed to execute: DataError"):
+        execute_report("x", tmp_path / "runs", tmp_path / "out.ipynb", timeout_s=120)
