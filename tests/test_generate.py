@@ -34,21 +34,18 @@ from bashkir_peft.yamlio import from_namespace, load_yaml, validate
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS = REPO / "params" / "prompts.yaml"
-FAST = dict(max_new_tokens=8, n_prompts=4, batch_size=2)
+FAST = dict(max_new_tokens=8, n_prompts=4, batch_size=2, num_threads=1)
 TEXTS = ["Һаумыһығыҙ, хөрмәтле", "Бөгөн Өфөлә көн йылы булды, ә кисен", "Ҡыш", "Башҡортостан Республикаһы"]
 
 
 @pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
+def one_thread():
     """Tiny models gain nothing from threads, and on a shared 2-core machine two intra-op
     threads make generation 10-20x slower; speed only, the numbers are the same."""
     import torch
 
-    import bashkir_peft.generation as gen
-
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    monkeypatch.setattr(gen, "configure_threads", lambda: torch.set_num_threads(1))
     yield
     torch.set_num_threads(before)
 
@@ -223,7 +220,8 @@ def test_run_generation_writes_record_and_table(tmp_path, data_dir):
 def test_prompts_file_wins_over_data_dir(tmp_path, data_dir):
     out = tmp_path / "pf"
     rec = run_generation(GenerateParams(model="tiny-gpt2", data_dir=str(data_dir), prompts_file="params/prompts.yaml",
-                                        output_dir=str(out), do_sample=False, max_new_tokens=4, n_prompts=3))
+                                        output_dir=str(out), do_sample=False, max_new_tokens=4, n_prompts=3,
+                                        num_threads=1))
     pf = load_yaml(PROMPTS, PromptsFile)
     df = pd.read_parquet(out / GENERATIONS_PARQUET)
     assert df["prompt"].tolist() == [p.text for p in pf.prompts[:3]]
@@ -241,7 +239,7 @@ def test_generation_from_a_lora_run(tmp_path, data_dir):
     run_training(TrainParams(model="tiny-gpt2", method="lora", lora_r=4, block_size=16, per_device_train_batch_size=4,
                              max_steps=1, eval_steps=1, save_steps=1, logging_steps=1, max_eval_documents=1,
                              seed=3, data_dir=str(data_dir), output_dir=str(run)))
-    rec = run_generation(GenerateParams(model="tiny-gpt2", run_dir=str(run), data_dir=str(data_dir), **FAST))
+    rec = run_generation(GenerateParams(model="tiny-gpt2", run_dir=str(run), **FAST))  # data_dir: the run's
     assert (run / GENERATE_JSON).is_file() and (run / GENERATIONS_PARQUET).is_file()
     assert rec["label"] == "tiny-gpt2/lora/r4/s3"
     assert rec["run"]["method"] == "lora" and rec["run"]["lora_r"] == 4

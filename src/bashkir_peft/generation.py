@@ -8,9 +8,10 @@ metrics (:mod:`bashkir_peft.codeswitch`) -> ``OUTPUT_DIR/generations.parquet`` a
 atomically. :func:`side_by_side` and :func:`summary_table` read several such folders back
 into the tables of the report.
 
-Conditioning: every prompt is preceded by the token that precedes a document in training
-(``packing.tokenize_documents`` ends each document with EOS) and that the evaluation's
-``rolling`` protocol uses: BOS where the tokenizer has one, else EOS.
+Conditioning: every prompt is preceded by the evaluation's prefix token
+(:func:`bashkir_peft.evaluation.prefix_token_id`: BOS, or EOS where the tokenizer has no
+BOS, as lm-evaluation-harness does), so a prompt reads as the start of a document, as in
+evaluation and as after the EOS that ends each document in training data.
 
 Determinism: batch ``b`` (0-based) is generated right after ``torch.manual_seed(seed + b)``,
 so the same model, prompts, ``batch_size`` and decoding settings give the same text on the
@@ -27,11 +28,13 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 
 from .codeswitch import MIN_LETTERS, analyze_many, summarize
 from .errors import ConfigError, DataError
+from .evaluation import prefix_token_id
 from .runtime import configure_threads
 from .settings import REPO_ROOT
 from .yamlio import StrictModel, load_yaml
@@ -45,13 +48,14 @@ class GenerateParams(StrictModel):
 
     The model: ``run_dir`` (a finished training run) if given, else ``model`` (zero-shot
     baseline, method ``base``). Given both, ``model`` must be the run's base model.
-    The prompts: ``prompts_file`` if given, else the test split of ``data_dir``.
+    The prompts: ``prompts_file`` if given, else the test split of ``data_dir`` (default
+    with ``run_dir``: the data folder the run was trained on).
     """
 
     model: str | None = None  # base model: registry name, local folder or Hub id
     run_dir: str | None = None  # finished training run folder (train.json + final/)
     merge: bool = False  # merge a LoRA adapter into the base before generating
-    data_dir: str | None = None  # data-prep output: prompts from its test split
+    data_dir: str | None = None  # data-prep output: prompts from its test split (default: the run's)
     prompts_file: str | None = None  # or a YAML file of fixed prompts (e.g. params/prompts.yaml)
     n_prompts: int = Field(10, ge=1)  # how many prompts (the first n of the file / selection)
     prompt_words: int = Field(8, ge=1)  # opening words of a test document that form its prompt
@@ -67,12 +71,14 @@ class GenerateParams(StrictModel):
     min_letters: int = Field(MIN_LETTERS, ge=1)  # sentence length (letters) that counts for code-switching
     output_dir: str | None = None  # default: run_dir; required with model only
     label: str | None = None  # name of this run in side-by-side tables (default: derived)
+    dtype: Literal["float32", "bfloat16", "float16"] | None = None  # base model only; None: loader default
+    num_threads: int | None = Field(None, ge=1)  # torch threads; None: all available cores
 
     @model_validator(mode="after")
     def _sources(self) -> "GenerateParams":
         if self.model is None and self.run_dir is None:
             raise ValueError("give model (a base model) or run_dir (a training run)")
-        if self.data_dir is None and self.prompts_file is None:
+        if self.data_dir is None and self.prompts_file is None and self.run_dir is None:
             raise ValueError("give data_dir (prompts from its test split) or prompts_file")
         if self.run_dir is None and self.output_dir is None:
             raise ValueError("output_dir is required when generating from a base model")
@@ -212,18 +218,6 @@ def load_prompts(params: GenerateParams) -> tuple[list[Prompt], dict]:
                      "fingerprint": manifest.get("fingerprint"), "test_documents": len(ds)}
 
 
-def prefix_token_id(tokenizer) -> int:
-    """The token put before every prompt: BOS if the tokenizer has one, else EOS.
-
-    Raises:
-        ConfigError: the tokenizer has neither.
-    """
-    tid = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    if tid is None:
-        raise ConfigError("the tokenizer has neither a BOS nor an EOS token to start a prompt with")
-    return tid
-
-
 def generate_texts(model, tokenizer, prompts: list[str], params: GenerateParams) -> list[dict]:
     """Generate one continuation per prompt, in batches with left padding.
 
@@ -310,7 +304,7 @@ def _load(params: GenerateParams):
     else:
         from .loading import load_model
 
-        model, tokenizer = load_model(params.model, "full")
+        model, tokenizer = load_model(params.model, "full", dtype=params.dtype)
         record, model_record = None, model.bashkir_resolved.record()
     if torch.cuda.is_available() and not getattr(model, "hf_device_map", None):
         model = model.to("cuda")
@@ -396,9 +390,14 @@ def run_generation(params: GenerateParams) -> dict:
     from .provenance import ResourceMeter, environment_info, write_json_atomic
 
     if params.run_dir is not None:
-        check_run(params)
+        trained = check_run(params)
+        if params.data_dir is None and not params.prompts_file:
+            data_dir = (trained.get("data") or {}).get("dir") or (trained.get("params") or {}).get("data_dir")
+            if not data_dir:
+                raise ConfigError("data_dir is not given and the training record names none")
+            params = params.model_copy(update={"data_dir": str(data_dir)})
     prompts, data = load_prompts(params)
-    configure_threads()
+    configure_threads(params.num_threads)
     with ResourceMeter() as meter:
         model, tokenizer, model_record, record = _load(params)
         gens = generate_texts(model, tokenizer, [p.text for p in prompts], params)
