@@ -51,11 +51,12 @@ def prepare_qlora(model, gradient_checkpointing: bool = False):
     from peft import prepare_model_for_kbit_training
 
     keep_cpu_layout_trainable(model)
-    return prepare_model_for_kbit_training(
-        model,
-        use_gradient_checkpointing=gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
-    )
+    # Checkpointing itself is switched on by the Trainer (activation_checkpointing, non-reentrant),
+    # so no input-grad hook is needed here; enabling it twice would only repeat that work.
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if gradient_checkpointing:
+        model.config.use_cache = False
+    return model
 
 
 def dequantized_copy(model):

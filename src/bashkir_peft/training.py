@@ -216,6 +216,15 @@ def _losses(log_history: list[dict]) -> dict:
     return {"train": train, "eval": evals}
 
 
+def _final_eval(trainer) -> dict:
+    """The validation metrics at the last step: the Trainer's own end-of-training
+    evaluation when it ran at that step, else a fresh evaluation."""
+    last = [h for h in trainer.state.log_history if "eval_loss" in h]
+    if last and last[-1]["step"] == trainer.state.global_step:
+        return last[-1]
+    return trainer.evaluate()
+
+
 def _precheck(params: TrainParams, run_dir: Path):
     """Everything that can be checked before loading weights. Returns (resolved, manifest, record)."""
     from .loading import resolve_model
@@ -322,8 +331,8 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> d
             per_device_train_batch_size=params.per_device_train_batch_size,
             per_device_eval_batch_size=params.per_device_eval_batch_size,
             gradient_accumulation_steps=params.gradient_accumulation_steps,
-            gradient_checkpointing=params.gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False},
+            activation_checkpointing=params.gradient_checkpointing,
+            activation_checkpointing_kwargs={"use_reentrant": False},
             eval_strategy="steps",
             eval_steps=params.eval_steps,
             save_strategy="steps",
@@ -361,7 +370,7 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> d
 
                     step0 = json.loads((resume / "trainer_state.json").read_text())["global_step"]
                 trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-                final_eval = trainer.evaluate()
+                final_eval = _final_eval(trainer)
             except NonFiniteLossError as err:
                 final_eval = None
                 record |= {"status": "failed", "reason": str(err)}

@@ -1,0 +1,290 @@
+"""Training: QLoRA gradients equal a dequantized full-precision twin's at every point of a
+run (also right after an evaluation pass); gradient checkpointing trains every adapter;
+GPT-2 Conv1D layers train under LoRA and QLoRA; saved adapters reload to identical
+logits; merged == unmerged; full FT updates every weight; a non-finite loss fails the
+run; bad input fails before any weights are loaded."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import papermill
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+from bashkir_peft.errors import ConfigError, DataError
+from bashkir_peft.quant import dequantized_copy
+from bashkir_peft.training import TrainParams, load_trained, run_training
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Tiny runs: tiny-gpt2 (Conv1D layers), 16-token blocks, a few steps.
+TINY = dict(model="tiny-gpt2", block_size=16, per_device_train_batch_size=4, per_device_eval_batch_size=16,
+            max_steps=3, eval_steps=2, save_steps=2, logging_steps=1, max_eval_documents=2)
+
+
+def make_data_dir(corpus: Path, out: Path, n_train: int = 24, n_val: int = 4, chars: int = 240) -> Path:
+    """A data-prep-shaped folder (train/validation/test.parquet + manifest.json) made of
+    the first documents of the shared demo corpus, cut to ``chars`` characters."""
+    import pandas as pd
+
+    rows = []
+    with gzip.open(corpus / "bashkir-demo.jsonl.gz", "rt", encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            rows.append({"id": r["id"], "source": r["source"], "text": r["text"][:chars]})
+            if len(rows) == n_train + 2 * n_val:
+                break
+    out.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows[:n_train]).to_parquet(out / "train.parquet")
+    pd.DataFrame(rows[n_train:n_train + n_val]).to_parquet(out / "validation.parquet")
+    pd.DataFrame(rows[n_train + n_val:]).to_parquet(out / "test.parquet")
+    (out / "manifest.json").write_text(json.dumps({"fingerprint": "tiny-test-data"}), encoding="utf-8")
+    return out
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory, corpus_dir) -> Path:
+    return make_data_dir(corpus_dir, tmp_path_factory.mktemp("train-data"))
+
+
+def _batch(model, n: int = 2, length: int = 16) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    vocab = model.get_input_embeddings().weight.shape[0]
+    return torch.randint(0, vocab, (n, length), generator=g).to(model.device)
+
+
+def _logits(model, batch) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        return model(input_ids=batch).logits.float().cpu()
+
+
+class Capture(TrainerCallback):
+    """Logits of a fixed batch from the in-memory model when training ends."""
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        was = model.training
+        self.batch = _batch(model)
+        self.logits = _logits(model, self.batch)
+        model.train(was)
+
+
+def _run(data_dir, out, **kw):
+    cap = Capture()
+    params = TrainParams(**(TINY | {"data_dir": str(data_dir), "output_dir": str(out)} | kw))
+    return run_training(params, callbacks=[cap]), cap
+
+
+@pytest.fixture(scope="module")
+def lora_run(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("lora") / "run"
+    return out, *_run(data_dir, out, method="lora", gradient_checkpointing=True)
+
+
+@pytest.fixture(scope="module")
+def qlora_run(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("qlora") / "run"
+    return out, *_run(data_dir, out, method="qlora", gradient_checkpointing=True)
+
+
+# --- parameters -----------------------------------------------------------------------
+
+
+def test_notebook_parameters_match_train_params():
+    nb = papermill.inspect_notebook(REPO / "notebooks" / "02_train.ipynb")
+    fields = TrainParams.model_fields
+    assert set(nb) == set(fields)
+    for name, info in nb.items():
+        assert eval(info["default"]) == fields[name].default, name  # noqa: S307 (our own notebook)
+
+
+def test_learning_rate_default_depends_on_method():
+    assert TrainParams(method="full").resolved_learning_rate == 5e-5
+    assert TrainParams(method="lora").resolved_learning_rate == 2e-4
+    assert TrainParams(method="qlora").resolved_learning_rate == 2e-4
+    assert TrainParams(method="full", learning_rate=1e-3).resolved_learning_rate == 1e-3
+
+
+def test_bad_input_fails_before_loading(data_dir, tmp_path):
+    with pytest.raises(ConfigError, match="block_size 4096 exceeds"):
+        run_training(TINY | {"block_size": 4096, "data_dir": str(data_dir), "output_dir": str(tmp_path / "a")})
+    with pytest.raises(ConfigError, match="lora_r"):
+        run_training(TINY | {"lora_r": 0, "data_dir": str(data_dir), "output_dir": str(tmp_path / "a")})
+    with pytest.raises(ConfigError, match="unknown key"):
+        run_training(TINY | {"epochs": 3, "data_dir": str(data_dir), "output_dir": str(tmp_path / "a")})
+    with pytest.raises(DataError, match="manifest"):
+        run_training(TINY | {"data_dir": str(tmp_path / "nothing"), "output_dir": str(tmp_path / "a")})
+    assert not (tmp_path / "a").exists()
+
+
+# --- QLoRA gradients equal those through a dequantized full-precision twin -----------
+
+
+def _lora_grads(model, batch) -> dict[str, torch.Tensor]:
+    names = [n for n, p in model.named_parameters() if p.requires_grad and "lora_" in n]
+    params = dict(model.named_parameters())
+    loss = model(input_ids=batch, labels=batch).loss
+    grads = torch.autograd.grad(loss, [params[n] for n in names])
+    return dict(zip(names, (g.float() for g in grads)))
+
+
+class GradCheck(TrainerCallback):
+    """At the start, after every optimizer step and right after every evaluation pass:
+    the LoRA gradients of the 4-bit model vs a deep copy whose 4-bit layers are nn.Linear
+    layers holding the same dequantized weights (same adapters, same batch, dropout off)."""
+
+    def __init__(self):
+        self.checks: list[tuple[str, float, float]] = []
+        self.packed_after_eval: list[bool] = []
+
+    def _check(self, where, model):
+        was = model.training
+        model.train()
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0  # both paths must see the same function
+        batch = _batch(model)
+        twin = dequantized_copy(model)
+        gq, gf = _lora_grads(model, batch), _lora_grads(twin, batch)
+        assert gq.keys() == gf.keys() and gq
+        diff = max((gq[k] - gf[k]).abs().max().item() for k in gq)
+        scale = max(gf[k].abs().max().item() for k in gf)
+        self.checks.append((where, diff, scale))
+        model.train(was)
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self._check("start", model)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self._check(f"step {state.global_step}", model)
+
+    def on_evaluate(self, args, state, control, model=None, **kwargs):
+        import bitsandbytes as bnb
+
+        layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+        # the setting that keeps bitsandbytes from repacking weights for CPU inference (quant.py)
+        assert layers and not any(m.support_avx512bf16_for_cpu for m in layers)
+        self.packed_after_eval.append(any(getattr(m.weight.quant_state, "packing_format_for_cpu", False)
+                                          for m in layers))
+        self._check(f"after evaluation at step {state.global_step}", model)
+
+
+def test_qlora_gradients_equal_dequantized_twin_throughout_a_run(data_dir, tmp_path):
+    check = GradCheck()
+    params = TrainParams(**(TINY | {"method": "qlora", "lora_dropout": 0.0, "max_steps": 3, "eval_steps": 1,
+                                    "save_steps": 10, "data_dir": str(data_dir), "output_dir": str(tmp_path / "r")}))
+    record = run_training(params, callbacks=[check])
+    assert record["status"] == "finished"
+    wheres = [w for w, _, _ in check.checks]
+    assert "start" in wheres and "step 3" in wheres and "after evaluation at step 1" in wheres
+    assert len(check.checks) >= 7  # start, 3 steps, 3 evaluations
+    assert check.packed_after_eval and not any(check.packed_after_eval)
+    for where, diff, scale in check.checks:
+        # Stated tolerance: float32 compute on CPU; the 4-bit path dequantizes to float32 and
+        # multiplies, the twin multiplies the same float32 weights: differences are rounding only.
+        assert scale > 0, where
+        assert diff <= 1e-5 * scale, f"{where}: max |grad diff| {diff:.3g} vs max |grad| {scale:.3g}"
+
+
+# --- adapters train, with checkpointing, on Conv1D layers; reload and merge ------------
+
+
+@pytest.mark.parametrize("which", ["lora_run", "qlora_run"])
+def test_every_lora_B_trains_with_gradient_checkpointing_on_conv1d(which, request):
+    out, record, _ = request.getfixturevalue(which)
+    assert record["status"] == "finished" and record["reason"] is None
+    assert record["params"]["gradient_checkpointing"] is True
+    weights = load_file(out / "final" / "adapter_model.safetensors")
+    lora_b = {k: v for k, v in weights.items() if "lora_B" in k}
+    # GPT-2 blocks: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj (Conv1D), 2 layers.
+    assert len(lora_b) == 8
+    assert {k.split(".")[-3] for k in lora_b} == {"c_attn", "c_proj", "c_fc"}
+    for k, v in lora_b.items():
+        assert v.norm() > 0, f"{k} did not train"
+
+
+@pytest.mark.parametrize("which", ["lora_run", "qlora_run"])
+def test_record_says_what_produced_it(which, request):
+    out, record, _ = request.getfixturevalue(which)
+    on_disk = json.loads((out / "train.json").read_text())
+    assert on_disk == json.loads(json.dumps(record, default=str))
+    method = record["params"]["method"]
+    assert record["learning_rate"] == 2e-4
+    assert record["model"]["name"] == "tiny-gpt2" and record["model"]["revision"].startswith("local:")
+    assert record["data"]["fingerprint"] == "tiny-test-data"
+    assert record["data"]["train"]["blocks"] > 0 and record["data"]["validation"]["blocks"] > 0
+    assert 0 < record["trainable_params"] < record["total_params"]
+    assert record["trainable_share"] == pytest.approx(record["trainable_params"] / record["total_params"])
+    assert record["tokens_seen"] == 3 * 4 * 16 and record["global_step"] == 3
+    assert record["tokens_per_s"] > 0
+    assert [r["step"] for r in record["losses"]["train"]] == [1, 2, 3]
+    assert [r["step"] for r in record["losses"]["eval"]] == [2, 3]
+    assert record["final_eval"]["perplexity"] == pytest.approx(2.718281828 ** record["final_eval"]["eval_loss"])
+    assert record["cost"]["wall_time_s"] > 0 and record["cost"]["peak_rss_mib"] > 0
+    assert record["environment"]["packages"]["peft"] and "commit" in record["environment"]["git"]
+    assert record["environment"]["hardware"]["cpu_cores_available"] >= 1
+    assert record["compute_dtype"] == ("float32" if not torch.cuda.is_available() else record["compute_dtype"])
+    card = (out / "final" / "README.md").read_text()
+    assert "tiny-test-data" in card and method in card and "Validation loss" in card
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-3"]
+
+
+@pytest.mark.parametrize("which", ["lora_run", "qlora_run"])
+def test_saved_adapter_reloads_to_identical_logits(which, request):
+    from peft import PeftModel
+
+    out, record, cap = request.getfixturevalue(which)
+    model, tokenizer, rec = load_trained(out)
+    assert isinstance(model, PeftModel) and rec["merge"] is None
+    torch.testing.assert_close(_logits(model, cap.batch.to(model.device)), cap.logits, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("which", ["lora_run", "qlora_run"])
+def test_merged_equals_unmerged(which, request):
+    out, record, cap = request.getfixturevalue(which)
+    merged, _, rec = load_trained(out, merge=True)
+    assert not any("lora_" in n for n, _ in merged.named_parameters())
+    if record["params"]["method"] == "qlora":
+        assert "dequantized" in rec["merge"]
+    # float32: merging reorders the sums, a rounding-level difference
+    torch.testing.assert_close(_logits(merged, cap.batch.to(merged.device)), cap.logits, rtol=1e-4, atol=1e-4)
+
+
+def test_full_finetuning_updates_every_weight(data_dir, tmp_path):
+    from bashkir_peft.loading import resolve_model
+
+    record = run_training(TINY | {"method": "full", "max_steps": 2, "data_dir": str(data_dir),
+                                  "output_dir": str(tmp_path / "full")})
+    assert record["status"] == "finished" and record["learning_rate"] == 5e-5
+    assert record["trainable_params"] == record["total_params"] and record["trainable_share"] == 1.0
+    before = load_file(Path(resolve_model("tiny-gpt2").location) / "model.safetensors")
+    after = load_file(tmp_path / "full" / "final" / "model.safetensors")
+    assert before.keys() == after.keys()
+    for k in before:
+        assert not torch.equal(before[k], after[k]), f"{k} unchanged"
+    model, _, _ = load_trained(tmp_path / "full")
+    assert sum(p.numel() for p in model.parameters()) == record["total_params"]
+
+
+def test_non_finite_loss_fails_the_run(data_dir, tmp_path):
+    record = run_training(TINY | {"method": "full", "learning_rate": 1e30, "max_steps": 4, "save_steps": 1,
+                                  "data_dir": str(data_dir), "output_dir": str(tmp_path / "nan")})
+    assert record["status"] == "failed"
+    assert "non-finite training loss" in record["reason"]
+    assert json.loads((tmp_path / "nan" / "train.json").read_text())["status"] == "failed"
+    assert not (tmp_path / "nan" / "final").exists()
+    with pytest.raises(ConfigError, match="no finished training run"):
+        load_trained(tmp_path / "nan")
+
+
+def test_other_parameters_in_the_same_folder_are_refused(lora_run, data_dir):
+    out, record, _ = lora_run
+    with pytest.raises(ConfigError, match="other parameters"):
+        run_training(TINY | {"method": "lora", "seed": 7, "data_dir": str(data_dir), "output_dir": str(out)})
+    again = run_training(TrainParams.model_validate(record["params"]))  # finished: not recomputed
+    assert again == json.loads((out / "train.json").read_text())
