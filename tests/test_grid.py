@@ -1,0 +1,152 @@
+"""Grid files and expansion: validation errors, matrix rules, run ids, --only filters.
+
+No notebook runs here (see test_grid_runner.py for the runner with throwaway notebooks).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bashkir_peft.errors import ConfigError
+from bashkir_peft.grid import expand, load_grid, parse_grid, parse_only, select
+from bashkir_peft.runids import canonical_json, make_run_id
+
+REPO = Path(__file__).resolve().parents[1]
+GRIDS = REPO / "params" / "grids"
+
+
+def _grid(**over) -> dict:
+    raw = {
+        "name": "t",
+        "default_source": "ours",
+        "train": {"max_steps": 3, "run_name": "007"},
+        "matrix": {"model": ["tiny-gpt2", "tiny-llama"], "method": ["base", "full", "lora", "qlora"],
+                   "lora_r": [4, 8], "seed": [1, 2]},
+    }
+    raw.update(over)
+    return raw
+
+
+def test_expansion_rules():
+    cells = expand(parse_grid(_grid()))
+    by = lambda **kw: [c for c in cells if all(getattr(c, k) == v for k, v in kw.items())]  # noqa: E731
+    # per model: base 1 (no seed/rank axis), full 2 seeds, lora/qlora 2 ranks x 2 seeds
+    assert len(cells) == 2 * (1 + 2 + 4 + 4)
+    assert [(c.lora_r, c.seed) for c in by(model="tiny-gpt2", method="base")] == [(None, 1)]
+    assert {c.lora_r for c in by(method="full")} == {None}
+    assert {(c.lora_r, c.seed) for c in by(model="tiny-llama", method="qlora")} == {(4, 1), (4, 2), (8, 1), (8, 2)}
+    assert by(method="base")[0].stages == ("evaluate", "generate")
+    assert by(method="lora")[0].stages == ("train", "evaluate", "generate")
+    assert "train" not in by(method="base")[0].params
+    assert len({c.slug for c in cells}) == len(cells)
+
+
+def test_exclude_include_and_override_layering():
+    raw = _grid(
+        exclude=[{"model": "tiny-llama", "method": "full"}, {"lora_r": 8}],
+        overrides=[{"when": {"method": ["lora", "qlora"]}, "train": {"max_steps": 5}},
+                   {"when": {"method": "qlora", "model": "tiny-gpt2"}, "train": {"max_steps": 7}}],
+        include=[{"model": "tiny-gpt2", "method": "lora", "label": "bad", "train": {"target_modules": ["nope"]}}],
+    )
+    cells = expand(parse_grid(raw))
+    assert not [c for c in cells if c.model == "tiny-llama" and c.method == "full"]
+    assert {c.lora_r for c in cells if c.method in ("lora", "qlora")} == {4}
+    steps = {(c.model, c.method, c.label): c.params.get("train", {}).get("max_steps") for c in cells}
+    assert steps[("tiny-gpt2", "full", None)] == 3
+    assert steps[("tiny-llama", "lora", None)] == 5
+    assert steps[("tiny-gpt2", "qlora", None)] == 7
+    bad = [c for c in cells if c.label == "bad"]
+    assert len(bad) == 1 and bad[0].lora_r == 4 and bad[0].seed == 1  # first rank and seed by default
+    assert bad[0].params["train"] == {"max_steps": 5, "run_name": "007", "target_modules": ["nope"]}
+
+
+def test_types_survive_loading(tmp_path):
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump(_grid()))
+    cell = expand(load_grid(path))[1]
+    assert cell.params["train"]["run_name"] == "007" and isinstance(cell.seed, int)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"colour": "red"}, "colour: unknown key"),
+    ({"matrix": {"model": ["tiny-gpt2"], "method": ["lora"], "seed": ["x"]}}, "matrix.seed.0"),
+    ({"matrix": {"model": ["tiny-gpt2"], "method": ["lora"], "lora_r": [0]}}, "matrix.lora_r.0: Input should be greater than 0"),
+    ({"matrix": {"model": ["tiny-gpt2"], "method": ["sft"]}}, "matrix.method.0"),
+    ({"matrix": {"model": [], "method": ["lora"]}}, "matrix.model"),
+    ({"name": "a b"}, "name: String should match pattern"),
+    ({"data": {"corpus": "x.jsonl"}}, "data.corpus: the corpus is set on the command line"),
+    ({"exclude": [{"model": ["tiny-gpt2", "tiny-llama"]}]}, "the grid has no cells"),
+    ({"overrides": [{"when": {"methd": "lora"}, "train": {}}]}, "overrides.0.when.methd: unknown key"),
+    ({"default_source": None, "train": {"max_steps": {"value": 3, "source": "paper"}, "block_size": 128}},
+     "missing for: train.block_size, matrix.model, matrix.method, matrix.lora_r, matrix.seed"),
+    ({"train": {"block_size": {"value": 128, "source": "theirs"}}}, "train.block_size: source"),
+])
+def test_invalid_grids_fail_with_one_line(change, message):
+    with pytest.raises(ConfigError) as err:
+        parse_grid(_grid(**change), "g.yaml")
+    text = str(err.value)
+    assert message in text and "\n" not in text and text.startswith("g.yaml")
+
+
+def test_annotated_values_unwrap_and_record_their_source():
+    raw = _grid(train={"block_size": {"value": 128, "source": "paper", "note": "released runs"}, "lr": 1e-4},
+                matrix={"model": ["tiny-gpt2"], "method": ["lora"], "seed": {"values": [42, 123], "source": "paper"}})
+    grid = parse_grid(raw)
+    assert grid.sources["train.block_size"] == {"source": "paper", "note": "released runs"}
+    assert grid.sources["matrix.seed"]["source"] == "paper"
+    assert [c.seed for c in expand(grid)] == [42, 123]
+    assert expand(grid)[0].params["train"] == {"block_size": 128, "lr": 1e-4}
+
+
+def test_run_id_stable_and_sensitive():
+    cell = expand(parse_grid(_grid()))[3]
+    args = (cell.slug, cell.axes(), cell.params, "fp1", "local:abc")
+    rid = make_run_id(*args)
+    again = expand(parse_grid(_grid()))[3]
+    assert make_run_id(again.slug, again.axes(), again.params, "fp1", "local:abc") == rid
+    assert rid.startswith(cell.slug + "-") and len(rid.rsplit("-", 1)[1]) == 12
+    changed = [
+        make_run_id(cell.slug, cell.axes(), {**cell.params, "train": {**cell.params["train"], "max_steps": 4}},
+                    "fp1", "local:abc"),
+        make_run_id(cell.slug, {**cell.axes(), "seed": 3}, cell.params, "fp1", "local:abc"),
+        make_run_id(*args[:3], "fp2", "local:abc"),
+        make_run_id(*args[:4], "local:abd"),
+        # a value's type is part of its identity: 3 and "3" are different parameters
+        make_run_id(cell.slug, cell.axes(), {**cell.params, "train": {**cell.params["train"], "max_steps": "3"}},
+                    "fp1", "local:abc"),
+    ]
+    assert len(set(changed)) == len(changed) and rid not in changed
+    assert canonical_json({"b": 1, "a": [1, "1"]}) == '{"a":[1,"1"],"b":1}'
+
+
+def test_only_filters():
+    cells = expand(parse_grid(_grid()))
+    assert {c.seed for c in select(cells, parse_only(["seed=2"]))} == {2}
+    sel = select(cells, parse_only(["method=lora,qlora", "model=tiny-llama", "lora_r=8"]))
+    assert len(sel) == 4 and {(c.model, c.lora_r) for c in sel} == {("tiny-llama", 8)}
+    assert {c.method for c in select(cells, parse_only(["lora_r=none"]))} == {"base", "full"}
+    assert select(cells, parse_only(["method=sft"])) == []
+    with pytest.raises(ConfigError, match="unknown key 'colour'"):
+        parse_only(["colour=red"])
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_only(["seed"])
+
+
+def test_shipped_grids():
+    paper, demo, smoke = (load_grid(GRIDS / f"{n}.yaml") for n in ("paper", "cpu-demo", "smoke"))
+    # paper: no default source -> the loader has checked every value carries one
+    assert paper.spec.default_source is None
+    assert paper.sources["train.block_size"]["source"] == "paper"
+    assert paper.sources["matrix.seed"]["source"] == "paper"
+    assert paper.spec.matrix.seed == [42, 123, 2024] and paper.spec.matrix.lora_r == [8, 16]
+    cells = expand(paper)
+    assert {c.model for c in cells if c.method == "full"} == {"distilgpt2", "gpt2", "gpt2-medium"}
+    assert len({c.model for c in cells}) == 7
+    demo_cells = expand(demo)
+    assert {c.model for c in demo_cells} == {"smollm2-135m"}
+    assert sorted(c.method for c in demo_cells) == ["base"] + ["full"] * 2 + ["lora"] * 2 + ["qlora"] * 2
+    assert len(expand(smoke)) <= 4
+    assert demo.spec.corpus_hint and paper.spec.corpus_hint.startswith("hub:")

@@ -1,0 +1,258 @@
+"""The grid runner with small throwaway notebooks (fast): papermill injection and type
+survival, skipping finished cells, failure recording while other cells go on, exit codes,
+dry run, --only, --force, and the per-cell lock held by a second process.
+
+The throwaway notebooks follow the real stages' contract (parameters cell, output
+records train.json / eval.json / generate.json, manifest.json with a fingerprint) but do
+no learning, so every execution costs only a kernel start.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from bashkir_peft.cli import main
+from bashkir_peft.errors import ConfigError
+from bashkir_peft.grid import load_grid, parse_only
+from bashkir_peft.gridrun import CELL_RECORD, plan, run_grid
+
+PARAMS = {
+    "data": 'corpus = None\noutput_dir = None\nmin_chars = 10\nfail_data = False',
+    "train": ('model = "x"\nmethod = "lora"\nlora_r = 8\nseed = 0\ndata_dir = None\noutput_dir = None\n'
+              'max_steps = 2\nrun_name = "run"\ntarget_modules = None'),
+    "evaluate": 'model = None\nrun_dir = None\ndata_dir = None\noutput_dir = None\nprotocol = "rolling"\nmax_documents = None',
+    "generate": 'model = None\nrun_dir = None\ndata_dir = None\noutput_dir = None\nseed = 0\nmax_new_tokens = 4',
+}
+BODIES = {
+    "data": """
+        import hashlib, json, pathlib
+        assert not fail_data, "data prep told to fail"
+        out = pathlib.Path(output_dir); out.mkdir(parents=True, exist_ok=True)
+        fp = hashlib.sha256(pathlib.Path(corpus).read_bytes() + str(min_chars).encode()).hexdigest()[:16]
+        (out / "manifest.json").write_text(json.dumps({"fingerprint": fp}))
+        """,
+    "train": """
+        import json, pathlib
+        out = pathlib.Path(output_dir); out.mkdir(parents=True, exist_ok=True)
+        with open(out / "executions.txt", "a") as f: f.write("train\\n")
+        if target_modules and "nope" in target_modules:
+            raise ValueError(f"target modules {target_modules} not found in the model")
+        types = {k: type(v).__name__ for k, v in dict(seed=seed, lora_r=lora_r, run_name=run_name, max_steps=max_steps).items()}
+        json.dump({"status": "finished", "params": {"model": model, "method": method, "seed": seed,
+                   "run_name": run_name, "lora_r": lora_r}, "types": types}, open(out / "train.json", "w"))
+        """,
+    "evaluate": """
+        import json, pathlib
+        out = pathlib.Path(output_dir)
+        assert (model is None) != (run_dir is None)
+        with open(out / "executions.txt", "a") as f: f.write(f"evaluate {protocol}\\n")
+        rec = json.loads((out / "eval.json").read_text()) if (out / "eval.json").exists() else {}
+        rec.setdefault("evaluations", {})[protocol] = {"bits_per_byte": 1.0}
+        rec.update(status="finished", model=model, run_dir=run_dir)
+        (out / "eval.json").write_text(json.dumps(rec))
+        """,
+    "generate": """
+        import json, pathlib
+        out = pathlib.Path(output_dir)
+        with open(out / "executions.txt", "a") as f: f.write("generate\\n")
+        (out / "generate.json").write_text(json.dumps({"status": "finished", "seed_type": type(seed).__name__}))
+        """,
+}
+FILES = {"data": "01_data_prep.ipynb", "train": "02_train.ipynb", "evaluate": "03_evaluate.ipynb",
+         "generate": "04_generate.ipynb"}
+
+
+def write_notebooks(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for stage, name in FILES.items():
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "bashkir-peft", "display_name": "Python (bashkir-peft)",
+                                     "language": "python"}
+        cell = nbformat.v4.new_code_cell(PARAMS[stage])
+        cell.metadata["tags"] = ["parameters"]
+        nb.cells = [cell, nbformat.v4.new_code_cell(textwrap.dedent(BODIES[stage]))]
+        nbformat.write(nb, folder / name)
+    return folder
+
+
+GRID = {
+    "name": "unit",
+    "default_source": "ours",
+    "train": {"max_steps": 3, "run_name": "007"},
+    "evaluate": {"passes": [{"protocol": "paper"}, {"protocol": "rolling"}]},
+    "matrix": {"model": ["tiny-gpt2"], "method": ["base", "lora"], "lora_r": [4], "seed": [42]},
+    "include": [{"model": "tiny-gpt2", "method": "lora", "label": "bad", "train": {"target_modules": ["nope"]}}],
+}
+
+
+def write_grid(path: Path, **over) -> Path:
+    path.write_text(yaml.safe_dump({**GRID, **over}))
+    return path
+
+
+def executions(run_dir: Path) -> list[str]:
+    f = run_dir / "executions.txt"
+    return f.read_text().split("\n")[:-1] if f.exists() else []
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+    """One real grid invocation through the CLI: base + lora + a failing lora cell."""
+    tmp = tmp_path_factory.mktemp("grid")
+    nbs = write_notebooks(tmp / "notebooks")
+    corpus = tmp / "corpus.jsonl"
+    corpus.write_text('{"text": "hello"}\n')
+    grid = write_grid(tmp / "unit.yaml")
+    args = ["grid", "run", str(grid), "--corpus", str(corpus), "--runs-dir", str(tmp / "runs"),
+            "--notebooks", str(nbs), "--no-progress"]
+    code = main(args)
+    root = tmp / "runs" / "unit"
+    cells = {json.loads(p.read_text())["params"]["label"] or json.loads(p.read_text())["params"]["method"]:
+             (p.parent, json.loads(p.read_text())) for p in root.glob(f"*/{CELL_RECORD}")}
+    return {"code": code, "root": root, "cells": cells, "args": args, "tmp": tmp, "grid": grid,
+            "corpus": corpus, "nbs": nbs}
+
+
+def test_failed_cell_recorded_others_finish_exit_nonzero(ran):
+    assert ran["code"] == 1
+    assert set(ran["cells"]) == {"base", "lora", "bad"}
+    run_dir, bad = ran["cells"]["bad"]
+    assert bad["status"] == "failed"
+    assert bad["error"] == "train: ValueError: target modules ['nope'] not found in the model"
+    assert bad["failure"]["cell_index"] == 2 and bad["failure"]["ename"] == "ValueError"  # 0 params, 1 injected
+    assert "raise ValueError" in bad["failure"]["traceback"]
+    assert (run_dir / "notebooks" / "02_train.ipynb").is_file()  # the failed notebook is kept, with its error
+    assert executions(run_dir) == ["train"]  # evaluation never ran on a failed training
+    for name in ("base", "lora"):
+        run_dir, rec = ran["cells"][name]
+        assert rec["status"] == "finished", rec
+        assert {p.name for p in (run_dir / "notebooks").iterdir()} >= {"03_evaluate.1.ipynb", "03_evaluate.2.ipynb",
+                                                                        "04_generate.ipynb"}
+        assert json.loads((run_dir / "eval.json").read_text())["evaluations"].keys() == {"paper", "rolling"}
+    index = json.loads((ran["root"] / "grid.json").read_text())
+    assert sorted(c["status"] for c in index["cells"]) == ["failed", "finished", "finished"]
+
+
+def test_parameters_injected_and_types_survive(ran):
+    run_dir, rec = ran["cells"]["lora"]
+    train = json.loads((run_dir / "train.json").read_text())
+    assert train["types"] == {"seed": "int", "lora_r": "int", "run_name": "str", "max_steps": "int"}
+    assert train["params"] == {"model": "tiny-gpt2", "method": "lora", "seed": 42, "run_name": "007", "lora_r": 4}
+    assert json.loads((run_dir / "generate.json").read_text())["seed_type"] == "int"
+    # evaluation of a trained cell gets run_dir (not model); of a base cell, model (not run_dir)
+    assert json.loads((run_dir / "eval.json").read_text())["run_dir"] == str(run_dir)
+    base_dir, _ = ran["cells"]["base"]
+    base_eval = json.loads((base_dir / "eval.json").read_text())
+    assert base_eval["model"] == "tiny-gpt2" and base_eval["run_dir"] is None
+    assert not (base_dir / "notebooks" / "02_train.ipynb").exists()
+    assert rec["stages"]["train"]["parameters"]["output_dir"] == str(run_dir)
+    assert rec["identity"]["params"]["train"] == {"max_steps": 3, "run_name": "007"}
+
+
+def test_second_invocation_skips_finished_and_retries_failed(ran, capsys):
+    before = {k: executions(d) for k, (d, _) in ran["cells"].items()}
+    assert main(ran["args"]) == 1
+    out = capsys.readouterr().out
+    after = {k: executions(d) for k, (d, _) in ran["cells"].items()}
+    assert after["base"] == before["base"] and after["lora"] == before["lora"]
+    assert after["bad"] == before["bad"] + ["train"]
+    assert out.count(" skipped ") == 2 and "1 failed" in out
+
+
+def test_dry_run_lists_cells_with_run_ids_and_runs_nothing(ran, capsys):
+    before = {k: executions(d) for k, (d, _) in ran["cells"].items()}
+    assert main(ran["args"] + ["--dry-run", "--only", "method=lora"]) == 0
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if "model=" in ln]
+    assert sorted(ln.split()[0] for ln in lines) == sorted(d.name for k, (d, _) in ran["cells"].items() if k != "base")
+    assert "[finished]" in out and "[failed]" in out and "2 cells" in out
+    assert {k: executions(d) for k, (d, _) in ran["cells"].items()} == before
+
+
+def test_dry_run_before_data_prep_touches_nothing(tmp_path, capsys):
+    nbs = write_notebooks(tmp_path / "nb")
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("{}\n")
+    code = main(["grid", "run", str(write_grid(tmp_path / "g.yaml")), "--corpus", str(corpus), "--runs-dir",
+                 str(tmp_path / "runs"), "--notebooks", str(nbs), "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 0 and "<pending data>" in out and "3 cells" in out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_changed_parameter_gives_new_run_and_force_reruns(ran, tmp_path):
+    grid = load_grid(write_grid(tmp_path / "unit.yaml", train={"max_steps": 4, "run_name": "007"}))
+    changed = plan(grid, str(ran["corpus"]), runs_root=ran["root"].parent, notebooks_dir=ran["nbs"],
+                   only=parse_only(["method=lora", "label=none"]))
+    old_dir, _ = ran["cells"]["lora"]
+    assert changed.cells[0].run_id != old_dir.name  # any change -> a new run id (not reused)
+    same = plan(load_grid(ran["grid"]), str(ran["corpus"]), runs_root=ran["root"].parent,
+                notebooks_dir=ran["nbs"], only=parse_only(["method=base"]))
+    [res] = run_grid(same, force=True, progress=False)
+    base_dir, _ = ran["cells"]["base"]
+    assert res.status == "finished" and res.planned.run_dir == base_dir
+    assert executions(base_dir) == ["evaluate paper", "evaluate rolling", "generate"]  # fresh folder
+    moved = list((ran["root"] / ".replaced").glob(f"{base_dir.name}-*"))
+    assert len(moved) == 1 and (moved[0] / "eval.json").is_file()  # nothing deleted
+
+
+def test_cell_held_by_another_process_is_left_alone(ran):
+    run = plan(load_grid(ran["grid"]), str(ran["corpus"]), runs_root=ran["root"].parent,
+               notebooks_dir=ran["nbs"], only=parse_only(["method=lora", "label=none"]))
+    lock = ran["root"] / ".locks" / f"{run.cells[0].run_id}.lock"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from filelock import FileLock; l = FileLock(sys.argv[1]); l.acquire(); "
+        "print('held', flush=True); time.sleep(60)"), str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = executions(run.cells[0].run_dir)
+        [res] = run_grid(run, force=True, progress=False)
+        assert res.status == "locked"
+        assert executions(run.cells[0].run_dir) == before  # not rerun, not moved aside
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"train": {"learning_rat": 0.1}}, "learning_rat not a parameter of 02_train.ipynb"),
+    ({"train": {"seed": 3}}, "seed set by the grid runner"),
+    ({"evaluate": {"passes": "paper"}}, "passes must be a non-empty list"),
+])
+def test_bad_settings_fail_before_any_work(tmp_path, over, message):
+    nbs = write_notebooks(tmp_path / "nb")
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("{}\n")
+    with pytest.raises(ConfigError, match=message):
+        plan(load_grid(write_grid(tmp_path / "g.yaml", **over)), str(corpus), runs_root=tmp_path / "runs",
+             notebooks_dir=nbs)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_corpus_is_required_without_fallback(tmp_path, capsys):
+    grid = write_grid(tmp_path / "g.yaml")
+    assert main(["grid", "run", str(grid), "--notebooks", str(write_notebooks(tmp_path / "nb"))]) == 2
+    assert "the corpus is required" in capsys.readouterr().err
+    assert main(["grid", "run", str(grid), "--corpus", str(tmp_path / "missing.jsonl")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_data_prep_failure_stops_with_exit_1(tmp_path, capsys):
+    nbs = write_notebooks(tmp_path / "nb")
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("{}\n")
+    grid = write_grid(tmp_path / "g.yaml", data={"fail_data": True})
+    code = main(["grid", "run", str(grid), "--corpus", str(corpus), "--runs-dir", str(tmp_path / "runs"),
+                 "--notebooks", str(nbs), "--no-progress"])
+    assert code == 1
+    assert "data preparation failed: data: AssertionError: data prep told to fail" in capsys.readouterr().err
+    rec = json.loads((tmp_path / "runs" / "unit" / "data_prep.json").read_text())
+    assert rec["status"] == "failed" and rec["ename"] == "AssertionError"
