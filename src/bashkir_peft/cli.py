@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_setup_models)
     p = sub.add_parser("models", help="list the model registry")
     p.set_defaults(func=_models)
+    from .cli_grid import add_parser as add_grid_parser
+    add_grid_parser(sub)
     from .cli_report import register as add_report_parsers
     add_report_parsers(sub)
     return parser
