@@ -273,3 +273,18 @@ def test_bad_input_fails_before_loading_and_keeps_results(tmp_path, data_dir, mo
     with pytest.raises(DataError):
         run_generation(GenerateParams(model="tiny-gpt2", data_dir=str(tmp_path / "none"), output_dir=str(tmp_path)))
     assert (tmp_path / GENERATE_JSON).read_text(encoding="utf-8") == old  # an earlier result is kept
+
+
+def test_texts_are_kept_when_measuring_fails(tmp_path, monkeypatch):
+    import bashkir_peft.generation as gen
+
+    def broken(*a, **k):
+        raise RuntimeError("language identifier crashed")
+
+    monkeypatch.setattr(gen, "analyze_many", broken)
+    with pytest.raises(RuntimeError):
+        run_generation(GenerateParams(model="tiny-gpt2", prompts_file=str(PROMPTS), output_dir=str(tmp_path),
+                                      n_prompts=2, max_new_tokens=3, num_threads=1))
+    df = pd.read_parquet(tmp_path / GENERATIONS_PARQUET)
+    assert len(df) == 2 and df["continuation"].str.len().min() > 0
+    assert not (tmp_path / GENERATE_JSON).exists()  # no record: the run is not finished

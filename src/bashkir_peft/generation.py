@@ -25,6 +25,7 @@ import hashlib
 import math
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -366,7 +367,7 @@ def run_generation(params: GenerateParams) -> dict:
     """The generation stage: prompts -> continuations -> metrics -> files.
 
     Prompts and the run folder are checked before any model is loaded. Writes
-    ``generations.parquet`` (one row per prompt: ``prompt_id``, ``prompt``, ``continuation``,
+    ``generations.parquet`` (first the texts alone, as soon as they exist; then with metrics) (one row per prompt: ``prompt_id``, ``prompt``, ``continuation``,
     ``reference``, ``n_new_tokens``, ``stopped_at_eos`` and the metrics of
     :func:`bashkir_peft.codeswitch.analyze`) and then ``generate.json`` (the record), both
     atomically, into ``params.out_dir``.
@@ -379,7 +380,9 @@ def run_generation(params: GenerateParams) -> dict:
         ``data``, ``params``, ``decoding``, ``prefix_token``, ``summary`` (see
         :func:`bashkir_peft.codeswitch.summarize`), ``reference_summary`` (the same metrics
         on the documents' true next words, when prompts come from data), ``cost``,
-        ``environment``.
+        ``environment``. ``cost``: wall time and peak memory of loading plus generating
+        (:class:`bashkir_peft.provenance.ResourceMeter`), ``generate_time_s`` and
+        ``new_tokens_per_s`` of the generation alone.
 
     Raises:
         ConfigError: missing run folder, prompts file or data, or an unfinished run.
@@ -400,23 +403,28 @@ def run_generation(params: GenerateParams) -> dict:
     configure_threads(params.num_threads)
     with ResourceMeter() as meter:
         model, tokenizer, model_record, record = _load(params)
+        t0 = time.perf_counter()
         gens = generate_texts(model, tokenizer, [p.text for p in prompts], params)
+        gen_seconds = time.perf_counter() - t0
     run = _run_info(params, record)
     if run.get("data_fingerprint") and data["kind"] == "test_split":
         data["matches_training_data"] = run["data_fingerprint"] == data["fingerprint"]
-    texts = [g["continuation"] for g in gens]
-    rows = analyze_many(texts, params.min_letters)
     label = default_label(params, model_record, run)
     df = pd.DataFrame([
         {"label": label, "prompt_id": p.id, "prompt": p.text, "continuation": g["continuation"],
-         "reference": p.reference, "n_new_tokens": g["n_new_tokens"],
-         "stopped_at_eos": g["stopped_at_eos"], **r}
-        for p, g, r in zip(prompts, gens, rows)
+         "reference": p.reference, "n_new_tokens": g["n_new_tokens"], "stopped_at_eos": g["stopped_at_eos"]}
+        for p, g in zip(prompts, gens)
     ])
+    out = params.out_dir
+    _write_parquet_atomic(df, out / GENERATIONS_PARQUET)  # the texts are kept even if measuring fails
+    texts = df["continuation"].tolist()
+    rows = analyze_many(texts, params.min_letters)
+    df = pd.concat([df, pd.DataFrame(rows)], axis=1)
     refs = [p.reference for p in prompts if p.reference]
     cost = meter.result()
-    n_tokens = sum(g["n_new_tokens"] for g in gens)
-    cost.update(new_tokens=n_tokens, new_tokens_per_s=n_tokens / cost["wall_time_s"] if cost["wall_time_s"] else None)
+    n_tokens = int(df["n_new_tokens"].sum())
+    cost.update(generate_time_s=gen_seconds, new_tokens=n_tokens,
+                new_tokens_per_s=n_tokens / gen_seconds if gen_seconds else None)
     result = {
         "status": "finished",
         "label": label,
@@ -435,7 +443,6 @@ def run_generation(params: GenerateParams) -> dict:
         "environment": environment_info(),
     }
     result = _clean(result)
-    out = params.out_dir
     _write_parquet_atomic(df, out / GENERATIONS_PARQUET)
     write_json_atomic(out / GENERATE_JSON, result)
     return result
