@@ -21,7 +21,9 @@ from report_synth import CELLS, make_grid, write_run, documents
 from bashkir_peft.bootstrap import paired_bpb_difference
 from bashkir_peft.errors import ConfigError, DataError
 from bashkir_peft.report import ReportParams, build_report, per_run_table
+from bashkir_peft import report_tables as rt
 from bashkir_peft.report_tables import PAPER_NUMBERS
+from bashkir_peft.run_records import discover_runs
 from bashkir_peft.yamlio import validate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,19 +128,20 @@ def test_paper_table_is_labelled_and_matches_our_cells(tmp_path):
     docs = documents(rng, 20)
     write_run(runs, "a", "gpt2-medium", "full", None, 42, 2.0, docs, rng)
     write_run(runs, "b", "gpt2-medium", "full", None, 123, 2.1, docs, rng, generate=False)
-    res = build_report(ReportParams(grid="x", runs_dir=str(runs), n_resamples=100))
-    p = res.tables["paper"]
+    found = discover_runs(runs)
+    summary = rt.summary_table(rt.metrics_table(found))
+    p = rt.paper_table(summary)
     assert list(zip(p["model"], p["method"], p["paper"])) == [
         ("gpt2-medium", "full", 3.34), ("mistral-7b", "qlora", 3.79), ("phi-2", "qlora", 3.81),
         ("deepseek-7b", "lora r=8", 129.55)]
     assert [r["perplexity"] for r in PAPER_NUMBERS] == list(p["paper"])
     assert p["paper_source"].str.contains("quoted from the paper").all()
     ours = p[p["model"] == "gpt2-medium"].iloc[0]
-    s = res.tables["summary"].set_index(["method_label", "protocol"]).loc[("full", "paper")]
+    s = summary.set_index(["method_label", "protocol"]).loc[("full", "paper")]
     assert ours["ours_mean"] == pytest.approx(s["perplexity_mean"]) and ours["ours_n"] == 2
     assert p[p["model"] != "gpt2-medium"]["ours_mean"].isna().all()
     # A run without generation is still a result; it is absent from the generation table only.
-    assert set(res.tables["generation"]["run_id"]) == {"a"}
+    assert set(rt.generation_table(found)["run_id"]) == {"a"}
 
 
 def test_missing_stages_are_tolerated(report):
@@ -176,16 +179,20 @@ def test_bad_input_is_one_clear_error(tmp_path):
     from bashkir_peft.cli import main
 
     assert main(["report", "nope", "--runs-dir", str(tmp_path / "missing")]) == 2
+    rng = np.random.default_rng(2)
+    write_run(tmp_path / "root" / "synth", "a", "tiny-gpt2", "base", None, None, 3.0, documents(rng, 10), rng)
+    assert main(["report", "synth", "--runs-dir", str(tmp_path / "root")]) == 0
+    assert (tmp_path / "root" / "synth" / "report" / "tables" / "summary.csv").is_file()
 
 
 def test_a_half_written_record_marks_the_run_failed(tmp_path):
     runs = make_grid(tmp_path / "runs", failed=False)
     shutil.rmtree(runs / "run05-lora" / "notebooks")
     (runs / "run05-lora" / "generate.json").write_text('{"status": "fini')
-    res = build_report(ReportParams(grid="x", runs_dir=str(runs), n_resamples=100))
-    f = res.tables["failures"].set_index("run_id")
+    found = discover_runs(runs)
+    f = rt.failures_table(found).set_index("run_id")
     assert "unreadable record generate.json" in f.loc["run05-lora", "error"]
-    lora = res.tables["summary"].set_index(["method_label", "protocol"]).loc[("lora r=8", "rolling")]
+    lora = rt.summary_table(rt.metrics_table(found)).set_index(["method_label", "protocol"]).loc[("lora r=8", "rolling")]
     assert lora["n"] == 2
 
 

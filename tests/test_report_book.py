@@ -51,6 +51,8 @@ def test_results_page_has_the_tables_and_figures(built):
     assert "run99-qlora" not in per_run and "run99-qlora" in _table(page, "failed-runs")
     assert "Target modules" in _table(page, "failed-runs")
     assert "quoted from the paper" in _table(page, "paper-comparison")
+    for quoted in ("3.34", "3.79", "3.81", "129.55"):
+        assert f"<td>{quoted}</td>" in _table(page, "paper-comparison")
     _table(page, "results-summary"), _table(page, "paired-differences")
     imgs = re.findall(r'<img[^>]+src="([^"]+)"', page)
     assert len(imgs) >= 6

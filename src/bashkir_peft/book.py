@@ -88,23 +88,30 @@ def execute_report(grid: str, runs_dir: Path, out: Path, timeout_s: int = 600) -
     return out
 
 
-def _title_of(nb: dict) -> str | None:
-    for cell in nb.get("cells", []):
-        if cell.get("cell_type") == "markdown":
-            src = "".join(cell.get("source", [])) if isinstance(cell.get("source"), list) else cell.get("source", "")
-            first = src.lstrip().splitlines()[0] if src.strip() else ""
-            return first[2:].strip() if first.startswith("# ") else None
-    return None
+def _source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
 
 
 def copy_notebook(src: Path, dst: Path, title: str) -> None:
-    """Copy an executed notebook, adding ``# title`` on top where it has no H1 title (a
-    page without a title would be a warning, and the strict build fails on warnings)."""
+    """Copy an executed notebook with ``# title`` as its page title.
+
+    The notebook's own H1 (if its first markdown cell starts with one) becomes an italic
+    subtitle: every run has notebooks of the same name, and the title says which run it is;
+    a page without a title would be a Sphinx warning, and the strict build fails on warnings.
+    """
     nb = json.loads(src.read_text(encoding="utf-8"))
-    if _title_of(nb) is None:
-        nb["cells"].insert(0, {"cell_type": "markdown", "metadata": {}, "source": [f"# {title}"]})
-        if nb.get("nbformat", 4) >= 4 and nb.get("nbformat_minor", 0) >= 5:
-            nb["cells"][0]["id"] = "bashkir-peft-title"
+    cells = nb.setdefault("cells", [])
+    first = next((c for c in cells if c.get("cell_type") == "markdown"), None)
+    text = _source(first).lstrip() if first else ""
+    if text.startswith("# "):
+        own, _, rest = text.partition("\n")
+        first["source"] = f"# {title}\n\n*{own[2:].strip()}*\n{rest}"
+    else:
+        cell = {"cell_type": "markdown", "metadata": {}, "source": f"# {title}"}
+        if (nb.get("nbformat", 4), nb.get("nbformat_minor", 0)) >= (4, 5):
+            cell["id"] = "bashkir-peft-title"
+        cells.insert(0, cell)
     _write_text_atomic(dst, json.dumps(nb, ensure_ascii=False))
 
 

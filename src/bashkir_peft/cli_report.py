@@ -10,6 +10,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+
+def _grid_dir(args: argparse.Namespace) -> str | None:
+    """``--runs-dir`` is the runs ROOT, as for ``grid run``: the grid's folder is ``<root>/<name>``."""
+    if not args.runs_dir:
+        return None
+    from .report import resolve_grid
+
+    return str(Path(args.runs_dir) / resolve_grid(args.grid)[0])
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -18,7 +28,7 @@ def _report(args: argparse.Namespace) -> int:
     from .report import ReportParams, build_report, format_headline
     from .yamlio import validate
 
-    given = {"grid": args.grid, "runs_dir": args.runs_dir, "out_dir": args.out_dir, "data_dir": args.data_dir}
+    given = {"grid": args.grid, "runs_dir": _grid_dir(args), "out_dir": args.out_dir, "data_dir": args.data_dir}
     params = validate(ReportParams, {k: v for k, v in given.items() if v}, "report")
     result = build_report(params)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
@@ -33,7 +43,7 @@ def _book(args: argparse.Namespace) -> int:
     from .book import BookError, BookParams, build_book
     from .yamlio import validate
 
-    given = {"grid": args.grid, "runs_dir": args.runs_dir, "build": not args.no_build}
+    given = {"grid": args.grid, "runs_dir": _grid_dir(args), "book_dir": args.book_dir, "build": not args.no_build}
     params = validate(BookParams, {k: v for k, v in given.items() if v is not None}, "book")
     try:
         out = build_book(params)
@@ -44,16 +54,20 @@ def _book(args: argparse.Namespace) -> int:
     return 0
 
 
+RUNS_HELP = "runs root, as for `grid run` (default $BASHKIR_PEFT_RUNS or <repo>/runs); the grid's runs are in <root>/<grid name>"
+
+
 def register(sub) -> None:
     """Add the ``report`` and ``book`` sub-commands to the CLI's sub-parsers."""
     p = sub.add_parser("report", help="aggregate a grid's runs into tables and figures")
     p.add_argument("grid", help="grid YAML (params/grids/NAME.yaml) or grid name")
-    p.add_argument("--runs-dir", help="runs folder (default: runs/<grid name>)")
+    p.add_argument("--runs-dir", help=RUNS_HELP)
     p.add_argument("--out-dir", help="output folder (default: <runs-dir>/report)")
     p.add_argument("--data-dir", help="data-prep output, for the fertility table")
     p.set_defaults(func=_report)
     p = sub.add_parser("book", help="build the Jupyter Book of a grid (strict, offline)")
     p.add_argument("grid", help="grid YAML (params/grids/NAME.yaml) or grid name")
-    p.add_argument("--runs-dir", help="runs folder (default: runs/<grid name>)")
+    p.add_argument("--runs-dir", help=RUNS_HELP)
+    p.add_argument("--book-dir", help="book sources (default: book/); output in <book-dir>/_build/html")
     p.add_argument("--no-build", action="store_true", help="assemble book/generated/ only")
     p.set_defaults(func=_book)

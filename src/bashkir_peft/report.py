@@ -235,6 +235,18 @@ def per_run_table(result: ReportResult) -> pd.DataFrame:
     return out.iloc[sorted(range(len(out)), key=order.__getitem__)].reset_index(drop=True)
 
 
+def format_paper(paper: pd.DataFrame) -> pd.DataFrame:
+    """The paper table for reading: the quoted value's column is headed "quoted from the paper",
+    ours as ``mean ± std`` with the number of seeds."""
+    if paper.empty:
+        return paper
+    ours = [("–" if pd.isna(m) else f"{m:.2f}" + ("" if pd.isna(s) else f" ± {s:.2f}"))
+            for m, s in zip(paper["ours_mean"], paper["ours_std"])]
+    return pd.DataFrame({"model": paper["model"], "method": paper["method"], "metric": paper["metric"],
+                         "quoted from the paper": [f"{v:g}" for v in paper["paper"]], "ours: method": paper["ours_method"],
+                         "ours: mean ± std": ours, "ours: seeds": paper["ours_n"]})
+
+
 def grid_note(grid: str) -> str:
     """A note on what the grid's numbers mean (from the grid file's ``description``, and a
     warning that any grid other than ``paper`` demonstrates the pipeline only)."""
@@ -261,6 +273,10 @@ def show_table(df: pd.DataFrame, table_id: str, *, digits: int = 4):
 
     if df.empty:
         return HTML(f'<p id="{table_id}"><em>(no rows)</em></p>')
+    df = df.copy()
+    for col in df.columns:
+        if not pd.api.types.is_float_dtype(df[col]):
+            df[col] = df[col].astype(object).where(df[col].notna(), "–")
     return HTML(df.to_html(table_id=table_id, index=False, na_rep="–", float_format=lambda x: f"{x:.{digits}g}",
                            classes="dataframe", border=0))
 
