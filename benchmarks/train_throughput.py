@@ -1,0 +1,198 @@
+"""Training throughput: ours (bashkir_peft.training.run_training) vs a plain HF Trainer + peft
+baseline set up the usual way (the transformers causal-LM example recipe, run_clm.py).
+
+For smollm2-135m, methods full / lora / qlora, block_size 128 and 256, batch 8: 2 warm-up
+and 10 timed optimizer steps each, timed by the same callback in both (forward, backward
+and optimizer step; not data loading, evaluation or saving). Every measurement runs in its
+own process (so peak RSS is that run's), ours and the baseline alternating, on the same
+documents. Prints tokens/s (from the median step time) and peak RSS for each, and the ratio
+ours/baseline on the medians.
+
+Usage:
+    BASHKIR_PEFT_TOKENIZERS=../shared/tokenizers \\
+    .venv/bin/python benchmarks/train_throughput.py [--methods full lora qlora] [--blocks 128 256]
+        [--corpus ../shared/corpus/bashkir-demo.jsonl.gz] [--threads 2] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = "smollm2-135m"
+BATCH = 8
+WARMUP, TIMED = 2, 10
+N_DOCS = 200  # training documents: far more tokens than 12 x 8 x 256
+
+
+def make_data(corpus: Path, out: Path) -> Path:
+    """A data-prep-shaped folder from the first documents of a .jsonl.gz corpus."""
+    import pandas as pd
+
+    rows = []
+    with gzip.open(corpus, "rt", encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            rows.append({"id": r["id"], "source": r.get("source", ""), "text": r["text"]})
+            if len(rows) == N_DOCS + 2:
+                break
+    out.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows[:N_DOCS]).to_parquet(out / "train.parquet")
+    pd.DataFrame(rows[N_DOCS:N_DOCS + 1]).to_parquet(out / "validation.parquet")
+    pd.DataFrame(rows[N_DOCS + 1:]).to_parquet(out / "test.parquet")
+    (out / "manifest.json").write_text(json.dumps({"fingerprint": "benchmark"}), encoding="utf-8")
+    return out
+
+
+def _timer():
+    from bashkir_peft.callbacks import StepTimer
+
+    return StepTimer()
+
+
+def run_ours(method: str, block: int, data_dir: Path, out: Path) -> dict:
+    from bashkir_peft.provenance import ResourceMeter
+    from bashkir_peft.training import TrainParams, run_training
+
+    timer = _timer()
+    params = TrainParams(model=MODEL, method=method, block_size=block, per_device_train_batch_size=BATCH,
+                         max_steps=WARMUP + TIMED, eval_steps=10_000, save_steps=10_000, logging_steps=WARMUP + TIMED,
+                         max_eval_documents=1, data_dir=str(data_dir), output_dir=str(out))
+    with ResourceMeter() as meter:
+        record = run_training(params, callbacks=[timer])
+    assert record["status"] == "finished", record["reason"]
+    return {"step_times": timer.step_times, "peak_rss_mib": meter.result()["peak_rss_mib"],
+            "trainable_params": record["trainable_params"]}
+
+
+def run_baseline(method: str, block: int, data_dir: Path, out: Path) -> dict:
+    """The usual recipe: from_pretrained (+ BitsAndBytesConfig for QLoRA), peft's
+    prepare_model_for_kbit_training + get_peft_model, datasets.map tokenization and
+    run_clm's group_texts, a default Trainer."""
+    import torch
+    from datasets import load_dataset
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import (AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, Trainer, TrainingArguments,
+                              default_data_collator, set_seed)
+
+    from bashkir_peft.loading import resolve_model
+    from bashkir_peft.provenance import ResourceMeter
+    from bashkir_peft.registry import get_entry
+
+    set_seed(42)
+    path = resolve_model(MODEL).location
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    kwargs = {"dtype": torch.float32}
+    if method == "qlora":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.float32)
+        kwargs["device_map"] = {"": "cpu"}
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if method == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if method in ("lora", "qlora"):
+        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, bias="none",
+                                                 task_type="CAUSAL_LM",
+                                                 target_modules=get_entry(MODEL).target_modules))
+    raw = load_dataset("parquet", data_files={"train": str(data_dir / "train.parquet")})["train"]
+
+    def tokenize(batch):
+        return tokenizer([t + tokenizer.eos_token for t in batch["text"]], add_special_tokens=False)
+
+    def group_texts(examples):  # run_clm.py
+        concatenated = {k: sum(examples[k], []) for k in examples}
+        total = (len(concatenated["input_ids"]) // block) * block
+        result = {k: [t[i:i + block] for i in range(0, total, block)] for k, t in concatenated.items()}
+        result["labels"] = result["input_ids"].copy()
+        return result
+
+    ds = raw.map(tokenize, batched=True, remove_columns=raw.column_names).map(group_texts, batched=True)
+    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=BATCH, max_steps=WARMUP + TIMED,
+                             learning_rate=5e-5 if method == "full" else 2e-4, save_strategy="no",
+                             logging_steps=WARMUP + TIMED, report_to="none", disable_tqdm=True, use_cpu=True, seed=42)
+    timer = _timer()
+    trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=default_data_collator,
+                      callbacks=[timer])
+    with ResourceMeter() as meter:
+        trainer.train()
+    return {"step_times": timer.step_times, "peak_rss_mib": meter.result()["peak_rss_mib"]}
+
+
+def child(impl: str, method: str, block: int, data_dir: Path, threads: int) -> None:
+    from bashkir_peft.runtime import configure_threads
+
+    configure_threads(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        fn = run_ours if impl == "ours" else run_baseline
+        result = fn(method, block, data_dir, Path(tmp) / "run")
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def summarize(impl_result: dict, block: int) -> dict:
+    timed = impl_result["step_times"][WARMUP:WARMUP + TIMED]
+    assert len(timed) == TIMED, impl_result["step_times"]
+    med = statistics.median(timed)
+    return {"median_step_s": med, "tokens_per_s": BATCH * block / med, "peak_rss_mib": impl_result["peak_rss_mib"]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--methods", nargs="+", default=["full", "lora", "qlora"])
+    ap.add_argument("--blocks", nargs="+", type=int, default=[128, 256])
+    ap.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpus" / "bashkir-demo.jsonl.gz")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--child", nargs=4, metavar=("IMPL", "METHOD", "BLOCK", "DATA_DIR"), help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        child(a.child[0], a.child[1], int(a.child[2]), Path(a.child[3]), a.threads)
+        return 0
+
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = make_data(a.corpus, Path(tmp) / "data")
+        order = 0
+        for method in a.methods:
+            for block in a.blocks:
+                res = {}
+                # alternate which one goes first, so drift in machine load hits both alike
+                impls = ["ours", "baseline"] if order % 2 == 0 else ["baseline", "ours"]
+                order += 1
+                for impl in impls:
+                    proc = subprocess.run([sys.executable, __file__, "--threads", str(a.threads), "--child", impl,
+                                           method, str(block), str(data_dir)], capture_output=True, text=True, env=env)
+                    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+                    if proc.returncode or not line:
+                        print(proc.stderr[-3000:], file=sys.stderr)
+                        raise SystemExit(f"{impl} {method} {block} failed")
+                    res[impl] = summarize(json.loads(line[0][7:]), block)
+                ratio = res["ours"]["tokens_per_s"] / res["baseline"]["tokens_per_s"]
+                row = {"method": method, "block_size": block, "batch": BATCH,
+                       "ours_tokens_per_s": res["ours"]["tokens_per_s"],
+                       "baseline_tokens_per_s": res["baseline"]["tokens_per_s"],
+                       "ratio": ratio,
+                       "ours_peak_rss_mib": res["ours"]["peak_rss_mib"],
+                       "baseline_peak_rss_mib": res["baseline"]["peak_rss_mib"]}
+                rows.append(row)
+                print(f"{method:6s} block {block:4d}: ours {row['ours_tokens_per_s']:8.1f} tok/s "
+                      f"(peak RSS {row['ours_peak_rss_mib']:7.0f} MiB) | baseline {row['baseline_tokens_per_s']:8.1f} tok/s "
+                      f"(peak RSS {row['baseline_peak_rss_mib']:7.0f} MiB) | ratio {ratio:.3f}", flush=True)
+    worst = min(r["ratio"] for r in rows)
+    print(f"worst ratio ours/baseline: {worst:.3f} (target >= 0.95)")
+    if a.json:
+        a.json.write_text(json.dumps(rows, indent=2))
+    return 0 if worst >= 0.95 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
