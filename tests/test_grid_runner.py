@@ -37,7 +37,7 @@ BODIES = {
         assert not fail_data, "data prep told to fail"
         out = pathlib.Path(output_dir); out.mkdir(parents=True, exist_ok=True)
         fp = hashlib.sha256(pathlib.Path(corpus).read_bytes() + str(min_chars).encode()).hexdigest()[:16]
-        (out / "manifest.json").write_text(json.dumps({"fingerprint": fp}))
+        (out / "manifest.json").write_text(json.dumps({"status": "complete", "fingerprint": fp}))
         """,
     "train": """
         import json, pathlib
@@ -256,3 +256,14 @@ def test_data_prep_failure_stops_with_exit_1(tmp_path, capsys):
     assert "data preparation failed: data: AssertionError: data prep told to fail" in capsys.readouterr().err
     rec = json.loads((tmp_path / "runs" / "unit" / "data_prep.json").read_text())
     assert rec["status"] == "failed" and rec["ename"] == "AssertionError"
+
+
+def test_submitit_executor_runs_cells_as_jobs(ran, capsys):
+    """The cluster path (one submitit job per cell), with submitit's in-process debug
+    executor: finished cells are skipped by the job as locally; the failed one reruns."""
+    before = {k: executions(d) for k, (d, _) in ran["cells"].items()}
+    assert main(ran["args"] + ["--executor", "debug", "--only", "method=lora"]) == 1
+    out = capsys.readouterr().out
+    assert "skipped" in out and "failed" in out
+    after = {k: executions(d) for k, (d, _) in ran["cells"].items()}
+    assert after["lora"] == before["lora"] and after["bad"] == before["bad"] + ["train"]

@@ -33,7 +33,13 @@ def _run(args: argparse.Namespace) -> int:
 
     run = _load(args, need_corpus=True)
     try:
-        results = run_grid(run, force=args.force, dry_run=args.dry_run, progress=not args.no_progress)
+        if args.executor == "local" or args.dry_run:
+            results = run_grid(run, force=args.force, dry_run=args.dry_run, progress=not args.no_progress)
+        else:
+            from .gridslurm import run_grid_submitit, slurm_parameters
+
+            results = run_grid_submitit(run, force=args.force, cluster=args.executor, slurm=slurm_parameters(
+                args.slurm_partition, args.slurm_gpus, args.slurm_cpus, args.slurm_timeout_min))
     except StageFailed as err:
         print(f"error: data preparation failed: {err} (details: {run.root / 'data_prep.json'})", file=sys.stderr)
         return 1
@@ -66,6 +72,13 @@ def add_parser(sub) -> None:
     p.add_argument("--force", action="store_true",
                    help="rerun selected cells even if finished (old run folders move to .replaced/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--executor", choices=("local", "slurm", "debug"), default="local",
+                   help="local: cells one after another in this process (default); slurm: one job per cell "
+                        "via submitit (debug: submitit's in-process executor, for testing)")
+    p.add_argument("--slurm-partition", default=None)
+    p.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per job (slurm)")
+    p.add_argument("--slurm-cpus", type=int, default=8, help="CPUs per job (slurm)")
+    p.add_argument("--slurm-timeout-min", type=int, default=24 * 60, help="time limit per job (slurm)")
     p.set_defaults(func=_run)
     p = gsub.add_parser("status", help="status of every cell of a grid")
     _common(p)

@@ -123,6 +123,10 @@ def notebook_error(err: BaseException, stage: str, notebook: Path) -> dict:
 def execute(notebook: Path, output: Path, parameters: dict, cwd: Path) -> None:
     """Execute ``notebook`` with papermill into ``output`` (kernel ``bashkir-peft``).
 
+    ``cwd`` is the repository root, where the notebooks' relative defaults (e.g.
+    ``../shared/corpus/...``) point, as when a reader runs them by hand; the runner itself
+    passes absolute paths.
+
     Raises:
         PapermillExecutionError: a notebook cell raised (the executed notebook, with the
             error, is still written to ``output``).
@@ -218,7 +222,10 @@ class GridRun:
 
     def data_parameters(self) -> dict[str, Any]:
         where = f"{self.grid.path or self.grid.name}: data"
-        runner = {"corpus": self.corpus or "<corpus>", "output_dir": str(self.data_dir)}
+        corpus = self.corpus or "<corpus>"
+        hub = corpus.startswith(HUB_PREFIX)
+        runner = {"corpus": corpus[len(HUB_PREFIX):] if hub else corpus, "corpus_kind": "hub" if hub else None,
+                  "output_dir": str(self.data_dir)}
         return build_parameters(STAGES["data"], self.declared["data"], runner, dict(self.grid.spec.data), where)
 
 
@@ -324,7 +331,7 @@ def prepare_data(run: GridRun, log=print) -> str:
         write_json_atomic(run.root / DATA_RECORD, record)
         start = time.perf_counter()
         try:
-            execute(run.notebook("data"), out, params, run.root)
+            execute(run.notebook("data"), out, params, REPO_ROOT)
             fp = _manifest_fingerprint(run.data_dir)
         except Exception as err:  # noqa: BLE001 - recorded, then reported
             info = notebook_error(err, "data", out)
@@ -388,7 +395,7 @@ def run_cell(run: GridRun, p: Planned, *, force: bool = False, on_stage=None) ->
             record["stages"][unit] = {"status": "running", "notebook": str(out), "parameters": params}
             write_json_atomic(rec_path, record)
             try:
-                execute(run.notebook(stage), out, params, p.run_dir)
+                execute(run.notebook(stage), out, params, REPO_ROOT)
                 failure = _stage_record_failure(p, stage, unit)
             except Exception as err:  # noqa: BLE001 - a failed cell must not stop the grid
                 info = notebook_error(err, unit, out)

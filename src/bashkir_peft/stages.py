@@ -4,8 +4,9 @@ Each stage is a notebook under ``notebooks/`` executed by papermill. The runner 
 two kinds of parameters, and only names the notebook declares in its ``parameters``
 cell (read with ``papermill.inspect_notebook``):
 
-- runner values: paths and the cell's axes (``corpus``, ``output_dir``, ``data_dir``,
-  ``run_dir``, ``model``, ``method``, ``lora_r``, ``seed``) - a grid may not set these;
+- runner values: paths and the cell's axes (data prep: ``corpus``, ``corpus_kind``,
+  ``output_dir``; the others: ``model``, ``method``, ``lora_r``, ``seed``, ``data_dir``,
+  ``run_dir``, ``output_dir``) - a grid may not set these;
 - the grid's stage settings - each must be a parameter of the notebook, or the grid is
   rejected before any work starts.
 
@@ -30,7 +31,6 @@ from .yamlio import validate
 KERNEL = "bashkir-peft"
 KERNEL_INSTALL = ('python -m ipykernel install --sys-prefix --name bashkir-peft '
                   '--display-name "Python (bashkir-peft)"')
-RUNNER_NAMES = ("corpus", "output_dir", "data_dir", "run_dir", "model", "method", "lora_r", "seed")
 
 
 @dataclass(frozen=True)
@@ -110,9 +110,9 @@ def check_kernel() -> None:
         raise ConfigError(f"Jupyter kernel {KERNEL!r} is not registered: {KERNEL_INSTALL}")
 
 
-def check_settings(stage: Stage, declared: dict, settings: dict, where: str) -> None:
-    """Reject grid settings the notebook does not declare or the runner owns."""
-    owned = sorted(set(settings) & set(RUNNER_NAMES))
+def check_settings(stage: Stage, declared: dict, settings: dict, where: str, owned_names=()) -> None:
+    """Reject grid settings the notebook does not declare or the runner owns (``owned_names``)."""
+    owned = sorted(set(settings) & set(owned_names))
     if owned:
         raise ConfigError(f"{where}: {', '.join(owned)} set by the grid runner (matrix axes, --corpus, "
                           "run folders), not in stage settings")
@@ -145,7 +145,7 @@ def build_parameters(stage: Stage, declared: dict, runner: dict[str, Any], setti
         ConfigError: a setting the notebook does not declare, or parameters the stage's
             parameter model rejects (wrong type, out of range).
     """
-    check_settings(stage, declared, settings, where)
+    check_settings(stage, declared, settings, where, runner)
     params = {k: v for k, v in runner.items() if v is not None and k in declared}
     params.update(settings)
     model = _params_model(stage)
