@@ -81,20 +81,30 @@ def write_run(root: Path, run_id: str, model: str, method: str, lora_r, seed, bp
             "status": "finished", "params": params,
             "summary": {"code_switch_rate": 1 - bak, "distinct_2": 0.8,
                         "language_shares": {"bak": bak, "rus": 0.05, "eng": 0.95 - bak, "other": 0.0}}}))
-    nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# Evaluation\n", "Run " + run_id]},
+    (d / "notebooks").mkdir()
+    (d / "notebooks" / "03_evaluate.ipynb").write_text(json.dumps(notebook("# Evaluation\n", "Run " + run_id)))
+    return d
+
+
+def notebook(*markdown: str) -> dict:
+    """A small executed notebook (one markdown cell, one code cell with its output)."""
+    return {"cells": [{"cell_type": "markdown", "metadata": {}, "source": list(markdown)},
                     {"cell_type": "code", "execution_count": 1, "metadata": {}, "source": ["print(1)"],
                      "outputs": [{"output_type": "stream", "name": "stdout", "text": ["1\n"]}]}],
           "metadata": {"kernelspec": {"name": "bashkir-peft", "display_name": "Python (bashkir-peft)",
-                                      "language": "python"}}, "nbformat": 4, "nbformat_minor": 5}
-    (d / "notebooks").mkdir()
-    (d / "notebooks" / "03_evaluate.ipynb").write_text(json.dumps(nb))
-    return d
+                                      "language": "python"}}, "nbformat": 4, "nbformat_minor": 4}
 
 
 def make_grid(root: Path, seed: int = 0, *, failed: bool = True) -> Path:
     """Write the synthetic grid into ``root`` (the runs folder) and return it."""
     rng = np.random.default_rng(seed)
     docs = documents(rng)
+    # The grid runner's data stage: the data-prep output (not a run) and its executed notebook.
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "manifest.json").write_text(json.dumps({"fingerprint": "abc", "counts": {}}))
+    (root / "01_data_prep.ipynb").write_text(json.dumps(notebook("# Data preparation\n", "kept 60 documents")))
+    (root / ".replaced" / "old").mkdir(parents=True)
+    (root / ".replaced" / "old" / "01_data_prep.ipynb").write_text(json.dumps(notebook("# Old\n", "moved aside")))
     for i, (model, method, r, s, bpb) in enumerate(CELLS):
         write_run(root, f"run{i:02d}-{method}", model, method, r, s, bpb, docs, rng)
     if failed:

@@ -9,27 +9,21 @@ finished run has its pages, MathJax is served locally, and a warning fails the b
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 from report_synth import CELLS, make_grid
 
-from bashkir_peft.book import BookError, BookParams, build_book, execute_report, jupyter_book_build
+from bashkir_peft.book import BookError, BookParams, build_book, copy_sources, execute_report, jupyter_book_build
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _copy_book(dst: Path) -> Path:
-    shutil.copytree(REPO / "book", dst, ignore=shutil.ignore_patterns("_build", "generated"))
-    return dst
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("book")
     runs = make_grid(root / "runs")
-    book = _copy_book(root / "book")
+    book = copy_sources(root / "book")
     index = build_book(BookParams(grid="synth", runs_dir=str(runs), book_dir=str(book)))
     return index.parent, runs
 
@@ -66,6 +60,8 @@ def test_every_finished_run_has_its_pages_and_math_is_local(built):
         run = html_dir / "generated" / "runs" / f"run{i:02d}-{method}"
         assert (run / "index.html").is_file() and (run / "03_evaluate.html").is_file()
     assert not (html_dir / "generated" / "runs" / "run99-qlora").exists()
+    data = (html_dir / "generated" / "data" / "01_data_prep.html").read_text(encoding="utf-8")
+    assert "kept 60 documents" in data and "moved aside" not in data
     method = (html_dir / "method.html").read_text(encoding="utf-8")
     assert 'src="_static/mathjax/tex-chtml.js"' in method
     assert (html_dir / "_static" / "mathjax" / "tex-chtml.js").is_file()

@@ -168,7 +168,9 @@ def assemble_runs(runs: list[RunRecord], gen: Path) -> list[dict]:
 def assemble_data(runs_dir: Path, runs: list[RunRecord], gen: Path) -> list[dict]:
     """The executed data-preparation notebook (and a data card) of the grid, if any."""
     sections = []
-    nbs = sorted(p for p in runs_dir.rglob("01_data_prep*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    nbs = sorted((p for p in runs_dir.rglob("01_data_prep*.ipynb")
+                  if not any(part.startswith(".") for part in p.relative_to(runs_dir).parts)),
+                 key=lambda p: (len(p.relative_to(runs_dir).parts), str(p)))
     if nbs:
         copy_notebook(nbs[0], gen / "data" / "01_data_prep.ipynb", "Data preparation (executed)")
         sections.append({"file": "generated/data/01_data_prep"})
@@ -224,6 +226,13 @@ def jupyter_book_build(book_dir: Path, toc: Path) -> Path:
         problems = [ln for ln in out if "WARNING" in ln or "ERROR" in ln] or out[-20:]
         raise BookError("jupyter-book build failed (strict: warnings are errors):\n" + "\n".join(problems[:40]))
     return book_dir / "_build" / "html" / "index.html"
+
+
+def copy_sources(dst: str | Path, book_dir: str | Path = REPO_ROOT / "book") -> Path:
+    """Copy the book's sources (not ``_build`` nor ``generated``) to ``dst``, e.g. to build a
+    book from test runs without touching the checkout's ``book/``. Returns ``dst``."""
+    shutil.copytree(book_dir, dst, ignore=shutil.ignore_patterns("_build", "generated"))
+    return Path(dst)
 
 
 def build_book(params: BookParams) -> Path:
