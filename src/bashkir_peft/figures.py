@@ -129,7 +129,8 @@ def fertility_vs_bpb(fert: pd.DataFrame, path: Path) -> Path | None:
 
 
 def generation_language(gen_summary: pd.DataFrame, path: Path) -> Path | None:
-    """Stacked bars of the language shares of generated sentences, and the code-switch rate."""
+    """Stacked bars of the language shares of the generated text (letters of the sentences
+    labelled with each language), and the code-switch rate."""
     share_cols = [c for c in ("share_bak", "share_rus", "share_eng", "share_other") if c in gen_summary.columns]
     if gen_summary.empty or not share_cols:
         return None
@@ -143,7 +144,7 @@ def generation_language(gen_summary: pd.DataFrame, path: Path) -> Path | None:
         vals = g[col].fillna(0).to_numpy()
         ax1.bar(g["cell"], vals, bottom=bottom, label=col.removeprefix("share_"), color=palette[col])
         bottom = vals if bottom is None else bottom + vals
-    ax1.set_ylabel("share of generated sentences")
+    ax1.set_ylabel("share of generated letters, by sentence language")
     ax1.set_ylim(0, 1)
     ax1.legend(title="language", bbox_to_anchor=(1, 1), loc="upper left")
     ax1.tick_params(axis="x", rotation=30)

@@ -247,6 +247,17 @@ def format_paper(paper: pd.DataFrame) -> pd.DataFrame:
                          "ours: mean ± std": ours, "ours: seeds": paper["ours_n"]})
 
 
+GENERATION_COLUMNS = ("model", "method_label", "n", "code_switch_rate", "non_bashkir_word_share",
+                      "share_bak", "share_rus", "share_eng", "share_other", "distinct_1", "distinct_2",
+                      "repeated_ngram_rate", "mean_words")
+
+
+def generation_view(gen_summary: pd.DataFrame) -> pd.DataFrame:
+    """The generation summary's columns a reader compares (those present), method renamed."""
+    cols = [c for c in GENERATION_COLUMNS if c in gen_summary.columns]
+    return gen_summary[cols].rename(columns={"method_label": "method"})
+
+
 def grid_note(grid: str) -> str:
     """A note on what the grid's numbers mean (from the grid file's ``description``, and a
     warning that any grid other than ``paper`` demonstrates the pipeline only)."""

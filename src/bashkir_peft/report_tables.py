@@ -290,8 +290,8 @@ def generation_table(runs: list[RunRecord]) -> pd.DataFrame:
         summary = rec.get("summary") if isinstance(rec.get("summary"), dict) else rec
         row = {**_run_keys(run)}
         for k, v in summary.items():
-            if _is_number(v):
-                row[k] = float(v)
+            if _is_number(v) and k not in row:
+                row["n_continuations" if k == "n" else k] = float(v)
         shares = _find_language_shares(rec)
         for lang in LANGUAGES:
             row[f"share_{lang}"] = shares.get(lang, math.nan) if shares else math.nan

@@ -167,13 +167,11 @@ def read_run(path: str | Path) -> RunRecord:
     for stage, rec in run.records.items():
         for k, v in _params_of(rec).items():
             run.params.setdefault(k, v)
-    # The evaluation of a trained run names the run folder as its model: prefer a registry name.
-    if "model_name" in run.params and (
-            "model" not in run.params or Path(str(run.params["model"])).exists()):
-        run.params["model"] = run.params["model_name"]
-    if "model" in run.params and isinstance(run.params["model"], str) and "/" in run.params["model"] \
-            and Path(run.params["model"]).exists():
-        run.params["model"] = Path(run.params["model"]).name
+    # The model is the cell's (or training's) registry name or Hub id; where a record names
+    # only a local folder, the provenance name stands in for it.
+    model = run.params.get("model")
+    if not isinstance(model, str) or Path(model).is_absolute():
+        run.params["model"] = run.params.get("model_name") or (Path(model).name if model else "?")
     for stage, rec in run.records.items():
         if str(rec.get("status", "")).lower() in ("failed", "error"):
             run.status = "failed"
