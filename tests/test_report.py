@@ -155,6 +155,14 @@ def test_missing_stages_are_tolerated(report):
     assert fert["fertility"].iloc[0] == pytest.approx(docs["tokens"].sum() / docs["words"].sum())
 
 
+def test_fertility_comes_from_the_data_prep_table_when_there_is_one(report, tmp_path):
+    pd.DataFrame({"model": ["gpt2", "mistral-7b"], "tokenizer": ["gpt2", "mistral-7b"],
+                  "fertility": [4.5, 2.25]}).to_parquet(tmp_path / "tokenizers.parquet")
+    fert = rt.fertility_table(report.runs, report.tables["quality_cost"], tmp_path, "rolling")
+    assert (fert["fertility"] == 4.5).all()  # tiny-gpt2 uses the gpt2 tokenizer
+    assert fert["fertility_source"].str.startswith("data prep (gpt2 tokenizer").all()
+
+
 def test_tables_and_figures_are_written(report):
     for name, df in report.tables.items():
         csv, pq = report.out_dir / "tables" / f"{name}.csv", report.out_dir / "tables" / f"{name}.parquet"

@@ -202,7 +202,7 @@ def quality_cost_table(runs_tab: pd.DataFrame, metrics: pd.DataFrame, protocol: 
 def _fertility_from_data_prep(data_dir: Path) -> pd.DataFrame | None:
     """The tokenizer table of the data-prep output (any ``*token*`` CSV/Parquet/JSON file
     with a ``fertility`` column, or a manifest list/dict with ``fertility`` entries)."""
-    for p in sorted(data_dir.glob("*token*")):
+    for p in sorted({*data_dir.glob("*token*"), *data_dir.glob("*fertility*")}):
         try:
             if p.suffix == ".parquet":
                 df = pd.read_parquet(p)
@@ -254,10 +254,17 @@ def fertility_table(runs: list[RunRecord], quality: pd.DataFrame, data_dir: str 
     prep = _fertility_from_data_prep(Path(data_dir)) if data_dir else None
     fert: dict[str, tuple[float, str]] = {}
     if prep is not None:
-        name_col = next((c for c in ("model", "tokenizer", "name") if c in prep.columns), None)
-        if name_col:
-            for _, r in prep.iterrows():
-                fert[str(r[name_col])] = (float(r["fertility"]), "data prep (test split)")
+        by_name: dict[str, float] = {}
+        for col in ("model", "tokenizer", "name"):
+            if col in prep.columns:
+                for name, value in zip(prep[col].astype(str), prep["fertility"]):
+                    by_name.setdefault(name, float(value))
+        for model in {r.model for r in runs if r.status == "finished"}:
+            # The model's own row, else its tokenizer's (tiny-gpt2 profiles as gpt2).
+            for name in (model, _registry_tokenizer(model)):
+                if name in by_name:
+                    fert[model] = (by_name[name], f"data prep ({name} tokenizer, test split)")
+                    break
     by_model: dict[str, list[float]] = {}
     for run in runs:
         if run.status != "finished" or run.model in fert:
@@ -275,6 +282,16 @@ def fertility_table(runs: list[RunRecord], quality: pd.DataFrame, data_dir: str 
     g["fertility"] = g["model"].map(lambda m: fert.get(m, (math.nan, ""))[0])
     g["fertility_source"] = g["model"].map(lambda m: fert.get(m, (math.nan, "not found"))[1])
     return g[cols]
+
+
+def _registry_tokenizer(model: str) -> str | None:
+    """The offline tokenizer a registry model uses (``None`` if not a registry name)."""
+    try:
+        from .registry import get_entry
+
+        return get_entry(model).tokenizer
+    except Exception:  # noqa: BLE001 - a path or Hub id is simply not in the registry
+        return None
 
 
 def generation_table(runs: list[RunRecord]) -> pd.DataFrame:
