@@ -1,0 +1,62 @@
+"""Benchmark of the data preparation: documents/s, MB/s and peak memory.
+
+Usage (from the repository root):
+
+    .venv/bin/python benchmarks/data_prep.py                  # demo and full corpus
+    .venv/bin/python benchmarks/data_prep.py --only demo
+    .venv/bin/python benchmarks/data_prep.py --num-proc 2 --shared ../shared
+
+MB/s counts the UTF-8 bytes of the input texts (uncompressed). Peak RSS is reported for
+the main process (sampled) and for the largest worker process (``getrusage``).
+Output folders are temporary and removed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+
+def run(name: str, corpus: Path, num_proc: int) -> dict:
+    from bashkir_peft.dataprep import DataPrepParams, prepare
+
+    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+        params = DataPrepParams(corpus=str(corpus), output_dir=str(Path(tmp) / "out"), num_proc=num_proc)
+        manifest = prepare(params, log=lambda line: print(f"  [{name}] {line}", flush=True))
+    c, r = manifest["counts"], manifest["resources"]
+    wall = r["wall_time_s"]
+    children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {
+        "corpus": name, "documents": c["documents_read"], "characters": c["characters_read"],
+        "mb": c["bytes_read"] / 1e6, "kept": c["documents_kept"], "wall_s": wall,
+        "docs_per_s": c["documents_read"] / wall, "mb_per_s": c["bytes_read"] / 1e6 / wall,
+        "peak_rss_main_mib": r["peak_rss_mib"], "peak_rss_worker_mib": children_kb / 1024,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shared", default=os.environ.get("BASHKIR_PEFT_SHARED", str(REPO.parent / "shared")))
+    ap.add_argument("--only", choices=["demo", "full"], default=None)
+    ap.add_argument("--num-proc", type=int, default=2)
+    args = ap.parse_args()
+    corpora = {"demo": Path(args.shared) / "corpus" / "bashkir-demo.jsonl.gz",
+               "full": Path(args.shared) / "corpus" / "bashkir-mix"}
+    rows = [run(n, p, args.num_proc) for n, p in corpora.items() if args.only in (None, n)]
+    print(f"\ncores available: {len(os.sched_getaffinity(0))}, num_proc: {args.num_proc}")
+    print("| corpus | documents | input MB | kept | wall s | documents/s | MB/s | peak RSS main MiB | peak RSS worker MiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['corpus']} | {r['documents']:,} | {r['mb']:.1f} | {r['kept']:,} | {r['wall_s']:.1f} | "
+              f"{r['docs_per_s']:.1f} | {r['mb_per_s']:.2f} | {r['peak_rss_main_mib']:.0f} | {r['peak_rss_worker_mib']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""The data preparation pipeline end to end on tiny hand-written corpora: what is kept
+and dropped, de-duplication before the split, split stability, atomic outputs, bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bashkir_peft import dataprep
+from bashkir_peft.dataprep import DataPrepParams, load_split, prepare, read_manifest
+from bashkir_peft.errors import DataError
+
+from test_data_text import BASHKIR, RUSSIAN, TATAR
+
+FAST = {"num_proc": 1, "min_chars": 30}
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def _docs(n: int, start: int = 0) -> list[dict]:
+    """n distinct Bashkir documents (numbers make their shingles differ)."""
+    return [{"id": f"d{i}", "source": "test",
+             "text": f"Ауылда {i * 7 + 3} кеше йәшәй, улар {i + 1900} йылда бында күсеп килгән. "
+                     f"Мәктәптә {i + 11} бала уҡый, ә ҡалаға {i * 3 + 20} саҡрым ҡала."}
+            for i in range(start, start + n)]
+
+
+def _run(tmp_path: Path, records: list[dict], out: str = "out", **kw) -> dict:
+    corpus = _write_jsonl(tmp_path / "corpus.jsonl", records)
+    return prepare(DataPrepParams(corpus=str(corpus), output_dir=str(tmp_path / out), **{**FAST, **kw}))
+
+
+def _split_of(out: Path) -> dict[str, str]:
+    ds = pd.read_parquet(out / "doc_stats.parquet")
+    return dict(zip(ds["id"], ds["split"]))
+
+
+def _all_texts(out: Path) -> dict[str, str]:
+    texts = {}
+    for s in ("train", "validation", "test"):
+        texts.update(dict(zip(*[load_split(out, s)[c] for c in ("id", "text")])))
+    return texts
+
+
+def test_russian_sentence_dropped_bashkir_kept_and_latin_h_fixed(tmp_path):
+    mixed = f"{BASHKIR[0]} {RUSSIAN} {BASHKIR[1]}\nУл hыу эсте, hуңынан ҡайтты."
+    m = _run(tmp_path, [{"id": "mixed", "text": mixed}, {"id": "ru", "text": RUSSIAN + " " + RUSSIAN}])
+    texts = _all_texts(tmp_path / "out")
+    assert texts == {"mixed": f"{BASHKIR[0]} {BASHKIR[1]}\nУл һыу эсте, һуңынан ҡайтты."}
+    drops = {d["reason"]: d for d in m["drops"]}
+    assert drops["sentence_rus"]["sentences"] == 3
+    assert drops["not_bashkir"]["documents"] == 1
+    assert m["cleaning"]["latin_h"] == 2
+    assert RUSSIAN in m["examples"]["sentence_rus"]
+
+
+def test_tatar_document_dropped(tmp_path):
+    m = _run(tmp_path, [{"id": "tt", "text": " ".join(TATAR)}, *_docs(1)])
+    assert set(_all_texts(tmp_path / "out")) == {"d0"}
+    assert {d["reason"]: d["documents"] for d in m["drops"]}["not_bashkir"] == 1
+
+
+def test_only_one_of_two_near_duplicates_survives(tmp_path):
+    original = " ".join(BASHKIR)
+    twin = " ".join(reversed(BASHKIR)) + " Яңы юл."  # sentence-shuffled copy, one sentence more
+    copy = original.upper().replace(",", "")  # exact duplicate after normalization
+    m = _run(tmp_path, [{"id": "orig", "text": original}, {"id": "twin", "text": twin},
+                        {"id": "copy", "text": copy}, *_docs(3)])
+    kept = _all_texts(tmp_path / "out")
+    assert len({"orig", "twin", "copy"} & set(kept)) == 1
+    assert "twin" in kept  # the longest member represents the cluster
+    drops = {d["reason"]: d["documents"] for d in m["drops"]}
+    assert drops["exact_duplicate"] == 1 and drops["near_duplicate"] == 1
+    assert m["counts"]["documents_kept"] == 4
+
+
+def test_split_identical_across_runs_and_stable_when_documents_are_added(tmp_path):
+    docs = _docs(40)
+    m1 = _run(tmp_path, docs, out="a")
+    m2 = _run(tmp_path, docs, out="b")
+    assert m1["fingerprint"] == m2["fingerprint"]
+    for s in ("train", "validation", "test"):
+        assert (tmp_path / "a" / f"{s}.parquet").read_bytes() == (tmp_path / "b" / f"{s}.parquet").read_bytes()
+    first = _split_of(tmp_path / "a")
+    assert set(first.values()) == {"train", "validation", "test"}
+    m3 = _run(tmp_path, _docs(20, start=40) + docs[::-1], out="c")  # more documents, other order
+    grown = _split_of(tmp_path / "c")
+    assert len(grown) == 60
+    assert {i: grown[i] for i in first} == first
+    assert m3["fingerprint"] != m1["fingerprint"]
+
+
+def test_worker_processes_give_the_same_result(tmp_path):
+    docs = _docs(12)
+    m1 = _run(tmp_path, docs, out="one")
+    m2 = _run(tmp_path, docs, out="two", num_proc=2)
+    assert m1["fingerprint"] == m2["fingerprint"]
+
+
+def test_manifest_and_readers(tmp_path):
+    m = _run(tmp_path, _docs(10))
+    out = tmp_path / "out"
+    assert read_manifest(out)["fingerprint"] == m["fingerprint"]
+    assert sum(m["counts"][s] for s in ("train", "validation", "test")) == 10
+    ds = load_split(out, "train")
+    assert ds.column_names == ["id", "source", "text"]
+    assert len(ds) == m["counts"]["train"]
+    assert m["params"]["seed"] == 42 and m["corpus"]["kind"] == "file"
+    with pytest.raises(DataError, match="unknown split"):
+        load_split(out, "dev")
+    (out / "test.parquet").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="changed since the manifest"):
+        load_split(out, "test")
+    (out / "manifest.json").unlink()
+    with pytest.raises(DataError, match="no manifest.json"):
+        load_split(out, "train")
+
+
+def test_interrupted_run_keeps_previous_complete_output(tmp_path, monkeypatch):
+    m = _run(tmp_path, _docs(6))
+    before = (tmp_path / "out" / "manifest.json").read_bytes()
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dataprep, "_write_splits", boom)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, _docs(8))
+    assert (tmp_path / "out" / "manifest.json").read_bytes() == before
+    assert read_manifest(tmp_path / "out")["fingerprint"] == m["fingerprint"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def _assert_nothing_written(tmp_path: Path) -> None:
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "is empty"),
+    (b"\n  \n", "is empty"),
+    ('{"id": "a", "text": "Һаумы"}\n'.encode() + b'{"id": "b", "text": "\xff\xfe"}\n', r"line 2: invalid UTF-8"),
+    ('{"id": "a", "text": "Һаумы"}\n{"id": "b", "text": '.encode(), r"line 2: not valid JSON"),
+    ('{"id": "a", "body": "Һаумы"}\n'.encode(), r"line 1: record has no 'text' field \(fields: body, id\)"),
+    ('{"id": "a", "text": 5}\n'.encode(), r"'text' must be a string"),
+    ('["Һаумы"]\n'.encode(), "must be a JSON object"),
+])
+def test_bad_input_clear_error_and_nothing_written(tmp_path, content, message):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_bytes(content)
+    with pytest.raises(DataError, match=message) as err:
+        prepare(DataPrepParams(corpus=str(corpus), output_dir=str(tmp_path / "out"), **FAST))
+    assert "\n" not in str(err.value)
+    _assert_nothing_written(tmp_path)
+
+
+def test_all_russian_corpus_is_an_error(tmp_path):
+    records = [{"id": f"r{i}", "text": f"{RUSSIAN} Прошло {i} лет с того дня."} for i in range(5)]
+    with pytest.raises(DataError, match="nothing left after cleaning and language filtering: 5 documents read"):
+        _run(tmp_path, records)
+    _assert_nothing_written(tmp_path)
+
+
+def test_duplicate_ids_and_missing_paths(tmp_path):
+    with pytest.raises(DataError, match="duplicate document id 'd0'"):
+        _run(tmp_path, _docs(2) + _docs(1))
+    _assert_nothing_written(tmp_path)
+    with pytest.raises(DataError, match="no such file or folder"):
+        prepare(DataPrepParams(corpus=str(tmp_path / "nope.jsonl"), output_dir=str(tmp_path / "out")))
+
+
+def test_gzip_parquet_folder_and_txt_sources(tmp_path):
+    docs = _docs(4)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with gzip.open(folder / "a.jsonl.gz", "wt", encoding="utf-8") as fh:
+        for r in docs[:2]:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    pd.DataFrame([{"text": r["text"]} for r in docs[2:]]).to_parquet(folder / "b.parquet")
+    m = prepare(DataPrepParams(corpus=str(folder), output_dir=str(tmp_path / "o1"), **FAST))
+    assert m["counts"]["documents_kept"] == 4 and m["corpus"]["kind"] == "folder"
+    ids = set(_split_of(tmp_path / "o1"))
+    assert {"d0", "d1"} <= ids and sum(i.startswith("sha1:") for i in ids) == 2
+    txt = tmp_path / "txt"
+    (txt / "sub").mkdir(parents=True)
+    (txt / "one.txt").write_text(docs[0]["text"], encoding="utf-8")
+    (txt / "sub" / "two.txt").write_text(docs[1]["text"], encoding="utf-8")
+    m = prepare(DataPrepParams(corpus=str(txt), output_dir=str(tmp_path / "o2"), **FAST))
+    assert set(_split_of(tmp_path / "o2")) == {"one.txt", "sub/two.txt"} and m["corpus"]["kind"] == "txt"
+    (txt / "bad.txt").write_bytes(b"\xff")
+    with pytest.raises(DataError, match="bad.txt: invalid UTF-8"):
+        prepare(DataPrepParams(corpus=str(txt), output_dir=str(tmp_path / "o3"), **FAST))
+
+
+def test_hub_source_has_no_silent_fallback(tmp_path):
+    with pytest.raises(DataError, match="cannot read Hub dataset 'BashkirNLPWorld/bashkir-web-corpus'"):
+        prepare(DataPrepParams(corpus="hub:BashkirNLPWorld/bashkir-web-corpus", output_dir=str(tmp_path / "out")))
+    _assert_nothing_written(tmp_path)
+
+
+def test_params_validation():
+    from bashkir_peft.errors import ConfigError
+    from bashkir_peft.yamlio import validate
+
+    with pytest.raises(ConfigError, match="must sum to 1"):
+        validate(DataPrepParams, {"train_fraction": 0.9}, "params")
+    with pytest.raises(ConfigError, match="near_dup_threshold"):
+        validate(DataPrepParams, {"near_dup_threshold": 1.5}, "params")
+    with pytest.raises(ConfigError, match="unknown key"):
+        validate(DataPrepParams, {"corpus_path": "x"}, "params")
