@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import gzip
-import importlib
 import json
 import math
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -253,34 +250,18 @@ def test_notebook_parameters_match_params_defaults():
 
 
 @pytest.fixture()
-def data_dir(tmp_path, texts, monkeypatch):
+def data_dir(tmp_path, texts):
     """A data prep folder in the contract layout (id, source, text; manifest with fingerprint)."""
     import pandas as pd
 
     d = tmp_path / "data"
     d.mkdir()
-    for split, part in (("test", texts[:6]), ("validation", texts[6:])):
+    for split, part in (("test", texts[:6]), ("validation", texts[6:]), ("train", texts)):
         pd.DataFrame({"id": [f"{split}-{i}" for i in range(len(part))],
                       "source": ["alpha" if i % 2 else "beta" for i in range(len(part))],
                       "text": part}).to_parquet(d / f"{split}.parquet", index=False)
-    (d / "manifest.json").write_text(json.dumps({"fingerprint": "fixture-fp", "counts": {"test": 6}}))
-    try:
-        importlib.import_module("bashkir_peft.dataprep")
-    except ImportError:  # until the data prep module lands: the contract's two functions
-        from datasets import Dataset
-
-        from bashkir_peft.errors import DataError
-
-        def load_split(data_dir, split):
-            p = Path(data_dir) / f"{split}.parquet"
-            if not p.is_file():
-                raise DataError(f"{p}: missing")
-            return Dataset.from_parquet(str(p))
-
-        stub = types.ModuleType("bashkir_peft.dataprep")
-        stub.load_split = load_split
-        stub.read_manifest = lambda data_dir: json.loads((Path(data_dir) / "manifest.json").read_text())
-        monkeypatch.setitem(sys.modules, "bashkir_peft.dataprep", stub)
+    files = {p.name: {"bytes": p.stat().st_size} for p in sorted(d.glob("*.parquet"))}
+    (d / "manifest.json").write_text(json.dumps({"status": "complete", "fingerprint": "fixture-fp", "files": files}))
     return d
 
 
@@ -330,3 +311,61 @@ def test_run_evaluation_rejects_bad_input_before_scoring(tmp_path, data_dir):
     with pytest.raises(ConfigError, match="train.json"):
         run_evaluation(EvalParams(run_dir=str(tmp_path / "nope"), output_dir=str(out)), progress=False)
     assert not (out / "eval.json").exists()
+
+
+def _lora_run_folder(run: Path, data_dir: Path) -> Path:
+    """A finished LoRA run folder as training writes it (train.json + final/ adapter and
+    tokenizer), built directly: a tiny-gpt2 LoRA adapter with non-zero B matrices."""
+    import torch
+
+    from bashkir_peft.loading import load_model
+    from bashkir_peft.lora import apply_lora
+    from bashkir_peft.provenance import write_json_atomic
+    from bashkir_peft.training import TrainParams
+
+    params = TrainParams(model="tiny-gpt2", method="lora", block_size=16, data_dir=str(data_dir), output_dir=str(run))
+    model, tok = load_model("tiny-gpt2", "lora")
+    peft_model = apply_lora(model, ["c_attn", "c_proj", "c_fc"], lora_r=4, lora_alpha=8)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    peft_model.save_pretrained(run / "final")
+    tok.save_pretrained(run / "final")
+    write_json_atomic(run / "train.json", {"status": "finished", "reason": None, "params": params.model_dump(),
+                                           "compute_dtype": "float32", "model": model.bashkir_resolved.record(),
+                                           "data": {"dir": str(data_dir), "fingerprint": "fixture-fp"}})
+    return run
+
+
+def test_trained_lora_run_unmerged_and_merged(tmp_path, data_dir):
+    """A finished LoRA run: block_size and data come from its record; merged == unmerged;
+    the adapter changes the numbers."""
+    run = _lora_run_folder(tmp_path / "run", data_dir)
+    common = dict(run_dir=str(run), model="tiny-gpt2", protocol="paper", batch_size=4, num_threads=1)
+    unmerged = run_evaluation(EvalParams(**common), progress=False)
+    merged = run_evaluation(EvalParams(**common, merge=True, output_dir=str(tmp_path / "merged")), progress=False)
+    assert unmerged["block_size"] == 16 and unmerged["method"] == "lora"
+    assert unmerged["merge_note"] == "adapters scored unmerged" and merged["merged"] is True
+    assert unmerged["data"]["fingerprint"] == unmerged["train_data_fingerprint"] == "fixture-fp"
+    assert merged["metrics"]["perplexity"] == pytest.approx(unmerged["metrics"]["perplexity"], rel=1e-5)
+    base = run_evaluation(EvalParams(model="tiny-gpt2", data_dir=str(data_dir), protocol="paper", block_size=16,
+                                     output_dir=str(tmp_path / "base"), num_threads=1), progress=False)
+    assert base["metrics"]["tokens"] == unmerged["metrics"]["tokens"]
+    assert base["metrics"]["nll"] != pytest.approx(unmerged["metrics"]["nll"], rel=1e-4)
+    assert json.loads((run / "eval.json").read_text())["evaluations"]["paper/test"]["method"] == "lora"
+    with pytest.raises(ConfigError, match="trained from"):
+        run_evaluation(EvalParams(run_dir=str(run), model="tiny-llama"), progress=False)
+
+
+def test_logits_are_never_held_for_all_positions(gpt2, texts):
+    """The LM head sees at most chunk_tokens positions at a time."""
+    model, tok = gpt2
+    seen = []
+    hook = model.get_output_embeddings().register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    try:
+        sums = score_rolling(model, tok, texts[:3], max_length=64, batch_size=8, chunk_tokens=10)
+    finally:
+        hook.remove()
+    assert max(seen) <= 10 and sum(seen) == sums["tokens"].sum()
