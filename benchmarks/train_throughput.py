@@ -48,7 +48,9 @@ def make_data(corpus: Path, out: Path) -> Path:
     pd.DataFrame(rows[:N_DOCS]).to_parquet(out / "train.parquet")
     pd.DataFrame(rows[N_DOCS:N_DOCS + 1]).to_parquet(out / "validation.parquet")
     pd.DataFrame(rows[N_DOCS + 1:]).to_parquet(out / "test.parquet")
-    (out / "manifest.json").write_text(json.dumps({"fingerprint": "benchmark"}), encoding="utf-8")
+    files = {f"{s}.parquet": {"bytes": (out / f"{s}.parquet").stat().st_size} for s in ("train", "validation", "test")}
+    manifest = {"status": "complete", "fingerprint": "benchmark", "files": files}  # the data-prep contract
+    (out / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     return out
 
 
@@ -162,8 +164,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = make_data(a.corpus, Path(tmp) / "data")
         order = 0
-        for method in a.methods:
-            for block in a.blocks:
+        for block in a.blocks:
+            for method in a.methods:
                 res = {}
                 # alternate which one goes first, so drift in machine load hits both alike
                 impls = ["ours", "baseline"] if order % 2 == 0 else ["baseline", "ours"]

@@ -8,67 +8,35 @@ EOS, cut into ``block_size`` blocks, tail dropped; transformers ``run_clm.py`` r
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .errors import DataError
 from .packing import pack_blocks, tokenize_documents
 
-SPLITS = ("train", "validation", "test")
-
 
 def read_manifest(data_dir: str | Path) -> dict:
-    """The data-prep manifest of ``data_dir`` (must hold a ``fingerprint``).
+    """The data-prep manifest of ``data_dir`` (:func:`bashkir_peft.dataprep.read_manifest`).
 
     Raises:
-        DataError: missing or unreadable manifest, or no fingerprint.
+        DataError: missing, unreadable or incomplete data-prep output.
     """
-    try:
-        from .dataprep import read_manifest as _read
-    except ImportError:  # data prep module not installed in this checkout: read the contract directly
-        _read = None
-    if _read is not None:
-        manifest = _read(data_dir)
-    else:
-        path = Path(data_dir) / "manifest.json"
-        if not path.is_file():
-            raise DataError(f"{data_dir} is not a data-prep output folder (no manifest.json); run notebooks/01_data_prep.ipynb first")
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise DataError(f"{path}: unreadable manifest ({err})") from None
-    if not isinstance(manifest, dict) or not manifest.get("fingerprint"):
-        raise DataError(f"{data_dir}/manifest.json has no data fingerprint; rerun the data preparation")
-    return manifest
+    from .dataprep import read_manifest as _read
+
+    return _read(data_dir)
 
 
 def load_texts(data_dir: str | Path, split: str, max_documents: int | None = None) -> list[str]:
     """Texts of one split, in file order (the first ``max_documents`` if set).
 
     Raises:
-        DataError: missing split file or no ``text`` column.
+        DataError: missing split file, or a file that differs from the manifest.
     """
-    if split not in SPLITS:
-        raise DataError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    try:
-        from .dataprep import load_split
-    except ImportError:
-        load_split = _load_split_parquet
+    from .dataprep import load_split
+
     ds = load_split(data_dir, split)
-    if "text" not in ds.column_names:
-        raise DataError(f"{data_dir}/{split}.parquet has no text column")
     if max_documents is not None:
         ds = ds.select(range(min(max_documents, len(ds))))
     return list(ds["text"])
-
-
-def _load_split_parquet(data_dir: str | Path, split: str):
-    import datasets
-
-    path = Path(data_dir) / f"{split}.parquet"
-    if not path.is_file():
-        raise DataError(f"{path} is missing; run notebooks/01_data_prep.ipynb first")
-    return datasets.Dataset.from_parquet(str(path), keep_in_memory=True)
 
 
 def packed_dataset(texts: list[str], tokenizer, block_size: int, what: str):

@@ -234,6 +234,13 @@ def _precheck(params: TrainParams, run_dir: Path):
     if existing is not None and existing.get("params") != params.model_dump():
         raise ConfigError(
             f"{run_dir} holds a run with other parameters; use another output_dir or delete it")
+    if params.optim != "auto":
+        from transformers.training_args import OptimizerNames
+
+        names = [o.value for o in OptimizerNames]
+        if params.optim not in names:
+            raise ConfigError(f"optim {params.optim!r} is not a transformers optimizer; use auto or one of "
+                              + ", ".join(n for n in names if "adamw" in n))
     resolved = resolve_model(params.model)
     ctx = _context_length(resolved)
     if ctx is not None and params.block_size > ctx:
@@ -470,9 +477,13 @@ def load_trained(run_dir: str | Path, merge: bool = False):
     base, _ = load_model(params.model, params.method, dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(final)
     if params.method == "qlora":
+        from peft import prepare_model_for_kbit_training
+
         from .quant import keep_cpu_layout_trainable
 
         keep_cpu_layout_trainable(base)
+        # the numerics the adapter was trained with: norms, embeddings and head upcast to float32
+        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
         if merge:
             base = base.dequantize(dtype=getattr(torch, dtype))
             record["merge"] = f"4-bit NF4 base dequantized to {dtype}, then the adapter merged (full-precision model)"
