@@ -7,7 +7,9 @@ Usage (from the repository root):
     .venv/bin/python benchmarks/data_prep.py --num-proc 2 --shared ../shared
 
 MB/s counts the UTF-8 bytes of the input texts (uncompressed). Peak RSS is reported for
-the main process (sampled) and for the largest worker process (``getrusage``).
+the main process (sampled) and for the largest worker process (``getrusage``). CPU
+seconds (user + system) of the main process and of the workers are printed too: on a
+shared machine they say more than the wall time.
 Output folders are temporary and removed afterwards.
 """
 
@@ -24,12 +26,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 
+def _cpu() -> tuple[float, float]:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+
 def run(name: str, corpus: Path, num_proc: int) -> dict:
     from bashkir_peft.dataprep import DataPrepParams, prepare
 
+    cpu0 = _cpu()
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         params = DataPrepParams(corpus=str(corpus), output_dir=str(Path(tmp) / "out"), num_proc=num_proc)
         manifest = prepare(params, log=lambda line: print(f"  [{name}] {line}", flush=True))
+    cpu1 = _cpu()
     c, r = manifest["counts"], manifest["resources"]
     wall = r["wall_time_s"]
     children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -38,6 +47,7 @@ def run(name: str, corpus: Path, num_proc: int) -> dict:
         "mb": c["bytes_read"] / 1e6, "kept": c["documents_kept"], "wall_s": wall,
         "docs_per_s": c["documents_read"] / wall, "mb_per_s": c["bytes_read"] / 1e6 / wall,
         "peak_rss_main_mib": r["peak_rss_mib"], "peak_rss_worker_mib": children_kb / 1024,
+        "cpu_main_s": cpu1[0] - cpu0[0], "cpu_workers_s": cpu1[1] - cpu0[1],
     }
 
 
@@ -51,11 +61,14 @@ def main() -> None:
                "full": Path(args.shared) / "corpus" / "bashkir-mix"}
     rows = [run(n, p, args.num_proc) for n, p in corpora.items() if args.only in (None, n)]
     print(f"\ncores available: {len(os.sched_getaffinity(0))}, num_proc: {args.num_proc}")
-    print("| corpus | documents | input MB | kept | wall s | documents/s | MB/s | peak RSS main MiB | peak RSS worker MiB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"load average at the end: {os.getloadavg()}")
+    print("| corpus | documents | input MB | kept | wall s | documents/s | MB/s | CPU s main | CPU s workers "
+          "| peak RSS main MiB | peak RSS worker MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['corpus']} | {r['documents']:,} | {r['mb']:.1f} | {r['kept']:,} | {r['wall_s']:.1f} | "
-              f"{r['docs_per_s']:.1f} | {r['mb_per_s']:.2f} | {r['peak_rss_main_mib']:.0f} | {r['peak_rss_worker_mib']:.0f} |")
+              f"{r['docs_per_s']:.1f} | {r['mb_per_s']:.2f} | {r['cpu_main_s']:.0f} | {r['cpu_workers_s']:.0f} | "
+              f"{r['peak_rss_main_mib']:.0f} | {r['peak_rss_worker_mib']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -97,3 +97,32 @@ def fertility_table(texts: Sequence[str], models: Sequence[str], max_chars: int 
             cache[label] = profile_texts(sample, tok)
         rows.append({"model": name, "tokenizer": label, **cache[label]})
     return pd.DataFrame(rows)
+
+
+FERTILITY_FILE = "tokenizer_fertility.parquet"
+
+
+def profile_split(data_dir, models: Sequence[str], max_chars: int = 2_000_000, split: str = "test"):
+    """Profile ``models``' tokenizers on a prepared split and save the table next to it.
+
+    Reads ``split`` of ``data_dir`` (documents in file order, up to ``max_chars``
+    characters), writes ``data_dir/tokenizer_fertility.parquet`` atomically (the report
+    reads it) and returns the table (see :func:`fertility_table`; a ``split`` column added).
+
+    Raises:
+        DataError: the data folder is incomplete.
+        ConfigError: an unknown model or missing tokenizer folder.
+    """
+    import os
+    from pathlib import Path
+
+    from .dataprep import load_split
+
+    texts = load_split(data_dir, split)["text"]
+    table = fertility_table(texts, models, max_chars)
+    table.insert(2, "split", split)
+    path = Path(data_dir) / FERTILITY_FILE
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    table.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    return table

@@ -1,0 +1,70 @@
+"""The data-prep notebook: its parameters cell repeats DataPrepParams' defaults, and it
+runs under papermill (as the grid runner runs it) on a tiny corpus; tokenizer profiles."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bashkir_peft.dataprep import DataPrepParams, prepare
+from bashkir_peft.fertility import FERTILITY_FILE, fertility_table, profile_texts
+
+from test_data_prep import _docs
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_data_prep.ipynb"
+
+
+def test_notebook_parameters_repeat_the_params_model_defaults():
+    import papermill as pm
+
+    declared = pm.inspect_notebook(str(NOTEBOOK))
+    assert set(declared) == set(DataPrepParams.model_fields)
+    defaults = DataPrepParams().model_dump()
+    for name, info in declared.items():
+        assert ast.literal_eval(info["default"]) == defaults[name], name
+    nb = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
+    assert nb["metadata"]["kernelspec"]["name"] == "bashkir-peft"
+    assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), "commit without outputs"
+
+
+def test_fertility_definitions():
+    from transformers import AutoTokenizer
+
+    from bashkir_peft.registry import get_entry
+
+    tok = AutoTokenizer.from_pretrained(get_entry("gpt2").tokenizer_path())
+    texts = ["Башҡортостан Республикаһы Урал тауҙары буйында урынлашҡан.", "Һин бөгөн эшләйһеңме?"]
+    prof = profile_texts(texts, tok)
+    tokens = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts)
+    assert prof["tokens"] == tokens and prof["words"] == 9
+    assert prof["fertility"] == pytest.approx(tokens / 9)
+    assert prof["bytes_per_token"] == pytest.approx(sum(len(t.encode()) for t in texts) / tokens)
+    assert prof["chars_per_token"] == pytest.approx(sum(map(len, texts)) / tokens)
+    table = fertility_table(texts, ["gpt2", "distilgpt2", "tiny-mistral"])
+    assert list(table["tokenizer"]) == ["gpt2", "gpt2", "mistral-7b-v0.1"]
+    assert table.loc[0, "fertility"] == table.loc[1, "fertility"] != table.loc[2, "fertility"]
+    # byte-level BPE on Cyrillic: several tokens per word
+    assert table.loc[0, "fertility"] > 2
+
+
+def test_notebook_runs_under_papermill(tmp_path, corpus_dir):
+    import papermill as pm
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in _docs(30)), encoding="utf-8")
+    out = tmp_path / "data"
+    pm.execute_notebook(
+        str(NOTEBOOK), str(tmp_path / "executed.ipynb"), kernel_name="bashkir-peft", progress_bar=False,
+        parameters={"corpus": str(corpus), "output_dir": str(out), "min_chars": 30, "num_proc": 1,
+                    "tokenizers": ["tiny-gpt2"], "langid_sample": str(corpus_dir / "langid-sample.jsonl")},
+    )
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["status"] == "complete" and manifest["counts"]["documents_kept"] == 30
+    fert = pd.read_parquet(out / FERTILITY_FILE)
+    assert list(fert["model"]) == ["tiny-gpt2"] and fert.loc[0, "fertility"] > 1
+    executed = (tmp_path / "executed.ipynb").read_text(encoding="utf-8")
+    assert "Data card" in executed and "precision" in executed and "image/png" in executed
