@@ -59,19 +59,18 @@ def tiny():
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory, corpus_dir) -> Path:
-    """A data-prep-shaped folder: the first 30 documents of the demo corpus split 20/5/5."""
-    rows = []
+    """The data preparation run on the first 40 documents of the demo corpus (cut to 600 characters)."""
+    from bashkir_peft.dataprep import DataPrepParams, prepare
+
+    tmp = tmp_path_factory.mktemp("gen-data")
     with gzip.open(corpus_dir / "bashkir-demo.jsonl.gz", "rt", encoding="utf-8") as f:
-        for line in f:
-            r = json.loads(line)
-            rows.append({"id": r["id"], "source": r["source"], "text": r["text"][:400]})
-            if len(rows) == 30:
-                break
-    out = tmp_path_factory.mktemp("gen-data")
-    for name, part in (("train", rows[:20]), ("validation", rows[20:25]), ("test", rows[25:])):
-        pd.DataFrame(part).to_parquet(out / f"{name}.parquet")
-    (out / "manifest.json").write_text(json.dumps({"fingerprint": "gen-test-data"}), encoding="utf-8")
-    return out
+        rows = [json.loads(line) for _, line in zip(range(40), f)]
+    corpus = tmp / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(r | {"text": r["text"][:600]}, ensure_ascii=False) + "\n" for r in rows),
+                      encoding="utf-8")
+    prepare(DataPrepParams(corpus=str(corpus), output_dir=str(tmp / "data"), num_proc=1, min_chars=30,
+                           tokenizers=[], langid_sample=None))
+    return tmp / "data"
 
 
 # --- parameters -----------------------------------------------------------------------
@@ -135,12 +134,15 @@ def test_prompts_are_chosen_deterministically_from_ids():
 
 
 def test_prompts_file_holds_bashkir_openings():
+    from bashkir_peft.langid import classify
+
     pf = load_yaml(PROMPTS, PromptsFile)
     assert len(pf.prompts) >= 10 and len({p.id for p in pf.prompts}) == len(pf.prompts)
     for p in pf.prompts:
         assert 4 <= len(p.text.split()) <= 8, p.text
         assert any(ch in BASHKIR_LETTERS for ch in p.text), p.text
         assert not any("a" <= ch.lower() <= "z" for ch in p.text), p.text
+        assert classify(p.text) == "bak", p.text
 
 
 # --- generation -----------------------------------------------------------------------
@@ -177,15 +179,16 @@ def test_run_generation_writes_record_and_table(tmp_path, data_dir):
     assert on_disk == json.loads(json.dumps(rec))
     assert rec["status"] == "finished" and rec["label"] == "tiny-gpt2/base" and rec["run"]["method"] == "base"
     assert rec["model"]["name"] == "tiny-gpt2" and rec["model"]["revision"].startswith("local:")
-    assert rec["data"] == {"kind": "test_split", "path": str(data_dir), "fingerprint": "gen-test-data",
-                           "test_documents": 5}
+    test = pd.read_parquet(data_dir / "test.parquet")
+    manifest = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert rec["data"] == {"kind": "test_split", "path": str(data_dir), "fingerprint": manifest["fingerprint"],
+                           "test_documents": len(test)}
     assert rec["decoding"]["do_sample"] is True and rec["decoding"]["seed"] == 42
     assert rec["environment"]["packages"]["transformers"] and rec["cost"]["wall_time_s"] > 0
     assert rec["prefix_token"] == "<|endoftext|>"
 
     df = pd.read_parquet(out / GENERATIONS_PARQUET)
-    test = pd.read_parquet(data_dir / "test.parquet")
-    assert len(df) == 4
+    assert len(test) >= 4 and len(df) == 4
     for row in df.itertuples():
         doc = test.set_index("id").loc[row.prompt_id, "text"].split()
         assert row.prompt == " ".join(doc[:5]) and row.reference == " ".join(doc[5:17])

@@ -163,27 +163,6 @@ def _sha256_file(path: Path) -> str:
     return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _read_manifest(data_dir: str) -> dict:
-    try:
-        from .dataprep import read_manifest
-    except ImportError:  # until the data-prep module lands: the same contract, read by training
-        from .train_data import read_manifest
-    return read_manifest(data_dir)
-
-
-def _load_test_split(data_dir: str):
-    try:
-        from .dataprep import load_split
-    except ImportError:  # until the data-prep module lands: read the contract's parquet file
-        import datasets
-
-        path = Path(data_dir) / "test.parquet"
-        if not path.is_file():
-            raise DataError(f"{path} is missing; run notebooks/01_data_prep.ipynb first") from None
-        return datasets.Dataset.from_parquet(str(path), keep_in_memory=True)
-    return load_split(data_dir, "test")
-
-
 def resolve_path(path: str | os.PathLike) -> Path:
     """A relative path that does not exist from the working directory is taken relative to
     the repository root (so ``params/prompts.yaml`` works from ``notebooks/`` too)."""
@@ -211,8 +190,10 @@ def load_prompts(params: GenerateParams) -> tuple[list[Prompt], dict]:
         prompts = [Prompt(p.id, p.text.strip(), p.reference) for p in pf.prompts[: params.n_prompts]]
         return prompts, {"kind": "prompts_file", "path": str(path), "source": pf.source,
                          "fingerprint": _sha256_file(path), "data_dir": params.data_dir}
-    manifest = _read_manifest(params.data_dir)
-    ds = _load_test_split(params.data_dir)
+    from .dataprep import load_split, read_manifest
+
+    manifest = read_manifest(params.data_dir)
+    ds = load_split(params.data_dir, "test")
     prompts = select_prompts(list(ds["id"]), list(ds["text"]), params.n_prompts, params.prompt_words,
                              params.reference_words)
     return prompts, {"kind": "test_split", "path": str(params.data_dir),
