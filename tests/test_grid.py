@@ -150,3 +150,20 @@ def test_shipped_grids():
     assert sorted(c.method for c in demo_cells) == ["base"] + ["full"] * 2 + ["lora"] * 2 + ["qlora"] * 2
     assert len(expand(smoke)) <= 4
     assert demo.spec.corpus_hint and paper.spec.corpus_hint.startswith("hub:")
+
+
+@pytest.mark.parametrize("name", ["paper", "cpu-demo", "smoke"])
+def test_shipped_grids_fit_the_real_notebooks(name):
+    """Every setting of every cell is a parameter of the real notebook and passes the
+    stage's parameter model (types, ranges), so a shipped grid never fails late on a typo."""
+    from bashkir_peft.gridrun import GridRun, Planned
+    from bashkir_peft.stages import STAGES, default_notebooks_dir, notebook_parameters
+
+    grid = load_grid(GRIDS / f"{name}.yaml")
+    run = GridRun(grid, "/data/corpus.jsonl.gz", Path("/runs") / name, default_notebooks_dir())
+    for stage in STAGES:
+        run.declared[stage] = notebook_parameters(run.notebook(stage))
+    assert run.data_parameters()["corpus"] == "/data/corpus.jsonl.gz"
+    for cell in expand(grid):
+        units = run.units(Planned(cell, "unpinned"))
+        assert [u[1] for u in units][:1] == (["train"] if cell.method != "base" else ["evaluate"])

@@ -224,7 +224,7 @@ class GridRun:
         where = f"{self.grid.path or self.grid.name}: data"
         corpus = self.corpus or "<corpus>"
         hub = corpus.startswith(HUB_PREFIX)
-        runner = {"corpus": corpus[len(HUB_PREFIX):] if hub else corpus, "corpus_kind": "hub" if hub else None,
+        runner = {"corpus": corpus, "corpus_kind": "hub" if hub else None,
                   "output_dir": str(self.data_dir)}
         return build_parameters(STAGES["data"], self.declared["data"], runner, dict(self.grid.spec.data), where)
 
