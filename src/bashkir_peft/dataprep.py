@@ -90,13 +90,15 @@ class DataPrepParams(StrictModel):
 
 def _bashkir_in_context(sentence: str, letters: int, p: dict) -> bool:
     """Keep an ``other`` sentence of a Bashkir document? Yes when it is short (fewer than
-    ``langid_min_letters`` letters), or when it has Bashkir letters and no letter of
-    another alphabet (no Tatar җ, Kazakh қ, Latin ...): word evidence alone could not tell
-    it from Tatar, and its document is Bashkir."""
+    ``langid_min_letters`` letters), or when it is mostly Cyrillic with no letter of
+    another alphabet (no Tatar җ, Kazakh қ, Chuvash ӑ, Latin diacritics ...): then the
+    identifier found neither Russian nor foreign evidence, only too little Bashkir
+    evidence (many Bashkir sentences have none of ҡ ғ ҙ ҫ: "Тау баштары асылды ла инде."),
+    and its document is Bashkir."""
     if letters < p["langid_min_letters"]:
         return True
     f = langid.features(sentence)
-    return f["foreign"] == 0 and f["special"] > 0 and f["latin"] * 2 < f["cyrillic"]
+    return f["foreign"] == 0 and f["latin"] * 2 < f["cyrillic"]
 
 
 def _process_document(doc: Document, p: dict) -> dict:
@@ -281,6 +283,21 @@ def _spill_schema():
     return pa.schema([("id", pa.string()), ("source", pa.string()), ("text", pa.string()), ("shuffled", pa.bool_())])
 
 
+def _bounded_imap(pool, jobs, ahead: int):
+    """Ordered results of ``_process_batch`` over ``jobs`` with at most ``ahead`` batches
+    in flight (``Pool.imap`` would read the whole corpus into its queue if the reader is
+    faster than the workers)."""
+    from collections import deque
+
+    pending: deque = deque()
+    for job in jobs:
+        pending.append(pool.apply_async(_process_batch, (job,)))
+        if len(pending) >= ahead:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
 def _pass_one(src: CorpusSource, params: DataPrepParams, tmp: Path, acc: _Accumulator):
     """Stream, process and spill. Returns (ids, lengths, hashes, signatures) of kept docs."""
     import multiprocessing as mp
@@ -299,7 +316,7 @@ def _pass_one(src: CorpusSource, params: DataPrepParams, tmp: Path, acc: _Accumu
     writer = pq.ParquetWriter(tmp / "spill.parquet", _spill_schema())
     pool = mp.get_context("spawn").Pool(nproc) if nproc > 1 else None
     try:
-        results = pool.imap(_process_batch, jobs) if pool else map(_process_batch, jobs)
+        results = _bounded_imap(pool, jobs, 2 * nproc) if pool else map(_process_batch, jobs)
         for batch in results:
             rows = []
             for r in batch:

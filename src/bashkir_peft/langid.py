@@ -53,6 +53,7 @@ FOREIGN_LATIN = frozenset("ăĕçÿışğöüäéèêóòôáàâíìîúùûñ�
 MIN_SPECIAL_SHARE = 0.04
 
 _URL = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+\.\w+")
+_INITIALS = re.compile(r"(?<!\w)[^\W\d_a-zа-яё]\.")
 _WORD = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*")
 
 BASHKIR_WORDS = frozenset(
@@ -132,7 +133,7 @@ def features(text: str) -> dict[str, int]:
     cyr = tally[_CYR] + special + tally[_FOREIGN_CYR]
     lat = tally[_LATIN] + tally[_FOREIGN_LAT]
     bak_w = tur_w = rus_w = eng_w = back_velar = 0
-    words = _WORD.findall(text)
+    words = _WORD.findall(_INITIALS.sub(" ", text))  # "С. Тимеров": С is an initial, not "с"
     for word in words:
         w = word.lower()
         if (w in BASHKIR_WORDS or (len(w) > 4 and w.endswith(BASHKIR_SUFFIXES))
