@@ -78,7 +78,7 @@ def write_run(root: Path, run_id: str, model: str, method: str, lora_r, seed, bp
     if generate:
         bak = 0.9 if method != "full" else 0.6
         (d / "generate.json").write_text(json.dumps({
-            "status": "finished", "params": params,
+            "status": "finished", "params": {"model": model, "seed": 1234},  # a decoding seed
             "summary": {"code_switch_rate": 1 - bak, "distinct_2": 0.8,
                         "language_shares": {"bak": bak, "rus": 0.05, "eng": 0.95 - bak, "other": 0.0}}}))
     (d / "notebooks").mkdir()

@@ -147,6 +147,8 @@ def test_paper_table_is_labelled_and_matches_our_cells(tmp_path):
 def test_missing_stages_are_tolerated(report):
     runs = report.tables["runs"].set_index("run_id")
     assert runs.loc["run00-base", "trainable_params"] == 0  # zero-shot: no train.json
+    # Training seeds only: the generation record's decoding seed is not the cell's seed.
+    assert pd.isna(runs.loc["run00-base", "seed"]) and runs.loc["run02-full", "seed"] == 123
     assert runs.loc["run01-full", "wall_time_s"] == pytest.approx(20.0)
     assert runs.loc["run03-lora", "trainable_params"] == 4096 * 8
     fert = report.tables["fertility"]

@@ -17,6 +17,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 from pydantic import Field
@@ -52,8 +53,8 @@ class ReportParams(StrictModel):
     runs_dir: str | None = None
     out_dir: str | None = None
     data_dir: str | None = None
-    protocol: str = "rolling"
-    split: str = "test"
+    protocol: Literal["rolling", "paper"] = "rolling"
+    split: Literal["test", "validation"] = "test"
     n_resamples: int = Field(2000, ge=100, le=100_000)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     seed: int = 0
@@ -209,9 +210,13 @@ def format_headline(summary: pd.DataFrame) -> pd.DataFrame:
     if summary.empty:
         return summary
     out = summary[["model", "method_label", "protocol", "split", "n"]].copy()
+
+    def fmt(x: float, digits: int) -> str:
+        return f"{x:.{digits}f}" if abs(x) < 1e5 else f"{x:.3e}"
+
     for m in ("perplexity", "bits_per_byte", "word_perplexity"):
         digits = 4 if m == "bits_per_byte" else 2
-        out[m] = [f"{a:.{digits}f}" + ("" if pd.isna(b) else f" ± {b:.{digits}f}")
+        out[m] = [fmt(a, digits) + ("" if pd.isna(b) else f" ± {fmt(b, digits)}")
                   for a, b in zip(summary[f"{m}_mean"], summary[f"{m}_std"])]
     return out.rename(columns={"method_label": "method"})
 

@@ -166,6 +166,10 @@ def read_run(path: str | Path) -> RunRecord:
             run.records[p.stem] = _read_json(p)
     for stage, rec in run.records.items():
         for k, v in _params_of(rec).items():
+            # A training seed comes from the cell or the training record only (evaluation and
+            # generation have seeds of their own, e.g. for decoding).
+            if k == "seed" and stage not in (CELL_RECORD, "train"):
+                continue
             run.params.setdefault(k, v)
     # The model is the cell's (or training's) registry name or Hub id; where a record names
     # only a local folder, the provenance name stands in for it.
