@@ -215,3 +215,15 @@ def test_params_validation():
         validate(DataPrepParams, {"near_dup_threshold": 1.5}, "params")
     with pytest.raises(ConfigError, match="unknown key"):
         validate(DataPrepParams, {"corpus_path": "x"}, "params")
+
+
+def test_cli_prepare_data(tmp_path, capsys):
+    from bashkir_peft.cli import main
+
+    corpus = _write_jsonl(tmp_path / "corpus.jsonl", _docs(5))
+    assert main(["prepare-data", str(corpus), str(tmp_path / "out"), "--set", "min_chars=30",
+                 "--set", "num_proc=1", "--set", "seed=7"]) == 0
+    assert read_manifest(tmp_path / "out")["params"]["seed"] == 7
+    assert "fingerprint" in capsys.readouterr().out
+    assert main(["prepare-data", str(tmp_path / "nope.jsonl"), str(tmp_path / "o2")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err

@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_grid_parser(sub)
     from .cli_report import register as add_report_parsers
     add_report_parsers(sub)
+    from .cli_data import add_parser as add_data_parser
+    add_data_parser(sub)
     return parser
 
 
