@@ -240,7 +240,7 @@ def test_generation_from_a_lora_run(tmp_path, data_dir):
 
     run = tmp_path / "run"
     run_training(TrainParams(model="tiny-gpt2", method="lora", lora_r=4, block_size=16, per_device_train_batch_size=4,
-                             max_steps=1, eval_steps=1, save_steps=1, logging_steps=1, max_eval_documents=1,
+                             max_steps=1, eval_steps=10, save_steps=10, logging_steps=1, max_eval_documents=1,
                              seed=3, data_dir=str(data_dir), output_dir=str(run)))
     rec = run_generation(GenerateParams(model="tiny-gpt2", run_dir=str(run), **FAST))  # data_dir: the run's
     assert (run / GENERATE_JSON).is_file() and (run / GENERATIONS_PARQUET).is_file()
