@@ -205,8 +205,8 @@ def split_path(data_dir: str | Path, split: str) -> Path:
         raise DataError(f"unknown split {split!r}; one of {', '.join(SPLITS)}")
     manifest = read_manifest(data_dir)
     path = Path(data_dir) / f"{split}.parquet"
-    expected = manifest["files"][path.name]
-    if not path.is_file() or path.stat().st_size != expected["bytes"]:
+    expected = manifest.get("files", {}).get(path.name, {})
+    if not path.is_file() or path.stat().st_size != expected.get("bytes"):
         raise DataError(f"{path}: missing or changed since the manifest was written; rerun the data preparation")
     return path
 
