@@ -31,11 +31,12 @@ def texts(corpus_dir) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def llama():
-    """tiny-llama: DeepSeek tokenizer (has a BOS)."""
+def mistral():
+    """tiny-mistral (Llama-style rotary model): Mistral tokenizer, which has a BOS and a
+    small vocabulary (32k: cheap to score)."""
     from bashkir_peft.loading import load_model
 
-    model, tok = load_model("tiny-llama", "full")
+    model, tok = load_model("tiny-mistral", "full")
     return model.eval(), tok
 
 
@@ -74,10 +75,10 @@ def test_rolling_windows_are_lm_eval_windows(n, stride):
     theirs = [make_disjoint_window(w) for w in get_rolling_token_windows(tokens, prefix, L, ctx_len)]
     assert len(ours) == len(theirs)
     for w, (ctx, cont) in zip(ours, theirs):
-        assert list(w.tokens) == (ctx + cont)[-(L + 1):]
+        assert w.tokens.tolist() == (ctx + cont)[-(L + 1):]
         assert w.n_scored == len(cont)
     # every token scored exactly once, in order
-    assert [t for w in ours for t in w.tokens[len(w.tokens) - w.n_scored:]] == tokens
+    assert [t for w in ours for t in w.tokens[len(w.tokens) - w.n_scored:].tolist()] == tokens
 
 
 def test_rolling_windows_reject_bad_stride():
@@ -88,31 +89,31 @@ def test_rolling_windows_reject_bad_stride():
 # ----------------------------------------------------------------- scoring
 
 
-def test_chunked_loss_equals_full_logits(llama, gpt2, texts):
+def test_chunked_loss_equals_full_logits(mistral, gpt2, texts):
     """Decoder + chunked LM head gives the NLL of the model's own logits."""
-    for model, tok in (llama, gpt2):
+    for model, tok in (mistral, gpt2):
         ids = [prefix_token_id(tok)] + tok(texts[1], add_special_tokens=False)["input_ids"][:40]
-        w = Window(tuple(ids), len(ids) - 1)
+        w = Window(np.array(ids), len(ids) - 1)
         got = score_windows(model, [w], chunk_tokens=7)[0]
         assert len(got) == len(ids) - 1
         assert got.sum() == pytest.approx(_reference_nll(model, ids), rel=1e-5)
 
 
-def test_batch_size_and_padding_side_do_not_change_numbers(llama, texts):
-    a = score_rolling(*llama, texts, max_length=24, batch_size=1)
-    b = score_rolling(*llama, texts, max_length=24, batch_size=8, padding_side="right")
-    c = score_rolling(*llama, texts, max_length=24, batch_size=8, padding_side="left")
+def test_batch_size_and_padding_side_do_not_change_numbers(mistral, texts):
+    a = score_rolling(*mistral, texts[:6], max_length=24, batch_size=1)
+    b = score_rolling(*mistral, texts[:6], max_length=24, batch_size=8, padding_side="right")
+    c = score_rolling(*mistral, texts[:6], max_length=24, batch_size=8, padding_side="left")
     for other in (b, c):
         np.testing.assert_allclose(other["nll"], a["nll"], rtol=1e-5)
         np.testing.assert_array_equal(other["tokens"], a["tokens"])
 
 
-def test_padded_positions_never_scored(llama, texts):
+def test_padded_positions_never_scored(mistral, texts):
     """Windows of very different lengths in one batch: each returns exactly its scored
     targets, and the pad id (a different token in the padded slots) changes nothing."""
-    model, tok = llama
+    model, tok = mistral
     ids = tok(texts[3], add_special_tokens=False)["input_ids"]
-    windows = [Window(tuple(ids[:n]), k) for n, k in ((40, 39), (5, 2), (12, 11), (3, 1))]
+    windows = [Window(np.array(ids[:n]), k) for n, k in ((40, 39), (5, 2), (12, 11), (3, 1))]
     alone = [score_windows(model, [w])[0] for w in windows]
     for pad in (0, 7, 12345):
         for side in ("left", "right"):
@@ -122,8 +123,8 @@ def test_padded_positions_never_scored(llama, texts):
                 np.testing.assert_allclose(g, a, rtol=1e-5, atol=1e-6)
 
 
-def test_scored_tokens_are_the_tokens_of_the_text(llama, gpt2, texts):
-    for model, tok in (llama, gpt2):
+def test_scored_tokens_are_the_tokens_of_the_text(mistral, gpt2, texts):
+    for model, tok in (mistral, gpt2):
         sums = score_rolling(model, tok, texts, max_length=16, batch_size=8)
         expected = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
         assert sums["tokens"].tolist() == expected
@@ -131,13 +132,13 @@ def test_scored_tokens_are_the_tokens_of_the_text(llama, gpt2, texts):
         assert sums["words"].tolist() == [len(t.split()) for t in texts]
 
 
-def test_prefix_is_bos_or_eos(llama, gpt2):
-    assert prefix_token_id(llama[1]) == llama[1].bos_token_id != llama[1].eos_token_id
+def test_prefix_is_bos_or_eos(mistral, gpt2):
+    assert prefix_token_id(mistral[1]) == mistral[1].bos_token_id != mistral[1].eos_token_id
     assert prefix_token_id(gpt2[1]) == gpt2[1].eos_token_id
 
 
-def test_stride_on_short_text_equals_one_window(llama, texts):
-    model, tok = llama
+def test_stride_on_short_text_equals_one_window(mistral, texts):
+    model, tok = mistral
     ids = tok(texts[0], add_special_tokens=False)["input_ids"]
     L = len(ids) + 3
     one = _reference_nll(model, [tok.bos_token_id] + ids)
@@ -146,8 +147,8 @@ def test_stride_on_short_text_equals_one_window(llama, texts):
         assert got == pytest.approx(one, rel=1e-5)
 
 
-def test_stride_on_long_text_scores_each_token_once_with_more_context(llama, texts):
-    model, tok = llama
+def test_stride_on_long_text_scores_each_token_once_with_more_context(mistral, texts):
+    model, tok = mistral
     long_text = max(texts, key=len)
     n = len(tok(long_text, add_special_tokens=False)["input_ids"])
     disjoint = score_rolling(model, tok, [long_text], max_length=16)
@@ -179,8 +180,8 @@ def test_paper_protocol_is_the_training_loss_on_packed_blocks(gpt2, texts):
     assert (sums["bytes"] <= [count_bytes(t) for t in texts]).all()
 
 
-def test_token_spans_partition_bytes_and_words(llama, gpt2, texts):
-    for _, tok in (llama, gpt2):
+def test_token_spans_partition_bytes_and_words(mistral, gpt2, texts):
+    for _, tok in (mistral, gpt2):
         for t in texts + ["  two  words ", "ҡ"]:
             enc = tok(t, add_special_tokens=False, return_offsets_mapping=True)
             b, w = token_spans(t, enc["offset_mapping"])
@@ -343,7 +344,8 @@ def test_trained_lora_run_unmerged_and_merged(tmp_path, data_dir):
     """A finished LoRA run: block_size and data come from its record; merged == unmerged;
     the adapter changes the numbers."""
     run = _lora_run_folder(tmp_path / "run", data_dir)
-    common = dict(run_dir=str(run), model="tiny-gpt2", protocol="paper", batch_size=4, num_threads=1)
+    common = dict(run_dir=str(run), model="tiny-gpt2", protocol="paper", batch_size=4, max_documents=4,
+                  num_threads=1)
     unmerged = run_evaluation(EvalParams(**common), progress=False)
     merged = run_evaluation(EvalParams(**common, merge=True, output_dir=str(tmp_path / "merged")), progress=False)
     assert unmerged["block_size"] == 16 and unmerged["method"] == "lora"
@@ -351,12 +353,13 @@ def test_trained_lora_run_unmerged_and_merged(tmp_path, data_dir):
     assert unmerged["data"]["fingerprint"] == unmerged["train_data_fingerprint"] == "fixture-fp"
     assert merged["metrics"]["perplexity"] == pytest.approx(unmerged["metrics"]["perplexity"], rel=1e-5)
     base = run_evaluation(EvalParams(model="tiny-gpt2", data_dir=str(data_dir), protocol="paper", block_size=16,
-                                     output_dir=str(tmp_path / "base"), num_threads=1), progress=False)
+                                     max_documents=4, output_dir=str(tmp_path / "base"), num_threads=1),
+                          progress=False)
     assert base["metrics"]["tokens"] == unmerged["metrics"]["tokens"]
     assert base["metrics"]["nll"] != pytest.approx(unmerged["metrics"]["nll"], rel=1e-4)
     assert json.loads((run / "eval.json").read_text())["evaluations"]["paper/test"]["method"] == "lora"
     with pytest.raises(ConfigError, match="trained from"):
-        run_evaluation(EvalParams(run_dir=str(run), model="tiny-llama"), progress=False)
+        run_evaluation(EvalParams(run_dir=str(run), model="tiny-mistral"), progress=False)
 
 
 def test_logits_are_never_held_for_all_positions(gpt2, texts):

@@ -24,8 +24,8 @@ def texts(corpus_dir) -> list[str]:
     out = []
     with gzip.open(corpus_dir / "bashkir-demo.jsonl.gz", "rt", encoding="utf-8") as f:
         for line in f:
-            out.append(json.loads(line)["text"][:260].strip())
-            if len(out) == 5:
+            out.append(json.loads(line)["text"][:150].strip())
+            if len(out) == 4:
                 break
     return out
 
@@ -46,13 +46,13 @@ def _lm_eval_metrics(model, tokenizer, texts, max_length: int) -> tuple[dict, li
     return {"word_perplexity": weighted_perplexity(words), "bits_per_byte": bits_per_byte(bytes_)}, lls
 
 
-@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-mistral"])  # no BOS (EOS prefix) / BOS prefix
 def test_rolling_agrees_with_lm_evaluation_harness(name, texts):
     from bashkir_peft.loading import load_model
 
     model, tok = load_model(name, "full")
     model.eval()
-    max_length = 24  # several windows per document
+    max_length = 32  # several windows per document
     theirs, lls = _lm_eval_metrics(model, tok, texts, max_length)
     ours = score_rolling(model, tok, texts, max_length=max_length, batch_size=4)
     assert (ours["tokens"] > max_length).any()

@@ -205,6 +205,20 @@ def score_paper(model, tokenizer, texts: list[str], *, block_size: int, batch_si
 # --------------------------------------------------------------------------- models
 
 
+def _check_length(length: int, ctx: int | None, protocol: str) -> None:
+    if ctx is not None and length > ctx:
+        what = "max_length" if protocol == "rolling" else "block_size"
+        raise ConfigError(f"{what}={length} exceeds the model's context length {ctx}; "
+                          f"use one {what} <= {ctx} for every model compared")
+
+
+def _registry_context_length(name: str | None) -> int | None:
+    from .registry import load_registry
+
+    entry = load_registry().models.get(name) if name else None
+    return entry.context_length if entry else None
+
+
 def _context_length(model) -> int | None:
     cfg = model.config
     for key in ("max_position_embeddings", "n_positions", "seq_length"):
@@ -371,16 +385,13 @@ def run_evaluation(params: EvalParams, *, progress: bool = True) -> dict:
         raise DataError(f"{data_dir}: split {params.split!r} has no documents")
     texts, ids, sources = list(ds["text"]), [str(i) for i in ds["id"]], [str(s) for s in ds["source"]]
 
+    length = params.max_length if params.protocol == "rolling" else block_size
+    _check_length(length, _registry_context_length(params.model or train_params.get("model")), params.protocol)
     out_dir = output_dir_of(params)
     out_dir.mkdir(parents=True, exist_ok=True)
     with ResourceMeter() as meter:
         model, tokenizer, info = load_for_eval(params)
-        ctx = _context_length(model)
-        length = params.max_length if params.protocol == "rolling" else block_size
-        if ctx is not None and length > ctx:
-            what = "max_length" if params.protocol == "rolling" else "block_size"
-            raise ConfigError(f"{what}={length} exceeds the model's context length {ctx}; "
-                              f"use one {what} <= {ctx} for every model compared")
+        _check_length(length, _context_length(model), params.protocol)
         if params.protocol == "rolling":
             sums = score_rolling(model, tokenizer, texts, max_length=params.max_length, stride=params.stride,
                                  batch_size=params.batch_size, chunk_tokens=params.chunk_tokens, progress=progress)

@@ -30,13 +30,14 @@ class Window:
     """A scoring window.
 
     Attributes:
-        tokens: token ids; the model input is ``tokens[:-1]`` (length <= max_length).
+        tokens: token ids (1-D int64 array, often a view into the document's ids); the
+            model input is ``tokens[:-1]`` (length <= max_length).
         n_scored: how many of the last targets ``tokens[-n_scored:]`` are scored (>= 1).
         doc: index of the document the scored targets belong to (-1: several, as in
             packed blocks).
     """
 
-    tokens: tuple[int, ...]
+    tokens: np.ndarray
     n_scored: int
     doc: int = -1
 
@@ -72,17 +73,19 @@ def rolling_windows(token_ids: Sequence[int], prefix_token_id: int, max_length: 
     pred_len = max_length if stride is None else stride
     if not 1 <= pred_len <= max_length:
         raise ValueError(f"stride must be in [1, max_length={max_length}], got {stride}")
-    seq = [int(prefix_token_id), *map(int, token_ids)]  # seq[i + 1] == token_ids[i]
+    seq = np.empty(len(token_ids) + 1, dtype=np.int64)  # seq[i + 1] == token_ids[i]
+    seq[0] = prefix_token_id
+    seq[1:] = token_ids
     n = len(seq) - 1
     if n == 0:
         return []
     first = min(max_length, n)
-    windows = [Window(tuple(seq[: first + 1]), first, doc)]
+    windows = [Window(seq[: first + 1], first, doc)]
     predicted = first
     while predicted < n:
         k = min(n - predicted, pred_len)
         end = predicted + k  # targets token_ids[end - k:end] == seq[end - k + 1:end + 1]
-        windows.append(Window(tuple(seq[max(0, end - max_length) : end + 1]), k, doc))
+        windows.append(Window(seq[max(0, end - max_length) : end + 1], k, doc))
         predicted = end
     return windows
 
@@ -93,7 +96,8 @@ def block_windows(blocks: np.ndarray) -> list[Window]:
     Returns:
         One window per block with ``n_scored = block_size - 1``.
     """
-    return [Window(tuple(int(t) for t in row), len(row) - 1) for row in blocks]
+    blocks = np.asarray(blocks, dtype=np.int64)
+    return [Window(row, len(row) - 1) for row in blocks]
 
 
 def _parts(model):
@@ -118,12 +122,12 @@ def _batch_inputs(batch: list[Window], pad_id: int, padding_side: str, device):
     for i, w in enumerate(batch):
         n_in = len(w.tokens) - 1
         off = width - n_in if padding_side == "left" else 0
-        ids[i, off : off + n_in] = torch.tensor(w.tokens[:-1])
+        ids[i, off : off + n_in] = torch.as_tensor(np.asarray(w.tokens[:-1], dtype=np.int64))
         mask[i, off : off + n_in] = 1
         pos[i, off : off + n_in] = torch.arange(n_in)
         cols.append(torch.arange(off + n_in - w.n_scored, off + n_in))
         rows.append(torch.full((w.n_scored,), i, dtype=torch.long))
-        targets.append(torch.tensor(w.tokens[-w.n_scored :]))
+        targets.append(torch.as_tensor(np.asarray(w.tokens[-w.n_scored :], dtype=np.int64)))
     return (ids.to(device), mask.to(device), pos.to(device),
             torch.cat(rows).to(device), torch.cat(cols).to(device), torch.cat(targets).to(device))
 
