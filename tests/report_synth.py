@@ -79,8 +79,10 @@ def write_run(root: Path, run_id: str, model: str, method: str, lora_r, seed, bp
         bak = 0.9 if method != "full" else 0.6
         (d / "generate.json").write_text(json.dumps({
             "status": "finished", "params": {"model": model, "seed": 1234},  # a decoding seed
-            "summary": {"code_switch_rate": 1 - bak, "distinct_2": 0.8,
-                        "language_shares": {"bak": bak, "rus": 0.05, "eng": 0.95 - bak, "other": 0.0}}}))
+            "summary": {"n": 10, "code_switch_rate": 1 - bak, "distinct_2": 0.8,
+                        "language_shares": {"bak": bak, "rus": 0.05, "eng": 0.95 - bak, "other": 0.0}},
+            "reference_summary": {"n": 10, "code_switch_rate": 0.0,
+                                  "language_shares": {"bak": 1.0, "rus": 0.0, "eng": 0.0, "other": 0.0}}}))
     (d / "notebooks").mkdir()
     (d / "notebooks" / "03_evaluate.ipynb").write_text(json.dumps(notebook("# Evaluation\n", "Run " + run_id)))
     return d

@@ -144,6 +144,14 @@ def test_paper_table_is_labelled_and_matches_our_cells(tmp_path):
     assert set(rt.generation_table(found)["run_id"]) == {"a"}
 
 
+def test_generation_language_by_method_with_the_reference_text(report):
+    g = report.tables["generation_summary"].set_index("method_label")
+    assert list(g.index) == ["reference text", "base", "full", "lora r=8"]
+    assert g.loc["full", "share_eng"] == pytest.approx(0.35) and g.loc["full", "code_switch_rate"] == pytest.approx(0.4)
+    assert g.loc["full", "n"] == 2 and g.loc["full", "n_continuations"] == 10
+    assert g.loc["reference text", "share_bak"] == 1.0 and g.loc["reference text", "n"] == 1
+
+
 def test_missing_stages_are_tolerated(report):
     runs = report.tables["runs"].set_index("run_id")
     assert runs.loc["run00-base", "trainable_params"] == 0  # zero-shot: no train.json

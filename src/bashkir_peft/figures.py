@@ -36,8 +36,41 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
+def _legend_outside(ax) -> None:
+    """Move the legend out of the axes and call the hue "method" (not the column name)."""
+    leg = ax.get_legend()
+    if leg is None:
+        return
+    for text in leg.get_texts():
+        if text.get_text() == "method_label":
+            text.set_text("method")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1))
+
+
 def _order(labels) -> list[str]:
     return sorted(set(labels), key=_method_sort_key)
+
+
+METHOD_COLORS = {"reference": "tab:olive", "base": "tab:gray", "full": "tab:blue", "lora": "tab:green",
+                 "qlora": "tab:orange"}
+
+
+def method_palette(labels) -> dict[str, tuple]:
+    """One colour per method label, the same in every figure: a hue per method (full blue,
+    LoRA green, QLoRA orange, base grey), lighter for each larger rank."""
+    from matplotlib.colors import to_rgb
+
+    out = {}
+    by_method: dict[str, list[str]] = {}
+    for lab in _order(labels):
+        method = "reference" if lab == "reference text" else lab.partition(" r=")[0]
+        by_method.setdefault(method, []).append(lab)
+    for method, labs in by_method.items():
+        base = to_rgb(METHOD_COLORS.get(method, "tab:purple"))
+        for i, lab in enumerate(labs):
+            t = 0.45 * i / max(len(labs) - 1, 1) if len(labs) > 1 else 0.0
+            out[lab] = tuple(c + (1 - c) * t for c in base)
+    return out
 
 
 def metrics_by_method(metrics: pd.DataFrame, path: Path, protocol: str | None, split: str = "test") -> Path | None:
@@ -50,7 +83,7 @@ def metrics_by_method(metrics: pd.DataFrame, path: Path, protocol: str | None, s
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, metric in zip(axes, METRIC_LABELS):
         sns.barplot(m, x="model", y=metric, hue="method_label", hue_order=order, errorbar="sd",
-                    ax=ax, alpha=0.85, legend=ax is axes[-1])
+                    palette=method_palette(order), ax=ax, alpha=0.9, legend=ax is axes[-1])
         sns.stripplot(m, x="model", y=metric, hue="method_label", hue_order=order, dodge=True,
                       palette="dark:black", size=3, ax=ax, legend=False)
         ax.set_title(f"{METRIC_LABELS[metric]} ({protocol}, {split})")
@@ -87,11 +120,12 @@ def params_vs_bpb(quality: pd.DataFrame, path: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     sns.scatterplot(q, x="trainable_params", y="bits_per_byte", hue="method_label",
-                    hue_order=_order(q["method_label"]), style="model", s=70, ax=ax)
+                    hue_order=_order(q["method_label"]), palette=method_palette(q["method_label"]),
+                    style="model", s=70, ax=ax)
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (log scale)")
     ax.set_ylabel("bits per byte (lower is better)")
-    sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1))
+    _legend_outside(ax)
     return _save(fig, path)
 
 
@@ -106,11 +140,10 @@ def cost_vs_quality(quality: pd.DataFrame, path: Path) -> Path | None:
                                        ("peak_memory_mib", "peak memory (MiB)"),
                                        ("tokens_per_s", "training tokens / s")]):
         sns.scatterplot(q, x=col, y="bits_per_byte", hue="method_label", hue_order=order, style="model",
-                        s=60, ax=ax, legend=ax is axes[-1])
+                        palette=method_palette(order), s=60, ax=ax, legend=ax is axes[-1])
         ax.set_xlabel(label)
         ax.set_ylabel("bits per byte (lower is better)")
-    if axes[-1].get_legend():
-        sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1, 1))
+    _legend_outside(axes[-1])
     return _save(fig, path)
 
 
@@ -121,10 +154,11 @@ def fertility_vs_bpb(fert: pd.DataFrame, path: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     sns.scatterplot(f, x="fertility", y="bits_per_byte", hue="method_label",
-                    hue_order=_order(f["method_label"]), style="model", s=70, ax=ax)
+                    hue_order=_order(f["method_label"]), palette=method_palette(f["method_label"]),
+                    style="model", s=70, ax=ax)
     ax.set_xlabel("fertility (tokens per whitespace word)")
     ax.set_ylabel("bits per byte (lower is better)")
-    sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1))
+    _legend_outside(ax)
     return _save(fig, path)
 
 
@@ -137,7 +171,7 @@ def generation_language(gen_summary: pd.DataFrame, path: Path) -> Path | None:
     g = gen_summary.copy()
     g["cell"] = g["model"] + "\n" + g["method_label"]
     g = g.iloc[sorted(range(len(g)), key=lambda i: (g["model"].iloc[i], _method_sort_key(g["method_label"].iloc[i])))]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 4), gridspec_kw={"wspace": 0.45})
     bottom = None
     palette = dict(zip(share_cols, sns.color_palette("Set2", len(share_cols))))
     for col in share_cols:
@@ -149,7 +183,8 @@ def generation_language(gen_summary: pd.DataFrame, path: Path) -> Path | None:
     ax1.legend(title="language", bbox_to_anchor=(1, 1), loc="upper left")
     ax1.tick_params(axis="x", rotation=30)
     if "code_switch_rate" in g.columns:
-        ax2.bar(g["cell"], g["code_switch_rate"].fillna(0), color="tab:red")
+        pal = method_palette(g["method_label"])
+        ax2.bar(g["cell"], g["code_switch_rate"].fillna(0), color=[pal[lab] for lab in g["method_label"]])
     ax2.set_ylabel("code-switch rate (share of continuations)")
     ax2.set_ylim(0, 1)
     ax2.tick_params(axis="x", rotation=30)

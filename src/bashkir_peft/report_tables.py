@@ -30,11 +30,12 @@ PAPER_NUMBERS = (
     {"model": "deepseek-7b", "method": "lora", "lora_r": 8, "perplexity": 129.55},
 )
 RUN_KEYS = ["run_id", "model", "method", "method_label", "lora_r", "seed"]
-METHOD_ORDER = ("base", "full", "lora", "qlora")
+METHOD_ORDER = ("reference", "base", "full", "lora", "qlora")
 
 
 def _method_sort_key(label: str) -> tuple:
     method, _, r = label.partition(" r=")
+    method = "reference" if label == "reference text" else method
     return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method,
             int(r) if r.isdigit() else 0)
 
@@ -294,28 +295,43 @@ def _registry_tokenizer(model: str) -> str | None:
         return None
 
 
+REFERENCE_LABEL = "reference text"
+
+
+def _generation_row(keys: dict, summary: dict) -> dict:
+    row = dict(keys)
+    for k, v in summary.items():
+        if _is_number(v) and k not in row:
+            row["n_continuations" if k == "n" else k] = float(v)
+    shares = _find_language_shares(summary)
+    for lang in LANGUAGES:
+        row[f"share_{lang}"] = shares.get(lang, math.nan) if shares else math.nan
+    row["code_switch_rate"] = _num(find_value(summary, ("code_switch_rate", "code_switching_rate")))
+    return row
+
+
 def generation_table(runs: list[RunRecord]) -> pd.DataFrame:
-    """Per finished run with a generation record: language shares of generated sentences
+    """Per finished run with a generation record: language shares of the generated text
     (``share_bak``, ``share_rus``, ``share_eng``, ``share_other``), ``code_switch_rate`` and the
     other numeric summary metrics the record has (e.g. distinct-n, non-Bashkir word share).
+
+    Where a record has a ``reference_summary`` (the same metrics on the test documents' own
+    continuations of the prompts), one row per model with method ``reference text`` is added
+    (the first such record of the model): what Bashkir text itself scores.
     """
-    rows = []
+    rows, refs = [], {}
     for run in runs:
         rec = run.records.get("generate")
         if run.status != "finished" or not rec:
             continue
         summary = rec.get("summary") if isinstance(rec.get("summary"), dict) else rec
-        row = {**_run_keys(run)}
-        for k, v in summary.items():
-            if _is_number(v) and k not in row:
-                row["n_continuations" if k == "n" else k] = float(v)
-        shares = _find_language_shares(rec)
-        for lang in LANGUAGES:
-            row[f"share_{lang}"] = shares.get(lang, math.nan) if shares else math.nan
-        csr = find_value(rec, ("code_switch_rate", "code_switching_rate"))
-        row["code_switch_rate"] = _num(csr)
-        rows.append(row)
-    return pd.DataFrame(rows)
+        rows.append(_generation_row(_run_keys(run), summary))
+        ref = rec.get("reference_summary")
+        if isinstance(ref, dict) and run.model not in refs:
+            refs[run.model] = _generation_row(
+                {"run_id": run.run_id, "model": run.model, "method": "reference",
+                 "method_label": REFERENCE_LABEL, "lora_r": None, "seed": None}, ref)
+    return pd.DataFrame(rows + list(refs.values()))
 
 
 def _find_language_shares(rec: object) -> dict | None:
@@ -338,7 +354,8 @@ def generation_summary(gen: pd.DataFrame) -> pd.DataFrame:
     g = gen.groupby(["model", "method_label"], as_index=False)
     out = g[num].mean()
     out.insert(2, "n", g.size()["size"].to_numpy())
-    return out
+    order = sorted(range(len(out)), key=lambda i: (out["model"].iloc[i], _method_sort_key(out["method_label"].iloc[i])))
+    return out.iloc[order].reset_index(drop=True)
 
 
 def paper_table(summary: pd.DataFrame) -> pd.DataFrame:
