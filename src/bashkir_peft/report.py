@@ -24,7 +24,6 @@ from pydantic import Field
 
 from . import figures as fig
 from . import report_tables as rt
-from .errors import ConfigError
 from .run_records import RunRecord, discover_runs
 from .settings import REPO_ROOT
 from .yamlio import StrictModel, read_yaml
@@ -219,12 +218,6 @@ def format_headline(summary: pd.DataFrame) -> pd.DataFrame:
         out[m] = [fmt(a, digits) + ("" if pd.isna(b) else f" ± {fmt(b, digits)}")
                   for a, b in zip(summary[f"{m}_mean"], summary[f"{m}_std"])]
     return out.rename(columns={"method_label": "method"})
-
-
-def check_grid_arg(grid: str) -> None:
-    """Raise ConfigError early for a grid argument that is neither a YAML file nor a name."""
-    if not grid.strip():
-        raise ConfigError("grid: empty; give a grid YAML (params/grids/NAME.yaml) or a grid name")
 
 
 def per_run_table(result: ReportResult) -> pd.DataFrame:
