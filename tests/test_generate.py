@@ -177,7 +177,7 @@ def test_run_generation_writes_record_and_table(tmp_path, data_dir):
     rec = run_generation(p)
     on_disk = json.loads((out / GENERATE_JSON).read_text(encoding="utf-8"))
     assert on_disk == json.loads(json.dumps(rec))
-    assert rec["status"] == "finished" and rec["label"] == "tiny-gpt2/base" and rec["run"]["method"] == "base"
+    assert rec["status"] == "finished" and rec["label"] == "tiny-gpt2/base/s42" and rec["run"]["method"] == "base"
     assert rec["model"]["name"] == "tiny-gpt2" and rec["model"]["revision"].startswith("local:")
     test = pd.read_parquet(data_dir / "test.parquet")
     manifest = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
@@ -207,13 +207,13 @@ def test_run_generation_writes_record_and_table(tmp_path, data_dir):
     (out2 / GENERATE_JSON).write_text(json.dumps(rec | {"label": "other"}), encoding="utf-8")
     df.assign(continuation=df["continuation"].str.upper()).iloc[:3].to_parquet(out2 / GENERATIONS_PARQUET)
     table = side_by_side([out, out2])
-    assert list(table.columns) == ["prompt", "reference", "tiny-gpt2/base", "other"]
+    assert list(table.columns) == ["prompt", "reference", "tiny-gpt2/base/s42", "other"]
     assert table.index.tolist() == df["prompt_id"].tolist()
-    assert table["tiny-gpt2/base"].tolist() == df["continuation"].tolist()
+    assert table["tiny-gpt2/base/s42"].tolist() == df["continuation"].tolist()
     assert table["other"].tolist()[:3] == df["continuation"].str.upper().tolist()[:3]
     assert pd.isna(table["other"].iloc[3])  # a prompt the other run lacks
     summ = summary_table([out, out2])
-    assert summ["label"].tolist() == ["tiny-gpt2/base", "other"]
+    assert summ["label"].tolist() == ["tiny-gpt2/base/s42", "other"]
     assert summ["code_switch_rate"].iloc[0] == pytest.approx(rec["summary"]["code_switch_rate"], nan_ok=True)
     assert {"lang_share_bak", "distinct_2", "non_bashkir_word_share"} <= set(summ.columns)
     with pytest.raises(DataError, match="share the label"):

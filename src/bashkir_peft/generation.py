@@ -309,15 +309,17 @@ def _run_info(params: GenerateParams, record: dict | None) -> dict:
 
 
 def default_label(params: GenerateParams, model_record: dict | None, run: dict) -> str:
-    """``<model>/<method>[/r<lora_r>][/s<seed>]``, e.g. ``smollm2-135m/qlora/r8/s42``."""
+    """``<model>/<method>[/r<lora_r>]/s<seed>``, e.g. ``smollm2-135m/qlora/r8/s42``: the training
+    seed of a run, the decoding seed of a base model (so base cells of several seeds differ)."""
     if params.label:
         return params.label
     name = (model_record or {}).get("name") or params.model or Path(str(params.run_dir)).name
     parts = [str(name), str(run.get("method") or "?")]
     if run.get("method") in ("lora", "qlora") and run.get("lora_r") is not None:
         parts.append(f"r{run['lora_r']}")
-    if run.get("seed") is not None:
-        parts.append(f"s{run['seed']}")
+    seed = run.get("seed") if run.get("method") != "base" else params.seed
+    if seed is not None:
+        parts.append(f"s{seed}")
     return "/".join(parts)
 
 
