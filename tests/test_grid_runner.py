@@ -267,3 +267,19 @@ def test_submitit_executor_runs_cells_as_jobs(ran, capsys):
     assert "skipped" in out and "failed" in out
     after = {k: executions(d) for k, (d, _) in ran["cells"].items()}
     assert after["lora"] == before["lora"] and after["bad"] == before["bad"] + ["train"]
+
+
+def test_interrupted_cell_resumes_after_its_last_finished_stage(ran):
+    """A cell killed during its second evaluation pass: the rerun does not retrain or
+    re-evaluate the first pass; it runs what had not finished."""
+    run_dir, _ = ran["cells"]["lora"]
+    rec_path = run_dir / CELL_RECORD
+    rec = json.loads(rec_path.read_text())
+    rec["status"] = "running"
+    rec["stages"]["evaluate.2"]["status"] = "running"
+    del rec["stages"]["generate"]
+    rec_path.write_text(json.dumps(rec))
+    before = executions(run_dir)
+    assert main(ran["args"] + ["--only", "method=lora", "--only", "label=none"]) == 0
+    assert executions(run_dir) == before + ["evaluate rolling", "generate"]
+    assert json.loads(rec_path.read_text())["status"] == "finished"

@@ -1,0 +1,108 @@
+"""End to end: the smoke grid through the CLI (real notebooks 01-04 on a tiny model and
+a small slice of the real corpus), then the report and the strict offline book build.
+
+Pinned down (issue 7, "Must show"):
+- the results page of the built book has the per-run table with one row per finished
+  cell, and the figures as images that exist;
+- a second invocation skips every finished cell (no notebook re-executed);
+- a cell whose parameters pass validation but fail at run time (LoRA target module
+  ``q_proj``, which GPT-2 does not have) fails with its error recorded, the other cells
+  finish, the exit code is non-zero, and the report and the book still build and list it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bashkir_peft.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+N_DOCS = 60  # documents of the demo corpus: enough for a 3-way split after filtering
+
+
+def _table(html: str, table_id: str) -> str:
+    m = re.search(rf'<table[^>]*id="{table_id}".*?</table>', html, re.S)
+    assert m, f"no table {table_id} in the results page"
+    return m.group(0)
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory, corpus_dir):
+    from bashkir_peft.book import copy_sources
+
+    tmp = tmp_path_factory.mktemp("e2e")
+    corpus = tmp / "corpus.jsonl.gz"
+    with gzip.open(corpus_dir / "bashkir-demo.jsonl.gz", "rt", encoding="utf-8") as src, \
+            gzip.open(corpus, "wt", encoding="utf-8") as dst:
+        dst.writelines(itertools.islice(src, N_DOCS))
+    grid = yaml.safe_load((REPO / "params" / "grids" / "smoke.yaml").read_text())
+    grid["include"] = [{"model": "tiny-gpt2", "method": "lora", "label": "badtarget",
+                        "train": {"target_modules": ["q_proj"]}}]
+    grid_file = tmp / "smoke.yaml"
+    grid_file.write_text(yaml.safe_dump(grid, sort_keys=False))
+    runs = tmp / "runs"
+    # zero-shot and LoRA cells of the smoke grid (QLoRA's CPU path is tested by the training
+    # tests; each cell here costs kernel starts), plus the failing cell
+    args = ["grid", "run", str(grid_file), "--corpus", str(corpus), "--runs-dir", str(runs), "--no-progress",
+            "--only", "method=base,lora"]
+    first = main(args)
+    root = runs / grid["name"]
+    cells = {}
+    for rec_path in root.glob("*/grid_cell.json"):
+        rec = json.loads(rec_path.read_text())
+        cells[rec["params"]["label"] or rec["params"]["method"]] = (rec_path.parent, rec)
+    return {"tmp": tmp, "args": args, "first": first, "root": root, "cells": cells, "grid_file": grid_file,
+            "runs": runs, "book": copy_sources(tmp / "book")}
+
+
+def test_grid_runs_failure_recorded_others_finish(e2e):
+    assert e2e["first"] == 1  # one cell failed
+    assert set(e2e["cells"]) == {"base", "lora", "badtarget"}
+    run_dir, bad = e2e["cells"]["badtarget"]
+    assert bad["status"] == "failed" and bad["error"].startswith("train: ")
+    assert "q_proj" in bad["error"] and bad["failure"]["ename"]
+    assert (run_dir / "notebooks" / "02_train.ipynb").is_file()
+    for name in ("base", "lora"):
+        run_dir, rec = e2e["cells"][name]
+        assert rec["status"] == "finished", rec.get("error")
+        assert json.loads((run_dir / "eval.json").read_text())["status"] == "finished"
+        assert json.loads((run_dir / "generate.json").read_text())["status"] == "finished"
+        assert (run_dir / "notebooks" / "03_evaluate.ipynb").is_file()
+    train = json.loads((e2e["cells"]["lora"][0] / "train.json").read_text())
+    assert train["status"] == "finished" and train["params"]["seed"] == 42 and train["params"]["lora_r"] == 4
+    assert (e2e["root"] / "01_data_prep.ipynb").is_file()
+
+
+def test_second_invocation_skips_every_finished_cell(e2e, capsys):
+    notebooks = sorted(e2e["root"].glob("*/notebooks/*.ipynb")) + [e2e["root"] / "01_data_prep.ipynb"]
+    stamps = {p: p.stat().st_mtime_ns for p in notebooks}
+    assert main(e2e["args"] + ["--only", "label=none"]) == 0
+    out = capsys.readouterr().out
+    assert len(re.findall(r"^\S+-[0-9a-f]{12}\s+skipped\s", out, re.M)) == 2 and "2 skipped" in out
+    assert {p: p.stat().st_mtime_ns for p in notebooks} == stamps  # nothing re-executed
+
+
+def test_report_and_book_build_and_list_the_failure(e2e):
+    assert main(["report", str(e2e["grid_file"]), "--runs-dir", str(e2e["runs"])]) == 0
+    assert main(["book", str(e2e["grid_file"]), "--runs-dir", str(e2e["runs"]),
+                 "--book-dir", str(e2e["book"])]) == 0
+    html = e2e["book"] / "_build" / "html"
+    page = (html / "generated" / "05_report.html").read_text(encoding="utf-8")
+    per_run = _table(page, "results-per-run")
+    assert len(re.findall(r"<tr>\s*<td>", per_run)) == 2  # one row per finished cell
+    for name in ("base", "lora"):
+        assert e2e["cells"][name][0].name in per_run
+    failed = _table(page, "failed-runs")
+    bad_dir = e2e["cells"]["badtarget"][0]
+    assert bad_dir.name not in per_run and bad_dir.name in failed and "q_proj" in failed
+    imgs = re.findall(r'<img[^>]+src="([^"]+)"', page)
+    assert imgs
+    for src in imgs:
+        assert (html / "generated" / src).resolve().is_file(), src
