@@ -311,6 +311,16 @@ def test_run_evaluation_rejects_bad_input_before_scoring(tmp_path, data_dir):
                                   protocol="paper"), progress=False)
     with pytest.raises(ConfigError, match="train.json"):
         run_evaluation(EvalParams(run_dir=str(tmp_path / "nope"), output_dir=str(out)), progress=False)
+    run = tmp_path / "run"
+    run.mkdir()
+    train = {"status": "failed", "reason": "loss is nan", "params": {"model": "tiny-gpt2", "method": "full",
+                                                                      "data_dir": str(data_dir), "block_size": 16}}
+    (run / "train.json").write_text(json.dumps(train))
+    with pytest.raises(ConfigError, match="loss is nan"):
+        run_evaluation(EvalParams(run_dir=str(run), output_dir=str(out)), progress=False)
+    (run / "train.json").write_text(json.dumps(train | {"status": "finished"}))
+    with pytest.raises(ConfigError, match="merge applies to lora/qlora"):
+        run_evaluation(EvalParams(run_dir=str(run), output_dir=str(out), merge=True, max_length=64), progress=False)
     assert not (out / "eval.json").exists()
 
 

@@ -249,13 +249,13 @@ def load_for_eval(params: EvalParams):
         method = record["params"].get("method")
         if params.merge and method not in ("lora", "qlora"):
             raise ConfigError(f"merge applies to lora/qlora runs; {params.run_dir} is a {method!r} run")
+        if params.dtype is not None and method == "qlora" and not params.merge:
+            raise ConfigError("dtype cannot change a 4-bit QLoRA model; leave dtype unset (or merge=True)")
         model, tokenizer, record = load_trained(params.run_dir, merge=params.merge)
         note = record.get("merge") or ("adapters scored unmerged" if method in ("lora", "qlora") else None)
         info = {"method": method, "model": record.get("model"), "train_record": record,
                 "merged": bool(params.merge), "merge_note": note}
         if params.dtype is not None:
-            if method == "qlora" and not params.merge:
-                raise ConfigError("dtype cannot change a 4-bit QLoRA model; leave dtype unset (or merge=True)")
             model = model.to(getattr(torch, params.dtype))
     else:
         from .loading import load_model
