@@ -217,11 +217,12 @@ def test_summarize_uses_corpus_sums_not_mean_of_documents():
 
 
 def test_params_validation():
-    with pytest.raises(ConfigError, match="model"):
-        from bashkir_peft.yamlio import validate
-
-        validate(EvalParams, {}, "eval")
     from pydantic import ValidationError
+
+    from bashkir_peft.yamlio import validate
+
+    with pytest.raises(ConfigError, match="give model"):
+        validate(EvalParams, {}, "eval")
 
     with pytest.raises(ValidationError, match="stride"):
         EvalParams(model="tiny-gpt2", data_dir="d", max_length=8, stride=9)

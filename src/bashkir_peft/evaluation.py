@@ -332,7 +332,7 @@ def _block(protocol: str, split: str, row: dict) -> dict:
     return {"protocol": protocol, "split": split, "source": row["group"], **{k: row[k] for k in keys}}
 
 
-def metrics_table(per_doc) -> "object":
+def metrics_table(per_doc):
     """Tidy metrics (pandas) of a per-document table holding ``protocol`` and ``split``
     columns: one row per protocol x split x source (``source == "all"``: every document)."""
     import pandas as pd
