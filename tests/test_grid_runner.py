@@ -283,3 +283,11 @@ def test_interrupted_cell_resumes_after_its_last_finished_stage(ran):
     assert main(ran["args"] + ["--only", "method=lora", "--only", "label=none"]) == 0
     assert executions(run_dir) == before + ["evaluate rolling", "generate"]
     assert json.loads(rec_path.read_text())["status"] == "finished"
+
+
+def test_status_lists_every_cell_from_disk(ran, capsys):
+    args = ["grid", "status", str(ran["grid"]), "--runs-dir", str(ran["root"].parent), "--notebooks", str(ran["nbs"])]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    status = {ln.split()[0]: ln.split()[1] for ln in lines}
+    assert status == {d.name: ("failed" if k == "bad" else "finished") for k, (d, _) in ran["cells"].items()}
