@@ -13,12 +13,16 @@ Used by data preparation (sentence-level filter) and by the generation notebook
 3. Bashkir letters (ҡ ғ ҙ ҫ ң һ ә ө ү) make 17-21 % of the Cyrillic letters of Bashkir
    prose and about 0 % of Russian. Only Bashkir has the *core* letters ҡ ҙ (and, among
    these neighbours, ғ ҫ without Kazakh/Chuvash/Khakas companions): text with core
-   letters and a Bashkir-letter share >= ``MIN_SPECIAL_SHARE`` is ``bak`` unless Russian
-   function words clearly dominate.
+   letters and a Bashkir-letter share >= ``MIN_SPECIAL_SHARE`` (4 %) is ``bak`` unless
+   Russian words clearly dominate (share < 8 %); with core letters and a share of 3-4 %
+   (a Bashkir sentence full of Russian names) it is ``bak`` when no Russian word is seen.
 4. Bashkir letters without core letters (ә ө ү ң һ are shared with Tatar, Kazakh,
-   Kyrgyz, ...): word evidence decides. Bashkir function words and suffixes (менән,
-   был, өсөн, тип, ине, -һы/-һе ...) against Tatar/Kyrgyz ones (белән, бу, өчен, дип,
-   иде, менен, үчүн ...) and the letters ч ж, which Bashkir replaces by с й.
+   Kyrgyz, ...): word evidence decides. Bashkir words (менән, ошо, өсөн, тип, ине ...),
+   suffixes (-һы/-һе, -ыу/-еү, -ҙар ...) and word-initial һ (Tatar has с: һин/син)
+   against Tatar/Kyrgyz words (белән, бу, өчен, дип, иде, сез, менен, үчүн ...), the
+   letters ч ж з and к/г next to a back vowel (Bashkir writes с, й, ҙ, ҡ/ғ there), and
+   no ә at all (Kyrgyz, Tuvan, Yakut, Altai). With no evidence either way, a Bashkir-letter
+   share >= 8 % is ``bak``.
 5. Cyrillic with (almost) no Bashkir letters: ``rus`` when Russian function words or
    endings (on lower-case words: capitalised ones are mostly names) outweigh Turkic
    function words; otherwise ``other`` (another language, or too little to tell).
