@@ -31,15 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError
 from .grid import Cell, Grid, expand, select
 from .locks import is_locked, try_lock
 from .provenance import write_json_atomic
 from .runids import identity, make_run_id, params_hash
 from .settings import REPO_ROOT
-from .stages import KERNEL, STAGES, Stage, build_parameters, check_kernel, default_notebooks_dir, notebook_parameters
+from .stages import KERNEL, STAGES, build_parameters, check_kernel, default_notebooks_dir, notebook_parameters
 
 CELL_RECORD = "grid_cell.json"
+LOCK_WAIT_S = 2.0
 DATA_RECORD = "data_prep.json"
 HUB_PREFIX = "hub:"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -221,6 +222,8 @@ class GridRun:
         return out
 
     def data_parameters(self) -> dict[str, Any]:
+        """Parameters of the data-prep notebook: the corpus (``hub:ID`` also sets
+        ``corpus_kind: hub``), the grid's data folder and the grid's data settings."""
         where = f"{self.grid.path or self.grid.name}: data"
         corpus = self.corpus or "<corpus>"
         hub = corpus.startswith(HUB_PREFIX)
@@ -283,6 +286,8 @@ def current_fingerprint(run: GridRun) -> str | None:
 
 
 def assign_run_ids(run: GridRun) -> None:
+    """Set each planned cell's run id and folder from the current data fingerprint
+    (``None`` while the data is not prepared)."""
     for p in run.cells:
         if run.fingerprint is None:
             p.run_id, p.run_dir = None, None
@@ -293,18 +298,9 @@ def assign_run_ids(run: GridRun) -> None:
 
 
 def _manifest_fingerprint(data_dir: Path) -> str:
-    try:
-        from .dataprep import read_manifest
-    except ImportError:  # data prep package not there: read the contract's file directly
-        manifest = _read_json(data_dir / "manifest.json")
-        if manifest is None:
-            raise DataError(f"{data_dir}/manifest.json missing or unreadable after data prep") from None
-    else:
-        manifest = read_manifest(data_dir)
-    fp = manifest.get("fingerprint")
-    if not isinstance(fp, str) or not fp:
-        raise DataError(f"{data_dir}/manifest.json has no fingerprint")
-    return fp
+    from .dataprep import read_manifest
+
+    return read_manifest(data_dir)["fingerprint"]  # DataError if incomplete or without one
 
 
 def prepare_data(run: GridRun, log=print) -> str:
@@ -358,8 +354,19 @@ def _move_aside(run: GridRun, p: Planned) -> None:
 
 
 def run_cell(run: GridRun, p: Planned, *, force: bool = False, on_stage=None) -> CellResult:
-    """Run one cell's stages under its lock (see the module docstring)."""
-    with try_lock(run.root / ".locks" / f"{p.run_id}.lock") as held:
+    """Run one cell's stages under its lock (see the module docstring).
+
+    Args:
+        run: the plan, with run ids assigned (after data prep).
+        p: the cell.
+        force: rerun a finished cell (its folder is moved to ``.replaced/`` first).
+        on_stage: called with ``(p, unit)`` before each notebook execution (progress).
+
+    Returns:
+        The :class:`CellResult`; a failure is recorded in ``grid_cell.json``, never raised.
+    """
+    # a short wait, so another process's status probe (is_locked) is never taken for a holder
+    with try_lock(run.root / ".locks" / f"{p.run_id}.lock", timeout=LOCK_WAIT_S) as held:
         if not held:
             return CellResult(p, "locked")
         rec_path = p.run_dir / CELL_RECORD

@@ -10,7 +10,6 @@ local executor, so local and cluster invocations can be mixed and repeated. Job 
 from __future__ import annotations
 
 import sys
-
 from typing import TextIO
 
 from .grid import load_grid, parse_only
@@ -85,6 +84,3 @@ def slurm_parameters(partition: str | None, gpus: int, cpus: int, timeout_min: i
     if gpus:
         params["gpus_per_node"] = gpus
     return params
-
-
-
