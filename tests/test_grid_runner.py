@@ -261,6 +261,7 @@ def test_data_prep_failure_stops_with_exit_1(tmp_path, capsys):
 def test_submitit_executor_runs_cells_as_jobs(ran, capsys):
     """The cluster path (one submitit job per cell), with submitit's in-process debug
     executor: finished cells are skipped by the job as locally; the failed one reruns."""
+    pytest.importorskip("submitit")  # the `cluster` extra
     before = {k: executions(d) for k, (d, _) in ran["cells"].items()}
     assert main(ran["args"] + ["--executor", "debug", "--only", "method=lora"]) == 1
     out = capsys.readouterr().out
