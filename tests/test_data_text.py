@@ -119,3 +119,13 @@ def test_split_assignment_is_deterministic_and_independent_of_other_documents():
     assert abs(shares["train"] - 0.8) < 0.03 and abs(shares["test"] - 0.1) < 0.02
     assert [assign_split(i, 43, 0.8, 0.1) for i in ids] != first  # the seed matters
     assert 0 <= split_unit("doc-1", 42) < 1
+
+
+def test_latin_words_and_other_scripts_inside_bashkir_sentences():
+    # a Turkish newspaper name and a Greek letter do not make a Bashkir sentence foreign
+    assert langid.classify("Радий Хәбиров Төркиәнең Dünya эшлекле гәзитенә интервью бирҙе.") == "bak"
+    assert langid.classify("Рекомбинантлы ИФН-α тамсылары сирҙәрҙән яфаланғандарға ярҙам итә.") == "bak"
+    # a Russian title quoted in a Bashkir sentence
+    assert langid.classify("Акцияны үткәреүгә рухландырыусы – яҙыусы, «Несокрушимая и легендарная» "
+                           "китабы авторы Борис Малородов.") == "bak"
+    assert langid.classify("Αβγ δεζ") == "other"

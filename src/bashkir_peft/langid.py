@@ -9,7 +9,8 @@ Used by data preparation (sentence-level filter) and by the generation notebook
 2. Cyrillic text holding letters that Bashkir never uses (Tatar җ; Kazakh қ і ұ;
    Chuvash ӑ ӗ ӳ; Yakut/Altai ҕ ҥ ј; Khakas ӧ ӱ ҷ; Ukrainian/Belarusian/Serbian/Tajik
    letters; Latin letters with diacritics inside Cyrillic words, as in Chuvash typed
-   with ă ĕ ç) -> ``other``.
+   with ă ĕ ç) -> ``other``, unless it is one stray letter in long Bashkir text. Latin
+   words with diacritics ("Dünya") and other scripts (Greek α) are not such evidence.
 3. Bashkir letters (ҡ ғ ҙ ҫ ң һ ә ө ү) make 17-21 % of the Cyrillic letters of Bashkir
    prose and about 0 % of Russian. Only Bashkir has the *core* letters ҡ ҙ (and, among
    these neighbours, ғ ҫ without Kazakh/Chuvash/Khakas companions): text with core
@@ -25,7 +26,8 @@ Used by data preparation (sentence-level filter) and by the generation notebook
    share >= 8 % is ``bak``.
 5. Cyrillic with (almost) no Bashkir letters: ``rus`` when Russian function words or
    endings (on lower-case words: capitalised ones are mostly names) outweigh Turkic
-   function words; otherwise ``other`` (another language, or too little to tell).
+   words and words written with Bashkir letters; otherwise ``other`` (another language,
+   a mixed sentence, or too little to tell).
 
 Measured on ``../shared/corpus/langid-sample.jsonl`` by :func:`evaluate` (the figures are
 in the data-prep notebook). Sources for the letter inventories: the Unicode Cyrillic
@@ -46,7 +48,7 @@ from .errors import DataError
 Label = Literal["bak", "rus", "eng", "other"]
 LABELS: tuple[str, ...] = ("bak", "rus", "eng", "other")
 #: bump when the rules change (recorded in data manifests)
-VERSION = "1"
+VERSION = "2"
 
 BASHKIR_LETTERS = frozenset("ҡғҙҫңһәөү")
 CORE_LETTERS = frozenset("ҡҙғҫ")
@@ -57,6 +59,9 @@ FOREIGN_LATIN = frozenset("ăĕçÿışğöüäéèêóòôáàâíìîúùûñ�
 MIN_SPECIAL_SHARE = 0.04
 
 _URL = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+\.\w+")
+_FL = "ăĕçÿışğöüäéèêóòôáàâíìîúùûñõãøåæœß"
+#: a Latin letter with a diacritic inside or next to a Cyrillic word (Chuvash "чĕлхи")
+_MIXED_LATIN = re.compile(f"[{_FL}](?=[\u0400-\u052f])|(?<=[\u0400-\u052f])[{_FL}]")
 _INITIALS = re.compile(r"(?<!\w)[^\W\d_a-zа-яё]\.")
 _WORD = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*")
 
@@ -136,7 +141,7 @@ def features(text: str) -> dict[str, int]:
     special = tally[_SPECIAL] + tally[_CORE]
     cyr = tally[_CYR] + special + tally[_FOREIGN_CYR]
     lat = tally[_LATIN] + tally[_FOREIGN_LAT]
-    bak_w = tur_w = rus_w = eng_w = back_velar = 0
+    bak_w = tur_w = rus_w = eng_w = back_velar = bak_letter_words = 0
     words = _WORD.findall(_INITIALS.sub(" ", text))  # "С. Тимеров": С is an initial, not "с"
     for word in words:
         w = word.lower()
@@ -145,6 +150,8 @@ def features(text: str) -> dict[str, int]:
             bak_w += 1
         if w in TURKIC_OTHER_WORDS:
             tur_w += 1
+        if not BASHKIR_LETTERS.isdisjoint(w):
+            bak_letter_words += 1
         if w in RUSSIAN_WORDS:
             rus_w += 1
         if w in ENGLISH_WORDS:
@@ -159,7 +166,8 @@ def features(text: str) -> dict[str, int]:
     return {
         "letters": cyr + lat + tally[_OTHER_SCRIPT],
         "cyrillic": cyr, "latin": lat, "special": special, "core": tally[_CORE],
-        "foreign": tally[_FOREIGN_CYR] + tally[_FOREIGN_LAT] + tally[_OTHER_SCRIPT],
+        "foreign": tally[_FOREIGN_CYR] + (len(_MIXED_LATIN.findall(low)) if tally[_FOREIGN_LAT] else 0),
+        "bak_letter_words": bak_letter_words,
         "a_schwa": counts["ә"], "ch_zh": counts["ч"] + counts["ж"],
         "back_velar": back_velar, "ze": counts["з"],
         "bak_words": bak_w, "turkic_words": tur_w, "rus_words": rus_w, "eng_words": eng_w,
@@ -196,7 +204,7 @@ def classify_counted(text: str) -> tuple[Label, int]:
             tally[_CATEGORY.get(ch) if ch in _CATEGORY else _category(ch)] += n
         special = tally[_SPECIAL] + tally[_CORE]
         cyr = tally[_CYR] + special + tally[_FOREIGN_CYR]
-        foreign = tally[_FOREIGN_CYR] + tally[_FOREIGN_LAT] + tally[_OTHER_SCRIPT]
+        foreign = tally[_FOREIGN_CYR] + tally[_FOREIGN_LAT]  # (slow path decides these)
         lat = tally[_LATIN] + tally[_FOREIGN_LAT]
         if tally[_CORE] and not foreign and cyr >= lat and special >= 2 * MIN_SPECIAL_SHARE * cyr:
             return "bak", cyr + lat
@@ -214,13 +222,16 @@ def _decide(f: dict[str, int]) -> Label:
             return "eng"
         return "other"
     cyr = f["cyrillic"]
+    if cyr == 0:
+        return "other"  # Greek, Arabic, CJK ...
     # a foreign letter rules Bashkir out, unless it is a stray one in long Bashkir text
     if f["foreign"] > 0 and (f["core"] == 0 or f["foreign"] * 200 >= cyr):
         return "other"
     share = f["special"] / cyr
     if f["core"] > 0:
         if share >= MIN_SPECIAL_SHARE:
-            if share < 2 * MIN_SPECIAL_SHARE and f["rus_words"] >= 2 and f["rus_words"] > 2 * f["bak_words"]:
+            if (share < 2 * MIN_SPECIAL_SHARE and f["rus_words"] >= 2
+                    and f["rus_words"] > 2 * (f["bak_words"] + f["bak_letter_words"])):
                 return "rus"
             return "bak"
         if share >= 0.75 * MIN_SPECIAL_SHARE and f["rus_words"] == 0:
@@ -234,7 +245,9 @@ def _decide(f: dict[str, int]) -> Label:
         if bak > other or (other == 0 and share >= 2 * MIN_SPECIAL_SHARE):
             return "bak"
         return "other"
-    if f["rus_words"] >= 1 and f["rus_words"] >= f["turkic_words"] + f["bak_words"]:
+    turkic = f["turkic_words"] + f["bak_words"] + f["bak_letter_words"]
+    # Russian words must outnumber Turkic evidence; words with Bashkir letters break ties
+    if f["rus_words"] >= 1 and (f["rus_words"] > turkic if f["bak_letter_words"] else f["rus_words"] >= turkic):
         return "rus"
     return "other"
 
