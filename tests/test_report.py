@@ -223,3 +223,14 @@ def test_notebook_parameters_match_report_params():
     assert set(defaults) == set(fields)
     for name, text in defaults.items():
         assert eval(text) == fields[name].default, name  # noqa: S307 - literals of our own notebook
+
+
+def test_only_the_current_cells_of_the_grid_index_are_results(tmp_path):
+    runs = tmp_path / "runs"
+    rng = np.random.default_rng(2)
+    docs = documents(rng, 10)
+    write_run(runs, "current", "tiny-gpt2", "lora", 8, 42, 2.0, docs, rng)
+    write_run(runs, "stale", "tiny-gpt2", "lora", 8, 42, 9.0, docs, rng)  # an older run id
+    assert {r.run_id for r in discover_runs(runs)} == {"current", "stale"}  # no index: all
+    (runs / "grid.json").write_text(json.dumps({"grid": "g", "cells": [{"run_id": "current"}]}))
+    assert [r.run_id for r in discover_runs(runs)] == ["current"]

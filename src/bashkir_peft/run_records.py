@@ -190,8 +190,26 @@ def read_run(path: str | Path) -> RunRecord:
     return run
 
 
+def current_run_ids(runs_dir: Path) -> set[str] | None:
+    """Run ids of the grid's current cells, from the runner's index ``grid.json``.
+
+    After a change of parameters or data, folders of older run ids stay on disk (finished
+    results are never deleted); only the cells the index lists belong to the grid now.
+
+    Returns:
+        The set of run ids, or ``None`` where there is no index (a folder of runs not made
+        by the grid runner: every run folder counts).
+    """
+    path = runs_dir / "grid.json"
+    index = _read_json(path) if path.is_file() else {}
+    if "cells" not in index:
+        return None
+    return {c["run_id"] for c in index["cells"] if c.get("run_id")}
+
+
 def discover_runs(runs_dir: str | Path) -> list[RunRecord]:
-    """Read every run folder under ``runs_dir`` (a folder holding at least one record).
+    """Read the run folders under ``runs_dir`` (folders holding at least one record); where
+    the grid runner's index ``grid.json`` exists, only the runs of its current cells.
 
     Raises:
         DataError: ``runs_dir`` does not exist.
@@ -199,8 +217,11 @@ def discover_runs(runs_dir: str | Path) -> list[RunRecord]:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise DataError(f"{runs_dir}: no runs folder (run the grid first: bashkir-peft grid run GRID.yaml)")
+    current = current_run_ids(runs_dir)
     runs = []
     for d in sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        if current is not None and d.name not in current:
+            continue
         if any((d / f"{s}.json").is_file() for s in (*STAGES, CELL_RECORD)):
             run = read_run(d)
             if run.records:
