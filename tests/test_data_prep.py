@@ -79,6 +79,8 @@ def test_only_one_of_two_near_duplicates_survives(tmp_path):
     drops = {d["reason"]: d["documents"] for d in m["drops"]}
     assert drops["exact_duplicate"] == 1 and drops["near_duplicate"] == 1
     assert m["counts"]["documents_kept"] == 4
+    assert sorted((d["dropped"], d["kept"], d["reason"]) for d in m["duplicates"]) == [
+        ("copy", "orig", "exact_duplicate"), ("orig", "twin", "near_duplicate")]
 
 
 def test_split_identical_across_runs_and_stable_when_documents_are_added(tmp_path):

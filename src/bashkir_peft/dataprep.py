@@ -446,7 +446,7 @@ def prepare(params: DataPrepParams, log=None) -> dict:
             clusters = dedup.near_duplicate_clusters(sigs, rest, params.near_dup_threshold, params.minhash_num_perm)
             near = dedup.choose_representatives(clusters, lengths, ids)
             log(f"dedup: {len(exact)} exact, {len(near)} near duplicates in {len(clusters)} clusters")
-            stats_rows, fingerprint = _write_splits(tmp, params, exact | near)
+            stats_rows, fingerprint = _write_splits(tmp, params, set(exact) | set(near))
         counts = Counter(stats_rows["split"])
         files = {}
         for s in SPLITS:
@@ -471,6 +471,10 @@ def prepare(params: DataPrepParams, log=None) -> dict:
                                   sum(lengths[i] for i in exact) + acc.raw_duplicate_chars,
                                   len(near), sum(lengths[i] for i in near)),
             "near_duplicate_clusters": len(clusters),
+            # every dropped duplicate and the document kept in its place (for audits)
+            "duplicates": [{"dropped": ids[i], "kept": ids[k], "reason": reason}
+                           for reason, pairs in (("exact_duplicate", exact), ("near_duplicate", near))
+                           for i, k in sorted(pairs.items())],
             "examples": {k: v for k, v in sorted(acc.examples.items())},
             "files": files,
             "resources": meter.result(),

@@ -95,15 +95,15 @@ def _better(i: int, j: int, lengths: Sequence[int], ids: Sequence[str]) -> bool:
     return (lengths[i], ids[j]) > (lengths[j], ids[i])
 
 
-def exact_duplicates(hashes: Sequence[bytes], lengths: Sequence[int], ids: Sequence[str]) -> set[int]:
-    """Indices to drop as exact duplicates (all but the representative of each group)."""
+def exact_duplicates(hashes: Sequence[bytes], lengths: Sequence[int], ids: Sequence[str]) -> dict[int, int]:
+    """Exact duplicates to drop: ``{dropped index: kept index}`` (all but the
+    representative of each group of equal hashes)."""
     best: dict[bytes, int] = {}
     for i, h in enumerate(hashes):
         j = best.get(h)
         if j is None or _better(i, j, lengths, ids):
             best[h] = i
-    keep = set(best.values())
-    return {i for i in range(len(hashes)) if i not in keep}
+    return {i: best[h] for i, h in enumerate(hashes) if best[h] != i}
 
 
 def near_duplicate_clusters(signatures: np.ndarray, candidates: Sequence[int], threshold: float,
@@ -136,13 +136,15 @@ def near_duplicate_clusters(signatures: np.ndarray, candidates: Sequence[int], t
     return [sorted(g) for g in groups.values() if len(g) > 1]
 
 
-def choose_representatives(clusters: Iterable[list[int]], lengths: Sequence[int], ids: Sequence[str]) -> set[int]:
-    """Indices to drop: every cluster member but its representative (longest, then smallest id)."""
-    drop: set[int] = set()
+def choose_representatives(clusters: Iterable[list[int]], lengths: Sequence[int],
+                           ids: Sequence[str]) -> dict[int, int]:
+    """Cluster members to drop: ``{dropped index: kept index}``, every member but the
+    cluster's representative (longest, then smallest id)."""
+    drop: dict[int, int] = {}
     for c in clusters:
         rep = c[0]
         for i in c[1:]:
             if _better(i, rep, lengths, ids):
                 rep = i
-        drop.update(i for i in c if i != rep)
+        drop.update({i: rep for i in c if i != rep})
     return drop
