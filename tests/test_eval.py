@@ -332,7 +332,7 @@ def _lora_run_folder(run: Path, data_dir: Path) -> Path:
 
     from bashkir_peft.loading import load_model
     from bashkir_peft.lora import apply_lora
-    from bashkir_peft.provenance import write_json_atomic
+    from bashkir_peft.atomic import write_json_atomic
     from bashkir_peft.training import TrainParams
 
     params = TrainParams(model="tiny-gpt2", method="lora", block_size=16, data_dir=str(data_dir), output_dir=str(run))

@@ -33,8 +33,9 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from .atomic import write_parquet_atomic, write_text_atomic
 from .errors import ConfigError, DataError
-from .metrics import count_bytes, count_words, corpus_metrics, summarize, token_spans
+from .metrics import count_bytes, count_words, summarize, token_spans
 from .scoring import block_windows, rolling_windows, score_windows
 from .settings import REPO_ROOT
 from .yamlio import StrictModel
@@ -299,34 +300,6 @@ def output_dir_of(params: EvalParams) -> Path:
     return REPO_ROOT / "runs" / "base" / re.sub(r"[^A-Za-z0-9._-]+", "_", params.model).strip("_")
 
 
-def _write_parquet_atomic(df, path: Path) -> None:
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_text_atomic(text: str, path: Path) -> None:
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _block(protocol: str, split: str, row: dict) -> dict:
     keys = ("documents", "nll", "tokens", "bytes", "words", "perplexity", "bits_per_byte", "word_perplexity")
     return {"protocol": protocol, "split": split, "source": row["group"], **{k: row[k] for k in keys}}
@@ -366,7 +339,8 @@ def run_evaluation(params: EvalParams, *, progress: bool = True) -> dict:
     import pandas as pd
 
     from .dataprep import load_split, read_manifest
-    from .provenance import ResourceMeter, environment_info, write_json_atomic
+    from .atomic import write_json_atomic
+    from .provenance import ResourceMeter, environment_info
     from .runtime import configure_threads
 
     threads = configure_threads(params.num_threads)
@@ -438,8 +412,8 @@ def run_evaluation(params: EvalParams, *, progress: bool = True) -> dict:
         old = pd.read_parquet(docs_path)
         old = old[~((old["protocol"] == params.protocol) & (old["split"] == params.split))]
         per_doc = pd.concat([old, per_doc], ignore_index=True)
-    _write_parquet_atomic(per_doc, docs_path)
-    _write_text_atomic(metrics_table(per_doc).to_csv(index=False), out_dir / METRICS_CSV)
+    write_parquet_atomic(per_doc, docs_path)
+    write_text_atomic(out_dir / METRICS_CSV, metrics_table(per_doc).to_csv(index=False))
     write_json_atomic(eval_path, record)
     return entry
 

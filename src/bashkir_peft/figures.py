@@ -6,8 +6,6 @@ Every function returns the path written, or ``None`` when its table has nothing 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from .atomic import atomic_path  # noqa: E402
 from .report_tables import _method_sort_key  # noqa: E402
 
 METRIC_LABELS = {"perplexity": "token perplexity", "bits_per_byte": "bits per byte",
@@ -24,15 +23,11 @@ METRIC_LABELS = {"perplexity": "token perplexity", "bits_per_byte": "bits per by
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     return path
 
 

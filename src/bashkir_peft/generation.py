@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,6 +32,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from .atomic import write_parquet_atomic
 from .codeswitch import MIN_LETTERS, analyze_many, summarize
 from .errors import ConfigError, DataError
 from .evaluation import prefix_token_id
@@ -323,18 +323,6 @@ def default_label(params: GenerateParams, model_record: dict | None, run: dict) 
     return "/".join(parts)
 
 
-def _write_parquet_atomic(df, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _clean(obj):
     """NaN -> None, so the JSON record is valid JSON."""
     if isinstance(obj, float) and math.isnan(obj):
@@ -373,7 +361,8 @@ def run_generation(params: GenerateParams) -> dict:
     """
     import pandas as pd
 
-    from .provenance import ResourceMeter, environment_info, write_json_atomic
+    from .atomic import write_json_atomic
+    from .provenance import ResourceMeter, environment_info
 
     if params.run_dir is not None:
         trained = check_run(params)
@@ -399,7 +388,7 @@ def run_generation(params: GenerateParams) -> dict:
         for p, g in zip(prompts, gens)
     ])
     out = params.out_dir
-    _write_parquet_atomic(df, out / GENERATIONS_PARQUET)  # the texts are kept even if measuring fails
+    write_parquet_atomic(df, out / GENERATIONS_PARQUET)  # the texts are kept even if measuring fails
     texts = df["continuation"].tolist()
     rows = analyze_many(texts, params.min_letters)
     df = pd.concat([df, pd.DataFrame(rows)], axis=1)
@@ -426,7 +415,7 @@ def run_generation(params: GenerateParams) -> dict:
         "environment": environment_info(),
     }
     result = _clean(result)
-    _write_parquet_atomic(df, out / GENERATIONS_PARQUET)
+    write_parquet_atomic(df, out / GENERATIONS_PARQUET)
     write_json_atomic(out / GENERATE_JSON, result)
     return result
 

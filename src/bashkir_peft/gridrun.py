@@ -34,7 +34,7 @@ from typing import Any, TextIO
 from .errors import ConfigError
 from .grid import Cell, Grid, expand, select
 from .locks import is_locked, try_lock
-from .provenance import write_json_atomic
+from .atomic import write_json_atomic
 from .runids import identity, make_run_id, params_hash
 from .settings import REPO_ROOT
 from .stages import KERNEL, STAGES, build_parameters, check_kernel, default_notebooks_dir, notebook_parameters

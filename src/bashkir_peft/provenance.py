@@ -8,15 +8,14 @@ and the measurements of a :class:`ResourceMeter`, and is written with
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import platform
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
 
+from .atomic import write_json_atomic  # noqa: F401  (re-exported: records are written with it)
 from .settings import REPO_ROOT
 
 PACKAGES = (
@@ -128,18 +127,3 @@ class ResourceMeter:
 
         gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
         return {"wall_time_s": self.wall_time_s, "peak_rss_mib": self.peak_rss / 2**20, "peak_gpu_mib": gpu}
-
-
-def write_json_atomic(path: str | Path, data: object) -> Path:
-    """Write ``data`` as JSON to ``path`` atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, ensure_ascii=False, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

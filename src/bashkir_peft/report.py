@@ -14,7 +14,6 @@ Failed and unfinished runs are left out of every result table and listed in ``fa
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -23,6 +22,7 @@ import pandas as pd
 from pydantic import Field
 
 from . import figures as fig
+from .atomic import atomic_path, write_parquet_atomic
 from . import report_tables as rt
 from .run_records import RunRecord, discover_runs
 from .settings import REPO_ROOT
@@ -93,21 +93,11 @@ def _abs(path: str | Path) -> Path:
 
 def write_table(df: pd.DataFrame, stem: Path) -> tuple[Path, Path]:
     """Write ``df`` as ``stem.csv`` and ``stem.parquet``, each atomically (temp + rename)."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    out = []
-    for suffix in (".csv", ".parquet"):
-        fd, tmp = tempfile.mkstemp(dir=stem.parent, prefix=f".{stem.name}.", suffix=suffix)
-        os.close(fd)
-        try:
-            if suffix == ".csv":
-                df.to_csv(tmp, index=False)
-            else:
-                df.astype({c: "string" for c in df.columns if df[c].dtype == object}).to_parquet(tmp, index=False)
-            os.replace(tmp, stem.with_suffix(suffix))
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        out.append(stem.with_suffix(suffix))
-    return out[0], out[1]
+    csv, parquet = stem.with_suffix(".csv"), stem.with_suffix(".parquet")
+    with atomic_path(csv) as tmp:
+        df.to_csv(tmp, index=False)
+    write_parquet_atomic(df.astype({c: "string" for c in df.columns if df[c].dtype == object}), parquet)
+    return csv, parquet
 
 
 @dataclass

@@ -1,0 +1,52 @@
+"""Atomic file writes: write to a temporary file in the target's folder, then rename.
+
+An interrupted write (crash, kill -9, full disk) never leaves a truncated file under the
+final name; the previous version, if any, stays intact until the rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path``.
+
+    The caller writes the whole file to the yielded path (any writer: pandas, matplotlib,
+    open()). On an exception the temporary file is removed and ``path`` is untouched.
+    The temporary file keeps ``path``'s suffix, so writers that infer the format from it work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix or ".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically. Returns ``path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json_atomic(path: str | Path, data: object) -> Path:
+    """Write ``data`` as indented UTF-8 JSON to ``path`` atomically (non-JSON values via str)."""
+    return write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def write_parquet_atomic(df, path: str | Path) -> Path:
+    """Write a pandas DataFrame to ``path`` as Parquet (no index), atomically."""
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+    return Path(path)
