@@ -422,7 +422,8 @@ def prepare(params: DataPrepParams, log=None) -> dict:
         DataError: bad input (see :mod:`bashkir_peft.corpus`), duplicate ids, or nothing
             left after filtering. Nothing in ``output_dir`` is changed then.
     """
-    from .provenance import ResourceMeter, environment_info, write_json_atomic
+    from .atomic import write_json_atomic
+    from .provenance import ResourceMeter, environment_info
 
     log = log or (lambda *_: None)
     src = resolve_source(params.corpus, params.corpus_kind, params.hub_split, params.hub_revision)

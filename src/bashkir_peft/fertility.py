@@ -113,16 +113,13 @@ def profile_split(data_dir, models: Sequence[str], max_chars: int = 2_000_000, s
         DataError: the data folder is incomplete.
         ConfigError: an unknown model or missing tokenizer folder.
     """
-    import os
     from pathlib import Path
 
+    from .atomic import write_parquet_atomic
     from .dataprep import load_split
 
     texts = load_split(data_dir, split)["text"]
     table = fertility_table(texts, models, max_chars)
     table.insert(2, "split", split)
-    path = Path(data_dir) / FERTILITY_FILE
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    table.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    write_parquet_atomic(table, Path(data_dir) / FERTILITY_FILE)
     return table
