@@ -1,9 +1,14 @@
-"""Command line: ``bashkir-peft <command>``.
+"""bashkir-peft: LoRA, QLoRA and full fine-tuning for Bashkir, from data to book.
 
 Commands:
     setup-models   provision the offline models of the registry (tiny random models,
                    the converted SmolLM2 GGUF) into the cache folder
     models         list the registry
+    prepare-data   clean, filter, de-duplicate and split a corpus (notebook 01's logic)
+    grid run       run an experiment grid: papermill over notebooks 01-04 (cli_grid)
+    grid status    the state of every cell of a grid
+    report         aggregate a grid's runs into tables and figures (cli_report)
+    book           build the grid's Jupyter Book, strictly and offline (cli_report)
 
 Errors the user can fix (:class:`ConfigError`) print one line and exit with status 2.
 """
@@ -13,6 +18,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .cli_data import add_parser as add_data_parser
+from .cli_grid import add_parser as add_grid_parser
+from .cli_report import register as add_report_parsers
 from .errors import ConfigError
 
 
@@ -40,11 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_setup_models)
     p = sub.add_parser("models", help="list the model registry")
     p.set_defaults(func=_models)
-    from .cli_grid import add_parser as add_grid_parser
     add_grid_parser(sub)
-    from .cli_report import register as add_report_parsers
     add_report_parsers(sub)
-    from .cli_data import add_parser as add_data_parser
     add_data_parser(sub)
     return parser
 
