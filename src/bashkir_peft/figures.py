@@ -108,20 +108,26 @@ def differences(diff: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def _scatter_vs_bpb(df: pd.DataFrame, x: str, xlabel: str, path: Path, log_x: bool = False) -> Path:
+    """One scatter of ``x`` against bits per byte, coloured by method, marked by model."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    sns.scatterplot(df, x=x, y="bits_per_byte", hue="method_label",
+                    hue_order=_order(df["method_label"]), palette=method_palette(df["method_label"]),
+                    style="model", s=70, ax=ax)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("bits per byte (lower is better)")
+    _legend_outside(ax)
+    return _save(fig, path)
+
+
 def params_vs_bpb(quality: pd.DataFrame, path: Path) -> Path | None:
     """Scatter: trainable parameters (log scale) vs bits per byte (trained runs only)."""
     q = quality[quality["trainable_params"] > 0] if len(quality) else quality
     if q.empty:
         return None
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    sns.scatterplot(q, x="trainable_params", y="bits_per_byte", hue="method_label",
-                    hue_order=_order(q["method_label"]), palette=method_palette(q["method_label"]),
-                    style="model", s=70, ax=ax)
-    ax.set_xscale("log")
-    ax.set_xlabel("trainable parameters (log scale)")
-    ax.set_ylabel("bits per byte (lower is better)")
-    _legend_outside(ax)
-    return _save(fig, path)
+    return _scatter_vs_bpb(q, "trainable_params", "trainable parameters (log scale)", path, log_x=True)
 
 
 def cost_vs_quality(quality: pd.DataFrame, path: Path) -> Path | None:
@@ -147,14 +153,7 @@ def fertility_vs_bpb(fert: pd.DataFrame, path: Path) -> Path | None:
     f = fert.dropna(subset=["fertility", "bits_per_byte"]) if len(fert) else fert
     if f.empty:
         return None
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    sns.scatterplot(f, x="fertility", y="bits_per_byte", hue="method_label",
-                    hue_order=_order(f["method_label"]), palette=method_palette(f["method_label"]),
-                    style="model", s=70, ax=ax)
-    ax.set_xlabel("fertility (tokens per whitespace word)")
-    ax.set_ylabel("bits per byte (lower is better)")
-    _legend_outside(ax)
-    return _save(fig, path)
+    return _scatter_vs_bpb(f, "fertility", "fertility (tokens per whitespace word)", path)
 
 
 def generation_language(gen_summary: pd.DataFrame, path: Path) -> Path | None:
