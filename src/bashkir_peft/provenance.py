@@ -2,7 +2,8 @@
 
 Every result record (training, evaluation, generation) embeds :func:`environment_info`
 and the measurements of a :class:`ResourceMeter`, and is written with
-:func:`write_json_atomic` so an interrupted write never leaves a truncated record.
+:func:`bashkir_peft.atomic.write_json_atomic` so an interrupted write never leaves a
+truncated record.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import threading
 import time
 from pathlib import Path
 
-from .atomic import write_json_atomic  # noqa: F401  (re-exported: records are written with it)
 from .settings import REPO_ROOT
 
 PACKAGES = (

@@ -25,8 +25,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from .atomic import write_json_atomic
 from .errors import ConfigError
-from .provenance import ResourceMeter, environment_info, write_json_atomic
+from .provenance import ResourceMeter, environment_info
 from .yamlio import StrictModel, validate
 
 RECORD = "train.json"
