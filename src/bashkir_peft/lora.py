@@ -11,7 +11,8 @@ from __future__ import annotations
 from .errors import ConfigError
 
 
-def lora_config(target_modules: list[str], lora_r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.05):
+def lora_config(target_modules: list[str], lora_r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.05,
+                fan_in_fan_out: bool = False):
     """A peft ``LoraConfig`` for causal LM training.
 
     Args:
@@ -19,6 +20,8 @@ def lora_config(target_modules: list[str], lora_r: int = 8, lora_alpha: int = 16
         lora_r: rank r (> 0).
         lora_alpha: scaling numerator; the update is scaled by lora_alpha / lora_r.
         lora_dropout: dropout on the LoRA input, in [0, 1).
+        fan_in_fan_out: True for layers that store weights as (in, out), such as GPT-2's
+            Conv1D (peft's LoraConfig docs).
     """
     from peft import LoraConfig
 
@@ -29,6 +32,7 @@ def lora_config(target_modules: list[str], lora_r: int = 8, lora_alpha: int = 16
         lora_alpha=lora_alpha,
         lora_dropout=lora_dropout,
         target_modules=list(target_modules),
+        fan_in_fan_out=fan_in_fan_out,
         bias="none",
         task_type="CAUSAL_LM",
     )
@@ -63,7 +67,9 @@ def apply_lora(model, target_modules: list[str], lora_r: int = 8, lora_alpha: in
     from peft import get_peft_model
 
     check_target_modules(model, target_modules)
-    return get_peft_model(model, lora_config(target_modules, lora_r, lora_alpha, lora_dropout))
+    targets = [m for n, m in model.named_modules() if n.split(".")[-1] in set(target_modules)]
+    conv1d = any(type(m).__name__ == "Conv1D" for m in targets)  # GPT-2 style: weight (in, out)
+    return get_peft_model(model, lora_config(target_modules, lora_r, lora_alpha, lora_dropout, fan_in_fan_out=conv1d))
 
 
 def count_parameters(model) -> dict[str, float]:
