@@ -1,34 +1,19 @@
-"""The data-prep notebook: its parameters cell repeats DataPrepParams' defaults, and it
-runs under papermill (as the grid runner runs it) on a tiny corpus; tokenizer profiles."""
+"""The data-prep notebook runs under papermill (as the grid runner runs it) on a tiny
+corpus; tokenizer profiles."""
 
 from __future__ import annotations
 
-import ast
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from bashkir_peft.dataprep import DataPrepParams, prepare
 from bashkir_peft.fertility import FERTILITY_FILE, fertility_table, profile_texts
 
 from test_data_prep import _docs
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_data_prep.ipynb"
-
-
-def test_notebook_parameters_repeat_the_params_model_defaults():
-    import papermill as pm
-
-    declared = pm.inspect_notebook(str(NOTEBOOK))
-    assert set(declared) == set(DataPrepParams.model_fields)
-    defaults = DataPrepParams().model_dump()
-    for name, info in declared.items():
-        assert ast.literal_eval(info["default"]) == defaults[name], name
-    nb = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
-    assert nb["metadata"]["kernelspec"]["name"] == "bashkir-peft"
-    assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), "commit without outputs"
 
 
 def test_fertility_definitions():

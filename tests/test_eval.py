@@ -13,7 +13,7 @@ import pytest
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.evaluation import EvalParams, prefix_token_id, run_evaluation, score_paper, score_rolling
 from bashkir_peft.metrics import corpus_metrics, count_bytes, count_words, summarize, token_spans
-from bashkir_peft.scoring import Window, block_windows, rolling_windows, score_windows
+from bashkir_peft.scoring import Window, rolling_windows, score_windows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -232,20 +232,6 @@ def test_params_validation():
         EvalParams(model="tiny-gpt2", data_dir="d", window=3)
     with pytest.raises(ValidationError, match="protocol"):
         EvalParams(model="tiny-gpt2", data_dir="d", protocol="mean")
-
-
-def test_notebook_parameters_match_params_defaults():
-    import ast
-
-    import papermill
-
-    declared = papermill.inspect_notebook(str(REPO / "notebooks" / "03_evaluate.ipynb"))
-    assert set(declared) == set(EvalParams.model_fields)
-    for name, field in EvalParams.model_fields.items():
-        assert ast.literal_eval(declared[name]["default"]) == field.default, name
-    nb = json.loads((REPO / "notebooks" / "03_evaluate.ipynb").read_text())
-    assert nb["metadata"]["kernelspec"]["name"] == "bashkir-peft"
-    assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
 
 
 # ----------------------------------------------------------------- end to end

@@ -214,17 +214,6 @@ def test_a_half_written_record_marks_the_run_failed(tmp_path):
     assert lora["n"] == 2
 
 
-def test_notebook_parameters_match_report_params():
-    import papermill as pm
-
-    nb = pm.inspect_notebook(str(REPO / "notebooks" / "05_report.ipynb"))
-    defaults = {k: v["default"] for k, v in nb.items()}
-    fields = ReportParams.model_fields
-    assert set(defaults) == set(fields)
-    for name, text in defaults.items():
-        assert eval(text) == fields[name].default, name  # noqa: S307 - literals of our own notebook
-
-
 def test_only_the_current_cells_of_the_grid_index_are_results(tmp_path):
     runs = tmp_path / "runs"
     rng = np.random.default_rng(2)

@@ -10,7 +10,6 @@ import gzip
 import json
 from pathlib import Path
 
-import papermill
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -20,7 +19,6 @@ from bashkir_peft.errors import ConfigError, DataError
 from bashkir_peft.quant import dequantized_copy
 from bashkir_peft.training import TrainParams, load_trained, run_training
 
-REPO = Path(__file__).resolve().parents[1]
 
 # Tiny runs: tiny-gpt2 (Conv1D layers), 16-token blocks, a few steps.
 TINY = dict(model="tiny-gpt2", block_size=16, per_device_train_batch_size=4, per_device_eval_batch_size=16,
@@ -95,14 +93,6 @@ def qlora_run(data_dir, tmp_path_factory):
 
 
 # --- parameters -----------------------------------------------------------------------
-
-
-def test_notebook_parameters_match_train_params():
-    nb = papermill.inspect_notebook(REPO / "notebooks" / "02_train.ipynb")
-    fields = TrainParams.model_fields
-    assert set(nb) == set(fields)
-    for name, info in nb.items():
-        assert eval(info["default"]) == fields[name].default, name  # noqa: S307 (our own notebook)
 
 
 def test_learning_rate_default_depends_on_method():

@@ -1,0 +1,46 @@
+"""Every stage notebook is thin and honest about its parameters: its papermill
+``parameters`` cell declares exactly the fields of the stage's params model with the same
+defaults (the model is the one source of defaults), it runs on the project's kernel, and
+it is committed without outputs."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import papermill
+import pytest
+
+from bashkir_peft.dataprep import DataPrepParams
+from bashkir_peft.evaluation import EvalParams
+from bashkir_peft.generation import GenerateParams
+from bashkir_peft.report import ReportParams
+from bashkir_peft.training import TrainParams
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+STAGES = [
+    ("01_data_prep.ipynb", DataPrepParams),
+    ("02_train.ipynb", TrainParams),
+    ("03_evaluate.ipynb", EvalParams),
+    ("04_generate.ipynb", GenerateParams),
+    ("05_report.ipynb", ReportParams),
+]
+
+
+@pytest.mark.parametrize("name, model", STAGES, ids=[n for n, _ in STAGES])
+def test_parameters_cell_repeats_the_params_model(name, model):
+    declared = papermill.inspect_notebook(str(NOTEBOOKS / name))
+    assert set(declared) == set(model.model_fields)
+    for field, info in declared.items():
+        default = model.model_fields[field].get_default(call_default_factory=True)
+        assert ast.literal_eval(info["default"]) == default, field
+
+
+@pytest.mark.parametrize("name", [n for n, _ in STAGES])
+def test_notebook_uses_the_project_kernel_and_has_no_outputs(name):
+    nb = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))
+    assert nb["metadata"]["kernelspec"]["name"] == "bashkir-peft"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert sum("parameters" in c.get("metadata", {}).get("tags", []) for c in code) == 1
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "commit without outputs"
