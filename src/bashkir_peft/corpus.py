@@ -149,7 +149,16 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
-def _read_jsonl(path: Path) -> Iterator[Document]:
+def iter_json_lines(path: Path) -> Iterator[tuple[str, object]]:
+    """Parse a JSON Lines file (``.gz`` decompressed), skipping blank lines.
+
+    Yields:
+        ``(where, value)``: ``"<path> line <n>"`` for error messages, and the parsed value.
+
+    Raises:
+        DataError: unreadable file, invalid UTF-8 or a line that is not JSON (with line and
+            column), or no record at all.
+    """
     opener = gzip.open if path.name.endswith(".gz") else open
     seen_any = False
     try:
@@ -163,15 +172,21 @@ def _read_jsonl(path: Path) -> Iterator[Document]:
                 if not line.strip():
                     continue
                 try:
-                    r = json.loads(line)
+                    value = json.loads(line)
                 except json.JSONDecodeError as err:
                     raise DataError(f"{path} line {i}: not valid JSON ({err.msg} at column {err.colno})") from None
                 seen_any = True
-                yield _record(r, f"{path} line {i}", _stem(path))
+                yield f"{path} line {i}", value
     except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError
         raise DataError(f"{path}: cannot read ({type(err).__name__}: {err})") from None
     if not seen_any:
         raise DataError(f"{path}: the file is empty (no JSON records)")
+
+
+def _read_jsonl(path: Path) -> Iterator[Document]:
+    default_source = _stem(path)
+    for where, r in iter_json_lines(path):
+        yield _record(r, where, default_source)
 
 
 def _read_parquet(path: Path, batch_rows: int = 1024) -> Iterator[Document]:

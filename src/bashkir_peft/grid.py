@@ -91,10 +91,9 @@ class Selector(StrictModel):
         return all(getattr(self, k) is None or getattr(cell, k) in getattr(self, k) for k in AXES)
 
 
-class Override(StrictModel):
-    """Stage settings for the cells ``when`` matches."""
+class _StageSettings(StrictModel):
+    """Per-stage settings shared by overrides and included cells, with their source."""
 
-    when: Selector
     train: StageSettings = {}
     evaluate: StageSettings = {}
     generate: StageSettings = {}
@@ -102,7 +101,13 @@ class Override(StrictModel):
     note: str | None = None
 
 
-class Include(StrictModel):
+class Override(_StageSettings):
+    """Stage settings for the cells ``when`` matches."""
+
+    when: Selector
+
+
+class Include(_StageSettings):
     """An extra cell outside the matrix (e.g. one deliberately failing cell)."""
 
     model: str
@@ -110,11 +115,6 @@ class Include(StrictModel):
     lora_r: PositiveInt | None = None
     seed: NonNegativeInt | None = None
     label: str | None = Field(default=None, pattern=_NAME)
-    train: StageSettings = {}
-    evaluate: StageSettings = {}
-    generate: StageSettings = {}
-    source: Source | None = None
-    note: str | None = None
 
 
 class GridSpec(StrictModel):

