@@ -4,14 +4,16 @@ baseline set up the usual way (the transformers causal-LM example recipe, run_cl
 For smollm2-135m, methods full / lora / qlora, block_size 128 and 256, batch 8: 2 warm-up
 and 10 timed optimizer steps each, timed by the same callback in both (forward, backward
 and optimizer step; not data loading, evaluation or saving). Every measurement runs in its
-own process (so peak RSS is that run's), ours and the baseline alternating, on the same
-documents. Prints tokens/s (from the median step time) and peak RSS for each, and the ratio
-ours/baseline on the medians.
+own process, on the same documents; each implementation runs ``--repeats`` processes per
+pair (default 2) in the order ours, baseline, baseline, ours, so a drift in machine load
+hits both alike, and its timed steps are pooled. Prints tokens/s (from the median pooled
+step time) with each process's own figure (the spread between processes), the peak RSS
+sampled during ``train()`` (the same span in both), and the ratio ours/baseline on the medians.
 
 Usage:
     BASHKIR_PEFT_TOKENIZERS=../shared/tokenizers \\
     .venv/bin/python benchmarks/train_throughput.py [--methods full lora qlora] [--blocks 128 256]
-        [--corpus ../shared/corpus/bashkir-demo.jsonl.gz] [--threads 2] [--json out.json]
+        [--repeats 2] [--corpus ../shared/corpus/bashkir-demo.jsonl.gz] [--threads 2] [--json out.json]
 """
 
 from __future__ import annotations
@@ -61,17 +63,17 @@ def _timer():
 
 
 def run_ours(method: str, block: int, data_dir: Path, out: Path) -> dict:
-    from bashkir_peft.provenance import ResourceMeter
     from bashkir_peft.training import TrainParams, run_training
 
     timer = _timer()
     params = TrainParams(model=MODEL, method=method, block_size=block, per_device_train_batch_size=BATCH,
                          max_steps=WARMUP + TIMED, eval_steps=10_000, save_steps=10_000, logging_steps=WARMUP + TIMED,
                          max_eval_documents=1, data_dir=str(data_dir), output_dir=str(out))
-    with ResourceMeter() as meter:
-        record = run_training(params, callbacks=[timer])
+    record = run_training(params, callbacks=[timer])
     assert record["status"] == "finished", record["reason"]
-    return {"step_times": timer.step_times, "peak_rss_mib": meter.result()["peak_rss_mib"],
+    # run_training's own ResourceMeter spans trainer.train(), as the baseline's does below;
+    # a second meter here would add a second sampling thread to ours only
+    return {"step_times": timer.step_times, "peak_rss_mib": record["cost"]["peak_rss_mib"],
             "trainable_params": record["trainable_params"]}
 
 
@@ -139,11 +141,31 @@ def child(impl: str, method: str, block: int, data_dir: Path, threads: int) -> N
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def summarize(impl_result: dict, block: int) -> dict:
-    timed = impl_result["step_times"][WARMUP:WARMUP + TIMED]
-    assert len(timed) == TIMED, impl_result["step_times"]
-    med = statistics.median(timed)
-    return {"median_step_s": med, "tokens_per_s": BATCH * block / med, "peak_rss_mib": impl_result["peak_rss_mib"]}
+def summarize(runs: list[dict], block: int) -> dict:
+    """Pool the timed steps of an implementation's runs (processes) of one pair.
+
+    Returns the median step time over all pooled timed steps, tokens/s from it, each
+    run's own tokens/s (the spread between processes), and the largest peak RSS.
+    """
+    pooled, per_run = [], []
+    for r in runs:
+        timed = r["step_times"][WARMUP:WARMUP + TIMED]
+        assert len(timed) == TIMED, r["step_times"]
+        pooled += timed
+        per_run.append(BATCH * block / statistics.median(timed))
+    med = statistics.median(pooled)
+    return {"median_step_s": med, "tokens_per_s": BATCH * block / med, "per_run_tokens_per_s": per_run,
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
+
+
+def run_child(impl: str, method: str, block: int, data_dir: Path, threads: int, env: dict) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--threads", str(threads), "--child", impl, method, str(block),
+                           str(data_dir)], capture_output=True, text=True, env=env)
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode or not line:
+        print(proc.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"{impl} {method} {block} failed")
+    return json.loads(line[0][7:])
 
 
 def main() -> int:
@@ -152,6 +174,8 @@ def main() -> int:
     ap.add_argument("--blocks", nargs="+", type=int, default=[128, 256])
     ap.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpus" / "bashkir-demo.jsonl.gz")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=2,
+                    help="processes per implementation and pair, in the order ours, baseline, baseline, ours, ...")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--child", nargs=4, metavar=("IMPL", "METHOD", "BLOCK", "DATA_DIR"), help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -163,32 +187,29 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = make_data(a.corpus, Path(tmp) / "data")
-        order = 0
         for block in a.blocks:
             for method in a.methods:
-                res = {}
-                # alternate which one goes first, so drift in machine load hits both alike
-                impls = ["ours", "baseline"] if order % 2 == 0 else ["baseline", "ours"]
-                order += 1
-                for impl in impls:
-                    proc = subprocess.run([sys.executable, __file__, "--threads", str(a.threads), "--child", impl,
-                                           method, str(block), str(data_dir)], capture_output=True, text=True, env=env)
-                    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-                    if proc.returncode or not line:
-                        print(proc.stderr[-3000:], file=sys.stderr)
-                        raise SystemExit(f"{impl} {method} {block} failed")
-                    res[impl] = summarize(json.loads(line[0][7:]), block)
+                # ours, baseline, baseline, ours, ...: a drift in machine load hits both alike
+                runs = {"ours": [], "baseline": []}
+                for i in range(a.repeats):
+                    for impl in (["ours", "baseline"] if i % 2 == 0 else ["baseline", "ours"]):
+                        runs[impl].append(run_child(impl, method, block, data_dir, a.threads, env))
+                res = {impl: summarize(r, block) for impl, r in runs.items()}
                 ratio = res["ours"]["tokens_per_s"] / res["baseline"]["tokens_per_s"]
                 row = {"method": method, "block_size": block, "batch": BATCH,
                        "ours_tokens_per_s": res["ours"]["tokens_per_s"],
                        "baseline_tokens_per_s": res["baseline"]["tokens_per_s"],
                        "ratio": ratio,
+                       "ours_per_run_tokens_per_s": res["ours"]["per_run_tokens_per_s"],
+                       "baseline_per_run_tokens_per_s": res["baseline"]["per_run_tokens_per_s"],
                        "ours_peak_rss_mib": res["ours"]["peak_rss_mib"],
                        "baseline_peak_rss_mib": res["baseline"]["peak_rss_mib"]}
                 rows.append(row)
+                spread = {k: "/".join(f"{v:.1f}" for v in res[k]["per_run_tokens_per_s"]) for k in res}
                 print(f"{method:6s} block {block:4d}: ours {row['ours_tokens_per_s']:8.1f} tok/s "
-                      f"(peak RSS {row['ours_peak_rss_mib']:7.0f} MiB) | baseline {row['baseline_tokens_per_s']:8.1f} tok/s "
-                      f"(peak RSS {row['baseline_peak_rss_mib']:7.0f} MiB) | ratio {ratio:.3f}", flush=True)
+                      f"(runs {spread['ours']}; peak RSS {row['ours_peak_rss_mib']:5.0f} MiB) | "
+                      f"baseline {row['baseline_tokens_per_s']:8.1f} tok/s (runs {spread['baseline']}; "
+                      f"peak RSS {row['baseline_peak_rss_mib']:5.0f} MiB) | ratio {ratio:.3f}", flush=True)
     worst = min(r["ratio"] for r in rows)
     print(f"worst ratio ours/baseline: {worst:.3f} (target >= 0.95)")
     if a.json:
