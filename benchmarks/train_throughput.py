@@ -2,13 +2,15 @@
 baseline set up the usual way (the transformers causal-LM example recipe, run_clm.py).
 
 For smollm2-135m, methods full / lora / qlora, block_size 128 and 256, batch 8: 2 warm-up
-and 10 timed optimizer steps each, timed by the same callback in both (forward, backward
-and optimizer step; not data loading, evaluation or saving). Every measurement runs in its
-own process, on the same documents; each implementation runs ``--repeats`` processes per
-pair (default 2) in the order ours, baseline, baseline, ours, so a drift in machine load
-hits both alike, and its timed steps are pooled. Prints tokens/s (from the median pooled
-step time) with each process's own figure (the spread between processes), the peak RSS
-sampled during ``train()`` (the same span in both), and the ratio ours/baseline on the medians.
+and 10 timed optimizer steps each (and one untimed last step), timed by the same callback in
+both (forward, backward and optimizer step; not data loading, evaluation or saving), on the
+same documents. Ours and the baseline run as two processes that take turns step by step
+(each waits for its turn before a step and passes it on after), so the two never compute at
+the same time and each pair of adjacent steps sees the same machine: on a shared VM, load
+drifts by more than the difference being measured. ``--repeats`` such runs per pair (default
+2, who starts alternates), timed steps pooled. Prints tokens/s (from the median pooled step
+time) with each run's own figure, the peak RSS sampled during ``train()`` (the same span in
+both), and the ratio ours/baseline on the medians.
 
 Usage:
     BASHKIR_PEFT_TOKENIZERS=../shared/tokenizers \\
@@ -22,16 +24,21 @@ import argparse
 import gzip
 import json
 import os
+import select
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "smollm2-135m"
 BATCH = 8
 WARMUP, TIMED = 2, 10
+# one more, untimed step: the partner's last timed step never overlaps this process's after-training work
+STEPS = WARMUP + TIMED + 1
+OTHER = {"ours": "baseline", "baseline": "ours"}
 N_DOCS = 200  # training documents: far more tokens than 12 x 8 x 256
 
 
@@ -56,18 +63,42 @@ def make_data(corpus: Path, out: Path) -> Path:
     return out
 
 
-def _timer():
+def _timer(impl: str, turns: Path | None):
+    """The step timer; with a ``turns`` folder, one that takes turns with the other
+    implementation's process: it waits for its turn before each step and passes the turn on
+    after it, so the two never compute at the same time and adjacent steps see the same machine."""
     from bashkir_peft.callbacks import StepTimer
 
-    return StepTimer()
+    if turns is None:
+        return StepTimer()
+
+    class TurnTakingTimer(StepTimer):
+        def __init__(self):
+            super().__init__()
+            # O_RDWR: opening a FIFO so never blocks, and the last pass cannot fail after the other exits
+            self.mine = os.open(turns / f"turn-{impl}", os.O_RDWR)
+            self.theirs = os.open(turns / f"turn-{OTHER[impl]}", os.O_RDWR)
+            self.ready = os.open(turns / "ready", os.O_RDWR)
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            os.write(self.ready, b"r")  # loaded: the parent gives the first turn once both are
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            os.read(self.mine, 1)
+            super().on_step_begin(args, state, control, **kwargs)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            super().on_step_end(args, state, control, **kwargs)
+            os.write(self.theirs, b"t")
+
+    return TurnTakingTimer()
 
 
-def run_ours(method: str, block: int, data_dir: Path, out: Path) -> dict:
+def run_ours(method: str, block: int, data_dir: Path, out: Path, timer) -> dict:
     from bashkir_peft.training import TrainParams, run_training
 
-    timer = _timer()
     params = TrainParams(model=MODEL, method=method, block_size=block, per_device_train_batch_size=BATCH,
-                         max_steps=WARMUP + TIMED, eval_steps=10_000, save_steps=10_000, logging_steps=WARMUP + TIMED,
+                         max_steps=STEPS, eval_steps=10_000, save_steps=10_000, logging_steps=STEPS,
                          max_eval_documents=1, data_dir=str(data_dir), output_dir=str(out))
     record = run_training(params, callbacks=[timer])
     assert record["status"] == "finished", record["reason"]
@@ -77,7 +108,7 @@ def run_ours(method: str, block: int, data_dir: Path, out: Path) -> dict:
             "trainable_params": record["trainable_params"]}
 
 
-def run_baseline(method: str, block: int, data_dir: Path, out: Path) -> dict:
+def run_baseline(method: str, block: int, data_dir: Path, out: Path, timer) -> dict:
     """The usual recipe: from_pretrained (+ BitsAndBytesConfig for QLoRA), peft's
     prepare_model_for_kbit_training + get_peft_model, datasets.map tokenization and
     run_clm's group_texts, a default Trainer."""
@@ -120,10 +151,9 @@ def run_baseline(method: str, block: int, data_dir: Path, out: Path) -> dict:
         return result
 
     ds = raw.map(tokenize, batched=True, remove_columns=raw.column_names).map(group_texts, batched=True)
-    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=BATCH, max_steps=WARMUP + TIMED,
+    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=BATCH, max_steps=STEPS,
                              learning_rate=5e-5 if method == "full" else 2e-4, save_strategy="no",
-                             logging_steps=WARMUP + TIMED, report_to="none", disable_tqdm=True, use_cpu=True, seed=42)
-    timer = _timer()
+                             logging_steps=STEPS, report_to="none", disable_tqdm=True, use_cpu=True, seed=42)
     trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=default_data_collator,
                       callbacks=[timer])
     with ResourceMeter() as meter:
@@ -131,13 +161,13 @@ def run_baseline(method: str, block: int, data_dir: Path, out: Path) -> dict:
     return {"step_times": timer.step_times, "peak_rss_mib": meter.result()["peak_rss_mib"]}
 
 
-def child(impl: str, method: str, block: int, data_dir: Path, threads: int) -> None:
+def child(impl: str, method: str, block: int, data_dir: Path, threads: int, turns: Path | None) -> None:
     from bashkir_peft.runtime import configure_threads
 
     configure_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
         fn = run_ours if impl == "ours" else run_baseline
-        result = fn(method, block, data_dir, Path(tmp) / "run")
+        result = fn(method, block, data_dir, Path(tmp) / "run", _timer(impl, turns))
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -158,14 +188,52 @@ def summarize(runs: list[dict], block: int) -> dict:
             "peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
 
 
-def run_child(impl: str, method: str, block: int, data_dir: Path, threads: int, env: dict) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--threads", str(threads), "--child", impl, method, str(block),
-                           str(data_dir)], capture_output=True, text=True, env=env)
-    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-    if proc.returncode or not line:
-        print(proc.stderr[-3000:], file=sys.stderr)
-        raise SystemExit(f"{impl} {method} {block} failed")
-    return json.loads(line[0][7:])
+def run_pair(method: str, block: int, data_dir: Path, threads: int, first: str) -> dict[str, dict]:
+    """Run ours and the baseline as two processes that take turns step by step, ``first``
+    starting. Returns each one's result (step times, peak RSS)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        turns = Path(tmp)
+        for name in ("turn-ours", "turn-baseline", "ready"):
+            os.mkfifo(turns / name)
+        ready = os.open(turns / "ready", os.O_RDWR)
+        env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+        procs, logs = {}, {}
+        for impl in OTHER:
+            logs[impl] = (turns / f"{impl}.out", turns / f"{impl}.err")
+            with open(logs[impl][0], "w") as out, open(logs[impl][1], "w") as err:
+                procs[impl] = subprocess.Popen(
+                    [sys.executable, __file__, "--threads", str(threads), "--turns", str(turns),
+                     "--child", impl, method, str(block), str(data_dir)], stdout=out, stderr=err, env=env)
+
+        def check_alive():
+            for impl, p in procs.items():
+                if p.poll() not in (None, 0):
+                    for q in procs.values():
+                        q.kill()
+                    print(logs[impl][1].read_text()[-3000:], file=sys.stderr)
+                    raise SystemExit(f"{impl} {method} {block} failed (exit {p.returncode})")
+
+        loaded = 0
+        while loaded < 2:  # both loaded before the first turn: loading never overlaps a timed step
+            check_alive()
+            if select.select([ready], [], [], 1.0)[0]:
+                loaded += len(os.read(ready, 2))
+        turn = os.open(turns / f"turn-{first}", os.O_RDWR)
+        os.write(turn, b"t")
+        while any(p.poll() is None for p in procs.values()):
+            check_alive()
+            time.sleep(1.0)
+        check_alive()
+        os.close(turn)
+        os.close(ready)
+        results = {}
+        for impl in OTHER:
+            line = [x for x in logs[impl][0].read_text().splitlines() if x.startswith("RESULT ")]
+            if not line:
+                print(logs[impl][1].read_text()[-3000:], file=sys.stderr)
+                raise SystemExit(f"{impl} {method} {block} printed no result")
+            results[impl] = json.loads(line[0][7:])
+        return results
 
 
 def main() -> int:
@@ -174,26 +242,25 @@ def main() -> int:
     ap.add_argument("--blocks", nargs="+", type=int, default=[128, 256])
     ap.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpus" / "bashkir-demo.jsonl.gz")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=2,
-                    help="processes per implementation and pair, in the order ours, baseline, baseline, ours, ...")
+    ap.add_argument("--repeats", type=int, default=2, help="turn-taking runs per pair (who starts alternates)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--turns", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child", nargs=4, metavar=("IMPL", "METHOD", "BLOCK", "DATA_DIR"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        child(a.child[0], a.child[1], int(a.child[2]), Path(a.child[3]), a.threads)
+        child(a.child[0], a.child[1], int(a.child[2]), Path(a.child[3]), a.threads, a.turns)
         return 0
 
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = make_data(a.corpus, Path(tmp) / "data")
         for block in a.blocks:
             for method in a.methods:
-                # ours, baseline, baseline, ours, ...: a drift in machine load hits both alike
                 runs = {"ours": [], "baseline": []}
-                for i in range(a.repeats):
-                    for impl in (["ours", "baseline"] if i % 2 == 0 else ["baseline", "ours"]):
-                        runs[impl].append(run_child(impl, method, block, data_dir, a.threads, env))
+                for i in range(a.repeats):  # who starts alternates
+                    for impl, result in run_pair(method, block, data_dir, a.threads,
+                                                 "ours" if i % 2 == 0 else "baseline").items():
+                        runs[impl].append(result)
                 res = {impl: summarize(r, block) for impl, r in runs.items()}
                 ratio = res["ours"]["tokens_per_s"] / res["baseline"]["tokens_per_s"]
                 row = {"method": method, "block_size": block, "batch": BATCH,
