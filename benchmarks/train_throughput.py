@@ -185,6 +185,7 @@ def summarize(runs: list[dict], block: int) -> dict:
         per_run.append(BATCH * block / statistics.median(timed))
     med = statistics.median(pooled)
     return {"median_step_s": med, "tokens_per_s": BATCH * block / med, "per_run_tokens_per_s": per_run,
+            "timed_step_s": pooled,
             "peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
 
 
@@ -269,6 +270,8 @@ def main() -> int:
                        "ratio": ratio,
                        "ours_per_run_tokens_per_s": res["ours"]["per_run_tokens_per_s"],
                        "baseline_per_run_tokens_per_s": res["baseline"]["per_run_tokens_per_s"],
+                       "ours_timed_step_s": res["ours"]["timed_step_s"],
+                       "baseline_timed_step_s": res["baseline"]["timed_step_s"],
                        "ours_peak_rss_mib": res["ours"]["peak_rss_mib"],
                        "baseline_peak_rss_mib": res["baseline"]["peak_rss_mib"]}
                 rows.append(row)
