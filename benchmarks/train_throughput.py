@@ -175,7 +175,8 @@ def summarize(runs: list[dict], block: int) -> dict:
     """Pool the timed steps of an implementation's runs (processes) of one pair.
 
     Returns the median step time over all pooled timed steps, tokens/s from it, each
-    run's own tokens/s (the spread between processes), and the largest peak RSS.
+    run's own tokens/s (the spread between runs), the pooled step times [s] and the
+    largest peak RSS [MiB].
     """
     pooled, per_run = [], []
     for r in runs:
