@@ -38,6 +38,11 @@ def lora_config(target_modules: list[str], lora_r: int = 8, lora_alpha: int = 16
     )
 
 
+def _matches(module_name: str, target: str) -> bool:
+    """Whether ``target`` names the module, by name suffix (as peft matches target_modules)."""
+    return module_name == target or module_name.endswith("." + target)
+
+
 def check_target_modules(model, target_modules: list[str]) -> dict[str, int]:
     """Count the modules each target name matches (by name suffix, as peft does).
 
@@ -45,7 +50,7 @@ def check_target_modules(model, target_modules: list[str]) -> dict[str, int]:
         ConfigError: a target name matches no module of the model (names the missing ones).
     """
     names = [n for n, _ in model.named_modules()]
-    counts = {t: sum(1 for n in names if n == t or n.endswith("." + t)) for t in target_modules}
+    counts = {t: sum(1 for n in names if _matches(n, t)) for t in target_modules}
     missing = [t for t, c in counts.items() if c == 0]
     if missing:
         raise ConfigError(
@@ -67,7 +72,7 @@ def apply_lora(model, target_modules: list[str], lora_r: int = 8, lora_alpha: in
     from peft import get_peft_model
 
     check_target_modules(model, target_modules)
-    targets = [m for n, m in model.named_modules() if n.split(".")[-1] in set(target_modules)]
+    targets = [m for n, m in model.named_modules() if any(_matches(n, t) for t in target_modules)]
     conv1d = any(type(m).__name__ == "Conv1D" for m in targets)  # GPT-2 style: weight (in, out)
     return get_peft_model(model, lora_config(target_modules, lora_r, lora_alpha, lora_dropout, fan_in_fan_out=conv1d))
 
