@@ -207,9 +207,10 @@ def run_pair(method: str, block: int, data_dir: Path, threads: int, first: str) 
                     [sys.executable, __file__, "--threads", str(threads), "--turns", str(turns),
                      "--child", impl, method, str(block), str(data_dir)], stdout=out, stderr=err, env=env)
 
-        def check_alive():
+        def check_alive(training_began: bool = True):
+            """Stop both if one failed, or (before training) exited at all: the other would wait forever."""
             for impl, p in procs.items():
-                if p.poll() not in (None, 0):
+                if p.poll() not in ((None, 0) if training_began else (None,)):
                     for q in procs.values():
                         q.kill()
                     print(logs[impl][1].read_text()[-3000:], file=sys.stderr)
@@ -217,7 +218,7 @@ def run_pair(method: str, block: int, data_dir: Path, threads: int, first: str) 
 
         loaded = 0
         while loaded < 2:  # both loaded before the first turn: loading never overlaps a timed step
-            check_alive()
+            check_alive(training_began=False)
             if select.select([ready], [], [], 1.0)[0]:
                 loaded += len(os.read(ready, 2))
         turn = os.open(turns / f"turn-{first}", os.O_RDWR)
