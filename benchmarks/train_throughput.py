@@ -64,14 +64,11 @@ def make_data(corpus: Path, out: Path) -> Path:
     return out
 
 
-def _timer(impl: str, turns: Path | None):
-    """The step timer; with a ``turns`` folder, one that takes turns with the other
-    implementation's process: it waits for its turn before each step and passes the turn on
-    after it, so the two never compute at the same time and adjacent steps see the same machine."""
+def _timer(impl: str, turns: Path):
+    """The step timer, taking turns with the other implementation's process through the FIFOs
+    in ``turns``: it waits for its turn before each step and passes the turn on after it, so
+    the two never compute at the same time and adjacent steps see the same machine."""
     from bashkir_peft.callbacks import StepTimer
-
-    if turns is None:
-        return StepTimer()
 
     class TurnTakingTimer(StepTimer):
         def __init__(self):
@@ -162,7 +159,7 @@ def run_baseline(method: str, block: int, data_dir: Path, out: Path, timer) -> d
     return {"step_times": timer.step_times, "peak_rss_mib": meter.result()["peak_rss_mib"]}
 
 
-def child(impl: str, method: str, block: int, data_dir: Path, threads: int, turns: Path | None) -> None:
+def child(impl: str, method: str, block: int, data_dir: Path, threads: int, turns: Path) -> None:
     from bashkir_peft.runtime import configure_threads
 
     configure_threads(threads)
@@ -252,6 +249,8 @@ def main() -> int:
     ap.add_argument("--child", nargs=4, metavar=("IMPL", "METHOD", "BLOCK", "DATA_DIR"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
+        if a.turns is None:
+            ap.error("--child needs --turns (the parent starts children with both)")
         child(a.child[0], a.child[1], int(a.child[2]), Path(a.child[3]), a.threads, a.turns)
         return 0
 
