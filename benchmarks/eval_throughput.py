@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    from bashkir_peft.evaluation import score_rolling
-    from bashkir_peft.loading import load_model
+    from bashkir_peft.evaluate.run import score_rolling
+    from bashkir_peft.models.loading import load_model
     from bashkir_peft.runtime import configure_threads
 
     threads = configure_threads(args.threads)

@@ -36,8 +36,8 @@ def gpu_tests() -> int:
 def qlora_steps(steps: int, block_size: int, batch: int, corpus: Path) -> int:
     import torch
 
-    from bashkir_peft.callbacks import StepTimer
-    from bashkir_peft.training import TrainParams, run_training
+    from bashkir_peft.train.callbacks import StepTimer
+    from bashkir_peft.train.run import TrainParams, run_training
     from train_throughput import make_data
 
     with tempfile.TemporaryDirectory() as tmp:

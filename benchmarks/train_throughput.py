@@ -1,4 +1,4 @@
-"""Training throughput: ours (bashkir_peft.training.run_training) vs a plain HF Trainer + peft
+"""Training throughput: ours (bashkir_peft.train.run.run_training) vs a plain HF Trainer + peft
 baseline set up the usual way (the transformers causal-LM example recipe, run_clm.py).
 
 For smollm2-135m, methods full / lora / qlora, block_size 128 and 256, batch 8: 2 warm-up
@@ -68,7 +68,7 @@ def _timer(impl: str, turns: Path):
     """The step timer, taking turns with the other implementation's process through the FIFOs
     in ``turns``: it waits for its turn before each step and passes the turn on after it, so
     the two never compute at the same time and adjacent steps see the same machine."""
-    from bashkir_peft.callbacks import StepTimer
+    from bashkir_peft.train.callbacks import StepTimer
 
     class TurnTakingTimer(StepTimer):
         def __init__(self):
@@ -93,7 +93,7 @@ def _timer(impl: str, turns: Path):
 
 
 def run_ours(method: str, block: int, data_dir: Path, out: Path, timer) -> dict:
-    from bashkir_peft.training import TrainParams, run_training
+    from bashkir_peft.train.run import TrainParams, run_training
 
     params = TrainParams(model=MODEL, method=method, block_size=block, per_device_train_batch_size=BATCH,
                          max_steps=STEPS, eval_steps=10_000, save_steps=10_000, logging_steps=STEPS,
@@ -116,9 +116,9 @@ def run_baseline(method: str, block: int, data_dir: Path, out: Path, timer) -> d
     from transformers import (AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, Trainer, TrainingArguments,
                               default_data_collator, set_seed)
 
-    from bashkir_peft.loading import resolve_model
+    from bashkir_peft.models.loading import resolve_model
     from bashkir_peft.provenance import ResourceMeter
-    from bashkir_peft.registry import get_entry
+    from bashkir_peft.models.registry import get_entry
 
     set_seed(42)
     path = resolve_model(MODEL).location

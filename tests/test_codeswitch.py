@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from bashkir_peft.codeswitch import (
+from bashkir_peft.text.codeswitch import (
     analyze,
     distinct_n,
     letter_counts,

@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bashkir_peft.fertility import FERTILITY_FILE, fertility_table, profile_texts
+from bashkir_peft.data.fertility import fertility_table, profile_texts
+from bashkir_peft.records import DataFiles
 
 from test_data_prep import _docs
 
@@ -19,7 +20,7 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_data_prep.ipy
 def test_fertility_definitions():
     from transformers import AutoTokenizer
 
-    from bashkir_peft.registry import get_entry
+    from bashkir_peft.models.registry import get_entry
 
     tok = AutoTokenizer.from_pretrained(get_entry("gpt2").tokenizer_path())
     texts = ["Башҡортостан Республикаһы Урал тауҙары буйында урынлашҡан.", "Һин бөгөн эшләйһеңме?"]
@@ -49,7 +50,7 @@ def test_notebook_runs_under_papermill(tmp_path, corpus_dir):
     )
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["status"] == "complete" and manifest["counts"]["documents_kept"] == 30
-    fert = pd.read_parquet(out / FERTILITY_FILE)
+    fert = pd.read_parquet(out / DataFiles.FERTILITY)
     assert list(fert["model"]) == ["tiny-gpt2"] and fert.loc[0, "fertility"] > 1
     executed = (tmp_path / "executed.ipynb").read_text(encoding="utf-8")
     assert "Data card" in executed and "precision" in executed and "image/png" in executed

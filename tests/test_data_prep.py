@@ -10,8 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bashkir_peft import dataprep
-from bashkir_peft.dataprep import DataPrepParams, load_split, prepare, read_manifest
+from bashkir_peft.data import prepare as dataprep
+from bashkir_peft.data.folder import load_split, read_manifest
+from bashkir_peft.data.prepare import DataPrepParams, prepare
 from bashkir_peft.errors import DataError
 
 from test_data_text import BASHKIR, RUSSIAN, TATAR

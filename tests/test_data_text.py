@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bashkir_peft import cleaning, dedup, langid
-from bashkir_peft.splitting import assign_split, split_unit
+from bashkir_peft.text import cleaning
+from bashkir_peft.text import dedup
+from bashkir_peft.text import langid
+from bashkir_peft.data.splitting import assign_split, split_unit
 
 BASHKIR = [
     "Башҡортостан Республикаһы Урал тауҙары буйында урынлашҡан.",

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from bashkir_peft.errors import ConfigError
-from bashkir_peft.evaluation import EvalParams, prefix_token_id, run_evaluation, score_paper, score_rolling
-from bashkir_peft.metrics import corpus_metrics, count_bytes, count_words, summarize, token_spans
-from bashkir_peft.scoring import Window, rolling_windows, score_windows
+from bashkir_peft.evaluate.run import EvalParams, run_evaluation, score_paper, score_rolling
+from bashkir_peft.models.loading import prefix_token_id
+from bashkir_peft.evaluate.metrics import corpus_metrics, count_bytes, count_words, summarize, token_spans
+from bashkir_peft.evaluate.scoring import Window, rolling_windows, score_windows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,7 +35,7 @@ def texts(corpus_dir) -> list[str]:
 def mistral():
     """tiny-mistral (Llama-style rotary model): Mistral tokenizer, which has a BOS and a
     small vocabulary (32k: cheap to score)."""
-    from bashkir_peft.loading import load_model
+    from bashkir_peft.models.loading import load_model
 
     model, tok = load_model("tiny-mistral", "full")
     return model.eval(), tok
@@ -43,7 +44,7 @@ def mistral():
 @pytest.fixture(scope="module")
 def gpt2():
     """tiny-gpt2: GPT-2 tokenizer (no distinct BOS: prefix is <|endoftext|>)."""
-    from bashkir_peft.loading import load_model
+    from bashkir_peft.models.loading import load_model
 
     model, tok = load_model("tiny-gpt2", "full")
     return model.eval(), tok
@@ -163,7 +164,7 @@ def test_stride_on_long_text_scores_each_token_once_with_more_context(mistral, t
 def test_paper_protocol_is_the_training_loss_on_packed_blocks(gpt2, texts):
     import torch
 
-    from bashkir_peft.packing import pack_blocks, tokenize_documents
+    from bashkir_peft.data.packing import pack_blocks, tokenize_documents
 
     model, tok = gpt2
     bs = 24
@@ -316,10 +317,10 @@ def _lora_run_folder(run: Path, data_dir: Path) -> Path:
     tokenizer), built directly: a tiny-gpt2 LoRA adapter with non-zero B matrices."""
     import torch
 
-    from bashkir_peft.loading import load_model
-    from bashkir_peft.lora import apply_lora
+    from bashkir_peft.models.loading import load_model
+    from bashkir_peft.models.lora import apply_lora
     from bashkir_peft.atomic import write_json_atomic
-    from bashkir_peft.training import TrainParams
+    from bashkir_peft.train.run import TrainParams
 
     params = TrainParams(model="tiny-gpt2", method="lora", block_size=16, data_dir=str(data_dir), output_dir=str(run))
     model, tok = load_model("tiny-gpt2", "lora")

@@ -15,8 +15,8 @@ import math
 
 import pytest
 
-from bashkir_peft.evaluation import score_rolling
-from bashkir_peft.metrics import corpus_metrics
+from bashkir_peft.evaluate.run import score_rolling
+from bashkir_peft.evaluate.metrics import corpus_metrics
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def _lm_eval_metrics(model, tokenizer, texts, max_length: int) -> tuple[dict, li
 
 @pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-mistral"])  # no BOS (EOS prefix) / BOS prefix
 def test_rolling_agrees_with_lm_evaluation_harness(name, texts):
-    from bashkir_peft.loading import load_model
+    from bashkir_peft.models.loading import load_model
 
     model, tok = load_model(name, "full")
     model.eval()

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from bashkir_peft.errors import ConfigError, ModelNotFoundError
-from bashkir_peft.loading import load_model, resolve_model
-from bashkir_peft.lora import apply_lora, count_parameters
-from bashkir_peft.registry import load_registry
+from bashkir_peft.models.loading import load_model, resolve_model
+from bashkir_peft.models.lora import apply_lora, count_parameters
+from bashkir_peft.models.registry import load_registry
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,11 +16,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bashkir_peft.codeswitch import BASHKIR_LETTERS
+from bashkir_peft.text.codeswitch import BASHKIR_LETTERS
 from bashkir_peft.errors import ConfigError, DataError
-from bashkir_peft.generation import (
-    GENERATE_JSON,
-    GENERATIONS_PARQUET,
+from bashkir_peft.records import RunFiles
+from bashkir_peft.generate.run import (
     GenerateParams,
     PromptsFile,
     generate_texts,
@@ -51,7 +50,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def tiny():
-    from bashkir_peft.loading import load_model
+    from bashkir_peft.models.loading import load_model
 
     return load_model("tiny-gpt2", "full")
 
@@ -59,7 +58,7 @@ def tiny():
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory, corpus_dir) -> Path:
     """The data preparation run on the first 40 documents of the demo corpus (cut to 600 characters)."""
-    from bashkir_peft.dataprep import DataPrepParams, prepare
+    from bashkir_peft.data.prepare import DataPrepParams, prepare
 
     tmp = tmp_path_factory.mktemp("gen-data")
     with gzip.open(corpus_dir / "bashkir-demo.jsonl.gz", "rt", encoding="utf-8") as f:
@@ -125,7 +124,7 @@ def test_prompts_are_chosen_deterministically_from_ids():
 
 
 def test_prompts_file_holds_bashkir_openings():
-    from bashkir_peft.langid import classify
+    from bashkir_peft.text.langid import classify
 
     pf = load_yaml(PROMPTS, PromptsFile)
     assert len(pf.prompts) >= 10 and len({p.id for p in pf.prompts}) == len(pf.prompts)
@@ -166,7 +165,7 @@ def test_run_generation_writes_record_and_table(tmp_path, data_dir):
     p = GenerateParams(model="tiny-gpt2", data_dir=str(data_dir), output_dir=str(out), reference_words=12,
                        prompt_words=5, **FAST)
     rec = run_generation(p)
-    on_disk = json.loads((out / GENERATE_JSON).read_text(encoding="utf-8"))
+    on_disk = json.loads((out / RunFiles.GENERATE).read_text(encoding="utf-8"))
     assert on_disk == json.loads(json.dumps(rec))
     assert rec["status"] == "finished" and rec["label"] == "tiny-gpt2/base/s42" and rec["run"]["method"] == "base"
     assert rec["model"]["name"] == "tiny-gpt2" and rec["model"]["revision"].startswith("local:")
@@ -178,7 +177,7 @@ def test_run_generation_writes_record_and_table(tmp_path, data_dir):
     assert rec["environment"]["packages"]["transformers"] and rec["cost"]["wall_time_s"] > 0
     assert rec["prefix_token"] == "<|endoftext|>"
 
-    df = pd.read_parquet(out / GENERATIONS_PARQUET)
+    df = pd.read_parquet(out / RunFiles.GENERATIONS)
     assert len(test) >= 4 and len(df) == 4
     for row in df.itertuples():
         doc = test.set_index("id").loc[row.prompt_id, "text"].split()
@@ -195,8 +194,8 @@ def test_run_generation_writes_record_and_table(tmp_path, data_dir):
     # a second run (here: a copy with another label and text) beside the first
     out2 = tmp_path / "other"
     shutil.copytree(out, out2)
-    (out2 / GENERATE_JSON).write_text(json.dumps(rec | {"label": "other"}), encoding="utf-8")
-    df.assign(continuation=df["continuation"].str.upper()).iloc[:3].to_parquet(out2 / GENERATIONS_PARQUET)
+    (out2 / RunFiles.GENERATE).write_text(json.dumps(rec | {"label": "other"}), encoding="utf-8")
+    df.assign(continuation=df["continuation"].str.upper()).iloc[:3].to_parquet(out2 / RunFiles.GENERATIONS)
     table = side_by_side([out, out2])
     assert list(table.columns) == ["prompt", "reference", "tiny-gpt2/base/s42", "other"]
     assert table.index.tolist() == df["prompt_id"].tolist()
@@ -217,7 +216,7 @@ def test_prompts_file_wins_over_data_dir(tmp_path, data_dir):
                                         output_dir=str(out), do_sample=False, max_new_tokens=4, n_prompts=3,
                                         num_threads=1))
     pf = load_yaml(PROMPTS, PromptsFile)
-    df = pd.read_parquet(out / GENERATIONS_PARQUET)
+    df = pd.read_parquet(out / RunFiles.GENERATIONS)
     assert df["prompt"].tolist() == [p.text for p in pf.prompts[:3]]
     assert rec["data"]["kind"] == "prompts_file" and rec["data"]["fingerprint"].startswith("sha256:")
     assert rec["reference_summary"] is None
@@ -227,14 +226,14 @@ def test_prompts_file_wins_over_data_dir(tmp_path, data_dir):
 
 
 def test_generation_from_a_lora_run(tmp_path, data_dir):
-    from bashkir_peft.training import TrainParams, run_training
+    from bashkir_peft.train.run import TrainParams, run_training
 
     run = tmp_path / "run"
     run_training(TrainParams(model="tiny-gpt2", method="lora", lora_r=4, block_size=16, per_device_train_batch_size=4,
                              max_steps=1, eval_steps=10, save_steps=10, logging_steps=1, max_eval_documents=1,
                              seed=3, data_dir=str(data_dir), output_dir=str(run)))
     rec = run_generation(GenerateParams(model="tiny-gpt2", run_dir=str(run), **FAST))  # data_dir: the run's
-    assert (run / GENERATE_JSON).is_file() and (run / GENERATIONS_PARQUET).is_file()
+    assert (run / RunFiles.GENERATE).is_file() and (run / RunFiles.GENERATIONS).is_file()
     assert rec["label"] == "tiny-gpt2/lora/r4/s3"
     assert rec["run"]["method"] == "lora" and rec["run"]["lora_r"] == 4
     assert rec["data"]["matches_training_data"] is True
@@ -243,10 +242,10 @@ def test_generation_from_a_lora_run(tmp_path, data_dir):
 
 
 def test_bad_input_fails_before_loading_and_keeps_results(tmp_path, data_dir, monkeypatch):
-    import bashkir_peft.generation as gen
+    import bashkir_peft.generate.run as gen
 
     old = '{"status": "finished", "label": "earlier"}'
-    (tmp_path / GENERATE_JSON).write_text(old, encoding="utf-8")
+    (tmp_path / RunFiles.GENERATE).write_text(old, encoding="utf-8")
 
     def no_loading(*a, **k):
         raise AssertionError("model loaded before the input was checked")
@@ -266,11 +265,11 @@ def test_bad_input_fails_before_loading_and_keeps_results(tmp_path, data_dir, mo
         run_generation(GenerateParams(model="tiny-gpt2", prompts_file=str(bad), output_dir=str(tmp_path)))
     with pytest.raises(DataError):
         run_generation(GenerateParams(model="tiny-gpt2", data_dir=str(tmp_path / "none"), output_dir=str(tmp_path)))
-    assert (tmp_path / GENERATE_JSON).read_text(encoding="utf-8") == old  # an earlier result is kept
+    assert (tmp_path / RunFiles.GENERATE).read_text(encoding="utf-8") == old  # an earlier result is kept
 
 
 def test_texts_are_kept_when_measuring_fails(tmp_path, monkeypatch):
-    import bashkir_peft.generation as gen
+    import bashkir_peft.generate.run as gen
 
     def broken(*a, **k):
         raise RuntimeError("language identifier crashed")
@@ -279,6 +278,6 @@ def test_texts_are_kept_when_measuring_fails(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         run_generation(GenerateParams(model="tiny-gpt2", prompts_file=str(PROMPTS), output_dir=str(tmp_path),
                                       n_prompts=2, max_new_tokens=3, num_threads=1))
-    df = pd.read_parquet(tmp_path / GENERATIONS_PARQUET)
+    df = pd.read_parquet(tmp_path / RunFiles.GENERATIONS)
     assert len(df) == 2 and df["continuation"].str.len().min() > 0
-    assert not (tmp_path / GENERATE_JSON).exists()  # no record: the run is not finished
+    assert not (tmp_path / RunFiles.GENERATE).exists()  # no record: the run is not finished

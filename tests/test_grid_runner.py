@@ -21,8 +21,9 @@ import yaml
 
 from bashkir_peft.cli import main
 from bashkir_peft.errors import ConfigError
-from bashkir_peft.grid import load_grid, parse_only
-from bashkir_peft.gridrun import CELL_RECORD, plan, run_grid
+from bashkir_peft.grid.spec import load_grid, parse_only
+from bashkir_peft.grid.runner import plan, run_grid
+from bashkir_peft.records import RunFiles
 
 PARAMS = {
     "data": 'corpus = None\noutput_dir = None\nmin_chars = 10\nfail_data = False',
@@ -116,7 +117,7 @@ def ran(tmp_path_factory):
     code = main(args)
     root = tmp / "runs" / "unit"
     cells = {json.loads(p.read_text())["params"]["label"] or json.loads(p.read_text())["params"]["method"]:
-             (p.parent, json.loads(p.read_text())) for p in root.glob(f"*/{CELL_RECORD}")}
+             (p.parent, json.loads(p.read_text())) for p in root.glob(f"*/{RunFiles.CELL}")}
     return {"code": code, "root": root, "cells": cells, "args": args, "tmp": tmp, "grid": grid,
             "corpus": corpus, "nbs": nbs}
 
@@ -274,7 +275,7 @@ def test_interrupted_cell_resumes_after_its_last_finished_stage(ran):
     """A cell killed during its second evaluation pass: the rerun does not retrain or
     re-evaluate the first pass; it runs what had not finished."""
     run_dir, _ = ran["cells"]["lora"]
-    rec_path = run_dir / CELL_RECORD
+    rec_path = run_dir / RunFiles.CELL
     rec = json.loads(rec_path.read_text())
     rec["status"] = "running"
     rec["stages"]["evaluate.2"]["status"] = "running"

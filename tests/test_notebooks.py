@@ -12,11 +12,11 @@ from pathlib import Path
 import papermill
 import pytest
 
-from bashkir_peft.dataprep import DataPrepParams
-from bashkir_peft.evaluation import EvalParams
-from bashkir_peft.generation import GenerateParams
-from bashkir_peft.report import ReportParams
-from bashkir_peft.training import TrainParams
+from bashkir_peft.data.prepare import DataPrepParams
+from bashkir_peft.evaluate.run import EvalParams
+from bashkir_peft.generate.run import GenerateParams
+from bashkir_peft.report.build import ReportParams
+from bashkir_peft.train.run import TrainParams
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 STAGES = [

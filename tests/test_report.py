@@ -18,12 +18,12 @@ import pandas as pd
 import pytest
 from report_synth import CELLS, make_grid, write_run, documents
 
-from bashkir_peft.bootstrap import paired_bpb_difference
+from bashkir_peft.report.bootstrap import paired_bpb_difference
 from bashkir_peft.errors import ConfigError, DataError
-from bashkir_peft.report import ReportParams, build_report, per_run_table
-from bashkir_peft import report_tables as rt
-from bashkir_peft.report_tables import PAPER_NUMBERS
-from bashkir_peft.run_records import discover_runs
+from bashkir_peft.report.build import ReportParams, build_report, per_run_table
+from bashkir_peft.report import tables as rt
+from bashkir_peft.report.tables import PAPER_NUMBERS
+from bashkir_peft.report.runs import discover_runs
 from bashkir_peft.yamlio import validate
 
 REPO = Path(__file__).resolve().parents[1]

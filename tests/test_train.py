@@ -16,8 +16,9 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from bashkir_peft.errors import ConfigError, DataError
-from bashkir_peft.quant import dequantized_copy
-from bashkir_peft.training import TrainParams, load_trained, run_training
+from bashkir_peft.models.quant import dequantized_copy
+from bashkir_peft.models.trained import load_trained
+from bashkir_peft.train.run import TrainParams, run_training
 
 
 # Tiny runs: tiny-gpt2 (Conv1D layers), 16-token blocks, a few steps.
@@ -253,7 +254,7 @@ def test_merged_equals_unmerged(which, request):
 
 
 def test_full_finetuning_updates_every_weight(data_dir, tmp_path):
-    from bashkir_peft.loading import resolve_model
+    from bashkir_peft.models.loading import resolve_model
 
     record = run_training(TINY | {"method": "full", "max_steps": 2, "data_dir": str(data_dir),
                                   "output_dir": str(tmp_path / "full")})

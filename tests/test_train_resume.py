@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 
-from bashkir_peft.training import TrainParams, run_training
+from bashkir_peft.train.run import TrainParams, run_training
 from test_train import TINY, make_data_dir
 
 # Runs in a child process: SIGKILL itself while checkpoint-KILL_STEP is being written,
@@ -19,7 +19,7 @@ from test_train import TINY, make_data_dir
 CHILD = textwrap.dedent("""
     import json, os, signal, sys
     import transformers
-    from bashkir_peft.training import run_training
+    from bashkir_peft.train.run import run_training
 
     params, kill_step = json.loads(sys.argv[1]), int(sys.argv[2])
     save_rng_state = transformers.Trainer._save_rng_state

@@ -5,27 +5,26 @@ Commands:
                    the converted SmolLM2 GGUF) into the cache folder
     models         list the registry
     prepare-data   clean, filter, de-duplicate and split a corpus (notebook 01's logic)
-    grid run       run an experiment grid: papermill over notebooks 01-04 (cli_grid)
+    grid run       run an experiment grid: papermill over notebooks 01-04 
     grid status    the state of every cell of a grid
-    report         aggregate a grid's runs into tables and figures (cli_report)
-    book           build the grid's Jupyter Book, strictly and offline (cli_report)
+    report         aggregate a grid's runs into tables and figures
+    book           build the grid's Jupyter Book, strictly and offline
 
-Errors the user can fix (:class:`ConfigError`) print one line and exit with status 2.
+Exit status: 0 success; 1 a stage failed (a grid cell, the data prep, the book build);
+2 an error the user can fix (:class:`ConfigError`), printed as one line before any work.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from .cli_data import add_parser as add_data_parser
-from .cli_grid import add_parser as add_grid_parser
-from .cli_report import register as add_report_parsers
-from .errors import ConfigError
+from bashkir_peft.errors import ConfigError
 
 
 def _setup_models(args: argparse.Namespace) -> int:
-    from .provision import provision_all
+    from bashkir_peft.models.provision import provision_all
 
     for name, path in provision_all(args.names or None).items():
         print(f"{name}: {path}")
@@ -33,11 +32,189 @@ def _setup_models(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from .registry import load_registry
+    from bashkir_peft.models.registry import load_registry
 
     for name, e in load_registry().models.items():
         print(f"{name:14s} {e.source:5s} {e.model_type:8s} {e.hub_id or '-':36s} {','.join(e.target_modules)}")
     return 0
+
+
+# --- prepare-data ------------------------------------------------------------
+
+def _value(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from bashkir_peft.data.corpus import HUB_PREFIX
+    from bashkir_peft.data.prepare import DataPrepParams, prepare
+    from bashkir_peft.errors import ConfigError
+    from bashkir_peft.runtime import configure_threads
+    from bashkir_peft.yamlio import validate
+
+    corpus = args.corpus if args.corpus.startswith(HUB_PREFIX) else str(Path(args.corpus).expanduser().absolute())
+    values = {"corpus": corpus, "output_dir": str(Path(args.output_dir).expanduser().absolute())}
+    for item in args.set or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        values[key.strip()] = _value(raw)
+    params = validate(DataPrepParams, values, "prepare-data")
+    configure_threads()
+    manifest = prepare(params, log=print)
+    print(f"fingerprint {manifest['fingerprint']}")
+    return 0
+
+
+def add_data_parser(sub) -> None:
+    """Register ``prepare-data`` on the CLI's subparsers."""
+    p = sub.add_parser("prepare-data", help="clean, filter, de-duplicate and split a corpus (as notebook 01)")
+    p.add_argument("corpus", help="a .jsonl/.jsonl.gz/.parquet file or folder, a folder of .txt, or hub:OWNER/NAME")
+    p.add_argument("output_dir", help="where train/validation/test.parquet and manifest.json go")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any other DataPrepParams field, e.g. --set seed=7 --set min_chars=100 (YAML values)")
+    p.set_defaults(func=_prepare)
+
+
+# --- grid run | status -------------------------------------------------------
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("grid", help="grid file, e.g. params/grids/cpu-demo.yaml")
+    p.add_argument("--only", action="append", metavar="KEY=VALUE",
+                   help="select cells: model, method, lora_r, seed, label or run_id (repeatable; "
+                        "values comma-separated; different keys must all match)")
+    p.add_argument("--runs-dir", default=None, help="runs root (default $BASHKIR_PEFT_RUNS or <repo>/runs)")
+    p.add_argument("--notebooks", default=None, help="folder of the stage notebooks (default <repo>/notebooks)")
+
+
+def _load(args: argparse.Namespace, need_corpus: bool):
+    from bashkir_peft.grid.spec import load_grid, parse_only
+    from bashkir_peft.grid.runner import plan
+
+    grid = load_grid(args.grid)
+    return plan(grid, getattr(args, "corpus", None), runs_root=args.runs_dir, notebooks_dir=args.notebooks,
+                only=parse_only(args.only), need_corpus=need_corpus)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bashkir_peft.grid.runner import StageFailed, run_grid
+
+    run = _load(args, need_corpus=True)
+    try:
+        if args.executor == "local" or args.dry_run:
+            results = run_grid(run, force=args.force, dry_run=args.dry_run, progress=not args.no_progress)
+        else:
+            from bashkir_peft.grid.slurm import run_grid_submitit, slurm_parameters
+
+            results = run_grid_submitit(run, force=args.force, cluster=args.executor, slurm=slurm_parameters(
+                args.slurm_partition, args.slurm_gpus, args.slurm_cpus, args.slurm_timeout_min))
+    except StageFailed as err:
+        print(f"error: data preparation failed: {err} (details: {run.root / 'data_prep.json'})", file=sys.stderr)
+        return 1
+    return 0 if args.dry_run else int(any(r.status == "failed" for r in results))
+
+
+def _status(args: argparse.Namespace) -> int:
+    from bashkir_peft.grid.runner import cell_state
+
+    run = _load(args, need_corpus=False)
+    if run.fingerprint is None:
+        print(f"data of grid {run.grid.name!r} not prepared yet ({run.data_dir})")
+    for p in run.cells:
+        s = cell_state(run, p)
+        rid = p.run_id or f"{p.cell.slug}-<pending data>"
+        print(f"{rid}  {s['status']}" + (f"  {s['error']}" if s.get("error") else ""))
+    return 0
+
+
+def add_grid_parser(sub) -> None:
+    """Register ``grid run`` and ``grid status`` on the CLI's subparsers."""
+    g = sub.add_parser("grid", help="run the experiment grid (papermill over notebooks 01-04)")
+    gsub = g.add_subparsers(dest="grid_command", required=True)
+    p = gsub.add_parser("run", help="data prep once, then train -> evaluate -> generate per cell")
+    _common(p)
+    p.add_argument("--corpus", default=None,
+                   help="REQUIRED: a local .jsonl/.jsonl.gz/.parquet file or folder, or hub:OWNER/NAME "
+                        "(no fallback between them)")
+    p.add_argument("--dry-run", action="store_true", help="print the cells and their run ids; run nothing")
+    p.add_argument("--force", action="store_true",
+                   help="rerun selected cells even if finished (old run folders move to .replaced/)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--executor", choices=("local", "slurm", "debug"), default="local",
+                   help="local: cells one after another in this process (default); slurm: one job per cell "
+                        "via submitit (debug: submitit's in-process executor, for testing)")
+    p.add_argument("--slurm-partition", default=None)
+    p.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per job (slurm)")
+    p.add_argument("--slurm-cpus", type=int, default=8, help="CPUs per job (slurm)")
+    p.add_argument("--slurm-timeout-min", type=int, default=24 * 60, help="time limit per job (slurm)")
+    p.set_defaults(func=_run)
+    p = gsub.add_parser("status", help="status of every cell of a grid")
+    _common(p)
+    p.set_defaults(func=_status)
+
+
+# --- report | book -----------------------------------------------------------
+
+def _grid_dir(args: argparse.Namespace) -> str | None:
+    """``--runs-dir`` is the runs ROOT, as for ``grid run``: the grid's folder is ``<root>/<name>``."""
+    if not args.runs_dir:
+        return None
+    from bashkir_peft.report.build import resolve_grid
+
+    return str(Path(args.runs_dir) / resolve_grid(args.grid)[0])
+
+
+def _report(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from bashkir_peft.report.build import ReportParams, build_report, format_headline
+    from bashkir_peft.yamlio import validate
+
+    given = {"grid": args.grid, "runs_dir": _grid_dir(args), "out_dir": args.out_dir, "data_dir": args.data_dir}
+    params = validate(ReportParams, {k: v for k, v in given.items() if v}, "report")
+    result = build_report(params)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(format_headline(result.headline).to_string(index=False))
+    failed = result.tables["failures"]
+    print(f"\n{len(result.runs) - len(failed)} finished, {len(failed)} failed or unfinished; "
+          f"tables and figures in {result.out_dir}")
+    return 0
+
+
+def _book(args: argparse.Namespace) -> int:
+    from bashkir_peft.report.book import BookError, BookParams, build_book
+    from bashkir_peft.yamlio import validate
+
+    given = {"grid": args.grid, "runs_dir": _grid_dir(args), "book_dir": args.book_dir, "build": not args.no_build}
+    params = validate(BookParams, {k: v for k, v in given.items() if v is not None}, "book")
+    try:
+        out = build_book(params)
+    except BookError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"book: {out}" + ("" if args.no_build else "  (open it in a browser: file://" + str(out) + ")"))
+    return 0
+
+
+RUNS_HELP = "runs root, as for `grid run` (default $BASHKIR_PEFT_RUNS or <repo>/runs); the grid's runs are in <root>/<grid name>"
+
+
+def add_report_parsers(sub) -> None:
+    """Add the ``report`` and ``book`` sub-commands to the CLI's sub-parsers."""
+    p = sub.add_parser("report", help="aggregate a grid's runs into tables and figures")
+    p.add_argument("grid", help="grid YAML (params/grids/NAME.yaml) or grid name")
+    p.add_argument("--runs-dir", help=RUNS_HELP)
+    p.add_argument("--out-dir", help="output folder (default: <runs-dir>/report)")
+    p.add_argument("--data-dir", help="data-prep output, for the fertility table")
+    p.set_defaults(func=_report)
+    p = sub.add_parser("book", help="build the Jupyter Book of a grid (strict, offline)")
+    p.add_argument("grid", help="grid YAML (params/grids/NAME.yaml) or grid name")
+    p.add_argument("--runs-dir", help=RUNS_HELP)
+    p.add_argument("--book-dir", help="book sources (default: book/); output in <book-dir>/_build/html")
+    p.add_argument("--no-build", action="store_true", help="assemble book/generated/ only")
+    p.set_defaults(func=_book)
 
 
 def build_parser() -> argparse.ArgumentParser:

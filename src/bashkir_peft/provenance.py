@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from .settings import REPO_ROOT
+from bashkir_peft.settings import REPO_ROOT
 
 PACKAGES = (
     "bashkir-peft", "torch", "transformers", "peft", "accelerate", "bitsandbytes", "datasets",

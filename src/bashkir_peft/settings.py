@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import ConfigError
+from bashkir_peft.errors import ConfigError
 
 TOKENIZERS_ENV = "BASHKIR_PEFT_TOKENIZERS"
 CACHE_ENV = "BASHKIR_PEFT_CACHE"

@@ -8,7 +8,7 @@ from typing import TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .errors import ConfigError
+from bashkir_peft.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 

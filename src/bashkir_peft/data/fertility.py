@@ -1,0 +1,125 @@
+"""Tokenizer profiles on Bashkir text: fertility, bytes per token, characters per token.
+
+Definitions (Rust et al., "How Good is Your Tokenizer?", ACL 2021, for fertility;
+words are whitespace-separated as in lm-evaluation-harness' word perplexity):
+
+- ``fertility`` = tokens / words
+- ``bytes_per_token`` = UTF-8 bytes / tokens
+- ``chars_per_token`` = characters / tokens
+
+Tokens are counted without special tokens. Tokenizers: each registry base model's
+offline tokenizer (``ModelEntry.tokenizer_path()``; GPT-2 family models share one) and,
+for entries with weights of their own (smollm2-135m), the tokenizer shipped with them.
+"""
+
+from __future__ import annotations
+from bashkir_peft.records import DataFiles
+
+from collections.abc import Sequence
+
+
+def load_profile_tokenizer(name: str):
+    """The tokenizer of registry model ``name`` and a label of where it came from.
+
+    Returns:
+        ``(tokenizer, tokenizer_label)``.
+
+    Raises:
+        ConfigError: unknown name, missing tokenizer folder.
+    """
+    from transformers import AutoTokenizer
+
+    from bashkir_peft.models.registry import get_entry
+
+    entry = get_entry(name)
+    if entry.tokenizer is not None:
+        return AutoTokenizer.from_pretrained(entry.tokenizer_path()), entry.tokenizer
+    from bashkir_peft.models.loading import load_tokenizer, resolve_model
+
+    return load_tokenizer(resolve_model(name)), f"{name} (shipped with the weights)"
+
+
+def profile_texts(texts: Sequence[str], tokenizer, batch_size: int = 64) -> dict:
+    """Token, word, character and byte totals of ``texts`` under ``tokenizer``.
+
+    Returns:
+        ``{"tokens", "words", "characters", "bytes", "fertility", "bytes_per_token",
+        "chars_per_token"}``.
+    """
+    tokens = 0
+    for i in range(0, len(texts), batch_size):
+        enc = tokenizer(list(texts[i : i + batch_size]), add_special_tokens=False)["input_ids"]
+        tokens += sum(len(ids) for ids in enc)
+    words = sum(len(t.split()) for t in texts)
+    chars = sum(len(t) for t in texts)
+    nbytes = sum(len(t.encode("utf-8")) for t in texts)
+    return {
+        "tokens": tokens, "words": words, "characters": chars, "bytes": nbytes,
+        "fertility": tokens / words if words else float("nan"),
+        "bytes_per_token": nbytes / tokens if tokens else float("nan"),
+        "chars_per_token": chars / tokens if tokens else float("nan"),
+    }
+
+
+def sample_texts(texts: Sequence[str], max_chars: int) -> list[str]:
+    """The first documents of ``texts`` up to ``max_chars`` characters in total (at least one)."""
+    out, total = [], 0
+    for t in texts:
+        if out and total + len(t) > max_chars:
+            break
+        out.append(t)
+        total += len(t)
+    return out
+
+
+def fertility_table(texts: Sequence[str], models: Sequence[str], max_chars: int = 2_000_000):
+    """Profile every model's tokenizer on the same texts.
+
+    Args:
+        texts: documents (e.g. the test split), in a fixed order.
+        models: registry names.
+        max_chars: profile the leading documents up to this many characters.
+
+    Returns:
+        DataFrame, one row per model: model, tokenizer, tokens, words, characters,
+        bytes, fertility, bytes_per_token, chars_per_token.
+
+    Raises:
+        ConfigError: an unknown model or a missing tokenizer folder.
+    """
+    import pandas as pd
+
+    sample = sample_texts(texts, max_chars)
+    cache: dict[str, dict] = {}
+    rows = []
+    for name in models:
+        tok, label = load_profile_tokenizer(name)
+        if label not in cache:
+            cache[label] = profile_texts(sample, tok)
+        rows.append({"model": name, "tokenizer": label, **cache[label]})
+    return pd.DataFrame(rows)
+
+
+
+
+def profile_split(data_dir, models: Sequence[str], max_chars: int = 2_000_000, split: str = "test"):
+    """Profile ``models``' tokenizers on a prepared split and save the table next to it.
+
+    Reads ``split`` of ``data_dir`` (documents in file order, up to ``max_chars``
+    characters), writes ``data_dir/tokenizer_fertility.parquet`` atomically (the report
+    reads it) and returns the table (see :func:`fertility_table`; a ``split`` column added).
+
+    Raises:
+        DataError: the data folder is incomplete.
+        ConfigError: an unknown model or missing tokenizer folder.
+    """
+    from pathlib import Path
+
+    from bashkir_peft.atomic import write_parquet_atomic
+    from bashkir_peft.data.folder import load_split
+
+    texts = load_split(data_dir, split)["text"]
+    table = fertility_table(texts, models, max_chars)
+    table.insert(2, "split", split)
+    write_parquet_atomic(table, Path(data_dir) / DataFiles.FERTILITY)
+    return table

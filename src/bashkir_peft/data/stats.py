@@ -1,0 +1,154 @@
+"""Statistics, figures and the data card of a prepared data folder (for the book).
+
+Everything is read from the folder's ``manifest.json`` and ``doc_stats.parquet``
+(written by :func:`bashkir_peft.data.prepare.prepare`); no text is re-read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bashkir_peft.data.folder import read_manifest
+from bashkir_peft.records import DataFiles
+from bashkir_peft.data.splitting import SPLITS
+
+#: the shared corpus' sources (../shared/corpus/README.md): origin and licence
+SOURCE_INFO = {
+    "nevmenandr": ("nevmenandr/bashkir-corpus @1e7d572d: news and literature from 8 web sources, "
+                   "sentence-shuffled by the publisher", "GPL-3.0 repository; texts public domain or sentence-shuffled"),
+    "aigizk": ("AigizK/bashkort-parallel-corpora @d48dcd6d, Bashkir side: news in original order, chunked", "Unlicense"),
+    "commonvoice": ("mozilla/voice-web @cc100ac2, Bashkir sentence collector: sentences sorted alphabetically, chunked",
+                    "CC0"),
+    "stdbug": ("stdbug/rf-keyboard-corpora @5ec03a18, data/ba: literary paragraphs, random order, chunked", "CC BY 4.0"),
+    "bashfolk": ("nevmenandr/bashfolk_edition @d1087b81: folklore archive, partly dialectal", "none stated"),
+}
+#: what the paper (arXiv 2605.04948) states about its corpus
+PAPER_CORPUS = {"documents": 71_567, "tokens": "46.9M", "wikipedia_share": 0.59,
+                "split": (57_254, 7_157, 7_156), "licence": "CC BY-SA 4.0",
+                "hub_id": "BashkirNLPWorld/bashkir-web-corpus"}
+
+
+def doc_stats(data_dir: str | Path):
+    """Per kept document: id, split, source, shuffled, characters, bytes, words (DataFrame)."""
+    import pandas as pd
+
+    read_manifest(data_dir)
+    return pd.read_parquet(Path(data_dir) / DataFiles.DOC_STATS)
+
+
+def drops_table(manifest: dict):
+    """What each step removed: reason, level, documents, sentences, characters (DataFrame)."""
+    import pandas as pd
+
+    df = pd.DataFrame(manifest["drops"])
+    total = manifest["counts"]["characters_read"]
+    df["share_of_characters"] = df["characters"] / total if total else float("nan")
+    return df
+
+
+def split_source_table(data_dir: str | Path):
+    """Documents, characters, UTF-8 bytes and words per split and source, with totals."""
+    import pandas as pd
+
+    ds = doc_stats(data_dir)
+    cols = ["characters", "bytes", "words"]
+    by = ds.groupby(["split", "source"])[cols].sum()
+    by.insert(0, "documents", ds.groupby(["split", "source"]).size())
+    totals = ds.groupby("split")[cols].sum()
+    totals.insert(0, "documents", ds.groupby("split").size())
+    totals.index = pd.MultiIndex.from_tuples([(s, "(all)") for s in totals.index], names=["split", "source"])
+    out = pd.concat([by, totals]).reset_index()
+    order = {s: i for i, s in enumerate(SPLITS)}
+    out["_o"] = out["split"].map(order)
+    return out.sort_values(["_o", "source"]).drop(columns="_o").reset_index(drop=True)
+
+
+def length_table(data_dir: str | Path):
+    """Document length (characters) distribution per split: count, mean, quantiles."""
+    ds = doc_stats(data_dir)
+    return ds.groupby("split")["characters"].describe(percentiles=[0.1, 0.5, 0.9]).reindex(
+        [s for s in SPLITS if s in set(ds["split"])])
+
+
+def shuffled_share(data_dir: str | Path) -> float:
+    """Share of kept characters that sit in sentence-shuffled documents (NaN if unknown)."""
+    ds = doc_stats(data_dir)
+    known = ds["shuffled"].notna()
+    if not known.any():
+        return float("nan")
+    return float(ds.loc[known & ds["shuffled"].astype(bool), "characters"].sum() / ds.loc[known, "characters"].sum())
+
+
+def length_figure(data_dir: str | Path):
+    """Histogram of document lengths (characters, log scale) per split. Returns the figure."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    ds = doc_stats(data_dir)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    sns.histplot(data=ds, x="characters", hue="split", hue_order=[s for s in SPLITS if s in set(ds["split"])],
+                 log_scale=True, element="step", stat="density", common_norm=False, ax=ax)
+    ax.set_xlabel("document length (characters, log scale)")
+    ax.set_title("Kept documents by length")
+    fig.tight_layout()
+    return fig
+
+
+def fertility_figure(table):
+    """Bar charts of fertility (tokens/word) and bytes per token per model. Returns the figure."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    sns.barplot(data=table, y="model", x="fertility", ax=axes[0], color="tab:blue")
+    axes[0].set_xlabel("tokens per word (fertility)")
+    sns.barplot(data=table, y="model", x="bytes_per_token", ax=axes[1], color="tab:orange")
+    axes[1].set_xlabel("UTF-8 bytes per token")
+    axes[1].set_ylabel("")
+    fig.suptitle("Tokenizers on the Bashkir test split")
+    fig.tight_layout()
+    return fig
+
+
+def _source_family(source: str) -> str:
+    return source.split(":", 1)[0]
+
+
+def data_card(data_dir: str | Path) -> str:
+    """The data card (Markdown): sources and licences, what each step removed, the split,
+    and how this corpus differs from the paper's."""
+    manifest = read_manifest(data_dir)
+    ds = doc_stats(data_dir)
+    c = manifest["counts"]
+    fams = sorted({_source_family(s) for s in ds["source"]})
+    lines = ["## Data card", "", f"**Corpus:** `{manifest['corpus']['location']}` ({manifest['corpus']['kind']}); "
+             f"fingerprint `{manifest['fingerprint'][:16]}`.", "", "### Sources and licences", "",
+             "| source | documents kept | characters kept | origin | licence |", "|---|---|---|---|---|"]
+    for fam in fams:
+        sub = ds[ds["source"].map(_source_family) == fam]
+        origin, licence = SOURCE_INFO.get(fam, ("(not described)", "(unknown: check the source)"))
+        lines.append(f"| {fam} | {len(sub):,} | {int(sub['characters'].sum()):,} | {origin} | {licence} |")
+    lines += ["", "### What each step removed", "", "| reason | level | documents | sentences | characters |",
+              "|---|---|---|---|---|"]
+    for d in manifest["drops"]:
+        def f(v):
+            return "" if v is None else f"{v:,}"
+        lines.append(f"| {d['reason']} | {d['level']} | {f(d['documents'])} | {f(d['sentences'])} | {f(d['characters'])} |")
+    share = shuffled_share(data_dir)
+    kept_chars = int(ds["characters"].sum())
+    lines += ["", f"Read {c['documents_read']:,} documents ({c['characters_read']:,} characters); kept "
+              f"{c['documents_kept']:,} documents ({kept_chars:,} characters): train {c['train']:,}, validation "
+              f"{c['validation']:,}, test {c['test']:,} (document-level split, hashed from id and seed "
+              f"{manifest['params']['seed']}; duplicates and near-duplicates removed across the whole corpus first).",
+              "", "### How it differs from the paper's corpus", "",
+              f"- **Paper** (Arabov & Khaybullina, arXiv 2605.04948): {PAPER_CORPUS['documents']:,} documents, "
+              f"{PAPER_CORPUS['tokens']} tokens, about {PAPER_CORPUS['wikipedia_share']:.0%} Wikipedia, split "
+              f"{'/'.join(f'{n:,}' for n in PAPER_CORPUS['split'])} documents, {PAPER_CORPUS['licence']} "
+              f"(Hub: `{PAPER_CORPUS['hub_id']}`).",
+              (f"- **Ours**: {share:.0%} of the kept characters are in sentence-shuffled documents, so "
+               "cross-sentence coherence is lost there; no Wikipedia; mostly news, literature and folklore."
+               if share == share else "- **Ours**: the corpus records do not say which documents are sentence-shuffled."),
+              "- Consequences: perplexities are not comparable with the paper's numbers (other text, other split); "
+              "long-range context helps less on shuffled text, so block sizes beyond a sentence or two gain little.",
+              ]
+    return "\n".join(lines)

@@ -1,0 +1,419 @@
+"""Evaluation (notebook 03): perplexity that means the same thing across tokenizers.
+
+Two protocols, recorded with their settings in every result:
+
+- ``paper``: the split packed like the training data (:mod:`bashkir_peft.data.packing`:
+  EOS-joined documents cut into ``block_size`` blocks, tail dropped, no overlap); every
+  target after a block's first token is scored. Token perplexity = exp(mean token NLL),
+  the paper's kind of number (Arabov & Khaybullina 2026, test perplexity).
+- ``rolling``: each document on its own, in rolling windows of one common ``max_length``
+  for all models (optional ``stride``), the first window prefixed with BOS (EOS where the
+  tokenizer has no BOS): lm-evaluation-harness ``loglikelihood_rolling``. For comparing
+  models with different tokenizers.
+
+Metrics (:mod:`bashkir_peft.evaluate.metrics`): perplexity, bits_per_byte, word_perplexity as
+corpus-level sums, overall and per corpus source. Under ``paper`` the bytes and words of a
+document are split over its tokens (:func:`bashkir_peft.evaluate.metrics.token_spans`) and only
+those of scored tokens count; EOS separators are scored and own no bytes.
+
+Outputs in ``output_dir`` (the run folder for a trained run):
+``eval.json`` (one entry per ``protocol/split``, each with its settings and provenance),
+``eval_documents.parquet`` (per-document sums ``nll, tokens, bytes, words`` for the
+bootstrap) and ``eval_metrics.csv`` (the tidy table: one row per protocol x split x
+source). All writes are atomic; other entries already there are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from bashkir_peft.atomic import write_parquet_atomic, write_text_atomic
+from bashkir_peft.records import RunFiles
+from bashkir_peft.errors import ConfigError, DataError
+from bashkir_peft.models.loading import prefix_token_id
+from bashkir_peft.evaluate.metrics import count_bytes, count_words, summarize, token_spans
+from bashkir_peft.evaluate.scoring import block_windows, rolling_windows, score_windows
+from bashkir_peft.settings import REPO_ROOT
+from bashkir_peft.yamlio import StrictModel
+
+
+
+class EvalParams(StrictModel):
+    """Parameters of notebook 03 (defaults here are the single source of defaults).
+
+    Attributes:
+        model: base model for a zero-shot baseline (registry name, local folder or Hub
+            id). With ``run_dir`` it may name the run's base model (checked), nothing else.
+        run_dir: a finished training run folder (``train.json`` + ``final/``); when set,
+            the run is evaluated.
+        data_dir: data prep output folder; default: the training record's ``data_dir``.
+        split: ``test``, ``validation`` or ``train``.
+        protocol: ``rolling`` (tokenizer-fair comparison) or ``paper`` (packed blocks).
+        max_length: model input length of every rolling window (same for all models).
+        stride: rolling: new tokens scored per window after the first (None = max_length,
+            no overlap, as lm_eval); smaller = more context per scored token, slower.
+        block_size: paper: block length; default: the training record's ``block_size``.
+        batch_size: windows per forward pass.
+        max_documents: score only the first N documents of the split (quick looks).
+        output_dir: where results go; default ``run_dir``, or ``runs/base/<model>``.
+        merge: merge LoRA adapters into the base before scoring (QLoRA: the NF4 base is
+            dequantized to the compute dtype first); default: scored unmerged.
+        dtype: compute dtype (None = the loader's default: float32 on CPU). bfloat16 is
+            faster on GPUs and changes the numbers.
+        chunk_tokens: positions per LM-head / log-softmax chunk (bounds logits memory).
+        num_threads: torch threads (None = all available cores).
+    """
+
+    model: str | None = None
+    run_dir: str | None = None
+    data_dir: str | None = None
+    split: Literal["test", "validation", "train"] = "test"
+    protocol: Literal["rolling", "paper"] = "rolling"
+    max_length: int = Field(1024, ge=2)
+    stride: int | None = Field(None, ge=1)
+    block_size: int | None = Field(None, ge=2)
+    batch_size: int = Field(8, ge=1)
+    max_documents: int | None = Field(None, ge=1)
+    output_dir: str | None = None
+    merge: bool = False
+    dtype: Literal["float32", "bfloat16", "float16"] | None = None
+    chunk_tokens: int = Field(1024, ge=1)
+    num_threads: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "EvalParams":
+        if self.model is None and self.run_dir is None:
+            raise ValueError("give model (a base model, zero-shot) or run_dir (a training run)")
+        if self.stride is not None and self.stride > self.max_length:
+            raise ValueError(f"stride ({self.stride}) must be <= max_length ({self.max_length})")
+        if self.run_dir is None and self.data_dir is None:
+            raise ValueError("data_dir is required when evaluating a base model")
+        if self.run_dir is None and self.merge:
+            raise ValueError("merge applies to trained adapters (run_dir), not to a base model")
+        return self
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def _pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else prefix_token_id(tokenizer)
+
+
+def score_rolling(model, tokenizer, texts: list[str], *, max_length: int = 1024, stride: int | None = None,
+                  batch_size: int = 8, padding_side: str = "right", chunk_tokens: int = 1024,
+                  progress: bool = False) -> dict[str, np.ndarray]:
+    """Per-document sums under the ``rolling`` protocol.
+
+    Every token of each text (tokenized without special tokens) is scored once.
+
+    Args:
+        model, tokenizer: a causal LM (or peft model) and its tokenizer.
+        texts: the documents.
+        max_length, stride: see :func:`bashkir_peft.evaluate.scoring.rolling_windows`.
+        batch_size, padding_side, chunk_tokens: see :func:`bashkir_peft.evaluate.scoring.score_windows`.
+
+    Returns:
+        ``{"nll", "tokens", "bytes", "words"}``: arrays of length ``len(texts)`` (NLL in nats).
+    """
+    prefix = prefix_token_id(tokenizer)
+    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []
+    windows = [w for d, t in enumerate(ids) for w in rolling_windows(t, prefix, max_length, stride, doc=d)]
+    nlls = score_windows(model, windows, batch_size=batch_size, pad_token_id=_pad_id(tokenizer),
+                         padding_side=padding_side, chunk_tokens=chunk_tokens, progress=progress)
+    nll = np.zeros(len(texts))
+    for w, v in zip(windows, nlls):
+        nll[w.doc] += v.sum()
+    return {
+        "nll": nll,
+        "tokens": np.array([len(t) for t in ids], dtype=np.int64),
+        "bytes": np.array([count_bytes(t) for t in texts], dtype=np.int64),
+        "words": np.array([count_words(t) for t in texts], dtype=np.int64),
+    }
+
+
+def score_paper(model, tokenizer, texts: list[str], *, block_size: int, batch_size: int = 8,
+                chunk_tokens: int = 1024, progress: bool = False) -> dict[str, np.ndarray]:
+    """Per-document sums under the ``paper`` protocol (packed blocks, as training).
+
+    Documents are tokenized without special tokens, EOS appended to each
+    (:func:`bashkir_peft.data.packing.tokenize_documents`), concatenated and cut into
+    ``block_size`` blocks, the tail dropped (:func:`bashkir_peft.data.packing.pack_blocks`).
+    Each scored target (all but each block's first token) is credited to its document,
+    with the bytes and words its token spans (EOS: none).
+
+    Returns:
+        ``{"nll", "tokens", "bytes", "words"}`` per document (zeros for documents that
+        fall entirely in the dropped tail).
+
+    Raises:
+        ConfigError: the tokenizer is not a fast tokenizer (offsets are needed) or has no EOS.
+    """
+    from bashkir_peft.data.packing import pack_blocks
+
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError("the paper protocol needs a fast tokenizer (character offsets)")
+    if tokenizer.eos_token_id is None:
+        raise ConfigError("the tokenizer has no EOS token to separate packed documents")
+    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True) if texts else \
+        {"input_ids": [], "offset_mapping": []}
+    ids, docs, nbytes, nwords = [], [], [], []
+    for d, (t, off, text) in enumerate(zip(enc["input_ids"], enc["offset_mapping"], texts)):
+        b, w = token_spans(text, off)
+        ids.append(list(t) + [tokenizer.eos_token_id])
+        docs.append(np.full(len(t) + 1, d, dtype=np.int64))
+        nbytes.append(np.append(b, 0))
+        nwords.append(np.append(w, 0))
+    blocks = pack_blocks(ids, block_size)
+    n_flat = blocks.size
+    doc_of = np.concatenate(docs)[:n_flat] if docs else np.zeros(0, np.int64)
+    bytes_of = np.concatenate(nbytes)[:n_flat] if docs else np.zeros(0, np.int64)
+    words_of = np.concatenate(nwords)[:n_flat] if docs else np.zeros(0, np.int64)
+    scored = (np.arange(n_flat) % block_size) != 0
+    nlls = score_windows(model, block_windows(blocks), batch_size=batch_size, pad_token_id=_pad_id(tokenizer),
+                         chunk_tokens=chunk_tokens, progress=progress)
+    nll_flat = np.zeros(n_flat)
+    if n_flat:
+        nll_flat[scored] = np.concatenate(nlls)
+    n = len(texts)
+    return {
+        "nll": np.bincount(doc_of, weights=nll_flat, minlength=n),
+        "tokens": np.bincount(doc_of[scored], minlength=n).astype(np.int64),
+        "bytes": np.bincount(doc_of[scored], weights=bytes_of[scored], minlength=n).astype(np.int64),
+        "words": np.bincount(doc_of[scored], weights=words_of[scored], minlength=n).astype(np.int64),
+    }
+
+
+# --------------------------------------------------------------------------- models
+
+
+def _check_length(length: int, ctx: int | None, protocol: str) -> None:
+    if ctx is not None and length > ctx:
+        what = "max_length" if protocol == "rolling" else "block_size"
+        raise ConfigError(f"{what}={length} exceeds the model's context length {ctx}; "
+                          f"use one {what} <= {ctx} for every model compared")
+
+
+def _registry_context_length(name: str | None) -> int | None:
+    from bashkir_peft.models.registry import load_registry
+
+    entry = load_registry().models.get(name) if name else None
+    return entry.context_length if entry else None
+
+
+def _context_length(model) -> int | None:
+    cfg = model.config
+    for key in ("max_position_embeddings", "n_positions", "seq_length"):
+        if getattr(cfg, key, None):
+            return int(getattr(cfg, key))
+    return None
+
+
+def load_for_eval(params: EvalParams):
+    """Load the model to evaluate: a training run (``bashkir_peft.train.run.load_trained``,
+    adapters unmerged unless ``params.merge``) or a base model (``load_model``).
+
+    Returns:
+        ``(model, tokenizer, info)``; ``info`` holds ``method``, ``model`` (provenance of
+        the base model), ``train_record`` (None for a base model), ``merged`` and
+        ``merge_note`` (what the merge did, from the training module's record).
+
+    Raises:
+        ConfigError: the run did not finish, ``model`` names another base than the run's,
+            ``merge`` on a full fine-tuning run, or ``dtype`` on a 4-bit QLoRA model.
+    """
+    import torch
+
+    if params.run_dir is not None:
+        from bashkir_peft.models.trained import load_trained
+
+        record = _train_record(params)
+        method = record["params"].get("method")
+        if params.merge and method not in ("lora", "qlora"):
+            raise ConfigError(f"merge applies to lora/qlora runs; {params.run_dir} is a {method!r} run")
+        if params.dtype is not None and method == "qlora" and not params.merge:
+            raise ConfigError("dtype cannot change a 4-bit QLoRA model; leave dtype unset (or merge=True)")
+        model, tokenizer, record = load_trained(params.run_dir, merge=params.merge)
+        note = record.get("merge") or ("adapters scored unmerged" if method in ("lora", "qlora") else None)
+        info = {"method": method, "model": record.get("model"), "train_record": record,
+                "merged": bool(params.merge), "merge_note": note}
+        if params.dtype is not None:
+            model = model.to(getattr(torch, params.dtype))
+    else:
+        from bashkir_peft.models.loading import load_model
+
+        model, tokenizer = load_model(params.model, "full", dtype=params.dtype)
+        info = {"method": "base", "model": model.bashkir_resolved.record(), "train_record": None,
+                "merged": False, "merge_note": None}
+    model.eval()
+    return model, tokenizer, info
+
+
+def _train_record(params: EvalParams) -> dict:
+    run = Path(params.run_dir)
+    path = run / RunFiles.TRAIN
+    if not path.is_file():
+        raise ConfigError(f"{run}: no {RunFiles.TRAIN} (not a training run folder)")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: not valid JSON ({err})") from None
+    if record.get("status") != "finished":
+        raise ConfigError(f"{run}: training status is {record.get('status')!r} "
+                          f"({record.get('reason') or 'no reason recorded'}); only finished runs are evaluated")
+    trained = (record.get("params") or {}).get("model")
+    if params.model is not None and trained is not None and params.model != trained:
+        raise ConfigError(f"model={params.model!r} but {run} was trained from {trained!r}; "
+                          "give only run_dir (or the matching model)")
+    record.setdefault("params", {})
+    return record
+
+
+# --------------------------------------------------------------------------- records
+
+
+def output_dir_of(params: EvalParams) -> Path:
+    """Where results go: ``output_dir``, else ``run_dir``, else ``<repo>/runs/base/<model>``."""
+    if params.output_dir:
+        return Path(params.output_dir)
+    if params.run_dir:
+        return Path(params.run_dir)
+    return REPO_ROOT / "runs" / "base" / re.sub(r"[^A-Za-z0-9._-]+", "_", params.model).strip("_")
+
+
+def _block(protocol: str, split: str, row: dict) -> dict:
+    keys = ("documents", "nll", "tokens", "bytes", "words", "perplexity", "bits_per_byte", "word_perplexity")
+    return {"protocol": protocol, "split": split, "source": row["group"], **{k: row[k] for k in keys}}
+
+
+def metrics_table(per_doc):
+    """Tidy metrics (pandas) of a per-document table holding ``protocol`` and ``split``
+    columns: one row per protocol x split x source (``source == "all"``: every document)."""
+    import pandas as pd
+
+    parts = []
+    for (protocol, split), g in per_doc.groupby(["protocol", "split"], sort=True):
+        t = summarize(g, by="source").rename(columns={"group": "source"})
+        t.insert(0, "split", split)
+        t.insert(0, "protocol", protocol)
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def run_evaluation(params: EvalParams, *, progress: bool = True) -> dict:
+    """Evaluate a base model or a training run on one split under one protocol.
+
+    Validates everything cheap first (paths, the run's status, block_size, data), then
+    loads the model, scores, and writes ``eval.json``, ``eval_documents.parquet`` and
+    ``eval_metrics.csv`` atomically into the output folder (entries of other
+    protocol/split pairs already there are kept).
+
+    Returns:
+        The ``protocol/split`` entry written into ``eval.json`` (metrics under
+        ``"metrics"`` (all documents) and ``"by_source"``).
+
+    Raises:
+        ConfigError: bad parameters (max_length or block_size above the model's context,
+            no block_size for the paper protocol, unfinished run ...).
+        DataError: the split is missing or empty.
+    """
+    import pandas as pd
+
+    from bashkir_peft.data.folder import load_split, read_manifest
+    from bashkir_peft.atomic import write_json_atomic
+    from bashkir_peft.provenance import ResourceMeter, environment_info
+    from bashkir_peft.runtime import configure_threads
+
+    threads = configure_threads(params.num_threads)
+    train_params = _train_record(params)["params"] if params.run_dir is not None else {}
+    data_dir = params.data_dir or train_params.get("data_dir")
+    if data_dir is None:
+        raise ConfigError("data_dir is not given and the training record names none")
+    block_size = params.block_size or train_params.get("block_size")
+    if params.protocol == "paper" and not block_size:
+        raise ConfigError("the paper protocol needs block_size (not given, not in the training record)")
+    manifest = read_manifest(data_dir)
+    ds = load_split(data_dir, params.split)
+    if params.max_documents is not None:
+        ds = ds.select(range(min(params.max_documents, len(ds))))
+    if len(ds) == 0:
+        raise DataError(f"{data_dir}: split {params.split!r} has no documents")
+    texts, ids, sources = list(ds["text"]), [str(i) for i in ds["id"]], [str(s) for s in ds["source"]]
+
+    length = params.max_length if params.protocol == "rolling" else block_size
+    _check_length(length, _registry_context_length(params.model or train_params.get("model")), params.protocol)
+    out_dir = output_dir_of(params)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with ResourceMeter() as meter:
+        model, tokenizer, info = load_for_eval(params)
+        _check_length(length, _context_length(model), params.protocol)
+        if params.protocol == "rolling":
+            sums = score_rolling(model, tokenizer, texts, max_length=params.max_length, stride=params.stride,
+                                 batch_size=params.batch_size, chunk_tokens=params.chunk_tokens, progress=progress)
+        else:
+            sums = score_paper(model, tokenizer, texts, block_size=block_size, batch_size=params.batch_size,
+                               chunk_tokens=params.chunk_tokens, progress=progress)
+    per_doc = pd.DataFrame({"protocol": params.protocol, "split": params.split, "id": ids, "source": sources,
+                            **sums})
+    table = summarize(per_doc, by="source")
+    rows = {r["group"]: r for r in table.to_dict("records")}
+    settings = {"protocol": params.protocol, "split": params.split,
+                "max_length": params.max_length if params.protocol == "rolling" else None,
+                "stride": (params.stride or params.max_length) if params.protocol == "rolling" else None,
+                "block_size": block_size if params.protocol == "paper" else None,
+                "prefix_token": tokenizer.convert_ids_to_tokens(prefix_token_id(tokenizer))
+                if params.protocol == "rolling" else None,
+                "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+                "batch_size": params.batch_size, "max_documents": params.max_documents,
+                "merged": info["merged"], "merge_note": info["merge_note"]}
+    entry = {
+        "status": "finished",
+        **settings,
+        "metrics": _block(params.protocol, params.split, rows["all"]),
+        "by_source": {k: _block(params.protocol, params.split, r) for k, r in rows.items() if k != "all"},
+        "params": params.model_dump(),
+        "method": info["method"],
+        "model": info["model"],
+        "run_dir": params.run_dir,
+        "data": {"data_dir": str(data_dir), "fingerprint": manifest.get("fingerprint"),
+                 "documents": len(texts)},
+        "train_data_fingerprint": ((info["train_record"] or {}).get("data") or {}).get("fingerprint"),
+        "cost": {**meter.result(), "torch_threads": threads,
+                 "tokens_per_s": float(sums["tokens"].sum()) / max(meter.wall_time_s, 1e-9)},
+        "environment": environment_info(),
+    }
+    key = f"{params.protocol}/{params.split}"
+    eval_path = out_dir / RunFiles.EVAL
+    record = json.loads(eval_path.read_text(encoding="utf-8")) if eval_path.is_file() else {}
+    record.setdefault("evaluations", {})[key] = entry
+    record.update({"stage": "evaluate", "status": "finished", "method": info["method"], "model": info["model"],
+                   "model_name": (info["model"] or {}).get("name"), "run_dir": params.run_dir})
+    docs_path = out_dir / RunFiles.EVAL_DOCUMENTS
+    if docs_path.is_file():
+        old = pd.read_parquet(docs_path)
+        old = old[~((old["protocol"] == params.protocol) & (old["split"] == params.split))]
+        per_doc = pd.concat([old, per_doc], ignore_index=True)
+    write_parquet_atomic(per_doc, docs_path)
+    write_text_atomic(out_dir / RunFiles.EVAL_METRICS, metrics_table(per_doc).to_csv(index=False))
+    write_json_atomic(eval_path, record)
+    return entry
+
+
+def read_metrics(output_dir: str | Path):
+    """The tidy metrics table (``eval_metrics.csv``) of an output folder, as pandas.
+
+    Raises:
+        DataError: no evaluation was written there.
+    """
+    import pandas as pd
+
+    path = Path(output_dir) / RunFiles.EVAL_METRICS
+    if not path.is_file():
+        raise DataError(f"{output_dir}: no {RunFiles.EVAL_METRICS} (run the evaluation first)")
+    return pd.read_csv(path)

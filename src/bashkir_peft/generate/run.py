@@ -1,0 +1,488 @@
+"""Generate continuations of Bashkir prompts from a base model or a training run, and measure them.
+
+One call, :func:`run_generation`, does the whole stage of ``notebooks/04_generate.ipynb``:
+validated :class:`GenerateParams` -> prompts (the opening words of held-out test documents,
+or a prompts file) -> batched generation with left padding -> per-continuation language
+metrics (:mod:`bashkir_peft.text.codeswitch`) -> ``OUTPUT_DIR/generations.parquet`` and
+``OUTPUT_DIR/generate.json`` (summary, decoding settings and provenance), both written
+atomically. :func:`side_by_side` and :func:`summary_table` read several such folders back
+into the tables of the report.
+
+Conditioning: every prompt is preceded by the evaluation's prefix token
+(:func:`bashkir_peft.evaluate.run.prefix_token_id`: BOS, or EOS where the tokenizer has no
+BOS, as lm-evaluation-harness does), so a prompt reads as the start of a document, as in
+evaluation and as after the EOS that ends each document in training data.
+
+Determinism: batch ``b`` (0-based) is generated right after ``torch.manual_seed(seed + b)``,
+so the same model, prompts, ``batch_size`` and decoding settings give the same text on the
+same hardware and library versions. Sampled text depends on ``batch_size`` (the random
+draws of a batch are made together); greedy text does not, up to float rounding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from bashkir_peft.atomic import write_parquet_atomic
+from bashkir_peft.text.codeswitch import MIN_LETTERS, analyze_many, summarize
+from bashkir_peft.records import RunFiles
+from bashkir_peft.errors import ConfigError, DataError
+from bashkir_peft.models.loading import prefix_token_id
+from bashkir_peft.runtime import configure_threads
+from bashkir_peft.settings import REPO_ROOT
+from bashkir_peft.yamlio import StrictModel, load_yaml
+
+
+
+class GenerateParams(StrictModel):
+    """Parameters of the generation stage (the defaults here are the notebook's defaults).
+
+    The model: ``run_dir`` (a finished training run) if given, else ``model`` (zero-shot
+    baseline, method ``base``). Given both, ``model`` must be the run's base model.
+    The prompts: ``prompts_file`` if given, else the test split of ``data_dir`` (default
+    with ``run_dir``: the data folder the run was trained on).
+    """
+
+    model: str | None = None  # base model: registry name, local folder or Hub id
+    run_dir: str | None = None  # finished training run folder (train.json + final/)
+    merge: bool = False  # merge a LoRA adapter into the base before generating
+    data_dir: str | None = None  # data-prep output: prompts from its test split (default: the run's)
+    prompts_file: str | None = None  # or a YAML file of fixed prompts (e.g. params/prompts.yaml)
+    n_prompts: int = Field(10, ge=1)  # how many prompts (the first n of the file / selection)
+    prompt_words: int = Field(8, ge=1)  # opening words of a test document that form its prompt
+    reference_words: int = Field(40, ge=0)  # the document's next words, kept as a human reference
+    do_sample: bool = True  # False = greedy decoding (temperature/top_p/top_k unused)
+    temperature: float = Field(0.8, gt=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    top_k: int = Field(50, ge=0)  # 0 = no top-k filtering
+    repetition_penalty: float = Field(1.2, gt=0)  # CTRL (Keskar et al. 2019); 1.0 = none
+    max_new_tokens: int = Field(48, ge=1)
+    seed: int = 42  # decoding seed
+    batch_size: int = Field(8, ge=1)
+    min_letters: int = Field(MIN_LETTERS, ge=1)  # sentence length (letters) that counts for code-switching
+    output_dir: str | None = None  # default: run_dir; required with model only
+    label: str | None = None  # name of this run in side-by-side tables (default: derived)
+    dtype: Literal["float32", "bfloat16", "float16"] | None = None  # base model only; None: loader default
+    num_threads: int | None = Field(None, ge=1)  # torch threads; None: all available cores
+
+    @model_validator(mode="after")
+    def _sources(self) -> "GenerateParams":
+        if self.model is None and self.run_dir is None:
+            raise ValueError("give model (a base model) or run_dir (a training run)")
+        if self.data_dir is None and self.prompts_file is None and self.run_dir is None:
+            raise ValueError("give data_dir (prompts from its test split) or prompts_file")
+        if self.run_dir is None and self.output_dir is None:
+            raise ValueError("output_dir is required when generating from a base model")
+        return self
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.output_dir or self.run_dir)
+
+    def decoding(self) -> dict:
+        """The decoding settings passed to ``GenerationConfig`` (sampling knobs only when sampling)."""
+        d = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample,
+             "repetition_penalty": self.repetition_penalty}
+        if self.do_sample:
+            d.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
+        return d
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One prompt: a stable id, its text, and (from data) the document's true next words."""
+
+    id: str
+    text: str
+    reference: str | None = None
+
+
+class PromptEntry(StrictModel):
+    id: str
+    text: str = Field(min_length=1)
+    reference: str | None = None
+
+
+class PromptsFile(StrictModel):
+    """Schema of a prompts file (``params/prompts.yaml``)."""
+
+    source: str  # where the prompts come from (provenance, licence)
+    prompts: list[PromptEntry] = Field(min_length=1)
+
+
+def _rank_key(doc_id: str) -> str:
+    return hashlib.sha256(doc_id.encode("utf-8")).hexdigest()
+
+
+def select_prompts(ids: list[str], texts: list[str], n_prompts: int, prompt_words: int,
+                   reference_words: int = 0) -> list[Prompt]:
+    """Deterministic prompts from documents: the opening ``prompt_words`` words of the
+    ``n_prompts`` documents with the smallest SHA-256 of their id, among documents with more
+    than ``prompt_words`` words. The choice depends on the ids only (not on a seed), so every
+    run of a study gets the same prompts, and adding documents changes it only where a new id
+    ranks first.
+
+    Args:
+        ids, texts: document ids and texts (same length).
+        n_prompts: prompts wanted.
+        prompt_words: whitespace words per prompt.
+        reference_words: the document's next words kept as ``reference`` (0 = none).
+
+    Returns:
+        Up to ``n_prompts`` :class:`Prompt` (fewer if fewer documents qualify), in rank order.
+
+    Raises:
+        DataError: no document has more than ``prompt_words`` words.
+    """
+    order = sorted(range(len(ids)), key=lambda i: _rank_key(ids[i]))
+    out = []
+    for i in order:
+        w = texts[i].split()
+        if len(w) <= prompt_words:
+            continue
+        ref = " ".join(w[prompt_words : prompt_words + reference_words]) if reference_words else None
+        out.append(Prompt(ids[i], " ".join(w[:prompt_words]), ref))
+        if len(out) == n_prompts:
+            break
+    if not out:
+        raise DataError(f"no document has more than prompt_words={prompt_words} words to make a prompt from")
+    return out
+
+
+def _sha256_file(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def resolve_path(path: str | os.PathLike) -> Path:
+    """A relative path that does not exist from the working directory is taken relative to
+    the repository root (so ``params/prompts.yaml`` works from ``notebooks/`` too)."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p.resolve()
+    return (REPO_ROOT / p).resolve()
+
+
+def load_prompts(params: GenerateParams) -> tuple[list[Prompt], dict]:
+    """The prompts of ``params`` and a provenance record of where they came from.
+
+    Returns:
+        ``(prompts, data_record)``; ``data_record`` has ``kind`` (``test_split`` or
+        ``prompts_file``), the path, and ``fingerprint`` (the data manifest's, or the file's
+        SHA-256).
+
+    Raises:
+        ConfigError: the prompts file is missing or malformed.
+        DataError: the data folder has no usable test split / manifest.
+    """
+    if params.prompts_file:
+        path = resolve_path(params.prompts_file)
+        pf = load_yaml(path, PromptsFile)
+        prompts = [Prompt(p.id, p.text.strip(), p.reference) for p in pf.prompts[: params.n_prompts]]
+        return prompts, {"kind": "prompts_file", "path": str(path), "source": pf.source,
+                         "fingerprint": _sha256_file(path), "data_dir": params.data_dir}
+    from bashkir_peft.data.folder import load_split, read_manifest
+
+    manifest = read_manifest(params.data_dir)
+    ds = load_split(params.data_dir, "test")
+    prompts = select_prompts(list(ds["id"]), list(ds["text"]), params.n_prompts, params.prompt_words,
+                             params.reference_words)
+    return prompts, {"kind": "test_split", "path": str(params.data_dir),
+                     "fingerprint": manifest.get("fingerprint"), "test_documents": len(ds)}
+
+
+def generate_texts(model, tokenizer, prompts: list[str], params: GenerateParams) -> list[dict]:
+    """Generate one continuation per prompt, in batches with left padding.
+
+    Args:
+        model: a causal LM (``transformers`` or ``peft``), on its device.
+        tokenizer: its tokenizer (EOS must be set; pad falls back to EOS).
+        prompts: prompt texts.
+        params: decoding settings, ``seed`` and ``batch_size``.
+
+    Returns:
+        Per prompt ``{"continuation": str, "n_new_tokens": int, "stopped_at_eos": bool}``;
+        ``continuation`` is the decoded new tokens up to (without) the first EOS, special
+        tokens skipped; ``n_new_tokens`` counts them.
+    """
+    import torch
+    from transformers import GenerationConfig
+
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    config = GenerationConfig(**params.decoding(), eos_token_id=eos, pad_token_id=pad)
+    prefix = prefix_token_id(tokenizer)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out: list[dict] = []
+    try:
+        for b, start in enumerate(range(0, len(prompts), params.batch_size)):
+            chunk = prompts[start : start + params.batch_size]
+            enc = [[prefix] + tokenizer(p, add_special_tokens=False)["input_ids"] for p in chunk]
+            width = max(map(len, enc))
+            ids = torch.tensor([[pad] * (width - len(e)) + e for e in enc], device=device)
+            mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in enc], device=device)
+            torch.manual_seed(params.seed + b)  # seeds the CPU and every CUDA generator
+            with torch.inference_mode():
+                gen = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+            for row in gen[:, width:].tolist():
+                stop = row.index(eos) if eos in row else len(row)
+                text = tokenizer.decode(row[:stop], skip_special_tokens=True)
+                out.append({"continuation": text, "n_new_tokens": stop, "stopped_at_eos": stop < len(row)})
+    finally:
+        model.train(was_training)
+    return out
+
+
+def check_run(params: GenerateParams) -> dict:
+    """Read and check ``run_dir/train.json`` before any model is loaded.
+
+    Returns:
+        The training record.
+
+    Raises:
+        ConfigError: no ``train.json``, a run that is not finished, or ``model`` given and
+            not the run's base model.
+    """
+    import json
+
+    path = Path(params.run_dir) / RunFiles.TRAIN
+    if not path.is_file():
+        raise ConfigError(f"run_dir {params.run_dir} has no train.json: not a training run folder")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{path}: unreadable training record ({type(err).__name__})") from None
+    if record.get("status") != "finished":
+        raise ConfigError(f"{params.run_dir}: training status is {record.get('status')!r}, not finished; "
+                          "generate from a finished run")
+    trained = (record.get("params") or {}).get("model")
+    if params.model is not None and trained is not None and str(params.model) != str(trained):
+        raise ConfigError(f"model={params.model!r} but run_dir {params.run_dir} was trained from {trained!r}; "
+                          "give the run's base model or leave model unset")
+    return record
+
+
+def _load(params: GenerateParams):
+    """``(model, tokenizer, model_record, run_record)``; ``run_record`` is None for a base model."""
+    import torch
+
+    if params.run_dir is not None:
+        from bashkir_peft.models.trained import load_trained
+
+        model, tokenizer, record = load_trained(params.run_dir, merge=params.merge)
+        resolved = getattr(model, "bashkir_resolved", None)
+        model_record = record.get("model") or (resolved.record() if resolved else None)
+    else:
+        from bashkir_peft.models.loading import load_model
+
+        model, tokenizer = load_model(params.model, "full", dtype=params.dtype)
+        record, model_record = None, model.bashkir_resolved.record()
+    if torch.cuda.is_available() and not getattr(model, "hf_device_map", None):
+        model = model.to("cuda")
+    return model, tokenizer, model_record, record
+
+
+def _run_info(params: GenerateParams, record: dict | None) -> dict:
+    if record is None:
+        return {"method": "base", "run_dir": None}
+    tp = record.get("params") or {}
+    return {
+        "method": tp.get("method", record.get("method")),
+        "run_dir": str(params.run_dir),
+        "status": record.get("status"),
+        "seed": tp.get("seed"),
+        "lora_r": tp.get("lora_r"),
+        "data_fingerprint": record.get("data_fingerprint") or (record.get("data") or {}).get("fingerprint"),
+        "params": tp,
+    }
+
+
+def default_label(params: GenerateParams, model_record: dict | None, run: dict) -> str:
+    """``<model>/<method>[/r<lora_r>]/s<seed>``, e.g. ``smollm2-135m/qlora/r8/s42``: the training
+    seed of a run, the decoding seed of a base model (so base cells of several seeds differ)."""
+    if params.label:
+        return params.label
+    name = (model_record or {}).get("name") or params.model or Path(str(params.run_dir)).name
+    parts = [str(name), str(run.get("method") or "?")]
+    if run.get("method") in ("lora", "qlora") and run.get("lora_r") is not None:
+        parts.append(f"r{run['lora_r']}")
+    seed = run.get("seed") if run.get("method") != "base" else params.seed
+    if seed is not None:
+        parts.append(f"s{seed}")
+    return "/".join(parts)
+
+
+def _clean(obj):
+    """NaN -> None, so the JSON record is valid JSON."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def run_generation(params: GenerateParams) -> dict:
+    """The generation stage: prompts -> continuations -> metrics -> files.
+
+    Prompts and the run folder are checked before any model is loaded. Writes
+    ``generations.parquet`` (first the texts alone, as soon as they exist; then with metrics) (one row per prompt: ``prompt_id``, ``prompt``, ``continuation``,
+    ``reference``, ``n_new_tokens``, ``stopped_at_eos`` and the metrics of
+    :func:`bashkir_peft.text.codeswitch.analyze`) and then ``generate.json`` (the record), both
+    atomically, into ``params.out_dir``.
+
+    Args:
+        params: validated :class:`GenerateParams`.
+
+    Returns:
+        The record written to ``generate.json``: ``status``, ``label``, ``run``, ``model``,
+        ``data``, ``params``, ``decoding``, ``prefix_token``, ``summary`` (see
+        :func:`bashkir_peft.text.codeswitch.summarize`), ``reference_summary`` (the same metrics
+        on the documents' true next words, when prompts come from data), ``cost``,
+        ``environment``. ``cost``: wall time and peak memory of loading plus generating
+        (:class:`bashkir_peft.provenance.ResourceMeter`), ``generate_time_s`` and
+        ``new_tokens_per_s`` of the generation alone.
+
+    Raises:
+        ConfigError: missing run folder, prompts file or data, or an unfinished run.
+        DataError: unusable data.
+    """
+    import pandas as pd
+
+    from bashkir_peft.atomic import write_json_atomic
+    from bashkir_peft.provenance import ResourceMeter, environment_info
+
+    if params.run_dir is not None:
+        trained = check_run(params)
+        if params.data_dir is None and not params.prompts_file:
+            data_dir = (trained.get("data") or {}).get("dir") or (trained.get("params") or {}).get("data_dir")
+            if not data_dir:
+                raise ConfigError("data_dir is not given and the training record names none")
+            params = params.model_copy(update={"data_dir": str(data_dir)})
+    prompts, data = load_prompts(params)
+    configure_threads(params.num_threads)
+    with ResourceMeter() as meter:
+        model, tokenizer, model_record, record = _load(params)
+        t0 = time.perf_counter()
+        gens = generate_texts(model, tokenizer, [p.text for p in prompts], params)
+        gen_seconds = time.perf_counter() - t0
+    run = _run_info(params, record)
+    if run.get("data_fingerprint") and data["kind"] == "test_split":
+        data["matches_training_data"] = run["data_fingerprint"] == data["fingerprint"]
+    label = default_label(params, model_record, run)
+    df = pd.DataFrame([
+        {"label": label, "prompt_id": p.id, "prompt": p.text, "continuation": g["continuation"],
+         "reference": p.reference, "n_new_tokens": g["n_new_tokens"], "stopped_at_eos": g["stopped_at_eos"]}
+        for p, g in zip(prompts, gens)
+    ])
+    out = params.out_dir
+    write_parquet_atomic(df, out / RunFiles.GENERATIONS)  # the texts are kept even if measuring fails
+    texts = df["continuation"].tolist()
+    rows = analyze_many(texts, params.min_letters)
+    df = pd.concat([df, pd.DataFrame(rows)], axis=1)
+    refs = [p.reference for p in prompts if p.reference]
+    cost = meter.result()
+    n_tokens = int(df["n_new_tokens"].sum())
+    cost.update(generate_time_s=gen_seconds, new_tokens=n_tokens,
+                new_tokens_per_s=n_tokens / gen_seconds if gen_seconds else None)
+    result = {
+        "status": "finished",
+        "label": label,
+        "run": run,
+        "model": model_record,
+        "data": data,
+        "params": params.model_dump(),
+        "decoding": {**params.decoding(), "seed": params.seed, "batch_size": params.batch_size,
+                     "padding_side": "left", "seeding": "torch.manual_seed(seed + batch index)"},
+        "prefix_token": tokenizer.convert_ids_to_tokens(prefix_token_id(tokenizer)),
+        "summary": summarize(texts, rows, params.min_letters),
+        "reference_summary": summarize(refs, min_letters=params.min_letters) if refs else None,
+        "files": {"generations": RunFiles.GENERATIONS},
+        "cost": cost,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "environment": environment_info(),
+    }
+    result = _clean(result)
+    write_parquet_atomic(df, out / RunFiles.GENERATIONS)
+    write_json_atomic(out / RunFiles.GENERATE, result)
+    return result
+
+
+def read_generations(folder: str | os.PathLike) -> tuple[dict, "pd.DataFrame"]:  # noqa: F821
+    """``(record, generations table)`` of a folder written by :func:`run_generation`.
+
+    Raises:
+        DataError: the folder has no finished generation.
+    """
+    import json
+
+    import pandas as pd
+
+    folder = Path(folder)
+    rec_path, pq = folder / RunFiles.GENERATE, folder / RunFiles.GENERATIONS
+    if not rec_path.is_file() or not pq.is_file():
+        raise DataError(f"{folder}: no {RunFiles.GENERATE} + {RunFiles.GENERATIONS} (run the generation first)")
+    return json.loads(rec_path.read_text(encoding="utf-8")), pd.read_parquet(pq)
+
+
+def side_by_side(folders: list[str | os.PathLike], reference: bool = True) -> "pd.DataFrame":  # noqa: F821
+    """Prompt x run table of continuations, for the report.
+
+    Args:
+        folders: output folders of :func:`run_generation` (run folders or base-model folders).
+        reference: add a ``reference`` column (the document's true next words) where known.
+
+    Returns:
+        One row per prompt (index ``prompt_id``; columns ``prompt``, optionally ``reference``,
+        then one column per run label holding its continuation; a prompt a run lacks is NaN).
+
+    Raises:
+        DataError: a folder without generations, or two folders with the same label.
+    """
+    import pandas as pd
+
+    tables, labels = [], []
+    for f in folders:
+        rec, df = read_generations(f)
+        if rec["label"] in labels:
+            raise DataError(f"two generation folders share the label {rec['label']!r}; set label= to tell them apart")
+        labels.append(rec["label"])
+        tables.append(df.set_index("prompt_id"))
+    base = pd.concat([t[["prompt", "reference"]] for t in tables])
+    base = base[~base.index.duplicated()]
+    out = base[["prompt", "reference"]] if reference else base[["prompt"]]
+    if reference and out["reference"].isna().all():
+        out = out[["prompt"]]
+    cols = {label: t["continuation"] for label, t in zip(labels, tables)}
+    return out.join(pd.DataFrame(cols), how="left")
+
+
+def summary_table(folders: list[str | os.PathLike]) -> "pd.DataFrame":  # noqa: F821
+    """One row per run: label, model, method, seed, lora_r and the run's summary metrics.
+
+    Raises:
+        DataError: a folder without generations.
+    """
+    import pandas as pd
+
+    rows = []
+    for f in folders:
+        rec, _ = read_generations(f)
+        run = rec.get("run") or {}
+        summary = dict(rec["summary"])
+        shares = summary.pop("language_shares", None) or {}
+        rows.append({"label": rec["label"], "model": (rec.get("model") or {}).get("name"),
+                     "method": run.get("method"), "lora_r": run.get("lora_r"), "seed": run.get("seed"),
+                     **summary, **{f"lang_share_{k}": v for k, v in shares.items()}})
+    return pd.DataFrame(rows)

@@ -1,0 +1,515 @@
+"""Run a grid: data prep once, then train -> evaluate -> generate for every cell.
+
+Layout (``runs/<grid>/``)::
+
+    data/                   data-prep output (train/validation/test.parquet, manifest.json)
+    01_data_prep.ipynb      the executed data-prep notebook
+    data_prep.json          data-prep status: corpus, settings, fingerprint (or the error)
+    <run_id>/               one folder per cell:
+        grid_cell.json      the runner's record: status, axes, parameters, identity, stages,
+                            error (stage, notebook cell, exception) of a failed cell
+        notebooks/          the executed notebooks 02_train, 03_evaluate, 04_generate
+        train.json, final/, checkpoints/, eval.json, generate.json ...  (the stages' own)
+    grid.json               index of the grid's current cells and their status
+    .locks/                 one lock file per cell (and one for data prep)
+    .replaced/              run folders moved aside by --force (nothing is deleted)
+
+Behaviour: a finished cell is skipped (unless ``force``); an interrupted cell resumes
+(finished stages are not rerun; the training notebook resumes from its checkpoint in
+the same output folder); a cell whose lock another process holds is left to it; a
+failing cell is recorded with the failing notebook cell's error and the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from bashkir_peft.records import GridFiles, RunFiles
+from bashkir_peft.errors import ConfigError
+from bashkir_peft.grid.spec import Cell, Grid, expand, select
+from bashkir_peft.grid.locks import is_locked, try_lock
+from bashkir_peft.atomic import write_json_atomic
+from bashkir_peft.grid.runids import identity, make_run_id, params_hash
+from bashkir_peft.settings import REPO_ROOT
+from bashkir_peft.grid.stages import KERNEL, STAGES, build_parameters, check_kernel, default_notebooks_dir, notebook_parameters
+
+LOCK_WAIT_S = 2.0
+HUB_PREFIX = "hub:"
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class StageFailed(Exception):
+    """Data preparation failed: no cell can run (the message holds the notebook's error)."""
+
+
+def runs_root_default() -> Path:
+    """``$BASHKIR_PEFT_RUNS`` or ``<repo>/runs``."""
+    import os
+
+    return Path(os.environ.get("BASHKIR_PEFT_RUNS", REPO_ROOT / "runs"))
+
+
+def grid_dir(grid: Grid | str, runs_root: str | Path | None = None) -> Path:
+    """``<runs_root>/<grid name>``: where a grid's data, runs and index live."""
+    name = grid if isinstance(grid, str) else grid.name
+    return Path(runs_root or runs_root_default()) / name
+
+
+def resolve_corpus(corpus: str | None, hint: str | None = None) -> str:
+    """Check the required corpus setting: a local file/folder (made absolute) or ``hub:ID``.
+
+    Raises:
+        ConfigError: not given (no fallback), or a local path that does not exist.
+    """
+    if not corpus or not str(corpus).strip():
+        example = f" (this grid suggests {hint})" if hint else ""
+        raise ConfigError("the corpus is required: --corpus PATH (a .jsonl/.jsonl.gz/.parquet file or folder) "
+                          f"or --corpus hub:OWNER/NAME{example}; make demo CORPUS=...")
+    corpus = str(corpus).strip()
+    if corpus.startswith(HUB_PREFIX):
+        if not re.fullmatch(r"[\w.-]+/[\w.-]+", corpus[len(HUB_PREFIX):]):
+            raise ConfigError(f"--corpus {corpus}: expected hub:OWNER/NAME")
+        return corpus
+    path = Path(corpus).expanduser()
+    if not path.exists():
+        raise ConfigError(f"--corpus {corpus}: no such file or folder (for a Hub dataset write hub:OWNER/NAME)")
+    return str(path.resolve())
+
+
+def corpus_identity(corpus: str) -> object:
+    """What identifies the corpus's content cheaply: the Hub id, or the local files'
+    names, sizes and modification times (a changed file means new data prep)."""
+    if corpus.startswith(HUB_PREFIX):
+        return corpus
+    path = Path(corpus)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return [corpus, [(str(p.relative_to(path.parent)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]]
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def notebook_error(err: BaseException, stage: str, notebook: Path) -> dict:
+    """A failure as the cell record stores it: one-line ``error`` plus details.
+
+    For papermill's ``PapermillExecutionError`` the details are the failing notebook
+    cell (index, execution count), the exception name and value, and the traceback's tail.
+    """
+    from papermill.exceptions import PapermillExecutionError
+
+    out: dict[str, Any] = {"stage": stage, "notebook": str(notebook)}
+    if isinstance(err, PapermillExecutionError):
+        tb = [_ANSI.sub("", line) for line in (err.traceback or [])]
+        out.update(cell_index=err.cell_index, exec_count=err.exec_count, ename=err.ename,
+                   evalue=_ANSI.sub("", str(err.evalue)), traceback="\n".join(tb)[-4000:])
+    else:
+        out.update(ename=type(err).__name__, evalue=str(err))
+    first = str(out["evalue"]).strip().splitlines()[0] if str(out["evalue"]).strip() else ""
+    out["error"] = f"{stage}: {out['ename']}: {first}".rstrip(": ")
+    return out
+
+
+def execute(notebook: Path, output: Path, parameters: dict, cwd: Path) -> None:
+    """Execute ``notebook`` with papermill into ``output`` (kernel ``bashkir-peft``).
+
+    ``cwd`` is the repository root, where the notebooks' relative defaults (e.g.
+    ``../shared/corpus/...``) point, as when a reader runs them by hand; the runner itself
+    passes absolute paths.
+
+    Raises:
+        PapermillExecutionError: a notebook cell raised (the executed notebook, with the
+            error, is still written to ``output``).
+    """
+    import papermill
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=KERNEL,
+                               cwd=str(cwd), progress_bar=False, log_output=False, start_timeout=300)
+
+
+@dataclass
+class Planned:
+    """A cell with everything needed to run it."""
+
+    cell: Cell
+    revision: str
+    run_id: str | None = None
+    run_dir: Path | None = None
+
+
+@dataclass
+class CellResult:
+    """Outcome of one cell in this invocation.
+
+    ``status``: finished (ran now), skipped (finished before), failed, locked (another
+    process holds it), pending (dry run).
+    """
+
+    planned: Planned
+    status: str
+    wall_time_s: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class GridRun:
+    """Everything a grid invocation needs (validated up front by :func:`plan`)."""
+
+    grid: Grid
+    corpus: str | None
+    root: Path
+    notebooks: Path
+    declared: dict[str, dict] = field(default_factory=dict)
+    cells: list[Planned] = field(default_factory=list)
+    fingerprint: str | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / GridFiles.DATA
+
+    def notebook(self, stage: str) -> Path:
+        return self.notebooks / STAGES[stage].notebook
+
+    def runner_values(self, stage: str, p: Planned) -> dict[str, Any]:
+        """Paths and axes a stage notebook receives (left out where None or undeclared).
+
+        Training gets the model, method, rank and seed and writes into the run folder.
+        Evaluation and generation of a trained cell get the run folder (``run_dir``); of a
+        ``base`` cell, the base ``model`` (never both); both write into the run folder.
+        """
+        c = p.cell
+        run_dir = str(p.run_dir) if p.run_dir else "<run_dir>"
+        of_run = c.trains and stage != "train"
+        return {
+            "model": None if of_run else c.model,
+            "method": c.method if stage == "train" else None,
+            "lora_r": c.lora_r if stage == "train" else None,
+            "seed": c.seed,
+            "data_dir": str(self.data_dir),
+            "output_dir": run_dir,
+            "run_dir": run_dir if of_run else None,
+        }
+
+    def units(self, p: Planned) -> list[tuple[str, str, dict[str, Any]]]:
+        """The notebook executions of a cell: ``(unit, stage, parameters)``; a stage with
+        ``passes`` (e.g. evaluation under two protocols) runs once per pass (unit
+        ``evaluate.1``, ``evaluate.2``...), each pass's settings layered on the stage's."""
+        out = []
+        for stage in p.cell.stages:
+            settings = dict(p.cell.params.get(stage, {}))
+            passes = settings.pop("passes", None)
+            where = f"{self.grid.path or self.grid.name}: cell {p.cell.slug}: {stage}"
+            if passes is not None and (not isinstance(passes, list) or not passes
+                                       or not all(isinstance(x, dict) for x in passes)):
+                raise ConfigError(f"{where}: passes must be a non-empty list of settings mappings")
+            for i, extra in enumerate(passes or [{}]):
+                unit = stage if passes is None else f"{stage}.{i + 1}"
+                params = build_parameters(STAGES[stage], self.declared[stage], self.runner_values(stage, p),
+                                          {**settings, **extra}, f"{where}{'' if passes is None else f' pass {i + 1}'}")
+                out.append((unit, stage, params))
+        return out
+
+    def data_parameters(self) -> dict[str, Any]:
+        """Parameters of the data-prep notebook: the corpus (``hub:ID`` also sets
+        ``corpus_kind: hub``), the grid's data folder and the grid's data settings."""
+        where = f"{self.grid.path or self.grid.name}: data"
+        corpus = self.corpus or "<corpus>"
+        hub = corpus.startswith(HUB_PREFIX)
+        runner = {"corpus": corpus, "corpus_kind": "hub" if hub else None,
+                  "output_dir": str(self.data_dir)}
+        return build_parameters(STAGES["data"], self.declared["data"], runner, dict(self.grid.spec.data), where)
+
+
+def plan(grid: Grid, corpus: str | None, *, runs_root: str | Path | None = None,
+         notebooks_dir: str | Path | None = None, only: dict[str, set[str]] | None = None,
+         need_corpus: bool = True) -> GridRun:
+    """Validate everything before any work: corpus, kernel, notebooks and every cell's
+    parameters, model names. Returns the plan (run ids follow once the data is known).
+
+    Raises:
+        ConfigError: the corpus is missing, a notebook or the kernel is missing, a grid
+            setting is not a notebook parameter, a cell's parameters are invalid, a model
+            name is unknown, or ``only`` selects nothing.
+    """
+    from bashkir_peft.models.loading import resolve_model
+
+    hint = grid.spec.corpus_hint
+    corpus = resolve_corpus(corpus, hint) if need_corpus or corpus else None
+    run = GridRun(grid, corpus, grid_dir(grid, runs_root), Path(notebooks_dir or default_notebooks_dir()))
+    check_kernel()
+    for stage in STAGES:
+        run.declared[stage] = notebook_parameters(run.notebook(stage))
+    run.data_parameters()
+    cells = expand(grid)
+    only = only or {}
+    cells = select(cells, {k: v for k, v in only.items() if k != "run_id"})
+    revisions: dict[str, str] = {}
+    for c in cells:
+        if c.model not in revisions:
+            revisions[c.model] = resolve_model(c.model).revision
+        p = Planned(c, revisions[c.model])
+        run.units(p)
+        run.cells.append(p)
+    run.fingerprint = current_fingerprint(run)
+    assign_run_ids(run)
+    if "run_id" in only:
+        run.cells = [p for p in run.cells if p.run_id in only["run_id"]]
+    if not run.cells:
+        raise ConfigError(f"--only {only}: no cell of grid {grid.name!r} matches")
+    return run
+
+
+def _data_key(run: GridRun) -> str:
+    return params_hash({"corpus": corpus_identity(run.corpus), "params": run.data_parameters()})
+
+
+def current_fingerprint(run: GridRun) -> str | None:
+    """The fingerprint of the prepared data if it is current (same corpus and settings)."""
+    rec = _read_json(run.root / GridFiles.DATA_RECORD)
+    if not rec or rec.get("status") != "finished":
+        return None
+    if run.corpus is not None and rec.get("key") != _data_key(run):
+        return None
+    return rec.get("fingerprint")
+
+
+def assign_run_ids(run: GridRun) -> None:
+    """Set each planned cell's run id and folder from the current data fingerprint
+    (``None`` while the data is not prepared)."""
+    for p in run.cells:
+        if run.fingerprint is None:
+            p.run_id, p.run_dir = None, None
+        else:
+            c = p.cell
+            p.run_id = make_run_id(c.slug, c.axes(), c.params, run.fingerprint, p.revision)
+            p.run_dir = run.root / p.run_id
+
+
+def _manifest_fingerprint(data_dir: Path) -> str:
+    from bashkir_peft.data.folder import read_manifest
+
+    return read_manifest(data_dir)["fingerprint"]  # DataError if incomplete or without one
+
+
+def prepare_data(run: GridRun, log=print) -> str:
+    """Run the data-prep notebook once per grid (skipped when current). Waits while
+    another process prepares the same grid's data.
+
+    Returns:
+        The data fingerprint.
+
+    Raises:
+        StageFailed: the data-prep notebook failed (its error is in ``data_prep.json``).
+    """
+    with try_lock(run.root / GridFiles.LOCKS / "data.lock", timeout=0) as held:
+        if not held:
+            log(f"waiting for another process preparing {run.data_dir}")
+    with try_lock(run.root / GridFiles.LOCKS / "data.lock", timeout=-1):
+        fp = current_fingerprint(run)
+        if fp:
+            return fp
+        params = run.data_parameters()
+        out = run.root / STAGES["data"].notebook
+        record = {"status": "running", "corpus": run.corpus, "key": _data_key(run), "params": params,
+                  "notebook": str(out), "data_dir": str(run.data_dir)}
+        write_json_atomic(run.root / GridFiles.DATA_RECORD, record)
+        start = time.perf_counter()
+        try:
+            execute(run.notebook("data"), out, params, REPO_ROOT)
+            fp = _manifest_fingerprint(run.data_dir)
+        except Exception as err:  # noqa: BLE001 - recorded, then reported
+            info = notebook_error(err, "data", out)
+            write_json_atomic(run.root / GridFiles.DATA_RECORD, {**record, "status": "failed", **info})
+            raise StageFailed(info["error"]) from None
+        write_json_atomic(run.root / GridFiles.DATA_RECORD, {**record, "status": "finished", "fingerprint": fp,
+                                                    "wall_time_s": time.perf_counter() - start})
+        return fp
+
+
+def _stage_record_failure(p: Planned, stage: str, unit: str) -> str | None:
+    rec = _read_json(p.run_dir / STAGES[stage].record)
+    if rec and str(rec.get("status", "")).lower() in ("failed", "error"):
+        return f"{unit}: {rec.get('reason') or rec.get('error') or 'failed (no reason recorded)'}"
+    return None
+
+
+def _move_aside(run: GridRun, p: Planned) -> None:
+    if p.run_dir.exists():
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        dest = run.root / GridFiles.REPLACED / f"{p.run_id}-{stamp}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(p.run_dir), str(dest))
+
+
+def run_cell(run: GridRun, p: Planned, *, force: bool = False, on_stage=None) -> CellResult:
+    """Run one cell's stages under its lock (see the module docstring).
+
+    Args:
+        run: the plan, with run ids assigned (after data prep).
+        p: the cell.
+        force: rerun a finished cell (its folder is moved to ``.replaced/`` first).
+        on_stage: called with ``(p, unit)`` before each notebook execution (progress).
+
+    Returns:
+        The :class:`CellResult`; a failure is recorded in ``grid_cell.json``, never raised.
+    """
+    # a short wait, so another process's status probe (is_locked) is never taken for a holder
+    with try_lock(run.root / GridFiles.LOCKS / f"{p.run_id}.lock", timeout=LOCK_WAIT_S) as held:
+        if not held:
+            return CellResult(p, "locked")
+        rec_path = p.run_dir / RunFiles.CELL
+        rec = _read_json(rec_path) or {}
+        if rec.get("status") == "finished" and not force:
+            return CellResult(p, "skipped", rec.get("wall_time_s", 0.0))
+        if force:
+            _move_aside(run, p)
+            rec = {}
+        c = p.cell
+        stages_done = {s: v for s, v in (rec.get("stages") or {}).items() if v.get("status") == "finished"}
+        record = {
+            "status": "running", "run_id": p.run_id, "grid": run.grid.name,
+            "grid_file": str(run.grid.path) if run.grid.path else None,
+            "params": c.axes(),
+            "identity": identity(c.axes(), c.params, run.fingerprint, p.revision),
+            "sources": run.grid.sources,
+            "data_dir": str(run.data_dir), "corpus": run.corpus,
+            "stages": dict(stages_done), "error": None,
+        }
+        write_json_atomic(rec_path, record)
+        start = time.perf_counter()
+        for unit, stage, params in run.units(p):
+            if unit in stages_done:
+                continue
+            if on_stage:
+                on_stage(p, unit)
+            name = STAGES[stage].notebook
+            if unit != stage:
+                name = name.replace(".ipynb", f".{unit.split('.')[1]}.ipynb")
+            out = p.run_dir / RunFiles.NOTEBOOKS / name
+            t0 = time.perf_counter()
+            record["stages"][unit] = {"status": "running", "notebook": str(out), "parameters": params}
+            write_json_atomic(rec_path, record)
+            try:
+                execute(run.notebook(stage), out, params, REPO_ROOT)
+                failure = _stage_record_failure(p, stage, unit)
+            except Exception as err:  # noqa: BLE001 - a failed cell must not stop the grid
+                info = notebook_error(err, unit, out)
+                failure, record["failure"] = info["error"], info
+            record["stages"][unit].update(status="failed" if failure else "finished",
+                                           wall_time_s=time.perf_counter() - t0)
+            if failure:
+                record.update(status="failed", error=failure, wall_time_s=time.perf_counter() - start)
+                write_json_atomic(rec_path, record)
+                return CellResult(p, "failed", record["wall_time_s"], failure)
+            write_json_atomic(rec_path, record)
+        record.update(status="finished", wall_time_s=time.perf_counter() - start)
+        write_json_atomic(rec_path, record)
+        return CellResult(p, "finished", record["wall_time_s"])
+
+
+def cell_state(run: GridRun, p: Planned) -> dict:
+    """Status of a cell on disk: not started / running / finished / failed / locked."""
+    if p.run_dir is None:
+        return {"status": "not started", "error": None}
+    rec = _read_json(p.run_dir / RunFiles.CELL) or {}
+    status = rec.get("status", "not started")
+    if status == "running":
+        status = "running" if is_locked(run.root / GridFiles.LOCKS / f"{p.run_id}.lock") else "interrupted"
+    return {"status": status, "error": rec.get("error"), "wall_time_s": rec.get("wall_time_s")}
+
+
+def write_index(run: GridRun) -> Path:
+    """Write ``runs/<grid>/grid.json``: the grid's current cells (all of them, not only
+    this invocation's), their run folders and status, read back from disk."""
+    cells = []
+    for p in plan_all(run):
+        cells.append({**p.cell.axes(), "run_id": p.run_id, "run_dir": str(p.run_dir) if p.run_dir else None,
+                      **cell_state(run, p)})
+    data = _read_json(run.root / GridFiles.DATA_RECORD) or {}
+    return write_json_atomic(run.root / GridFiles.INDEX, {
+        "grid": run.grid.name, "grid_file": str(run.grid.path) if run.grid.path else None,
+        "description": run.grid.spec.description, "corpus": run.corpus,
+        "data": {k: data.get(k) for k in ("status", "fingerprint", "notebook", "data_dir", "error")},
+        "cells": cells,
+    })
+
+
+def plan_all(run: GridRun) -> list[Planned]:
+    """Every cell of the grid (ignoring --only), with run ids."""
+    from bashkir_peft.models.loading import resolve_model
+
+    known = {p.cell: p for p in run.cells}
+    out = []
+    for c in expand(run.grid):
+        p = known.get(c) or Planned(c, resolve_model(c.model).revision)
+        if p.run_id is None and run.fingerprint:
+            p.run_id = make_run_id(c.slug, c.axes(), c.params, run.fingerprint, p.revision)
+            p.run_dir = run.root / p.run_id
+        out.append(p)
+    return out
+
+
+def summary_table(results: list[CellResult]) -> str:
+    """The final table: one row per cell (run id, status, minutes, error)."""
+    rows = [("run_id", "status", "time", "error")]
+    for r in results:
+        rid = r.planned.run_id or f"{r.planned.cell.slug}-<pending data>"
+        err = (r.error or "")[:100]
+        rows.append((rid, r.status, f"{r.wall_time_s / 60:.1f} min" if r.wall_time_s else "-", err))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row[:3], widths)) + "  " + row[3]
+                     for row in rows).rstrip()
+
+
+def run_grid(run: GridRun, *, force: bool = False, dry_run: bool = False, progress: bool = True,
+             out: TextIO | None = None) -> list[CellResult]:
+    """Execute (or, with ``dry_run``, list) a planned grid; print the summary table.
+
+    Returns:
+        One :class:`CellResult` per selected cell.
+
+    Raises:
+        StageFailed: data preparation failed.
+    """
+    from tqdm.auto import tqdm
+
+    out = out or sys.stdout
+    if dry_run:
+        results = [CellResult(p, cell_state(run, p)["status"] if p.run_id else "pending") for p in run.cells]
+        for r in results:
+            c = r.planned.cell
+            print(f"{r.planned.run_id or c.slug + '-<pending data>'}  model={c.model} method={c.method} "
+                  f"lora_r={c.lora_r} seed={c.seed}{' label=' + c.label if c.label else ''}  [{r.status}]", file=out)
+        if run.fingerprint is None:
+            print("data not prepared yet: run ids follow from the data fingerprint after data prep", file=out)
+        print(f"{len(results)} cells (dry run: nothing executed)", file=out)
+        return results
+    bar = tqdm(total=len(run.cells), desc=f"grid {run.grid.name}", unit="cell", disable=not progress,
+               file=sys.stderr)
+    bar.set_postfix_str("data prep")
+    run.fingerprint = prepare_data(run, log=bar.write)
+    assign_run_ids(run)
+    results = []
+    for p in run.cells:
+        res = run_cell(run, p, force=force, on_stage=lambda p, s: bar.set_postfix_str(f"{p.cell.slug}: {s}"))
+        results.append(res)
+        if res.status == "failed":
+            bar.write(f"FAILED {p.run_id}: {res.error}")
+        write_index(run)
+        bar.update(1)
+    bar.close()
+    print(summary_table(results), file=out)
+    counts = {s: sum(r.status == s for r in results) for s in ("finished", "skipped", "failed", "locked")}
+    print(", ".join(f"{n} {s}" for s, n in counts.items() if n) + f"  (runs in {run.root})", file=out)
+    return results

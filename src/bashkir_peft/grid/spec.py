@@ -1,0 +1,367 @@
+"""Experiment grids (``params/grids/*.yaml``): the file format and its expansion into cells.
+
+A grid file has a ``name``; per-stage settings ``data``, ``train``, ``evaluate``,
+``generate`` (parameters of the notebooks 01-04, injected by papermill); the ``matrix``
+axes ``model`` x ``method`` x ``lora_r`` x ``seed``; ``exclude`` selectors, ``include``
+extra cells (each with its own stage settings) and ``overrides`` (stage settings for
+the cells a selector matches). The corpus is never in the file: it is a required
+command-line setting (``--corpus``), so nothing falls back silently from one source to
+another.
+
+Where the values come from: any stage value or axis may be written annotated,
+``{value: 128, source: paper, note: "..."}`` (axes: ``{values: [...], source: ...}``);
+``source`` is ``paper`` (stated by Arabov & Khaybullina, or in their released runs) or
+``ours``. A grid without ``default_source`` must annotate every value (``paper.yaml``
+does), so nobody mistakes our choice for theirs; an ``exclude``/``include``/``overrides``
+entry may carry one ``source`` for all its values; ``default_source: ours`` marks every
+unannotated value as ours (the demo and smoke grids).
+
+Expansion rules (one cell = model x method x lora_r x seed):
+    - ``lora_r`` applies to ``lora`` and ``qlora`` only; ``full`` and ``base`` cells have
+      ``lora_r = None``.
+    - ``base`` (the zero-shot baseline: no training; evaluation and generation of the
+      base model) does not depend on a seed: one base cell per model, with the first
+      seed of the matrix (used by generation's sampling, if any).
+    - settings are layered: the grid's stage settings < each matching ``overrides`` entry
+      (in file order) < an ``include`` entry's own settings.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, JsonValue, NonNegativeInt, PositiveInt, field_validator
+
+from bashkir_peft.errors import ConfigError
+from bashkir_peft.yamlio import StrictModel, read_yaml, validate
+
+GridMethod = Literal["base", "full", "lora", "qlora"]
+STAGE_SECTIONS: tuple[str, ...] = ("data", "train", "evaluate", "generate")
+CELL_STAGES: tuple[str, ...] = ("train", "evaluate", "generate")
+AXES: tuple[str, ...] = ("model", "method", "lora_r", "seed", "label")
+ADAPTER_METHODS = ("lora", "qlora")
+Source = Literal["paper", "ours"]
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class Annotation(StrictModel):
+    """Where a value comes from."""
+
+    source: Source
+    note: str | None = None
+
+
+StageSettings = dict[str, JsonValue]
+
+
+class Matrix(StrictModel):
+    """The axes of the grid."""
+
+    model: list[str] = Field(min_length=1)
+    method: list[GridMethod] = Field(min_length=1)
+    lora_r: list[PositiveInt] = Field(default=[8], min_length=1)
+    seed: list[NonNegativeInt] = Field(default=[42], min_length=1)
+
+
+def _one_or_many(v):
+    return v if v is None or isinstance(v, list) else [v]
+
+
+class Selector(StrictModel):
+    """Matches cells: each given axis must take one of the listed values (AND over axes)."""
+
+    model: list[str] | None = None
+    method: list[GridMethod] | None = None
+    lora_r: list[PositiveInt | None] | None = None
+    seed: list[NonNegativeInt] | None = None
+    label: list[str] | None = None
+    source: Source | None = None
+    note: str | None = None
+
+    @field_validator("model", "method", "lora_r", "seed", "label", mode="before")
+    @classmethod
+    def as_list(cls, v):
+        return _one_or_many(v)
+
+    def matches(self, cell: "Cell") -> bool:
+        return all(getattr(self, k) is None or getattr(cell, k) in getattr(self, k) for k in AXES)
+
+
+class _StageSettings(StrictModel):
+    """Per-stage settings shared by overrides and included cells, with their source."""
+
+    train: StageSettings = {}
+    evaluate: StageSettings = {}
+    generate: StageSettings = {}
+    source: Source | None = None
+    note: str | None = None
+
+
+class Override(_StageSettings):
+    """Stage settings for the cells ``when`` matches."""
+
+    when: Selector
+
+
+class Include(_StageSettings):
+    """An extra cell outside the matrix (e.g. one deliberately failing cell)."""
+
+    model: str
+    method: GridMethod
+    lora_r: PositiveInt | None = None
+    seed: NonNegativeInt | None = None
+    label: str | None = Field(default=None, pattern=_NAME)
+
+
+class GridSpec(StrictModel):
+    """A validated grid file (see the module docstring)."""
+
+    name: str = Field(pattern=_NAME)
+    description: str = ""
+    default_source: Source | None = None
+    corpus_hint: str | None = None
+    data: StageSettings = {}
+    train: StageSettings = {}
+    evaluate: StageSettings = {}
+    generate: StageSettings = {}
+    matrix: Matrix
+    exclude: list[Selector] = []
+    include: list[Include] = []
+    overrides: list[Override] = []
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A loaded grid: the spec, where each value comes from, and the file it came from."""
+
+    spec: GridSpec
+    sources: dict[str, dict]
+    path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One experiment: axes plus the resolved stage settings of the grid (no paths yet).
+
+    Attributes:
+        model, method, lora_r, seed, label: the axes (``lora_r`` None for full/base).
+        params: stage name (train, evaluate, generate) -> settings from the grid.
+    """
+
+    model: str
+    method: str
+    lora_r: int | None
+    seed: int
+    label: str | None = None
+    params: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, hash=False)
+
+    def axes(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in AXES}
+
+    @property
+    def trains(self) -> bool:
+        """False for the zero-shot baseline ("base"), which has no training stage."""
+        return self.method != "base"
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return CELL_STAGES if self.trains else CELL_STAGES[1:]
+
+    @property
+    def slug(self) -> str:
+        """A readable, filesystem-safe name: ``model-method[-rR]-sSEED[-label]``."""
+        model = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model).strip("_")
+        parts = [model, self.method]
+        if self.lora_r is not None:
+            parts.append(f"r{self.lora_r}")
+        parts.append(f"s{self.seed}")
+        if self.label:
+            parts.append(self.label)
+        return "-".join(parts)
+
+
+# --- loading --------------------------------------------------------------------------
+
+
+def _is_annotated(v: object, key: str) -> bool:
+    return isinstance(v, dict) and key in v and "source" in v and set(v) <= {key, "source", "note"}
+
+
+def _unwrap(value: object, key: str, where: str, path: str, sources: dict) -> object:
+    if _is_annotated(value, key):
+        ann = validate(Annotation, {k: v for k, v in value.items() if k != key}, f"{where}: {path}")
+        sources[path] = ann.model_dump()
+        return value[key]
+    return value
+
+
+def _unwrap_section(section: object, where: str, prefix: str, sources: dict) -> object:
+    if not isinstance(section, dict):
+        return section
+    return {k: _unwrap(v, "value", where, f"{prefix}.{k}", sources) for k, v in section.items()}
+
+
+def _entry_annotation(entry: object, prefix: str, sources: dict) -> None:
+    if isinstance(entry, dict) and "source" in entry:
+        sources[prefix] = {"source": entry["source"], "note": entry.get("note")}
+
+
+def parse_grid(raw: object, where: str = "grid") -> Grid:
+    """Validate a parsed grid file (a dict) and unwrap its annotated values.
+
+    Raises:
+        ConfigError: one line per problem: unknown key, wrong type, out-of-range value,
+            ``corpus`` set in the file, a value without a source in a grid without
+            ``default_source``, an empty grid.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: a grid file is a mapping (name, matrix, train, ...)")
+    raw = dict(raw)
+    sources: dict[str, dict] = {}
+    for section in STAGE_SECTIONS:
+        if section in raw:
+            raw[section] = _unwrap_section(raw[section], where, section, sources)
+    if isinstance(raw.get("matrix"), dict):
+        raw["matrix"] = {k: _unwrap(v, "values", where, f"matrix.{k}", sources) for k, v in raw["matrix"].items()}
+    for kind in ("exclude", "include", "overrides"):
+        entries = raw.get(kind)
+        if not isinstance(entries, list):
+            continue
+        out = []
+        for i, entry in enumerate(entries):
+            _entry_annotation(entry, f"{kind}[{i}]", sources)
+            if isinstance(entry, dict):
+                entry = dict(entry)
+                for section in CELL_STAGES:
+                    if section in entry:
+                        entry[section] = _unwrap_section(entry[section], where, f"{kind}[{i}].{section}", sources)
+            out.append(entry)
+        raw[kind] = out
+    spec = validate(GridSpec, raw, where)
+    if "corpus" in spec.data:
+        raise ConfigError(f"{where}: data.corpus: the corpus is set on the command line (--corpus / make CORPUS=...), "
+                          "not in the grid file")
+    _check_sources(spec, sources, where)
+    grid = Grid(spec, sources)
+    if not expand(grid):
+        raise ConfigError(f"{where}: the grid has no cells (every cell is excluded)")
+    return grid
+
+
+def _check_sources(spec: GridSpec, sources: dict, where: str) -> None:
+    if spec.default_source is not None:
+        return
+    missing = [f"{s}.{k}" for s in STAGE_SECTIONS for k in getattr(spec, s) if f"{s}.{k}" not in sources]
+    missing += [f"matrix.{k}" for k in Matrix.model_fields
+                if k in spec.matrix.model_fields_set and f"matrix.{k}" not in sources]
+    for kind in ("exclude", "include", "overrides"):
+        for i, entry in enumerate(getattr(spec, kind)):
+            if entry.source is not None:  # the entry's source covers its values
+                continue
+            if kind == "exclude":
+                missing.append(f"{kind}[{i}]")
+            for s in CELL_STAGES if kind != "exclude" else ():
+                missing += [f"{kind}[{i}].{s}.{k}" for k in getattr(entry, s) if f"{kind}[{i}].{s}.{k}" not in sources]
+    if missing:
+        raise ConfigError(f"{where}: no default_source, so every value needs a source (paper or ours); "
+                          f"missing for: {', '.join(missing)}")
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and validate a grid file (see :func:`parse_grid`).
+
+    Raises:
+        ConfigError: missing file, malformed YAML, or an invalid grid.
+    """
+    path = Path(path)
+    grid = parse_grid(read_yaml(path), str(path))
+    return Grid(grid.spec, grid.sources, path.resolve())
+
+
+# --- expansion ------------------------------------------------------------------------
+
+
+def _layer(cell_axes: dict, spec: GridSpec, own: dict[str, dict] | None = None) -> dict[str, dict]:
+    probe = Cell(**cell_axes)
+    params = {s: dict(getattr(spec, s)) for s in CELL_STAGES}
+    for ov in spec.overrides:
+        if ov.when.matches(probe):
+            for s in CELL_STAGES:
+                params[s].update(getattr(ov, s))
+    for s in CELL_STAGES:
+        params[s].update((own or {}).get(s, {}))
+    return {s: params[s] for s in probe.stages}
+
+
+def expand(grid: Grid) -> list[Cell]:
+    """All cells of the grid, in a stable order (matrix order, then includes).
+
+    Returns:
+        Cells with their resolved stage settings; duplicates (same axes) removed.
+    """
+    spec = grid.spec
+    m = spec.matrix
+    seen: dict[tuple, Cell] = {}
+    for model in m.model:
+        for method in m.method:
+            ranks = m.lora_r if method in ADAPTER_METHODS else [None]
+            seeds = m.seed if method != "base" else m.seed[:1]
+            for r in ranks:
+                for seed in seeds:
+                    axes = {"model": model, "method": method, "lora_r": r, "seed": seed, "label": None}
+                    probe = Cell(**axes)
+                    if any(sel.matches(probe) for sel in spec.exclude):
+                        continue
+                    seen.setdefault(tuple(axes.values()), Cell(**axes, params=_layer(axes, spec)))
+    for inc in spec.include:
+        r = inc.lora_r if inc.method in ADAPTER_METHODS else None
+        if inc.method in ADAPTER_METHODS and r is None:
+            r = m.lora_r[0]
+        axes = {"model": inc.model, "method": inc.method, "lora_r": r,
+                "seed": m.seed[0] if inc.seed is None else inc.seed, "label": inc.label}
+        own = {s: getattr(inc, s) for s in CELL_STAGES}
+        seen[tuple(axes.values())] = Cell(**axes, params=_layer(axes, spec, own))
+    return list(seen.values())
+
+
+def parse_only(filters: list[str] | None) -> dict[str, set[str]]:
+    """Parse ``--only key=value[,value...]`` filters (repeated keys are OR-ed).
+
+    Raises:
+        ConfigError: not ``key=value``, or an unknown key.
+    """
+    out: dict[str, set[str]] = {}
+    for f in filters or []:
+        key, sep, value = f.partition("=")
+        key = key.strip()
+        if not sep or not value:
+            raise ConfigError(f"--only {f!r}: expected key=value, e.g. --only method=lora")
+        if key not in AXES + ("run_id",):
+            raise ConfigError(f"--only {f!r}: unknown key {key!r}; keys: {', '.join(AXES + ('run_id',))}")
+        out.setdefault(key, set()).update(v.strip() for v in value.split(","))
+    return out
+
+
+def _text(v: object) -> str:
+    return "none" if v is None else str(v)
+
+
+def select(cells: list[Cell], only: dict[str, set[str]], run_ids: dict[Cell, str] | None = None) -> list[Cell]:
+    """Keep the cells matching every ``only`` key (values compared as text: ``seed=42``
+    matches the int 42; ``lora_r=none`` matches full and base cells)."""
+    def ok(c: Cell) -> bool:
+        for key, values in only.items():
+            v = run_ids.get(c) if key == "run_id" and run_ids else getattr(c, key, None)
+            if _text(v).lower() not in {x.lower() for x in values}:
+                return False
+        return True
+
+    return [c for c in cells if ok(c)]

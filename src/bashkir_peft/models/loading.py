@@ -1,0 +1,232 @@
+"""One loading function for every model the project uses.
+
+``load_model(model, method)`` takes a registry name (``params/models.yaml``), a local
+folder, or a Hub id, and returns ``(model, tokenizer)`` ready for ``method``:
+
+- ``full`` / ``lora``: full-precision weights in the compute dtype.
+- ``qlora``: 4-bit NF4 weights with double quantization (bitsandbytes), compute dtype
+  bf16 on GPU; on CPU float32 (bitsandbytes' CPU kernels dequantize to it). Source:
+  Dettmers et al., "QLoRA" (2023), sec. 3; transformers ``BitsAndBytesConfig`` docs.
+
+Rules (DESIGN.md): no silent fallback between local and Hub sources; never
+``trust_remote_code`` unless the registry entry says so; safetensors only unless the
+entry sets ``allow_pickle``. Errors a user can fix raise :class:`ModelNotFoundError`
+or :class:`ConfigError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bashkir_peft.errors import ConfigError, ModelNotFoundError
+from bashkir_peft.models.registry import METHODS, ModelEntry, load_registry
+
+# Hub ids are "owner/name"; bare names are registry names (the Hub's legacy bare ids
+# gpt2, distilgpt2, gpt2-medium are registry entries).
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model comes from and what records must say about it.
+
+    Attributes:
+        name: registry name, or the path / Hub id as given.
+        location: what ``from_pretrained`` receives (a folder or a Hub id).
+        source: ``hub``, ``local``, ``tiny`` or ``gguf``.
+        revision: Hub commit, ``"unpinned"``, or ``"local:<sha256[:12]>"`` of the folder's
+            config and weight file names/sizes.
+        entry: the registry entry, when there is one.
+    """
+
+    name: str
+    location: str
+    source: str
+    revision: str
+    entry: ModelEntry | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def trust_remote_code(self) -> bool:
+        return bool(self.entry and self.entry.trust_remote_code)
+
+    @property
+    def allow_pickle(self) -> bool:
+        return bool(self.entry and self.entry.allow_pickle)
+
+    def record(self) -> dict:
+        """The fields a result record stores about the model."""
+        return {
+            "name": self.name,
+            "location": self.location,
+            "source": self.source,
+            "revision": self.revision,
+            "model_type": self.entry.model_type if self.entry else None,
+            "notes": self.notes,
+        }
+
+
+def _folder_revision(path: Path) -> str:
+    h = hashlib.sha256()
+    config = path / "config.json"
+    if config.is_file():
+        h.update(config.read_bytes())
+    for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
+        h.update(f"{f.name}:{f.stat().st_size}".encode())
+    return "local:" + h.hexdigest()[:12]
+
+
+def _local_folder(path: Path, name: str, source: str, entry: ModelEntry | None) -> ResolvedModel:
+    if not (path / "config.json").is_file():
+        raise ModelNotFoundError(f"{path} is not a model folder (no config.json)")
+    notes = [entry.notes] if entry and entry.notes else []
+    return ResolvedModel(name, str(path), source, _folder_revision(path), entry, notes)
+
+
+def resolve_model(model: str | os.PathLike) -> ResolvedModel:
+    """Resolve a registry name, local folder, or Hub id (in that order; no fallback).
+
+    A registry name is looked up; a string that looks like a path (absolute, ``./``,
+    ``~``, or an existing folder) is a local folder; anything else must be a Hub id
+    ``owner/name``.
+
+    Raises:
+        ModelNotFoundError: a path-like string that is not a folder, or a string that is
+            neither a registry name nor a valid Hub id (the message lists registry names).
+    """
+    from bashkir_peft.models.provision import provision
+
+    text = str(model)
+    reg = load_registry()
+    if text in reg.models:
+        entry = reg.get(text)
+        if entry.source == "hub":
+            notes = [entry.notes] if entry.notes else []
+            return ResolvedModel(text, entry.hub_id, "hub", entry.revision_label, entry, notes)
+        return _local_folder(provision(entry), text, entry.source, entry)
+    path = Path(text).expanduser()
+    if text.startswith(("/", ".", "~")) or path.is_dir():
+        if not path.is_dir():
+            raise ModelNotFoundError(f"model folder {text} does not exist")
+        return _local_folder(path.resolve(), text, "local", None)
+    if _HUB_ID.match(text):
+        return ResolvedModel(text, text, "hub", "unpinned")
+    known = ", ".join(sorted(reg.models))
+    raise ModelNotFoundError(f"{text!r} is not a registry name, a local folder or a Hub id; registry names: {known}")
+
+
+def default_dtype(resolved: ResolvedModel, method: str) -> str:
+    """Compute dtype: the registry's on CUDA; float32 on CPU (bf16 training on CPU is slow
+    and loses precision for little memory gain at the model sizes a CPU can train)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "float32"
+    if method == "qlora":
+        return "bfloat16"
+    return resolved.entry.dtype if resolved.entry else "bfloat16"
+
+
+def quantization_config(compute_dtype: str):
+    """The QLoRA quantization: NF4, double quantization, the given compute dtype."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=getattr(torch, compute_dtype),
+    )
+
+
+def _hub_error(resolved: ResolvedModel, err: Exception) -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"cannot load {resolved.location!r} from the Hugging Face Hub ({type(err).__name__}); "
+        f"offline? download it on a connected machine (hf download {resolved.location} --local-dir DIR) "
+        "and pass DIR as the model"
+    )
+
+
+def load_tokenizer(resolved: ResolvedModel):
+    """Load the tokenizer that belongs to the weights; set ``pad_token`` to EOS if unset."""
+    from transformers import AutoTokenizer
+
+    kwargs = {"trust_remote_code": resolved.trust_remote_code}
+    if resolved.source == "hub" and resolved.revision != "unpinned":
+        kwargs["revision"] = resolved.revision
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved.location, **kwargs)
+    except OSError as err:
+        if resolved.source == "hub":
+            raise _hub_error(resolved, err) from None
+        raise
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(model: str | os.PathLike, method: str = "full", *, dtype: str | None = None):
+    """Load ``(model, tokenizer)`` for a fine-tuning ``method``.
+
+    Args:
+        model: registry name, local folder, or Hub id (see :func:`resolve_model`).
+        method: ``"full"``, ``"lora"`` or ``"qlora"``. For ``qlora`` the linear layers are
+            4-bit NF4 (double quantization); LoRA adapters are attached by
+            :func:`bashkir_peft.models.lora.apply_lora`, not here.
+        dtype: compute dtype name (``float32``, ``bfloat16``, ``float16``); default
+            :func:`default_dtype`.
+
+    Returns:
+        ``(model, tokenizer)``; ``model.bashkir_resolved`` holds the :class:`ResolvedModel`.
+
+    Raises:
+        ConfigError: unknown method or dtype.
+        ModelNotFoundError: unknown name, missing folder, or Hub unreachable.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    resolved = resolve_model(model)
+    dtype = dtype or default_dtype(resolved, method)
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ConfigError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
+    kwargs = {
+        "dtype": getattr(torch, dtype),
+        "trust_remote_code": resolved.trust_remote_code,
+        "use_safetensors": None if resolved.allow_pickle else True,
+    }
+    if resolved.source == "hub" and resolved.revision != "unpinned":
+        kwargs["revision"] = resolved.revision
+    if method == "qlora":
+        kwargs["quantization_config"] = quantization_config(dtype)
+        kwargs["device_map"] = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
+    tokenizer = load_tokenizer(resolved)
+    try:
+        net = AutoModelForCausalLM.from_pretrained(resolved.location, **kwargs)
+    except OSError as err:
+        if resolved.source == "hub":
+            raise _hub_error(resolved, err) from None
+        raise ModelNotFoundError(f"cannot load model weights from {resolved.location}: {err}".splitlines()[0]) from None
+    if net.generation_config.pad_token_id is None:
+        net.generation_config.pad_token_id = tokenizer.pad_token_id
+    net.bashkir_resolved = resolved
+    return net, tokenizer
+
+
+def prefix_token_id(tokenizer) -> int:
+    """BOS, or EOS where the tokenizer has no BOS (lm_eval ``HFLM.prefix_token_id``).
+
+    Raises:
+        ConfigError: the tokenizer has neither.
+    """
+    tid = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if tid is None:
+        raise ConfigError("the tokenizer has neither a BOS nor an EOS token to prefix documents with")
+    return tid

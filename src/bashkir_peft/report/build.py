@@ -1,0 +1,290 @@
+"""The report of a grid: every run record under ``runs/<grid>/`` aggregated into tidy tables
+(CSV + Parquet) and seaborn figures (PNG) under ``runs/<grid>/report/``.
+
+Use::
+
+    from bashkir_peft.report.build import ReportParams, build_report
+    result = build_report(ReportParams(grid="params/grids/cpu-demo.yaml"))
+    result.tables["summary"], result.figures["metrics_by_method"]
+
+or ``bashkir-peft report GRID.yaml`` (``notebooks/05_report.ipynb`` calls the same function).
+Failed and unfinished runs are left out of every result table and listed in ``failures``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+from pydantic import Field
+
+from bashkir_peft.report import figures as fig
+from bashkir_peft.atomic import atomic_path, write_parquet_atomic
+from bashkir_peft.report import tables as rt
+from bashkir_peft.report.runs import RunRecord, discover_runs
+from bashkir_peft.settings import REPO_ROOT
+from bashkir_peft.yamlio import StrictModel, read_yaml
+
+
+class ReportParams(StrictModel):
+    """Parameters of the report (defaults here are the single source of defaults).
+
+    Attributes:
+        grid: a grid YAML file (``params/grids/NAME.yaml``) or a grid name.
+        runs_dir: the grid's runs folder; default ``runs/<grid name>`` (or the grid file's
+            ``runs_dir``) under ``$BASHKIR_PEFT_RUNS`` (default ``<repo>/runs``), as the grid
+            runner lays them out.
+        out_dir: where tables and figures go; default ``<runs_dir>/report``.
+        data_dir: the data-prep output (for the tokenizer fertility table); default: the
+            ``data_dir`` the runs' parameters name, if any.
+        protocol: evaluation protocol of the headline tables and figures (``rolling``:
+            comparable across tokenizers); falls back to the one the runs have.
+        split: evaluated split of the headline tables.
+        n_resamples: bootstrap resamples for the paired differences.
+        confidence: confidence level of the intervals.
+        seed: seed of the bootstrap resampling.
+    """
+
+    grid: str = "params/grids/cpu-demo.yaml"
+    runs_dir: str | None = None
+    out_dir: str | None = None
+    data_dir: str | None = None
+    protocol: Literal["rolling", "paper"] = "rolling"
+    split: Literal["test", "validation"] = "test"
+    n_resamples: int = Field(2000, ge=100, le=100_000)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    seed: int = 0
+
+
+def resolve_grid(grid: str) -> tuple[str, Path]:
+    """The grid's name and runs folder.
+
+    Args:
+        grid: a grid YAML path (its ``name`` key, else its file stem; its ``runs_dir`` key,
+            else ``runs/<name>``) or a bare grid name (``runs/<name>``).
+
+    Raises:
+        ConfigError: a path ending in .yaml/.yml that does not exist, or malformed YAML.
+    """
+    p = Path(grid)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_absolute() and not p.exists():
+            p = REPO_ROOT / p
+        data = read_yaml(p)
+        data = data if isinstance(data, dict) else {}
+        name = str(data.get("name") or p.stem)
+        runs = data.get("runs_dir")
+        return name, _abs(runs) if runs else _runs_root() / name
+    return grid, _runs_root() / grid
+
+
+def _runs_root() -> Path:
+    """``$BASHKIR_PEFT_RUNS`` or ``<repo>/runs`` (as the grid runner)."""
+    return Path(os.environ.get("BASHKIR_PEFT_RUNS", REPO_ROOT / "runs"))
+
+
+def _abs(path: str | Path) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+def write_table(df: pd.DataFrame, stem: Path) -> tuple[Path, Path]:
+    """Write ``df`` as ``stem.csv`` and ``stem.parquet``, each atomically (temp + rename)."""
+    csv, parquet = stem.with_suffix(".csv"), stem.with_suffix(".parquet")
+    with atomic_path(csv) as tmp:
+        df.to_csv(tmp, index=False)
+    write_parquet_atomic(df.astype({c: "string" for c in df.columns if df[c].dtype == object}), parquet)
+    return csv, parquet
+
+
+@dataclass
+class ReportResult:
+    """What :func:`build_report` produced.
+
+    Attributes:
+        grid: grid name.
+        runs_dir, out_dir: folders read and written.
+        runs: the run records read.
+        protocol: the headline protocol used.
+        tables: name -> DataFrame (also written as ``out_dir/tables/<name>.csv|.parquet``).
+        figures: name -> PNG path (only figures that had data).
+    """
+
+    grid: str
+    runs_dir: Path
+    out_dir: Path
+    runs: list[RunRecord]
+    protocol: str | None
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    figures: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def headline(self) -> pd.DataFrame:
+        """The headline table: the headline protocol and split, mean ± std over seeds."""
+        s = self.tables["summary"]
+        return s[(s["protocol"] == self.protocol)] if len(s) else s
+
+
+def _data_dir(params: ReportParams, runs: list[RunRecord]) -> Path | None:
+    if params.data_dir:
+        return _abs(params.data_dir)
+    for run in runs:
+        d = run.params.get("data_dir")
+        if isinstance(d, str) and _abs(d).is_dir():
+            return _abs(d)
+    return None
+
+
+def build_report(params: ReportParams) -> ReportResult:
+    """Aggregate every run record of a grid into tables and figures.
+
+    Args:
+        params: :class:`ReportParams`.
+
+    Returns:
+        :class:`ReportResult`. Tables: ``runs`` (all runs, with status), ``metrics`` (tidy,
+        finished runs), ``summary`` (mean/std/n over seeds), ``differences`` (paired
+        bootstrap CIs of bits per byte between methods on the same model), ``quality_cost``,
+        ``fertility``, ``generation`` and ``generation_summary``, ``paper`` (the paper's
+        quoted numbers beside ours), ``failures`` (failed and incomplete runs with errors).
+
+    Raises:
+        ConfigError: no runs folder or no run record in it (DataError), bad grid file.
+    """
+    name, runs_dir = resolve_grid(params.grid)
+    if params.runs_dir:
+        runs_dir = _abs(params.runs_dir)
+    out_dir = _abs(params.out_dir) if params.out_dir else runs_dir / "report"
+    runs = discover_runs(runs_dir)
+    rt.require_runs(runs, runs_dir)
+    t: dict[str, pd.DataFrame] = {}
+    t["runs"] = rt.runs_table(runs)
+    t["metrics"] = rt.metrics_table(runs)
+    t["summary"] = rt.summary_table(t["metrics"])
+    protocol = rt.headline_protocol(t["metrics"], params.protocol)
+    t["differences"] = rt.differences_table(runs, protocol=protocol, split=params.split,
+                                            n_resamples=params.n_resamples, confidence=params.confidence,
+                                            seed=params.seed)
+    t["quality_cost"] = rt.quality_cost_table(t["runs"], t["metrics"], protocol, params.split)
+    t["fertility"] = rt.fertility_table(runs, t["quality_cost"], _data_dir(params, runs), protocol)
+    t["generation"] = rt.generation_table(runs)
+    t["generation_summary"] = rt.generation_summary(t["generation"])
+    t["paper"] = rt.paper_table(t["summary"])
+    t["failures"] = rt.failures_table(runs)
+    for k, df in t.items():
+        for col in ("lora_r", "seed", "n", "ours_n", "n_documents"):
+            if col in df.columns:
+                df[col] = pd.array(df[col].astype("Float64").round(), dtype="Int64")
+        write_table(df, out_dir / "tables" / k)
+    figs_dir = out_dir / "figures"
+    made = {
+        "metrics_by_method": fig.metrics_by_method(t["metrics"], figs_dir / "metrics_by_method.png",
+                                                   protocol, params.split),
+        "differences": fig.differences(t["differences"], figs_dir / "differences.png"),
+        "params_vs_bpb": fig.params_vs_bpb(t["quality_cost"], figs_dir / "params_vs_bpb.png"),
+        "cost_vs_quality": fig.cost_vs_quality(t["quality_cost"], figs_dir / "cost_vs_quality.png"),
+        "fertility_vs_bpb": fig.fertility_vs_bpb(t["fertility"], figs_dir / "fertility_vs_bpb.png"),
+        "generation_language": fig.generation_language(t["generation_summary"],
+                                                       figs_dir / "generation_language.png"),
+    }
+    return ReportResult(grid=name, runs_dir=runs_dir, out_dir=out_dir, runs=runs, protocol=protocol,
+                        tables=t, figures={k: v for k, v in made.items() if v is not None})
+
+
+def format_headline(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary as a reader's table: ``mean ± std`` strings, n, one row per model x method."""
+    if summary.empty:
+        return summary
+    out = summary[["model", "method_label", "protocol", "split", "n"]].copy()
+
+    def fmt(x: float, digits: int) -> str:
+        return f"{x:.{digits}f}" if abs(x) < 1e5 else f"{x:.3e}"
+
+    for m in ("perplexity", "bits_per_byte", "word_perplexity"):
+        digits = 4 if m == "bits_per_byte" else 2
+        out[m] = [fmt(a, digits) + ("" if pd.isna(b) else f" ± {fmt(b, digits)}")
+                  for a, b in zip(summary[f"{m}_mean"], summary[f"{m}_std"])]
+    return out.rename(columns={"method_label": "method"})
+
+
+def per_run_table(result: ReportResult) -> pd.DataFrame:
+    """One row per finished cell: its keys, headline metrics, trainable parameters and cost."""
+    q = result.tables["quality_cost"]
+    if q.empty:
+        return q
+    cols = ["run_id", "model", "method_label", "seed", "perplexity", "bits_per_byte", "word_perplexity",
+            "trainable_params", "wall_time_s", "peak_memory_mib", "tokens_per_s"]
+    out = q[[c for c in cols if c in q.columns]].rename(columns={"method_label": "method"})
+    order = [(m, rt._method_sort_key(lab), -1 if pd.isna(sd) else int(sd))
+             for m, lab, sd in zip(out["model"], out["method"], out["seed"])]
+    return out.iloc[sorted(range(len(out)), key=order.__getitem__)].reset_index(drop=True)
+
+
+def format_paper(paper: pd.DataFrame) -> pd.DataFrame:
+    """The paper table for reading: the quoted value's column is headed "quoted from the paper",
+    ours as ``mean ± std`` with the number of seeds."""
+    if paper.empty:
+        return paper
+    ours = [("–" if pd.isna(m) else f"{m:.2f}" + ("" if pd.isna(s) else f" ± {s:.2f}"))
+            for m, s in zip(paper["ours_mean"], paper["ours_std"])]
+    return pd.DataFrame({"model": paper["model"], "method": paper["method"], "metric": paper["metric"],
+                         "quoted from the paper": [f"{v:g}" for v in paper["paper"]], "ours: method": paper["ours_method"],
+                         "ours: mean ± std": ours, "ours: seeds": paper["ours_n"]})
+
+
+GENERATION_COLUMNS = ("model", "method_label", "n", "code_switch_rate", "non_bashkir_word_share",
+                      "share_bak", "share_rus", "share_eng", "share_other", "distinct_1", "distinct_2",
+                      "repeated_ngram_rate", "mean_words")
+
+
+def generation_view(gen_summary: pd.DataFrame) -> pd.DataFrame:
+    """The generation summary's columns a reader compares (those present), method renamed."""
+    cols = [c for c in GENERATION_COLUMNS if c in gen_summary.columns]
+    return gen_summary[cols].rename(columns={"method_label": "method"})
+
+
+def grid_note(grid: str) -> str:
+    """A note on what the grid's numbers mean (from the grid file's ``description``, and a
+    warning that any grid other than ``paper`` demonstrates the pipeline only)."""
+    name, _ = resolve_grid(grid)
+    desc = ""
+    p = Path(grid) if Path(grid).exists() else REPO_ROOT / grid
+    if p.suffix in (".yaml", ".yml") and p.is_file():
+        data = read_yaml(p)
+        if isinstance(data, dict) and isinstance(data.get("description"), str):
+            desc = data["description"].strip() + "\n\n"
+    if name != "paper":
+        desc += (f"**The `{name}` grid is a demonstration of the pipeline, not a reproduction of the "
+                 "paper's numbers**: small models, few training steps, a local corpus.")
+    return desc
+
+
+def show_table(df: pd.DataFrame, table_id: str, *, digits: int = 4):
+    """An HTML table with a stable ``id`` (the book's tests and links find it by id).
+
+    Returns:
+        ``IPython.display.HTML`` (a one-line note instead when ``df`` is empty).
+    """
+    from IPython.display import HTML
+
+    if df.empty:
+        return HTML(f'<p id="{table_id}"><em>(no rows)</em></p>')
+    df = df.copy()
+    for col in df.columns:
+        if not pd.api.types.is_float_dtype(df[col]):
+            df[col] = df[col].astype(object).where(df[col].notna(), "–")
+    return HTML(df.to_html(table_id=table_id, index=False, na_rep="–", float_format=lambda x: f"{x:.{digits}g}",
+                           classes="dataframe", border=0))
+
+
+def show_figure(result: ReportResult, name: str):
+    """The figure ``name`` as an embedded PNG, or a note when the grid had no data for it."""
+    from IPython.display import Image, Markdown
+
+    path = result.figures.get(name)
+    if path is None:
+        return Markdown(f"*(no data for the figure `{name}` in this grid)*")
+    return Image(filename=str(path))

@@ -1,0 +1,185 @@
+"""Seaborn figures of the report, each written as a PNG (atomically) from a tidy table.
+
+Every function returns the path written, or ``None`` when its table has nothing to plot
+(e.g. no training runs in a zero-shot-only grid), so the report never fails on a figure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from bashkir_peft.atomic import atomic_path  # noqa: E402
+from bashkir_peft.report.tables import _method_sort_key  # noqa: E402
+
+METRIC_LABELS = {"perplexity": "token perplexity", "bits_per_byte": "bits per byte",
+                 "word_perplexity": "word perplexity"}
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _legend_outside(ax) -> None:
+    """Move the legend out of the axes and call the hue "method" (not the column name)."""
+    leg = ax.get_legend()
+    if leg is None:
+        return
+    for text in leg.get_texts():
+        if text.get_text() == "method_label":
+            text.set_text("method")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1))
+
+
+def _order(labels) -> list[str]:
+    return sorted(set(labels), key=_method_sort_key)
+
+
+METHOD_COLORS = {"reference": "tab:olive", "base": "tab:gray", "full": "tab:blue", "lora": "tab:green",
+                 "qlora": "tab:orange"}
+
+
+def method_palette(labels) -> dict[str, tuple]:
+    """One colour per method label, the same in every figure: a hue per method (full blue,
+    LoRA green, QLoRA orange, base grey), lighter for each larger rank."""
+    from matplotlib.colors import to_rgb
+
+    out = {}
+    by_method: dict[str, list[str]] = {}
+    for lab in _order(labels):
+        method = "reference" if lab == "reference text" else lab.partition(" r=")[0]
+        by_method.setdefault(method, []).append(lab)
+    for method, labs in by_method.items():
+        base = to_rgb(METHOD_COLORS.get(method, "tab:purple"))
+        for i, lab in enumerate(labs):
+            t = 0.45 * i / max(len(labs) - 1, 1) if len(labs) > 1 else 0.0
+            out[lab] = tuple(c + (1 - c) * t for c in base)
+    return out
+
+
+def metrics_by_method(metrics: pd.DataFrame, path: Path, protocol: str | None, split: str = "test") -> Path | None:
+    """Bars: mean of each metric by model x method (error bar: std over seeds; dots: seeds)."""
+    m = metrics[(metrics["protocol"] == protocol) & (metrics["split"] == split) & (metrics["source"] == "all")] \
+        if len(metrics) else metrics
+    if m.empty:
+        return None
+    order = _order(m["method_label"])
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, metric in zip(axes, METRIC_LABELS):
+        sns.barplot(m, x="model", y=metric, hue="method_label", hue_order=order, errorbar="sd",
+                    palette=method_palette(order), ax=ax, alpha=0.9, legend=ax is axes[-1])
+        sns.stripplot(m, x="model", y=metric, hue="method_label", hue_order=order, dodge=True,
+                      palette="dark:black", size=3, ax=ax, legend=False)
+        ax.set_title(f"{METRIC_LABELS[metric]} ({protocol}, {split})")
+        ax.set_ylabel(METRIC_LABELS[metric] + " (lower is better)")
+        if metric != "bits_per_byte":
+            ax.set_yscale("log")
+        ax.tick_params(axis="x", rotation=20)
+    if axes[-1].get_legend():
+        sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1, 1), title="method")
+    return _save(fig, path)
+
+
+def differences(diff: pd.DataFrame, path: Path) -> Path | None:
+    """Forest plot: bits-per-byte difference (A - B) with its bootstrap CI, per model and pair."""
+    if diff.empty:
+        return None
+    d = diff.assign(pair=diff["model"] + ": " + diff["method_a"] + " − " + diff["method_b"])
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(d) + 1.2))
+    y = range(len(d))
+    ax.errorbar(d["difference"], list(y), xerr=[d["difference"] - d["ci_low"], d["ci_high"] - d["difference"]],
+                fmt="o", capsize=3, color="tab:blue")
+    ax.axvline(0, color="grey", lw=1, ls="--")
+    ax.set_yticks(list(y), d["pair"])
+    ax.invert_yaxis()
+    conf = int(round(100 * float(d["confidence"].iloc[0])))
+    ax.set_xlabel(f"difference in bits per byte (A − B), {conf} % paired bootstrap CI; < 0: A better")
+    return _save(fig, path)
+
+
+def _scatter_vs_bpb(df: pd.DataFrame, x: str, xlabel: str, path: Path, log_x: bool = False) -> Path:
+    """One scatter of ``x`` against bits per byte, coloured by method, marked by model."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    sns.scatterplot(df, x=x, y="bits_per_byte", hue="method_label",
+                    hue_order=_order(df["method_label"]), palette=method_palette(df["method_label"]),
+                    style="model", s=70, ax=ax)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("bits per byte (lower is better)")
+    _legend_outside(ax)
+    return _save(fig, path)
+
+
+def params_vs_bpb(quality: pd.DataFrame, path: Path) -> Path | None:
+    """Scatter: trainable parameters (log scale) vs bits per byte (trained runs only)."""
+    q = quality[quality["trainable_params"] > 0] if len(quality) else quality
+    if q.empty:
+        return None
+    return _scatter_vs_bpb(q, "trainable_params", "trainable parameters (log scale)", path, log_x=True)
+
+
+def cost_vs_quality(quality: pd.DataFrame, path: Path) -> Path | None:
+    """Three scatters: training wall time, peak memory and tokens/s against bits per byte."""
+    q = quality.dropna(subset=["wall_time_s"]) if len(quality) else quality
+    if q.empty:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    order = _order(q["method_label"])
+    for ax, (col, label) in zip(axes, [("wall_time_s", "training wall time (s)"),
+                                       ("peak_memory_mib", "peak memory (MiB)"),
+                                       ("tokens_per_s", "training tokens / s")]):
+        sns.scatterplot(q, x=col, y="bits_per_byte", hue="method_label", hue_order=order, style="model",
+                        palette=method_palette(order), s=60, ax=ax, legend=ax is axes[-1])
+        ax.set_xlabel(label)
+        ax.set_ylabel("bits per byte (lower is better)")
+    _legend_outside(axes[-1])
+    return _save(fig, path)
+
+
+def fertility_vs_bpb(fert: pd.DataFrame, path: Path) -> Path | None:
+    """Scatter: tokenizer fertility (tokens per word) vs bits per byte, by model and method."""
+    f = fert.dropna(subset=["fertility", "bits_per_byte"]) if len(fert) else fert
+    if f.empty:
+        return None
+    return _scatter_vs_bpb(f, "fertility", "fertility (tokens per whitespace word)", path)
+
+
+def generation_language(gen_summary: pd.DataFrame, path: Path) -> Path | None:
+    """Stacked bars of the language shares of the generated text (letters of the sentences
+    labelled with each language), and the code-switch rate."""
+    share_cols = [c for c in ("share_bak", "share_rus", "share_eng", "share_other") if c in gen_summary.columns]
+    if gen_summary.empty or not share_cols:
+        return None
+    g = gen_summary.copy()
+    g["cell"] = g["model"] + "\n" + g["method_label"]
+    g = g.iloc[sorted(range(len(g)), key=lambda i: (g["model"].iloc[i], _method_sort_key(g["method_label"].iloc[i])))]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 4), gridspec_kw={"wspace": 0.45})
+    bottom = None
+    palette = dict(zip(share_cols, sns.color_palette("Set2", len(share_cols))))
+    for col in share_cols:
+        vals = g[col].fillna(0).to_numpy()
+        ax1.bar(g["cell"], vals, bottom=bottom, label=col.removeprefix("share_"), color=palette[col])
+        bottom = vals if bottom is None else bottom + vals
+    ax1.set_ylabel("share of generated letters, by sentence language")
+    ax1.set_ylim(0, 1)
+    ax1.legend(title="language", bbox_to_anchor=(1, 1), loc="upper left")
+    ax1.tick_params(axis="x", rotation=30)
+    if "code_switch_rate" in g.columns:
+        pal = method_palette(g["method_label"])
+        ax2.bar(g["cell"], g["code_switch_rate"].fillna(0), color=[pal[lab] for lab in g["method_label"]])
+    ax2.set_ylabel("code-switch rate (share of continuations)")
+    ax2.set_ylim(0, 1)
+    ax2.tick_params(axis="x", rotation=30)
+    return _save(fig, path)

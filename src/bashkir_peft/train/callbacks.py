@@ -1,0 +1,83 @@
+"""Pieces plugged into the HF Trainer: complete-checkpoint markers, a step timer, and a
+guard that stops training on a non-finite loss."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from transformers import Trainer, TrainerCallback
+
+from bashkir_peft.train.checkpoints import mark_complete, prune_checkpoints
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class GuardedTrainer(Trainer):
+    """``Trainer`` that raises :class:`NonFiniteLossError` as soon as a micro-batch's loss is
+    not finite, before the optimizer applies that step (so no checkpoint holds it)."""
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not bool(loss.isfinite().all()):
+            raise NonFiniteLossError(
+                f"non-finite training loss ({float(loss)}) at step {self.state.global_step + 1}; "
+                "lower learning_rate or check the data"
+            )
+        return loss
+
+
+class CompleteCheckpoints(TrainerCallback):
+    """Mark each checkpoint complete once the Trainer has written it, then prune older ones.
+
+    Args:
+        keep: complete checkpoints to keep (>= 1). Pruning happens only after the new one
+            is marked, so a complete checkpoint always exists from the first save on.
+    """
+
+    def __init__(self, keep: int = 2):
+        self.keep = keep
+
+    def on_save(self, args, state, control, **kwargs):
+        from pathlib import Path
+
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if path.is_dir():
+            mark_complete(path)
+            prune_checkpoints(args.output_dir, self.keep)
+        return control
+
+
+class StepTimer(TrainerCallback):
+    """Time spent inside optimizer steps (forward, backward, update; not evaluation or saving).
+
+    Attributes:
+        step_times: seconds per optimizer step, in order.
+    """
+
+    def __init__(self):
+        self.step_times: list[float] = []
+        self._t0: float | None = None
+
+    @staticmethod
+    def _sync():
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._sync()
+        self._t0 = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._t0 is not None:
+            self._sync()
+            self.step_times.append(time.perf_counter() - self._t0)
+            self._t0 = None
+
+    @property
+    def total(self) -> float:
+        return math.fsum(self.step_times)

@@ -1,0 +1,443 @@
+"""Fine-tune a causal LM on the prepared Bashkir data: full fine-tuning, LoRA or QLoRA.
+
+One code path for CPU and GPU, on the HF ``Trainer``:
+
+- ``full``: every weight trained, in the compute dtype.
+- ``lora``: frozen full-precision base, LoRA adapters (Hu et al. 2021) on the registry's
+  target modules (or ``target_modules``).
+- ``qlora``: frozen 4-bit NF4 base with double quantization (Dettmers et al. 2023),
+  compute dtype bf16 on GPU and float32 on CPU, ``prepare_model_for_kbit_training``,
+  paged AdamW (32-bit) on GPU, LoRA adapters on top.
+
+A run lives in ``output_dir`` (RUN_DIR): ``train.json`` (the record), ``final/`` (PEFT
+adapter layout with a model card, or the full HF model folder; tokenizer included) and
+``checkpoints/``. Started again with the same parameters, an interrupted run resumes from
+its last complete checkpoint; a finished one returns its record without recomputing.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from bashkir_peft.atomic import write_json_atomic
+from bashkir_peft.records import RunFiles
+from bashkir_peft.errors import ConfigError
+from bashkir_peft.provenance import ResourceMeter, environment_info
+from bashkir_peft.yamlio import StrictModel, validate
+
+
+# Default learning rates, by method, with their sources:
+# - full: 5e-5, the HF Trainer / run_clm.py default used for GPT-2-era fine-tuning.
+# - lora, qlora: 2e-4, the QLoRA paper's rate for 7B-13B models (Dettmers et al. 2023,
+#   appendix, hyperparameters table); adapters need a larger rate than full weights.
+DEFAULT_LEARNING_RATE = {"full": 5e-5, "lora": 2e-4, "qlora": 2e-4}
+
+
+class TrainParams(StrictModel):
+    """Parameters of one training run (the ``parameters`` cell of notebooks/02_train.ipynb).
+
+    Attributes (units in brackets):
+        model: registry name, local folder or Hub id.
+        method: ``full``, ``lora`` or ``qlora``.
+        lora_r, lora_alpha, lora_dropout: LoRA rank, scaling numerator, adapter dropout
+            (ignored by ``full``).
+        target_modules: LoRA target module names; ``None`` = the registry's for the model.
+        learning_rate: peak rate; ``None`` = per method (:data:`DEFAULT_LEARNING_RATE`).
+        lr_scheduler_type: a transformers scheduler name.
+        warmup_ratio: share of the optimizer steps spent warming up, in [0, 1).
+        num_train_epochs: epochs over the packed training blocks (the paper's runs: 3).
+        max_steps: optimizer steps; > 0 overrides ``num_train_epochs``.
+        block_size: tokens per training block (the paper's released runs: 128).
+        per_device_train_batch_size, per_device_eval_batch_size: blocks per batch.
+        gradient_accumulation_steps: micro-batches per optimizer step.
+        gradient_checkpointing: recompute activations in backward (non-reentrant).
+        seed: seeds weights of new adapters, shuffling and dropout.
+        eval_steps, save_steps, logging_steps: intervals [optimizer steps].
+        save_total_limit: complete checkpoints kept.
+        max_train_documents: use only the first N training documents (``None`` = all).
+        max_eval_documents: validation documents scored during training (first N).
+        weight_decay, max_grad_norm: optimizer settings (Trainer defaults).
+        optim: a transformers optimizer name; ``auto`` = paged_adamw_32bit for qlora on
+            GPU (QLoRA paper), the Trainer's default otherwise.
+        dtype: compute dtype; ``None`` = float32 on CPU, bf16 for qlora on GPU, the
+            registry's otherwise.
+        data_dir: the data-prep output folder.
+        output_dir: the run folder (RUN_DIR).
+    """
+
+    model: str = "smollm2-135m"
+    method: Literal["full", "lora", "qlora"] = "lora"
+    lora_r: int = Field(8, gt=0)
+    lora_alpha: int = Field(16, gt=0)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | None = None
+    learning_rate: float | None = Field(None, gt=0)
+    lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts",
+                               "polynomial", "inverse_sqrt"] = "linear"
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    num_train_epochs: float = Field(3.0, gt=0)
+    max_steps: int = -1
+    block_size: int = Field(128, gt=1)
+    per_device_train_batch_size: int = Field(8, gt=0)
+    per_device_eval_batch_size: int = Field(8, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    gradient_checkpointing: bool = False
+    seed: int = 42
+    eval_steps: int = Field(200, gt=0)
+    save_steps: int = Field(200, gt=0)
+    logging_steps: int = Field(10, gt=0)
+    save_total_limit: int = Field(2, ge=1)
+    max_train_documents: int | None = Field(None, gt=0)
+    max_eval_documents: int | None = Field(500, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    optim: str = "auto"
+    dtype: Literal["float32", "bfloat16", "float16"] | None = None
+    data_dir: str = "data/prep"
+    output_dir: str = "runs/dev/train"
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError("max_steps must be > 0, or -1 to train for num_train_epochs")
+        if self.target_modules is not None and not self.target_modules:
+            raise ValueError("target_modules must name at least one module, or be None for the registry's")
+        return self
+
+    @property
+    def resolved_learning_rate(self) -> float:
+        return self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATE[self.method]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _read_record(run_dir: Path) -> dict | None:
+    import json
+
+    path = run_dir / RunFiles.TRAIN
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+
+
+def _context_length(resolved) -> int | None:
+    if resolved.entry is not None:
+        return resolved.entry.context_length
+    cfg = Path(resolved.location) / "config.json"
+    if cfg.is_file():
+        import json
+
+        c = json.loads(cfg.read_text(encoding="utf-8"))
+        return c.get("max_position_embeddings") or c.get("n_positions")
+    return None
+
+
+def _target_modules(params: TrainParams, resolved) -> list[str]:
+    if params.target_modules is not None:
+        return list(params.target_modules)
+    if resolved.entry is None:
+        raise ConfigError(f"model {params.model!r} is not in the registry: set target_modules for {params.method}")
+    return list(resolved.entry.target_modules)
+
+
+def _optimizer(params: TrainParams, cuda: bool) -> str:
+    if params.optim != "auto":
+        return params.optim
+    if params.method == "qlora" and cuda:
+        return "paged_adamw_32bit"  # QLoRA paper: paged optimizers absorb memory spikes
+    from transformers import TrainingArguments
+
+    return TrainingArguments.__dataclass_fields__["optim"].default
+
+
+def _model_card(record: dict) -> str:
+    p, m = record["params"], record["model"]
+    ev = record.get("final_eval") or {}
+    lines = [
+        "---",
+        f"base_model: {m.get('hub_id') or m['location']}",
+        *(["library_name: peft"] if p["method"] != "full" else []),
+        "language: [ba]",
+        f"tags: [bashkir, {p['method']}, causal-lm]",
+        "---",
+        "",
+        f"# {m['name']} fine-tuned on Bashkir ({p['method']})",
+        "",
+        f"- Base model: {m['name']} (source {m['source']}, revision {m['revision']})",
+        f"- Method: {p['method']}" + (
+            f", LoRA r={p['lora_r']}, alpha={p['lora_alpha']}, dropout={p['lora_dropout']}, "
+            f"target modules {', '.join(record['target_modules'])}" if p["method"] != "full" else ""),
+        *(["- Base weights: 4-bit NF4 with double quantization (bitsandbytes), compute dtype "
+           f"{record['compute_dtype']}"] if p["method"] == "qlora" else []),
+        f"- Trainable parameters: {record['trainable_params']:,} of {record['total_params']:,} "
+        f"({100 * record['trainable_share']:.3f} %)",
+        f"- Data fingerprint: {record['data']['fingerprint']}",
+        f"- Training: {record['global_step']} steps, {record['tokens_seen']:,} tokens, block_size "
+        f"{p['block_size']}, learning rate {record['learning_rate']}, seed {p['seed']}",
+        f"- Validation loss: {ev.get('eval_loss', float('nan')):.4f} (token perplexity "
+        f"{ev.get('perplexity', float('nan')):.3f}) on {record['data']['validation']['blocks']} blocks",
+        f"- Produced by bashkir-peft (git {record['environment']['git'].get('commit')}); "
+        "full record in ../train.json",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _save_final(trainer, tokenizer, run_dir: Path, record: dict) -> Path:
+    final = run_dir / RunFiles.FINAL
+    tmp = run_dir / (RunFiles.FINAL + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    trainer.model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "README.md").write_text(_model_card(record), encoding="utf-8")
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    return final
+
+
+def _losses(log_history: list[dict]) -> dict:
+    train = [{"step": h["step"], "loss": h["loss"], "learning_rate": h.get("learning_rate")}
+             for h in log_history if "loss" in h]
+    evals = [{"step": h["step"], "eval_loss": h["eval_loss"]} for h in log_history if "eval_loss" in h]
+    return {"train": train, "eval": evals}
+
+
+def _final_eval(trainer) -> dict:
+    """The validation metrics at the last step: the Trainer's own end-of-training
+    evaluation when it ran at that step, else a fresh evaluation."""
+    last = [h for h in trainer.state.log_history if "eval_loss" in h]
+    if last and last[-1]["step"] == trainer.state.global_step:
+        return last[-1]
+    return trainer.evaluate()
+
+
+def _precheck(params: TrainParams, run_dir: Path):
+    """Everything that can be checked before loading weights. Returns (resolved, manifest, record)."""
+    from bashkir_peft.models.loading import resolve_model
+    from bashkir_peft.data.folder import read_manifest
+
+    existing = _read_record(run_dir)
+    if existing is not None and existing.get("params") != params.model_dump():
+        raise ConfigError(
+            f"{run_dir} holds a run with other parameters; use another output_dir or delete it")
+    if params.optim != "auto":
+        from transformers.training_args import OptimizerNames
+
+        names = [o.value for o in OptimizerNames]
+        if params.optim not in names:
+            raise ConfigError(f"optim {params.optim!r} is not a transformers optimizer; use auto or one of "
+                              + ", ".join(n for n in names if "adamw" in n))
+    resolved = resolve_model(params.model)
+    ctx = _context_length(resolved)
+    if ctx is not None and params.block_size > ctx:
+        raise ConfigError(f"block_size {params.block_size} exceeds {params.model}'s context length {ctx}")
+    manifest = read_manifest(params.data_dir)
+    return resolved, manifest, existing
+
+
+def run_training(params: TrainParams | dict, callbacks: list | None = None) -> dict:
+    """Train one run and write its record, final adapter/model and model card.
+
+    Args:
+        params: :class:`TrainParams` (or a dict validated into one).
+        callbacks: extra ``transformers.TrainerCallback`` objects (progress, benchmarks).
+
+    Returns:
+        The record written to ``RUN_DIR/train.json``: status ``finished``, or ``failed``
+        with a ``reason`` (a non-finite loss). Fields: params, learning_rate,
+        target_modules, optimizer, compute_dtype, model (provenance), data (fingerprint,
+        documents/tokens/blocks per split), trainable_params, total_params,
+        trainable_share, losses (train and eval over steps), final_eval (eval_loss,
+        perplexity = exp(eval_loss)), global_step, tokens_seen (= steps x batch x
+        accumulation x block_size), tokens_per_s (this session's trained tokens / time in
+        optimizer steps), cost (wall_time_s, peak_rss_mib, peak_gpu_mib), sessions (one
+        entry per start: resumed_from, skipped incomplete checkpoints, cost),
+        environment (packages, git, hardware), started/finished times.
+
+    Raises:
+        ConfigError / DataError: bad parameters or data, raised before loading weights.
+        Exception: any other error, after writing the record with status ``failed``.
+    """
+    if isinstance(params, dict):
+        params = validate(TrainParams, params, "training parameters")
+    run_dir = Path(params.output_dir)
+    resolved, manifest, existing = _precheck(params, run_dir)
+    if existing is not None and existing.get("status") == "finished" and (run_dir / RunFiles.FINAL).is_dir():
+        return existing
+
+    import torch
+    import transformers
+    from transformers import TrainingArguments, default_data_collator
+
+    from bashkir_peft.train.callbacks import CompleteCheckpoints, GuardedTrainer, NonFiniteLossError, StepTimer
+    from bashkir_peft.train.checkpoints import last_complete_checkpoint
+    from bashkir_peft.models.loading import default_dtype, load_model
+    from bashkir_peft.models.lora import apply_lora, count_parameters
+    from bashkir_peft.models.quant import prepare_qlora
+    from bashkir_peft.runtime import configure_threads
+    from bashkir_peft.data.folder import load_texts
+    from bashkir_peft.data.packing import packed_dataset
+
+    configure_threads()
+    cuda = torch.cuda.is_available()
+    dtype = params.dtype or default_dtype(resolved, params.method)
+    record: dict = {
+        "status": "running",
+        "reason": None,
+        "params": params.model_dump(),
+        "learning_rate": params.resolved_learning_rate,
+        "optimizer": _optimizer(params, cuda),
+        "compute_dtype": dtype,
+        "data": {"dir": str(Path(params.data_dir).resolve()), "fingerprint": manifest["fingerprint"]},
+        "started": (existing or {}).get("started") or _now(),
+        "sessions": list((existing or {}).get("sessions") or []),
+    }
+    session: dict = {"started": _now()}
+    record["sessions"].append(session)
+    try:
+        transformers.set_seed(params.seed)
+        model, tokenizer = load_model(params.model, params.method, dtype=dtype)
+        record["model"] = model.bashkir_resolved.record() | {"hub_id": resolved.entry.hub_id if resolved.entry else None}
+        train_ds, train_stats = packed_dataset(
+            load_texts(params.data_dir, "train", params.max_train_documents), tokenizer, params.block_size, "train")
+        eval_ds, eval_stats = packed_dataset(
+            load_texts(params.data_dir, "validation", params.max_eval_documents), tokenizer, params.block_size,
+            "validation")
+        record["data"] |= {"train": train_stats, "validation": eval_stats}
+        if params.method == "qlora":
+            model = prepare_qlora(model, params.gradient_checkpointing)
+        if params.method in ("lora", "qlora"):
+            record["target_modules"] = _target_modules(params, resolved)
+            model = apply_lora(model, record["target_modules"], params.lora_r, params.lora_alpha, params.lora_dropout)
+        else:
+            record["target_modules"] = None
+        model.config.use_cache = False
+        record |= count_parameters(model)
+
+        bf16 = cuda and dtype == "bfloat16"
+        args = TrainingArguments(
+            output_dir=str(run_dir / RunFiles.CHECKPOINTS),
+            learning_rate=record["learning_rate"],
+            lr_scheduler_type=params.lr_scheduler_type,
+            warmup_steps=params.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+            num_train_epochs=params.num_train_epochs,
+            max_steps=params.max_steps,
+            per_device_train_batch_size=params.per_device_train_batch_size,
+            per_device_eval_batch_size=params.per_device_eval_batch_size,
+            gradient_accumulation_steps=params.gradient_accumulation_steps,
+            activation_checkpointing=params.gradient_checkpointing,
+            activation_checkpointing_kwargs={"use_reentrant": False},
+            eval_strategy="steps",
+            eval_steps=params.eval_steps,
+            save_strategy="steps",
+            save_steps=params.save_steps,
+            save_total_limit=None,  # pruned by CompleteCheckpoints, only after a newer one is complete
+            logging_steps=params.logging_steps,
+            logging_nan_inf_filter=False,  # a NaN must show, not be averaged away
+            optim=record["optimizer"],
+            weight_decay=params.weight_decay,
+            max_grad_norm=params.max_grad_norm,
+            bf16=bf16,
+            seed=params.seed,
+            data_seed=params.seed,
+            report_to="none",
+            disable_tqdm=True,
+            use_cpu=not cuda,
+            dataloader_num_workers=0,
+        )
+        timer = StepTimer()
+        trainer = GuardedTrainer(
+            model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+            data_collator=default_data_collator,
+            callbacks=[CompleteCheckpoints(params.save_total_limit), timer, *(callbacks or [])],
+        )
+        resume, skipped = last_complete_checkpoint(run_dir / RunFiles.CHECKPOINTS)
+        session |= {"resumed_from": resume.name if resume else None, "skipped_incomplete_checkpoints": skipped}
+        record["environment"] = environment_info()
+        write_json_atomic(run_dir / RunFiles.TRAIN, record)
+
+        step0 = 0
+        with ResourceMeter() as meter:
+            try:
+                if resume is not None:
+                    import json
+
+                    step0 = json.loads((resume / "trainer_state.json").read_text())["global_step"]
+                trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+                final_eval = _final_eval(trainer)
+            except NonFiniteLossError as err:
+                final_eval = None
+                record |= {"status": "failed", "reason": str(err)}
+        tokens_per_step = params.per_device_train_batch_size * params.gradient_accumulation_steps * params.block_size
+        session_tokens = (trainer.state.global_step - step0) * tokens_per_step
+        session |= {
+            "finished": _now(),
+            "steps": trainer.state.global_step - step0,
+            "tokens": session_tokens,
+            "tokens_per_s": session_tokens / timer.total if timer.total else None,
+            "cost": meter.result(),
+        }
+        record |= {
+            "global_step": trainer.state.global_step,
+            "tokens_seen": trainer.state.global_step * tokens_per_step,
+            "tokens_per_s": session["tokens_per_s"],
+            "cost": {
+                "wall_time_s": sum(s["cost"]["wall_time_s"] for s in record["sessions"] if "cost" in s),
+                "peak_rss_mib": max(s["cost"]["peak_rss_mib"] for s in record["sessions"] if "cost" in s),
+                "peak_gpu_mib": max((s["cost"]["peak_gpu_mib"] or 0 for s in record["sessions"] if "cost" in s),
+                                    default=0) if cuda else None,
+            },
+            "losses": _losses(trainer.state.log_history),
+        }
+        if final_eval is not None:
+            loss = final_eval["eval_loss"]
+            if not math.isfinite(loss):
+                record |= {"status": "failed", "reason": f"non-finite validation loss ({loss})"}
+            else:
+                record["final_eval"] = {"eval_loss": loss, "perplexity": math.exp(loss),
+                                        "blocks": eval_stats["blocks"]}
+        if record["status"] == "running":
+            _save_final(trainer, tokenizer, run_dir, record)
+            record |= {"status": "finished", "finished": _now()}
+        write_json_atomic(run_dir / RunFiles.TRAIN, record)
+        return record
+    except Exception as err:
+        record |= {"status": "failed", "reason": f"{type(err).__name__}: {err}".splitlines()[0]}
+        session.setdefault("finished", _now())
+        write_json_atomic(run_dir / RunFiles.TRAIN, record)
+        raise
+
+
+def check_finished(record: dict) -> dict:
+    """Return ``record`` if its status is ``finished``.
+
+    Raises:
+        RuntimeError: the run failed (the message is the record's reason).
+    """
+    if record.get("status") != "finished":
+        raise RuntimeError(f"training {record.get('status')}: {record.get('reason')}")
+    return record
+
+
+def train_params_from_notebook(namespace: dict) -> TrainParams:
+    """Validate a notebook's parameters (``globals()``) into :class:`TrainParams`."""
+    from bashkir_peft.yamlio import from_namespace
+
+    return from_namespace(TrainParams, namespace, "02_train parameters")
+
+
+__all__ = ["TrainParams", "run_training", "check_finished", "DEFAULT_LEARNING_RATE",
+           "train_params_from_notebook"]
