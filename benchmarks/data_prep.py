@@ -71,7 +71,7 @@ def run(name: str, corpus: Path, num_proc: int) -> dict:
         params = DataPrepParams(corpus=str(corpus), output_dir=str(Path(tmp) / "out"), num_proc=num_proc)
         manifest = prepare(params, log=lambda line: print(f"  [{name}] {line}", flush=True))
     cpu1 = _cpu()
-    c, r = manifest["counts"], manifest["resources"]
+    c, r = manifest.counts, manifest.resources
     wall = r["wall_time_s"]
     return {
         "corpus": name, "documents": c["documents_read"], "characters": c["characters_read"],

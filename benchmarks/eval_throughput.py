@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
 
     threads = configure_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, tok = load_model(args.model, "full", dtype="float32")
-    model = model.to(device).eval()
+    loaded = load_model(args.model, "full", dtype="float32")
+    model, tok = loaded.model.to(device).eval(), loaded.tokenizer
     texts = read_texts(Path(args.corpus), args.documents, args.max_chars)
     lm = HFLM(pretrained=model, tokenizer=tok, max_length=args.max_length)  # default batch_size
     fast = None

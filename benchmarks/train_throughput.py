@@ -54,13 +54,11 @@ def make_data(corpus: Path, out: Path) -> Path:
             rows.append({"id": r["id"], "source": r.get("source", ""), "text": r["text"]})
             if len(rows) == N_DOCS + 2:
                 break
-    out.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows[:N_DOCS]).to_parquet(out / "train.parquet")
-    pd.DataFrame(rows[N_DOCS:N_DOCS + 1]).to_parquet(out / "validation.parquet")
-    pd.DataFrame(rows[N_DOCS + 1:]).to_parquet(out / "test.parquet")
-    files = {f"{s}.parquet": {"bytes": (out / f"{s}.parquet").stat().st_size} for s in ("train", "validation", "test")}
-    manifest = {"status": "complete", "fingerprint": "benchmark", "files": files}  # the data-prep contract
-    (out / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    from bashkir_peft.data.folder import write_presplit_folder
+
+    splits = {"train": rows[:N_DOCS], "validation": rows[N_DOCS:N_DOCS + 1], "test": rows[N_DOCS + 1:]}
+    write_presplit_folder(out, {k: pd.DataFrame(v) for k, v in splits.items()}, "benchmark",
+                          {"kind": "file", "location": str(corpus)})
     return out
 
 
@@ -113,12 +111,19 @@ def run_baseline(method: str, block: int, data_dir: Path, out: Path, timer) -> d
     import torch
     from datasets import load_dataset
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import (AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, Trainer, TrainingArguments,
-                              default_data_collator, set_seed)
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        BitsAndBytesConfig,
+        Trainer,
+        TrainingArguments,
+        default_data_collator,
+        set_seed,
+    )
 
     from bashkir_peft.models.loading import resolve_model
-    from bashkir_peft.provenance import ResourceMeter
     from bashkir_peft.models.registry import get_entry
+    from bashkir_peft.provenance import ResourceMeter
 
     set_seed(42)
     path = resolve_model(MODEL).location

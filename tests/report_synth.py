@@ -1,4 +1,5 @@
-"""Synthetic run records (the team contract's file layout) for the report and book tests.
+"""Synthetic run records for the report and book tests, built from the record contract's
+models (:mod:`bashkir_peft.records`) and written with :func:`~bashkir_peft.records.write_record`.
 
 Per-document NLL is drawn so that each method has a known true bits-per-byte; the
 evaluation record's metrics are the corpus-level sums of the per-document table, as the
@@ -14,6 +15,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bashkir_peft.records import (
+    EVAL_DOCUMENT_COLUMNS,
+    CellAxes,
+    CellRecord,
+    EvalEntry,
+    EvalRecord,
+    Failure,
+    FinalEval,
+    GenerateRecord,
+    GenerationSummary,
+    GridFiles,
+    GridIndex,
+    IndexCell,
+    Losses,
+    MetricBlock,
+    RunFiles,
+    StageState,
+    TrainCost,
+    TrainRecord,
+    read_record,
+    write_record,
+)
+
 # (model, method, lora_r, seed, true bits per byte)
 CELLS = [
     ("tiny-gpt2", "base", None, None, 3.00),
@@ -24,68 +48,121 @@ CELLS = [
     ("tiny-gpt2", "lora", 8, 2024, 2.45),
 ]
 N_DOCS = 60
+STAMP = "2025-01-01T00:00:00+00:00"
+ENVIRONMENT = {"python": "3.12", "torch": "2.5"}  # provenance: a small stand-in
+DATA = {"fingerprint": "abc"}
 
 
 def documents(rng: np.random.Generator, n: int = N_DOCS) -> pd.DataFrame:
+    """``n`` test documents: ``id``, ``bytes``, ``tokens``, ``words``, ``source``."""
     n_bytes = rng.integers(200, 2000, size=n)
-    return pd.DataFrame({"doc_id": [f"d{i:03d}" for i in range(n)], "bytes": n_bytes,
+    return pd.DataFrame({"id": [f"d{i:03d}" for i in range(n)], "bytes": n_bytes,
                          "tokens": (n_bytes / 3).astype(int), "words": (n_bytes / 8).astype(int),
                          "source": np.where(np.arange(n) % 2 == 0, "news", "wiki")})
 
 
-def write_run(root: Path, run_id: str, model: str, method: str, lora_r, seed, bpb: float,
-              docs: pd.DataFrame, rng: np.random.Generator, *, generate: bool = True) -> Path:
-    d = root / run_id
-    d.mkdir(parents=True)
+def _block(frame: pd.DataFrame, protocol: str, source: str = "all") -> MetricBlock:
+    nll = float(frame["nll"].sum())
+    return MetricBlock(protocol=protocol, split="test", source=source, documents=len(frame), nll=nll,
+                       tokens=int(frame["tokens"].sum()), bytes=int(frame["bytes"].sum()),
+                       words=int(frame["words"].sum()), perplexity=math.exp(nll / frame["tokens"].sum()),
+                       bits_per_byte=nll / (math.log(2) * frame["bytes"].sum()),
+                       word_perplexity=math.exp(nll / frame["words"].sum()))
+
+
+def _summary(bak: float, switch: float) -> GenerationSummary:
+    return GenerationSummary(n=10, n_empty=0, code_switch_rate=switch, non_bashkir_word_share=1 - bak,
+                             language_shares={"bak": bak, "rus": 0.05 if bak < 1 else 0.0,
+                                              "eng": max(0.95 - bak, 0.0), "other": 0.0},
+                             cyrillic_share=0.9, latin_share=0.1, other_letter_share=0.0, bashkir_letter_share=0.1,
+                             distinct_1=0.6, distinct_2=0.8, repeated_ngram_rate=0.05, mean_words=12.0,
+                             min_letters=20)
+
+
+def _train_params(model: str, method: str, lora_r, seed) -> dict:
     params = {"model": model, "method": method, "seed": seed, "block_size": 128}
     if lora_r is not None:
         params.update(lora_r=lora_r, lora_alpha=2 * lora_r)
+    return params
+
+
+def _started_train(params: dict, **fields) -> TrainRecord:
+    return TrainRecord(**({"params": params, "learning_rate": 1e-4, "optimizer": "adamw_torch",
+                           "compute_dtype": "float32", "data": DATA, "started": STAMP,
+                           "sessions": [{"started": STAMP}]} | fields))
+
+
+def _cell(run_dir: Path, status: str, model: str, method: str, lora_r, seed, stages: dict[str, str],
+          error: str | None = None, **fields) -> CellRecord:
+    axes = CellAxes(model=model, method=method, lora_r=lora_r, seed=seed, label=None)
+    return CellRecord(status=status, run_id=run_dir.name, grid="synth", grid_file=None, params=axes,
+                      identity={"axes": axes.model_dump(), "params": {}, "data_fingerprint": "abc",
+                                "model_revision": "x"},
+                      sources={}, data_dir=str(run_dir.parent / GridFiles.DATA), corpus=None,
+                      stages={s: StageState(status=st, notebook=str(run_dir / RunFiles.NOTEBOOKS / f"{s}.ipynb"),
+                                            parameters={}) for s, st in stages.items()},
+                      error=error, **fields)
+
+
+def write_run(root: Path, run_id: str, model: str, method: str, lora_r, seed, bpb: float,
+              docs: pd.DataFrame, rng: np.random.Generator, *, generate: bool = True) -> Path:
+    """Write one finished run folder (cell, training unless ``base``, evaluation, generation)."""
+    d = root / run_id
+    d.mkdir(parents=True)
     if method != "base":
         trainable = {"full": 1_000_000, "lora": 4096 * lora_r if lora_r else 0}.get(method, 1000)
-        (d / "train.json").write_text(json.dumps({
-            "status": "finished", "params": params, "model": {"name": model, "revision": "x"},
-            "trainable_params": trainable, "total_params": 1_000_000,
-            "cost": {"wall_time_s": 10.0 + trainable / 1e5, "peak_rss_mib": 500.0, "peak_gpu_mib": None,
-                     "tokens_per_s": 1000.0 - trainable / 1e4}, "losses": [{"step": 1, "loss": 3.0}]}))
+        write_record(d / RunFiles.TRAIN, _started_train(
+            _train_params(model, method, lora_r, seed), status="finished", reason=None,
+            model={"name": model, "revision": "x"}, target_modules=["c_attn"], trainable_params=trainable,
+            total_params=1_000_000, trainable_share=trainable / 1_000_000, environment=ENVIRONMENT,
+            global_step=10, tokens_seen=20_480, tokens_per_s=1000.0 - trainable / 1e4,
+            cost=TrainCost(wall_time_s=10.0 + trainable / 1e5, peak_rss_mib=500.0, peak_gpu_mib=None),
+            losses=Losses(train=[{"step": 1, "loss": 3.0}], eval=[]),
+            final_eval=FinalEval(eval_loss=1.0, perplexity=math.e, blocks=4), finished=STAMP))
     # Per-document NLL (nats): true bpb * ln2 * bytes, with document-level noise. The paper
     # protocol scores the same documents 10 % worse (any other number would do).
     nll = bpb * math.log(2) * docs["bytes"].to_numpy() * rng.normal(1.0, 0.05, size=len(docs))
-    rolling = docs.rename(columns={"doc_id": "id"}).assign(nll=nll, protocol="rolling", split="test")
+    rolling = docs.assign(nll=nll, protocol="rolling", split="test")[list(EVAL_DOCUMENT_COLUMNS)]
     paper = rolling.assign(nll=1.1 * nll, protocol="paper")
-    pd.concat([rolling, paper]).to_parquet(d / "eval_documents.parquet")
-
-    def block(frame, protocol, source="all"):
-        return {"protocol": protocol, "split": "test", "source": source, "documents": len(frame),
-                "nll": frame["nll"].sum(), "tokens": int(frame["tokens"].sum()),
-                "bytes": int(frame["bytes"].sum()), "words": int(frame["words"].sum()),
-                "perplexity": math.exp(frame["nll"].sum() / frame["tokens"].sum()),
-                "bits_per_byte": frame["nll"].sum() / (math.log(2) * frame["bytes"].sum()),
-                "word_perplexity": math.exp(frame["nll"].sum() / frame["words"].sum())}
-
-    evaluations = {f"{proto}/test": {"status": "finished", "protocol": proto, "split": "test",
-                                     "metrics": block(frame, proto),
-                                     "by_source": {s: block(g, proto, s) for s, g in frame.groupby("source")},
-                                     "params": {"model": model if method == "base" else None,
-                                                "run_dir": None if method == "base" else str(d)}}
-                   for proto, frame in (("rolling", rolling), ("paper", paper))}
-    (d / "eval.json").write_text(json.dumps({
-        "stage": "evaluate", "status": "finished", "method": method, "model": {"name": model},
-        "model_name": model, "run_dir": None if method == "base" else str(d), "evaluations": evaluations}))
-    (d / "grid_cell.json").write_text(json.dumps({
-        "status": "finished", "run_id": run_id, "grid": "synth",
-        "params": {k: v for k, v in params.items() if k in ("model", "method", "lora_r", "seed")},
-        "error": None}))
+    pd.concat([rolling, paper], ignore_index=True).to_parquet(d / RunFiles.EVAL_DOCUMENTS)
+    run_dir = None if method == "base" else str(d)
+    evaluations = {f"{proto}/test": EvalEntry(
+        status="finished", protocol=proto, split="test", max_length=None if proto == "rolling" else 128,
+        stride=64 if proto == "rolling" else None, block_size=128 if proto == "paper" else None,
+        prefix_token=None, dtype="float32", batch_size=8, max_documents=None, merged=False, merge_note=None,
+        metrics=_block(frame, proto), by_source={s: _block(g, proto, s) for s, g in frame.groupby("source")},
+        params={"protocol": proto, "split": "test"}, method=method, model={"name": model}, run_dir=run_dir,
+        data=DATA, train_data_fingerprint=None if method == "base" else "abc", cost={"wall_time_s": 1.0},
+        environment=ENVIRONMENT) for proto, frame in (("rolling", rolling), ("paper", paper))}
+    write_record(d / RunFiles.EVAL, EvalRecord(stage="evaluate", status="finished", method=method,
+                                               model={"name": model}, model_name=model, run_dir=run_dir,
+                                               evaluations=evaluations))
     if generate:
         bak = 0.9 if method != "full" else 0.6
-        (d / "generate.json").write_text(json.dumps({
-            "status": "finished", "params": {"model": model, "seed": 1234},  # a decoding seed
-            "summary": {"n": 10, "code_switch_rate": 1 - bak, "distinct_2": 0.8,
-                        "language_shares": {"bak": bak, "rus": 0.05, "eng": 0.95 - bak, "other": 0.0}},
-            "reference_summary": {"n": 10, "code_switch_rate": 0.0,
-                                  "language_shares": {"bak": 1.0, "rus": 0.0, "eng": 0.0, "other": 0.0}}}))
-    (d / "notebooks").mkdir()
-    (d / "notebooks" / "03_evaluate.ipynb").write_text(json.dumps(notebook("# Evaluation\n", "Run " + run_id)))
+        write_record(d / RunFiles.GENERATE, GenerateRecord(
+            status="finished", label=run_id, run={"method": method, "seed": seed}, model={"name": model},
+            data=DATA, params={"model": model, "seed": 1234},  # a decoding seed, not the cell's
+            decoding={"do_sample": True}, prefix_token="<|endoftext|>", summary=_summary(bak, 1 - bak),
+            reference_summary=_summary(1.0, 0.0), files={"generations": RunFiles.GENERATIONS},
+            cost={"wall_time_s": 1.0}, created_utc=STAMP, environment=ENVIRONMENT))
+    stages = {s: "finished" for s in (("evaluate", "generate") if method == "base" else
+                                      ("train", "evaluate", "generate"))}
+    write_record(d / RunFiles.CELL, _cell(d, "finished", model, method, lora_r, seed, stages, wall_time_s=60.0))
+    (d / RunFiles.NOTEBOOKS).mkdir()
+    (d / RunFiles.NOTEBOOKS / "03_evaluate.ipynb").write_text(
+        json.dumps(notebook("# Evaluation\n", "Run " + run_id)))
     return d
+
+
+def write_index(root: Path, run_ids: list[str]) -> Path:
+    """Write the grid runner's index ``grid.json`` listing the cells of ``run_ids``."""
+    cells = []
+    for run_id in run_ids:
+        cell = read_record(root / run_id / RunFiles.CELL, CellRecord)
+        cells.append(IndexCell(**cell.params.model_dump(), run_id=run_id, run_dir=str(root / run_id),
+                               status=cell.status, error=cell.error))
+    return write_record(root / GridFiles.INDEX, GridIndex(grid="synth", grid_file=None, description=None,
+                                                          corpus=None, data=DATA, cells=cells))
 
 
 def notebook(*markdown: str) -> dict:
@@ -98,31 +175,68 @@ def notebook(*markdown: str) -> dict:
 
 
 def make_grid(root: Path, seed: int = 0, *, failed: bool = True) -> Path:
-    """Write the synthetic grid into ``root`` (the runs folder) and return it."""
+    """Write the synthetic grid into ``root`` (the runs folder, with its index) and return it."""
     rng = np.random.default_rng(seed)
     docs = documents(rng)
-    # The grid runner's data stage: the data-prep output (not a run) and its executed notebook.
-    (root / "data").mkdir(parents=True)
-    (root / "data" / "manifest.json").write_text(json.dumps({"fingerprint": "abc", "counts": {}}))
+    # The grid runner's data stage: the data folder (no tokenizer table: fertility comes
+    # from the evaluation sums) and the executed notebook.
+    (root / GridFiles.DATA).mkdir(parents=True)
     (root / "01_data_prep.ipynb").write_text(json.dumps(notebook("# Data preparation\n", "kept 60 documents")))
-    (root / ".replaced" / "old").mkdir(parents=True)
-    (root / ".replaced" / "old" / "01_data_prep.ipynb").write_text(json.dumps(notebook("# Old\n", "moved aside")))
-    for i, (model, method, r, s, bpb) in enumerate(CELLS):
-        write_run(root, f"run{i:02d}-{method}", model, method, r, s, bpb, docs, rng)
+    (root / GridFiles.REPLACED / "old").mkdir(parents=True)
+    (root / GridFiles.REPLACED / "old" / "01_data_prep.ipynb").write_text(
+        json.dumps(notebook("# Old\n", "moved aside")))
+    run_ids = [f"run{i:02d}-{method}" for i, (_, method, *_r) in enumerate(CELLS)]
+    for run_id, (model, method, r, s, bpb) in zip(run_ids, CELLS):
+        write_run(root, run_id, model, method, r, s, bpb, docs, rng)
     if failed:
         d = root / "run99-qlora"
         d.mkdir()
         reason = "ValueError: Target modules {'nope'} not found in the base model"
-        (d / "train.json").write_text(json.dumps({
-            "status": "failed", "reason": reason,
-            "params": {"model": "tiny-gpt2", "method": "qlora", "lora_r": 8, "seed": 42}}))
-        (d / "grid_cell.json").write_text(json.dumps({
-            "status": "failed", "run_id": d.name, "params": {"model": "tiny-gpt2", "method": "qlora",
-                                                             "lora_r": 8, "seed": 42},
-            "error": f"train: {reason}", "failure": {"stage": "train", "cell_index": 3}}))
-        # A cell still running (no evaluation yet): neither a result nor a failure.
+        write_record(d / RunFiles.TRAIN, _started_train(_train_params("tiny-gpt2", "qlora", 8, 42), status="failed", reason=reason))
+        failure = Failure(stage="train", notebook=str(d / RunFiles.NOTEBOOKS / "02_train.ipynb"),
+                          ename="ValueError", evalue=reason.partition(": ")[2], error=f"train: {reason}",
+                          cell_index=3)
+        write_record(d / RunFiles.CELL, _cell(d, "failed", "tiny-gpt2", "qlora", 8, 42, {"train": "failed"},
+                                              error=f"train: {reason}", failure=failure))
+        # A cell still running (training started, no evaluation yet): neither a result nor a failure.
         d = root / "run98-lora"
         d.mkdir()
-        (d / "grid_cell.json").write_text(json.dumps({
-            "status": "running", "params": {"model": "tiny-gpt2", "method": "lora", "lora_r": 16, "seed": 42}}))
+        write_record(d / RunFiles.TRAIN, _started_train(_train_params("tiny-gpt2", "lora", 16, 42),
+                                                               status="running", reason=None))
+        write_record(d / RunFiles.CELL, _cell(d, "running", "tiny-gpt2", "lora", 16, 42, {"train": "running"}))
+        run_ids += ["run99-qlora", "run98-lora"]
+    write_index(root, run_ids)
     return root
+
+
+# Minimal valid records for the grid runner's throwaway stage notebooks (tests/test_grid_runner.py).
+
+
+def stage_train_record(params: dict, status: str = "finished", reason: str | None = None, **fields) -> TrainRecord:
+    """A training record of ``status`` (finished: every field a finished run has); ``fields``
+    replace the stand-in values (e.g. ``model``, ``data``)."""
+    if status != "finished":
+        return _started_train(params, status=status, reason=reason, **fields)
+    return _started_train(params, status="finished", reason=None, **({"model": {"name": params["model"],
+                                                                               "revision": "x"}} | fields),
+                          trainable_params=1, total_params=2, global_step=1, tokens_seen=1,
+                          cost=TrainCost(wall_time_s=1.0, peak_rss_mib=1.0, peak_gpu_mib=None),
+                          losses=Losses(train=[], eval=[]), final_eval=FinalEval(eval_loss=1.0, perplexity=math.e,
+                                                                                 blocks=1), finished=STAMP)
+
+
+def stage_eval_entry(protocol: str, model: str | None, run_dir: str | None) -> EvalEntry:
+    """One finished evaluation entry over a single made-up document."""
+    doc = pd.DataFrame({"nll": [2.0], "tokens": [4], "bytes": [8], "words": [2], "source": ["all"]})
+    return EvalEntry(status="finished", protocol=protocol, split="test", max_length=None, stride=None, block_size=None,
+                     prefix_token=None, dtype="float32", batch_size=1, max_documents=None, merged=False,
+                     merge_note=None, metrics=_block(doc, protocol), by_source={}, params={"model": model},
+                     method="base" if run_dir is None else "lora", model=None, run_dir=run_dir, data=DATA,
+                     train_data_fingerprint=None, cost={}, environment=ENVIRONMENT)
+
+
+def stage_generate_record(label: str) -> GenerateRecord:
+    """A finished generation record."""
+    return GenerateRecord(status="finished", label=label, run={}, model=None, data=DATA, params={}, decoding={},
+                          prefix_token="<|endoftext|>", summary=_summary(1.0, 0.0), reference_summary=None,
+                          files={}, cost={}, created_utc=STAMP, environment=ENVIRONMENT)

@@ -11,7 +11,6 @@ import pytest
 
 from bashkir_peft.data.fertility import fertility_table, profile_texts
 from bashkir_peft.records import DataFiles
-
 from test_data_prep import _docs
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_data_prep.ipynb"

@@ -14,7 +14,6 @@ from bashkir_peft.data import prepare as dataprep
 from bashkir_peft.data.folder import load_split, read_manifest
 from bashkir_peft.data.prepare import DataPrepParams, prepare
 from bashkir_peft.errors import DataError
-
 from test_data_text import BASHKIR, RUSSIAN, TATAR
 
 FAST = {"num_proc": 1, "min_chars": 30}
@@ -55,17 +54,17 @@ def test_russian_sentence_dropped_bashkir_kept_and_latin_h_fixed(tmp_path):
     m = _run(tmp_path, [{"id": "mixed", "text": mixed}, {"id": "ru", "text": RUSSIAN + " " + RUSSIAN}])
     texts = _all_texts(tmp_path / "out")
     assert texts == {"mixed": f"{BASHKIR[0]} {BASHKIR[1]}\nУл һыу эсте, һуңынан ҡайтты."}
-    drops = {d["reason"]: d for d in m["drops"]}
+    drops = {d["reason"]: d for d in m.drops}
     assert drops["sentence_rus"]["sentences"] == 3
     assert drops["not_bashkir"]["documents"] == 1
-    assert m["cleaning"]["latin_h"] == 2
-    assert RUSSIAN in m["examples"]["sentence_rus"]
+    assert m.cleaning["latin_h"] == 2
+    assert RUSSIAN in m.examples["sentence_rus"]
 
 
 def test_tatar_document_dropped(tmp_path):
     m = _run(tmp_path, [{"id": "tt", "text": " ".join(TATAR)}, *_docs(1)])
     assert set(_all_texts(tmp_path / "out")) == {"d0"}
-    assert {d["reason"]: d["documents"] for d in m["drops"]}["not_bashkir"] == 1
+    assert {d["reason"]: d["documents"] for d in m.drops}["not_bashkir"] == 1
 
 
 def test_only_one_of_two_near_duplicates_survives(tmp_path):
@@ -77,10 +76,10 @@ def test_only_one_of_two_near_duplicates_survives(tmp_path):
     kept = _all_texts(tmp_path / "out")
     assert len({"orig", "twin", "copy"} & set(kept)) == 1
     assert "twin" in kept  # the longest member represents the cluster
-    drops = {d["reason"]: d["documents"] for d in m["drops"]}
+    drops = {d["reason"]: d["documents"] for d in m.drops}
     assert drops["exact_duplicate"] == 1 and drops["near_duplicate"] == 1
-    assert m["counts"]["documents_kept"] == 4
-    assert sorted((d["dropped"], d["kept"], d["reason"]) for d in m["duplicates"]) == [
+    assert m.counts["documents_kept"] == 4
+    assert sorted((d["dropped"], d["kept"], d["reason"]) for d in m.duplicates) == [
         ("copy", "orig", "exact_duplicate"), ("orig", "twin", "near_duplicate")]
 
 
@@ -88,7 +87,7 @@ def test_split_identical_across_runs_and_stable_when_documents_are_added(tmp_pat
     docs = _docs(40)
     m1 = _run(tmp_path, docs, out="a")
     m2 = _run(tmp_path, docs, out="b")
-    assert m1["fingerprint"] == m2["fingerprint"]
+    assert m1.fingerprint == m2.fingerprint
     for s in ("train", "validation", "test"):
         assert (tmp_path / "a" / f"{s}.parquet").read_bytes() == (tmp_path / "b" / f"{s}.parquet").read_bytes()
     first = _split_of(tmp_path / "a")
@@ -97,25 +96,25 @@ def test_split_identical_across_runs_and_stable_when_documents_are_added(tmp_pat
     grown = _split_of(tmp_path / "c")
     assert len(grown) == 60
     assert {i: grown[i] for i in first} == first
-    assert m3["fingerprint"] != m1["fingerprint"]
+    assert m3.fingerprint != m1.fingerprint
 
 
 def test_worker_processes_give_the_same_result(tmp_path):
     docs = _docs(12)
     m1 = _run(tmp_path, docs, out="one")
     m2 = _run(tmp_path, docs, out="two", num_proc=2)
-    assert m1["fingerprint"] == m2["fingerprint"]
+    assert m1.fingerprint == m2.fingerprint
 
 
 def test_manifest_and_readers(tmp_path):
     m = _run(tmp_path, _docs(10))
     out = tmp_path / "out"
-    assert read_manifest(out)["fingerprint"] == m["fingerprint"]
-    assert sum(m["counts"][s] for s in ("train", "validation", "test")) == 10
+    assert read_manifest(out).fingerprint == m.fingerprint
+    assert sum(m.counts[s] for s in ("train", "validation", "test")) == 10
     ds = load_split(out, "train")
     assert ds.column_names == ["id", "source", "text"]
-    assert len(ds) == m["counts"]["train"]
-    assert m["params"]["seed"] == 42 and m["corpus"]["kind"] == "file"
+    assert len(ds) == m.counts["train"]
+    assert m.params["seed"] == 42 and m.corpus["kind"] == "file"
     with pytest.raises(DataError, match="unknown split"):
         load_split(out, "dev")
     (out / "test.parquet").write_bytes(b"garbage")
@@ -137,7 +136,7 @@ def test_interrupted_run_keeps_previous_complete_output(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, _docs(8))
     assert (tmp_path / "out" / "manifest.json").read_bytes() == before
-    assert read_manifest(tmp_path / "out")["fingerprint"] == m["fingerprint"]
+    assert read_manifest(tmp_path / "out").fingerprint == m.fingerprint
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
@@ -188,7 +187,7 @@ def test_gzip_parquet_folder_and_txt_sources(tmp_path):
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
     pd.DataFrame([{"text": r["text"]} for r in docs[2:]]).to_parquet(folder / "b.parquet")
     m = prepare(DataPrepParams(corpus=str(folder), output_dir=str(tmp_path / "o1"), **FAST))
-    assert m["counts"]["documents_kept"] == 4 and m["corpus"]["kind"] == "folder"
+    assert m.counts["documents_kept"] == 4 and m.corpus["kind"] == "folder"
     ids = set(_split_of(tmp_path / "o1"))
     assert {"d0", "d1"} <= ids and sum(i.startswith("sha1:") for i in ids) == 2
     txt = tmp_path / "txt"
@@ -196,7 +195,7 @@ def test_gzip_parquet_folder_and_txt_sources(tmp_path):
     (txt / "one.txt").write_text(docs[0]["text"], encoding="utf-8")
     (txt / "sub" / "two.txt").write_text(docs[1]["text"], encoding="utf-8")
     m = prepare(DataPrepParams(corpus=str(txt), output_dir=str(tmp_path / "o2"), **FAST))
-    assert set(_split_of(tmp_path / "o2")) == {"one.txt", "sub/two.txt"} and m["corpus"]["kind"] == "txt"
+    assert set(_split_of(tmp_path / "o2")) == {"one.txt", "sub/two.txt"} and m.corpus["kind"] == "txt"
     (txt / "bad.txt").write_bytes(b"\xff")
     with pytest.raises(DataError, match="bad.txt: invalid UTF-8"):
         prepare(DataPrepParams(corpus=str(txt), output_dir=str(tmp_path / "o3"), **FAST))
@@ -226,7 +225,7 @@ def test_cli_prepare_data(tmp_path, capsys):
     corpus = _write_jsonl(tmp_path / "corpus.jsonl", _docs(5))
     assert main(["prepare-data", str(corpus), str(tmp_path / "out"), "--set", "min_chars=30",
                  "--set", "num_proc=1", "--set", "seed=7"]) == 0
-    assert read_manifest(tmp_path / "out")["params"]["seed"] == 7
+    assert read_manifest(tmp_path / "out").params["seed"] == 7
     assert "fingerprint" in capsys.readouterr().out
     assert main(["prepare-data", str(tmp_path / "nope.jsonl"), str(tmp_path / "o2")]) == 2
     assert "no such file or folder" in capsys.readouterr().err

@@ -6,10 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bashkir_peft.text import cleaning
-from bashkir_peft.text import dedup
-from bashkir_peft.text import langid
 from bashkir_peft.data.splitting import assign_split, split_unit
+from bashkir_peft.text import cleaning, dedup, langid
 
 BASHKIR = [
     "Башҡортостан Республикаһы Урал тауҙары буйында урынлашҡан.",

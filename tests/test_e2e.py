@@ -35,7 +35,7 @@ def _table(html: str, table_id: str) -> str:
 
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory, corpus_dir):
-    from bashkir_peft.report.book import copy_sources
+    from bashkir_peft.book import copy_sources
 
     tmp = tmp_path_factory.mktemp("e2e")
     corpus = tmp / "corpus.jsonl.gz"

@@ -10,11 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bashkir_peft.data.folder import write_presplit_folder
 from bashkir_peft.errors import ConfigError
-from bashkir_peft.evaluate.run import EvalParams, run_evaluation, score_paper, score_rolling
-from bashkir_peft.models.loading import prefix_token_id
 from bashkir_peft.evaluate.metrics import corpus_metrics, count_bytes, count_words, summarize, token_spans
+from bashkir_peft.evaluate.run import EvalParams, run_evaluation, score_paper, score_rolling
 from bashkir_peft.evaluate.scoring import Window, rolling_windows, score_windows
+from bashkir_peft.models.loading import prefix_token_id
+from bashkir_peft.records import write_record
+from report_synth import stage_train_record
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,8 +40,8 @@ def mistral():
     small vocabulary (32k: cheap to score)."""
     from bashkir_peft.models.loading import load_model
 
-    model, tok = load_model("tiny-mistral", "full")
-    return model.eval(), tok
+    loaded = load_model("tiny-mistral", "full")
+    return loaded.model.eval(), loaded.tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +49,8 @@ def gpt2():
     """tiny-gpt2: GPT-2 tokenizer (no distinct BOS: prefix is <|endoftext|>)."""
     from bashkir_peft.models.loading import load_model
 
-    model, tok = load_model("tiny-gpt2", "full")
-    return model.eval(), tok
+    loaded = load_model("tiny-gpt2", "full")
+    return loaded.model.eval(), loaded.tokenizer
 
 
 def _reference_nll(model, ids: list[int]) -> float:
@@ -244,13 +247,11 @@ def data_dir(tmp_path, texts):
     import pandas as pd
 
     d = tmp_path / "data"
-    d.mkdir()
-    for split, part in (("test", texts[:6]), ("validation", texts[6:]), ("train", texts)):
-        pd.DataFrame({"id": [f"{split}-{i}" for i in range(len(part))],
-                      "source": ["alpha" if i % 2 else "beta" for i in range(len(part))],
-                      "text": part}).to_parquet(d / f"{split}.parquet", index=False)
-    files = {p.name: {"bytes": p.stat().st_size} for p in sorted(d.glob("*.parquet"))}
-    (d / "manifest.json").write_text(json.dumps({"status": "complete", "fingerprint": "fixture-fp", "files": files}))
+    splits = {split: pd.DataFrame({"id": [f"{split}-{i}" for i in range(len(part))],
+                                   "source": ["alpha" if i % 2 else "beta" for i in range(len(part))],
+                                   "text": part})
+              for split, part in (("test", texts[:6]), ("validation", texts[6:]), ("train", texts))}
+    write_presplit_folder(d, splits, "fixture-fp", {"kind": "fixture", "location": "texts"})
     return d
 
 
@@ -271,7 +272,7 @@ def test_run_evaluation_writes_records_for_both_protocols_and_splits(tmp_path, d
     assert r["data"]["fingerprint"] == "fixture-fp" and r["method"] == "base"
     assert r["model"]["name"] == "tiny-gpt2" and "packages" in r["environment"]
     assert set(r["by_source"]) == {"alpha", "beta"}
-    assert r["metrics"] == pytest.approx(entry["metrics"])  # returned == recorded
+    assert r["metrics"] == pytest.approx(entry.metrics.model_dump())  # returned == recorded
 
     docs = pd.read_parquet(out / "eval_documents.parquet")
     test_rolling = docs[(docs.protocol == "rolling") & (docs.split == "test")]
@@ -301,12 +302,12 @@ def test_run_evaluation_rejects_bad_input_before_scoring(tmp_path, data_dir):
         run_evaluation(EvalParams(run_dir=str(tmp_path / "nope"), output_dir=str(out)), progress=False)
     run = tmp_path / "run"
     run.mkdir()
-    train = {"status": "failed", "reason": "loss is nan", "params": {"model": "tiny-gpt2", "method": "full",
-                                                                      "data_dir": str(data_dir), "block_size": 16}}
-    (run / "train.json").write_text(json.dumps(train))
+    params = {"model": "tiny-gpt2", "method": "full", "data_dir": str(data_dir), "block_size": 16}
+    write_record(run / "train.json", stage_train_record(params, "failed", "loss is nan"))
     with pytest.raises(ConfigError, match="loss is nan"):
         run_evaluation(EvalParams(run_dir=str(run), output_dir=str(out)), progress=False)
-    (run / "train.json").write_text(json.dumps(train | {"status": "finished"}))
+    write_record(run / "train.json", stage_train_record(params))
+    (run / "final").mkdir()
     with pytest.raises(ConfigError, match="merge applies to lora/qlora"):
         run_evaluation(EvalParams(run_dir=str(run), output_dir=str(out), merge=True, max_length=64), progress=False)
     assert not (out / "eval.json").exists()
@@ -319,11 +320,11 @@ def _lora_run_folder(run: Path, data_dir: Path) -> Path:
 
     from bashkir_peft.models.loading import load_model
     from bashkir_peft.models.lora import apply_lora
-    from bashkir_peft.atomic import write_json_atomic
     from bashkir_peft.train.run import TrainParams
 
     params = TrainParams(model="tiny-gpt2", method="lora", block_size=16, data_dir=str(data_dir), output_dir=str(run))
-    model, tok = load_model("tiny-gpt2", "lora")
+    loaded = load_model("tiny-gpt2", "lora")
+    model, tok = loaded.model, loaded.tokenizer
     torch.manual_seed(0)  # lora_A's random init too: the adapter's effect is the same every run
     peft_model = apply_lora(model, ["c_attn", "c_proj", "c_fc"], lora_r=4, lora_alpha=8)
     with torch.no_grad():
@@ -332,9 +333,8 @@ def _lora_run_folder(run: Path, data_dir: Path) -> Path:
                 p.normal_(0, 1.0)  # large enough to move a random tiny model's near-uniform logits
     peft_model.save_pretrained(run / "final")
     tok.save_pretrained(run / "final")
-    write_json_atomic(run / "train.json", {"status": "finished", "reason": None, "params": params.model_dump(),
-                                           "compute_dtype": "float32", "model": model.bashkir_resolved.record(),
-                                           "data": {"dir": str(data_dir), "fingerprint": "fixture-fp"}})
+    write_record(run / "train.json", stage_train_record(params.model_dump(), model=loaded.resolved.record(),
+                                                        data={"dir": str(data_dir), "fingerprint": "fixture-fp"}))
     return run
 
 
@@ -346,15 +346,15 @@ def test_trained_lora_run_unmerged_and_merged(tmp_path, data_dir):
                   num_threads=1)
     unmerged = run_evaluation(EvalParams(**common), progress=False)
     merged = run_evaluation(EvalParams(**common, merge=True, output_dir=str(tmp_path / "merged")), progress=False)
-    assert unmerged["block_size"] == 16 and unmerged["method"] == "lora"
-    assert unmerged["merge_note"] == "adapters scored unmerged" and merged["merged"] is True
-    assert unmerged["data"]["fingerprint"] == unmerged["train_data_fingerprint"] == "fixture-fp"
-    assert merged["metrics"]["perplexity"] == pytest.approx(unmerged["metrics"]["perplexity"], rel=1e-5)
+    assert unmerged.block_size == 16 and unmerged.method == "lora"
+    assert unmerged.merge_note == "adapters scored unmerged" and merged.merged is True
+    assert unmerged.data["fingerprint"] == unmerged.train_data_fingerprint == "fixture-fp"
+    assert merged.metrics.perplexity == pytest.approx(unmerged.metrics.perplexity, rel=1e-5)
     base = run_evaluation(EvalParams(model="tiny-gpt2", data_dir=str(data_dir), protocol="paper", block_size=16,
                                      max_documents=4, output_dir=str(tmp_path / "base"), num_threads=1),
                           progress=False)
-    assert base["metrics"]["tokens"] == unmerged["metrics"]["tokens"]
-    assert base["metrics"]["nll"] != pytest.approx(unmerged["metrics"]["nll"], rel=1e-4)
+    assert base.metrics.tokens == unmerged.metrics.tokens
+    assert base.metrics.nll != pytest.approx(unmerged.metrics.nll, rel=1e-4)
     assert json.loads((run / "eval.json").read_text())["evaluations"]["paper/test"]["method"] == "lora"
     with pytest.raises(ConfigError, match="trained from"):
         run_evaluation(EvalParams(run_dir=str(run), model="tiny-mistral"), progress=False)

@@ -15,8 +15,8 @@ import math
 
 import pytest
 
-from bashkir_peft.evaluate.run import score_rolling
 from bashkir_peft.evaluate.metrics import corpus_metrics
+from bashkir_peft.evaluate.run import score_rolling
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +50,8 @@ def _lm_eval_metrics(model, tokenizer, texts, max_length: int) -> tuple[dict, li
 def test_rolling_agrees_with_lm_evaluation_harness(name, texts):
     from bashkir_peft.models.loading import load_model
 
-    model, tok = load_model(name, "full")
-    model.eval()
+    loaded = load_model(name, "full")
+    model, tok = loaded.model.eval(), loaded.tokenizer
     max_length = 32  # several windows per document
     theirs, lls = _lm_eval_metrics(model, tok, texts, max_length)
     ours = score_rolling(model, tok, texts, max_length=max_length, batch_size=4)

@@ -35,8 +35,8 @@ def _in_out(module) -> tuple[int, int]:
 
 @pytest.mark.parametrize("name", TINY)
 def test_lora_wraps_expected_modules_with_analytic_parameter_count(name):
-    base, _ = load_model(name, "lora")
-    entry = base.bashkir_resolved.entry
+    loaded = load_model(name, "lora")
+    base, entry = loaded.model, loaded.resolved.entry
     names = dict(base.named_modules())
     matched = {t: [n for n in names if n.split(".")[-1] == t] for t in entry.target_modules}
     for target, hits in matched.items():
@@ -55,9 +55,10 @@ def test_lora_wraps_expected_modules_with_analytic_parameter_count(name):
 
 
 def test_smollm2_offline_knows_paris():
-    model, tokenizer = load_model("smollm2-135m", "full")
-    assert model.bashkir_resolved.source == "gguf"
-    assert "Q4_1" in model.bashkir_resolved.notes[0]
+    loaded = load_model("smollm2-135m", "full")
+    model, tokenizer = loaded.model, loaded.tokenizer
+    assert loaded.resolved.source == "gguf"
+    assert "Q4_1" in loaded.resolved.notes[0]
     enc = tokenizer("The capital of France is", return_tensors="pt")
     out = model.generate(**enc, max_new_tokens=8, do_sample=False)
     text = tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
@@ -75,6 +76,15 @@ def test_registry_has_the_papers_seven_models_and_tiny_models():
     assert not any(e.trust_remote_code for e in reg.models.values())
     for e in reg.models.values():  # the tokenizers root is never written into the registry
         assert e.tokenizer is None or "/" not in e.tokenizer
+
+
+def test_target_modules_are_the_architectures_row():
+    reg = load_registry()
+    assert set(reg.target_modules) == set(WRAPPED_PER_LAYER)
+    assert reg.target_modules["gpt2"] == ["c_attn", "c_proj", "c_fc"]
+    for name, e in reg.models.items():
+        assert e.target_modules == reg.target_modules[e.model_type]
+        assert reg.get(name).target_modules == reg.target_modules[e.model_type]
 
 
 def test_unpinned_revision_is_said():
@@ -102,7 +112,7 @@ def test_unreachable_hub_id_says_how_to_use_a_local_path(monkeypatch):
 
 
 def test_pickle_weights_refused_without_opt_in(tmp_path):
-    model, _ = load_model("tiny-gpt2", "full")
+    model = load_model("tiny-gpt2", "full").model
     model.config.save_pretrained(tmp_path)
     torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")  # pickle weights only
     with pytest.raises(ModelNotFoundError, match="cannot load model weights"):
@@ -122,14 +132,22 @@ def _cli(args, env_extra, tmp_path):
                           text=True, env=env, cwd=tmp_path, timeout=120)
 
 
+ROW = "target_modules:\n  gpt2: [c_attn]\n"
+
+
 @pytest.mark.parametrize(
     "content, expected",
     [
         ("models:\n  x: [unclosed\n", r"malformed YAML \(line \d+, column \d+\)"),
-        ("models:\n  x:\n    source: hub\n    hub_id: a/b\n    model_type: gpt2\n"
-         "    target_modules: [c_attn]\n    context_length: 10\n    colour: red\n", r"models\.x\.colour: unknown key"),
-        ("models:\n  x:\n    source: hub\n    hub_id: a/b\n    model_type: gpt2\n"
-         "    target_modules: [c_attn]\n    context_length: -5\n", r"models\.x\.context_length: Input should be greater than 0"),
+        (ROW + "models:\n  x:\n    source: hub\n    hub_id: a/b\n    model_type: gpt2\n"
+         "    context_length: 10\n    colour: red\n", r"models\.x\.colour: unknown key"),
+        (ROW + "models:\n  x:\n    source: hub\n    hub_id: a/b\n    model_type: gpt2\n"
+         "    context_length: -5\n", r"models\.x\.context_length: Input should be greater than 0"),
+        (ROW + "models:\n  x:\n    source: hub\n    hub_id: a/b\n    model_type: gpt2\n"
+         "    target_modules: [c_attn]\n    context_length: 10\n", r"models\.x\.target_modules: unknown key"),
+        (ROW + "models:\n  x:\n    source: hub\n    hub_id: a/b\n    model_type: bert\n"
+         "    context_length: 10\n", r"models\.x\.model_type 'bert' has no row in target_modules"),
+        ("target_modules:\n  gpt2: []\nmodels: {}\n", r"target_modules\.gpt2: List should have at least 1 item"),
     ],
 )
 def test_malformed_registry_gives_one_error_line(tmp_path, content, expected):
@@ -146,7 +164,6 @@ def _declared_names(requirements: list[str]) -> set[str]:
 
 def test_environment_yml_declares_the_same_packages_as_pyproject():
     import tomllib
-
     import yaml
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]

@@ -16,9 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bashkir_peft.text.codeswitch import BASHKIR_LETTERS
 from bashkir_peft.errors import ConfigError, DataError
-from bashkir_peft.records import RunFiles
 from bashkir_peft.generate.run import (
     GenerateParams,
     PromptsFile,
@@ -28,7 +26,10 @@ from bashkir_peft.generate.run import (
     side_by_side,
     summary_table,
 )
+from bashkir_peft.records import RunFiles, write_record
+from bashkir_peft.text.codeswitch import BASHKIR_LETTERS
 from bashkir_peft.yamlio import from_namespace, load_yaml, validate
+from report_synth import stage_train_record
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS = REPO / "params" / "prompts.yaml"
@@ -52,7 +53,8 @@ def one_thread():
 def tiny():
     from bashkir_peft.models.loading import load_model
 
-    return load_model("tiny-gpt2", "full")
+    loaded = load_model("tiny-gpt2", "full")
+    return loaded.model, loaded.tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -166,35 +168,35 @@ def test_run_generation_writes_record_and_table(tmp_path, data_dir):
                        prompt_words=5, **FAST)
     rec = run_generation(p)
     on_disk = json.loads((out / RunFiles.GENERATE).read_text(encoding="utf-8"))
-    assert on_disk == json.loads(json.dumps(rec))
-    assert rec["status"] == "finished" and rec["label"] == "tiny-gpt2/base/s42" and rec["run"]["method"] == "base"
-    assert rec["model"]["name"] == "tiny-gpt2" and rec["model"]["revision"].startswith("local:")
+    assert on_disk == rec.model_dump(mode="json")
+    assert rec.status == "finished" and rec.label == "tiny-gpt2/base/s42" and rec.run["method"] == "base"
+    assert rec.model["name"] == "tiny-gpt2" and rec.model["revision"].startswith("local:")
     test = pd.read_parquet(data_dir / "test.parquet")
     manifest = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
-    assert rec["data"] == {"kind": "test_split", "path": str(data_dir), "fingerprint": manifest["fingerprint"],
+    assert rec.data == {"kind": "test_split", "path": str(data_dir), "fingerprint": manifest["fingerprint"],
                            "test_documents": len(test)}
-    assert rec["decoding"]["do_sample"] is True and rec["decoding"]["seed"] == 42
-    assert rec["environment"]["packages"]["transformers"] and rec["cost"]["wall_time_s"] > 0
-    assert rec["prefix_token"] == "<|endoftext|>"
+    assert rec.decoding["do_sample"] is True and rec.decoding["seed"] == 42
+    assert rec.environment["packages"]["transformers"] and rec.cost["wall_time_s"] > 0
+    assert rec.prefix_token == "<|endoftext|>"
 
     df = pd.read_parquet(out / RunFiles.GENERATIONS)
     assert len(test) >= 4 and len(df) == 4
     for row in df.itertuples():
         doc = test.set_index("id").loc[row.prompt_id, "text"].split()
         assert row.prompt == " ".join(doc[:5]) and row.reference == " ".join(doc[5:17])
-    assert rec["summary"]["n"] == 4
+    assert rec.summary.n == 4
     nonempty = df[df["n_letters"] > 0]
-    assert rec["summary"]["code_switch_rate"] == pytest.approx(nonempty["code_switch"].mean())
-    assert rec["summary"]["non_bashkir_word_share"] == pytest.approx(
+    assert rec.summary.code_switch_rate == pytest.approx(nonempty["code_switch"].mean())
+    assert rec.summary.non_bashkir_word_share == pytest.approx(
         df["n_non_bashkir_words"].sum() / df["n_label_words"].sum())
     # the real next words of Bashkir test documents read as Bashkir
-    assert rec["reference_summary"]["language_shares"]["bak"] > 0.8
-    assert rec["reference_summary"]["bashkir_letter_share"] > 0.1
+    assert rec.reference_summary.language_shares["bak"] > 0.8
+    assert rec.reference_summary.bashkir_letter_share > 0.1
 
     # a second run (here: a copy with another label and text) beside the first
     out2 = tmp_path / "other"
     shutil.copytree(out, out2)
-    (out2 / RunFiles.GENERATE).write_text(json.dumps(rec | {"label": "other"}), encoding="utf-8")
+    (out2 / RunFiles.GENERATE).write_text(json.dumps(on_disk | {"label": "other"}), encoding="utf-8")
     df.assign(continuation=df["continuation"].str.upper()).iloc[:3].to_parquet(out2 / RunFiles.GENERATIONS)
     table = side_by_side([out, out2])
     assert list(table.columns) == ["prompt", "reference", "tiny-gpt2/base/s42", "other"]
@@ -204,7 +206,7 @@ def test_run_generation_writes_record_and_table(tmp_path, data_dir):
     assert pd.isna(table["other"].iloc[3])  # a prompt the other run lacks
     summ = summary_table([out, out2])
     assert summ["label"].tolist() == ["tiny-gpt2/base/s42", "other"]
-    assert summ["code_switch_rate"].iloc[0] == pytest.approx(rec["summary"]["code_switch_rate"], nan_ok=True)
+    assert summ["code_switch_rate"].iloc[0] == pytest.approx(rec.summary.code_switch_rate, nan_ok=True)
     assert {"lang_share_bak", "distinct_2", "non_bashkir_word_share"} <= set(summ.columns)
     with pytest.raises(DataError, match="share the label"):
         side_by_side([out, out])
@@ -218,8 +220,8 @@ def test_prompts_file_wins_over_data_dir(tmp_path, data_dir):
     pf = load_yaml(PROMPTS, PromptsFile)
     df = pd.read_parquet(out / RunFiles.GENERATIONS)
     assert df["prompt"].tolist() == [p.text for p in pf.prompts[:3]]
-    assert rec["data"]["kind"] == "prompts_file" and rec["data"]["fingerprint"].startswith("sha256:")
-    assert rec["reference_summary"] is None
+    assert rec.data["kind"] == "prompts_file" and rec.data["fingerprint"].startswith("sha256:")
+    assert rec.reference_summary is None
 
 
 # --- training runs and bad input --------------------------------------------------------
@@ -234,9 +236,9 @@ def test_generation_from_a_lora_run(tmp_path, data_dir):
                              seed=3, data_dir=str(data_dir), output_dir=str(run)))
     rec = run_generation(GenerateParams(model="tiny-gpt2", run_dir=str(run), **FAST))  # data_dir: the run's
     assert (run / RunFiles.GENERATE).is_file() and (run / RunFiles.GENERATIONS).is_file()
-    assert rec["label"] == "tiny-gpt2/lora/r4/s3"
-    assert rec["run"]["method"] == "lora" and rec["run"]["lora_r"] == 4
-    assert rec["data"]["matches_training_data"] is True
+    assert rec.label == "tiny-gpt2/lora/r4/s3"
+    assert rec.run["method"] == "lora" and rec.run["lora_r"] == 4
+    assert rec.data["matches_training_data"] is True
     with pytest.raises(ConfigError, match="trained from 'tiny-gpt2'"):
         run_generation(GenerateParams(model="tiny-llama", run_dir=str(run), data_dir=str(data_dir)))
 
@@ -253,8 +255,8 @@ def test_bad_input_fails_before_loading_and_keeps_results(tmp_path, data_dir, mo
     monkeypatch.setattr(gen, "_load", no_loading)
     with pytest.raises(ConfigError, match="no train.json"):
         run_generation(GenerateParams(run_dir=str(tmp_path), data_dir=str(data_dir)))
-    (tmp_path / "train.json").write_text(json.dumps({"status": "failed", "params": {"model": "tiny-gpt2"}}))
-    with pytest.raises(ConfigError, match="not finished"):
+    write_record(tmp_path / "train.json", stage_train_record({"model": "tiny-gpt2"}, "failed", "loss is nan"))
+    with pytest.raises(ConfigError, match="training status is 'failed' \\(loss is nan\\)"):
         run_generation(GenerateParams(run_dir=str(tmp_path), data_dir=str(data_dir)))
     with pytest.raises(ConfigError, match="no such file"):
         run_generation(GenerateParams(model="tiny-gpt2", prompts_file=str(tmp_path / "nope.yaml"),

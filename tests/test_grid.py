@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from bashkir_peft.errors import ConfigError
-from bashkir_peft.grid.spec import expand, load_grid, parse_grid, parse_only, select
 from bashkir_peft.grid.runids import canonical_json, make_run_id
+from bashkir_peft.grid.spec import expand, load_grid, parse_grid, parse_only, select
 
 REPO = Path(__file__).resolve().parents[1]
 GRIDS = REPO / "params" / "grids"

@@ -21,8 +21,8 @@ import yaml
 
 from bashkir_peft.cli import main
 from bashkir_peft.errors import ConfigError
-from bashkir_peft.grid.spec import load_grid, parse_only
 from bashkir_peft.grid.runner import plan, run_grid
+from bashkir_peft.grid.spec import load_grid, parse_only
 from bashkir_peft.records import RunFiles
 
 PARAMS = {
@@ -32,39 +32,50 @@ PARAMS = {
     "evaluate": 'model = None\nrun_dir = None\ndata_dir = None\noutput_dir = None\nprotocol = "rolling"\nmax_documents = None',
     "generate": 'model = None\nrun_dir = None\ndata_dir = None\noutput_dir = None\nseed = 0\nmax_new_tokens = 4',
 }
+# The throwaway notebooks write records of the contract (tests/report_synth.py builds them);
+# what the tests inspect besides (injected types, executions) goes into files of their own.
+PREAMBLE = """
+import json, pathlib, sys
+sys.path.insert(0, "tests")
+import pandas as pd
+from report_synth import stage_eval_entry, stage_generate_record, stage_train_record
+from bashkir_peft.data.folder import write_presplit_folder
+from bashkir_peft.records import EvalRecord, read_record_if_any, write_record
+"""
 BODIES = {
     "data": """
-        import hashlib, json, pathlib
+        import hashlib
         assert not fail_data, "data prep told to fail"
-        out = pathlib.Path(output_dir); out.mkdir(parents=True, exist_ok=True)
         fp = hashlib.sha256(pathlib.Path(corpus).read_bytes() + str(min_chars).encode()).hexdigest()[:16]
-        (out / "manifest.json").write_text(json.dumps({"status": "complete", "fingerprint": fp}))
+        empty = pd.DataFrame({"id": [], "source": [], "text": []}, dtype=str)
+        write_presplit_folder(output_dir, {s: empty for s in ("train", "validation", "test")}, fp,
+                              {"kind": "file", "location": corpus})
         """,
     "train": """
-        import json, pathlib
         out = pathlib.Path(output_dir); out.mkdir(parents=True, exist_ok=True)
         with open(out / "executions.txt", "a") as f: f.write("train\\n")
+        params = {"model": model, "method": method, "seed": seed, "run_name": run_name, "lora_r": lora_r}
         if target_modules and "nope" in target_modules:
+            write_record(out / "train.json", stage_train_record(params, "failed", "target modules not found"))
             raise ValueError(f"target modules {target_modules} not found in the model")
         types = {k: type(v).__name__ for k, v in dict(seed=seed, lora_r=lora_r, run_name=run_name, max_steps=max_steps).items()}
-        json.dump({"status": "finished", "params": {"model": model, "method": method, "seed": seed,
-                   "run_name": run_name, "lora_r": lora_r}, "types": types}, open(out / "train.json", "w"))
+        (out / "types.json").write_text(json.dumps(types))
+        write_record(out / "train.json", stage_train_record(params))
         """,
     "evaluate": """
-        import json, pathlib
         out = pathlib.Path(output_dir)
         assert (model is None) != (run_dir is None)
         with open(out / "executions.txt", "a") as f: f.write(f"evaluate {protocol}\\n")
-        rec = json.loads((out / "eval.json").read_text()) if (out / "eval.json").exists() else {}
-        rec.setdefault("evaluations", {})[protocol] = {"bits_per_byte": 1.0}
-        rec.update(status="finished", model=model, run_dir=run_dir)
-        (out / "eval.json").write_text(json.dumps(rec))
+        old = read_record_if_any(out / "eval.json", EvalRecord)
+        evaluations = {**(old.evaluations if old else {}), protocol: stage_eval_entry(protocol, model, run_dir)}
+        write_record(out / "eval.json", EvalRecord(stage="evaluate", status="finished", method="base", model=None,
+                                                   model_name=model, run_dir=run_dir, evaluations=evaluations))
         """,
     "generate": """
-        import json, pathlib
         out = pathlib.Path(output_dir)
         with open(out / "executions.txt", "a") as f: f.write("generate\\n")
-        (out / "generate.json").write_text(json.dumps({"status": "finished", "seed_type": type(seed).__name__}))
+        (out / "generate_types.json").write_text(json.dumps({"seed": type(seed).__name__}))
+        write_record(out / "generate.json", stage_generate_record("unit"))
         """,
 }
 FILES = {"data": "01_data_prep.ipynb", "train": "02_train.ipynb", "evaluate": "03_evaluate.ipynb",
@@ -79,7 +90,7 @@ def write_notebooks(folder: Path) -> Path:
                                      "language": "python"}
         cell = nbformat.v4.new_code_cell(PARAMS[stage])
         cell.metadata["tags"] = ["parameters"]
-        nb.cells = [cell, nbformat.v4.new_code_cell(textwrap.dedent(BODIES[stage]))]
+        nb.cells = [cell, nbformat.v4.new_code_cell(PREAMBLE + textwrap.dedent(BODIES[stage]))]
         nbformat.write(nb, folder / name)
     return folder
 
@@ -144,10 +155,11 @@ def test_failed_cell_recorded_others_finish_exit_nonzero(ran):
 
 def test_parameters_injected_and_types_survive(ran):
     run_dir, rec = ran["cells"]["lora"]
+    types = json.loads((run_dir / "types.json").read_text())
+    assert types == {"seed": "int", "lora_r": "int", "run_name": "str", "max_steps": "int"}
     train = json.loads((run_dir / "train.json").read_text())
-    assert train["types"] == {"seed": "int", "lora_r": "int", "run_name": "str", "max_steps": "int"}
     assert train["params"] == {"model": "tiny-gpt2", "method": "lora", "seed": 42, "run_name": "007", "lora_r": 4}
-    assert json.loads((run_dir / "generate.json").read_text())["seed_type"] == "int"
+    assert json.loads((run_dir / "generate_types.json").read_text())["seed"] == "int"
     # evaluation of a trained cell gets run_dir (not model); of a base cell, model (not run_dir)
     assert json.loads((run_dir / "eval.json").read_text())["run_dir"] == str(run_dir)
     base_dir, _ = ran["cells"]["base"]
@@ -256,7 +268,7 @@ def test_data_prep_failure_stops_with_exit_1(tmp_path, capsys):
     assert code == 1
     assert "data preparation failed: data: AssertionError: data prep told to fail" in capsys.readouterr().err
     rec = json.loads((tmp_path / "runs" / "unit" / "data_prep.json").read_text())
-    assert rec["status"] == "failed" and rec["ename"] == "AssertionError"
+    assert rec["status"] == "failed" and rec["failure"]["ename"] == "AssertionError"
 
 
 def test_submitit_executor_runs_cells_as_jobs(ran, capsys):

@@ -3,28 +3,30 @@
 What is pinned down: mean/std/n over seeds equal numpy's on the runs' own metrics; the
 paired bootstrap interval covers the true difference (and is deterministic with a seed);
 failed and unfinished runs are left out of the results and listed with their errors;
-the paper's numbers are labelled as quoted; missing stages are tolerated.
+the paper's numbers are labelled as quoted; missing stages are tolerated; a record that does
+not match the contract fails the report with one line naming the file and the field.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from report_synth import CELLS, make_grid, write_run, documents
 
-from bashkir_peft.report.bootstrap import paired_bpb_difference
+from bashkir_peft.cli import main
 from bashkir_peft.errors import ConfigError, DataError
-from bashkir_peft.report.build import ReportParams, build_report, per_run_table
+from bashkir_peft.records import DataFiles, EvalRecord, RecordError, RunFiles, read_record
 from bashkir_peft.report import tables as rt
-from bashkir_peft.report.tables import PAPER_NUMBERS
+from bashkir_peft.report.bootstrap import paired_bpb_difference
+from bashkir_peft.report.build import ReportParams, build_report, per_run_table
 from bashkir_peft.report.runs import discover_runs
+from bashkir_peft.report.tables import PAPER_NUMBERS
 from bashkir_peft.yamlio import validate
+from report_synth import CELLS, documents, make_grid, write_index, write_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,8 +38,8 @@ def report(tmp_path_factory):
 
 
 def _own_metric(run_dir: Path, protocol: str, metric: str) -> float:
-    rec = json.loads((run_dir / "eval.json").read_text())
-    return rec["evaluations"][f"{protocol}/test"]["metrics"][metric]
+    rec = read_record(run_dir / RunFiles.EVAL, EvalRecord)
+    return getattr(rec.evaluations[f"{protocol}/test"].metrics, metric)
 
 
 def test_summary_mean_std_n_over_seeds(report):
@@ -160,14 +162,14 @@ def test_missing_stages_are_tolerated(report):
     assert runs.loc["run01-full", "wall_time_s"] == pytest.approx(20.0)
     assert runs.loc["run03-lora", "trainable_params"] == 4096 * 8
     fert = report.tables["fertility"]
-    docs = pd.read_parquet(report.runs_dir / "run01-full" / "eval_documents.parquet")
+    docs = pd.read_parquet(report.runs_dir / "run01-full" / RunFiles.EVAL_DOCUMENTS)
     docs = docs[docs["protocol"] == "rolling"]
     assert fert["fertility"].iloc[0] == pytest.approx(docs["tokens"].sum() / docs["words"].sum())
 
 
 def test_fertility_comes_from_the_data_prep_table_when_there_is_one(report, tmp_path):
-    pd.DataFrame({"model": ["gpt2", "mistral-7b"], "tokenizer": ["gpt2", "mistral-7b"],
-                  "fertility": [4.5, 2.25]}).to_parquet(tmp_path / "tokenizers.parquet")
+    pd.DataFrame({"model": ["gpt2", "mistral-7b"], "tokenizer": ["gpt2", "mistral-7b"], "split": "test",
+                  "fertility": [4.5, 2.25]}).to_parquet(tmp_path / DataFiles.FERTILITY)
     fert = rt.fertility_table(report.runs, report.tables["quality_cost"], tmp_path, "rolling")
     assert (fert["fertility"] == 4.5).all()  # tiny-gpt2 uses the gpt2 tokenizer
     assert fert["fertility_source"].str.startswith("data prep (gpt2 tokenizer").all()
@@ -194,8 +196,6 @@ def test_bad_input_is_one_clear_error(tmp_path):
         build_report(ReportParams(grid=str(tmp_path / "absent.yaml")))
     with pytest.raises(ConfigError, match="confidence"):
         validate(ReportParams, {"grid": "x", "confidence": 1.5}, "report parameters")
-    from bashkir_peft.cli import main
-
     assert main(["report", "nope", "--runs-dir", str(tmp_path / "missing")]) == 2
     rng = np.random.default_rng(2)
     write_run(tmp_path / "root" / "synth", "a", "tiny-gpt2", "base", None, None, 3.0, documents(rng, 10), rng)
@@ -203,15 +203,59 @@ def test_bad_input_is_one_clear_error(tmp_path):
     assert (tmp_path / "root" / "synth" / "report" / "tables" / "summary.csv").is_file()
 
 
-def test_a_half_written_record_marks_the_run_failed(tmp_path):
+def test_a_half_written_record_is_an_error_not_a_failed_run(tmp_path):
     runs = make_grid(tmp_path / "runs", failed=False)
-    shutil.rmtree(runs / "run05-lora" / "notebooks")
-    (runs / "run05-lora" / "generate.json").write_text('{"status": "fini')
-    found = discover_runs(runs)
-    f = rt.failures_table(found).set_index("run_id")
-    assert "unreadable record generate.json" in f.loc["run05-lora", "error"]
-    lora = rt.summary_table(rt.metrics_table(found)).set_index(["method_label", "protocol"]).loc[("lora r=8", "rolling")]
-    assert lora["n"] == 2
+    path = runs / "run05-lora" / RunFiles.GENERATE
+    path.write_text('{"status": "fini')
+    with pytest.raises(RecordError, match=f"{path}: unreadable record"):
+        discover_runs(runs)
+
+
+def _report_cli(runs_root: Path, capsys) -> tuple[int, list[str]]:
+    """Run ``bashkir-peft report synth`` over ``runs_root/synth``: exit status, stderr lines."""
+    capsys.readouterr()
+    status = main(["report", "synth", "--runs-dir", str(runs_root)])
+    return status, capsys.readouterr().err.strip().splitlines()
+
+
+def test_a_renamed_field_of_the_evaluation_record_fails_in_one_line(tmp_path, capsys):
+    runs = make_grid(tmp_path / "root" / "synth")
+    path = runs / "run03-lora" / RunFiles.EVAL
+    rec = json.loads(path.read_text())
+    metrics = rec["evaluations"]["rolling/test"]["metrics"]
+    metrics["bpb"] = metrics.pop("bits_per_byte")
+    path.write_text(json.dumps(rec))
+    status, err = _report_cli(tmp_path / "root", capsys)
+    assert status == 2 and len(err) == 1, err
+    assert str(path) in err[0] and "evaluations.rolling/test.metrics.bits_per_byte" in err[0] and "missing" in err[0]
+
+
+def test_a_renamed_column_of_the_per_document_table_fails_in_one_line(tmp_path, capsys):
+    runs = make_grid(tmp_path / "root" / "synth")
+    path = runs / "run03-lora" / RunFiles.EVAL_DOCUMENTS
+    pd.read_parquet(path).rename(columns={"nll": "nll_sum"}).to_parquet(path)
+    status, err = _report_cli(tmp_path / "root", capsys)
+    assert status == 2 and len(err) == 1, err
+    assert err[0] == f"error: {path}: column 'nll': missing"
+
+
+def test_a_missing_document_id_column_is_an_error_not_row_numbers(tmp_path):
+    runs = make_grid(tmp_path / "runs", failed=False)
+    path = runs / "run01-full" / RunFiles.EVAL_DOCUMENTS
+    pd.read_parquet(path).drop(columns="id").to_parquet(path)
+    with pytest.raises(RecordError, match="column 'id': missing"):
+        rt.differences_table(discover_runs(runs), protocol="rolling")
+
+
+def test_records_written_before_the_schema_version_are_read_through_the_upgrade(tmp_path, report):
+    runs = make_grid(tmp_path / "runs")
+    for path in runs.rglob("*.json"):
+        rec = json.loads(path.read_text())
+        del rec["schema_version"]
+        path.write_text(json.dumps(rec))
+    old = build_report(ReportParams(grid="synth", runs_dir=str(runs), n_resamples=500))
+    pd.testing.assert_frame_equal(old.tables["summary"], report.tables["summary"])
+    assert list(old.tables["failures"]["run_id"]) == ["run98-lora", "run99-qlora"]
 
 
 def test_only_the_current_cells_of_the_grid_index_are_results(tmp_path):
@@ -221,5 +265,5 @@ def test_only_the_current_cells_of_the_grid_index_are_results(tmp_path):
     write_run(runs, "current", "tiny-gpt2", "lora", 8, 42, 2.0, docs, rng)
     write_run(runs, "stale", "tiny-gpt2", "lora", 8, 42, 9.0, docs, rng)  # an older run id
     assert {r.run_id for r in discover_runs(runs)} == {"current", "stale"}  # no index: all
-    (runs / "grid.json").write_text(json.dumps({"grid": "g", "cells": [{"run_id": "current"}]}))
+    write_index(runs, ["current"])
     assert [r.run_id for r in discover_runs(runs)] == ["current"]

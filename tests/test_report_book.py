@@ -12,9 +12,9 @@ import re
 from pathlib import Path
 
 import pytest
-from report_synth import CELLS, make_grid
 
-from bashkir_peft.report.book import BookError, BookParams, build_book, copy_sources, execute_report, jupyter_book_build
+from bashkir_peft.book import BookError, BookParams, build_book, copy_sources, execute_report, jupyter_book_build
+from report_synth import CELLS, make_grid
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,11 +15,12 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
+from bashkir_peft.data.folder import write_presplit_folder
 from bashkir_peft.errors import ConfigError, DataError
 from bashkir_peft.models.quant import dequantized_copy
 from bashkir_peft.models.trained import load_trained
+from bashkir_peft.records import TrainRecord, read_record
 from bashkir_peft.train.run import TrainParams, run_training
-
 
 # Tiny runs: tiny-gpt2 (Conv1D layers), 16-token blocks, a few steps.
 TINY = dict(model="tiny-gpt2", block_size=16, per_device_train_batch_size=4, per_device_eval_batch_size=16,
@@ -38,13 +39,9 @@ def make_data_dir(corpus: Path, out: Path, n_train: int = 24, n_val: int = 4, ch
             rows.append({"id": r["id"], "source": r["source"], "text": r["text"][:chars]})
             if len(rows) == n_train + 2 * n_val:
                 break
-    out.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows[:n_train]).to_parquet(out / "train.parquet")
-    pd.DataFrame(rows[n_train:n_train + n_val]).to_parquet(out / "validation.parquet")
-    pd.DataFrame(rows[n_train + n_val:]).to_parquet(out / "test.parquet")
-    files = {f"{s}.parquet": {"bytes": (out / f"{s}.parquet").stat().st_size} for s in ("train", "validation", "test")}
-    manifest = {"status": "complete", "fingerprint": "tiny-test-data", "files": files}
-    (out / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    splits = {"train": rows[:n_train], "validation": rows[n_train:n_train + n_val], "test": rows[n_train + n_val:]}
+    write_presplit_folder(out, {k: pd.DataFrame(v) for k, v in splits.items()}, "tiny-test-data",
+                          {"kind": "file", "location": str(corpus / "bashkir-demo.jsonl.gz")})
     return out
 
 
@@ -174,14 +171,14 @@ def test_qlora_gradients_equal_dequantized_twin_throughout_a_run(data_dir, tmp_p
     params = TrainParams(**(TINY | {"method": "qlora", "lora_dropout": 0.0, "max_steps": 2, "eval_steps": 1,
                                     "save_steps": 10, "data_dir": str(data_dir), "output_dir": str(tmp_path / "r")}))
     record = run_training(params, callbacks=[check])
-    assert record["status"] == "finished"
+    assert record.status == "finished"
     wheres = [w for w, _, _ in check.checks]
     assert wheres == ["start", "step 1", "after evaluation at step 1", "step 2", "after evaluation at step 2"]
     assert check.packed_after_eval and not any(check.packed_after_eval)
     # Stated tolerance, relative to the largest gradient: the 4-bit path dequantizes to the
     # compute dtype and multiplies; the twin multiplies the same dequantized weights, so any
     # difference is rounding: 1e-5 in float32 (CPU; observed: 0), 1e-2 in bfloat16 (GPU).
-    tol = 1e-5 if record["compute_dtype"] == "float32" else 1e-2
+    tol = 1e-5 if record.compute_dtype == "float32" else 1e-2
     for where, diff, scale in check.checks:
         assert scale > 0, where
         assert diff <= tol * scale, f"{where}: max |grad diff| {diff:.3g} vs max |grad| {scale:.3g}"
@@ -193,8 +190,8 @@ def test_qlora_gradients_equal_dequantized_twin_throughout_a_run(data_dir, tmp_p
 @pytest.mark.parametrize("which", ["lora_run", "qlora_run"])
 def test_every_lora_B_trains_with_gradient_checkpointing_on_conv1d(which, request):
     out, record, _ = request.getfixturevalue(which)
-    assert record["status"] == "finished" and record["reason"] is None
-    assert record["params"]["gradient_checkpointing"] is True
+    assert record.status == "finished" and record.reason is None
+    assert record.params["gradient_checkpointing"] is True
     weights = load_file(out / "final" / "adapter_model.safetensors")
     lora_b = {k: v for k, v in weights.items() if "lora_B" in k}
     # GPT-2 blocks: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj (Conv1D), 2 layers.
@@ -208,23 +205,23 @@ def test_every_lora_B_trains_with_gradient_checkpointing_on_conv1d(which, reques
 def test_record_says_what_produced_it(which, request):
     out, record, _ = request.getfixturevalue(which)
     on_disk = json.loads((out / "train.json").read_text())
-    assert on_disk == json.loads(json.dumps(record, default=str))
-    method = record["params"]["method"]
-    assert record["learning_rate"] == 2e-4
-    assert record["model"]["name"] == "tiny-gpt2" and record["model"]["revision"].startswith("local:")
-    assert record["data"]["fingerprint"] == "tiny-test-data"
-    assert record["data"]["train"]["blocks"] > 0 and record["data"]["validation"]["blocks"] > 0
-    assert 0 < record["trainable_params"] < record["total_params"]
-    assert record["trainable_share"] == pytest.approx(record["trainable_params"] / record["total_params"])
-    assert record["tokens_seen"] == 3 * 4 * 16 and record["global_step"] == 3
-    assert record["tokens_per_s"] > 0
-    assert [r["step"] for r in record["losses"]["train"]] == [1, 2, 3]
-    assert [r["step"] for r in record["losses"]["eval"]] == [2, 3]
-    assert record["final_eval"]["perplexity"] == pytest.approx(2.718281828 ** record["final_eval"]["eval_loss"])
-    assert record["cost"]["wall_time_s"] > 0 and record["cost"]["peak_rss_mib"] > 0
-    assert record["environment"]["packages"]["peft"] and "commit" in record["environment"]["git"]
-    assert record["environment"]["hardware"]["cpu_cores_available"] >= 1
-    assert record["compute_dtype"] == ("float32" if not torch.cuda.is_available() else record["compute_dtype"])
+    assert on_disk == record.model_dump(mode="json", exclude_unset=True) | {"schema_version": 1}
+    method = record.params["method"]
+    assert record.learning_rate == 2e-4
+    assert record.model["name"] == "tiny-gpt2" and record.model["revision"].startswith("local:")
+    assert record.data["fingerprint"] == "tiny-test-data"
+    assert record.data["train"]["blocks"] > 0 and record.data["validation"]["blocks"] > 0
+    assert 0 < record.trainable_params < record.total_params
+    assert record.trainable_share == pytest.approx(record.trainable_params / record.total_params)
+    assert record.tokens_seen == 3 * 4 * 16 and record.global_step == 3
+    assert record.tokens_per_s > 0
+    assert [r["step"] for r in record.losses.train] == [1, 2, 3]
+    assert [r["step"] for r in record.losses.eval] == [2, 3]
+    assert record.final_eval.perplexity == pytest.approx(2.718281828 ** record.final_eval.eval_loss)
+    assert record.cost.wall_time_s > 0 and record.cost.peak_rss_mib > 0
+    assert record.environment["packages"]["peft"] and "commit" in record.environment["git"]
+    assert record.environment["hardware"]["cpu_cores_available"] >= 1
+    assert record.compute_dtype == ("float32" if not torch.cuda.is_available() else record.compute_dtype)
     card = (out / "final" / "README.md").read_text()
     assert "tiny-test-data" in card and method in card and "Validation loss" in card
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-3"]
@@ -235,21 +232,23 @@ def test_saved_adapter_reloads_to_identical_logits(which, request):
     from peft import PeftModel
 
     out, record, cap = request.getfixturevalue(which)
-    model, tokenizer, rec = load_trained(out)
-    assert isinstance(model, PeftModel) and rec["merge"] is None
+    trained = load_trained(out)
+    model = trained.model
+    assert isinstance(model, PeftModel) and trained.merge_note is None
     torch.testing.assert_close(_logits(model, cap.batch.to(model.device)), cap.logits, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("which", ["lora_run", "qlora_run"])
 def test_merged_equals_unmerged(which, request):
     out, record, cap = request.getfixturevalue(which)
-    merged, _, rec = load_trained(out, merge=True)
+    merged_run = load_trained(out, merge=True)
+    merged = merged_run.model
     assert not any("lora_" in n for n, _ in merged.named_parameters())
-    if record["params"]["method"] == "qlora":
-        assert "dequantized" in rec["merge"]
+    if record.params["method"] == "qlora":
+        assert "dequantized" in merged_run.merge_note
     # float32 (CPU): merging reorders the sums, a rounding-level difference. bfloat16 (GPU):
     # the merged weight W + BA is itself rounded to bf16 (8-bit significand, ~4e-3 relative).
-    tol = 1e-4 if record["compute_dtype"] == "float32" else 3e-2
+    tol = 1e-4 if record.compute_dtype == "float32" else 3e-2
     torch.testing.assert_close(_logits(merged, cap.batch.to(merged.device)), cap.logits, rtol=tol, atol=tol)
 
 
@@ -258,25 +257,25 @@ def test_full_finetuning_updates_every_weight(data_dir, tmp_path):
 
     record = run_training(TINY | {"method": "full", "max_steps": 2, "data_dir": str(data_dir),
                                   "output_dir": str(tmp_path / "full")})
-    assert record["status"] == "finished" and record["learning_rate"] == 5e-5
-    assert record["trainable_params"] == record["total_params"] and record["trainable_share"] == 1.0
+    assert record.status == "finished" and record.learning_rate == 5e-5
+    assert record.trainable_params == record.total_params and record.trainable_share == 1.0
     before = load_file(Path(resolve_model("tiny-gpt2").location) / "model.safetensors")
     after = load_file(tmp_path / "full" / "final" / "model.safetensors")
     assert before.keys() == after.keys()
     for k in before:
         assert not torch.equal(before[k], after[k]), f"{k} unchanged"
-    model, _, _ = load_trained(tmp_path / "full")
-    assert sum(p.numel() for p in model.parameters()) == record["total_params"]
+    model = load_trained(tmp_path / "full").model
+    assert sum(p.numel() for p in model.parameters()) == record.total_params
 
 
 def test_non_finite_loss_fails_the_run(data_dir, tmp_path):
     record = run_training(TINY | {"method": "full", "learning_rate": 1e30, "max_steps": 4, "save_steps": 1,
                                   "data_dir": str(data_dir), "output_dir": str(tmp_path / "nan")})
-    assert record["status"] == "failed"
-    assert "non-finite training loss" in record["reason"]
+    assert record.status == "failed"
+    assert "non-finite training loss" in record.reason
     assert json.loads((tmp_path / "nan" / "train.json").read_text())["status"] == "failed"
     assert not (tmp_path / "nan" / "final").exists()
-    with pytest.raises(ConfigError, match="no finished training run"):
+    with pytest.raises(ConfigError, match="training status is 'failed'"):
         load_trained(tmp_path / "nan")
 
 
@@ -284,8 +283,8 @@ def test_other_parameters_in_the_same_folder_are_refused(lora_run, data_dir):
     out, record, _ = lora_run
     with pytest.raises(ConfigError, match="other parameters"):
         run_training(TINY | {"method": "lora", "seed": 7, "data_dir": str(data_dir), "output_dir": str(out)})
-    again = run_training(TrainParams.model_validate(record["params"]))  # finished: not recomputed
-    assert again == json.loads((out / "train.json").read_text())
+    again = run_training(TrainParams.model_validate(record.params))  # finished: not recomputed
+    assert again == read_record(out / "train.json", TrainRecord)
 
 
 # --- GPU: bf16 QLoRA with paged AdamW ------------------------------------------------------
@@ -297,10 +296,10 @@ def test_qlora_on_gpu_is_nf4_double_quant_bf16_with_paged_adamw(data_dir, tmp_pa
 
     record = run_training(TINY | {"model": "tiny-llama", "method": "qlora", "data_dir": str(data_dir),
                                   "output_dir": str(tmp_path / "gpu")})
-    assert record["status"] == "finished"
-    assert record["optimizer"] == "paged_adamw_32bit" and record["compute_dtype"] == "bfloat16"
-    assert record["cost"]["peak_gpu_mib"] > 0
-    model, _, _ = load_trained(tmp_path / "gpu")
+    assert record.status == "finished"
+    assert record.optimizer == "paged_adamw_32bit" and record.compute_dtype == "bfloat16"
+    assert record.cost.peak_gpu_mib > 0
+    model = load_trained(tmp_path / "gpu").model
     layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert layers and all(m.weight.device.type == "cuda" for m in layers)
     for m in layers:

@@ -40,7 +40,7 @@ def test_killed_run_resumes_from_last_complete_checkpoint(tmp_path, corpus_dir):
     # killed while writing checkpoint-3, so the restart must skip it and resume from checkpoint-2.
     common = TINY | {"method": "lora", "max_steps": 4, "save_steps": 1, "eval_steps": 4, "data_dir": str(data)}
     reference = run_training(TrainParams(**(common | {"output_dir": str(tmp_path / "reference")})))
-    assert reference["status"] == "finished"
+    assert reference.status == "finished"
 
     run = tmp_path / "interrupted"
     params = TrainParams(**(common | {"output_dir": str(run)}))
@@ -53,13 +53,13 @@ def test_killed_run_resumes_from_last_complete_checkpoint(tmp_path, corpus_dir):
     assert json.loads((run / "train.json").read_text())["status"] == "running"
 
     resumed = run_training(params)
-    assert resumed["status"] == "finished"
-    assert [s["resumed_from"] for s in resumed["sessions"]] == [None, "checkpoint-2"]
-    assert resumed["sessions"][1]["skipped_incomplete_checkpoints"] == ["checkpoint-3"]
-    assert resumed["sessions"][1]["steps"] == 2 and resumed["global_step"] == 4
-    ref_loss, got = reference["final_eval"]["eval_loss"], resumed["final_eval"]["eval_loss"]
+    assert resumed.status == "finished"
+    assert [s["resumed_from"] for s in resumed.sessions] == [None, "checkpoint-2"]
+    assert resumed.sessions[1]["skipped_incomplete_checkpoints"] == ["checkpoint-3"]
+    assert resumed.sessions[1]["steps"] == 2 and resumed.global_step == 4
+    ref_loss, got = reference.final_eval.eval_loss, resumed.final_eval.eval_loss
     assert abs(got - ref_loss) <= 1e-3 * abs(ref_loss), (got, ref_loss)
     # the training losses after the resume point follow the same trajectory
-    ref_train = {r["step"]: r["loss"] for r in reference["losses"]["train"]}
-    for r in resumed["losses"]["train"]:
+    ref_train = {r["step"]: r["loss"] for r in reference.losses.train}
+    for r in resumed.losses.train:
         assert abs(r["loss"] - ref_train[r["step"]]) <= 1e-3 * abs(ref_train[r["step"]]), r

@@ -20,11 +20,21 @@ import argparse
 import sys
 from pathlib import Path
 
+from bashkir_peft.book import BookError, BookParams, build_book
+from bashkir_peft.data.corpus import HUB_PREFIX
+from bashkir_peft.data.prepare import DataPrepParams, prepare
 from bashkir_peft.errors import ConfigError
+from bashkir_peft.grid.runner import StageFailed, cell_state, plan, run_grid
+from bashkir_peft.grid.slurm import run_grid_submitit, slurm_parameters
+from bashkir_peft.grid.spec import load_grid, parse_only
+from bashkir_peft.models.provision import provision_all
+from bashkir_peft.models.registry import load_registry
+from bashkir_peft.report.build import ReportParams, build_report, format_headline, resolve_grid
+from bashkir_peft.runtime import configure_threads
+from bashkir_peft.yamlio import validate
 
 
 def _setup_models(args: argparse.Namespace) -> int:
-    from bashkir_peft.models.provision import provision_all
 
     for name, path in provision_all(args.names or None).items():
         print(f"{name}: {path}")
@@ -32,7 +42,6 @@ def _setup_models(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from bashkir_peft.models.registry import load_registry
 
     for name, e in load_registry().models.items():
         print(f"{name:14s} {e.source:5s} {e.model_type:8s} {e.hub_id or '-':36s} {','.join(e.target_modules)}")
@@ -48,11 +57,6 @@ def _value(text: str):
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from bashkir_peft.data.corpus import HUB_PREFIX
-    from bashkir_peft.data.prepare import DataPrepParams, prepare
-    from bashkir_peft.errors import ConfigError
-    from bashkir_peft.runtime import configure_threads
-    from bashkir_peft.yamlio import validate
 
     corpus = args.corpus if args.corpus.startswith(HUB_PREFIX) else str(Path(args.corpus).expanduser().absolute())
     values = {"corpus": corpus, "output_dir": str(Path(args.output_dir).expanduser().absolute())}
@@ -64,7 +68,7 @@ def _prepare(args: argparse.Namespace) -> int:
     params = validate(DataPrepParams, values, "prepare-data")
     configure_threads()
     manifest = prepare(params, log=print)
-    print(f"fingerprint {manifest['fingerprint']}")
+    print(f"fingerprint {manifest.fingerprint}")
     return 0
 
 
@@ -90,8 +94,6 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace, need_corpus: bool):
-    from bashkir_peft.grid.spec import load_grid, parse_only
-    from bashkir_peft.grid.runner import plan
 
     grid = load_grid(args.grid)
     return plan(grid, getattr(args, "corpus", None), runs_root=args.runs_dir, notebooks_dir=args.notebooks,
@@ -99,14 +101,12 @@ def _load(args: argparse.Namespace, need_corpus: bool):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bashkir_peft.grid.runner import StageFailed, run_grid
 
     run = _load(args, need_corpus=True)
     try:
         if args.executor == "local" or args.dry_run:
             results = run_grid(run, force=args.force, dry_run=args.dry_run, progress=not args.no_progress)
         else:
-            from bashkir_peft.grid.slurm import run_grid_submitit, slurm_parameters
 
             results = run_grid_submitit(run, force=args.force, cluster=args.executor, slurm=slurm_parameters(
                 args.slurm_partition, args.slurm_gpus, args.slurm_cpus, args.slurm_timeout_min))
@@ -117,7 +117,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from bashkir_peft.grid.runner import cell_state
 
     run = _load(args, need_corpus=False)
     if run.fingerprint is None:
@@ -161,7 +160,6 @@ def _grid_dir(args: argparse.Namespace) -> str | None:
     """``--runs-dir`` is the runs ROOT, as for ``grid run``: the grid's folder is ``<root>/<name>``."""
     if not args.runs_dir:
         return None
-    from bashkir_peft.report.build import resolve_grid
 
     return str(Path(args.runs_dir) / resolve_grid(args.grid)[0])
 
@@ -169,8 +167,6 @@ def _grid_dir(args: argparse.Namespace) -> str | None:
 def _report(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from bashkir_peft.report.build import ReportParams, build_report, format_headline
-    from bashkir_peft.yamlio import validate
 
     given = {"grid": args.grid, "runs_dir": _grid_dir(args), "out_dir": args.out_dir, "data_dir": args.data_dir}
     params = validate(ReportParams, {k: v for k, v in given.items() if v}, "report")
@@ -184,8 +180,6 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _book(args: argparse.Namespace) -> int:
-    from bashkir_peft.report.book import BookError, BookParams, build_book
-    from bashkir_peft.yamlio import validate
 
     given = {"grid": args.grid, "runs_dir": _grid_dir(args), "book_dir": args.book_dir, "build": not args.no_build}
     params = validate(BookParams, {k: v for k, v in given.items() if v is not None}, "book")

@@ -5,6 +5,8 @@
 - ``BASHKIR_PEFT_CACHE``: where provisioned models (tiny random models, the converted
   SmolLM2 GGUF) are kept. Default ``~/.cache/bashkir-peft``.
 - ``BASHKIR_PEFT_PARAMS``: the params folder. Default: ``params/`` of this checkout.
+- ``BASHKIR_PEFT_RUNS``: the runs root (``<root>/<grid name>/`` per grid). Default: ``runs/``
+  of this checkout.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from bashkir_peft.errors import ConfigError
 TOKENIZERS_ENV = "BASHKIR_PEFT_TOKENIZERS"
 CACHE_ENV = "BASHKIR_PEFT_CACHE"
 PARAMS_ENV = "BASHKIR_PEFT_PARAMS"
+RUNS_ENV = "BASHKIR_PEFT_RUNS"
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,6 +27,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def params_dir() -> Path:
     """Return the params folder (``$BASHKIR_PEFT_PARAMS`` or ``<repo>/params``)."""
     return Path(os.environ.get(PARAMS_ENV, REPO_ROOT / "params"))
+
+
+def runs_root() -> Path:
+    """Return the runs root (``$BASHKIR_PEFT_RUNS`` or ``<repo>/runs``)."""
+    return Path(os.environ.get(RUNS_ENV, REPO_ROOT / "runs"))
 
 
 def cache_dir() -> Path:

@@ -13,6 +13,12 @@ for entries with weights of their own (smollm2-135m), the tokenizer shipped with
 """
 
 from __future__ import annotations
+
+from bashkir_peft.models.registry import get_entry
+from bashkir_peft.models.loading import load_tokenizer, resolve_model
+from pathlib import Path
+from bashkir_peft.atomic import write_parquet_atomic
+from bashkir_peft.data.folder import load_split
 from bashkir_peft.records import DataFiles
 
 from collections.abc import Sequence
@@ -29,12 +35,10 @@ def load_profile_tokenizer(name: str):
     """
     from transformers import AutoTokenizer
 
-    from bashkir_peft.models.registry import get_entry
 
     entry = get_entry(name)
     if entry.tokenizer is not None:
         return AutoTokenizer.from_pretrained(entry.tokenizer_path()), entry.tokenizer
-    from bashkir_peft.models.loading import load_tokenizer, resolve_model
 
     return load_tokenizer(resolve_model(name)), f"{name} (shipped with the weights)"
 
@@ -113,10 +117,7 @@ def profile_split(data_dir, models: Sequence[str], max_chars: int = 2_000_000, s
         DataError: the data folder is incomplete.
         ConfigError: an unknown model or missing tokenizer folder.
     """
-    from pathlib import Path
 
-    from bashkir_peft.atomic import write_parquet_atomic
-    from bashkir_peft.data.folder import load_split
 
     texts = load_split(data_dir, split)["text"]
     table = fertility_table(texts, models, max_chars)

@@ -26,8 +26,11 @@ manifest is missing, incomplete or does not match its files.
 
 from __future__ import annotations
 
+from collections import deque
+import multiprocessing as mp
+from bashkir_peft.provenance import ResourceMeter, environment_info
+
 import hashlib
-import json
 import os
 import shutil
 import time
@@ -46,9 +49,8 @@ from bashkir_peft.data.corpus import CorpusSource, Document, iter_documents, res
 from bashkir_peft.errors import DataError
 from bashkir_peft.data.splitting import SPLITS, assign_split
 from bashkir_peft.yamlio import StrictModel
-from bashkir_peft.records import DataFiles
+from bashkir_peft.records import DataFiles, DataManifest, write_record
 
-FORMAT_VERSION = 1
 EXAMPLES_PER_REASON = 5
 DEFAULT_TOKENIZERS = ["distilgpt2", "gpt2", "gpt2-medium", "phi-2", "qwen2.5-7b", "deepseek-7b",
                       "mistral-7b", "smollm2-135m"]
@@ -239,7 +241,6 @@ def _bounded_imap(pool, jobs, ahead: int):
     """Ordered results of ``_process_batch`` over ``jobs`` with at most ``ahead`` batches
     in flight (``Pool.imap`` would read the whole corpus into its queue if the reader is
     faster than the workers)."""
-    from collections import deque
 
     pending: deque = deque()
     for job in jobs:
@@ -252,7 +253,6 @@ def _bounded_imap(pool, jobs, ahead: int):
 
 def _pass_one(src: CorpusSource, params: DataPrepParams, tmp: Path, acc: _Accumulator):
     """Stream, process and spill. Returns (ids, lengths, hashes, signatures) of kept docs."""
-    import multiprocessing as mp
 
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -360,7 +360,7 @@ def _install(tmp: Path, out: Path) -> None:
     os.replace(tmp / DataFiles.MANIFEST, out / DataFiles.MANIFEST)
 
 
-def prepare(params: DataPrepParams, log=None) -> dict:
+def prepare(params: DataPrepParams, log=None) -> DataManifest:
     """Run the whole data preparation and write ``params.output_dir``.
 
     Args:
@@ -374,8 +374,6 @@ def prepare(params: DataPrepParams, log=None) -> dict:
         DataError: bad input (see :mod:`bashkir_peft.data.corpus`), duplicate ids, or nothing
             left after filtering. Nothing in ``output_dir`` is changed then.
     """
-    from bashkir_peft.atomic import write_json_atomic
-    from bashkir_peft.provenance import ResourceMeter, environment_info
 
     log = log or (lambda *_: None)
     src = resolve_source(params.corpus, params.corpus_kind, params.hub_split, params.hub_revision)
@@ -405,9 +403,8 @@ def prepare(params: DataPrepParams, log=None) -> dict:
         for s in SPLITS:
             f = tmp / f"{s}.parquet"
             files[f.name] = {"rows": counts.get(s, 0), "bytes": f.stat().st_size, "sha256": _sha256(f)}
-        manifest = {
+        manifest = DataManifest(**{
             "status": "complete",
-            "format_version": FORMAT_VERSION,
             "fingerprint": fingerprint,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "params": params.model_dump(mode="json"),
@@ -432,8 +429,8 @@ def prepare(params: DataPrepParams, log=None) -> dict:
             "files": files,
             "resources": meter.result(),
             "environment": environment_info(),
-        }
-        write_json_atomic(tmp / DataFiles.MANIFEST, manifest)
+        })
+        write_record(tmp / DataFiles.MANIFEST, manifest)
         (tmp / "spill.parquet").unlink()
         _install(tmp, out)
         log(f"wrote {out}: " + ", ".join(f"{s} {counts.get(s, 0)}" for s in SPLITS))

@@ -40,8 +40,8 @@ def drops_table(manifest: dict):
     """What each step removed: reason, level, documents, sentences, characters (DataFrame)."""
     import pandas as pd
 
-    df = pd.DataFrame(manifest["drops"])
-    total = manifest["counts"]["characters_read"]
+    df = pd.DataFrame(manifest.drops)
+    total = manifest.counts["characters_read"]
     df["share_of_characters"] = df["characters"] / total if total else float("nan")
     return df
 
@@ -119,10 +119,10 @@ def data_card(data_dir: str | Path) -> str:
     and how this corpus differs from the paper's."""
     manifest = read_manifest(data_dir)
     ds = doc_stats(data_dir)
-    c = manifest["counts"]
+    c = manifest.counts
     fams = sorted({_source_family(s) for s in ds["source"]})
-    lines = ["## Data card", "", f"**Corpus:** `{manifest['corpus']['location']}` ({manifest['corpus']['kind']}); "
-             f"fingerprint `{manifest['fingerprint'][:16]}`.", "", "### Sources and licences", "",
+    lines = ["## Data card", "", f"**Corpus:** `{manifest.corpus['location']}` ({manifest.corpus['kind']}); "
+             f"fingerprint `{manifest.fingerprint[:16]}`.", "", "### Sources and licences", "",
              "| source | documents kept | characters kept | origin | licence |", "|---|---|---|---|---|"]
     for fam in fams:
         sub = ds[ds["source"].map(_source_family) == fam]
@@ -130,7 +130,7 @@ def data_card(data_dir: str | Path) -> str:
         lines.append(f"| {fam} | {len(sub):,} | {int(sub['characters'].sum()):,} | {origin} | {licence} |")
     lines += ["", "### What each step removed", "", "| reason | level | documents | sentences | characters |",
               "|---|---|---|---|---|"]
-    for d in manifest["drops"]:
+    for d in manifest.drops:
         def f(v):
             return "" if v is None else f"{v:,}"
         lines.append(f"| {d['reason']} | {d['level']} | {f(d['documents'])} | {f(d['sentences'])} | {f(d['characters'])} |")
@@ -139,7 +139,7 @@ def data_card(data_dir: str | Path) -> str:
     lines += ["", f"Read {c['documents_read']:,} documents ({c['characters_read']:,} characters); kept "
               f"{c['documents_kept']:,} documents ({kept_chars:,} characters): train {c['train']:,}, validation "
               f"{c['validation']:,}, test {c['test']:,} (document-level split, hashed from id and seed "
-              f"{manifest['params']['seed']}; duplicates and near-duplicates removed across the whole corpus first).",
+              f"{manifest.params['seed']}; duplicates and near-duplicates removed across the whole corpus first).",
               "", "### How it differs from the paper's corpus", "",
               f"- **Paper** (Arabov & Khaybullina, arXiv 2605.04948): {PAPER_CORPUS['documents']:,} documents, "
               f"{PAPER_CORPUS['tokens']} tokens, about {PAPER_CORPUS['wikipedia_share']:.0%} Wikipedia, split "

@@ -25,7 +25,6 @@ source). All writes are atomic; other entries already there are kept.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Literal
@@ -34,14 +33,19 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from bashkir_peft.atomic import write_parquet_atomic, write_text_atomic
-from bashkir_peft.records import RunFiles
+from bashkir_peft.data.folder import load_split, read_manifest
+from bashkir_peft.data.packing import pack_blocks
 from bashkir_peft.errors import ConfigError, DataError
-from bashkir_peft.models.loading import prefix_token_id
 from bashkir_peft.evaluate.metrics import count_bytes, count_words, summarize, token_spans
 from bashkir_peft.evaluate.scoring import block_windows, rolling_windows, score_windows
+from bashkir_peft.models.loading import load_model, prefix_token_id
+from bashkir_peft.models.registry import load_registry
+from bashkir_peft.models.trained import load_trained, read_finished_run
+from bashkir_peft.provenance import ResourceMeter, environment_info
+from bashkir_peft.records import EvalEntry, EvalRecord, RunFiles, read_record_if_any, write_record
+from bashkir_peft.runtime import configure_threads
 from bashkir_peft.settings import REPO_ROOT
 from bashkir_peft.yamlio import StrictModel
-
 
 
 class EvalParams(StrictModel):
@@ -155,7 +159,6 @@ def score_paper(model, tokenizer, texts: list[str], *, block_size: int, batch_si
     Raises:
         ConfigError: the tokenizer is not a fast tokenizer (offsets are needed) or has no EOS.
     """
-    from bashkir_peft.data.packing import pack_blocks
 
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError("the paper protocol needs a fast tokenizer (character offsets)")
@@ -201,7 +204,6 @@ def _check_length(length: int, ctx: int | None, protocol: str) -> None:
 
 
 def _registry_context_length(name: str | None) -> int | None:
-    from bashkir_peft.models.registry import load_registry
 
     entry = load_registry().models.get(name) if name else None
     return entry.context_length if entry else None
@@ -231,48 +233,27 @@ def load_for_eval(params: EvalParams):
     import torch
 
     if params.run_dir is not None:
-        from bashkir_peft.models.trained import load_trained
 
-        record = _train_record(params)
-        method = record["params"].get("method")
+        method = read_finished_run(params.run_dir, params.model).params["method"]
         if params.merge and method not in ("lora", "qlora"):
             raise ConfigError(f"merge applies to lora/qlora runs; {params.run_dir} is a {method!r} run")
         if params.dtype is not None and method == "qlora" and not params.merge:
             raise ConfigError("dtype cannot change a 4-bit QLoRA model; leave dtype unset (or merge=True)")
-        model, tokenizer, record = load_trained(params.run_dir, merge=params.merge)
-        note = record.get("merge") or ("adapters scored unmerged" if method in ("lora", "qlora") else None)
-        info = {"method": method, "model": record.get("model"), "train_record": record,
+        trained = load_trained(params.run_dir, merge=params.merge)
+        model, tokenizer = trained.model, trained.tokenizer
+        note = trained.merge_note or ("adapters scored unmerged" if method in ("lora", "qlora") else None)
+        info = {"method": method, "model": trained.record.model, "train_record": trained.record,
                 "merged": bool(params.merge), "merge_note": note}
         if params.dtype is not None:
             model = model.to(getattr(torch, params.dtype))
     else:
-        from bashkir_peft.models.loading import load_model
 
-        model, tokenizer = load_model(params.model, "full", dtype=params.dtype)
-        info = {"method": "base", "model": model.bashkir_resolved.record(), "train_record": None,
+        loaded = load_model(params.model, "full", dtype=params.dtype)
+        model, tokenizer = loaded.model, loaded.tokenizer
+        info = {"method": "base", "model": loaded.resolved.record(), "train_record": None,
                 "merged": False, "merge_note": None}
     model.eval()
     return model, tokenizer, info
-
-
-def _train_record(params: EvalParams) -> dict:
-    run = Path(params.run_dir)
-    path = run / RunFiles.TRAIN
-    if not path.is_file():
-        raise ConfigError(f"{run}: no {RunFiles.TRAIN} (not a training run folder)")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}: not valid JSON ({err})") from None
-    if record.get("status") != "finished":
-        raise ConfigError(f"{run}: training status is {record.get('status')!r} "
-                          f"({record.get('reason') or 'no reason recorded'}); only finished runs are evaluated")
-    trained = (record.get("params") or {}).get("model")
-    if params.model is not None and trained is not None and params.model != trained:
-        raise ConfigError(f"model={params.model!r} but {run} was trained from {trained!r}; "
-                          "give only run_dir (or the matching model)")
-    record.setdefault("params", {})
-    return record
 
 
 # --------------------------------------------------------------------------- records
@@ -306,7 +287,7 @@ def metrics_table(per_doc):
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def run_evaluation(params: EvalParams, *, progress: bool = True) -> dict:
+def run_evaluation(params: EvalParams, *, progress: bool = True) -> EvalEntry:
     """Evaluate a base model or a training run on one split under one protocol.
 
     Validates everything cheap first (paths, the run's status, block_size, data), then
@@ -315,8 +296,8 @@ def run_evaluation(params: EvalParams, *, progress: bool = True) -> dict:
     protocol/split pairs already there are kept).
 
     Returns:
-        The ``protocol/split`` entry written into ``eval.json`` (metrics under
-        ``"metrics"`` (all documents) and ``"by_source"``).
+        The :class:`~bashkir_peft.records.EvalEntry` written into ``eval.json`` under
+        ``<protocol>/<split>`` (``metrics``: all documents; ``by_source``: per corpus source).
 
     Raises:
         ConfigError: bad parameters (max_length or block_size above the model's context,
@@ -325,13 +306,9 @@ def run_evaluation(params: EvalParams, *, progress: bool = True) -> dict:
     """
     import pandas as pd
 
-    from bashkir_peft.data.folder import load_split, read_manifest
-    from bashkir_peft.atomic import write_json_atomic
-    from bashkir_peft.provenance import ResourceMeter, environment_info
-    from bashkir_peft.runtime import configure_threads
 
     threads = configure_threads(params.num_threads)
-    train_params = _train_record(params)["params"] if params.run_dir is not None else {}
+    train_params = read_finished_run(params.run_dir, params.model).params if params.run_dir is not None else {}
     data_dir = params.data_dir or train_params.get("data_dir")
     if data_dir is None:
         raise ConfigError("data_dir is not given and the training record names none")
@@ -381,19 +358,20 @@ def run_evaluation(params: EvalParams, *, progress: bool = True) -> dict:
         "method": info["method"],
         "model": info["model"],
         "run_dir": params.run_dir,
-        "data": {"data_dir": str(data_dir), "fingerprint": manifest.get("fingerprint"),
+        "data": {"data_dir": str(data_dir), "fingerprint": manifest.fingerprint,
                  "documents": len(texts)},
-        "train_data_fingerprint": ((info["train_record"] or {}).get("data") or {}).get("fingerprint"),
+        "train_data_fingerprint": info["train_record"].data["fingerprint"] if info["train_record"] else None,
         "cost": {**meter.result(), "torch_threads": threads,
                  "tokens_per_s": float(sums["tokens"].sum()) / max(meter.wall_time_s, 1e-9)},
         "environment": environment_info(),
     }
-    key = f"{params.protocol}/{params.split}"
+    entry = EvalEntry.model_validate(entry)
     eval_path = out_dir / RunFiles.EVAL
-    record = json.loads(eval_path.read_text(encoding="utf-8")) if eval_path.is_file() else {}
-    record.setdefault("evaluations", {})[key] = entry
-    record.update({"stage": "evaluate", "status": "finished", "method": info["method"], "model": info["model"],
-                   "model_name": (info["model"] or {}).get("name"), "run_dir": params.run_dir})
+    earlier = read_record_if_any(eval_path, EvalRecord)
+    record = EvalRecord(stage="evaluate", status="finished", method=info["method"], model=info["model"],
+                        model_name=(info["model"] or {}).get("name"), run_dir=params.run_dir,
+                        evaluations={**(earlier.evaluations if earlier else {}),
+                                     f"{params.protocol}/{params.split}": entry})
     docs_path = out_dir / RunFiles.EVAL_DOCUMENTS
     if docs_path.is_file():
         old = pd.read_parquet(docs_path)
@@ -401,7 +379,7 @@ def run_evaluation(params: EvalParams, *, progress: bool = True) -> dict:
         per_doc = pd.concat([old, per_doc], ignore_index=True)
     write_parquet_atomic(per_doc, docs_path)
     write_text_atomic(out_dir / RunFiles.EVAL_METRICS, metrics_table(per_doc).to_csv(index=False))
-    write_json_atomic(eval_path, record)
+    write_record(eval_path, record)
     return entry
 
 

@@ -33,14 +33,16 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from bashkir_peft.atomic import write_parquet_atomic
-from bashkir_peft.text.codeswitch import MIN_LETTERS, analyze_many, summarize
-from bashkir_peft.records import RunFiles
-from bashkir_peft.errors import ConfigError, DataError
-from bashkir_peft.models.loading import prefix_token_id
+from bashkir_peft.data.folder import load_split, read_manifest
+from bashkir_peft.errors import DataError
+from bashkir_peft.models.loading import load_model, prefix_token_id
+from bashkir_peft.models.trained import load_trained, read_finished_run
+from bashkir_peft.provenance import ResourceMeter, environment_info
+from bashkir_peft.records import GenerateRecord, RunFiles, TrainRecord, read_record, write_record
 from bashkir_peft.runtime import configure_threads
 from bashkir_peft.settings import REPO_ROOT
+from bashkir_peft.text.codeswitch import MIN_LETTERS, analyze_many, summarize
 from bashkir_peft.yamlio import StrictModel, load_yaml
-
 
 
 class GenerateParams(StrictModel):
@@ -189,14 +191,13 @@ def load_prompts(params: GenerateParams) -> tuple[list[Prompt], dict]:
         prompts = [Prompt(p.id, p.text.strip(), p.reference) for p in pf.prompts[: params.n_prompts]]
         return prompts, {"kind": "prompts_file", "path": str(path), "source": pf.source,
                          "fingerprint": _sha256_file(path), "data_dir": params.data_dir}
-    from bashkir_peft.data.folder import load_split, read_manifest
 
     manifest = read_manifest(params.data_dir)
     ds = load_split(params.data_dir, "test")
     prompts = select_prompts(list(ds["id"]), list(ds["text"]), params.n_prompts, params.prompt_words,
                              params.reference_words)
     return prompts, {"kind": "test_split", "path": str(params.data_dir),
-                     "fingerprint": manifest.get("fingerprint"), "test_documents": len(ds)}
+                     "fingerprint": manifest.fingerprint, "test_documents": len(ds)}
 
 
 def generate_texts(model, tokenizer, prompts: list[str], params: GenerateParams) -> list[dict]:
@@ -243,66 +244,36 @@ def generate_texts(model, tokenizer, prompts: list[str], params: GenerateParams)
     return out
 
 
-def check_run(params: GenerateParams) -> dict:
-    """Read and check ``run_dir/train.json`` before any model is loaded.
-
-    Returns:
-        The training record.
-
-    Raises:
-        ConfigError: no ``train.json``, a run that is not finished, or ``model`` given and
-            not the run's base model.
-    """
-    import json
-
-    path = Path(params.run_dir) / RunFiles.TRAIN
-    if not path.is_file():
-        raise ConfigError(f"run_dir {params.run_dir} has no train.json: not a training run folder")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"{path}: unreadable training record ({type(err).__name__})") from None
-    if record.get("status") != "finished":
-        raise ConfigError(f"{params.run_dir}: training status is {record.get('status')!r}, not finished; "
-                          "generate from a finished run")
-    trained = (record.get("params") or {}).get("model")
-    if params.model is not None and trained is not None and str(params.model) != str(trained):
-        raise ConfigError(f"model={params.model!r} but run_dir {params.run_dir} was trained from {trained!r}; "
-                          "give the run's base model or leave model unset")
-    return record
-
-
 def _load(params: GenerateParams):
     """``(model, tokenizer, model_record, run_record)``; ``run_record`` is None for a base model."""
     import torch
 
     if params.run_dir is not None:
-        from bashkir_peft.models.trained import load_trained
 
-        model, tokenizer, record = load_trained(params.run_dir, merge=params.merge)
-        resolved = getattr(model, "bashkir_resolved", None)
-        model_record = record.get("model") or (resolved.record() if resolved else None)
+        trained = load_trained(params.run_dir, merge=params.merge)
+        model, tokenizer, record = trained.model, trained.tokenizer, trained.record
+        model_record = record.model
     else:
-        from bashkir_peft.models.loading import load_model
 
-        model, tokenizer = load_model(params.model, "full", dtype=params.dtype)
-        record, model_record = None, model.bashkir_resolved.record()
+        loaded = load_model(params.model, "full", dtype=params.dtype)
+        model, tokenizer = loaded.model, loaded.tokenizer
+        record, model_record = None, loaded.resolved.record()
     if torch.cuda.is_available() and not getattr(model, "hf_device_map", None):
         model = model.to("cuda")
     return model, tokenizer, model_record, record
 
 
-def _run_info(params: GenerateParams, record: dict | None) -> dict:
+def _run_info(params: GenerateParams, record: TrainRecord | None) -> dict:
     if record is None:
         return {"method": "base", "run_dir": None}
-    tp = record.get("params") or {}
+    tp = record.params
     return {
-        "method": tp.get("method", record.get("method")),
+        "method": tp["method"],
         "run_dir": str(params.run_dir),
-        "status": record.get("status"),
-        "seed": tp.get("seed"),
-        "lora_r": tp.get("lora_r"),
-        "data_fingerprint": record.get("data_fingerprint") or (record.get("data") or {}).get("fingerprint"),
+        "status": record.status,
+        "seed": tp["seed"],
+        "lora_r": tp["lora_r"],
+        "data_fingerprint": record.data["fingerprint"],
         "params": tp,
     }
 
@@ -333,7 +304,7 @@ def _clean(obj):
     return obj
 
 
-def run_generation(params: GenerateParams) -> dict:
+def run_generation(params: GenerateParams) -> GenerateRecord:
     """The generation stage: prompts -> continuations -> metrics -> files.
 
     Prompts and the run folder are checked before any model is loaded. Writes
@@ -360,16 +331,11 @@ def run_generation(params: GenerateParams) -> dict:
     """
     import pandas as pd
 
-    from bashkir_peft.atomic import write_json_atomic
-    from bashkir_peft.provenance import ResourceMeter, environment_info
 
     if params.run_dir is not None:
-        trained = check_run(params)
+        trained = read_finished_run(params.run_dir, params.model)
         if params.data_dir is None and not params.prompts_file:
-            data_dir = (trained.get("data") or {}).get("dir") or (trained.get("params") or {}).get("data_dir")
-            if not data_dir:
-                raise ConfigError("data_dir is not given and the training record names none")
-            params = params.model_copy(update={"data_dir": str(data_dir)})
+            params = params.model_copy(update={"data_dir": str(trained.data["dir"])})
     prompts, data = load_prompts(params)
     configure_threads(params.num_threads)
     with ResourceMeter() as meter:
@@ -413,27 +379,26 @@ def run_generation(params: GenerateParams) -> dict:
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "environment": environment_info(),
     }
-    result = _clean(result)
+    record = GenerateRecord.model_validate(_clean(result))
     write_parquet_atomic(df, out / RunFiles.GENERATIONS)
-    write_json_atomic(out / RunFiles.GENERATE, result)
-    return result
+    write_record(out / RunFiles.GENERATE, record)
+    return record
 
 
-def read_generations(folder: str | os.PathLike) -> tuple[dict, "pd.DataFrame"]:  # noqa: F821
+def read_generations(folder: str | os.PathLike) -> tuple[GenerateRecord, "pd.DataFrame"]:  # noqa: F821
     """``(record, generations table)`` of a folder written by :func:`run_generation`.
 
     Raises:
-        DataError: the folder has no finished generation.
+        DataError: the folder has no finished generation; RecordError: a record that does not
+            match the contract.
     """
-    import json
-
     import pandas as pd
 
     folder = Path(folder)
     rec_path, pq = folder / RunFiles.GENERATE, folder / RunFiles.GENERATIONS
     if not rec_path.is_file() or not pq.is_file():
         raise DataError(f"{folder}: no {RunFiles.GENERATE} + {RunFiles.GENERATIONS} (run the generation first)")
-    return json.loads(rec_path.read_text(encoding="utf-8")), pd.read_parquet(pq)
+    return read_record(rec_path, GenerateRecord), pd.read_parquet(pq)
 
 
 def side_by_side(folders: list[str | os.PathLike], reference: bool = True) -> "pd.DataFrame":  # noqa: F821
@@ -455,9 +420,9 @@ def side_by_side(folders: list[str | os.PathLike], reference: bool = True) -> "p
     tables, labels = [], []
     for f in folders:
         rec, df = read_generations(f)
-        if rec["label"] in labels:
-            raise DataError(f"two generation folders share the label {rec['label']!r}; set label= to tell them apart")
-        labels.append(rec["label"])
+        if rec.label in labels:
+            raise DataError(f"two generation folders share the label {rec.label!r}; set label= to tell them apart")
+        labels.append(rec.label)
         tables.append(df.set_index("prompt_id"))
     base = pd.concat([t[["prompt", "reference"]] for t in tables])
     base = base[~base.index.duplicated()]
@@ -479,10 +444,10 @@ def summary_table(folders: list[str | os.PathLike]) -> "pd.DataFrame":  # noqa: 
     rows = []
     for f in folders:
         rec, _ = read_generations(f)
-        run = rec.get("run") or {}
-        summary = dict(rec["summary"])
-        shares = summary.pop("language_shares", None) or {}
-        rows.append({"label": rec["label"], "model": (rec.get("model") or {}).get("name"),
+        run = rec.run
+        summary = rec.summary.model_dump()
+        shares = summary.pop("language_shares")
+        rows.append({"label": rec.label, "model": (rec.model or {}).get("name"),
                      "method": run.get("method"), "lora_r": run.get("lora_r"), "seed": run.get("seed"),
                      **summary, **{f"lang_share_{k}": v for k, v in shares.items()}})
     return pd.DataFrame(rows)

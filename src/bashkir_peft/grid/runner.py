@@ -22,7 +22,6 @@ failing cell is recorded with the failing notebook cell's error and the others g
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import sys
@@ -31,17 +30,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from bashkir_peft.records import GridFiles, RunFiles
+from bashkir_peft import settings
+from bashkir_peft.data.corpus import HUB_PREFIX
+from bashkir_peft.data.folder import read_manifest
 from bashkir_peft.errors import ConfigError
-from bashkir_peft.grid.spec import Cell, Grid, expand, select
 from bashkir_peft.grid.locks import is_locked, try_lock
-from bashkir_peft.atomic import write_json_atomic
 from bashkir_peft.grid.runids import identity, make_run_id, params_hash
+from bashkir_peft.grid.spec import STAGE_SECTIONS, Cell, Grid, expand, select
+from bashkir_peft.grid.stages import (
+    STAGES,
+    build_parameters,
+    check_kernel,
+    default_notebooks_dir,
+    execute,
+    notebook_parameters,
+)
+from bashkir_peft.models.loading import resolve_model
+from bashkir_peft.records import (
+    CellRecord,
+    DataPrepRecord,
+    Failure,
+    GridFiles,
+    GridIndex,
+    RunFiles,
+    read_record,
+    read_record_if_any,
+    write_record,
+)
 from bashkir_peft.settings import REPO_ROOT
-from bashkir_peft.grid.stages import KERNEL, STAGES, build_parameters, check_kernel, default_notebooks_dir, notebook_parameters
 
 LOCK_WAIT_S = 2.0
-HUB_PREFIX = "hub:"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -49,17 +67,10 @@ class StageFailed(Exception):
     """Data preparation failed: no cell can run (the message holds the notebook's error)."""
 
 
-def runs_root_default() -> Path:
-    """``$BASHKIR_PEFT_RUNS`` or ``<repo>/runs``."""
-    import os
-
-    return Path(os.environ.get("BASHKIR_PEFT_RUNS", REPO_ROOT / "runs"))
-
-
 def grid_dir(grid: Grid | str, runs_root: str | Path | None = None) -> Path:
     """``<runs_root>/<grid name>``: where a grid's data, runs and index live."""
     name = grid if isinstance(grid, str) else grid.name
-    return Path(runs_root or runs_root_default()) / name
+    return Path(runs_root or settings.runs_root()) / name
 
 
 def resolve_corpus(corpus: str | None, hint: str | None = None) -> str:
@@ -93,15 +104,8 @@ def corpus_identity(corpus: str) -> object:
     return [corpus, [(str(p.relative_to(path.parent)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]]
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def notebook_error(err: BaseException, stage: str, notebook: Path) -> dict:
-    """A failure as the cell record stores it: one-line ``error`` plus details.
+def notebook_error(err: BaseException, stage: str, notebook: Path) -> Failure:
+    """A failure as the cell and data-prep records store it: one-line ``error`` plus details.
 
     For papermill's ``PapermillExecutionError`` the details are the failing notebook
     cell (index, execution count), the exception name and value, and the traceback's tail.
@@ -117,25 +121,7 @@ def notebook_error(err: BaseException, stage: str, notebook: Path) -> dict:
         out.update(ename=type(err).__name__, evalue=str(err))
     first = str(out["evalue"]).strip().splitlines()[0] if str(out["evalue"]).strip() else ""
     out["error"] = f"{stage}: {out['ename']}: {first}".rstrip(": ")
-    return out
-
-
-def execute(notebook: Path, output: Path, parameters: dict, cwd: Path) -> None:
-    """Execute ``notebook`` with papermill into ``output`` (kernel ``bashkir-peft``).
-
-    ``cwd`` is the repository root, where the notebooks' relative defaults (e.g.
-    ``../shared/corpus/...``) point, as when a reader runs them by hand; the runner itself
-    passes absolute paths.
-
-    Raises:
-        PapermillExecutionError: a notebook cell raised (the executed notebook, with the
-            error, is still written to ``output``).
-    """
-    import papermill
-
-    output.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=KERNEL,
-                               cwd=str(cwd), progress_bar=False, log_output=False, start_timeout=300)
+    return Failure(**out)
 
 
 @dataclass
@@ -242,13 +228,12 @@ def plan(grid: Grid, corpus: str | None, *, runs_root: str | Path | None = None,
             setting is not a notebook parameter, a cell's parameters are invalid, a model
             name is unknown, or ``only`` selects nothing.
     """
-    from bashkir_peft.models.loading import resolve_model
 
     hint = grid.spec.corpus_hint
     corpus = resolve_corpus(corpus, hint) if need_corpus or corpus else None
     run = GridRun(grid, corpus, grid_dir(grid, runs_root), Path(notebooks_dir or default_notebooks_dir()))
     check_kernel()
-    for stage in STAGES:
+    for stage in STAGE_SECTIONS:
         run.declared[stage] = notebook_parameters(run.notebook(stage))
     run.data_parameters()
     cells = expand(grid)
@@ -276,12 +261,12 @@ def _data_key(run: GridRun) -> str:
 
 def current_fingerprint(run: GridRun) -> str | None:
     """The fingerprint of the prepared data if it is current (same corpus and settings)."""
-    rec = _read_json(run.root / GridFiles.DATA_RECORD)
-    if not rec or rec.get("status") != "finished":
+    rec = read_record_if_any(run.root / GridFiles.DATA_RECORD, DataPrepRecord)
+    if rec is None or rec.status != "finished":
         return None
-    if run.corpus is not None and rec.get("key") != _data_key(run):
+    if run.corpus is not None and rec.key != _data_key(run):
         return None
-    return rec.get("fingerprint")
+    return rec.fingerprint
 
 
 def assign_run_ids(run: GridRun) -> None:
@@ -297,9 +282,8 @@ def assign_run_ids(run: GridRun) -> None:
 
 
 def _manifest_fingerprint(data_dir: Path) -> str:
-    from bashkir_peft.data.folder import read_manifest
 
-    return read_manifest(data_dir)["fingerprint"]  # DataError if incomplete or without one
+    return read_manifest(data_dir).fingerprint  # DataError if incomplete
 
 
 def prepare_data(run: GridRun, log=print) -> str:
@@ -321,26 +305,33 @@ def prepare_data(run: GridRun, log=print) -> str:
             return fp
         params = run.data_parameters()
         out = run.root / STAGES["data"].notebook
-        record = {"status": "running", "corpus": run.corpus, "key": _data_key(run), "params": params,
+        record = {"corpus": run.corpus, "key": _data_key(run), "params": params,
                   "notebook": str(out), "data_dir": str(run.data_dir)}
-        write_json_atomic(run.root / GridFiles.DATA_RECORD, record)
+        path = run.root / GridFiles.DATA_RECORD
+        write_record(path, DataPrepRecord(**record, status="running"))
         start = time.perf_counter()
         try:
             execute(run.notebook("data"), out, params, REPO_ROOT)
             fp = _manifest_fingerprint(run.data_dir)
         except Exception as err:  # noqa: BLE001 - recorded, then reported
-            info = notebook_error(err, "data", out)
-            write_json_atomic(run.root / GridFiles.DATA_RECORD, {**record, "status": "failed", **info})
-            raise StageFailed(info["error"]) from None
-        write_json_atomic(run.root / GridFiles.DATA_RECORD, {**record, "status": "finished", "fingerprint": fp,
-                                                    "wall_time_s": time.perf_counter() - start})
+            failure = notebook_error(err, "data", out)
+            write_record(path, DataPrepRecord(**record, status="failed", failure=failure))
+            raise StageFailed(failure.error) from None
+        write_record(path, DataPrepRecord(**record, status="finished", fingerprint=fp,
+                                          wall_time_s=time.perf_counter() - start))
         return fp
 
 
 def _stage_record_failure(p: Planned, stage: str, unit: str) -> str | None:
-    rec = _read_json(p.run_dir / STAGES[stage].record)
-    if rec and str(rec.get("status", "")).lower() in ("failed", "error"):
-        return f"{unit}: {rec.get('reason') or rec.get('error') or 'failed (no reason recorded)'}"
+    """The failure a stage's record reports after its notebook ran (``None`` if finished).
+
+    Raises:
+        RecordError: the stage wrote no record, or one that does not match the contract.
+    """
+    name, kind = STAGES[stage].record
+    rec = read_record(p.run_dir / name, kind)
+    if rec.status == "failed":
+        return f"{unit}: {getattr(rec, 'reason', None) or 'failed (no reason recorded)'}"
     return None
 
 
@@ -369,14 +360,15 @@ def run_cell(run: GridRun, p: Planned, *, force: bool = False, on_stage=None) ->
         if not held:
             return CellResult(p, "locked")
         rec_path = p.run_dir / RunFiles.CELL
-        rec = _read_json(rec_path) or {}
-        if rec.get("status") == "finished" and not force:
-            return CellResult(p, "skipped", rec.get("wall_time_s", 0.0))
+        rec = read_record_if_any(rec_path, CellRecord)
+        if rec is not None and rec.status == "finished" and not force:
+            return CellResult(p, "skipped", rec.wall_time_s or 0.0)
         if force:
             _move_aside(run, p)
-            rec = {}
+            rec = None
         c = p.cell
-        stages_done = {s: v for s, v in (rec.get("stages") or {}).items() if v.get("status") == "finished"}
+        stages_done = {s: v.model_dump(exclude_unset=True) for s, v in (rec.stages if rec else {}).items()
+                       if v.status == "finished"}
         record = {
             "status": "running", "run_id": p.run_id, "grid": run.grid.name,
             "grid_file": str(run.grid.path) if run.grid.path else None,
@@ -386,7 +378,7 @@ def run_cell(run: GridRun, p: Planned, *, force: bool = False, on_stage=None) ->
             "data_dir": str(run.data_dir), "corpus": run.corpus,
             "stages": dict(stages_done), "error": None,
         }
-        write_json_atomic(rec_path, record)
+        write_record(rec_path, CellRecord(**record))
         start = time.perf_counter()
         for unit, stage, params in run.units(p):
             if unit in stages_done:
@@ -399,22 +391,22 @@ def run_cell(run: GridRun, p: Planned, *, force: bool = False, on_stage=None) ->
             out = p.run_dir / RunFiles.NOTEBOOKS / name
             t0 = time.perf_counter()
             record["stages"][unit] = {"status": "running", "notebook": str(out), "parameters": params}
-            write_json_atomic(rec_path, record)
+            write_record(rec_path, CellRecord(**record))
             try:
                 execute(run.notebook(stage), out, params, REPO_ROOT)
                 failure = _stage_record_failure(p, stage, unit)
             except Exception as err:  # noqa: BLE001 - a failed cell must not stop the grid
                 info = notebook_error(err, unit, out)
-                failure, record["failure"] = info["error"], info
+                failure, record["failure"] = info.error, info
             record["stages"][unit].update(status="failed" if failure else "finished",
                                            wall_time_s=time.perf_counter() - t0)
             if failure:
                 record.update(status="failed", error=failure, wall_time_s=time.perf_counter() - start)
-                write_json_atomic(rec_path, record)
+                write_record(rec_path, CellRecord(**record))
                 return CellResult(p, "failed", record["wall_time_s"], failure)
-            write_json_atomic(rec_path, record)
+            write_record(rec_path, CellRecord(**record))
         record.update(status="finished", wall_time_s=time.perf_counter() - start)
-        write_json_atomic(rec_path, record)
+        write_record(rec_path, CellRecord(**record))
         return CellResult(p, "finished", record["wall_time_s"])
 
 
@@ -422,11 +414,13 @@ def cell_state(run: GridRun, p: Planned) -> dict:
     """Status of a cell on disk: not started / running / finished / failed / locked."""
     if p.run_dir is None:
         return {"status": "not started", "error": None}
-    rec = _read_json(p.run_dir / RunFiles.CELL) or {}
-    status = rec.get("status", "not started")
+    rec = read_record_if_any(p.run_dir / RunFiles.CELL, CellRecord)
+    if rec is None:
+        return {"status": "not started", "error": None, "wall_time_s": None}
+    status = rec.status
     if status == "running":
         status = "running" if is_locked(run.root / GridFiles.LOCKS / f"{p.run_id}.lock") else "interrupted"
-    return {"status": status, "error": rec.get("error"), "wall_time_s": rec.get("wall_time_s")}
+    return {"status": status, "error": rec.error, "wall_time_s": rec.wall_time_s}
 
 
 def write_index(run: GridRun) -> Path:
@@ -436,18 +430,16 @@ def write_index(run: GridRun) -> Path:
     for p in plan_all(run):
         cells.append({**p.cell.axes(), "run_id": p.run_id, "run_dir": str(p.run_dir) if p.run_dir else None,
                       **cell_state(run, p)})
-    data = _read_json(run.root / GridFiles.DATA_RECORD) or {}
-    return write_json_atomic(run.root / GridFiles.INDEX, {
-        "grid": run.grid.name, "grid_file": str(run.grid.path) if run.grid.path else None,
-        "description": run.grid.spec.description, "corpus": run.corpus,
-        "data": {k: data.get(k) for k in ("status", "fingerprint", "notebook", "data_dir", "error")},
-        "cells": cells,
-    })
+    data = read_record_if_any(run.root / GridFiles.DATA_RECORD, DataPrepRecord)
+    data_state = {"status": data.status, "fingerprint": data.fingerprint, "notebook": data.notebook,
+                  "data_dir": data.data_dir, "error": data.failure.error if data.failure else None} if data else {}
+    return write_record(run.root / GridFiles.INDEX, GridIndex(
+        grid=run.grid.name, grid_file=str(run.grid.path) if run.grid.path else None,
+        description=run.grid.spec.description, corpus=run.corpus, data=data_state, cells=cells))
 
 
 def plan_all(run: GridRun) -> list[Planned]:
     """Every cell of the grid (ignoring --only), with run ids."""
-    from bashkir_peft.models.loading import resolve_model
 
     known = {p.cell: p for p in run.cells}
     out = []

@@ -12,8 +12,18 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from bashkir_peft.grid.runner import (
+    CellResult,
+    GridRun,
+    StageFailed,
+    assign_run_ids,
+    plan,
+    prepare_data,
+    run_cell,
+    summary_table,
+    write_index,
+)
 from bashkir_peft.grid.spec import load_grid, parse_only
-from bashkir_peft.grid.runner import CellResult, GridRun, StageFailed, assign_run_ids, plan, prepare_data, run_cell, summary_table, write_index
 
 
 def _replan(grid_file: str, corpus: str, runs_root: str, notebooks: str, run_id: str | None) -> GridRun:

@@ -10,23 +10,35 @@ cell (read with ``papermill.inspect_notebook``):
 - the grid's stage settings - each must be a parameter of the notebook, or the grid is
   rejected before any work starts.
 
-Where a stage's package exposes its pydantic parameter model (e.g.
-``bashkir_peft.train.run.TrainParams``), every cell's parameters are validated against it
-before any work starts, so a wrong type or an out-of-range value fails in seconds, not
-after hours of other cells.
+Every cell's parameters are validated against the stage's pydantic parameter model
+(e.g. :class:`~bashkir_peft.train.run.TrainParams`) before any work starts, so a wrong type
+or an out-of-range value fails in seconds, not after hours of other cells.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from bashkir_peft.data.prepare import DataPrepParams
 from bashkir_peft.errors import ConfigError
+from bashkir_peft.evaluate.run import EvalParams
+from bashkir_peft.generate.run import GenerateParams
+from bashkir_peft.records import (
+    DataFiles,
+    DataManifest,
+    EvalRecord,
+    GenerateRecord,
+    Record,
+    RunFiles,
+    TrainRecord,
+)
+from bashkir_peft.report.build import ReportParams
 from bashkir_peft.settings import REPO_ROOT
-from bashkir_peft.yamlio import validate
+from bashkir_peft.train.run import TrainParams
+from bashkir_peft.yamlio import StrictModel, validate
 
 KERNEL = "bashkir-peft"
 KERNEL_INSTALL = ('python -m ipykernel install --sys-prefix --name bashkir-peft '
@@ -35,35 +47,39 @@ KERNEL_INSTALL = ('python -m ipykernel install --sys-prefix --name bashkir-peft 
 
 @dataclass(frozen=True)
 class Stage:
-    """One pipeline stage.
+    """One pipeline stage: a notebook, its parameter model and the record it writes.
 
     Attributes:
-        name: grid section name (data, train, evaluate, generate).
+        name: grid section name (data, train, evaluate, generate, report).
         notebook: file name under the notebooks folder.
-        params_model: ``module:Class`` of the stage's pydantic parameter model (validated
-            when importable).
-        record: the JSON record the stage writes into its output folder (its ``status``
-            is checked after the notebook ran).
+        params_model: the stage's pydantic parameter model (every cell's parameters are
+            validated against it before any work starts).
+        record: the record file the stage writes into its output folder, and its model in
+            :mod:`bashkir_peft.records` (parsed after the notebook ran; its ``status`` is
+            checked); ``None`` for the report, which writes tables.
         required: parameters the notebook must declare for the runner to drive it.
     """
 
     name: str
     notebook: str
-    params_model: str | None
-    record: str
+    params_model: type[StrictModel]
+    record: tuple[str, type[Record]] | None
     required: tuple[str, ...]
 
 
 STAGES: dict[str, Stage] = {
-    "data": Stage("data", "01_data_prep.ipynb", "bashkir_peft.data.prepare:DataPrepParams", "manifest.json",
+    "data": Stage("data", "01_data_prep.ipynb", DataPrepParams, (DataFiles.MANIFEST, DataManifest),
                   ("corpus", "output_dir")),
-    "train": Stage("train", "02_train.ipynb", "bashkir_peft.train.run:TrainParams", "train.json",
+    "train": Stage("train", "02_train.ipynb", TrainParams, (RunFiles.TRAIN, TrainRecord),
                    ("model", "method", "data_dir", "output_dir")),
-    "evaluate": Stage("evaluate", "03_evaluate.ipynb", "bashkir_peft.evaluate.run:EvalParams", "eval.json",
+    "evaluate": Stage("evaluate", "03_evaluate.ipynb", EvalParams, (RunFiles.EVAL, EvalRecord),
                       ("model", "data_dir")),
-    "generate": Stage("generate", "04_generate.ipynb", "bashkir_peft.generate.run:GenerateParams", "generate.json",
+    "generate": Stage("generate", "04_generate.ipynb", GenerateParams, (RunFiles.GENERATE, GenerateRecord),
                       ("model", "data_dir")),
+    "report": Stage("report", "05_report.ipynb", ReportParams, None, ("grid", "runs_dir")),
 }
+"""The stages a grid runs, in order; a new stage adds its row here and its record model in
+:mod:`bashkir_peft.records`."""
 
 
 def default_notebooks_dir() -> Path:
@@ -90,16 +106,6 @@ def notebook_parameters(path: str | Path) -> dict[str, dict]:
     if not params:
         raise ConfigError(f"{path}: no cell tagged 'parameters' (papermill needs one to inject parameters)")
     return params
-
-
-def _params_model(stage: Stage):
-    if not stage.params_model:
-        return None
-    module, _, cls = stage.params_model.partition(":")
-    try:
-        return getattr(importlib.import_module(module), cls)
-    except (ImportError, AttributeError):
-        return None
 
 
 def check_kernel() -> None:
@@ -148,7 +154,26 @@ def build_parameters(stage: Stage, declared: dict, runner: dict[str, Any], setti
     check_settings(stage, declared, settings, where, runner)
     params = {k: v for k, v in runner.items() if v is not None and k in declared}
     params.update(settings)
-    model = _params_model(stage)
-    if model is not None:
-        validate(model, {k: v for k, v in params.items() if k in model.model_fields}, where)
+    model = stage.params_model
+    validate(model, {k: v for k, v in params.items() if k in model.model_fields}, where)
     return params
+
+
+def execute(notebook: Path, output: Path, parameters: dict, cwd: Path, timeout_s: int | None = None) -> None:
+    """Execute ``notebook`` with papermill into ``output`` (kernel :data:`KERNEL`): the one
+    papermill executor of the project (grid stages and the book's report).
+
+    ``cwd`` is the repository root, where the notebooks' relative defaults (e.g.
+    ``../shared/corpus/...``) point, as when a reader runs them by hand; the runner itself
+    passes absolute paths. ``timeout_s``: per-cell limit (``None``: none).
+
+    Raises:
+        PapermillExecutionError: a notebook cell raised (the executed notebook, with the
+            error, is still written to ``output``).
+    """
+    import papermill
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=KERNEL,
+                               cwd=str(cwd), progress_bar=False, log_output=False, start_timeout=300,
+                               execution_timeout=timeout_s)

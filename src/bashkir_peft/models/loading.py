@@ -1,14 +1,15 @@
 """One loading function for every model the project uses.
 
 ``load_model(model, method)`` takes a registry name (``params/models.yaml``), a local
-folder, or a Hub id, and returns ``(model, tokenizer)`` ready for ``method``:
+folder, or a Hub id, and returns a :class:`LoadedModel` (model, tokenizer, resolved
+source) ready for ``method``:
 
 - ``full`` / ``lora``: full-precision weights in the compute dtype.
 - ``qlora``: 4-bit NF4 weights with double quantization (bitsandbytes), compute dtype
   bf16 on GPU; on CPU float32 (bitsandbytes' CPU kernels dequantize to it). Source:
   Dettmers et al., "QLoRA" (2023), sec. 3; transformers ``BitsAndBytesConfig`` docs.
 
-Rules (DESIGN.md): no silent fallback between local and Hub sources; never
+Rules: no silent fallback between local and Hub sources; never
 ``trust_remote_code`` unless the registry entry says so; safetensors only unless the
 entry sets ``allow_pickle``. Errors a user can fix raise :class:`ModelNotFoundError`
 or :class:`ConfigError` with a one-line message.
@@ -21,8 +22,10 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bashkir_peft.errors import ConfigError, ModelNotFoundError
+from bashkir_peft.models.provision import provision
 from bashkir_peft.models.registry import METHODS, ModelEntry, load_registry
 
 # Hub ids are "owner/name"; bare names are registry names (the Hub's legacy bare ids
@@ -70,6 +73,21 @@ class ResolvedModel:
         }
 
 
+@dataclass(frozen=True)
+class LoadedModel:
+    """What :func:`load_model` returns.
+
+    Attributes:
+        model: the transformers causal LM (``AutoModelForCausalLM``).
+        tokenizer: its tokenizer, ``pad_token`` set.
+        resolved: where the model came from (:class:`ResolvedModel`).
+    """
+
+    model: Any
+    tokenizer: Any
+    resolved: ResolvedModel
+
+
 def _folder_revision(path: Path) -> str:
     h = hashlib.sha256()
     config = path / "config.json"
@@ -98,7 +116,6 @@ def resolve_model(model: str | os.PathLike) -> ResolvedModel:
         ModelNotFoundError: a path-like string that is not a folder, or a string that is
             neither a registry name nor a valid Hub id (the message lists registry names).
     """
-    from bashkir_peft.models.provision import provision
 
     text = str(model)
     reg = load_registry()
@@ -170,8 +187,8 @@ def load_tokenizer(resolved: ResolvedModel):
     return tokenizer
 
 
-def load_model(model: str | os.PathLike, method: str = "full", *, dtype: str | None = None):
-    """Load ``(model, tokenizer)`` for a fine-tuning ``method``.
+def load_model(model: str | os.PathLike, method: str = "full", *, dtype: str | None = None) -> LoadedModel:
+    """Load a model and its tokenizer for a fine-tuning ``method``.
 
     Args:
         model: registry name, local folder, or Hub id (see :func:`resolve_model`).
@@ -182,7 +199,7 @@ def load_model(model: str | os.PathLike, method: str = "full", *, dtype: str | N
             :func:`default_dtype`.
 
     Returns:
-        ``(model, tokenizer)``; ``model.bashkir_resolved`` holds the :class:`ResolvedModel`.
+        a :class:`LoadedModel`: the model, its tokenizer and the :class:`ResolvedModel`.
 
     Raises:
         ConfigError: unknown method or dtype.
@@ -216,8 +233,7 @@ def load_model(model: str | os.PathLike, method: str = "full", *, dtype: str | N
         raise ModelNotFoundError(f"cannot load model weights from {resolved.location}: {err}".splitlines()[0]) from None
     if net.generation_config.pad_token_id is None:
         net.generation_config.pad_token_id = tokenizer.pad_token_id
-    net.bashkir_resolved = resolved
-    return net, tokenizer
+    return LoadedModel(net, tokenizer, resolved)
 
 
 def prefix_token_id(tokenizer) -> int:

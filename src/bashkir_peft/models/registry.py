@@ -1,12 +1,13 @@
-"""The model registry (``params/models.yaml``): one validated entry per base model."""
+"""The model registry (``params/models.yaml``): LoRA target modules per architecture, and
+one validated entry per base model."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr, model_validator
 
 from bashkir_peft.errors import ConfigError, ModelNotFoundError
 from bashkir_peft.settings import params_dir, tokenizers_root
@@ -25,14 +26,17 @@ class GGUFSource(StrictModel):
 
 
 class ModelEntry(StrictModel):
-    """One registry entry. See the header of ``params/models.yaml`` for field meanings."""
+    """One registry entry. See the header of ``params/models.yaml`` for field meanings.
+
+    The entry's LoRA target modules are its architecture's row of the registry's
+    ``target_modules`` table, attached when the registry is validated.
+    """
 
     name: str = ""
     source: Literal["hub", "gguf", "tiny"]
     hub_id: str | None = None
     revision: str | None = None
     model_type: str
-    target_modules: list[str] = Field(min_length=1)
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     context_length: int = Field(gt=0)
     tokenizer: str | None = None
@@ -41,6 +45,12 @@ class ModelEntry(StrictModel):
     gguf: GGUFSource | None = None
     tiny_config: dict[str, int] | None = None
     notes: str | None = None
+    _target_modules: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def target_modules(self) -> list[str]:
+        """LoRA target modules (peft naming): the registry's row for ``model_type``."""
+        return list(self._target_modules)
 
     @property
     def revision_label(self) -> str:
@@ -62,7 +72,24 @@ class ModelEntry(StrictModel):
 
 
 class Registry(StrictModel):
+    """The registry file: LoRA target modules keyed by ``model_type``, and the entries.
+
+    Validation refuses an entry whose ``model_type`` has no row in ``target_modules``, and
+    gives every entry its row (:attr:`ModelEntry.target_modules`).
+    """
+
+    target_modules: dict[str, Annotated[list[str], Field(min_length=1)]]
     models: dict[str, ModelEntry]
+
+    @model_validator(mode="after")
+    def _attach_target_modules(self) -> Registry:
+        for name, entry in self.models.items():
+            if entry.model_type not in self.target_modules:
+                known = ", ".join(sorted(self.target_modules))
+                raise ValueError(f"models.{name}.model_type {entry.model_type!r} has no row in "
+                                 f"target_modules (rows: {known})")
+            entry._target_modules = tuple(self.target_modules[entry.model_type])
+        return self
 
     def get(self, name: str) -> ModelEntry:
         """Return the entry ``name``.
@@ -100,7 +127,8 @@ def load_registry(path: str | Path | None = None) -> Registry:
         path: a models.yaml; default ``<params>/models.yaml``.
 
     Raises:
-        ConfigError: missing or malformed file, unknown key, wrong type.
+        ConfigError: missing or malformed file, unknown key, wrong type, an entry's
+            ``model_type`` without a ``target_modules`` row.
     """
     return _load(Path(path) if path else params_dir() / "models.yaml")
 

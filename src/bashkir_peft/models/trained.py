@@ -2,81 +2,111 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.models.loading import load_model, resolve_model
-from bashkir_peft.records import RunFiles
+from bashkir_peft.models.quant import keep_cpu_layout_trainable
+from bashkir_peft.records import RunFiles, TrainRecord, read_record
 
 
+@dataclass(frozen=True)
+class TrainedModel:
+    """A finished run's model, ready for scoring or generation.
 
-def _read_record(run_dir: Path) -> dict | None:
+    Attributes:
+        model: the ``transformers`` model (a ``PeftModel`` unless merged or full), in eval mode.
+        tokenizer: the tokenizer saved with the run.
+        record: the run's training record.
+        merge_note: how the adapter was merged into the base (``None``: not merged).
+    """
+
+    model: Any
+    tokenizer: Any
+    record: TrainRecord
+    merge_note: str | None
+
+
+def read_finished_run(run_dir: str | Path, model: str | None = None) -> TrainRecord:
+    """The training record of a finished run, checked before any weights are loaded.
+
+    Args:
+        run_dir: the run folder (``train.json`` + ``final/``).
+        model: the base model the caller expects (registry name, folder or Hub id), or ``None``.
+
+    Raises:
+        ConfigError: no training record (not a run folder), a run that did not finish (its
+            reason named), no ``final/`` folder, or ``model`` not the run's base model;
+            RecordError (a ConfigError): a record that does not match the contract.
+    """
+    run_dir = Path(run_dir)
     path = run_dir / RunFiles.TRAIN
     if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
-        return None
+        raise ConfigError(f"{run_dir}: no {RunFiles.TRAIN} (not a training run folder)")
+    record = read_record(path, TrainRecord)
+    if record.status != "finished":
+        raise ConfigError(f"{run_dir}: training status is {record.status!r} "
+                          f"({record.reason or 'no reason recorded'}); only finished runs are used")
+    if not (run_dir / RunFiles.FINAL).is_dir():
+        raise ConfigError(f"{run_dir}: no {RunFiles.FINAL}/ folder (the trained weights); rerun the training")
+    trained = record.params["model"]
+    if model is not None and str(model) != str(trained):
+        raise ConfigError(f"model={model!r} but {run_dir} was trained from {trained!r}; "
+                          "give only run_dir (or the matching model)")
+    return record
 
 
-def load_trained(run_dir: str | Path, merge: bool = False):
+def load_trained(run_dir: str | Path, merge: bool = False) -> TrainedModel:
     """Load a finished training run for evaluation or generation.
 
     Args:
         run_dir: the run folder (with ``train.json`` and ``final/``).
         merge: for lora/qlora, merge the adapter into the base weights. For qlora the
             4-bit base is first dequantized to the compute dtype (the exact weights the
-            adapter was trained against), then merged: a full-precision model, which the
-            returned record says under ``merge``.
+            adapter was trained against), then merged: a full-precision model, which
+            ``merge_note`` says.
 
     Returns:
-        ``(model, tokenizer, record)``; the model is in eval mode. ``record`` is the
-        training record plus ``merge`` (``None``, or how the merge was done).
+        :class:`TrainedModel`.
 
     Raises:
-        ConfigError: no finished run in ``run_dir``, or the base model's revision differs
-            from the one trained on.
+        ConfigError: no finished run in ``run_dir`` (:func:`read_finished_run`), or the base
+            model's revision differs from the one trained on.
     """
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-
     run_dir = Path(run_dir)
-    record = _read_record(run_dir)
+    record = read_finished_run(run_dir)
     final = run_dir / RunFiles.FINAL
-    if record is None or record.get("status") != "finished" or not final.is_dir():
-        raise ConfigError(f"{run_dir} holds no finished training run (train.json status must be finished)")
-    method, base_model = record["params"]["method"], record["params"]["model"]
-    dtype = record["compute_dtype"]
-    record = dict(record, merge=None)
+    method, base_model, dtype = record.params["method"], record.params["model"], record.compute_dtype
     if method == "full":
         model = AutoModelForCausalLM.from_pretrained(final, dtype=getattr(torch, dtype), use_safetensors=True)
-        tokenizer = AutoTokenizer.from_pretrained(final)
-        return model.eval(), tokenizer, record
+        return TrainedModel(model.eval(), AutoTokenizer.from_pretrained(final), record, None)
 
     resolved = resolve_model(base_model)
-    trained_rev = record["model"]["revision"]
+    trained_rev = record.model["revision"]
     if "unpinned" not in (trained_rev, resolved.revision) and trained_rev != resolved.revision:
         raise ConfigError(f"base model {base_model} is now revision {resolved.revision}, "
                           f"but the adapter was trained on {trained_rev}")
-    base, _ = load_model(base_model, method, dtype=dtype)
+    base = load_model(base_model, method, dtype=dtype).model
     tokenizer = AutoTokenizer.from_pretrained(final)
+    note = None
     if method == "qlora":
         from peft import prepare_model_for_kbit_training
 
-        from bashkir_peft.models.quant import keep_cpu_layout_trainable
 
         keep_cpu_layout_trainable(base)
         # the numerics the adapter was trained with: norms, embeddings and head upcast to float32
         base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
         if merge:
             base = base.dequantize(dtype=getattr(torch, dtype))
-            record["merge"] = f"4-bit NF4 base dequantized to {dtype}, then the adapter merged (full-precision model)"
+            note = f"4-bit NF4 base dequantized to {dtype}, then the adapter merged (full-precision model)"
     model = PeftModel.from_pretrained(base, final)
     if merge:
         model = model.merge_and_unload()
-        record["merge"] = record["merge"] or "adapter merged into the base weights"
-    return model.eval(), tokenizer, record
+        note = note or "adapter merged into the base weights"
+    return TrainedModel(model.eval(), tokenizer, record, note)

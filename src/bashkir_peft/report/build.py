@@ -13,7 +13,6 @@ Failed and unfinished runs are left out of every result table and listed in ``fa
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -21,11 +20,11 @@ from typing import Literal
 import pandas as pd
 from pydantic import Field
 
-from bashkir_peft.report import figures as fig
 from bashkir_peft.atomic import atomic_path, write_parquet_atomic
+from bashkir_peft.report import figures as fig
 from bashkir_peft.report import tables as rt
-from bashkir_peft.report.runs import RunRecord, discover_runs
-from bashkir_peft.settings import REPO_ROOT
+from bashkir_peft.report.runs import RunRecord, discover_runs, method_sort_key
+from bashkir_peft.settings import REPO_ROOT, runs_root
 from bashkir_peft.yamlio import StrictModel, read_yaml
 
 
@@ -39,7 +38,7 @@ class ReportParams(StrictModel):
             runner lays them out.
         out_dir: where tables and figures go; default ``<runs_dir>/report``.
         data_dir: the data-prep output (for the tokenizer fertility table); default: the
-            ``data_dir`` the runs' parameters name, if any.
+            ``data_dir`` of the runs' cell records, if it exists.
         protocol: evaluation protocol of the headline tables and figures (``rolling``:
             comparable across tokenizers); falls back to the one the runs have.
         split: evaluated split of the headline tables.
@@ -77,13 +76,8 @@ def resolve_grid(grid: str) -> tuple[str, Path]:
         data = data if isinstance(data, dict) else {}
         name = str(data.get("name") or p.stem)
         runs = data.get("runs_dir")
-        return name, _abs(runs) if runs else _runs_root() / name
-    return grid, _runs_root() / grid
-
-
-def _runs_root() -> Path:
-    """``$BASHKIR_PEFT_RUNS`` or ``<repo>/runs`` (as the grid runner)."""
-    return Path(os.environ.get("BASHKIR_PEFT_RUNS", REPO_ROOT / "runs"))
+        return name, _abs(runs) if runs else runs_root() / name
+    return grid, runs_root() / grid
 
 
 def _abs(path: str | Path) -> Path:
@@ -131,11 +125,7 @@ class ReportResult:
 def _data_dir(params: ReportParams, runs: list[RunRecord]) -> Path | None:
     if params.data_dir:
         return _abs(params.data_dir)
-    for run in runs:
-        d = run.params.get("data_dir")
-        if isinstance(d, str) and _abs(d).is_dir():
-            return _abs(d)
-    return None
+    return next((_abs(r.cell.data_dir) for r in runs if _abs(r.cell.data_dir).is_dir()), None)
 
 
 def build_report(params: ReportParams) -> ReportResult:
@@ -152,7 +142,9 @@ def build_report(params: ReportParams) -> ReportResult:
         quoted numbers beside ours), ``failures`` (failed and incomplete runs with errors).
 
     Raises:
-        ConfigError: no runs folder or no run record in it (DataError), bad grid file.
+        ConfigError: no runs folder or no run record in it (DataError), bad grid file, a
+            record that does not match the contract (RecordError: one line naming the file
+            and the field).
     """
     name, runs_dir = resolve_grid(params.grid)
     if params.runs_dir:
@@ -218,7 +210,7 @@ def per_run_table(result: ReportResult) -> pd.DataFrame:
     cols = ["run_id", "model", "method_label", "seed", "perplexity", "bits_per_byte", "word_perplexity",
             "trainable_params", "wall_time_s", "peak_memory_mib", "tokens_per_s"]
     out = q[[c for c in cols if c in q.columns]].rename(columns={"method_label": "method"})
-    order = [(m, rt._method_sort_key(lab), -1 if pd.isna(sd) else int(sd))
+    order = [(m, method_sort_key(lab), -1 if pd.isna(sd) else int(sd))
              for m, lab, sd in zip(out["model"], out["method"], out["seed"])]
     return out.iloc[sorted(range(len(out)), key=order.__getitem__)].reset_index(drop=True)
 

@@ -16,7 +16,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from bashkir_peft.atomic import atomic_path  # noqa: E402
-from bashkir_peft.report.tables import _method_sort_key  # noqa: E402
+from bashkir_peft.report.runs import label_parts, method_sort_key  # noqa: E402
 
 METRIC_LABELS = {"perplexity": "token perplexity", "bits_per_byte": "bits per byte",
                  "word_perplexity": "word perplexity"}
@@ -43,7 +43,7 @@ def _legend_outside(ax) -> None:
 
 
 def _order(labels) -> list[str]:
-    return sorted(set(labels), key=_method_sort_key)
+    return sorted(set(labels), key=method_sort_key)
 
 
 METHOD_COLORS = {"reference": "tab:olive", "base": "tab:gray", "full": "tab:blue", "lora": "tab:green",
@@ -58,8 +58,7 @@ def method_palette(labels) -> dict[str, tuple]:
     out = {}
     by_method: dict[str, list[str]] = {}
     for lab in _order(labels):
-        method = "reference" if lab == "reference text" else lab.partition(" r=")[0]
-        by_method.setdefault(method, []).append(lab)
+        by_method.setdefault(label_parts(lab)[0], []).append(lab)
     for method, labs in by_method.items():
         base = to_rgb(METHOD_COLORS.get(method, "tab:purple"))
         for i, lab in enumerate(labs):
@@ -164,7 +163,7 @@ def generation_language(gen_summary: pd.DataFrame, path: Path) -> Path | None:
         return None
     g = gen_summary.copy()
     g["cell"] = g["model"] + "\n" + g["method_label"]
-    g = g.iloc[sorted(range(len(g)), key=lambda i: (g["model"].iloc[i], _method_sort_key(g["method_label"].iloc[i])))]
+    g = g.iloc[sorted(range(len(g)), key=lambda i: (g["model"].iloc[i], method_sort_key(g["method_label"].iloc[i])))]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 4), gridspec_kw={"wspace": 0.45})
     bottom = None
     palette = dict(zip(share_cols, sns.color_palette("Set2", len(share_cols))))

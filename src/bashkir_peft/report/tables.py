@@ -2,23 +2,33 @@
 generation language, the paper's quoted numbers, failures.
 
 Every function takes :class:`~bashkir_peft.report.runs.RunRecord` objects (or tables built
-from them) and returns a :class:`pandas.DataFrame`; nothing here reads or writes files
-except :func:`fertility_table` (the data-prep output, when given).
+from them) and returns a :class:`pandas.DataFrame`; nothing here writes files. The paired
+differences and the fertility fallback read the runs' per-document tables, and
+:func:`fertility_table` the data folder's tokenizer table.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from bashkir_peft.errors import DataError, ModelNotFoundError
+from bashkir_peft.models.registry import get_entry
+from bashkir_peft.records import LANGUAGES, METRICS, DataFiles, GenerationSummary, RecordError
 from bashkir_peft.report.bootstrap import paired_bpb_difference
-from bashkir_peft.errors import DataError
-from bashkir_peft.report.runs import LANGUAGES, METRICS, RunRecord, _is_number, eval_metrics, find_value, per_document
+from bashkir_peft.report.runs import (
+    REFERENCE_LABEL,
+    RunRecord,
+    eval_documents,
+    eval_metrics,
+    label_parts,
+    method_label,
+    method_sort_key,
+)
 
 # The paper's stated test perplexities (Arabov & Khaybullina, arXiv 2605.04948, abstract and
 # results). Only these four numbers are quoted; everything else in the report is ours.
@@ -30,60 +40,63 @@ PAPER_NUMBERS = (
     {"model": "deepseek-7b", "method": "lora", "lora_r": 8, "perplexity": 129.55},
 )
 RUN_KEYS = ["run_id", "model", "method", "method_label", "lora_r", "seed"]
-METHOD_ORDER = ("reference", "base", "full", "lora", "qlora")
+FERTILITY_COLUMNS = ("model", "tokenizer", "split", "fertility")
+"""Columns of the data folder's tokenizer table the report reads
+(:func:`bashkir_peft.data.fertility.profile_split` writes them)."""
 
 
-def _method_sort_key(label: str) -> tuple:
-    method, _, r = label.partition(" r=")
-    method = "reference" if label == "reference text" else method
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method,
-            int(r) if r.isdigit() else 0)
-
-
-def _num(x: object) -> float:
-    return float(x) if _is_number(x) else math.nan
+def _float(x: float | int | None) -> float:
+    return math.nan if x is None else float(x)
 
 
 def _run_keys(run: RunRecord) -> dict:
-    seed = run.params.get("seed")
     return {"run_id": run.run_id, "model": run.model, "method": run.method,
-            "method_label": run.method_label, "lora_r": run.lora_r,
-            "seed": int(seed) if _is_number(seed) else None}
+            "method_label": run.method_label, "lora_r": run.lora_r, "seed": run.seed}
 
 
 def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
     """One row per run: keys, status, error, trainable parameters and training cost.
 
-    Cost fields are read from the training record wherever they sit in it:
-    ``trainable_params``, ``total_params``, ``wall_time_s``, ``peak_rss_mib``,
-    ``peak_gpu_mib``, ``tokens_per_s``, ``tokens_seen``. ``peak_memory_mib`` is the GPU peak
-    where there is one, else the RSS peak. A base run has ``trainable_params`` 0.
+    Args:
+        runs: all runs.
+
+    Returns:
+        The run keys, ``lora_alpha`` (training parameter of an adapter run), ``status``,
+        ``failed_stage``, ``error``, then from the training record ``trainable_params``,
+        ``total_params``, ``wall_time_s``, ``peak_rss_mib``, ``peak_gpu_mib`` (its ``cost``),
+        ``tokens_per_s``, ``tokens_seen``, and ``peak_memory_mib`` (the GPU peak where there
+        is one, else the RSS peak). A base run has ``trainable_params`` 0; a field the record
+        does not have yet is NaN.
     """
     rows = []
     for run in runs:
-        rec = run.records.get("train", {})
-        # The run's totals (``cost``, top-level keys) before per-session values.
-        train = [{"cost": rec.get("cost")} if isinstance(rec.get("cost"), dict) else {},
-                 {k: v for k, v in rec.items() if not isinstance(v, (dict, list))}, rec]
-        row = {**_run_keys(run), "lora_alpha": run.params.get("lora_alpha"), "status": run.status,
-               "failed_stage": run.failed_stage, "error": run.error,
-               "trainable_params": _num(find_value(train, ("trainable_params",))),
-               "total_params": _num(find_value(train, ("total_params", "all_params", "params_total"))),
-               "wall_time_s": _num(find_value(train, ("wall_time_s", "train_runtime"))),
-               "peak_rss_mib": _num(find_value(train, ("peak_rss_mib",))),
-               "peak_gpu_mib": _num(find_value(train, ("peak_gpu_mib",))),
-               "tokens_per_s": _num(find_value(train, ("tokens_per_s", "tokens_per_second",
-                                                       "train_tokens_per_s"))),
-               "tokens_seen": _num(find_value(train, ("tokens_seen", "train_tokens")))}
-        if run.method == "base" and math.isnan(row["trainable_params"]):
-            row["trainable_params"] = 0.0
+        train = run.train
+        cost = train.cost if train else None
+        row = {**_run_keys(run),
+               "lora_alpha": train.params.get("lora_alpha") if train and run.lora_r is not None else None,
+               "status": run.status, "failed_stage": run.failed_stage, "error": run.error,
+               "trainable_params": 0.0 if run.method == "base" else _float(train.trainable_params if train else None),
+               "total_params": _float(train.total_params if train else None),
+               "wall_time_s": _float(cost.wall_time_s if cost else None),
+               "peak_rss_mib": _float(cost.peak_rss_mib if cost else None),
+               "peak_gpu_mib": _float(cost.peak_gpu_mib if cost else None),
+               "tokens_per_s": _float(train.tokens_per_s if train else None),
+               "tokens_seen": _float(train.tokens_seen if train else None)}
         row["peak_memory_mib"] = row["peak_gpu_mib"] if not math.isnan(row["peak_gpu_mib"]) else row["peak_rss_mib"]
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def metrics_table(runs: list[RunRecord]) -> pd.DataFrame:
-    """Tidy evaluation metrics of the finished runs: one row per run x protocol x split x source."""
+    """Tidy evaluation metrics of the finished runs.
+
+    Args:
+        runs: all runs.
+
+    Returns:
+        One row per finished run x protocol x split x source: :data:`RUN_KEYS`, ``protocol,
+        split, source`` and the metrics of :data:`~bashkir_peft.records.METRICS`.
+    """
     frames = []
     for run in runs:
         if run.status != "finished":
@@ -100,6 +113,9 @@ def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """Mean, standard deviation (ddof=1; NaN for one seed) and n over seeds, by
     model x method x protocol x split (all sources together).
 
+    Args:
+        metrics: :func:`metrics_table`.
+
     Returns:
         Columns ``model, method_label, protocol, split, n, <metric>_mean, <metric>_std`` for
         each metric of :data:`METRICS`, rows sorted by model then method.
@@ -114,12 +130,21 @@ def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
         out[f"{x}_mean"] = g[x].mean()
         out[f"{x}_std"] = g[x].std(ddof=1)
     out = out.reset_index()
-    out["_order"] = out["method_label"].map(_method_sort_key)
+    out["_order"] = out["method_label"].map(method_sort_key)
     return out.sort_values(["model", "_order", "protocol", "split"]).drop(columns="_order").reset_index(drop=True)
 
 
 def headline_protocol(metrics: pd.DataFrame, preferred: str = "rolling") -> str | None:
-    """``preferred`` if any run was evaluated under it, else the protocol most rows have."""
+    """The protocol of the headline tables.
+
+    Args:
+        metrics: :func:`metrics_table`.
+        preferred: the protocol wanted.
+
+    Returns:
+        ``preferred`` if any run was evaluated under it, else the protocol most rows have
+        (``None`` without metrics).
+    """
     if metrics.empty:
         return None
     protocols = metrics["protocol"].value_counts()
@@ -135,9 +160,8 @@ def differences_table(runs: list[RunRecord], *, protocol: str | None, split: str
     matched by id and only those scored by both methods are used.
 
     Args:
-        runs: all runs (only finished ones with a per-document table are used).
-        protocol: the evaluation protocol whose per-document rows are used (rows without a
-            protocol column are taken as is).
+        runs: all runs (the finished ones are used).
+        protocol: the evaluation protocol whose per-document rows are used (``None``: all).
         split: the evaluated split.
         n_resamples, confidence, seed: see :func:`~bashkir_peft.report.bootstrap.paired_bpb_difference`.
 
@@ -145,31 +169,31 @@ def differences_table(runs: list[RunRecord], *, protocol: str | None, split: str
         Columns ``model, method_a, method_b, protocol, split, bpb_a, bpb_b, difference,
         ci_low, ci_high, confidence, n_documents, n_seeds_a, n_seeds_b``
         (difference = bits_per_byte(A) - bits_per_byte(B); negative means A is better).
+
+    Raises:
+        RecordError: a finished run's per-document table is missing or does not match the
+            contract (a missing ``id`` column is never replaced by row numbers).
     """
     per: dict[tuple[str, str], list[pd.DataFrame]] = {}
     for run in runs:
         if run.status != "finished":
             continue
-        docs = per_document(run)
-        if docs is None:
-            continue
-        if "protocol" in docs.columns and protocol is not None:
+        docs = eval_documents(run)
+        if protocol is not None:
             docs = docs[docs["protocol"] == protocol]
-        if "split" in docs.columns:
-            docs = docs[docs["split"] == split]
+        docs = docs[docs["split"] == split]
         if docs.empty:
             continue
-        per.setdefault((run.model, run.method_label), []).append(docs[["doc_id", "nll", "bytes"]])
+        per.setdefault((run.model, run.method_label), []).append(docs[["id", "nll", "bytes"]])
     rows = []
     models = sorted({m for m, _ in per})
     for model in models:
-        labels = sorted((lab for m, lab in per if m == model), key=_method_sort_key)
+        labels = sorted((lab for m, lab in per if m == model), key=method_sort_key)
         avg = {}
         for lab in labels:
             frames = per[(model, lab)]
             cat = pd.concat(frames)
-            avg[lab] = (cat.groupby("doc_id").agg(nll=("nll", "mean"), bytes=("bytes", "first"),
-                                                  k=("nll", "size")), len(frames))
+            avg[lab] = (cat.groupby("id").agg(nll=("nll", "mean"), bytes=("bytes", "first")), len(frames))
         for a, b in itertools.combinations(labels, 2):
             # a precedes b in the method order (base, full, lora, qlora): report b - a.
             (da, na), (db, nb) = avg[b], avg[a]
@@ -191,7 +215,17 @@ def differences_table(runs: list[RunRecord], *, protocol: str | None, split: str
 
 def quality_cost_table(runs_tab: pd.DataFrame, metrics: pd.DataFrame, protocol: str | None,
                        split: str = "test") -> pd.DataFrame:
-    """Finished runs with their training cost beside bits_per_byte and perplexity (one row per run)."""
+    """Finished runs with their training cost beside their metrics.
+
+    Args:
+        runs_tab: :func:`runs_table`.
+        metrics: :func:`metrics_table`.
+        protocol, split: the evaluation whose metrics are used (all sources together).
+
+    Returns:
+        One row per finished run: the columns of :func:`metrics_table` and ``trainable_params,
+        total_params, wall_time_s, peak_memory_mib, tokens_per_s, tokens_seen``.
+    """
     if metrics.empty or runs_tab.empty:
         return pd.DataFrame()
     m = metrics[(metrics["protocol"] == protocol) & (metrics["split"] == split) & (metrics["source"] == "all")]
@@ -200,80 +234,74 @@ def quality_cost_table(runs_tab: pd.DataFrame, metrics: pd.DataFrame, protocol: 
     return m.merge(runs_tab[cost_cols], on="run_id", how="left")
 
 
-def _fertility_from_data_prep(data_dir: Path) -> pd.DataFrame | None:
-    """The tokenizer table of the data-prep output (any ``*token*`` CSV/Parquet/JSON file
-    with a ``fertility`` column, or a manifest list/dict with ``fertility`` entries)."""
-    for p in sorted({*data_dir.glob("*token*"), *data_dir.glob("*fertility*")}):
-        try:
-            if p.suffix == ".parquet":
-                df = pd.read_parquet(p)
-            elif p.suffix == ".csv":
-                df = pd.read_csv(p)
-            elif p.suffix == ".json":
-                df = pd.json_normalize(json.loads(p.read_text(encoding="utf-8")))
-            else:
-                continue
-        except (OSError, ValueError):
-            continue
-        if "fertility" in df.columns:
-            return df
-    manifest = data_dir / "manifest.json"
-    if manifest.is_file():
-        try:
-            data = json.loads(manifest.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        for key in ("tokenizers", "tokenizer_stats", "fertility"):
-            v = data.get(key)
-            if isinstance(v, list) and v and isinstance(v[0], dict):
-                df = pd.DataFrame(v)
-            elif isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
-                df = pd.DataFrame([{"model": k, **x} for k, x in v.items()])
-            else:
-                continue
-            if "fertility" in df.columns:
-                return df
-    return None
+def read_fertility(data_dir: Path) -> pd.DataFrame | None:
+    """The data folder's tokenizer table (``tokenizer_fertility.parquet``).
+
+    Args:
+        data_dir: a prepared data folder.
+
+    Returns:
+        The table (columns include :data:`FERTILITY_COLUMNS`), or ``None`` where the data
+        stage profiled no tokenizer.
+
+    Raises:
+        RecordError: the table is unreadable or lacks a column of :data:`FERTILITY_COLUMNS`.
+    """
+    path = data_dir / DataFiles.FERTILITY
+    if not path.is_file():
+        return None
+    try:
+        df = pd.read_parquet(path)
+    except (OSError, ValueError) as err:
+        raise RecordError(f"{path}: unreadable table ({type(err).__name__})") from None
+    missing = [c for c in FERTILITY_COLUMNS if c not in df.columns]
+    if missing:
+        raise RecordError(f"{path}: column {missing[0]!r}: missing")
+    return df
 
 
 def fertility_table(runs: list[RunRecord], quality: pd.DataFrame, data_dir: str | Path | None = None,
                     protocol: str | None = None) -> pd.DataFrame:
     """Fertility (tokens per whitespace word) of each model's tokenizer beside its bits_per_byte.
 
-    Fertility comes from the data-prep tokenizer table when ``data_dir`` has one (matched on
-    the model/tokenizer name), else from the evaluation's own per-document sums under
-    ``protocol`` (scored tokens / whitespace words of the same test documents); the column
-    ``fertility_source`` says which.
+    Fertility comes from the data folder's tokenizer table (:func:`read_fertility`) where it
+    has the model's row (or a row of the model's registry tokenizer: tiny-gpt2 is profiled
+    as gpt2), else from the evaluation's own per-document sums under ``protocol`` (scored
+    tokens / whitespace words of the same documents); the column ``fertility_source`` says
+    which.
+
+    Args:
+        runs: all runs (the finished ones are used).
+        quality: :func:`quality_cost_table`.
+        data_dir: the prepared data folder (``None``: evaluation sums only).
+        protocol: the protocol of the evaluation sums.
 
     Returns:
         Columns ``model, method_label, fertility, fertility_source, bits_per_byte, perplexity``
         (mean over seeds).
+
+    Raises:
+        RecordError: a tokenizer table or a per-document table that does not match the contract.
     """
     cols = ["model", "method_label", "fertility", "fertility_source", "bits_per_byte", "perplexity"]
     if quality.empty:
         return pd.DataFrame(columns=cols)
-    prep = _fertility_from_data_prep(Path(data_dir)) if data_dir else None
+    prep = read_fertility(Path(data_dir)) if data_dir else None
     fert: dict[str, tuple[float, str]] = {}
-    if prep is not None:
-        by_name: dict[str, float] = {}
-        for col in ("model", "tokenizer", "name"):
-            if col in prep.columns:
-                for name, value in zip(prep[col].astype(str), prep["fertility"]):
-                    by_name.setdefault(name, float(value))
-        for model in {r.model for r in runs if r.status == "finished"}:
-            # The model's own row, else its tokenizer's (tiny-gpt2 profiles as gpt2).
-            for name in (model, _registry_tokenizer(model)):
-                if name in by_name:
-                    fert[model] = (by_name[name], f"data prep ({name} tokenizer, test split)")
-                    break
+    for model in ({r.model for r in runs if r.status == "finished"} if prep is not None else ()):
+        name, rows = model, prep[prep["model"] == model]
+        if rows.empty:
+            name = _registry_tokenizer(model)
+            rows = prep[prep["tokenizer"] == name]
+        if len(rows):
+            row = rows.iloc[0]
+            fert[model] = (float(row["fertility"]), f"data prep ({name} tokenizer, {row['split']} split)")
     by_model: dict[str, list[float]] = {}
     for run in runs:
         if run.status != "finished" or run.model in fert:
             continue
-        docs = per_document(run)
-        if docs is None or not {"tokens", "words"} <= set(docs.columns):
-            continue
-        if protocol is not None and "protocol" in docs.columns and (docs["protocol"] == protocol).any():
+        docs = eval_documents(run)
+        if protocol is not None and (docs["protocol"] == protocol).any():
             docs = docs[docs["protocol"] == protocol]
         if docs["words"].sum() > 0:
             by_model.setdefault(run.model, []).append(float(docs["tokens"].sum() / docs["words"].sum()))
@@ -286,75 +314,67 @@ def fertility_table(runs: list[RunRecord], quality: pd.DataFrame, data_dir: str 
 
 
 def _registry_tokenizer(model: str) -> str | None:
-    """The offline tokenizer a registry model uses (``None`` if not a registry name)."""
+    """The offline tokenizer a registry model uses (``None`` for a Hub id or a local path)."""
     try:
-        from bashkir_peft.models.registry import get_entry
-
         return get_entry(model).tokenizer
-    except Exception:  # noqa: BLE001 - a path or Hub id is simply not in the registry
+    except ModelNotFoundError:
         return None
 
 
-REFERENCE_LABEL = "reference text"
-
-
-def _generation_row(keys: dict, summary: dict) -> dict:
+def _generation_row(keys: dict, summary: GenerationSummary) -> dict:
     row = dict(keys)
-    for k, v in summary.items():
-        if _is_number(v) and k not in row:
-            row["n_continuations" if k == "n" else k] = float(v)
-    shares = _find_language_shares(summary)
+    for name, value in summary.model_dump(exclude={"language_shares"}).items():
+        row["n_continuations" if name == "n" else name] = _float(value)
     for lang in LANGUAGES:
-        row[f"share_{lang}"] = shares.get(lang, math.nan) if shares else math.nan
-    row["code_switch_rate"] = _num(find_value(summary, ("code_switch_rate", "code_switching_rate")))
+        row[f"share_{lang}"] = _float(summary.language_shares.get(lang))
     return row
 
 
 def generation_table(runs: list[RunRecord]) -> pd.DataFrame:
-    """Per finished run with a generation record: language shares of the generated text
-    (``share_bak``, ``share_rus``, ``share_eng``, ``share_other``), ``code_switch_rate`` and the
-    other numeric summary metrics the record has (e.g. distinct-n, non-Bashkir word share).
+    """The generation measures of every finished run with a generation record.
 
-    Where a record has a ``reference_summary`` (the same metrics on the test documents' own
-    continuations of the prompts), one row per model with method ``reference text`` is added
-    (the first such record of the model): what Bashkir text itself scores.
+    Args:
+        runs: all runs.
+
+    Returns:
+        One row per run: the run keys, every number of its
+        :class:`~bashkir_peft.records.GenerationSummary` (``n`` as ``n_continuations``; NaN
+        where undefined) and the language shares of the generated text (``share_bak``,
+        ``share_rus``, ``share_eng``, ``share_other``). Where a record has a
+        ``reference_summary`` (the same measures on the test documents' own continuations
+        of the prompts), one row per model with method :data:`REFERENCE_LABEL` is added (the
+        first such record of the model): what Bashkir text itself scores.
     """
     rows, refs = [], {}
     for run in runs:
-        rec = run.records.get("generate")
-        if run.status != "finished" or not rec:
+        rec = run.generate
+        if run.status != "finished" or rec is None:
             continue
-        summary = rec.get("summary") if isinstance(rec.get("summary"), dict) else rec
-        rows.append(_generation_row(_run_keys(run), summary))
-        ref = rec.get("reference_summary")
-        if isinstance(ref, dict) and run.model not in refs:
+        rows.append(_generation_row(_run_keys(run), rec.summary))
+        if rec.reference_summary is not None and run.model not in refs:
             refs[run.model] = _generation_row(
                 {"run_id": run.run_id, "model": run.model, "method": "reference",
-                 "method_label": REFERENCE_LABEL, "lora_r": None, "seed": None}, ref)
+                 "method_label": REFERENCE_LABEL, "lora_r": None, "seed": None}, rec.reference_summary)
     return pd.DataFrame(rows + list(refs.values()))
 
 
-def _find_language_shares(rec: object) -> dict | None:
-    if isinstance(rec, dict):
-        if rec and set(rec) <= set(LANGUAGES) and all(_is_number(v) for v in rec.values()):
-            total = sum(rec.values())
-            return {k: v / total for k, v in rec.items()} if total > 1.0 + 1e-6 else dict(rec)
-        for v in rec.values():
-            found = _find_language_shares(v)
-            if found:
-                return found
-    return None
-
-
 def generation_summary(gen: pd.DataFrame) -> pd.DataFrame:
-    """Mean over seeds of the generation metrics, by model x method."""
+    """Mean over seeds of the generation metrics, by model x method.
+
+    Args:
+        gen: :func:`generation_table`.
+
+    Returns:
+        ``model, method_label, n`` (runs) and the mean of every numeric column, sorted by
+        model then method.
+    """
     if gen.empty:
         return gen
     num = [c for c in gen.columns if c not in RUN_KEYS and pd.api.types.is_numeric_dtype(gen[c])]
     g = gen.groupby(["model", "method_label"], as_index=False)
     out = g[num].mean()
     out.insert(2, "n", g.size()["size"].to_numpy())
-    order = sorted(range(len(out)), key=lambda i: (out["model"].iloc[i], _method_sort_key(out["method_label"].iloc[i])))
+    order = sorted(range(len(out)), key=lambda i: (out["model"].iloc[i], method_sort_key(out["method_label"].iloc[i])))
     return out.iloc[order].reset_index(drop=True)
 
 
@@ -362,19 +382,20 @@ def paper_table(summary: pd.DataFrame) -> pd.DataFrame:
     """The paper's stated test perplexities beside ours (token perplexity, ``paper`` protocol,
     test split, mean ± std over seeds), every quoted value labelled with its source.
 
-    Our value is empty where the grid has no such cell (e.g. 7B models in the CPU demo).
+    Args:
+        summary: :func:`summary_table`.
+
+    Returns:
+        One row per quoted number and matching cell of ours (a quoted number without a rank
+        matches every rank of its method): ``model, method, metric, paper, paper_source,
+        ours_method, ours_mean, ours_std, ours_n``. Ours is empty where the grid has no such
+        cell (e.g. 7B models in the CPU demo).
     """
     rows = []
     s = summary[(summary["protocol"] == "paper") & (summary["split"] == "test")] if len(summary) else summary
     for p in PAPER_NUMBERS:
-        label = p["method"] if p["lora_r"] is None else f"{p['method']} r={p['lora_r']}"
-        if len(s):
-            if p["lora_r"] is None:
-                ours = s[(s["model"] == p["model"]) & (s["method_label"].str.split(" ").str[0] == p["method"])]
-            else:
-                ours = s[(s["model"] == p["model"]) & (s["method_label"] == label)]
-        else:
-            ours = s
+        label = method_label(p["method"], p["lora_r"])
+        ours = s[[_quoted_cell_matches(p, m, lab) for m, lab in zip(s["model"], s["method_label"])]] if len(s) else s
         base = {"model": p["model"], "method": label, "metric": "token perplexity (test)",
                 "paper": p["perplexity"], "paper_source": PAPER_SOURCE}
         if len(ours) == 0:
@@ -385,8 +406,26 @@ def paper_table(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _quoted_cell_matches(quoted: dict, model: str, label: str) -> bool:
+    """Whether our cell ``model``/``label`` is the paper's ``quoted`` one (a quoted number
+    without a rank matches every rank of its method)."""
+    if model != quoted["model"]:
+        return False
+    if quoted["lora_r"] is None:
+        return label_parts(label)[0] == quoted["method"]
+    return label == method_label(quoted["method"], quoted["lora_r"])
+
+
 def failures_table(runs: list[RunRecord]) -> pd.DataFrame:
-    """Runs left out of the results: failed (with the stage and error) or incomplete."""
+    """Runs left out of the results: failed (with the stage and error) or incomplete.
+
+    Args:
+        runs: all runs.
+
+    Returns:
+        Columns ``run_id, model, method, method_label, lora_r, seed, status, failed_stage,
+        error, path``.
+    """
     rows = [{**_run_keys(r), "status": r.status, "failed_stage": r.failed_stage,
              "error": r.error or ("no evaluation record yet" if r.status == "incomplete" else None),
              "path": str(r.path)}
@@ -395,6 +434,14 @@ def failures_table(runs: list[RunRecord]) -> pd.DataFrame:
 
 
 def require_runs(runs: list[RunRecord], runs_dir: Path) -> None:
-    """Raise DataError if there is nothing at all to report."""
+    """Check that there is something to report.
+
+    Args:
+        runs: the runs read from ``runs_dir``.
+        runs_dir: the grid's runs folder (for the message).
+
+    Raises:
+        DataError: no run at all.
+    """
     if not runs:
         raise DataError(f"{runs_dir}: no run records found (run the grid first)")

@@ -33,6 +33,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 
+from bashkir_peft.text.langid import classify, split_sentences
+
 LANGUAGES = ("bak", "rus", "eng", "other")
 BASHKIR_LETTERS = frozenset("ҡғҙҫңһәөүҠҒҘҪҢҺӘӨҮ")
 MIN_LETTERS = 20
@@ -94,7 +96,6 @@ def repeated_ngram_rate(tokens: Sequence[str], n: int = REPEAT_N) -> float:
 
 
 def _langid() -> tuple[Callable[[str], str], Callable[[str], list[str]]]:
-    from bashkir_peft.text.langid import classify, split_sentences
 
     return classify, split_sentences
 

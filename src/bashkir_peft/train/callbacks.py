@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 from transformers import Trainer, TrainerCallback
 
@@ -41,7 +42,6 @@ class CompleteCheckpoints(TrainerCallback):
         self.keep = keep
 
     def on_save(self, args, state, control, **kwargs):
-        from pathlib import Path
 
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if path.is_dir():

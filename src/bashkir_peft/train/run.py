@@ -17,6 +17,7 @@ its last complete checkpoint; a finished one returns its record without recomput
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from datetime import datetime, timezone
@@ -25,12 +26,17 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from bashkir_peft.atomic import write_json_atomic
-from bashkir_peft.records import RunFiles
+from bashkir_peft.data.folder import load_texts, read_manifest
+from bashkir_peft.data.packing import packed_dataset
 from bashkir_peft.errors import ConfigError
+from bashkir_peft.models.loading import default_dtype, load_model, resolve_model
+from bashkir_peft.models.lora import apply_lora, count_parameters
+from bashkir_peft.models.quant import prepare_qlora
 from bashkir_peft.provenance import ResourceMeter, environment_info
-from bashkir_peft.yamlio import StrictModel, validate
-
+from bashkir_peft.records import RunFiles, TrainRecord, read_record_if_any, write_record
+from bashkir_peft.runtime import configure_threads
+from bashkir_peft.train.checkpoints import last_complete_checkpoint
+from bashkir_peft.yamlio import StrictModel, from_namespace, validate
 
 # Default learning rates, by method, with their sources:
 # - full: 5e-5, the HF Trainer / run_clm.py default used for GPT-2-era fine-tuning.
@@ -119,24 +125,11 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _read_record(run_dir: Path) -> dict | None:
-    import json
-
-    path = run_dir / RunFiles.TRAIN
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
-        return None
-
-
 def _context_length(resolved) -> int | None:
     if resolved.entry is not None:
         return resolved.entry.context_length
     cfg = Path(resolved.location) / "config.json"
     if cfg.is_file():
-        import json
 
         c = json.loads(cfg.read_text(encoding="utf-8"))
         return c.get("max_position_embeddings") or c.get("n_positions")
@@ -225,12 +218,14 @@ def _final_eval(trainer) -> dict:
 
 
 def _precheck(params: TrainParams, run_dir: Path):
-    """Everything that can be checked before loading weights. Returns (resolved, manifest, record)."""
-    from bashkir_peft.models.loading import resolve_model
-    from bashkir_peft.data.folder import read_manifest
+    """Everything that can be checked before loading weights.
 
-    existing = _read_record(run_dir)
-    if existing is not None and existing.get("params") != params.model_dump():
+    Returns:
+        ``(resolved model, data manifest, the run folder's training record or None)``.
+    """
+
+    existing = read_record_if_any(run_dir / RunFiles.TRAIN, TrainRecord)
+    if existing is not None and existing.params != params.model_dump():
         raise ConfigError(
             f"{run_dir} holds a run with other parameters; use another output_dir or delete it")
     if params.optim != "auto":
@@ -248,7 +243,131 @@ def _precheck(params: TrainParams, run_dir: Path):
     return resolved, manifest, existing
 
 
-def run_training(params: TrainParams | dict, callbacks: list | None = None) -> dict:
+def _start_record(params: TrainParams, manifest, existing: TrainRecord | None, optimizer: str, dtype: str) -> dict:
+    """The record of a (re)started run: parameters, resolved settings, the sessions so far."""
+    return {
+        "status": "running",
+        "reason": None,
+        "params": params.model_dump(),
+        "learning_rate": params.resolved_learning_rate,
+        "optimizer": optimizer,
+        "compute_dtype": dtype,
+        "data": {"dir": str(Path(params.data_dir).resolve()), "fingerprint": manifest.fingerprint},
+        "started": existing.started if existing else _now(),
+        "sessions": list(existing.sessions) if existing else [],
+    }
+
+
+def _write(run_dir: Path, record: dict) -> TrainRecord:
+    """Validate the record being built against :class:`TrainRecord` and write it atomically."""
+    typed = TrainRecord.model_validate(record)
+    write_record(run_dir / RunFiles.TRAIN, typed)
+    return typed
+
+
+def _prepare_model(params: TrainParams, resolved, dtype: str, record: dict):
+    """Load the model and the packed data, wrap the model for the method (QLoRA preparation,
+    LoRA adapters) and record what was built. Returns ``(model, tokenizer, train_ds, eval_ds)``."""
+
+    loaded = load_model(params.model, params.method, dtype=dtype)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    record["model"] = loaded.resolved.record() | {"hub_id": resolved.entry.hub_id if resolved.entry else None}
+    train_ds, train_stats = packed_dataset(
+        load_texts(params.data_dir, "train", params.max_train_documents), tokenizer, params.block_size, "train")
+    eval_ds, eval_stats = packed_dataset(
+        load_texts(params.data_dir, "validation", params.max_eval_documents), tokenizer, params.block_size,
+        "validation")
+    record["data"] |= {"train": train_stats, "validation": eval_stats}
+    if params.method == "qlora":
+        model = prepare_qlora(model, params.gradient_checkpointing)
+    if params.method in ("lora", "qlora"):
+        record["target_modules"] = _target_modules(params, resolved)
+        model = apply_lora(model, record["target_modules"], params.lora_r, params.lora_alpha, params.lora_dropout)
+    else:
+        record["target_modules"] = None
+    model.config.use_cache = False
+    record |= count_parameters(model)
+    return model, tokenizer, train_ds, eval_ds
+
+
+def _training_arguments(params: TrainParams, run_dir: Path, optimizer: str, bf16: bool, cuda: bool):
+    """The HF ``TrainingArguments`` of a run (checkpoints in ``RUN_DIR/checkpoints``)."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(run_dir / RunFiles.CHECKPOINTS),
+        learning_rate=params.resolved_learning_rate,
+        lr_scheduler_type=params.lr_scheduler_type,
+        warmup_steps=params.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        num_train_epochs=params.num_train_epochs,
+        max_steps=params.max_steps,
+        per_device_train_batch_size=params.per_device_train_batch_size,
+        per_device_eval_batch_size=params.per_device_eval_batch_size,
+        gradient_accumulation_steps=params.gradient_accumulation_steps,
+        activation_checkpointing=params.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        eval_strategy="steps",
+        eval_steps=params.eval_steps,
+        save_strategy="steps",
+        save_steps=params.save_steps,
+        save_total_limit=None,  # pruned by CompleteCheckpoints, only after a newer one is complete
+        logging_steps=params.logging_steps,
+        logging_nan_inf_filter=False,  # a NaN must show, not be averaged away
+        optim=optimizer,
+        weight_decay=params.weight_decay,
+        max_grad_norm=params.max_grad_norm,
+        bf16=bf16,
+        seed=params.seed,
+        data_seed=params.seed,
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=not cuda,
+        dataloader_num_workers=0,
+    )
+
+
+def _account(params: TrainParams, record: dict, session: dict, trainer, timer, meter, step0: int,
+             cuda: bool) -> None:
+    """Record this session's steps, tokens and cost, and the run's totals over all sessions.
+
+    ``tokens_seen`` = optimizer steps x per-device batch x accumulation x block_size;
+    ``tokens_per_s`` = this session's trained tokens / time spent in optimizer steps.
+    """
+    tokens_per_step = params.per_device_train_batch_size * params.gradient_accumulation_steps * params.block_size
+    session_tokens = (trainer.state.global_step - step0) * tokens_per_step
+    session |= {
+        "finished": _now(),
+        "steps": trainer.state.global_step - step0,
+        "tokens": session_tokens,
+        "tokens_per_s": session_tokens / timer.total if timer.total else None,
+        "cost": meter.result(),
+    }
+    costs = [s["cost"] for s in record["sessions"] if "cost" in s]
+    record |= {
+        "global_step": trainer.state.global_step,
+        "tokens_seen": trainer.state.global_step * tokens_per_step,
+        "tokens_per_s": session["tokens_per_s"],
+        "cost": {
+            "wall_time_s": sum(c["wall_time_s"] for c in costs),
+            "peak_rss_mib": max(c["peak_rss_mib"] for c in costs),
+            "peak_gpu_mib": max((c["peak_gpu_mib"] or 0 for c in costs), default=0) if cuda else None,
+        },
+        "losses": _losses(trainer.state.log_history),
+    }
+
+
+def _conclude(record: dict, final_eval: dict | None, eval_blocks: int) -> None:
+    """Status from the final validation loss: ``failed`` when it is not finite."""
+    if final_eval is None:
+        return
+    loss = final_eval["eval_loss"]
+    if not math.isfinite(loss):
+        record |= {"status": "failed", "reason": f"non-finite validation loss ({loss})"}
+    else:
+        record["final_eval"] = {"eval_loss": loss, "perplexity": math.exp(loss), "blocks": eval_blocks}
+
+
+def run_training(params: TrainParams | dict, callbacks: list | None = None) -> TrainRecord:
     """Train one run and write its record, final adapter/model and model card.
 
     Args:
@@ -256,16 +375,11 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> d
         callbacks: extra ``transformers.TrainerCallback`` objects (progress, benchmarks).
 
     Returns:
-        The record written to ``RUN_DIR/train.json``: status ``finished``, or ``failed``
-        with a ``reason`` (a non-finite loss). Fields: params, learning_rate,
-        target_modules, optimizer, compute_dtype, model (provenance), data (fingerprint,
-        documents/tokens/blocks per split), trainable_params, total_params,
-        trainable_share, losses (train and eval over steps), final_eval (eval_loss,
-        perplexity = exp(eval_loss)), global_step, tokens_seen (= steps x batch x
-        accumulation x block_size), tokens_per_s (this session's trained tokens / time in
-        optimizer steps), cost (wall_time_s, peak_rss_mib, peak_gpu_mib), sessions (one
-        entry per start: resumed_from, skipped incomplete checkpoints, cost),
-        environment (packages, git, hardware), started/finished times.
+        The :class:`~bashkir_peft.records.TrainRecord` written to ``RUN_DIR/train.json``:
+        status ``finished``, or ``failed`` with a ``reason`` (a non-finite loss); losses
+        (train and eval over steps), final_eval (eval_loss, perplexity = exp(eval_loss)),
+        tokens_seen, tokens_per_s, cost and one entry per session (resumed_from, skipped
+        incomplete checkpoints, cost) beside the parameters and provenance.
 
     Raises:
         ConfigError / DataError: bad parameters or data, raised before loading weights.
@@ -275,166 +389,72 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> d
         params = validate(TrainParams, params, "training parameters")
     run_dir = Path(params.output_dir)
     resolved, manifest, existing = _precheck(params, run_dir)
-    if existing is not None and existing.get("status") == "finished" and (run_dir / RunFiles.FINAL).is_dir():
+    if existing is not None and existing.status == "finished" and (run_dir / RunFiles.FINAL).is_dir():
         return existing
 
     import torch
     import transformers
-    from transformers import TrainingArguments, default_data_collator
+    from transformers import default_data_collator
 
     from bashkir_peft.train.callbacks import CompleteCheckpoints, GuardedTrainer, NonFiniteLossError, StepTimer
-    from bashkir_peft.train.checkpoints import last_complete_checkpoint
-    from bashkir_peft.models.loading import default_dtype, load_model
-    from bashkir_peft.models.lora import apply_lora, count_parameters
-    from bashkir_peft.models.quant import prepare_qlora
-    from bashkir_peft.runtime import configure_threads
-    from bashkir_peft.data.folder import load_texts
-    from bashkir_peft.data.packing import packed_dataset
 
     configure_threads()
     cuda = torch.cuda.is_available()
     dtype = params.dtype or default_dtype(resolved, params.method)
-    record: dict = {
-        "status": "running",
-        "reason": None,
-        "params": params.model_dump(),
-        "learning_rate": params.resolved_learning_rate,
-        "optimizer": _optimizer(params, cuda),
-        "compute_dtype": dtype,
-        "data": {"dir": str(Path(params.data_dir).resolve()), "fingerprint": manifest["fingerprint"]},
-        "started": (existing or {}).get("started") or _now(),
-        "sessions": list((existing or {}).get("sessions") or []),
-    }
+    record = _start_record(params, manifest, existing, _optimizer(params, cuda), dtype)
     session: dict = {"started": _now()}
     record["sessions"].append(session)
     try:
         transformers.set_seed(params.seed)
-        model, tokenizer = load_model(params.model, params.method, dtype=dtype)
-        record["model"] = model.bashkir_resolved.record() | {"hub_id": resolved.entry.hub_id if resolved.entry else None}
-        train_ds, train_stats = packed_dataset(
-            load_texts(params.data_dir, "train", params.max_train_documents), tokenizer, params.block_size, "train")
-        eval_ds, eval_stats = packed_dataset(
-            load_texts(params.data_dir, "validation", params.max_eval_documents), tokenizer, params.block_size,
-            "validation")
-        record["data"] |= {"train": train_stats, "validation": eval_stats}
-        if params.method == "qlora":
-            model = prepare_qlora(model, params.gradient_checkpointing)
-        if params.method in ("lora", "qlora"):
-            record["target_modules"] = _target_modules(params, resolved)
-            model = apply_lora(model, record["target_modules"], params.lora_r, params.lora_alpha, params.lora_dropout)
-        else:
-            record["target_modules"] = None
-        model.config.use_cache = False
-        record |= count_parameters(model)
-
-        bf16 = cuda and dtype == "bfloat16"
-        args = TrainingArguments(
-            output_dir=str(run_dir / RunFiles.CHECKPOINTS),
-            learning_rate=record["learning_rate"],
-            lr_scheduler_type=params.lr_scheduler_type,
-            warmup_steps=params.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
-            num_train_epochs=params.num_train_epochs,
-            max_steps=params.max_steps,
-            per_device_train_batch_size=params.per_device_train_batch_size,
-            per_device_eval_batch_size=params.per_device_eval_batch_size,
-            gradient_accumulation_steps=params.gradient_accumulation_steps,
-            activation_checkpointing=params.gradient_checkpointing,
-            activation_checkpointing_kwargs={"use_reentrant": False},
-            eval_strategy="steps",
-            eval_steps=params.eval_steps,
-            save_strategy="steps",
-            save_steps=params.save_steps,
-            save_total_limit=None,  # pruned by CompleteCheckpoints, only after a newer one is complete
-            logging_steps=params.logging_steps,
-            logging_nan_inf_filter=False,  # a NaN must show, not be averaged away
-            optim=record["optimizer"],
-            weight_decay=params.weight_decay,
-            max_grad_norm=params.max_grad_norm,
-            bf16=bf16,
-            seed=params.seed,
-            data_seed=params.seed,
-            report_to="none",
-            disable_tqdm=True,
-            use_cpu=not cuda,
-            dataloader_num_workers=0,
-        )
+        model, tokenizer, train_ds, eval_ds = _prepare_model(params, resolved, dtype, record)
         timer = StepTimer()
         trainer = GuardedTrainer(
-            model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-            data_collator=default_data_collator,
+            model=model, args=_training_arguments(params, run_dir, record["optimizer"], cuda and dtype == "bfloat16",
+                                                  cuda),
+            train_dataset=train_ds, eval_dataset=eval_ds, data_collator=default_data_collator,
             callbacks=[CompleteCheckpoints(params.save_total_limit), timer, *(callbacks or [])],
         )
         resume, skipped = last_complete_checkpoint(run_dir / RunFiles.CHECKPOINTS)
         session |= {"resumed_from": resume.name if resume else None, "skipped_incomplete_checkpoints": skipped}
         record["environment"] = environment_info()
-        write_json_atomic(run_dir / RunFiles.TRAIN, record)
+        _write(run_dir, record)
 
         step0 = 0
         with ResourceMeter() as meter:
             try:
                 if resume is not None:
-                    import json
-
                     step0 = json.loads((resume / "trainer_state.json").read_text())["global_step"]
                 trainer.train(resume_from_checkpoint=str(resume) if resume else None)
                 final_eval = _final_eval(trainer)
             except NonFiniteLossError as err:
                 final_eval = None
                 record |= {"status": "failed", "reason": str(err)}
-        tokens_per_step = params.per_device_train_batch_size * params.gradient_accumulation_steps * params.block_size
-        session_tokens = (trainer.state.global_step - step0) * tokens_per_step
-        session |= {
-            "finished": _now(),
-            "steps": trainer.state.global_step - step0,
-            "tokens": session_tokens,
-            "tokens_per_s": session_tokens / timer.total if timer.total else None,
-            "cost": meter.result(),
-        }
-        record |= {
-            "global_step": trainer.state.global_step,
-            "tokens_seen": trainer.state.global_step * tokens_per_step,
-            "tokens_per_s": session["tokens_per_s"],
-            "cost": {
-                "wall_time_s": sum(s["cost"]["wall_time_s"] for s in record["sessions"] if "cost" in s),
-                "peak_rss_mib": max(s["cost"]["peak_rss_mib"] for s in record["sessions"] if "cost" in s),
-                "peak_gpu_mib": max((s["cost"]["peak_gpu_mib"] or 0 for s in record["sessions"] if "cost" in s),
-                                    default=0) if cuda else None,
-            },
-            "losses": _losses(trainer.state.log_history),
-        }
-        if final_eval is not None:
-            loss = final_eval["eval_loss"]
-            if not math.isfinite(loss):
-                record |= {"status": "failed", "reason": f"non-finite validation loss ({loss})"}
-            else:
-                record["final_eval"] = {"eval_loss": loss, "perplexity": math.exp(loss),
-                                        "blocks": eval_stats["blocks"]}
+        _account(params, record, session, trainer, timer, meter, step0, cuda)
+        _conclude(record, final_eval, record["data"]["validation"]["blocks"])
         if record["status"] == "running":
             _save_final(trainer, tokenizer, run_dir, record)
             record |= {"status": "finished", "finished": _now()}
-        write_json_atomic(run_dir / RunFiles.TRAIN, record)
-        return record
+        return _write(run_dir, record)
     except Exception as err:
         record |= {"status": "failed", "reason": f"{type(err).__name__}: {err}".splitlines()[0]}
         session.setdefault("finished", _now())
-        write_json_atomic(run_dir / RunFiles.TRAIN, record)
+        _write(run_dir, record)
         raise
 
 
-def check_finished(record: dict) -> dict:
+def check_finished(record: TrainRecord) -> TrainRecord:
     """Return ``record`` if its status is ``finished``.
 
     Raises:
         RuntimeError: the run failed (the message is the record's reason).
     """
-    if record.get("status") != "finished":
-        raise RuntimeError(f"training {record.get('status')}: {record.get('reason')}")
+    if record.status != "finished":
+        raise RuntimeError(f"training {record.status}: {record.reason}")
     return record
 
 
 def train_params_from_notebook(namespace: dict) -> TrainParams:
     """Validate a notebook's parameters (``globals()``) into :class:`TrainParams`."""
-    from bashkir_peft.yamlio import from_namespace
 
     return from_namespace(TrainParams, namespace, "02_train parameters")
 

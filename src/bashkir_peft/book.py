@@ -4,9 +4,8 @@
 
 1. executes ``notebooks/05_report.ipynb`` with papermill (parameters: the grid and its runs
    folder) into ``book/generated/05_report.ipynb`` -- a failing cell fails the command;
-2. copies the executed data-preparation notebook (and a data card, if the data stage wrote
-   one) and the executed notebooks of every *finished* run from ``runs/<grid>/`` into
-   ``book/generated/``, with one index page per run;
+2. copies the executed data-preparation notebook and the executed notebooks of every
+   *finished* run from ``runs/<grid>/`` into ``book/generated/``, with one index page per run;
 3. writes the method chapter's figures into ``book/generated/figures/``;
 4. writes ``book/generated/_toc.yml``: the committed ``book/_toc.yml`` with the generated
    pages added as sections;
@@ -28,13 +27,14 @@ import yaml
 
 from bashkir_peft.atomic import write_text_atomic
 from bashkir_peft.errors import ConfigError
+from bashkir_peft.grid.stages import STAGES, default_notebooks_dir, execute
 from bashkir_peft.report.build import ReportParams, _abs, resolve_grid
 from bashkir_peft.report.runs import RunRecord, discover_runs
+from bashkir_peft.report.teaching_figures import write_teaching_figures
 from bashkir_peft.settings import REPO_ROOT
 from bashkir_peft.yamlio import StrictModel
 
-REPORT_NOTEBOOK = REPO_ROOT / "notebooks" / "05_report.ipynb"
-KERNEL = "bashkir-peft"
+REPORT_NOTEBOOK = default_notebooks_dir() / STAGES["report"].notebook
 RUNS_PAGE = "generated/runs/index"
 DATA_PAGE = "data"
 
@@ -67,14 +67,11 @@ def execute_report(grid: str, runs_dir: Path, out: Path, timeout_s: int = 600) -
     Raises:
         BookError: a cell failed (the message names the error).
     """
-    import papermill as pm
+    from papermill import PapermillExecutionError
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        pm.execute_notebook(str(REPORT_NOTEBOOK), str(out), parameters={"grid": grid, "runs_dir": str(runs_dir)},
-                            kernel_name=KERNEL, cwd=str(REPO_ROOT), progress_bar=False,
-                            execution_timeout=timeout_s)
-    except pm.PapermillExecutionError as err:
+        execute(REPORT_NOTEBOOK, out, {"grid": grid, "runs_dir": str(runs_dir)}, REPO_ROOT, timeout_s)
+    except PapermillExecutionError as err:
         raise BookError(f"{REPORT_NOTEBOOK.name} failed to execute: {err.ename}: {err.evalue} "
                         f"(executed copy with the traceback: {out})") from None
     return out
@@ -108,8 +105,7 @@ def copy_notebook(src: Path, dst: Path, title: str) -> None:
 
 
 def _run_title(run: RunRecord) -> str:
-    seed = run.params.get("seed")
-    return f"{run.model} · {run.method_label}" + (f" · seed {seed}" if seed is not None else "")
+    return f"{run.model} · {run.method_label}" + (f" · seed {run.seed}" if run.seed is not None else "")
 
 
 NOTEBOOK_TITLES = {"01": "Data preparation", "02": "Training", "03": "Evaluation", "04": "Generation"}
@@ -118,6 +114,20 @@ NOTEBOOK_TITLES = {"01": "Data preparation", "02": "Training", "03": "Evaluation
 def _nb_title(path: Path, run: RunRecord | None = None) -> str:
     t = NOTEBOOK_TITLES.get(path.name[:2], path.stem.replace("_", " "))
     return f"{t}: {_run_title(run)}" if run else t
+
+
+def _table(header: str, values: dict) -> str:
+    rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in values.items() if v is not None and not isinstance(v, (dict, list)))
+    return f"| {header} | value |\n|---|---|\n{rows}\n"
+
+
+def _run_page(run: RunRecord) -> str:
+    """A run's index page: its axes (cell record) and training parameters (training record)."""
+    page = (f"# {_run_title(run)}\n\nRun id `{run.run_id}`; folder `{run.path}`.\n\n"
+            + _table("axis", run.cell.params.model_dump()))
+    if run.train is not None:
+        page += "\n" + _table("training parameter", dict(sorted(run.train.params.items())))
+    return page
 
 
 def assemble_runs(runs: list[RunRecord], gen: Path) -> list[dict]:
@@ -135,30 +145,27 @@ def assemble_runs(runs: list[RunRecord], gen: Path) -> list[dict]:
         d = gen / "runs" / run.run_id
         subs = []
         for nb in run.notebooks():
-            rel = nb.relative_to(run.path)
-            if rel.parts[0] in ("report", "checkpoints", "final"):
-                continue
-            dst = d / nb.name
-            copy_notebook(nb, dst, _nb_title(nb, run))
+            copy_notebook(nb, d / nb.name, _nb_title(nb, run))
             subs.append({"file": f"generated/runs/{run.run_id}/{nb.stem}"})
-        params = "\n".join(f"| `{k}` | `{v}` |" for k, v in sorted(run.params.items())
-                           if not isinstance(v, (dict, list)))
-        write_text_atomic(d / "index.md", f"# {_run_title(run)}\n\nRun id `{run.run_id}`; folder "
-                           f"`{run.path}`.\n\n| parameter | value |\n|---|---|\n{params}\n")
+        write_text_atomic(d / "index.md", _run_page(run))
         entry = {"file": f"generated/runs/{run.run_id}/index"}
         if subs:
             entry["sections"] = subs
         sections.append(entry)
         lines.append(f"| [{run.run_id}]({run.run_id}/index.md) | {run.model} | {run.method_label} | "
-                     f"{run.params.get('seed', '')} |")
+                     f"{'' if run.seed is None else run.seed} |")
     if not finished:
         lines.append("| (no finished run yet) | | | |")
     write_text_atomic(gen / "runs" / "index.md", "\n".join(lines) + "\n")
     return sections
 
 
-def assemble_data(runs_dir: Path, runs: list[RunRecord], gen: Path) -> list[dict]:
-    """The executed data-preparation notebook (and a data card) of the grid, if any."""
+def assemble_data(runs_dir: Path, gen: Path) -> list[dict]:
+    """The executed data-preparation notebook of the grid, if any.
+
+    Returns:
+        The toc sections (empty without a data-preparation notebook).
+    """
     sections = []
     nbs = sorted((p for p in runs_dir.rglob("01_data_prep*.ipynb")
                   if not any(part.startswith(".") for part in p.relative_to(runs_dir).parts)),
@@ -166,14 +173,6 @@ def assemble_data(runs_dir: Path, runs: list[RunRecord], gen: Path) -> list[dict
     if nbs:
         copy_notebook(nbs[0], gen / "data" / "01_data_prep.ipynb", "Data preparation (executed)")
         sections.append({"file": "generated/data/01_data_prep"})
-    dirs = [runs_dir] + [_abs(d) for d in {r.params.get("data_dir") for r in runs} if isinstance(d, str)]
-    cards = [p for d in dirs if d.is_dir() for p in sorted(d.rglob("*card*.md"))]
-    if cards:
-        text = cards[0].read_text(encoding="utf-8")
-        if not text.lstrip().startswith("# "):
-            text = "# Data card\n\n" + text
-        write_text_atomic(gen / "data" / "data_card.md", text)
-        sections.append({"file": "generated/data/data_card"})
     return sections
 
 
@@ -237,7 +236,6 @@ def build_book(params: BookParams) -> Path:
         ConfigError: bad grid argument, no runs folder (DataError) or no ``book/_toc.yml``.
         BookError: the report notebook failed, or the strict build reported a warning.
     """
-    from bashkir_peft.report.teaching_figures import write_teaching_figures
 
     name, runs_dir = resolve_grid(params.grid)
     if params.runs_dir:
@@ -253,7 +251,7 @@ def build_book(params: BookParams) -> Path:
     gen.mkdir(parents=True)
     execute_report(params.grid, runs_dir, gen / "05_report.ipynb", params.report_timeout_s)
     write_teaching_figures(gen / "figures")
-    extra = {RUNS_PAGE: assemble_runs(runs, gen), DATA_PAGE: assemble_data(runs_dir, runs, gen)}
+    extra = {RUNS_PAGE: assemble_runs(runs, gen), DATA_PAGE: assemble_data(runs_dir, gen)}
     toc = write_toc(book_dir, gen, extra)
     if not params.build:
         return toc
