@@ -31,6 +31,7 @@ $(STAMP): pyproject.toml requirements/lock.txt requirements/offline-models.txt
 	touch $@
 
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 # The main job: the grid (default: the CPU demo) end to end, then the book.

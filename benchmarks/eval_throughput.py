@@ -94,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     for g, start in enumerate(range(0, len(texts), args.group)):
         group = texts[start : start + args.group]
         reqs = [Instance("loglikelihood_rolling", {}, (t,), i) for i, t in enumerate(group)]
-        run_ours = lambda: score_rolling(model, tok, group, max_length=args.max_length, batch_size=args.batch_size)
-        run_theirs = lambda: lm.loglikelihood_rolling(reqs, disable_tqdm=True)
+        def run_ours():
+            return score_rolling(model, tok, group, max_length=args.max_length, batch_size=args.batch_size)
+        def run_theirs():
+            return lm.loglikelihood_rolling(reqs, disable_tqdm=True)
         if g % 2 == 0:
             o, dt_o = timed(run_ours)
             th, dt_t = timed(run_theirs)

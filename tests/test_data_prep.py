@@ -151,7 +151,7 @@ def _assert_nothing_written(tmp_path: Path) -> None:
     ('{"id": "a", "text": "Һаумы"}\n'.encode() + b'{"id": "b", "text": "\xff\xfe"}\n', r"line 2: invalid UTF-8"),
     ('{"id": "a", "text": "Һаумы"}\n{"id": "b", "text": '.encode(), r"line 2: not valid JSON"),
     ('{"id": "a", "body": "Һаумы"}\n'.encode(), r"line 1: record has no 'text' field \(fields: body, id\)"),
-    ('{"id": "a", "text": 5}\n'.encode(), r"'text' must be a string"),
+    (b'{"id": "a", "text": 5}\n', r"'text' must be a string"),
     ('["Һаумы"]\n'.encode(), "must be a JSON object"),
 ])
 def test_bad_input_clear_error_and_nothing_written(tmp_path, content, message):

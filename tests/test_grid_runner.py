@@ -164,7 +164,7 @@ def test_parameters_injected_and_types_survive(ran):
     assert json.loads((run_dir / "eval.json").read_text())["run_dir"] == str(run_dir)
     base_dir, _ = ran["cells"]["base"]
     base_eval = json.loads((base_dir / "eval.json").read_text())
-    assert base_eval["model"] == "tiny-gpt2" and base_eval["run_dir"] is None
+    assert base_eval["model_name"] == "tiny-gpt2" and base_eval["run_dir"] is None
     assert not (base_dir / "notebooks" / "02_train.ipynb").exists()
     assert rec["stages"]["train"]["parameters"]["output_dir"] == str(run_dir)
     assert rec["identity"]["params"]["train"] == {"max_steps": 3, "run_name": "007"}

@@ -5,7 +5,7 @@ Commands:
                    the converted SmolLM2 GGUF) into the cache folder
     models         list the registry
     prepare-data   clean, filter, de-duplicate and split a corpus (notebook 01's logic)
-    grid run       run an experiment grid: papermill over notebooks 01-04 
+    grid run       run an experiment grid: papermill over notebooks 01-04
     grid status    the state of every cell of a grid
     report         aggregate a grid's runs into tables and figures
     book           build the grid's Jupyter Book, strictly and offline

@@ -107,7 +107,7 @@ class ResourceMeter:
             self.peak_rss = max(self.peak_rss, proc.memory_info().rss)
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "ResourceMeter":
+    def __enter__(self) -> ResourceMeter:
         import torch
 
         if torch.cuda.is_available():

@@ -91,7 +91,7 @@ class EvalParams(StrictModel):
     num_threads: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
-    def _check(self) -> "EvalParams":
+    def _check(self) -> EvalParams:
         if self.model is None and self.run_dir is None:
             raise ValueError("give model (a base model, zero-shot) or run_dir (a training run)")
         if self.stride is not None and self.stride > self.max_length:

@@ -77,7 +77,7 @@ class GenerateParams(StrictModel):
     num_threads: int | None = Field(None, ge=1)  # torch threads; None: all available cores
 
     @model_validator(mode="after")
-    def _sources(self) -> "GenerateParams":
+    def _sources(self) -> GenerateParams:
         if self.model is None and self.run_dir is None:
             raise ValueError("give model (a base model) or run_dir (a training run)")
         if self.data_dir is None and self.prompts_file is None and self.run_dir is None:
@@ -385,7 +385,7 @@ def run_generation(params: GenerateParams) -> GenerateRecord:
     return record
 
 
-def read_generations(folder: str | os.PathLike) -> tuple[GenerateRecord, "pd.DataFrame"]:  # noqa: F821
+def read_generations(folder: str | os.PathLike) -> tuple[GenerateRecord, pd.DataFrame]:  # noqa: F821
     """``(record, generations table)`` of a folder written by :func:`run_generation`.
 
     Raises:
@@ -401,7 +401,7 @@ def read_generations(folder: str | os.PathLike) -> tuple[GenerateRecord, "pd.Dat
     return read_record(rec_path, GenerateRecord), pd.read_parquet(pq)
 
 
-def side_by_side(folders: list[str | os.PathLike], reference: bool = True) -> "pd.DataFrame":  # noqa: F821
+def side_by_side(folders: list[str | os.PathLike], reference: bool = True) -> pd.DataFrame:  # noqa: F821
     """Prompt x run table of continuations, for the report.
 
     Args:
@@ -433,7 +433,7 @@ def side_by_side(folders: list[str | os.PathLike], reference: bool = True) -> "p
     return out.join(pd.DataFrame(cols), how="left")
 
 
-def summary_table(folders: list[str | os.PathLike]) -> "pd.DataFrame":  # noqa: F821
+def summary_table(folders: list[str | os.PathLike]) -> pd.DataFrame:  # noqa: F821
     """One row per run: label, model, method, seed, lora_r and the run's summary metrics.
 
     Raises:

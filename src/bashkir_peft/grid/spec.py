@@ -87,7 +87,7 @@ class Selector(StrictModel):
     def as_list(cls, v):
         return _one_or_many(v)
 
-    def matches(self, cell: "Cell") -> bool:
+    def matches(self, cell: Cell) -> bool:
         return all(getattr(self, k) is None or getattr(cell, k) in getattr(self, k) for k in AXES)
 
 
