@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bashkir_peft.data.fertility import fertility_table, profile_texts
+from bashkir_peft.data.fertility import profile_texts, profile_tokenizers
 from bashkir_peft.records import DataFiles
 from test_data_prep import _docs
 
@@ -29,7 +29,7 @@ def test_fertility_definitions():
     assert prof["fertility"] == pytest.approx(tokens / 9)
     assert prof["bytes_per_token"] == pytest.approx(sum(len(t.encode()) for t in texts) / tokens)
     assert prof["chars_per_token"] == pytest.approx(sum(map(len, texts)) / tokens)
-    table = fertility_table(texts, ["gpt2", "distilgpt2", "tiny-mistral"])
+    table = profile_tokenizers(texts, ["gpt2", "distilgpt2", "tiny-mistral"])
     assert list(table["tokenizer"]) == ["gpt2", "gpt2", "mistral-7b-v0.1"]
     assert table.loc[0, "fertility"] == table.loc[1, "fertility"] != table.loc[2, "fertility"]
     # byte-level BPE on Cyrillic: several tokens per word

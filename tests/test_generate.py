@@ -22,13 +22,13 @@ from bashkir_peft.generate.run import (
     PromptsFile,
     generate_texts,
     run_generation,
+    run_summaries,
     select_prompts,
     side_by_side,
-    summary_table,
 )
 from bashkir_peft.records import RunFiles, write_record
 from bashkir_peft.text.codeswitch import BASHKIR_LETTERS
-from bashkir_peft.yamlio import from_namespace, load_yaml, validate
+from bashkir_peft.yamlio import load_yaml, notebook_params, validate
 from report_synth import stage_train_record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,7 +91,7 @@ def test_bad_parameters_fail_with_one_line(values, needle):
 
 
 def test_notebook_namespace_ignores_other_globals():
-    p = from_namespace(GenerateParams, {"model": "tiny-gpt2", "data_dir": "d", "output_dir": "o", "pd": object()})
+    p = notebook_params(GenerateParams, {"model": "tiny-gpt2", "data_dir": "d", "output_dir": "o", "pd": object()})
     assert p.model == "tiny-gpt2" and p.seed == 42
 
 
@@ -204,7 +204,7 @@ def test_run_generation_writes_record_and_table(tmp_path, data_dir):
     assert table["tiny-gpt2/base/s42"].tolist() == df["continuation"].tolist()
     assert table["other"].tolist()[:3] == df["continuation"].str.upper().tolist()[:3]
     assert pd.isna(table["other"].iloc[3])  # a prompt the other run lacks
-    summ = summary_table([out, out2])
+    summ = run_summaries([out, out2])
     assert summ["label"].tolist() == ["tiny-gpt2/base/s42", "other"]
     assert summ["code_switch_rate"].iloc[0] == pytest.approx(rec.summary.code_switch_rate, nan_ok=True)
     assert {"lang_share_bak", "distinct_2", "non_bashkir_word_share"} <= set(summ.columns)

@@ -95,7 +95,8 @@ def test_functions_import_only_heavy_libraries():
 
 
 def test_every_module_imports_cheaply():
-    """Importing any module loads none of torch, transformers, peft or papermill (one fresh
+    """Importing any module loads none of torch, transformers, peft, papermill, matplotlib or
+    seaborn (one fresh
     interpreter imports them one by one and names the first that does)."""
     import subprocess
 
@@ -103,7 +104,8 @@ def test_every_module_imports_cheaply():
     code = ("import importlib, sys\n"
             f"for name in {names!r}:\n"
             "    importlib.import_module(name)\n"
-            "    heavy = [m for m in ('torch', 'transformers', 'peft', 'papermill') if m in sys.modules]\n"
+            "    heavy = [m for m in ('torch', 'transformers', 'peft', 'papermill', 'matplotlib', 'seaborn')\n"
+            "             if m in sys.modules]\n"
             "    if heavy:\n"
             "        print(name, 'imports', ','.join(heavy)); break\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -168,7 +168,7 @@ def _report(args: argparse.Namespace) -> int:
     import pandas as pd
 
 
-    given = {"grid": args.grid, "runs_dir": _grid_dir(args), "out_dir": args.out_dir, "data_dir": args.data_dir}
+    given = {"grid": args.grid, "runs_dir": _grid_dir(args), "output_dir": args.out_dir, "data_dir": args.data_dir}
     params = validate(ReportParams, {k: v for k, v in given.items() if v}, "report")
     result = build_report(params)
     with pd.option_context("display.width", 200, "display.max_columns", 20):

@@ -364,6 +364,23 @@ class GridIndex(Record):
 R = TypeVar("R", bound=Record)
 
 
+def run_label(model: str, method: str, lora_r: int | None, seed: int | None, label: str | None = None,
+              sep: str = "/") -> str:
+    """The one spelling of a run: ``model/method[/rR][/sSEED][/label]``, e.g.
+    ``smollm2-135m/qlora/r8/s42`` (the grid's run-id prefix uses ``sep="-"``).
+
+    Args:
+        model: registry name (or a folder/Hub id made safe by the caller).
+        method: ``base``, ``full``, ``lora`` or ``qlora``.
+        lora_r: adapter rank; ``None`` for full fine-tuning and the base model.
+        seed: the training seed (a base model: the decoding seed); ``None`` leaves it out.
+        label: an extra name that tells two otherwise equal cells apart.
+    """
+    parts = [model, method, *([f"r{lora_r}"] if lora_r is not None else []),
+             *([f"s{seed}"] if seed is not None else []), *([label] if label else [])]
+    return sep.join(parts)
+
+
 # --------------------------------------------------------------------------- reading and writing
 
 

@@ -29,6 +29,13 @@ def params_dir() -> Path:
     return Path(os.environ.get(PARAMS_ENV, REPO_ROOT / "params"))
 
 
+def resolve_path(path: str | Path) -> Path:
+    """``path`` made absolute: ``~`` expanded, a relative path taken from the repository root
+    (so notebooks executed from any folder, and the grid runner, read the same files)."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (REPO_ROOT / p).resolve()
+
+
 def runs_root() -> Path:
     """Return the runs root (``$BASHKIR_PEFT_RUNS`` or ``<repo>/runs``)."""
     return Path(os.environ.get(RUNS_ENV, REPO_ROOT / "runs"))

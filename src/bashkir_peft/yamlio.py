@@ -60,14 +60,16 @@ def read_yaml(path: str | Path) -> object:
         raise ConfigError(f"{path}: malformed YAML{at}: {problem}") from None
 
 
-def from_namespace(model: type[M], namespace: dict, where: str = "notebook parameters") -> M:
-    """Validate the fields of ``model`` found in ``namespace`` (e.g. a notebook's ``globals()``
-    after papermill injected its parameters); names not in ``model`` are ignored.
+def notebook_params(model: type[M], namespace: dict) -> M:
+    """The parameters of a stage notebook: its ``globals()`` after the ``parameters`` cell and
+    the cell papermill injected, validated into the stage's params model. Every notebook opens
+    with this one call; names not in ``model`` are ignored.
 
     Raises:
         ConfigError: one line naming every offending parameter.
     """
-    return validate(model, {k: namespace[k] for k in model.model_fields if k in namespace}, where)
+    return validate(model, {k: namespace[k] for k in model.model_fields if k in namespace},
+                    f"{model.__name__} (notebook parameters)")
 
 
 def load_yaml(path: str | Path, model: type[M]) -> M:

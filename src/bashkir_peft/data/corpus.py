@@ -27,7 +27,7 @@ from pathlib import Path
 
 from bashkir_peft.errors import DataError
 from bashkir_peft.jsonl import iter_json_lines
-from bashkir_peft.settings import REPO_ROOT
+from bashkir_peft.settings import resolve_path
 
 HUB_PREFIX = "hub:"
 DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
@@ -63,12 +63,6 @@ class CorpusSource:
             out["files"] = [{"path": str(f.relative_to(base)) if f != base else f.name,
                              "bytes": f.stat().st_size} for f in self.files]
         return out
-
-
-def resolve_path(path: str | Path) -> Path:
-    """``path`` made absolute: ``~`` expanded, relative paths taken from the repository root."""
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else (REPO_ROOT / p).resolve()
 
 
 def _is_data_file(p: Path) -> bool:

@@ -76,7 +76,7 @@ def sample_texts(texts: Sequence[str], max_chars: int) -> list[str]:
     return out
 
 
-def fertility_table(texts: Sequence[str], models: Sequence[str], max_chars: int = 2_000_000):
+def profile_tokenizers(texts: Sequence[str], models: Sequence[str], max_chars: int = 2_000_000):
     """Profile every model's tokenizer on the same texts.
 
     Args:
@@ -111,7 +111,7 @@ def profile_split(data_dir, models: Sequence[str], max_chars: int = 2_000_000, s
 
     Reads ``split`` of ``data_dir`` (documents in file order, up to ``max_chars``
     characters), writes ``data_dir/tokenizer_fertility.parquet`` atomically (the report
-    reads it) and returns the table (see :func:`fertility_table`; a ``split`` column added).
+    reads it) and returns the table (see :func:`profile_tokenizers`; a ``split`` column added).
 
     Raises:
         DataError: the data folder is incomplete.
@@ -120,7 +120,7 @@ def profile_split(data_dir, models: Sequence[str], max_chars: int = 2_000_000, s
 
 
     texts = load_split(data_dir, split)["text"]
-    table = fertility_table(texts, models, max_chars)
+    table = profile_tokenizers(texts, models, max_chars)
     table.insert(2, "split", split)
     write_parquet_atomic(table, Path(data_dir) / DataFiles.FERTILITY)
     return table

@@ -45,7 +45,8 @@ from pydantic import Field, model_validator
 from bashkir_peft.text import cleaning
 from bashkir_peft.text import dedup
 from bashkir_peft.text import langid
-from bashkir_peft.data.corpus import CorpusSource, Document, iter_documents, resolve_path, resolve_source
+from bashkir_peft.data.corpus import CorpusSource, Document, iter_documents, resolve_source
+from bashkir_peft.settings import resolve_path
 from bashkir_peft.errors import DataError
 from bashkir_peft.data.splitting import SPLITS, assign_split
 from bashkir_peft.yamlio import StrictModel
@@ -89,6 +90,11 @@ class DataPrepParams(StrictModel):
 
 
 # --- per-document work (runs in worker processes) ---------------------------------
+
+    @property
+    def out_dir(self) -> Path:
+        """The data folder (``output_dir`` from the repository root when relative)."""
+        return resolve_path(self.output_dir)
 
 
 def _bashkir_in_context(sentence: str, letters: int, p: dict) -> bool:
@@ -377,7 +383,7 @@ def prepare(params: DataPrepParams, log=None) -> DataManifest:
 
     log = log or (lambda *_: None)
     src = resolve_source(params.corpus, params.corpus_kind, params.hub_split, params.hub_revision)
-    out = resolve_path(params.output_dir)
+    out = params.out_dir
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()

@@ -102,6 +102,15 @@ class EvalParams(StrictModel):
             raise ValueError("merge applies to trained adapters (run_dir), not to a base model")
         return self
 
+    @property
+    def out_dir(self) -> Path:
+        """Where results go: ``output_dir``, else ``run_dir``, else ``<repo>/runs/base/<model>``."""
+        if self.output_dir:
+            return Path(self.output_dir)
+        if self.run_dir:
+            return Path(self.run_dir)
+        return REPO_ROOT / "runs" / "base" / re.sub(r"[^A-Za-z0-9._-]+", "_", self.model).strip("_")
+
 
 # --------------------------------------------------------------------------- scoring
 
@@ -259,21 +268,12 @@ def load_for_eval(params: EvalParams):
 # --------------------------------------------------------------------------- records
 
 
-def output_dir_of(params: EvalParams) -> Path:
-    """Where results go: ``output_dir``, else ``run_dir``, else ``<repo>/runs/base/<model>``."""
-    if params.output_dir:
-        return Path(params.output_dir)
-    if params.run_dir:
-        return Path(params.run_dir)
-    return REPO_ROOT / "runs" / "base" / re.sub(r"[^A-Za-z0-9._-]+", "_", params.model).strip("_")
-
-
 def _block(protocol: str, split: str, row: dict) -> dict:
     keys = ("documents", "nll", "tokens", "bytes", "words", "perplexity", "bits_per_byte", "word_perplexity")
     return {"protocol": protocol, "split": split, "source": row["group"], **{k: row[k] for k in keys}}
 
 
-def metrics_table(per_doc):
+def tidy_metrics(per_doc):
     """Tidy metrics (pandas) of a per-document table holding ``protocol`` and ``split``
     columns: one row per protocol x split x source (``source == "all"``: every document)."""
     import pandas as pd
@@ -325,7 +325,7 @@ def run_evaluation(params: EvalParams, *, progress: bool = True) -> EvalEntry:
 
     length = params.max_length if params.protocol == "rolling" else block_size
     _check_length(length, _registry_context_length(params.model or train_params.get("model")), params.protocol)
-    out_dir = output_dir_of(params)
+    out_dir = params.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     with ResourceMeter() as meter:
         model, tokenizer, info = load_for_eval(params)
@@ -378,7 +378,7 @@ def run_evaluation(params: EvalParams, *, progress: bool = True) -> EvalEntry:
         old = old[~((old["protocol"] == params.protocol) & (old["split"] == params.split))]
         per_doc = pd.concat([old, per_doc], ignore_index=True)
     write_parquet_atomic(per_doc, docs_path)
-    write_text_atomic(out_dir / RunFiles.EVAL_METRICS, metrics_table(per_doc).to_csv(index=False))
+    write_text_atomic(out_dir / RunFiles.EVAL_METRICS, tidy_metrics(per_doc).to_csv(index=False))
     write_record(eval_path, record)
     return entry
 

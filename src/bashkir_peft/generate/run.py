@@ -5,7 +5,7 @@ validated :class:`GenerateParams` -> prompts (the opening words of held-out test
 or a prompts file) -> batched generation with left padding -> per-continuation language
 metrics (:mod:`bashkir_peft.text.codeswitch`) -> ``OUTPUT_DIR/generations.parquet`` and
 ``OUTPUT_DIR/generate.json`` (summary, decoding settings and provenance), both written
-atomically. :func:`side_by_side` and :func:`summary_table` read several such folders back
+atomically. :func:`side_by_side` and :func:`run_summaries` read several such folders back
 into the tables of the report.
 
 Conditioning: every prompt is preceded by the evaluation's prefix token
@@ -38,9 +38,9 @@ from bashkir_peft.errors import DataError
 from bashkir_peft.models.loading import load_model, prefix_token_id
 from bashkir_peft.models.trained import load_trained, read_finished_run
 from bashkir_peft.provenance import ResourceMeter, environment_info
-from bashkir_peft.records import GenerateRecord, RunFiles, TrainRecord, read_record, write_record
+from bashkir_peft.records import GenerateRecord, RunFiles, TrainRecord, read_record, run_label, write_record
 from bashkir_peft.runtime import configure_threads
-from bashkir_peft.settings import REPO_ROOT
+from bashkir_peft.settings import resolve_path
 from bashkir_peft.text.codeswitch import MIN_LETTERS, analyze_many, summarize
 from bashkir_peft.yamlio import StrictModel, load_yaml
 
@@ -164,15 +164,6 @@ def _sha256_file(path: Path) -> str:
     return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def resolve_path(path: str | os.PathLike) -> Path:
-    """A relative path that does not exist from the working directory is taken relative to
-    the repository root (so ``params/prompts.yaml`` works from ``notebooks/`` too)."""
-    p = Path(path).expanduser()
-    if p.is_absolute() or p.exists():
-        return p.resolve()
-    return (REPO_ROOT / p).resolve()
-
-
 def load_prompts(params: GenerateParams) -> tuple[list[Prompt], dict]:
     """The prompts of ``params`` and a provenance record of where they came from.
 
@@ -279,18 +270,15 @@ def _run_info(params: GenerateParams, record: TrainRecord | None) -> dict:
 
 
 def default_label(params: GenerateParams, model_record: dict | None, run: dict) -> str:
-    """``<model>/<method>[/r<lora_r>]/s<seed>``, e.g. ``smollm2-135m/qlora/r8/s42``: the training
-    seed of a run, the decoding seed of a base model (so base cells of several seeds differ)."""
+    """``label``, else :func:`~bashkir_peft.records.run_label`, e.g. ``smollm2-135m/qlora/r8/s42``:
+    the training seed of a run, the decoding seed of a base model (so base cells of several
+    seeds differ)."""
     if params.label:
         return params.label
     name = (model_record or {}).get("name") or params.model or Path(str(params.run_dir)).name
-    parts = [str(name), str(run.get("method") or "?")]
-    if run.get("method") in ("lora", "qlora") and run.get("lora_r") is not None:
-        parts.append(f"r{run['lora_r']}")
-    seed = run.get("seed") if run.get("method") != "base" else params.seed
-    if seed is not None:
-        parts.append(f"s{seed}")
-    return "/".join(parts)
+    method = run["method"]
+    return run_label(str(name), method, run.get("lora_r") if method in ("lora", "qlora") else None,
+                     run.get("seed") if method != "base" else params.seed)
 
 
 def _clean(obj):
@@ -433,7 +421,7 @@ def side_by_side(folders: list[str | os.PathLike], reference: bool = True) -> pd
     return out.join(pd.DataFrame(cols), how="left")
 
 
-def summary_table(folders: list[str | os.PathLike]) -> pd.DataFrame:  # noqa: F821
+def run_summaries(folders: list[str | os.PathLike]) -> pd.DataFrame:  # noqa: F821
     """One row per run: label, model, method, seed, lora_r and the run's summary metrics.
 
     Raises:

@@ -452,7 +452,7 @@ def plan_all(run: GridRun) -> list[Planned]:
     return out
 
 
-def summary_table(results: list[CellResult]) -> str:
+def results_table(results: list[CellResult]) -> str:
     """The final table: one row per cell (run id, status, minutes, error)."""
     rows = [("run_id", "status", "time", "error")]
     for r in results:
@@ -501,7 +501,7 @@ def run_grid(run: GridRun, *, force: bool = False, dry_run: bool = False, progre
         write_index(run)
         bar.update(1)
     bar.close()
-    print(summary_table(results), file=out)
+    print(results_table(results), file=out)
     counts = {s: sum(r.status == s for r in results) for s in ("finished", "skipped", "failed", "locked")}
     print(", ".join(f"{n} {s}" for s, n in counts.items() if n) + f"  (runs in {run.root})", file=out)
     return results

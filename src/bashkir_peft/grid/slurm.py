@@ -19,8 +19,8 @@ from bashkir_peft.grid.runner import (
     assign_run_ids,
     plan,
     prepare_data,
+    results_table,
     run_cell,
-    summary_table,
     write_index,
 )
 from bashkir_peft.grid.spec import load_grid, parse_only
@@ -82,7 +82,7 @@ def run_grid_submitit(run: GridRun, *, force: bool = False, cluster: str | None 
             status, wall, error = "failed", 0.0, f"job {job.job_id}: {str(err).strip().splitlines()[-1]}"
         results.append(CellResult(p, status, wall, error))
     write_index(run)
-    print(summary_table(results), file=out)
+    print(results_table(results), file=out)
     return results
 
 

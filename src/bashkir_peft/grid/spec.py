@@ -36,6 +36,7 @@ from typing import Any, Literal
 from pydantic import Field, JsonValue, NonNegativeInt, PositiveInt, field_validator
 
 from bashkir_peft.errors import ConfigError
+from bashkir_peft.records import run_label
 from bashkir_peft.yamlio import StrictModel, read_yaml, validate
 
 GridMethod = Literal["base", "full", "lora", "qlora"]
@@ -179,13 +180,7 @@ class Cell:
     def slug(self) -> str:
         """A readable, filesystem-safe name: ``model-method[-rR]-sSEED[-label]``."""
         model = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model).strip("_")
-        parts = [model, self.method]
-        if self.lora_r is not None:
-            parts.append(f"r{self.lora_r}")
-        parts.append(f"s{self.seed}")
-        if self.label:
-            parts.append(self.label)
-        return "-".join(parts)
+        return run_label(model, self.method, self.lora_r, self.seed, self.label, sep="-")
 
 
 # --- loading --------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import pandas as pd
 from pydantic import Field
 
 from bashkir_peft.atomic import atomic_path, write_parquet_atomic
+from bashkir_peft.records import GridFiles
 from bashkir_peft.report import figures as fig
 from bashkir_peft.report import tables as rt
 from bashkir_peft.report.runs import RunRecord, discover_runs, method_sort_key
@@ -36,7 +37,7 @@ class ReportParams(StrictModel):
         runs_dir: the grid's runs folder; default ``runs/<grid name>`` (or the grid file's
             ``runs_dir``) under ``$BASHKIR_PEFT_RUNS`` (default ``<repo>/runs``), as the grid
             runner lays them out.
-        out_dir: where tables and figures go; default ``<runs_dir>/report``.
+        output_dir: where tables and figures go; default ``<runs_dir>/report``.
         data_dir: the data-prep output (for the tokenizer fertility table); default: the
             ``data_dir`` of the runs' cell records, if it exists.
         protocol: evaluation protocol of the headline tables and figures (``rolling``:
@@ -49,13 +50,24 @@ class ReportParams(StrictModel):
 
     grid: str = "params/grids/cpu-demo.yaml"
     runs_dir: str | None = None
-    out_dir: str | None = None
+    output_dir: str | None = None
     data_dir: str | None = None
     protocol: Literal["rolling", "paper"] = "rolling"
     split: Literal["test", "validation"] = "test"
     n_resamples: int = Field(2000, ge=100, le=100_000)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     seed: int = 0
+
+    @property
+    def grid_runs(self) -> tuple[str, Path]:
+        """The grid's name and runs folder (``runs_dir`` when given, else :func:`resolve_grid`'s)."""
+        name, runs = resolve_grid(self.grid)
+        return name, _abs(self.runs_dir) if self.runs_dir else runs
+
+    @property
+    def out_dir(self) -> Path:
+        """Where tables and figures go: ``output_dir``, else ``<runs folder>/report``."""
+        return _abs(self.output_dir) if self.output_dir else self.grid_runs[1] / GridFiles.REPORT
 
 
 def resolve_grid(grid: str) -> tuple[str, Path]:
@@ -146,10 +158,7 @@ def build_report(params: ReportParams) -> ReportResult:
             record that does not match the contract (RecordError: one line naming the file
             and the field).
     """
-    name, runs_dir = resolve_grid(params.grid)
-    if params.runs_dir:
-        runs_dir = _abs(params.runs_dir)
-    out_dir = _abs(params.out_dir) if params.out_dir else runs_dir / "report"
+    (name, runs_dir), out_dir = params.grid_runs, params.out_dir
     runs = discover_runs(runs_dir)
     rt.require_runs(runs, runs_dir)
     t: dict[str, pd.DataFrame] = {}

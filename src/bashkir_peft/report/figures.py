@@ -8,21 +8,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from bashkir_peft.atomic import atomic_path  # noqa: E402
-from bashkir_peft.report.runs import label_parts, method_sort_key  # noqa: E402
+from bashkir_peft.atomic import atomic_path
+from bashkir_peft.report.runs import label_parts, method_sort_key
 
 METRIC_LABELS = {"perplexity": "token perplexity", "bits_per_byte": "bits per byte",
                  "word_perplexity": "word perplexity"}
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def pyplot():
+    """``(matplotlib.pyplot, seaborn)`` with the non-interactive Agg backend (figures are
+    written to files, never shown in a window)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    return plt, sns
+
+
+def _save(fig, path: Path) -> Path:
+    plt, _ = pyplot()
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=110, bbox_inches="tight")
@@ -33,6 +41,7 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 
 def _legend_outside(ax) -> None:
     """Move the legend out of the axes and call the hue "method" (not the column name)."""
+    _, sns = pyplot()
     leg = ax.get_legend()
     if leg is None:
         return
@@ -69,6 +78,7 @@ def method_palette(labels) -> dict[str, tuple]:
 
 def metrics_by_method(metrics: pd.DataFrame, path: Path, protocol: str | None, split: str = "test") -> Path | None:
     """Bars: mean of each metric by model x method (error bar: std over seeds; dots: seeds)."""
+    plt, sns = pyplot()
     m = metrics[(metrics["protocol"] == protocol) & (metrics["split"] == split) & (metrics["source"] == "all")] \
         if len(metrics) else metrics
     if m.empty:
@@ -92,6 +102,7 @@ def metrics_by_method(metrics: pd.DataFrame, path: Path, protocol: str | None, s
 
 def differences(diff: pd.DataFrame, path: Path) -> Path | None:
     """Forest plot: bits-per-byte difference (A - B) with its bootstrap CI, per model and pair."""
+    plt, _ = pyplot()
     if diff.empty:
         return None
     d = diff.assign(pair=diff["model"] + ": " + diff["method_a"] + " − " + diff["method_b"])
@@ -109,6 +120,7 @@ def differences(diff: pd.DataFrame, path: Path) -> Path | None:
 
 def _scatter_vs_bpb(df: pd.DataFrame, x: str, xlabel: str, path: Path, log_x: bool = False) -> Path:
     """One scatter of ``x`` against bits per byte, coloured by method, marked by model."""
+    plt, sns = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     sns.scatterplot(df, x=x, y="bits_per_byte", hue="method_label",
                     hue_order=_order(df["method_label"]), palette=method_palette(df["method_label"]),
@@ -131,6 +143,7 @@ def params_vs_bpb(quality: pd.DataFrame, path: Path) -> Path | None:
 
 def cost_vs_quality(quality: pd.DataFrame, path: Path) -> Path | None:
     """Three scatters: training wall time, peak memory and tokens/s against bits per byte."""
+    plt, sns = pyplot()
     q = quality.dropna(subset=["wall_time_s"]) if len(quality) else quality
     if q.empty:
         return None
@@ -158,6 +171,7 @@ def fertility_vs_bpb(fert: pd.DataFrame, path: Path) -> Path | None:
 def generation_language(gen_summary: pd.DataFrame, path: Path) -> Path | None:
     """Stacked bars of the language shares of the generated text (letters of the sentences
     labelled with each language), and the code-switch rate."""
+    plt, sns = pyplot()
     share_cols = [c for c in ("share_bak", "share_rus", "share_eng", "share_other") if c in gen_summary.columns]
     if gen_summary.empty or not share_cols:
         return None

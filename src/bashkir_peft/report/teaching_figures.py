@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bashkir_peft.report.figures import _save, plt, sns
+from bashkir_peft.report.figures import _save, pyplot
 
 # Hidden sizes from the models' published configs (n_embd / hidden_size).
 HIDDEN_SIZES = {"distilgpt2 / gpt2": 768, "gpt2-medium": 1024, "phi-2": 2560, "mistral-7b / qwen2.5-7b": 4096}
@@ -31,6 +31,7 @@ def nf4_code() -> np.ndarray:
 def nf4_levels(path: Path, *, block_size: int = 64, n_blocks: int = 4000, seed: int = 0) -> Path:
     """Histogram of absmax-scaled normal weights (blocks of ``block_size``) with the NF4 levels
     and the uniform int4 levels; the inset numbers are the mean squared rounding errors."""
+    plt, sns = pyplot()
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((n_blocks, block_size))
     x = (w / np.abs(w).max(axis=1, keepdims=True)).ravel()
@@ -56,6 +57,7 @@ def nf4_levels(path: Path, *, block_size: int = 64, n_blocks: int = 4000, seed: 
 
 def lora_parameter_counts(path: Path, ranks: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)) -> Path:
     """Trainable parameters of one square projection: full fine-tuning vs LoRA rank r."""
+    plt, sns = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     palette = sns.color_palette("deep", len(HIDDEN_SIZES))
     for color, (name, d) in zip(palette, HIDDEN_SIZES.items()):

@@ -36,7 +36,7 @@ from bashkir_peft.provenance import ResourceMeter, environment_info
 from bashkir_peft.records import RunFiles, TrainRecord, read_record_if_any, write_record
 from bashkir_peft.runtime import configure_threads
 from bashkir_peft.train.checkpoints import last_complete_checkpoint
-from bashkir_peft.yamlio import StrictModel, from_namespace, validate
+from bashkir_peft.yamlio import StrictModel, validate
 
 # Default learning rates, by method, with their sources:
 # - full: 5e-5, the HF Trainer / run_clm.py default used for GPT-2-era fine-tuning.
@@ -115,6 +115,11 @@ class TrainParams(StrictModel):
         if self.target_modules is not None and not self.target_modules:
             raise ValueError("target_modules must name at least one module, or be None for the registry's")
         return self
+
+    @property
+    def out_dir(self) -> Path:
+        """The run folder (RUN_DIR)."""
+        return Path(self.output_dir)
 
     @property
     def resolved_learning_rate(self) -> float:
@@ -387,7 +392,7 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
     """
     if isinstance(params, dict):
         params = validate(TrainParams, params, "training parameters")
-    run_dir = Path(params.output_dir)
+    run_dir = params.out_dir
     resolved, manifest, existing = _precheck(params, run_dir)
     if existing is not None and existing.status == "finished" and (run_dir / RunFiles.FINAL).is_dir():
         return existing
@@ -453,11 +458,4 @@ def check_finished(record: TrainRecord) -> TrainRecord:
     return record
 
 
-def train_params_from_notebook(namespace: dict) -> TrainParams:
-    """Validate a notebook's parameters (``globals()``) into :class:`TrainParams`."""
-
-    return from_namespace(TrainParams, namespace, "02_train parameters")
-
-
-__all__ = ["TrainParams", "run_training", "check_finished", "DEFAULT_LEARNING_RATE",
-           "train_params_from_notebook"]
+__all__ = ["TrainParams", "run_training", "check_finished", "DEFAULT_LEARNING_RATE"]
