@@ -62,6 +62,14 @@ def test_a_newer_version_is_refused_naming_the_version_this_code_reads(tmp_path)
     assert str(err.value) == f"{path}: schema_version 99 is newer than this code reads (up to 1); update bashkir-peft"
 
 
+def test_a_version_that_is_not_an_integer_is_refused(tmp_path):
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps(INDEX.model_dump(mode="json") | {"schema_version": "1"}))
+    with pytest.raises(RecordError) as err:
+        read_record(path, GridIndex)
+    assert str(err.value) == f"{path}: schema_version '1' is not an integer"
+
+
 def test_a_mistyped_field_is_named(tmp_path):
     path = tmp_path / "grid.json"
     data = INDEX.model_dump(mode="json")

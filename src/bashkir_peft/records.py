@@ -342,9 +342,11 @@ class DataPrepRecord(Record):
 
 
 class IndexCell(CellAxes):
+    """One cell of ``grid.json``: its axes, folder and state on disk."""
+
     run_id: str | None
     run_dir: str | None
-    status: str
+    status: Literal["not started", "running", "interrupted", "finished", "failed"]
     error: str | None
     wall_time_s: float | None = None
 
@@ -409,7 +411,9 @@ def upgrade(kind: type[Record], data: dict, where: str = "record") -> dict:
         RecordError: a version newer than this code reads, or one no upgrade exists for.
     """
     version = data.get("schema_version", 0)
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise RecordError(f"{where}: schema_version {version!r} is not an integer")
+    if version > SCHEMA_VERSION:
         raise RecordError(f"{where}: schema_version {version!r} is newer than this code reads "
                           f"(up to {SCHEMA_VERSION}); update bashkir-peft")
     while version < SCHEMA_VERSION:
