@@ -50,16 +50,16 @@ def qlora_steps(steps: int, block_size: int, batch: int, corpus: Path) -> int:
         t0 = time.perf_counter()
         record = run_training(params, callbacks=[timer])
         wall = time.perf_counter() - t0
-    ok = (record["status"] == "finished" and record["compute_dtype"] == "bfloat16"
-          and record["optimizer"].startswith("paged_adamw"))
+    ok = (record.status == "finished" and record.compute_dtype == "bfloat16"
+          and record.optimizer.startswith("paged_adamw"))
     timed = timer.step_times[2:] or timer.step_times
     med = statistics.median(timed)
-    print(f"QLoRA smollm2-135m on {torch.cuda.get_device_name(0)}: {record['global_step']} steps, "
-          f"batch {batch} x block {block_size}, compute {record['compute_dtype']}, optimizer {record['optimizer']}")
+    print(f"QLoRA smollm2-135m on {torch.cuda.get_device_name(0)}: {record.global_step} steps, "
+          f"batch {batch} x block {block_size}, compute {record.compute_dtype}, optimizer {record.optimizer}")
     print(f"  median step time {med * 1000:.1f} ms (after 2 warm-up steps), {batch * block_size / med:,.0f} tokens/s")
-    print(f"  peak GPU memory (max allocated) {record['cost']['peak_gpu_mib']:.0f} MiB; "
-          f"final validation loss {record.get('final_eval', {}).get('eval_loss')}; wall {wall:.1f} s")
-    print(f"  status {record['status']} {record['reason'] or ''}")
+    print(f"  peak GPU memory (max allocated) {record.cost.peak_gpu_mib:.0f} MiB; "
+          f"final validation loss {record.final_eval.eval_loss if record.final_eval else None}; wall {wall:.1f} s")
+    print(f"  status {record.status} {record.reason or ''}")
     return 0 if ok else 1
 
 

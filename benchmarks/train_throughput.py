@@ -97,11 +97,11 @@ def run_ours(method: str, block: int, data_dir: Path, out: Path, timer) -> dict:
                          max_steps=STEPS, eval_steps=10_000, save_steps=10_000, logging_steps=STEPS,
                          max_eval_documents=1, data_dir=str(data_dir), output_dir=str(out))
     record = run_training(params, callbacks=[timer])
-    assert record["status"] == "finished", record["reason"]
+    assert record.status == "finished", record.reason
     # run_training's own ResourceMeter spans trainer.train(), as the baseline's does below;
     # a second meter here would add a second sampling thread to ours only
-    return {"step_times": timer.step_times, "peak_rss_mib": record["cost"]["peak_rss_mib"],
-            "trainable_params": record["trainable_params"]}
+    return {"step_times": timer.step_times, "peak_rss_mib": record.cost.peak_rss_mib,
+            "trainable_params": record.trainable_params}
 
 
 def run_baseline(method: str, block: int, data_dir: Path, out: Path, timer) -> dict:

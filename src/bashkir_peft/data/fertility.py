@@ -14,14 +14,14 @@ for entries with weights of their own (smollm2-135m), the tokenizer shipped with
 
 from __future__ import annotations
 
-from bashkir_peft.models.registry import get_entry
-from bashkir_peft.models.loading import load_tokenizer, resolve_model
+from collections.abc import Sequence
 from pathlib import Path
+
 from bashkir_peft.atomic import write_parquet_atomic
 from bashkir_peft.data.folder import load_split
+from bashkir_peft.models.loading import load_tokenizer, resolve_model
+from bashkir_peft.models.registry import get_entry
 from bashkir_peft.records import DataFiles
-
-from collections.abc import Sequence
 
 
 def load_profile_tokenizer(name: str):

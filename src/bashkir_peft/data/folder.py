@@ -8,13 +8,12 @@ last; every reader checks the manifest first, so a half-written folder is never 
 from __future__ import annotations
 
 import time
-from bashkir_peft.atomic import write_parquet_atomic
-from bashkir_peft.provenance import environment_info
-
 from pathlib import Path
 
+from bashkir_peft.atomic import write_parquet_atomic
 from bashkir_peft.data.splitting import SPLITS
 from bashkir_peft.errors import DataError
+from bashkir_peft.provenance import environment_info
 from bashkir_peft.records import DataFiles, DataManifest, read_record, write_record
 
 

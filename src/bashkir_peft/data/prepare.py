@@ -26,31 +26,27 @@ manifest is missing, incomplete or does not match its files.
 
 from __future__ import annotations
 
-from collections import deque
-import multiprocessing as mp
-from bashkir_peft.provenance import ResourceMeter, environment_info
-
 import hashlib
+import multiprocessing as mp
 import os
 import shutil
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
-from bashkir_peft.text import cleaning
-from bashkir_peft.text import dedup
-from bashkir_peft.text import langid
 from bashkir_peft.data.corpus import CorpusSource, Document, iter_documents, resolve_source
-from bashkir_peft.settings import resolve_path
-from bashkir_peft.errors import DataError
 from bashkir_peft.data.splitting import SPLITS, assign_split
-from bashkir_peft.yamlio import StrictModel
+from bashkir_peft.errors import DataError
+from bashkir_peft.provenance import ResourceMeter, environment_info
 from bashkir_peft.records import DataFiles, DataManifest, write_record
+from bashkir_peft.settings import resolve_path
+from bashkir_peft.text import cleaning, dedup, langid
+from bashkir_peft.yamlio import StrictModel
 
 EXAMPLES_PER_REASON = 5
 DEFAULT_TOKENIZERS = ["distilgpt2", "gpt2", "gpt2-medium", "phi-2", "qwen2.5-7b", "deepseek-7b",

@@ -16,7 +16,7 @@ SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
 def split_unit(doc_id: str, seed: int) -> float:
     """The document's position in [0, 1): the first 8 bytes of sha256(f"{seed}:{doc_id}") / 2**64."""
-    digest = hashlib.sha256(f"{seed}:{doc_id}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{seed}:{doc_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 

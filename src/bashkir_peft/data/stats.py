@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bashkir_peft.data.folder import read_manifest
-from bashkir_peft.records import DataFiles
 from bashkir_peft.data.splitting import SPLITS
+from bashkir_peft.records import DataFiles
 
 #: the shared corpus' sources (../shared/corpus/README.md): origin and licence
 SOURCE_INFO = {

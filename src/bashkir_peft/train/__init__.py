@@ -1,0 +1,1 @@
+"""The training stage (notebooks/02_train.ipynb): full fine-tuning, LoRA and QLoRA on the HF Trainer."""
