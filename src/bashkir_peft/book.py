@@ -28,7 +28,7 @@ import yaml
 from bashkir_peft.atomic import write_text_atomic
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.grid.stages import STAGES, default_notebooks_dir, execute
-from bashkir_peft.report.build import ReportParams, _abs, resolve_grid
+from bashkir_peft.report.build import ReportParams, _abs
 from bashkir_peft.report.runs import RunRecord, discover_runs
 from bashkir_peft.report.teaching_figures import write_teaching_figures
 from bashkir_peft.settings import REPO_ROOT
@@ -236,14 +236,10 @@ def build_book(params: BookParams) -> Path:
         ConfigError: bad grid argument, no runs folder (DataError) or no ``book/_toc.yml``.
         BookError: the report notebook failed, or the strict build reported a warning.
     """
-
-    name, runs_dir = resolve_grid(params.grid)
-    if params.runs_dir:
-        runs_dir = _abs(params.runs_dir)
+    _, runs_dir = ReportParams(grid=params.grid, runs_dir=params.runs_dir).grid_runs  # validated before heavy work
     book_dir = _abs(params.book_dir)
     if not (book_dir / "_toc.yml").is_file():
         raise ConfigError(f"{book_dir}: no _toc.yml (book_dir must be the book's source folder)")
-    ReportParams(grid=params.grid, runs_dir=str(runs_dir))  # validate before heavy work
     runs = discover_runs(runs_dir)
     gen = book_dir / "generated"
     if gen.exists():

@@ -35,14 +35,12 @@ from bashkir_peft.yamlio import validate
 
 
 def _setup_models(args: argparse.Namespace) -> int:
-
     for name, path in provision_all(args.names or None).items():
         print(f"{name}: {path}")
     return 0
 
 
 def _models(args: argparse.Namespace) -> int:
-
     for name, e in load_registry().models.items():
         print(f"{name:14s} {e.source:5s} {e.model_type:8s} {e.hub_id or '-':36s} {','.join(e.target_modules)}")
     return 0
@@ -57,7 +55,6 @@ def _value(text: str):
 
 
 def _prepare(args: argparse.Namespace) -> int:
-
     corpus = args.corpus if args.corpus.startswith(HUB_PREFIX) else str(Path(args.corpus).expanduser().absolute())
     values = {"corpus": corpus, "output_dir": str(Path(args.output_dir).expanduser().absolute())}
     for item in args.set or []:
@@ -94,20 +91,17 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace, need_corpus: bool):
-
     grid = load_grid(args.grid)
     return plan(grid, getattr(args, "corpus", None), runs_root=args.runs_dir, notebooks_dir=args.notebooks,
                 only=parse_only(args.only), need_corpus=need_corpus)
 
 
 def _run(args: argparse.Namespace) -> int:
-
     run = _load(args, need_corpus=True)
     try:
         if args.executor == "local" or args.dry_run:
             results = run_grid(run, force=args.force, dry_run=args.dry_run, progress=not args.no_progress)
         else:
-
             results = run_grid_submitit(run, force=args.force, cluster=args.executor, slurm=slurm_parameters(
                 args.slurm_partition, args.slurm_gpus, args.slurm_cpus, args.slurm_timeout_min))
     except StageFailed as err:
@@ -117,7 +111,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-
     run = _load(args, need_corpus=False)
     if run.fingerprint is None:
         print(f"data of grid {run.grid.name!r} not prepared yet ({run.data_dir})")
@@ -160,13 +153,11 @@ def _grid_dir(args: argparse.Namespace) -> str | None:
     """``--runs-dir`` is the runs ROOT, as for ``grid run``: the grid's folder is ``<root>/<name>``."""
     if not args.runs_dir:
         return None
-
     return str(Path(args.runs_dir) / resolve_grid(args.grid)[0])
 
 
 def _report(args: argparse.Namespace) -> int:
     import pandas as pd
-
 
     given = {"grid": args.grid, "runs_dir": _grid_dir(args), "output_dir": args.out_dir, "data_dir": args.data_dir}
     params = validate(ReportParams, {k: v for k, v in given.items() if v}, "report")
@@ -180,7 +171,6 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _book(args: argparse.Namespace) -> int:
-
     given = {"grid": args.grid, "runs_dir": _grid_dir(args), "book_dir": args.book_dir, "build": not args.no_build}
     params = validate(BookParams, {k: v for k, v in given.items() if v is not None}, "book")
     try:

@@ -228,6 +228,11 @@ EVAL_DOCUMENT_COLUMNS: dict[str, str] = {
 """Columns of ``eval_documents.parquet`` (one row per document x protocol x split) and
 their kinds: the sums of :class:`MetricBlock`, per document."""
 
+FERTILITY_COLUMNS: dict[str, str] = {"model": "string", "tokenizer": "string", "split": "string",
+                                     "fertility": "float"}
+"""Columns of the data folder's ``tokenizer_fertility.parquet`` that readers use (one row per
+profiled tokenizer; :func:`bashkir_peft.data.fertility.profile_split` writes more)."""
+
 
 class GenerationSummary(BaseModel):
     """Run-level measures of a set of continuations (:func:`bashkir_peft.text.codeswitch.summarize`;
@@ -483,11 +488,16 @@ def write_record(path: str | Path, record: Record) -> Path:
                              | {"schema_version": record.schema_version})
 
 
-def read_eval_documents(path: str | Path):
-    """Read ``eval_documents.parquet`` and check its columns against :data:`EVAL_DOCUMENT_COLUMNS`.
+def read_table(path: str | Path, columns: dict[str, str]):
+    """Read a Parquet table of the contract and check its columns.
+
+    Args:
+        path: the table.
+        columns: column name -> kind (``string``, ``float`` or ``integer``), e.g.
+            :data:`EVAL_DOCUMENT_COLUMNS`; other columns are allowed.
 
     Returns:
-        The table (pandas), ``id`` as strings.
+        The table (pandas).
 
     Raises:
         RecordError: missing or unreadable file, or a missing or mistyped column (named).
@@ -501,7 +511,7 @@ def read_eval_documents(path: str | Path):
         raise RecordError(f"{path}: no such table") from None
     except (OSError, ValueError) as err:
         raise RecordError(f"{path}: unreadable table ({type(err).__name__})") from None
-    for col, kind in EVAL_DOCUMENT_COLUMNS.items():
+    for col, kind in columns.items():
         if col not in df.columns:
             raise RecordError(f"{path}: column {col!r}: missing")
         ok = {"string": pd.api.types.is_string_dtype, "float": pd.api.types.is_float_dtype,
@@ -509,3 +519,8 @@ def read_eval_documents(path: str | Path):
         if not ok:
             raise RecordError(f"{path}: column {col!r}: expected {kind}, found {df[col].dtype}")
     return df
+
+
+def read_eval_documents(path: str | Path):
+    """Read ``eval_documents.parquet``: :func:`read_table` with :data:`EVAL_DOCUMENT_COLUMNS`."""
+    return read_table(path, EVAL_DOCUMENT_COLUMNS)

@@ -35,7 +35,6 @@ def load_profile_tokenizer(name: str):
     """
     from transformers import AutoTokenizer
 
-
     entry = get_entry(name)
     if entry.tokenizer is not None:
         return AutoTokenizer.from_pretrained(entry.tokenizer_path()), entry.tokenizer
@@ -117,7 +116,6 @@ def profile_split(data_dir, models: Sequence[str], max_chars: int = 2_000_000, s
         DataError: the data folder is incomplete.
         ConfigError: an unknown model or missing tokenizer folder.
     """
-
 
     texts = load_split(data_dir, split)["text"]
     table = profile_tokenizers(texts, models, max_chars)

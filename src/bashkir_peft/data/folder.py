@@ -90,7 +90,6 @@ def write_presplit_folder(out: str | Path, splits: dict[str, object], fingerprin
         DataError: a split missing, or a frame without the columns id, source, text.
     """
 
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if set(splits) != set(SPLITS):

@@ -243,7 +243,6 @@ def _bounded_imap(pool, jobs, ahead: int):
     """Ordered results of ``_process_batch`` over ``jobs`` with at most ``ahead`` batches
     in flight (``Pool.imap`` would read the whole corpus into its queue if the reader is
     faster than the workers)."""
-
     pending: deque = deque()
     for job in jobs:
         pending.append(pool.apply_async(_process_batch, (job,)))
@@ -376,7 +375,6 @@ def prepare(params: DataPrepParams, log=None) -> DataManifest:
         DataError: bad input (see :mod:`bashkir_peft.data.corpus`), duplicate ids, or nothing
             left after filtering. Nothing in ``output_dir`` is changed then.
     """
-
     log = log or (lambda *_: None)
     src = resolve_source(params.corpus, params.corpus_kind, params.hub_split, params.hub_revision)
     out = params.out_dir

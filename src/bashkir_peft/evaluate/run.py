@@ -168,7 +168,6 @@ def score_paper(model, tokenizer, texts: list[str], *, block_size: int, batch_si
     Raises:
         ConfigError: the tokenizer is not a fast tokenizer (offsets are needed) or has no EOS.
     """
-
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError("the paper protocol needs a fast tokenizer (character offsets)")
     if tokenizer.eos_token_id is None:
@@ -213,7 +212,6 @@ def _check_length(length: int, ctx: int | None, protocol: str) -> None:
 
 
 def _registry_context_length(name: str | None) -> int | None:
-
     entry = load_registry().models.get(name) if name else None
     return entry.context_length if entry else None
 
@@ -227,7 +225,7 @@ def _context_length(model) -> int | None:
 
 
 def load_for_eval(params: EvalParams):
-    """Load the model to evaluate: a training run (``bashkir_peft.train.run.load_trained``,
+    """Load the model to evaluate: a training run (``bashkir_peft.models.trained.load_trained``,
     adapters unmerged unless ``params.merge``) or a base model (``load_model``).
 
     Returns:
@@ -242,7 +240,6 @@ def load_for_eval(params: EvalParams):
     import torch
 
     if params.run_dir is not None:
-
         method = read_finished_run(params.run_dir, params.model).params["method"]
         if params.merge and method not in ("lora", "qlora"):
             raise ConfigError(f"merge applies to lora/qlora runs; {params.run_dir} is a {method!r} run")
@@ -256,7 +253,6 @@ def load_for_eval(params: EvalParams):
         if params.dtype is not None:
             model = model.to(getattr(torch, params.dtype))
     else:
-
         loaded = load_model(params.model, "full", dtype=params.dtype)
         model, tokenizer = loaded.model, loaded.tokenizer
         info = {"method": "base", "model": loaded.resolved.record(), "train_record": None,
@@ -305,7 +301,6 @@ def run_evaluation(params: EvalParams, *, progress: bool = True) -> EvalEntry:
         DataError: the split is missing or empty.
     """
     import pandas as pd
-
 
     threads = configure_threads(params.num_threads)
     train_params = read_finished_run(params.run_dir, params.model).params if params.run_dir is not None else {}

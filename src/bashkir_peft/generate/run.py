@@ -9,7 +9,7 @@ atomically. :func:`side_by_side` and :func:`run_summaries` read several such fol
 into the tables of the report.
 
 Conditioning: every prompt is preceded by the evaluation's prefix token
-(:func:`bashkir_peft.evaluate.run.prefix_token_id`: BOS, or EOS where the tokenizer has no
+(:func:`bashkir_peft.models.loading.prefix_token_id`: BOS, or EOS where the tokenizer has no
 BOS, as lm-evaluation-harness does), so a prompt reads as the start of a document, as in
 evaluation and as after the EOS that ends each document in training data.
 
@@ -240,12 +240,10 @@ def _load(params: GenerateParams):
     import torch
 
     if params.run_dir is not None:
-
         trained = load_trained(params.run_dir, merge=params.merge)
         model, tokenizer, record = trained.model, trained.tokenizer, trained.record
         model_record = record.model
     else:
-
         loaded = load_model(params.model, "full", dtype=params.dtype)
         model, tokenizer = loaded.model, loaded.tokenizer
         record, model_record = None, loaded.resolved.record()
@@ -318,7 +316,6 @@ def run_generation(params: GenerateParams) -> GenerateRecord:
         DataError: unusable data.
     """
     import pandas as pd
-
 
     if params.run_dir is not None:
         trained = read_finished_run(params.run_dir, params.model)

@@ -228,7 +228,6 @@ def plan(grid: Grid, corpus: str | None, *, runs_root: str | Path | None = None,
             setting is not a notebook parameter, a cell's parameters are invalid, a model
             name is unknown, or ``only`` selects nothing.
     """
-
     hint = grid.spec.corpus_hint
     corpus = resolve_corpus(corpus, hint) if need_corpus or corpus else None
     run = GridRun(grid, corpus, grid_dir(grid, runs_root), Path(notebooks_dir or default_notebooks_dir()))
@@ -282,7 +281,6 @@ def assign_run_ids(run: GridRun) -> None:
 
 
 def _manifest_fingerprint(data_dir: Path) -> str:
-
     return read_manifest(data_dir).fingerprint  # DataError if incomplete
 
 
@@ -412,9 +410,7 @@ def run_cell(run: GridRun, p: Planned, *, force: bool = False, on_stage=None) ->
 
 def cell_state(run: GridRun, p: Planned) -> dict:
     """Status of a cell on disk: not started / running / finished / failed / locked."""
-    if p.run_dir is None:
-        return {"status": "not started", "error": None}
-    rec = read_record_if_any(p.run_dir / RunFiles.CELL, CellRecord)
+    rec = read_record_if_any(p.run_dir / RunFiles.CELL, CellRecord) if p.run_dir is not None else None
     if rec is None:
         return {"status": "not started", "error": None, "wall_time_s": None}
     status = rec.status
@@ -440,7 +436,6 @@ def write_index(run: GridRun) -> Path:
 
 def plan_all(run: GridRun) -> list[Planned]:
     """Every cell of the grid (ignoring --only), with run ids."""
-
     known = {p.cell: p for p in run.cells}
     out = []
     for c in expand(run.grid):

@@ -2,7 +2,7 @@
 
 Data preparation runs as one job first (every cell needs its fingerprint); then each cell
 is one job of a Slurm job array, which rebuilds the plan from the grid file and runs
-``gridrun.run_cell`` on its node: the same locks, records, skipping and resuming as the
+:func:`bashkir_peft.grid.runner.run_cell` on its node: the same locks, records, skipping and resuming as the
 local executor, so local and cluster invocations can be mixed and repeated. Job logs go to
 ``runs/<grid>/.submitit/``.
 """
@@ -49,7 +49,7 @@ def run_grid_submitit(run: GridRun, *, force: bool = False, cluster: str | None 
     """Submit data prep, then one job per cell; wait and print the summary table.
 
     Args:
-        run: a plan from :func:`gridrun.plan` (its grid must come from a file).
+        run: a plan from :func:`bashkir_peft.grid.runner.plan` (its grid must come from a file).
         force: rerun finished cells.
         cluster: submitit cluster (``slurm``; ``debug`` runs the jobs in this process, for tests).
         slurm: submitit parameters, e.g. ``{"slurm_partition": "gpu", "gpus_per_node": 1,

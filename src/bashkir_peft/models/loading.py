@@ -116,7 +116,6 @@ def resolve_model(model: str | os.PathLike) -> ResolvedModel:
         ModelNotFoundError: a path-like string that is not a folder, or a string that is
             neither a registry name nor a valid Hub id (the message lists registry names).
     """
-
     text = str(model)
     reg = load_registry()
     if text in reg.models:

@@ -98,7 +98,6 @@ def load_trained(run_dir: str | Path, merge: bool = False) -> TrainedModel:
     if method == "qlora":
         from peft import prepare_model_for_kbit_training
 
-
         keep_cpu_layout_trainable(base)
         # the numerics the adapter was trained with: norms, embeddings and head upcast to float32
         base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)

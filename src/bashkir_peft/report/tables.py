@@ -18,7 +18,7 @@ import pandas as pd
 
 from bashkir_peft.errors import DataError, ModelNotFoundError
 from bashkir_peft.models.registry import get_entry
-from bashkir_peft.records import LANGUAGES, METRICS, DataFiles, GenerationSummary, RecordError
+from bashkir_peft.records import FERTILITY_COLUMNS, LANGUAGES, METRICS, DataFiles, GenerationSummary, read_table
 from bashkir_peft.report.bootstrap import paired_bpb_difference
 from bashkir_peft.report.runs import (
     REFERENCE_LABEL,
@@ -40,7 +40,6 @@ PAPER_NUMBERS = (
     {"model": "deepseek-7b", "method": "lora", "lora_r": 8, "perplexity": 129.55},
 )
 RUN_KEYS = ["run_id", "model", "method", "method_label", "lora_r", "seed"]
-FERTILITY_COLUMNS = ("model", "tokenizer", "split", "fertility")
 """Columns of the data folder's tokenizer table the report reads
 (:func:`bashkir_peft.data.fertility.profile_split` writes them)."""
 
@@ -241,23 +240,15 @@ def read_fertility(data_dir: Path) -> pd.DataFrame | None:
         data_dir: a prepared data folder.
 
     Returns:
-        The table (columns include :data:`FERTILITY_COLUMNS`), or ``None`` where the data
+        The table (columns include :data:`~bashkir_peft.records.FERTILITY_COLUMNS`), or ``None`` where the data
         stage profiled no tokenizer.
 
     Raises:
-        RecordError: the table is unreadable or lacks a column of :data:`FERTILITY_COLUMNS`.
+        RecordError: the table is unreadable or lacks (or mistypes) a column of
+            :data:`~bashkir_peft.records.FERTILITY_COLUMNS`.
     """
     path = data_dir / DataFiles.FERTILITY
-    if not path.is_file():
-        return None
-    try:
-        df = pd.read_parquet(path)
-    except (OSError, ValueError) as err:
-        raise RecordError(f"{path}: unreadable table ({type(err).__name__})") from None
-    missing = [c for c in FERTILITY_COLUMNS if c not in df.columns]
-    if missing:
-        raise RecordError(f"{path}: column {missing[0]!r}: missing")
-    return df
+    return read_table(path, FERTILITY_COLUMNS) if path.is_file() else None
 
 
 def fertility_table(runs: list[RunRecord], quality: pd.DataFrame, data_dir: str | Path | None = None,

@@ -96,7 +96,6 @@ def repeated_ngram_rate(tokens: Sequence[str], n: int = REPEAT_N) -> float:
 
 
 def _langid() -> tuple[Callable[[str], str], Callable[[str], list[str]]]:
-
     return classify, split_sentences
 
 

@@ -42,7 +42,6 @@ class CompleteCheckpoints(TrainerCallback):
         self.keep = keep
 
     def on_save(self, args, state, control, **kwargs):
-
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if path.is_dir():
             mark_complete(path)

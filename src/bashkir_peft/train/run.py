@@ -135,7 +135,6 @@ def _context_length(resolved) -> int | None:
         return resolved.entry.context_length
     cfg = Path(resolved.location) / "config.json"
     if cfg.is_file():
-
         c = json.loads(cfg.read_text(encoding="utf-8"))
         return c.get("max_position_embeddings") or c.get("n_positions")
     return None
@@ -228,7 +227,6 @@ def _precheck(params: TrainParams, run_dir: Path):
     Returns:
         ``(resolved model, data manifest, the run folder's training record or None)``.
     """
-
     existing = read_record_if_any(run_dir / RunFiles.TRAIN, TrainRecord)
     if existing is not None and existing.params != params.model_dump():
         raise ConfigError(
@@ -273,7 +271,6 @@ def _write(run_dir: Path, record: dict) -> TrainRecord:
 def _prepare_model(params: TrainParams, resolved, dtype: str, record: dict):
     """Load the model and the packed data, wrap the model for the method (QLoRA preparation,
     LoRA adapters) and record what was built. Returns ``(model, tokenizer, train_ds, eval_ds)``."""
-
     loaded = load_model(params.model, params.method, dtype=dtype)
     model, tokenizer = loaded.model, loaded.tokenizer
     record["model"] = loaded.resolved.record() | {"hub_id": resolved.entry.hub_id if resolved.entry else None}
