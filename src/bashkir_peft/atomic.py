@@ -1,7 +1,9 @@
 """Atomic file writes: write to a temporary file in the target's folder, then rename.
 
 An interrupted write (crash, kill -9, full disk) never leaves a truncated file under the
-final name; the previous version, if any, stays intact until the rename.
+final name; the previous version, if any, stays intact until the rename. The file gets the
+permissions ``open()`` would give it (``0o666`` less the umask), not ``mkstemp``'s private
+``0o600``, so colleagues on a shared machine can read the results the umask lets them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,13 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
@@ -26,6 +35,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix or ".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield Path(tmp)
         os.replace(tmp, path)

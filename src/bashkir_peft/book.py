@@ -10,8 +10,9 @@
 4. writes ``book/generated/_toc.yml``: the committed ``book/_toc.yml`` with the generated
    pages added as sections;
 5. runs ``jupyter-book build`` strictly (``-W --keep-going``, full rebuild, notebooks rendered
-   as executed, MathJax served from the book's own ``_static``). The HTML lands in
-   ``book/_build/html/`` (open ``book/_build/html/index.html``).
+   as executed, MathJax served from the book's own ``_static``) into a fresh folder that
+   replaces ``book/_build/html/`` only on success (open ``book/_build/html/index.html``); a
+   failed build removes the previous site, which would show older results.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from bashkir_peft.report.build import ReportParams, _abs
 from bashkir_peft.report.runs import RunRecord, discover_runs
 from bashkir_peft.report.teaching_figures import write_teaching_figures
 from bashkir_peft.settings import REPO_ROOT
-from bashkir_peft.yamlio import StrictModel
+from bashkir_peft.yamlio import StrictModel, read_yaml
 
 REPORT_NOTEBOOK = default_notebooks_dir() / STAGES["report"].notebook
 RUNS_PAGE = "generated/runs/index"
@@ -179,7 +180,7 @@ def assemble_data(runs_dir: Path, gen: Path) -> list[dict]:
 def write_toc(book_dir: Path, gen: Path, extra: dict[str, list[dict]]) -> Path:
     """``generated/_toc.yml`` = ``book/_toc.yml`` with ``extra[file]`` added as the sections of
     the entry of that ``file``."""
-    toc = yaml.safe_load((book_dir / "_toc.yml").read_text(encoding="utf-8"))
+    toc = read_yaml(book_dir / "_toc.yml")
 
     def walk(node):
         if isinstance(node, dict):
@@ -198,8 +199,15 @@ def write_toc(book_dir: Path, gen: Path, extra: dict[str, list[dict]]) -> Path:
     return out
 
 
+def site_dir(book_dir: Path) -> Path:
+    """The built site: ``book_dir/_build/html``."""
+    return book_dir / "_build" / "html"
+
+
 def jupyter_book_build(book_dir: Path, toc: Path) -> Path:
-    """Strict full build (``-W --keep-going --all``).
+    """Strict full build (``-W --keep-going --all``) into a fresh folder that replaces the site
+    only when the build succeeded, so the site never keeps pages of an earlier build (runs no
+    longer in the grid).
 
     Returns:
         ``book_dir/_build/html/index.html``.
@@ -208,15 +216,23 @@ def jupyter_book_build(book_dir: Path, toc: Path) -> Path:
         BookError: jupyter-book exited non-zero (the warnings/errors are in the message).
     """
     exe = Path(sys.executable).parent / "jupyter-book"
+    staging = book_dir / "_build" / f".staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
     cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(book_dir), "--toc", str(toc),
-           "--all", "-W", "--keep-going"]
+           "--path-output", str(staging), "--all", "-W", "--keep-going"]
     env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        out = (proc.stdout + proc.stderr).splitlines()
-        problems = [ln for ln in out if "WARNING" in ln or "ERROR" in ln] or out[-20:]
-        raise BookError("jupyter-book build failed (strict: warnings are errors):\n" + "\n".join(problems[:40]))
-    return book_dir / "_build" / "html" / "index.html"
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            out = (proc.stdout + proc.stderr).splitlines()
+            problems = [ln for ln in out if "WARNING" in ln or "ERROR" in ln] or out[-20:]
+            raise BookError("jupyter-book build failed (strict: warnings are errors):\n" + "\n".join(problems[:40]))
+        site = site_dir(book_dir)
+        shutil.rmtree(site, ignore_errors=True)
+        os.replace(staging / "_build" / "html", site)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return site / "index.html"
 
 
 def copy_sources(dst: str | Path, book_dir: str | Path = REPO_ROOT / "book") -> Path:
@@ -234,7 +250,8 @@ def build_book(params: BookParams) -> Path:
 
     Raises:
         ConfigError: bad grid argument, no runs folder (DataError) or no ``book/_toc.yml``.
-        BookError: the report notebook failed, or the strict build reported a warning.
+        BookError: the report notebook failed, or the strict build reported a warning; the
+            previous site (``_build/html``), which would show older results, is removed then.
     """
     _, runs_dir = ReportParams(grid=params.grid, runs_dir=params.runs_dir).grid_runs  # validated before heavy work
     book_dir = _abs(params.book_dir)
@@ -245,10 +262,17 @@ def build_book(params: BookParams) -> Path:
     if gen.exists():
         shutil.rmtree(gen)
     gen.mkdir(parents=True)
-    execute_report(params.grid, runs_dir, gen / "05_report.ipynb", params.report_timeout_s)
-    write_teaching_figures(gen / "figures")
-    extra = {RUNS_PAGE: assemble_runs(runs, gen), DATA_PAGE: assemble_data(runs_dir, gen)}
-    toc = write_toc(book_dir, gen, extra)
-    if not params.build:
-        return toc
-    return jupyter_book_build(book_dir, toc)
+    try:
+        execute_report(params.grid, runs_dir, gen / "05_report.ipynb", params.report_timeout_s)
+        write_teaching_figures(gen / "figures")
+        extra = {RUNS_PAGE: assemble_runs(runs, gen), DATA_PAGE: assemble_data(runs_dir, gen)}
+        toc = write_toc(book_dir, gen, extra)
+        if not params.build:
+            return toc
+        return jupyter_book_build(book_dir, toc)
+    except BookError as err:
+        site = site_dir(book_dir)
+        if params.build and site.exists():
+            shutil.rmtree(site)
+            raise BookError(f"{err}\n(the previous site {site} showed older results and was removed)") from None
+        raise

@@ -10,8 +10,14 @@ Commands:
     report         aggregate a grid's runs into tables and figures
     book           build the grid's Jupyter Book, strictly and offline
 
-Exit status: 0 success; 1 a stage failed (a grid cell, the data prep, the book build);
-2 an error the user can fix (:class:`ConfigError`), printed as one line before any work.
+    grid verify    every cell's state with full checksums of the files each stage wrote
+
+Exit status: 0 success; 1 a stage failed (a grid cell, the data prep, the book build), a
+selected cell is not finished at the end of ``grid run`` (another process holds it), or an
+unexpected error; 2 an error the user can fix (:class:`ConfigError`), printed as one line
+before any work. Every error is one line; ``--debug`` shows the traceback instead.
+
+Paths on the command line are taken from the current folder.
 """
 
 from __future__ import annotations
@@ -24,14 +30,15 @@ from bashkir_peft.book import BookError, BookParams, build_book
 from bashkir_peft.data.corpus import HUB_PREFIX
 from bashkir_peft.data.prepare import DataPrepParams, prepare
 from bashkir_peft.errors import ConfigError
-from bashkir_peft.grid.runner import StageFailed, cell_state, plan, run_grid
+from bashkir_peft.grid.runner import StageFailed, data_problem, grid_cell_state, plan, run_grid, stale_runs
 from bashkir_peft.grid.slurm import run_grid_submitit, slurm_parameters
 from bashkir_peft.grid.spec import load_grid, parse_only
 from bashkir_peft.models.provision import provision_all
 from bashkir_peft.models.registry import load_registry
+from bashkir_peft.records import GridFiles
 from bashkir_peft.report.build import ReportParams, build_report, format_headline, resolve_grid
 from bashkir_peft.runtime import configure_threads
-from bashkir_peft.yamlio import validate
+from bashkir_peft.yamlio import parse_yaml, validate
 
 
 def _setup_models(args: argparse.Namespace) -> int:
@@ -49,14 +56,17 @@ def _models(args: argparse.Namespace) -> int:
 # --- prepare-data ------------------------------------------------------------
 
 def _value(text: str):
-    import yaml
+    return parse_yaml(text)
 
-    return yaml.safe_load(text)
+
+def _abs(path: str | None) -> str | None:
+    """A command-line path made absolute from the current folder (``None`` stays ``None``)."""
+    return None if path is None else str(Path(path).expanduser().absolute())
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    corpus = args.corpus if args.corpus.startswith(HUB_PREFIX) else str(Path(args.corpus).expanduser().absolute())
-    values = {"corpus": corpus, "output_dir": str(Path(args.output_dir).expanduser().absolute())}
+    corpus = args.corpus if args.corpus.startswith(HUB_PREFIX) else _abs(args.corpus)
+    values = {"corpus": corpus, "output_dir": _abs(args.output_dir)}
     for item in args.set or []:
         key, sep, raw = item.partition("=")
         if not sep:
@@ -91,8 +101,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace, need_corpus: bool):
-    grid = load_grid(args.grid)
-    return plan(grid, getattr(args, "corpus", None), runs_root=args.runs_dir, notebooks_dir=args.notebooks,
+    grid = load_grid(_abs(args.grid))
+    return plan(grid, getattr(args, "corpus", None), runs_root=_abs(args.runs_dir), notebooks_dir=_abs(args.notebooks),
                 only=parse_only(args.only), need_corpus=need_corpus)
 
 
@@ -105,20 +115,45 @@ def _run(args: argparse.Namespace) -> int:
             results = run_grid_submitit(run, force=args.force, cluster=args.executor, slurm=slurm_parameters(
                 args.slurm_partition, args.slurm_gpus, args.slurm_cpus, args.slurm_timeout_min))
     except StageFailed as err:
-        print(f"error: data preparation failed: {err} (details: {run.root / 'data_prep.json'})", file=sys.stderr)
+        print(f"error: data preparation failed: {err} (details: {run.root / GridFiles.DATA_ATTEMPT}; the last "
+              "good data, if any, is untouched)", file=sys.stderr)
         return 1
-    return 0 if args.dry_run else int(any(r.status == "failed" for r in results))
+    if args.dry_run:
+        return 0
+    held = [r.planned.run_id for r in results if r.status == "locked"]
+    if held:
+        print(f"error: {len(held)} cell(s) held by another process, not finished yet: {', '.join(held)}",
+              file=sys.stderr)
+    return int(any(r.status not in ("finished", "skipped") for r in results))
 
 
-def _status(args: argparse.Namespace) -> int:
+def _states(args: argparse.Namespace, checksums: bool) -> int:
+    """Print the data's and every selected cell's state; 0 when every cell is finished."""
     run = _load(args, need_corpus=False)
     if run.fingerprint is None:
         print(f"data of grid {run.grid.name!r} not prepared yet ({run.data_dir})")
+    problem = data_problem(run, checksums)
+    if problem:
+        print(f"data: altered or missing, `grid run` prepares it again: {problem}")
+    ok = not problem
     for p in run.cells:
-        s = cell_state(run, p)
+        s = grid_cell_state(run, p, checksums)
+        ok &= s.status == "finished"
         rid = p.run_id or f"{p.cell.slug}-<pending data>"
-        print(f"{rid}  {s['status']}" + (f"  {s['error']}" if s.get("error") else ""))
+        print(f"{rid}  {s.status}" + (f"  {s.error}" if s.error else ""))
+    stale = stale_runs(run)
+    if stale:
+        print(f"stale: {len(stale)} run folder(s) of earlier parameters or data, not in the grid: {', '.join(stale)}")
+    return int(not ok)
+
+
+def _status(args: argparse.Namespace) -> int:
+    _states(args, checksums=False)
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    return _states(args, checksums=True)
 
 
 def add_grid_parser(sub) -> None:
@@ -145,6 +180,10 @@ def add_grid_parser(sub) -> None:
     p = gsub.add_parser("status", help="status of every cell of a grid")
     _common(p)
     p.set_defaults(func=_status)
+    p = gsub.add_parser("verify", help="every cell's state, checking each file a stage wrote by SHA-256 "
+                                       "(exit 1 unless every selected cell is finished and intact)")
+    _common(p)
+    p.set_defaults(func=_verify)
 
 
 # --- report | book -----------------------------------------------------------
@@ -153,25 +192,33 @@ def _grid_dir(args: argparse.Namespace) -> str | None:
     """``--runs-dir`` is the runs ROOT, as for ``grid run``: the grid's folder is ``<root>/<name>``."""
     if not args.runs_dir:
         return None
-    return str(Path(args.runs_dir) / resolve_grid(args.grid)[0])
+    return str(Path(_abs(args.runs_dir)) / resolve_grid(_grid_arg(args.grid))[0])
+
+
+def _grid_arg(grid: str) -> str:
+    """A grid YAML path made absolute from the current folder; a grid name as it is."""
+    return _abs(grid) if Path(grid).suffix in (".yaml", ".yml") else grid
 
 
 def _report(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    given = {"grid": args.grid, "runs_dir": _grid_dir(args), "output_dir": args.out_dir, "data_dir": args.data_dir}
+    given = {"grid": _grid_arg(args.grid), "runs_dir": _grid_dir(args), "output_dir": _abs(args.out_dir),
+             "data_dir": _abs(args.data_dir)}
     params = validate(ReportParams, {k: v for k, v in given.items() if v}, "report")
     result = build_report(params)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(format_headline(result.headline).to_string(index=False))
     failed = result.tables["failures"]
-    print(f"\n{len(result.runs) - len(failed)} finished, {len(failed)} failed or unfinished; "
+    finished = sum(r.status == "finished" for r in result.runs)
+    print(f"\n{finished} finished, {len(failed)} failed or unfinished; "
           f"tables and figures in {result.out_dir}")
     return 0
 
 
 def _book(args: argparse.Namespace) -> int:
-    given = {"grid": args.grid, "runs_dir": _grid_dir(args), "book_dir": args.book_dir, "build": not args.no_build}
+    given = {"grid": _grid_arg(args.grid), "runs_dir": _grid_dir(args), "book_dir": _abs(args.book_dir),
+             "build": not args.no_build}
     params = validate(BookParams, {k: v for k, v in given.items() if v is not None}, "book")
     try:
         out = build_book(params)
@@ -203,6 +250,7 @@ def add_report_parsers(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bashkir-peft", description=__doc__.split("\n")[0])
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("setup-models", help="provision offline models into the cache")
     p.add_argument("names", nargs="*", help="registry names (default: every tiny and gguf entry)")
@@ -219,9 +267,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except Exception as err:
+        if args.debug:
+            raise
+        if isinstance(err, ConfigError):
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        first = (str(err).strip().splitlines() or [""])[0]
+        print(f"error: {type(err).__name__}: {first} (--debug shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -97,6 +97,7 @@ class ResourceMeter:
     def __init__(self, interval: float = 0.05):
         self.interval = interval
         self.peak_rss = 0
+        self.wall_time_s: float | None = None
         self._stop = threading.Event()
 
     def _sample(self) -> None:
@@ -123,7 +124,9 @@ class ResourceMeter:
         self._thread.join()
 
     def result(self) -> dict[str, float | None]:
+        """The measurements: of the whole block after it, so far while inside it."""
         import torch
 
         gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
-        return {"wall_time_s": self.wall_time_s, "peak_rss_mib": self.peak_rss / 2**20, "peak_gpu_mib": gpu}
+        wall = self.wall_time_s if self.wall_time_s is not None else time.perf_counter() - self._start
+        return {"wall_time_s": wall, "peak_rss_mib": self.peak_rss / 2**20, "peak_gpu_mib": gpu}

@@ -7,13 +7,14 @@ and the field, never a guess.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, model_validator
 
 from bashkir_peft.atomic import write_json_atomic
-from bashkir_peft.errors import DataError
+from bashkir_peft.errors import ConfigError, DataError
 
 
 class DataFiles:
@@ -49,6 +50,8 @@ class GridFiles:
 
     DATA = "data"
     DATA_RECORD = "data_prep.json"
+    DATA_ATTEMPT = "data_prep.attempt.json"
+    """A data preparation under way or failed; ``data_prep.json`` is replaced only on success."""
     INDEX = "grid.json"
     LOCKS = ".locks"
     REPLACED = ".replaced"
@@ -287,8 +290,20 @@ class CellAxes(BaseModel):
     label: str | None
 
 
+class FileStamp(BaseModel):
+    """One file of a stage's manifest: its size, modification time and SHA-256."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bytes: int
+    mtime_ns: int
+    sha256: str
+
+
 class StageState(BaseModel):
-    """One notebook execution of a cell (``train``, ``evaluate.1``, ...)."""
+    """One notebook execution of a cell (``train``, ``evaluate.1``, ...); ``files``: the
+    manifest of what it wrote in the run folder (path relative to it -> stamp), set when it
+    finished (cells run before the manifest existed have none)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -296,6 +311,7 @@ class StageState(BaseModel):
     notebook: str
     parameters: Json
     wall_time_s: float | None = None
+    files: dict[str, FileStamp] | None = None
 
 
 class Failure(BaseModel):
@@ -344,6 +360,7 @@ class DataPrepRecord(Record):
     fingerprint: str | None = None
     wall_time_s: float | None = None
     failure: Failure | None = None
+    files: dict[str, FileStamp] | None = None
 
 
 class IndexCell(CellAxes):
@@ -351,7 +368,7 @@ class IndexCell(CellAxes):
 
     run_id: str | None
     run_dir: str | None
-    status: Literal["not started", "running", "interrupted", "finished", "failed"]
+    status: Literal["not started", "running", "interrupted", "finished", "failed", "corrupt", "stale"]
     error: str | None
     wall_time_s: float | None = None
 
@@ -369,6 +386,28 @@ class GridIndex(Record):
 
 
 R = TypeVar("R", bound=Record)
+
+RUN_RECORDS: dict[str, type[Record]] = {RunFiles.TRAIN: TrainRecord, RunFiles.EVAL: EvalRecord,
+                                        RunFiles.GENERATE: GenerateRecord}
+"""The stage records a run folder may hold, by file name (a new stage adds its record here):
+a cell is finished only if every one present parses."""
+
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+"""The one rule for grid names and cell labels (they name folders): letters, digits, ``.``,
+``_`` and ``-``, starting with a letter or digit (so never ``..``, ``/`` or a hidden name)."""
+
+
+def check_name(value: str, what: str = "grid name") -> str:
+    """``value`` if it follows :data:`NAME_PATTERN`.
+
+    Raises:
+        ConfigError: one line naming the value and the rule.
+    """
+    if not re.fullmatch(NAME_PATTERN, value):
+        raise ConfigError(f"{what} {value!r}: use letters, digits, '.', '_' and '-' only, starting with a "
+                          "letter or digit (it names a folder under the runs root)")
+    return value
 
 
 def run_label(model: str, method: str, lora_r: int | None, seed: int | None, label: str | None = None,

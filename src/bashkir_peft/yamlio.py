@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import difflib
+from functools import cache
 from pathlib import Path
 from typing import TypeVar
 
@@ -42,17 +45,46 @@ def validate(model: type[M], data: object, where: str) -> M:
         raise ConfigError(format_validation_error(err, where)) from None
 
 
-def read_yaml(path: str | Path) -> object:
-    """Parse a YAML file.
+@cache
+def _strict_loader() -> type:
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first on line {seen[key]})",
+                        key_node.start_mark)
+                seen[key] = line
+            return super().construct_mapping(node, deep)
+
+    return StrictLoader
+
+
+def parse_yaml(text: str) -> object:
+    """Parse YAML text safely (``safe_load``), refusing duplicate keys.
 
     Raises:
-        ConfigError: missing file or malformed YAML (with line and column).
+        yaml.YAMLError: malformed YAML or a key given twice in one mapping.
+    """
+    return yaml.load(text, Loader=_strict_loader())  # noqa: S506 - a SafeLoader subclass
+
+
+def read_yaml(path: str | Path) -> object:
+    """Parse a YAML file (:func:`parse_yaml`: safe, no duplicate keys).
+
+    Raises:
+        ConfigError: missing file, malformed YAML or a duplicate key (with line and column).
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return parse_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -60,16 +92,42 @@ def read_yaml(path: str | Path) -> object:
         raise ConfigError(f"{path}: malformed YAML{at}: {problem}") from None
 
 
+INJECTED_HEADER = "# Parameters"
+"""First line of the cell papermill injects (``papermill -p NAME VALUE``, the grid runner)."""
+
+
+def injected_names(namespace: dict) -> list[str]:
+    """Names assigned by the parameters cell papermill injected, read from IPython's input
+    history ``In`` in ``namespace`` (the last cell whose first line is :data:`INJECTED_HEADER`);
+    ``[]`` outside IPython or when nothing was injected."""
+    cells = [c for c in namespace.get("In", []) if isinstance(c, str) and c.lstrip().startswith(INJECTED_HEADER)
+             and c.lstrip().splitlines()[0].strip() == INJECTED_HEADER]
+    if not cells:
+        return []
+    try:
+        tree = ast.parse(cells[-1])
+    except SyntaxError:
+        return []
+    return [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)]
+
+
 def notebook_params(model: type[M], namespace: dict) -> M:
     """The parameters of a stage notebook: its ``globals()`` after the ``parameters`` cell and
     the cell papermill injected, validated into the stage's params model. Every notebook opens
-    with this one call; names not in ``model`` are ignored.
+    with this one call.
 
     Raises:
-        ConfigError: one line naming every offending parameter.
+        ConfigError: an injected name that is not a field of ``model`` (a typo such as
+            ``-p lerning_rate 1e-4``: named, with the nearest declared name), or one line
+            naming every parameter whose value is invalid.
     """
-    return validate(model, {k: namespace[k] for k in model.model_fields if k in namespace},
-                    f"{model.__name__} (notebook parameters)")
+    where = f"{model.__name__} (notebook parameters)"
+    for name in injected_names(namespace):
+        if name not in model.model_fields:
+            near = difflib.get_close_matches(name, list(model.model_fields), n=1, cutoff=0.5)
+            hint = f"did you mean {near[0]!r}?" if near else f"declared: {', '.join(model.model_fields)}"
+            raise ConfigError(f"{where}: unknown parameter {name!r} injected; {hint}")
+    return validate(model, {k: namespace[k] for k in model.model_fields if k in namespace}, where)
 
 
 def load_yaml(path: str | Path, model: type[M]) -> M:

@@ -372,8 +372,9 @@ def prepare(params: DataPrepParams, log=None) -> DataManifest:
         The manifest (also written to ``output_dir/manifest.json``).
 
     Raises:
-        DataError: bad input (see :mod:`bashkir_peft.data.corpus`), duplicate ids, or nothing
-            left after filtering. Nothing in ``output_dir`` is changed then.
+        DataError: bad input (see :mod:`bashkir_peft.data.corpus`), duplicate ids, nothing
+            left after filtering, or a split left empty whose fraction is above 0 (the counts
+            are in the message). Nothing in ``output_dir`` is changed then.
     """
     log = log or (lambda *_: None)
     src = resolve_source(params.corpus, params.corpus_kind, params.hub_split, params.hub_revision)
@@ -399,6 +400,12 @@ def prepare(params: DataPrepParams, log=None) -> DataManifest:
             log(f"dedup: {len(exact)} exact, {len(near)} near duplicates in {len(clusters)} clusters")
             stats_rows, fingerprint = _write_splits(tmp, params, set(exact) | set(near))
         counts = Counter(stats_rows["split"])
+        empty = [s for s in SPLITS if getattr(params, f"{s}_fraction") > 0 and not counts.get(s)]
+        if empty:
+            raise DataError(f"too few documents to split: {', '.join(empty)} would be empty ("
+                            + ", ".join(f"{s} {counts.get(s, 0)}" for s in SPLITS)
+                            + f" of {len(stats_rows['id'])} documents kept from {acc.read} read); "
+                            "use a larger corpus, or set the fraction of a split you do not want to 0")
         files = {}
         for s in SPLITS:
             f = tmp / f"{s}.parquet"

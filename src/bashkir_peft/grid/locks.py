@@ -39,11 +39,3 @@ def try_lock(path: str | Path, timeout: float = 0) -> Iterator[bool]:
         yield True
     finally:
         lock.release()
-
-
-def is_locked(path: str | Path) -> bool:
-    """True when another process holds the lock file ``path`` right now."""
-    if not Path(path).is_file():
-        return False
-    with try_lock(path) as held:
-        return not held

@@ -22,6 +22,7 @@ failing cell is recorded with the failing notebook cell's error and the others g
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
@@ -31,10 +32,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bashkir_peft import settings
+from bashkir_peft.cellstate import CellState, cell_state, check_files, lock_path, scan, stamp
 from bashkir_peft.data.corpus import HUB_PREFIX
 from bashkir_peft.data.folder import read_manifest
-from bashkir_peft.errors import ConfigError
-from bashkir_peft.grid.locks import is_locked, try_lock
+from bashkir_peft.errors import ConfigError, DataError
+from bashkir_peft.grid.locks import try_lock
 from bashkir_peft.grid.runids import identity, make_run_id, params_hash
 from bashkir_peft.grid.spec import STAGE_SECTIONS, Cell, Grid, expand, select
 from bashkir_peft.grid.stages import (
@@ -47,11 +49,13 @@ from bashkir_peft.grid.stages import (
 )
 from bashkir_peft.models.loading import resolve_model
 from bashkir_peft.records import (
+    RUN_RECORDS,
     CellRecord,
     DataPrepRecord,
     Failure,
     GridFiles,
     GridIndex,
+    RecordError,
     RunFiles,
     read_record,
     read_record_if_any,
@@ -258,14 +262,43 @@ def _data_key(run: GridRun) -> str:
     return params_hash({"corpus": corpus_identity(run.corpus), "params": run.data_parameters()})
 
 
+def _data_record(run: GridRun) -> DataPrepRecord | None:
+    """``data_prep.json`` (``None`` where absent or not a valid record: prepared again)."""
+    try:
+        return read_record_if_any(run.root / GridFiles.DATA_RECORD, DataPrepRecord)
+    except RecordError:
+        return None
+
+
 def current_fingerprint(run: GridRun) -> str | None:
     """The fingerprint of the prepared data if it is current (same corpus and settings)."""
-    rec = read_record_if_any(run.root / GridFiles.DATA_RECORD, DataPrepRecord)
+    rec = _data_record(run)
     if rec is None or rec.status != "finished":
         return None
     if run.corpus is not None and rec.key != _data_key(run):
         return None
     return rec.fingerprint
+
+
+def data_problem(run: GridRun, checksums: bool = False) -> str | None:
+    """Why the data that ``data_prep.json`` records as finished cannot be used as it is (its
+    folder, manifest or files missing or altered), as one line; ``None`` when it can, or
+    when there is no finished data record.
+
+    Args:
+        run: the plan.
+        checksums: compare the files by SHA-256 (else size and modification time).
+    """
+    rec = _data_record(run)
+    if rec is None or rec.status != "finished":
+        return None
+    try:
+        manifest = read_manifest(run.data_dir)
+    except DataError as err:
+        return str(err)
+    if manifest.fingerprint != rec.fingerprint:
+        return f"{run.data_dir}: the manifest's fingerprint is not the one data_prep.json recorded"
+    return check_files(run.data_dir, rec.files or {}, checksums)
 
 
 def assign_run_ids(run: GridRun) -> None:
@@ -280,43 +313,54 @@ def assign_run_ids(run: GridRun) -> None:
             p.run_dir = run.root / p.run_id
 
 
-def _manifest_fingerprint(data_dir: Path) -> str:
-    return read_manifest(data_dir).fingerprint  # DataError if incomplete
-
-
 def prepare_data(run: GridRun, log=print) -> str:
-    """Run the data-prep notebook once per grid (skipped when current). Waits while
-    another process prepares the same grid's data.
+    """Run the data-prep notebook once per grid (skipped when current and its files are as
+    data preparation wrote them; prepared again when they are missing or altered, and the new
+    fingerprint decides which cells stay valid). Waits while another process prepares the
+    same grid's data.
+
+    A new attempt writes beside the last good one (``data_prep.attempt.json`` and
+    ``.01_data_prep.attempt.ipynb``); ``data_prep.json`` and ``01_data_prep.ipynb`` are
+    replaced only when it succeeds (the data folder itself is replaced only by a complete
+    preparation, see :func:`bashkir_peft.data.prepare.prepare`).
 
     Returns:
         The data fingerprint.
 
     Raises:
-        StageFailed: the data-prep notebook failed (its error is in ``data_prep.json``).
+        StageFailed: the data-prep notebook failed (its error is in ``data_prep.attempt.json``).
     """
     with try_lock(run.root / GridFiles.LOCKS / "data.lock", timeout=0) as held:
         if not held:
             log(f"waiting for another process preparing {run.data_dir}")
     with try_lock(run.root / GridFiles.LOCKS / "data.lock", timeout=-1):
         fp = current_fingerprint(run)
-        if fp:
+        problem = data_problem(run) if fp else None
+        if fp and not problem:
             return fp
+        if problem:
+            log(f"preparing the data again: {problem}")
         params = run.data_parameters()
         out = run.root / STAGES["data"].notebook
+        attempt_nb = out.with_name(f".{out.stem}.attempt.ipynb")  # hidden: the book never shows it
         record = {"corpus": run.corpus, "key": _data_key(run), "params": params,
                   "notebook": str(out), "data_dir": str(run.data_dir)}
-        path = run.root / GridFiles.DATA_RECORD
-        write_record(path, DataPrepRecord(**record, status="running"))
+        attempt = run.root / GridFiles.DATA_ATTEMPT
+        write_record(attempt, DataPrepRecord(**record, status="running"))
         start = time.perf_counter()
         try:
-            execute(run.notebook("data"), out, params, REPO_ROOT)
-            fp = _manifest_fingerprint(run.data_dir)
+            execute(run.notebook("data"), attempt_nb, params, REPO_ROOT)
+            fp = read_manifest(run.data_dir).fingerprint  # DataError if incomplete
         except Exception as err:  # noqa: BLE001 - recorded, then reported
-            failure = notebook_error(err, "data", out)
-            write_record(path, DataPrepRecord(**record, status="failed", failure=failure))
+            failure = notebook_error(err, "data", attempt_nb)
+            write_record(attempt, DataPrepRecord(**record, status="failed", failure=failure,
+                                                 notebook=str(attempt_nb)))
             raise StageFailed(failure.error) from None
-        write_record(path, DataPrepRecord(**record, status="finished", fingerprint=fp,
-                                          wall_time_s=time.perf_counter() - start))
+        os.replace(attempt_nb, out)
+        write_record(run.root / GridFiles.DATA_RECORD, DataPrepRecord(
+            **record, status="finished", fingerprint=fp, wall_time_s=time.perf_counter() - start,
+            files=stamp(run.data_dir, scan(run.data_dir, skip=()))))
+        attempt.unlink()
         return fp
 
 
@@ -333,16 +377,53 @@ def _stage_record_failure(p: Planned, stage: str, unit: str) -> str | None:
     return None
 
 
-def _move_aside(run: GridRun, p: Planned) -> None:
-    if p.run_dir.exists():
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        dest = run.root / GridFiles.REPLACED / f"{p.run_id}-{stamp}"
+def _move_aside(run: GridRun, p: Planned, names: list[str] | None = None) -> None:
+    """Move the run folder (or only ``names`` in it) to ``.replaced/<run_id>-<time>/``."""
+    if not p.run_dir.exists():
+        return
+    stamp_ = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    dest = run.root / GridFiles.REPLACED / f"{p.run_id}-{stamp_}"
+    if names is None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(p.run_dir), str(dest))
+        return
+    for name in names:
+        if (p.run_dir / name).exists():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(p.run_dir / name), str(dest / name))
+
+
+def _expected_identity(run: GridRun, p: Planned) -> dict:
+    return identity(p.cell.axes(), p.cell.params, run.fingerprint, p.revision)
+
+
+def _stages_to_keep(run: GridRun, p: Planned, rec: CellRecord, state: CellState) -> dict:
+    """The finished stage units of an interrupted or corrupt cell that need not run again.
+
+    A corrupt cell keeps every stage but those in ``state.redo`` (all of them where the
+    corrupt file cannot be traced to a stage); the files of the stages to redo are moved to
+    ``.replaced/`` first, so the rerun starts from nothing of theirs.
+    """
+    done = {u: v for u, v in rec.stages.items() if v.status == "finished"}
+    if state.status != "corrupt":
+        return done
+    redo = set(state.redo) or {u.split(".")[0] for u in rec.stages}
+    again = [u for u in done if u.split(".")[0] in redo]
+    names = sorted({n.split("/")[0] for u in again for n in (done[u].files or {})})
+    if not state.redo and rec.stages:  # untraceable: the records present go aside too
+        names = sorted(set(names) | {n for n in RUN_RECORDS if (p.run_dir / n).exists()})
+    _move_aside(run, p, names)
+    return {u: v for u, v in done.items() if u not in again}
 
 
 def run_cell(run: GridRun, p: Planned, *, force: bool = False, on_stage=None) -> CellResult:
     """Run one cell's stages under its lock (see the module docstring).
+
+    The cell's state (:func:`bashkir_peft.cellstate.cell_state`) decides: ``finished`` is
+    skipped; ``interrupted`` resumes after its last finished stage; ``corrupt`` reruns only
+    the stages whose record or files are wrong; ``stale`` and ``failed`` run again (a stale
+    folder is moved to ``.replaced/`` first). After each stage its manifest (the files it
+    wrote, with sizes, times and SHA-256) goes into the cell record.
 
     Args:
         run: the plan, with run ids assigned (after data prep).
@@ -354,24 +435,29 @@ def run_cell(run: GridRun, p: Planned, *, force: bool = False, on_stage=None) ->
         The :class:`CellResult`; a failure is recorded in ``grid_cell.json``, never raised.
     """
     # a short wait, so another process's status probe (is_locked) is never taken for a holder
-    with try_lock(run.root / GridFiles.LOCKS / f"{p.run_id}.lock", timeout=LOCK_WAIT_S) as held:
+    with try_lock(lock_path(run.root, p.run_id), timeout=LOCK_WAIT_S) as held:
         if not held:
             return CellResult(p, "locked")
         rec_path = p.run_dir / RunFiles.CELL
-        rec = read_record_if_any(rec_path, CellRecord)
-        if rec is not None and rec.status == "finished" and not force:
-            return CellResult(p, "skipped", rec.wall_time_s or 0.0)
-        if force:
+        state = cell_state(run.root, p.run_id, identity=_expected_identity(run, p))
+        if state.status == "finished" and not force:
+            return CellResult(p, "skipped")
+        rec = None
+        if force or state.status == "stale":
             _move_aside(run, p)
-            rec = None
+        elif state.status in ("interrupted", "failed", "corrupt"):
+            try:
+                rec = read_record(rec_path, CellRecord)
+            except RecordError:  # the cell record itself: nothing tells what was done
+                _move_aside(run, p)
         c = p.cell
-        stages_done = {s: v.model_dump(exclude_unset=True) for s, v in (rec.stages if rec else {}).items()
-                       if v.status == "finished"}
+        stages_done = {u: v.model_dump(exclude_unset=True)
+                       for u, v in (_stages_to_keep(run, p, rec, state) if rec else {}).items()}
         record = {
             "status": "running", "run_id": p.run_id, "grid": run.grid.name,
             "grid_file": str(run.grid.path) if run.grid.path else None,
             "params": c.axes(),
-            "identity": identity(c.axes(), c.params, run.fingerprint, p.revision),
+            "identity": _expected_identity(run, p),
             "sources": run.grid.sources,
             "data_dir": str(run.data_dir), "corpus": run.corpus,
             "stages": dict(stages_done), "error": None,
@@ -390,6 +476,7 @@ def run_cell(run: GridRun, p: Planned, *, force: bool = False, on_stage=None) ->
             t0 = time.perf_counter()
             record["stages"][unit] = {"status": "running", "notebook": str(out), "parameters": params}
             write_record(rec_path, CellRecord(**record))
+            before = scan(p.run_dir)
             try:
                 execute(run.notebook(stage), out, params, REPO_ROOT)
                 failure = _stage_record_failure(p, stage, unit)
@@ -402,21 +489,38 @@ def run_cell(run: GridRun, p: Planned, *, force: bool = False, on_stage=None) ->
                 record.update(status="failed", error=failure, wall_time_s=time.perf_counter() - start)
                 write_record(rec_path, CellRecord(**record))
                 return CellResult(p, "failed", record["wall_time_s"], failure)
+            _record_manifest(p.run_dir, record["stages"], unit, before)
             write_record(rec_path, CellRecord(**record))
         record.update(status="finished", wall_time_s=time.perf_counter() - start)
         write_record(rec_path, CellRecord(**record))
         return CellResult(p, "finished", record["wall_time_s"])
 
 
-def cell_state(run: GridRun, p: Planned) -> dict:
-    """Status of a cell on disk: not started / running / finished / failed / locked."""
-    rec = read_record_if_any(p.run_dir / RunFiles.CELL, CellRecord) if p.run_dir is not None else None
-    if rec is None:
-        return {"status": "not started", "error": None, "wall_time_s": None}
-    status = rec.status
-    if status == "running":
-        status = "running" if is_locked(run.root / GridFiles.LOCKS / f"{p.run_id}.lock") else "interrupted"
-    return {"status": status, "error": rec.error, "wall_time_s": rec.wall_time_s}
+def _record_manifest(run_dir: Path, stages: dict[str, dict], unit: str, before: dict) -> None:
+    """Set ``stages[unit]["files"]`` to the files the unit wrote (new or changed since
+    ``before``); a file it rewrote or removed leaves the manifests of earlier units."""
+    after = scan(run_dir)
+    changed = {n for n, v in after.items() if before.get(n) != v}
+    gone = set(before) - set(after)
+    for other in stages.values():
+        files = other.get("files")
+        if files:
+            other["files"] = {n: f for n, f in files.items() if n not in changed | gone}
+    stages[unit]["files"] = stamp(run_dir, changed)
+
+
+def grid_cell_state(run: GridRun, p: Planned, checksums: bool = False) -> CellState:
+    """:func:`bashkir_peft.cellstate.cell_state` of a planned cell (identity checked)."""
+    if p.run_id is None:
+        return CellState("not started")
+    return cell_state(run.root, p.run_id, identity=_expected_identity(run, p), checksums=checksums)
+
+
+def stale_runs(run: GridRun) -> list[str]:
+    """Run folders of the grid that are none of its current cells (older parameters or data)."""
+    current = {p.run_id for p in plan_all(run)}
+    return sorted(d.name for d in run.root.iterdir()
+                  if (d / RunFiles.CELL).is_file() and d.name not in current) if run.root.is_dir() else []
 
 
 def write_index(run: GridRun) -> Path:
@@ -424,9 +528,10 @@ def write_index(run: GridRun) -> Path:
     this invocation's), their run folders and status, read back from disk."""
     cells = []
     for p in plan_all(run):
+        st = grid_cell_state(run, p)
         cells.append({**p.cell.axes(), "run_id": p.run_id, "run_dir": str(p.run_dir) if p.run_dir else None,
-                      **cell_state(run, p)})
-    data = read_record_if_any(run.root / GridFiles.DATA_RECORD, DataPrepRecord)
+                      "status": st.status, "error": st.error, "wall_time_s": st.wall_time_s})
+    data = _data_record(run)
     data_state = {"status": data.status, "fingerprint": data.fingerprint, "notebook": data.notebook,
                   "data_dir": data.data_dir, "error": data.failure.error if data.failure else None} if data else {}
     return write_record(run.root / GridFiles.INDEX, GridIndex(
@@ -473,7 +578,7 @@ def run_grid(run: GridRun, *, force: bool = False, dry_run: bool = False, progre
 
     out = out or sys.stdout
     if dry_run:
-        results = [CellResult(p, cell_state(run, p)["status"] if p.run_id else "pending") for p in run.cells]
+        results = [CellResult(p, grid_cell_state(run, p).status if p.run_id else "pending") for p in run.cells]
         for r in results:
             c = r.planned.cell
             print(f"{r.planned.run_id or c.slug + '-<pending data>'}  model={c.model} method={c.method} "

@@ -36,7 +36,7 @@ from typing import Any, Literal
 from pydantic import Field, JsonValue, NonNegativeInt, PositiveInt, field_validator
 
 from bashkir_peft.errors import ConfigError
-from bashkir_peft.records import run_label
+from bashkir_peft.records import NAME_PATTERN, run_label
 from bashkir_peft.yamlio import StrictModel, read_yaml, validate
 
 GridMethod = Literal["base", "full", "lora", "qlora"]
@@ -46,7 +46,7 @@ AXES: tuple[str, ...] = ("model", "method", "lora_r", "seed", "label")
 ADAPTER_METHODS = ("lora", "qlora")
 Source = Literal["paper", "ours"]
 
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+_NAME = NAME_PATTERN
 
 
 class Annotation(StrictModel):

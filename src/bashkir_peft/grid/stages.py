@@ -172,8 +172,12 @@ def execute(notebook: Path, output: Path, parameters: dict, cwd: Path, timeout_s
             error, is still written to ``output``).
     """
     import papermill
+    from traitlets.config import Config
 
     output.parent.mkdir(parents=True, exist_ok=True)
+    # the kernel talks to papermill over local sockets (IPC), not unencrypted TCP: no warning
+    # on every kernel start, nothing listening on a port
+    ipc = Config({"KernelManager": {"transport": "ipc"}})
     papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=KERNEL,
                                cwd=str(cwd), progress_bar=False, log_output=False, start_timeout=300,
-                               execution_timeout=timeout_s)
+                               execution_timeout=timeout_s, config=ipc)

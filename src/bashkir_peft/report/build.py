@@ -21,10 +21,10 @@ import pandas as pd
 from pydantic import Field
 
 from bashkir_peft.atomic import atomic_path, write_parquet_atomic
-from bashkir_peft.records import GridFiles
+from bashkir_peft.records import GridFiles, check_name
 from bashkir_peft.report import figures as fig
 from bashkir_peft.report import tables as rt
-from bashkir_peft.report.runs import RunRecord, discover_runs, method_sort_key
+from bashkir_peft.report.runs import RunRecord, discover_runs, index_gaps, method_sort_key
 from bashkir_peft.settings import REPO_ROOT, runs_root
 from bashkir_peft.yamlio import StrictModel, read_yaml
 
@@ -78,7 +78,8 @@ def resolve_grid(grid: str) -> tuple[str, Path]:
             else ``runs/<name>``) or a bare grid name (``runs/<name>``).
 
     Raises:
-        ConfigError: a path ending in .yaml/.yml that does not exist, or malformed YAML.
+        ConfigError: a path ending in .yaml/.yml that does not exist, malformed YAML, or a
+            grid name that breaks :data:`~bashkir_peft.records.NAME_PATTERN` (e.g. ``../x``).
     """
     p = Path(grid)
     if p.suffix in (".yaml", ".yml"):
@@ -86,10 +87,10 @@ def resolve_grid(grid: str) -> tuple[str, Path]:
             p = REPO_ROOT / p
         data = read_yaml(p)
         data = data if isinstance(data, dict) else {}
-        name = str(data.get("name") or p.stem)
+        name = check_name(str(data.get("name") or p.stem))
         runs = data.get("runs_dir")
         return name, _abs(runs) if runs else runs_root() / name
-    return grid, runs_root() / grid
+    return check_name(grid), runs_root() / grid
 
 
 def _abs(path: str | Path) -> Path:
@@ -151,7 +152,8 @@ def build_report(params: ReportParams) -> ReportResult:
         finished runs), ``summary`` (mean/std/n over seeds), ``differences`` (paired
         bootstrap CIs of bits per byte between methods on the same model), ``quality_cost``,
         ``fertility``, ``generation`` and ``generation_summary``, ``paper`` (the paper's
-        quoted numbers beside ours), ``failures`` (failed and incomplete runs with errors).
+        quoted numbers beside ours), ``failures`` (every cell of the grid's index that is
+        not finished: failed, incomplete, not started, corrupt, stale, with why).
 
     Raises:
         ConfigError: no runs folder or no run record in it (DataError), bad grid file, a
@@ -174,7 +176,7 @@ def build_report(params: ReportParams) -> ReportResult:
     t["generation"] = rt.generation_table(runs)
     t["generation_summary"] = rt.generation_summary(t["generation"])
     t["paper"] = rt.paper_table(t["summary"])
-    t["failures"] = rt.failures_table(runs)
+    t["failures"] = rt.failures_table(runs, index_gaps(runs_dir))
     for k, df in t.items():
         for col in ("lora_r", "seed", "n", "ours_n", "n_documents"):
             if col in df.columns:

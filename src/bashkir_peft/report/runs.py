@@ -10,7 +10,10 @@ for a failed run).
 
 A run is ``failed`` if its cell record or a stage record says so, ``finished`` when its cell
 is finished and its evaluation record has at least one evaluation, and ``incomplete``
-otherwise.
+otherwise. Where the grid runner's index ``grid.json`` exists, each of its cells is judged by
+the one rule the grid commands use (:func:`bashkir_peft.cellstate.cell_state`): a cell that is
+not finished there (not started, its folder gone, running, interrupted, corrupt, stale) is
+reported with that state (:func:`index_gaps`), never dropped.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Literal
 
 import pandas as pd
 
+from bashkir_peft.cellstate import CellStatus, cell_state
 from bashkir_peft.errors import DataError
 from bashkir_peft.records import (
     METRICS,
@@ -36,7 +40,7 @@ from bashkir_peft.records import (
     read_record_if_any,
 )
 
-RunStatus = Literal["finished", "failed", "incomplete"]
+RunStatus = Literal["finished", "failed", "incomplete"] | CellStatus
 METHOD_ORDER = ("reference", "base", "full", "lora", "qlora")
 REFERENCE_LABEL = "reference text"
 """The method label of the generation table's row for the test documents' own text."""
@@ -104,6 +108,7 @@ class RunRecord:
     train: TrainRecord | None
     eval: EvalRecord | None
     generate: GenerateRecord | None
+    state: CellStatus | None = None
 
     @property
     def model(self) -> str:
@@ -138,7 +143,10 @@ class RunRecord:
     @property
     def status(self) -> RunStatus:
         """``failed`` (the cell or the training record says so), ``finished`` (the cell is
-        finished and the evaluation record has an evaluation) or ``incomplete``."""
+        finished and the evaluation record has an evaluation) or ``incomplete``; where the
+        grid's state of the cell (``state``) is neither finished nor failed, that state."""
+        if self.state is not None and self.state not in ("finished", "failed"):
+            return self.state
         if self.cell.status == "failed" or (self.train is not None and self.train.status == "failed"):
             return "failed"
         if self.cell.status == "finished" and self.eval is not None and self.eval.evaluations:
@@ -177,7 +185,7 @@ class RunRecord:
         return sorted((self.path / RunFiles.NOTEBOOKS).glob("*.ipynb"))
 
 
-def read_run(path: str | Path) -> RunRecord:
+def read_run(path: str | Path, state: CellStatus | None = None) -> RunRecord:
     """Read one run folder.
 
     Args:
@@ -195,33 +203,14 @@ def read_run(path: str | Path) -> RunRecord:
                      cell=read_record(path / RunFiles.CELL, CellRecord),
                      train=read_record_if_any(path / RunFiles.TRAIN, TrainRecord),
                      eval=read_record_if_any(path / RunFiles.EVAL, EvalRecord),
-                     generate=read_record_if_any(path / RunFiles.GENERATE, GenerateRecord))
-
-
-def current_run_ids(runs_dir: Path) -> set[str] | None:
-    """Run ids of the grid's current cells, from the runner's index ``grid.json``.
-
-    After a change of parameters or data, folders of older run ids stay on disk (finished
-    results are never deleted); only the cells the index lists belong to the grid now.
-
-    Args:
-        runs_dir: the grid's runs folder.
-
-    Returns:
-        The set of run ids, or ``None`` where there is no index (every run folder counts).
-
-    Raises:
-        RecordError: an index that does not match :class:`~bashkir_peft.records.GridIndex`.
-    """
-    index = read_record_if_any(runs_dir / GridFiles.INDEX, GridIndex)
-    if index is None:
-        return None
-    return {c.run_id for c in index.cells if c.run_id}
+                     generate=read_record_if_any(path / RunFiles.GENERATE, GenerateRecord), state=state)
 
 
 def discover_runs(runs_dir: str | Path) -> list[RunRecord]:
     """Read the run folders under ``runs_dir`` (folders holding a ``grid_cell.json``); where
-    the grid runner's index ``grid.json`` exists, only the runs of its current cells.
+    the grid runner's index ``grid.json`` exists, only its current cells whose state
+    (:func:`bashkir_peft.cellstate.cell_state`) is finished, failed, running or interrupted
+    (older runs' folders stay on disk, never read; the other cells are :func:`index_gaps`).
 
     Args:
         runs_dir: the grid's runs folder (``runs/<grid>``).
@@ -236,9 +225,47 @@ def discover_runs(runs_dir: str | Path) -> list[RunRecord]:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise DataError(f"{runs_dir}: no runs folder (run the grid first: bashkir-peft grid run GRID.yaml)")
-    current = current_run_ids(runs_dir)
-    return [read_run(d) for d in sorted(runs_dir.iterdir())
-            if (d / RunFiles.CELL).is_file() and (current is None or d.name in current)]
+    index = read_record_if_any(runs_dir / GridFiles.INDEX, GridIndex)
+    if index is None:
+        return [read_run(d) for d in sorted(runs_dir.iterdir()) if (d / RunFiles.CELL).is_file()]
+    runs = []
+    for c in sorted((c for c in index.cells if c.run_id), key=lambda c: c.run_id):
+        state = cell_state(runs_dir, c.run_id).status
+        if state in READABLE:
+            runs.append(read_run(runs_dir / c.run_id, state))
+    return runs
+
+
+READABLE = ("finished", "failed", "running", "interrupted")
+"""Cell states whose records parse, so the report reads them (the others are
+:func:`index_gaps`)."""
+
+
+def index_gaps(runs_dir: str | Path) -> list[dict]:
+    """The cells of the grid's index whose records cannot be read as a run: not started (or
+    their folder removed), corrupt or stale, with the state and why.
+
+    Args:
+        runs_dir: the grid's runs folder.
+
+    Returns:
+        One dict per such cell: ``run_id, model, method, method_label, lora_r, seed, status,
+        failed_stage (None), error, path`` (empty without an index).
+    """
+    runs_dir = Path(runs_dir)
+    index = read_record_if_any(runs_dir / GridFiles.INDEX, GridIndex)
+    rows = []
+    for c in index.cells if index else []:
+        state = cell_state(runs_dir, c.run_id)
+        if state.status in READABLE:
+            continue
+        path = runs_dir / c.run_id if c.run_id else None
+        error = state.error or ("no run folder" if path is None or not path.exists() else "no cell record")
+        rows.append({"run_id": c.run_id, "model": c.model, "method": c.method,
+                     "method_label": method_label(c.method, c.lora_r), "lora_r": c.lora_r, "seed": c.seed,
+                     "status": state.status, "failed_stage": None, "error": error,
+                     "path": None if path is None else str(path)})
+    return rows
 
 
 def eval_metrics(run: RunRecord) -> pd.DataFrame:

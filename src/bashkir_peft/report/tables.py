@@ -407,11 +407,14 @@ def _quoted_cell_matches(quoted: dict, model: str, label: str) -> bool:
     return label == method_label(quoted["method"], quoted["lora_r"])
 
 
-def failures_table(runs: list[RunRecord]) -> pd.DataFrame:
-    """Runs left out of the results: failed (with the stage and error) or incomplete.
+def failures_table(runs: list[RunRecord], gaps: list[dict] = ()) -> pd.DataFrame:
+    """Cells left out of the results: failed (with the stage and error), incomplete, and the
+    grid's cells that have no readable run (:func:`~bashkir_peft.report.runs.index_gaps`:
+    not started, folder removed, corrupt, stale).
 
     Args:
         runs: all runs.
+        gaps: the index's cells without a readable run.
 
     Returns:
         Columns ``run_id, model, method, method_label, lora_r, seed, status, failed_stage,
@@ -420,7 +423,7 @@ def failures_table(runs: list[RunRecord]) -> pd.DataFrame:
     rows = [{**_run_keys(r), "status": r.status, "failed_stage": r.failed_stage,
              "error": r.error or ("no evaluation record yet" if r.status == "incomplete" else None),
              "path": str(r.path)}
-            for r in runs if r.status != "finished"]
+            for r in runs if r.status != "finished"] + list(gaps)
     return pd.DataFrame(rows, columns=[*RUN_KEYS, "status", "failed_stage", "error", "path"])
 
 

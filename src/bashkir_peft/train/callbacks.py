@@ -49,6 +49,20 @@ class CompleteCheckpoints(TrainerCallback):
         return control
 
 
+class OnProgress(TrainerCallback):
+    """Call ``update()`` after every logging step and every checkpoint (e.g. to write the
+    record of this attempt, its cost so far, so a killed attempt's cost is not lost)."""
+
+    def __init__(self, update):
+        self.update = update
+
+    def on_log(self, args, state, control, **kwargs):
+        self.update()
+
+    def on_save(self, args, state, control, **kwargs):
+        self.update()
+
+
 class StepTimer(TrainerCallback):
     """Time spent inside optimizer steps (forward, backward, update; not evaluation or saving).
 

@@ -330,7 +330,8 @@ def _training_arguments(params: TrainParams, run_dir: Path, optimizer: str, bf16
 
 def _account(params: TrainParams, record: dict, session: dict, trainer, timer, meter, step0: int,
              cuda: bool) -> None:
-    """Record this session's steps, tokens and cost, and the run's totals over all sessions.
+    """Record this session's steps, tokens and cost, and the run's totals over all sessions
+    (a killed session counts with the cost it had written at its last log step or checkpoint).
 
     ``tokens_seen`` = optimizer steps x per-device batch x accumulation x block_size;
     ``tokens_per_s`` = this session's trained tokens / time spent in optimizer steps.
@@ -398,7 +399,13 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
     import transformers
     from transformers import default_data_collator
 
-    from bashkir_peft.train.callbacks import CompleteCheckpoints, GuardedTrainer, NonFiniteLossError, StepTimer
+    from bashkir_peft.train.callbacks import (
+        CompleteCheckpoints,
+        GuardedTrainer,
+        NonFiniteLossError,
+        OnProgress,
+        StepTimer,
+    )
 
     configure_threads()
     cuda = torch.cuda.is_available()
@@ -409,12 +416,18 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
     try:
         transformers.set_seed(params.seed)
         model, tokenizer, train_ds, eval_ds = _prepare_model(params, resolved, dtype, record)
-        timer = StepTimer()
+        timer, meter = StepTimer(), ResourceMeter()
+
+        def attempt_so_far():  # this attempt's cost on disk as it goes: a killed attempt still counts
+            session["cost"] = meter.result()
+            _write(run_dir, record)
+
         trainer = GuardedTrainer(
             model=model, args=_training_arguments(params, run_dir, record["optimizer"], cuda and dtype == "bfloat16",
                                                   cuda),
             train_dataset=train_ds, eval_dataset=eval_ds, data_collator=default_data_collator,
-            callbacks=[CompleteCheckpoints(params.save_total_limit), timer, *(callbacks or [])],
+            callbacks=[CompleteCheckpoints(params.save_total_limit), timer, OnProgress(attempt_so_far),
+                       *(callbacks or [])],
         )
         resume, skipped = last_complete_checkpoint(run_dir / RunFiles.CHECKPOINTS)
         session |= {"resumed_from": resume.name if resume else None, "skipped_incomplete_checkpoints": skipped}
@@ -422,7 +435,7 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
         _write(run_dir, record)
 
         step0 = 0
-        with ResourceMeter() as meter:
+        with meter:
             try:
                 if resume is not None:
                     step0 = json.loads((resume / "trainer_state.json").read_text())["global_step"]
