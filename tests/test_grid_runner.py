@@ -267,8 +267,9 @@ def test_data_prep_failure_stops_with_exit_1(tmp_path, capsys):
                  "--notebooks", str(nbs), "--no-progress"])
     assert code == 1
     assert "data preparation failed: data: AssertionError: data prep told to fail" in capsys.readouterr().err
-    rec = json.loads((tmp_path / "runs" / "unit" / "data_prep.json").read_text())
+    rec = json.loads((tmp_path / "runs" / "unit" / "data_prep.attempt.json").read_text())
     assert rec["status"] == "failed" and rec["failure"]["ename"] == "AssertionError"
+    assert not (tmp_path / "runs" / "unit" / "data_prep.json").exists()  # written only on success
 
 
 def test_submitit_executor_runs_cells_as_jobs(ran, capsys):

@@ -353,8 +353,8 @@ def prepare_data(run: GridRun, log=print) -> str:
             fp = read_manifest(run.data_dir).fingerprint  # DataError if incomplete
         except Exception as err:  # noqa: BLE001 - recorded, then reported
             failure = notebook_error(err, "data", attempt_nb)
-            write_record(attempt, DataPrepRecord(**record, status="failed", failure=failure,
-                                                 notebook=str(attempt_nb)))
+            write_record(attempt, DataPrepRecord(**{**record, "notebook": str(attempt_nb)}, status="failed",
+                                                 failure=failure))
             raise StageFailed(failure.error) from None
         os.replace(attempt_nb, out)
         write_record(run.root / GridFiles.DATA_RECORD, DataPrepRecord(
@@ -445,7 +445,7 @@ def run_cell(run: GridRun, p: Planned, *, force: bool = False, on_stage=None) ->
         rec = None
         if force or state.status == "stale":
             _move_aside(run, p)
-        elif state.status in ("interrupted", "failed", "corrupt"):
+        elif state.status in ("running", "interrupted", "failed", "corrupt"):  # running: our own lock
             try:
                 rec = read_record(rec_path, CellRecord)
             except RecordError:  # the cell record itself: nothing tells what was done

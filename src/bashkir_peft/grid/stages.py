@@ -22,6 +22,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from traitlets.config import Config
+
 from bashkir_peft.data.prepare import DataPrepParams
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.evaluate.run import EvalParams
@@ -172,7 +174,6 @@ def execute(notebook: Path, output: Path, parameters: dict, cwd: Path, timeout_s
             error, is still written to ``output``).
     """
     import papermill
-    from traitlets.config import Config
 
     output.parent.mkdir(parents=True, exist_ok=True)
     # the kernel talks to papermill over local sockets (IPC), not unencrypted TCP: no warning
