@@ -12,19 +12,12 @@ Pinned down (issue 7, "Must show"):
 
 from __future__ import annotations
 
-import gzip
-import itertools
 import json
 import re
-from pathlib import Path
 
 import pytest
-import yaml
 
 from bashkir_peft.cli import main
-
-REPO = Path(__file__).resolve().parents[1]
-N_DOCS = 60  # documents of the demo corpus: enough for a 3-way split after filtering
 
 
 def _table(html: str, table_id: str) -> str:
@@ -34,32 +27,11 @@ def _table(html: str, table_id: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def e2e(tmp_path_factory, corpus_dir):
+def e2e(smoke_grid):
+    """The session's smoke grid (tests/conftest.py) and a copy of the book's sources."""
     from bashkir_peft.book import copy_sources
 
-    tmp = tmp_path_factory.mktemp("e2e")
-    corpus = tmp / "corpus.jsonl.gz"
-    with gzip.open(corpus_dir / "bashkir-demo.jsonl.gz", "rt", encoding="utf-8") as src, \
-            gzip.open(corpus, "wt", encoding="utf-8") as dst:
-        dst.writelines(itertools.islice(src, N_DOCS))
-    grid = yaml.safe_load((REPO / "params" / "grids" / "smoke.yaml").read_text())
-    grid["include"] = [{"model": "tiny-gpt2", "method": "lora", "label": "badtarget",
-                        "train": {"target_modules": ["q_proj"]}}]
-    grid_file = tmp / "smoke.yaml"
-    grid_file.write_text(yaml.safe_dump(grid, sort_keys=False))
-    runs = tmp / "runs"
-    # zero-shot and LoRA cells of the smoke grid (QLoRA's CPU path is tested by the training
-    # tests; each cell here costs kernel starts), plus the failing cell
-    args = ["grid", "run", str(grid_file), "--corpus", str(corpus), "--runs-dir", str(runs), "--no-progress",
-            "--only", "method=base,lora"]
-    first = main(args)
-    root = runs / grid["name"]
-    cells = {}
-    for rec_path in root.glob("*/grid_cell.json"):
-        rec = json.loads(rec_path.read_text())
-        cells[rec["params"]["label"] or rec["params"]["method"]] = (rec_path.parent, rec)
-    return {"tmp": tmp, "args": args, "first": first, "root": root, "cells": cells, "grid_file": grid_file,
-            "runs": runs, "book": copy_sources(tmp / "book")}
+    return {**smoke_grid, "book": copy_sources(smoke_grid["tmp"] / "book")}
 
 
 def test_grid_runs_failure_recorded_others_finish(e2e):
