@@ -234,6 +234,20 @@ FERTILITY_COLUMNS: dict[str, str] = {"model": "string", "tokenizer": "string", "
 profiled tokenizer; :func:`bashkir_peft.data.fertility.profile_split` writes more)."""
 
 
+class LangidCrosscheck(BaseModel):
+    """Agreement of the project's identifier with an independent one on the long sentences of
+    a set of texts (:func:`bashkir_peft.text.crosscheck.crosscheck`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    identifier: str
+    n_sentences: int
+    agreement: float | None
+    bak_agreement: float | None
+    ours: dict[Language, float | None]
+    fasttext: dict[Language, float | None]
+
+
 class GenerationSummary(BaseModel):
     """Run-level measures of a set of continuations (:func:`bashkir_peft.text.codeswitch.summarize`;
     ``None`` where a denominator is 0)."""
@@ -254,6 +268,12 @@ class GenerationSummary(BaseModel):
     repeated_ngram_rate: float | None
     mean_words: float | None
     min_letters: int
+    code_switch_languages: list[Language] = ["rus", "eng", "other"]
+    """Labels of a long sentence that count as a switch; records without the field counted
+    ``other`` too (before issue 13)."""
+    switch_rates: dict[Language, float | None] | None = None
+    """Share of non-empty continuations with a sentence of ``min_letters``+ letters per label."""
+    crosscheck: LangidCrosscheck | None = None
 
 
 class GenerateRecord(Record):
@@ -273,6 +293,8 @@ class GenerateRecord(Record):
     cost: Json
     created_utc: str
     environment: Json
+    stops: dict[Literal["eos", "budget", "token_cap"], int] | None = None
+    """Continuations by what ended them (records before issue 13: ``None``)."""
 
 
 class CellAxes(BaseModel):
