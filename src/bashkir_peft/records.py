@@ -228,6 +228,15 @@ EVAL_DOCUMENT_COLUMNS: dict[str, str] = {
 """Columns of ``eval_documents.parquet`` (one row per document x protocol x split) and
 their kinds: the sums of :class:`MetricBlock`, per document."""
 
+GENERATION_RATE_COLUMNS: dict[str, str] = {
+    "n_letters": "integer", **{f"letters_{lang}": "integer" for lang in LANGUAGES},
+    **{f"long_{lang}": "boolean" for lang in LANGUAGES},
+}
+"""Columns of ``generations.parquet`` (one row per prompt) that the report's rate intervals
+read: letters of the sentences with each label, and whether a sentence of ``min_letters``+
+letters has that label (:func:`bashkir_peft.text.codeswitch.analyze`; tables written before
+issue 13 have no ``long_*``)."""
+
 FERTILITY_COLUMNS: dict[str, str] = {"model": "string", "tokenizer": "string", "split": "string",
                                      "fertility": "float"}
 """Columns of the data folder's ``tokenizer_fertility.parquet`` that readers use (one row per
@@ -515,7 +524,7 @@ def read_table(path: str | Path, columns: dict[str, str]):
 
     Args:
         path: the table.
-        columns: column name -> kind (``string``, ``float`` or ``integer``), e.g.
+        columns: column name -> kind (``string``, ``float``, ``integer`` or ``boolean``), e.g.
             :data:`EVAL_DOCUMENT_COLUMNS`; other columns are allowed.
 
     Returns:
@@ -537,7 +546,7 @@ def read_table(path: str | Path, columns: dict[str, str]):
         if col not in df.columns:
             raise RecordError(f"{path}: column {col!r}: missing")
         ok = {"string": pd.api.types.is_string_dtype, "float": pd.api.types.is_float_dtype,
-              "integer": pd.api.types.is_integer_dtype}[kind](df[col])
+              "integer": pd.api.types.is_integer_dtype, "boolean": pd.api.types.is_bool_dtype}[kind](df[col])
         if not ok:
             raise RecordError(f"{path}: column {col!r}: expected {kind}, found {df[col].dtype}")
     return df
