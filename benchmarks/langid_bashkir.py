@@ -3,7 +3,7 @@
 Prints (1) the share of the SIB-200 Bashkir sentences (FLORES-200 translations; all splits,
 1,004 sentences; ../shared/eval/sib200/bak_Cyrl) with at least 20 letters that
 :func:`bashkir_peft.text.langid.classify` labels non-Bashkir, by label, with those
-sentences; (2) Bashkir, Russian and English precision and recall on
+sentences, and the same share for fastText lid.176 (the generation cross-check); (2) Bashkir, Russian and English precision and recall on
 ../shared/corpus/langid-sample.jsonl (:func:`bashkir_peft.text.langid.evaluate`).
 SIB-200 is for measuring only: the rules are developed on corpus text. Run it with the
 package of any commit to compare (PYTHONPATH=<that commit's src>).
@@ -42,6 +42,13 @@ def main(argv: list[str] | None = None) -> int:
           f"({dict(Counter(lab for lab, _ in wrong))})")
     for lab, t in wrong[: a.show]:
         print(f"  {lab}: {t}")
+    try:
+        from bashkir_peft.text.crosscheck import fasttext_label
+    except ImportError:  # a package before issue 13 has no cross-check
+        fasttext_label = None
+    if fasttext_label is not None:
+        ft = Counter(fasttext_label(t) for t in long)
+        print(f"fastText lid.176 on the same sentences: non-Bashkir {1 - ft['bak'] / len(long):.2%} ({dict(ft)})")
     scores, _ = evaluate(read_labelled(a.shared / "corpus" / "langid-sample.jsonl"))
     print(scores[["precision", "recall", "support", "predicted"]].round(4).to_string())
     return 0
