@@ -6,6 +6,7 @@ with the package as it was before issue 13 (penalty 1.2 on prompt and text, 48 n
 and once with the new defaults (no penalty, 30 words). ``measure`` re-measures both sets
 with the current language identifier (so only the decoding differs) and prints, per method,
 the Bashkir, Russian, English and other rates with 95 % intervals over prompts and seeds
+(and those of the test documents' own next words after the same prompts, from the last folder)
 (:func:`bashkir_peft.report.bootstrap.pooled_rate_interval`), the code-switch rate, the mean
 words per continuation, and the agreement with fastText lid.176 on long sentences.
 
@@ -49,6 +50,8 @@ def generate(runs: Path, out: Path, n_prompts: int, settings: dict, num_threads:
 
 
 def measure(folders: list[Path], names: list[str]) -> None:
+    """Rates per decoding x method on the prompts every folder has (the first n of one prompt
+    ranking: a run with fewer prompts compares on its prompts)."""
     import pandas as pd
 
     from bashkir_peft.records import GenerateRecord, RunFiles, read_record
@@ -56,29 +59,48 @@ def measure(folders: list[Path], names: list[str]) -> None:
     from bashkir_peft.text.codeswitch import LANGUAGES, analyze_many
     from bashkir_peft.text.crosscheck import crosscheck
 
-    rows = []
-    for name, folder in zip(names, folders):
-        by_method: dict[str, list] = {}
+    sets = []
+    for folder in folders:
+        runs = {}
         for run in sorted(p for p in folder.iterdir() if (p / RunFiles.GENERATE).is_file()):
             rec = read_record(run / RunFiles.GENERATE, GenerateRecord)
-            texts = pd.read_parquet(run / RunFiles.GENERATIONS)["continuation"].fillna("").tolist()
+            runs[run.name] = (rec, pd.read_parquet(run / RunFiles.GENERATIONS))
+        sets.append(runs)
+    common = {run: set.intersection(*(set(s[run][1]["prompt_id"]) for s in sets)) for run in sets[0]
+              if all(run in s for s in sets)}
+    rows = []
+    for name, runs in [*zip(names, sets), ("reference", {})]:
+        by_method: dict[str, list] = {}
+        for run, (rec, df) in runs.items():
+            if run not in common:
+                continue
+            texts = df[df["prompt_id"].isin(common[run])]["continuation"].fillna("").tolist()
             by_method.setdefault(rec.run["method"], []).append((texts, pd.DataFrame(analyze_many(texts))))
-        for method, runs in by_method.items():
-            tables = [t[t["n_letters"] > 0] for _, t in runs]
+        if name == "reference":  # the test documents' own next words after the same prompts
+            run, (_, df) = next((r, v) for r, v in sets[-1].items() if r in common)
+            texts = df[df["prompt_id"].isin(common[run])]["reference"].fillna("").tolist()
+            by_method["reference text"] = [(texts, pd.DataFrame(analyze_many(texts)))]
+        for method, pairs in by_method.items():
+            tables = [t[t["n_letters"] > 0] for _, t in pairs]
             letters = [t[[f"letters_{x}" for x in LANGUAGES]].sum(axis=1).to_numpy() for t in tables]
-            row = {"decoding": name, "method": method, "runs": len(runs),
-                   "continuations": sum(len(t) for t in tables)}
+            row = {"decoding": name, "method": method, "runs": len(pairs),
+                   "continuations": sum(len(texts) for texts, _ in pairs),
+                   "empty": sum(len(texts) for texts, _ in pairs) - sum(len(t) for t in tables)}
             for lang in LANGUAGES:
                 ci = pooled_rate_interval([t[f"letters_{lang}"].to_numpy() for t in tables], letters)
                 row[lang] = f"{ci.estimate:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
             ci = pooled_rate_interval([t["code_switch"].to_numpy(float) for t in tables])
             row["code-switch (rus/eng)"] = f"{ci.estimate:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
-            row["words"] = round(sum(t["n_words"].sum() for t in tables) / row["continuations"], 1)
-            check = crosscheck([x for texts, _ in runs for x in texts], 20)
-            row["fastText agreement"] = f"{check['agreement']:.2f} (n={check['n_sentences']})"
+            ci = pooled_rate_interval([t["latin_share"].fillna(0).to_numpy() * t["n_letters"].to_numpy()
+                                       for t in tables], [t["n_letters"].to_numpy() for t in tables])
+            row["Latin letters"] = f"{ci.estimate:.2f}"
+            row["words"] = round(sum(t["n_words"].sum() for t in tables) / max(1, sum(len(t) for t in tables)), 1)
+            check = crosscheck([x for texts, _ in pairs for x in texts], 20)
+            row["fastText agreement"] = ("–" if check["agreement"] is None
+                                         else f"{check['agreement']:.2f} (n={check['n_sentences']})")
             rows.append(row)
     table = pd.DataFrame(rows)
-    order = {m: i for i, m in enumerate(("base", "full", "lora", "qlora"))}
+    order = {m: i for i, m in enumerate(("reference text", "base", "full", "lora", "qlora"))}
     table = table.sort_values(["method", "decoding"], key=lambda c: c.map(order) if c.name == "method" else c)
     print(table.to_markdown(index=False))
 
