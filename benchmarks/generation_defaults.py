@@ -33,18 +33,21 @@ def _value(text: str):
         return text
 
 
-def generate(runs: Path, out: Path, n_prompts: int, settings: dict, num_threads: int | None) -> None:
+def generate(runs: Path, out: Path, n_prompts: int, settings: dict, num_threads: int | None,
+             match: str = "*") -> None:
     from bashkir_peft.generate.run import GenerateParams, run_generation
 
-    for run in sorted(p for p in runs.iterdir() if (p / "grid_cell.json").is_file()):
+    for run in sorted(p for p in runs.glob(match) if (p / "grid_cell.json").is_file()):
+        try:  # several processes may share the work: the first to claim a run does it
+            (out / run.name).mkdir(parents=True)
+        except FileExistsError:
+            continue
         cell = json.loads((run / "grid_cell.json").read_text(encoding="utf-8"))["params"]
         common = dict(output_dir=str(out / run.name), n_prompts=n_prompts, num_threads=num_threads, **settings)
         if (run / "train.json").is_file():
             params = GenerateParams(run_dir=str(run), **common)
         else:  # a zero-shot cell: the base model, the grid's data, the cell's seed as decoding seed
             params = GenerateParams(model=cell["model"], data_dir=str(runs / "data"), seed=cell["seed"], **common)
-        if (out / run.name / "generate.json").is_file():
-            continue
         rec = run_generation(params)
         print(f"{rec.label}: {rec.cost['generate_time_s']:.0f} s, {rec.cost['new_tokens']} tokens", flush=True)
 
@@ -114,13 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--n-prompts", type=int, default=60)
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a GenerateParams value")
     g.add_argument("--num-threads", type=int, default=None)
+    g.add_argument("--match", default="*", help="only run folders matching this glob (to split the work)")
     m = sub.add_parser("measure", help="rates with intervals, per method, for each folder of generations")
     m.add_argument("folders", type=Path, nargs="+")
     m.add_argument("--names", nargs="+")
     a = ap.parse_args(argv)
     if a.step == "generate":
         settings = dict(kv.split("=", 1) for kv in a.set)
-        generate(a.runs, a.out, a.n_prompts, {k: _value(v) for k, v in settings.items()}, a.num_threads)
+        generate(a.runs, a.out, a.n_prompts, {k: _value(v) for k, v in settings.items()}, a.num_threads, a.match)
     else:
         names = a.names or [f.name for f in a.folders]
         if len(names) != len(a.folders):

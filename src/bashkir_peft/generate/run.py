@@ -276,7 +276,8 @@ def generate_texts(model, tokenizer, prompts: list[str], params: GenerateParams)
                                      stopping_criteria=budget_criteria(tokenizer, width, params.budget,
                                                                        params.budget_unit))
             for row in gen[:, width:].tolist():
-                stop = row.index(eos) if eos in row else len(row)
+                # a finished row is padded: the text ends at its EOS or first pad
+                stop = next((i for i, t in enumerate(row) if t in (eos, pad)), len(row))
                 text = decode_whole(tokenizer, row[:stop])
                 # budget first: a row stopped by the budget is padded, and pad may be EOS
                 reason = ("budget" if budget_reached(text, params.budget, params.budget_unit) else
