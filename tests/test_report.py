@@ -151,7 +151,33 @@ def test_generation_language_by_method_with_the_reference_text(report):
     assert list(g.index) == ["reference text", "base", "full", "lora r=8"]
     assert g.loc["full", "share_eng"] == pytest.approx(0.35) and g.loc["full", "code_switch_rate"] == pytest.approx(0.4)
     assert g.loc["full", "n"] == 2 and g.loc["full", "n_continuations"] == 10
+    # intervals over prompts within seeds: 2 seeds x 10 prompts, 4 of 10 switching per seed
+    assert g.loc["full", "n_prompts"] == 20
+    assert g.loc["full", "code_switch_rate_low"] < 0.4 < g.loc["full", "code_switch_rate_high"]
+    # every prompt has the same letter shares: nothing to resample
+    assert g.loc["full", "share_eng_low"] == pytest.approx(0.35) == g.loc["full", "share_eng_high"]
     assert g.loc["reference text", "share_bak"] == 1.0 and g.loc["reference text", "n"] == 1
+
+
+def test_rate_interval_resamples_prompts_within_seeds_not_seeds():
+    from bashkir_peft.report.bootstrap import pooled_rate_interval
+
+    # one seed always switches, the other never: the pooled rate is 0.5 and, the seeds being
+    # kept, every resample is 0.5 too
+    ci = pooled_rate_interval([np.ones(30), np.zeros(30)])
+    assert (ci.estimate, ci.low, ci.high, ci.n_items, ci.n_groups) == (0.5, 0.5, 0.5, 60, 2)
+    # a ratio of sums: letters weigh, not prompts
+    ci = pooled_rate_interval([np.array([10.0, 0.0])], [np.array([10.0, 30.0])])
+    assert ci.estimate == 0.25 and 0 <= ci.low <= 0.25 <= ci.high <= 1
+    # within one seed the interval is the usual bootstrap one: 95 % for a rate of 0.3 from
+    # 200 prompts is about +-0.064 (binomial standard error 0.0324 x 1.96)
+    rng = np.random.default_rng(0)
+    x = (rng.random(200) < 0.3).astype(float)
+    ci = pooled_rate_interval([x], seed=1)
+    half = 1.96 * math.sqrt(x.mean() * (1 - x.mean()) / 200)
+    assert ci.high - ci.low == pytest.approx(2 * half, rel=0.15)
+    with pytest.raises(DataError):
+        pooled_rate_interval([np.ones(3)], [np.ones(2)])
 
 
 def test_missing_stages_are_tolerated(report):

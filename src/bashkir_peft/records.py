@@ -232,10 +232,33 @@ EVAL_DOCUMENT_COLUMNS: dict[str, str] = {
 """Columns of ``eval_documents.parquet`` (one row per document x protocol x split) and
 their kinds: the sums of :class:`MetricBlock`, per document."""
 
+GENERATION_RATE_COLUMNS: dict[str, str] = {
+    "n_letters": "integer", **{f"letters_{lang}": "integer" for lang in LANGUAGES},
+    **{f"long_{lang}": "boolean" for lang in LANGUAGES},
+}
+"""Columns of ``generations.parquet`` (one row per prompt) that the report's rate intervals
+read: letters of the sentences with each label, and whether a sentence of ``min_letters``+
+letters has that label (:func:`bashkir_peft.text.codeswitch.analyze`; tables written before
+issue 13 have no ``long_*``)."""
+
 FERTILITY_COLUMNS: dict[str, str] = {"model": "string", "tokenizer": "string", "split": "string",
                                      "fertility": "float"}
 """Columns of the data folder's ``tokenizer_fertility.parquet`` that readers use (one row per
 profiled tokenizer; :func:`bashkir_peft.data.fertility.profile_split` writes more)."""
+
+
+class LangidCrosscheck(BaseModel):
+    """Agreement of the project's identifier with an independent one on the long sentences of
+    a set of texts (:func:`bashkir_peft.text.crosscheck.crosscheck`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    identifier: str
+    n_sentences: int
+    agreement: float | None
+    bak_agreement: float | None
+    ours: dict[Language, float | None]
+    fasttext: dict[Language, float | None]
 
 
 class GenerationSummary(BaseModel):
@@ -258,6 +281,12 @@ class GenerationSummary(BaseModel):
     repeated_ngram_rate: float | None
     mean_words: float | None
     min_letters: int
+    code_switch_languages: list[Language] = ["rus", "eng", "other"]
+    """Labels of a long sentence that count as a switch; records without the field counted
+    ``other`` too (before issue 13)."""
+    switch_rates: dict[Language, float | None] | None = None
+    """Share of non-empty continuations with a sentence of ``min_letters``+ letters per label."""
+    crosscheck: LangidCrosscheck | None = None
 
 
 class GenerateRecord(Record):
@@ -277,6 +306,8 @@ class GenerateRecord(Record):
     cost: Json
     created_utc: str
     environment: Json
+    stops: dict[Literal["eos", "budget", "token_cap"], int] | None = None
+    """Continuations by what ended them (records before issue 13: ``None``)."""
 
 
 class CellAxes(BaseModel):
@@ -552,7 +583,7 @@ def read_table(path: str | Path, columns: dict[str, str]):
 
     Args:
         path: the table.
-        columns: column name -> kind (``string``, ``float`` or ``integer``), e.g.
+        columns: column name -> kind (``string``, ``float``, ``integer`` or ``boolean``), e.g.
             :data:`EVAL_DOCUMENT_COLUMNS`; other columns are allowed.
 
     Returns:
@@ -574,7 +605,7 @@ def read_table(path: str | Path, columns: dict[str, str]):
         if col not in df.columns:
             raise RecordError(f"{path}: column {col!r}: missing")
         ok = {"string": pd.api.types.is_string_dtype, "float": pd.api.types.is_float_dtype,
-              "integer": pd.api.types.is_integer_dtype}[kind](df[col])
+              "integer": pd.api.types.is_integer_dtype, "boolean": pd.api.types.is_bool_dtype}[kind](df[col])
         if not ok:
             raise RecordError(f"{path}: column {col!r}: expected {kind}, found {df[col].dtype}")
     return df

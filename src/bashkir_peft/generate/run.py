@@ -35,6 +35,14 @@ from pydantic import Field, model_validator
 from bashkir_peft.atomic import write_parquet_atomic
 from bashkir_peft.data.folder import load_split, read_manifest
 from bashkir_peft.errors import DataError
+from bashkir_peft.generate.decoding import (
+    BudgetUnit,
+    budget_criteria,
+    budget_reached,
+    decode_whole,
+    penalty_processors,
+    trim_to_budget,
+)
 from bashkir_peft.models.loading import load_model, prefix_token_id
 from bashkir_peft.models.trained import load_trained, read_finished_run
 from bashkir_peft.provenance import ResourceMeter, environment_info
@@ -42,6 +50,7 @@ from bashkir_peft.records import GenerateRecord, RunFiles, TrainRecord, read_rec
 from bashkir_peft.runtime import configure_threads
 from bashkir_peft.settings import resolve_path
 from bashkir_peft.text.codeswitch import MIN_LETTERS, analyze_many, summarize
+from bashkir_peft.text.crosscheck import crosscheck
 from bashkir_peft.yamlio import StrictModel, load_yaml
 
 
@@ -59,18 +68,45 @@ class GenerateParams(StrictModel):
     merge: bool = False  # merge a LoRA adapter into the base before generating
     data_dir: str | None = None  # data-prep output: prompts from its test split (default: the run's)
     prompts_file: str | None = None  # or a YAML file of fixed prompts (e.g. params/prompts.yaml)
-    n_prompts: int = Field(10, ge=1)  # how many prompts (the first n of the file / selection)
-    prompt_words: int = Field(8, ge=1)  # opening words of a test document that form its prompt
-    reference_words: int = Field(40, ge=0)  # the document's next words, kept as a human reference
-    do_sample: bool = True  # False = greedy decoding (temperature/top_p/top_k unused)
-    temperature: float = Field(0.8, gt=0)
-    top_p: float = Field(0.95, gt=0, le=1)
-    top_k: int = Field(50, ge=0)  # 0 = no top-k filtering
-    repetition_penalty: float = Field(1.2, gt=0)  # CTRL (Keskar et al. 2019); 1.0 = none
-    max_new_tokens: int = Field(48, ge=1)
-    seed: int = 42  # decoding seed
-    batch_size: int = Field(8, ge=1)
-    min_letters: int = Field(MIN_LETTERS, ge=1)  # sentence length (letters) that counts for code-switching
+    n_prompts: int = Field(200, ge=1, description="how many prompts (the first n of the file / selection)",
+                           json_schema_extra={"source": "project choice: >= 200 prompts per run (issue 13) give a "
+                                              "95 % interval of about +-0.07 on a rate near 0.5"})
+    prompt_words: int = Field(8, ge=1, description="opening words of a test document that form its prompt",
+                              json_schema_extra={"source": "project choice: about one clause of Bashkir prose"})
+    reference_words: int = Field(30, ge=0, description="the document's next words, kept as a human reference",
+                                 json_schema_extra={"source": "project choice: the default budget (30 words), so "
+                                                    "reference and continuations are measured on equal lengths"})
+    do_sample: bool = Field(True, description="False = greedy decoding (temperature/top_p/top_k unused)",
+                            json_schema_extra={"source": "project choice: the paper states no decoding; sampling "
+                                               "shows what a model writes, greedy text of small models loops"})
+    temperature: float = Field(0.8, gt=0, description="softmax temperature of sampling",
+                               json_schema_extra={"source": "project choice: mild sharpening; the paper states none"})
+    top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling mass",
+                         json_schema_extra={"source": "Holtzman et al. 2020 (ICLR), 'The Curious Case of Neural "
+                                            "Text Degeneration', sec. 6: p = 0.95"})
+    top_k: int = Field(50, ge=0, description="top-k filtering; 0 = none",
+                       json_schema_extra={"source": "transformers GenerationConfig default (top_k=50)"})
+    repetition_penalty: float = Field(
+        1.0, gt=0, description="CTRL penalty (Keskar et al. 2019) on tokens already generated (never on the "
+        "prompt); 1.0 = none",
+        json_schema_extra={"source": "project choice: none (transformers' default 1.0); a penalty over prompt and "
+                           "text pushed Bashkir generations into Latin script (issue 13, benchmarks/RESULTS.md)"})
+    budget: int = Field(30, ge=1, description="length of a continuation, in budget_unit",
+                        json_schema_extra={"source": "project choice: two or three sentences of Bashkir prose, "
+                                           "so most continuations hold a sentence of 20+ letters to label"})
+    budget_unit: BudgetUnit = Field("words", description="words (whitespace-separated) or characters",
+                                    json_schema_extra={"source": "project choice: the same length for every "
+                                                       "tokenizer (a token budget gives finer tokenizers fewer words)"})
+    max_new_tokens: int = Field(400, ge=1, description="safety cap on new tokens per continuation",
+                                json_schema_extra={"source": "project choice: 30 words x 9.0 tokens per word (GPT-2, "
+                                                   "the finest tokenizer of the study on the corpus) x 1.5"})
+    seed: int = Field(42, description="decoding seed (batch b uses seed + b)",
+                      json_schema_extra={"source": "paper: the first seed of its released runs (42)"})
+    batch_size: int = Field(8, ge=1, description="prompts per generate() call; sampled text depends on it",
+                            json_schema_extra={"source": "project choice: fits a 2-core CPU and any GPU"})
+    min_letters: int = Field(MIN_LETTERS, ge=1, description="a sentence of this many letters counts for rates",
+                             json_schema_extra={"source": "project choice (generation issue): shorter sentences "
+                                                "are too short to identify reliably"})
     output_dir: str | None = None  # default: run_dir; required with model only
     label: str | None = None  # name of this run in side-by-side tables (default: derived)
     dtype: Literal["float32", "bfloat16", "float16"] | None = None  # base model only; None: loader default
@@ -91,9 +127,11 @@ class GenerateParams(StrictModel):
         return Path(self.output_dir or self.run_dir)
 
     def decoding(self) -> dict:
-        """The decoding settings passed to ``GenerationConfig`` (sampling knobs only when sampling)."""
+        """The decoding settings (sampling knobs only when sampling): ``max_new_tokens`` and the
+        sampling knobs go to ``GenerationConfig``; the penalty and the budget to
+        :mod:`bashkir_peft.generate.decoding`."""
         d = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample,
-             "repetition_penalty": self.repetition_penalty}
+             "repetition_penalty": self.repetition_penalty, "budget": self.budget, "budget_unit": self.budget_unit}
         if self.do_sample:
             d.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
         return d
@@ -194,6 +232,11 @@ def load_prompts(params: GenerateParams) -> tuple[list[Prompt], dict]:
 def generate_texts(model, tokenizer, prompts: list[str], params: GenerateParams) -> list[dict]:
     """Generate one continuation per prompt, in batches with left padding.
 
+    Each row stops at EOS, at the text budget (``params.budget`` words or characters, see
+    :func:`bashkir_peft.generate.decoding.budget_criteria`) or at the ``max_new_tokens`` cap,
+    whichever comes first; a repetition penalty other than 1.0 applies to generated tokens
+    only (:func:`bashkir_peft.generate.decoding.penalty_processors`).
+
     Args:
         model: a causal LM (``transformers`` or ``peft``), on its device.
         tokenizer: its tokenizer (EOS must be set; pad falls back to EOS).
@@ -201,16 +244,19 @@ def generate_texts(model, tokenizer, prompts: list[str], params: GenerateParams)
         params: decoding settings, ``seed`` and ``batch_size``.
 
     Returns:
-        Per prompt ``{"continuation": str, "n_new_tokens": int, "stopped_at_eos": bool}``;
-        ``continuation`` is the decoded new tokens up to (without) the first EOS, special
-        tokens skipped; ``n_new_tokens`` counts them.
+        Per prompt ``{"continuation": str, "n_new_tokens": int, "stopped_at_eos": bool,
+        "stop_reason": "eos" | "budget" | "token_cap"}``; ``continuation`` is the decoded new
+        tokens up to (without) the first EOS, special tokens skipped, cut to the budget and
+        never ending inside a character; ``n_new_tokens`` counts the tokens generated before
+        the stop (including any past the budget that the cut removed).
     """
     import torch
     from transformers import GenerationConfig
 
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    config = GenerationConfig(**params.decoding(), eos_token_id=eos, pad_token_id=pad)
+    settings = {k: v for k, v in params.decoding().items() if k not in ("repetition_penalty", "budget", "budget_unit")}
+    config = GenerationConfig(**settings, eos_token_id=eos, pad_token_id=pad)
     prefix = prefix_token_id(tokenizer)
     device = next(model.parameters()).device
     was_training = model.training
@@ -225,11 +271,19 @@ def generate_texts(model, tokenizer, prompts: list[str], params: GenerateParams)
             mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in enc], device=device)
             torch.manual_seed(params.seed + b)  # seeds the CPU and every CUDA generator
             with torch.inference_mode():
-                gen = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+                gen = model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
+                                     logits_processor=penalty_processors(params.repetition_penalty, width),
+                                     stopping_criteria=budget_criteria(tokenizer, width, params.budget,
+                                                                       params.budget_unit))
             for row in gen[:, width:].tolist():
-                stop = row.index(eos) if eos in row else len(row)
-                text = tokenizer.decode(row[:stop], skip_special_tokens=True)
-                out.append({"continuation": text, "n_new_tokens": stop, "stopped_at_eos": stop < len(row)})
+                # a finished row is padded: the text ends at its EOS or first pad
+                stop = next((i for i, t in enumerate(row) if t in (eos, pad)), len(row))
+                text = decode_whole(tokenizer, row[:stop])
+                # budget first: a row stopped by the budget is padded, and pad may be EOS
+                reason = ("budget" if budget_reached(text, params.budget, params.budget_unit) else
+                          "eos" if stop < len(row) else "token_cap")
+                out.append({"continuation": trim_to_budget(text, params.budget, params.budget_unit),
+                            "n_new_tokens": stop, "stopped_at_eos": reason == "eos", "stop_reason": reason})
     finally:
         model.train(was_training)
     return out
@@ -295,7 +349,7 @@ def run_generation(params: GenerateParams) -> GenerateRecord:
 
     Prompts and the run folder are checked before any model is loaded. Writes
     ``generations.parquet`` (first the texts alone, as soon as they exist; then with metrics) (one row per prompt: ``prompt_id``, ``prompt``, ``continuation``,
-    ``reference``, ``n_new_tokens``, ``stopped_at_eos`` and the metrics of
+    ``reference``, ``n_new_tokens``, ``stopped_at_eos``, ``stop_reason`` and the metrics of
     :func:`bashkir_peft.text.codeswitch.analyze`) and then ``generate.json`` (the record), both
     atomically, into ``params.out_dir``.
 
@@ -305,8 +359,10 @@ def run_generation(params: GenerateParams) -> GenerateRecord:
     Returns:
         The record written to ``generate.json``: ``status``, ``label``, ``run``, ``model``,
         ``data``, ``params``, ``decoding``, ``prefix_token``, ``summary`` (see
-        :func:`bashkir_peft.text.codeswitch.summarize`), ``reference_summary`` (the same metrics
-        on the documents' true next words, when prompts come from data), ``cost``,
+        :func:`bashkir_peft.text.codeswitch.summarize`, plus the agreement with an independent
+        identifier, :func:`bashkir_peft.text.crosscheck.crosscheck`), ``reference_summary`` (the
+        same on the documents' true next words, when prompts come from data), ``stops``
+        (continuations ended by EOS, the budget, the token cap), ``cost``,
         ``environment``. ``cost``: wall time and peak memory of loading plus generating
         (:class:`bashkir_peft.provenance.ResourceMeter`), ``generate_time_s`` and
         ``new_tokens_per_s`` of the generation alone.
@@ -334,7 +390,8 @@ def run_generation(params: GenerateParams) -> GenerateRecord:
     label = default_label(params, model_record, run)
     df = pd.DataFrame([
         {"label": label, "prompt_id": p.id, "prompt": p.text, "continuation": g["continuation"],
-         "reference": p.reference, "n_new_tokens": g["n_new_tokens"], "stopped_at_eos": g["stopped_at_eos"]}
+         "reference": p.reference, "n_new_tokens": g["n_new_tokens"], "stopped_at_eos": g["stopped_at_eos"],
+         "stop_reason": g["stop_reason"]}
         for p, g in zip(prompts, gens)
     ])
     out = params.out_dir
@@ -355,10 +412,15 @@ def run_generation(params: GenerateParams) -> GenerateRecord:
         "data": data,
         "params": params.model_dump(),
         "decoding": {**params.decoding(), "seed": params.seed, "batch_size": params.batch_size,
-                     "padding_side": "left", "seeding": "torch.manual_seed(seed + batch index)"},
+                     "padding_side": "left", "seeding": "torch.manual_seed(seed + batch index)",
+                     "repetition_penalty_scope": "generated tokens only (prompt not penalized)",
+                     "budget_rule": "stop once the decoded continuation holds the budget, then cut to it; "
+                                    "max_new_tokens is a cap"},
         "prefix_token": tokenizer.convert_ids_to_tokens(prefix_token_id(tokenizer)),
-        "summary": summarize(texts, rows, params.min_letters),
-        "reference_summary": summarize(refs, min_letters=params.min_letters) if refs else None,
+        "summary": summarize(texts, rows, params.min_letters) | {"crosscheck": crosscheck(texts, params.min_letters)},
+        "reference_summary": (summarize(refs, min_letters=params.min_letters)
+                              | {"crosscheck": crosscheck(refs, params.min_letters)}) if refs else None,
+        "stops": {k: int((df["stop_reason"] == k).sum()) for k in ("eos", "budget", "token_cap")},
         "files": {"generations": RunFiles.GENERATIONS},
         "cost": cost,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -419,7 +481,8 @@ def side_by_side(folders: list[str | os.PathLike], reference: bool = True) -> pd
 
 
 def run_summaries(folders: list[str | os.PathLike]) -> pd.DataFrame:  # noqa: F821
-    """One row per run: label, model, method, seed, lora_r and the run's summary metrics.
+    """One row per run: label, model, method, seed, lora_r and the run's summary metrics
+    (``lang_share_<lang>``, ``switch_rate_<lang>``, ``crosscheck_agreement`` flattened).
 
     Raises:
         DataError: a folder without generations.
@@ -430,9 +493,12 @@ def run_summaries(folders: list[str | os.PathLike]) -> pd.DataFrame:  # noqa: F8
     for f in folders:
         rec, _ = read_generations(f)
         run = rec.run
-        summary = rec.summary.model_dump()
-        shares = summary.pop("language_shares")
+        summary = rec.summary.model_dump(exclude={"code_switch_languages"})
+        shares, switches = summary.pop("language_shares"), summary.pop("switch_rates") or {}
+        check = summary.pop("crosscheck") or {}
         rows.append({"label": rec.label, "model": (rec.model or {}).get("name"),
                      "method": run.get("method"), "lora_r": run.get("lora_r"), "seed": run.get("seed"),
-                     **summary, **{f"lang_share_{k}": v for k, v in shares.items()}})
+                     **summary, **{f"lang_share_{k}": v for k, v in shares.items()},
+                     **{f"switch_rate_{k}": v for k, v in switches.items()},
+                     "crosscheck_agreement": check.get("agreement")})
     return pd.DataFrame(rows)

@@ -174,7 +174,9 @@ def build_report(params: ReportParams) -> ReportResult:
     t["quality_cost"] = rt.quality_cost_table(t["runs"], t["metrics"], protocol, params.split)
     t["fertility"] = rt.fertility_table(runs, t["quality_cost"], _data_dir(params, runs), protocol)
     t["generation"] = rt.generation_table(runs)
-    t["generation_summary"] = rt.generation_summary(t["generation"])
+    t["generation_summary"] = rt.generation_summary(
+        t["generation"], rt.generation_intervals(runs, n_resamples=params.n_resamples,
+                                                 confidence=params.confidence, seed=params.seed))
     t["paper"] = rt.paper_table(t["summary"])
     t["failures"] = rt.failures_table(runs, index_gaps(runs_dir))
     for k, df in t.items():
@@ -238,15 +240,21 @@ def format_paper(paper: pd.DataFrame) -> pd.DataFrame:
                          "ours: mean ± std": ours, "ours: seeds": paper["ours_n"]})
 
 
-GENERATION_COLUMNS = ("model", "method_label", "n", "code_switch_rate", "non_bashkir_word_share",
-                      "share_bak", "share_rus", "share_eng", "share_other", "distinct_1", "distinct_2",
-                      "repeated_ngram_rate", "mean_words")
+GENERATION_COLUMNS = ("model", "method_label", "n", "n_prompts", "share_bak", "share_rus", "share_eng",
+                      "share_other", "code_switch_rate", "non_bashkir_word_share", "crosscheck_agreement",
+                      "distinct_1", "distinct_2", "repeated_ngram_rate", "mean_words")
 
 
 def generation_view(gen_summary: pd.DataFrame) -> pd.DataFrame:
-    """The generation summary's columns a reader compares (those present), method renamed."""
+    """The generation summary's columns a reader compares (those present), method renamed; a
+    rate with an interval reads ``estimate [low, high]`` (95 % over prompts within seeds)."""
     cols = [c for c in GENERATION_COLUMNS if c in gen_summary.columns]
-    return gen_summary[cols].rename(columns={"method_label": "method"})
+    out = gen_summary[cols].copy()
+    for c in cols:
+        if f"{c}_low" in gen_summary.columns:
+            out[c] = [("–" if pd.isna(v) else f"{v:.2f}") + ("" if pd.isna(lo) else f" [{lo:.2f}, {hi:.2f}]")
+                      for v, lo, hi in zip(gen_summary[c], gen_summary[f"{c}_low"], gen_summary[f"{c}_high"])]
+    return out.rename(columns={"method_label": "method"})
 
 
 def grid_note(grid: str) -> str:

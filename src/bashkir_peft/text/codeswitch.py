@@ -11,7 +11,10 @@ measurable, per continuation and per run:
 - a language per sentence from the project's one identifier
   (:func:`bashkir_peft.text.langid.split_sentences` and :func:`bashkir_peft.text.langid.classify`);
 - ``code_switch``: at least one sentence of ``min_letters`` (default 20) or more letters
-  labelled other than Bashkir (the generation issue's definition);
+  labelled Russian or English (:data:`SWITCH_LANGUAGES`). ``other`` is not a switch: it is
+  "another language, or too little evidence", and real Bashkir sentences without
+  Bashkir-specific letters fall there more often than into any other language (issue 13);
+  it is reported on its own (``long_other``, ``switch_rates["other"]``);
 - ``non_bashkir_word_share``: the share of words (tokens with a letter) whose label is not
   Bashkir. Word rule (ours; a single word is too short to identify reliably): a word takes
   the label of its sentence; words of sentences shorter than ``min_letters`` letters take
@@ -36,6 +39,8 @@ from functools import lru_cache
 from bashkir_peft.text.langid import classify, split_sentences
 
 LANGUAGES = ("bak", "rus", "eng", "other")
+#: labels of a long sentence that make a continuation a code switch
+SWITCH_LANGUAGES = ("rus", "eng")
 BASHKIR_LETTERS = frozenset("ҡғҙҫңһәөүҠҒҘҪҢҺӘӨҮ")
 MIN_LETTERS = 20
 REPEAT_N = 4
@@ -116,8 +121,9 @@ def analyze(text: str, min_letters: int = MIN_LETTERS) -> dict:
         ``cyrillic_share``, ``latin_share``, ``other_letter_share``, ``bashkir_letter_share``,
         ``sentence_labels`` (list, one per sentence), ``lang_share_<bak|rus|eng|other>``
         (letter-weighted over sentences), ``letters_<lang>`` (letters in sentences with that
-        label), ``code_switch`` (bool), ``switch_languages``
-        (comma-joined non-Bashkir labels of long sentences), ``n_label_words``,
+        label), ``long_<bak|rus|eng|other>`` (bool: a sentence of ``min_letters`` or more
+        letters has that label), ``code_switch`` (bool: ``long_rus`` or ``long_eng``),
+        ``switch_languages`` (comma-joined :data:`SWITCH_LANGUAGES` among long sentences), ``n_label_words``,
         ``n_non_bashkir_words``, ``non_bashkir_word_share``, ``distinct_1``, ``distinct_2``,
         ``repeated_ngram_rate``. Shares are NaN when their denominator is 0. Formulas: see
         the module docstring.
@@ -128,15 +134,15 @@ def analyze(text: str, min_letters: int = MIN_LETTERS) -> dict:
     whole = classify(text) if lc["letters"] else "other"
     labels, lang_letters = [], Counter()
     n_label_words = n_non_bak = 0
-    switch = set()
+    long_labels = set()
     for s in sentences:
         n_let = sum(1 for ch in s if ch.isalpha())
         label = classify(s)
         labels.append(label)
         lang_letters[label] += n_let
         long = n_let >= min_letters
-        if long and label != "bak":
-            switch.add(label)
+        if long:
+            long_labels.add(label)
         word_label = label if long else whole
         for w in words(s):
             if not any(ch.isalpha() for ch in w):
@@ -161,9 +167,11 @@ def analyze(text: str, min_letters: int = MIN_LETTERS) -> dict:
     }
     row.update({f"lang_share_{lang}": share(lang_letters[lang], total_lang) for lang in LANGUAGES})
     row.update({f"letters_{lang}": lang_letters[lang] for lang in LANGUAGES})
+    row.update({f"long_{lang}": lang in long_labels for lang in LANGUAGES})
+    switch = sorted(long_labels.intersection(SWITCH_LANGUAGES))
     row.update({
         "code_switch": bool(switch),
-        "switch_languages": ",".join(sorted(switch)),
+        "switch_languages": ",".join(switch),
         "n_label_words": n_label_words,
         "n_non_bashkir_words": n_non_bak,
         "non_bashkir_word_share": share(n_non_bak, n_label_words),
@@ -190,7 +198,9 @@ def summarize(texts: Sequence[str], rows: Sequence[dict] | None = None,
 
     Returns:
         ``n``, ``n_empty`` (no letters), ``code_switch_rate`` (share of non-empty
-        continuations flagged), ``non_bashkir_word_share`` (pooled: non-Bashkir words / all
+        continuations flagged), ``code_switch_languages`` (:data:`SWITCH_LANGUAGES`),
+        ``switch_rates`` (``{lang: share of non-empty continuations with a sentence of
+        min_letters+ letters labelled lang}``), ``non_bashkir_word_share`` (pooled: non-Bashkir words / all
         labelled words), ``language_shares`` (``{lang: share}``, letters of sentences with
         that label / letters of all sentences, pooled), letter shares (pooled over letters),
         ``distinct_1``/``distinct_2`` (pooled n-grams of all continuations, Li et al. 2016),
@@ -219,6 +229,9 @@ def summarize(texts: Sequence[str], rows: Sequence[dict] | None = None,
         "n": len(rows),
         "n_empty": len(rows) - len(nonempty),
         "code_switch_rate": (sum(r["code_switch"] for r in nonempty) / len(nonempty)) if nonempty else math.nan,
+        "code_switch_languages": list(SWITCH_LANGUAGES),
+        "switch_rates": {lang: (sum(r[f"long_{lang}"] for r in nonempty) / len(nonempty)) if nonempty else math.nan
+                         for lang in LANGUAGES},
         "non_bashkir_word_share": (sum(r["n_non_bashkir_words"] for r in rows) / words_all) if words_all else math.nan,
     }
     out["language_shares"] = {lang: (lang_letters[lang] / total) if total else math.nan for lang in LANGUAGES}
