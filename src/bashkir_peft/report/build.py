@@ -48,15 +48,17 @@ class ReportParams(StrictModel):
         seed: seed of the bootstrap resampling.
     """
 
-    grid: str = "params/grids/cpu-demo.yaml"
-    runs_dir: str | None = None
-    output_dir: str | None = None
-    data_dir: str | None = None
-    protocol: Literal["rolling", "paper"] = "rolling"
-    split: Literal["test", "validation"] = "test"
-    n_resamples: int = Field(2000, ge=100, le=100_000)
-    confidence: float = Field(0.95, gt=0.5, lt=1.0)
-    seed: int = 0
+    grid: str = Field("params/grids/cpu-demo.yaml", json_schema_extra={"source": "ours: the CPU demo grid"})
+    runs_dir: str | None = Field(None, json_schema_extra={"source": "ours: the grid runner's layout"})
+    output_dir: str | None = Field(None, json_schema_extra={"source": "ours: <runs folder>/report"})
+    data_dir: str | None = Field(None, json_schema_extra={"source": "ours: the runs' data folder"})
+    protocol: Literal["rolling", "paper"] = Field("rolling", json_schema_extra={
+        "source": "ours: the protocol comparable across tokenizers (lm-evaluation-harness rolling)"})
+    split: Literal["test", "validation"] = Field("test", json_schema_extra={"source": "paper: it reports test"})
+    n_resamples: int = Field(2000, ge=100, le=100_000, json_schema_extra={
+        "source": "Efron & Tibshirani 1993: 1,000-2,000 resamples for interval ends"})
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, json_schema_extra={"source": "convention: 95 % intervals"})
+    seed: int = Field(0, json_schema_extra={"source": "ours: any fixed seed (same seed, same interval)"})
 
     @property
     def grid_runs(self) -> tuple[str, Path]:
