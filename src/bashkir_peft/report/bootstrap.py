@@ -37,6 +37,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import t as student_t
 
 from bashkir_peft.errors import DataError
 
@@ -138,8 +139,6 @@ def hierarchical_bpb_difference(nll_a: np.ndarray, nll_b: np.ndarray, n_bytes: n
             with fewer than :data:`MIN_SEEDS` seeds, a seed-free one with more than one row,
             or a confidence outside (0, 1).
     """
-    from scipy.stats import t as student_t
-
     a, b = (np.atleast_2d(np.asarray(x, dtype=np.float64)) for x in (nll_a, nll_b))
     w = np.asarray(n_bytes, dtype=np.float64)
     if w.ndim != 1 or a.ndim != 2 or b.ndim != 2 or a.shape[1] != w.shape[0] or b.shape[1] != w.shape[0]:
