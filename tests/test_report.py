@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from bashkir_peft.cli import main
+from bashkir_peft.data.folder import write_presplit_folder
 from bashkir_peft.errors import ConfigError, DataError
 from bashkir_peft.records import DataFiles, EvalRecord, RecordError, RunFiles, read_record
 from bashkir_peft.report import tables as rt
@@ -118,6 +119,15 @@ def test_paper_table_is_labelled_and_matches_our_cells(tmp_path):
     s = summary.set_index(["method_label", "protocol"]).loc[("full", "paper")]
     assert ours["ours_mean"] == pytest.approx(s["perplexity_mean"]) and ours["ours_n"] == 2
     assert p[p["model"] != "gpt2-medium"]["ours_mean"].isna().all()
+    # each of our numbers says which data mode produced it (read from the runs' data folder)
+    assert rt.data_modes(found)[("gpt2-medium", "full")].startswith("unknown (no readable manifest")
+    empty = pd.DataFrame({"id": [], "source": [], "text": []}, dtype=str)
+    write_presplit_folder(runs / "data", {k: empty for k in ("train", "validation", "test")}, "fp", {"kind": "x"})
+    manifest = json.loads((runs / "data" / "manifest.json").read_text())
+    (runs / "data" / "manifest.json").write_text(json.dumps({**manifest, "params": {"data_mode": "paper"}}))
+    p = rt.paper_table(summary, rt.data_modes(found))
+    assert p.loc[p["model"] == "gpt2-medium", "ours_data_mode"].tolist() == ["paper"]
+    assert p.loc[p["model"] != "gpt2-medium", "ours_data_mode"].isna().all()
     # A run without generation is still a result; it is absent from the generation table only.
     assert set(rt.generation_table(found)["run_id"]) == {"a"}
 

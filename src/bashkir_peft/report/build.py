@@ -175,7 +175,7 @@ def build_report(params: ReportParams) -> ReportResult:
     t["fertility"] = rt.fertility_table(runs, t["quality_cost"], _data_dir(params, runs), protocol)
     t["generation"] = rt.generation_table(runs)
     t["generation_summary"] = rt.generation_summary(t["generation"])
-    t["paper"] = rt.paper_table(t["summary"])
+    t["paper"] = rt.paper_table(t["summary"], rt.data_modes(runs))
     t["failures"] = rt.failures_table(runs)
     for k, df in t.items():
         for col in ("lora_r", "seed", "n", "ours_n", "n_documents"):
@@ -228,14 +228,15 @@ def per_run_table(result: ReportResult) -> pd.DataFrame:
 
 def format_paper(paper: pd.DataFrame) -> pd.DataFrame:
     """The paper table for reading: the quoted value's column is headed "quoted from the paper",
-    ours as ``mean ± std`` with the number of seeds."""
+    ours as ``mean ± std`` with the number of seeds and the data mode that produced it."""
     if paper.empty:
         return paper
     ours = [("–" if pd.isna(m) else f"{m:.2f}" + ("" if pd.isna(s) else f" ± {s:.2f}"))
             for m, s in zip(paper["ours_mean"], paper["ours_std"])]
     return pd.DataFrame({"model": paper["model"], "method": paper["method"], "metric": paper["metric"],
                          "quoted from the paper": [f"{v:g}" for v in paper["paper"]], "ours: method": paper["ours_method"],
-                         "ours: mean ± std": ours, "ours: seeds": paper["ours_n"]})
+                         "ours: mean ± std": ours, "ours: seeds": paper["ours_n"],
+                         "ours: data mode": paper["ours_data_mode"].fillna("–")})
 
 
 GENERATION_COLUMNS = ("model", "method_label", "n", "code_switch_rate", "non_bashkir_word_share",

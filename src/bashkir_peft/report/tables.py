@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bashkir_peft.data.folder import read_manifest
+from bashkir_peft.data.stats import data_mode
 from bashkir_peft.errors import DataError, ModelNotFoundError
 from bashkir_peft.models.registry import get_entry
 from bashkir_peft.records import FERTILITY_COLUMNS, LANGUAGES, METRICS, DataFiles, GenerationSummary, read_table
@@ -386,20 +388,51 @@ def generation_summary(gen: pd.DataFrame) -> pd.DataFrame:
     return out.iloc[order].reset_index(drop=True)
 
 
-def paper_table(summary: pd.DataFrame) -> pd.DataFrame:
+def data_modes(runs: list[RunRecord]) -> dict[tuple[str, str], str]:
+    """The data mode (:func:`bashkir_peft.data.stats.data_mode`) of each model x method's
+    finished runs, read from their data folders' manifests.
+
+    Args:
+        runs: all runs (the finished ones are used).
+
+    Returns:
+        ``(model, method_label)`` -> ``cleaned``, ``paper``, ``pre-split``, or ``unknown
+        (...)`` where a data folder is gone; several modes are joined with ``" + "``.
+    """
+    by_dir: dict[str, str] = {}
+    out: dict[tuple[str, str], set[str]] = {}
+    for run in runs:
+        if run.status != "finished":
+            continue
+        folder = run.cell.data_dir
+        if folder not in by_dir:
+            try:
+                by_dir[folder] = data_mode(read_manifest(folder))
+            except DataError:
+                by_dir[folder] = f"unknown (no readable manifest in {folder})"
+        out.setdefault((run.model, run.method_label), set()).add(by_dir[folder])
+    return {k: " + ".join(sorted(v)) for k, v in out.items()}
+
+
+def paper_table(summary: pd.DataFrame, modes: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
     """The paper's stated test perplexities beside ours (token perplexity, ``paper`` protocol,
-    test split, mean ± std over seeds), every quoted value labelled with its source.
+    test split, mean ± std over seeds), every quoted value labelled with its source and each
+    of ours with the data mode that produced it.
 
     Args:
         summary: :func:`summary_table`.
+        modes: :func:`data_modes` of the runs (``None``: not known).
 
     Returns:
         One row per quoted number and matching cell of ours (a quoted number without a rank
         matches every rank of its method): ``model, method, metric, paper, paper_source,
-        ours_method, ours_mean, ours_std, ours_n``. Ours is empty where the grid has no such
-        cell (e.g. 7B models in the CPU demo).
+        ours_method, ours_mean, ours_std, ours_n, ours_data_mode`` (``paper``: every document
+        as read, like the paper's split; ``cleaned``: our filtered, de-duplicated text, a
+        different kind of test set). Ours is empty where the grid has no such cell (e.g. 7B
+        models in the CPU demo).
     """
     rows = []
+    modes = modes or {}
     s = summary[(summary["protocol"] == "paper") & (summary["split"] == "test")] if len(summary) else summary
     for p in PAPER_NUMBERS:
         label = method_label(p["method"], p["lora_r"])
@@ -407,10 +440,12 @@ def paper_table(summary: pd.DataFrame) -> pd.DataFrame:
         base = {"model": p["model"], "method": label, "metric": "token perplexity (test)",
                 "paper": p["perplexity"], "paper_source": PAPER_SOURCE}
         if len(ours) == 0:
-            rows.append({**base, "ours_method": None, "ours_mean": math.nan, "ours_std": math.nan, "ours_n": 0})
+            rows.append({**base, "ours_method": None, "ours_mean": math.nan, "ours_std": math.nan, "ours_n": 0,
+                         "ours_data_mode": None})
         for _, o in ours.iterrows():
             rows.append({**base, "ours_method": o["method_label"], "ours_mean": o["perplexity_mean"],
-                         "ours_std": o["perplexity_std"], "ours_n": int(o["n"])})
+                         "ours_std": o["perplexity_std"], "ours_n": int(o["n"]),
+                         "ours_data_mode": modes.get((o["model"], o["method_label"]), "unknown")})
     return pd.DataFrame(rows)
 
 
