@@ -11,8 +11,8 @@ Words are the lower-cased ``\\w+`` runs of the text (the word definition of
 :mod:`bashkir_peft.text.dedup`); an n-gram is n consecutive words of one document. Each
 word is hashed with Python's 64-bit ``hash`` and each n-gram is a polynomial rolling hash
 of its words (mod 2**64, numpy), so the training split is a sorted ``uint64`` array (8
-bytes per n-gram) and membership is a binary search: the full shared corpus (~20M train
-n-grams) takes seconds and about 200 MB. A 64-bit collision could count an n-gram as
+bytes per n-gram) and membership is a binary search: the full shared corpus (17M train
+n-grams) takes about 10 CPU-seconds and a few hundred MB (benchmarks/RESULTS.md). A 64-bit collision could count an n-gram as
 shared that is not; at 2e7 n-grams the chance of any is about 1e-5.
 """
 
@@ -69,8 +69,9 @@ def overlap_audit(data_dir: str | Path, n: int = 13) -> list[dict]:
     """
     data_dir = Path(data_dir)
     chunks = [ngram_hashes(text, n) for _, text in _split_texts(data_dir, "train")]
-    train = np.unique(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.uint64)
+    train = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.uint64)
     del chunks
+    train.sort()  # in place; repeats do no harm to a binary search
     per: dict[str, list[int]] = {}
     for source, text in _split_texts(data_dir, "test"):
         grams = ngram_hashes(text, n)
