@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from bashkir_peft.data import prepare as dataprep
-from bashkir_peft.data.folder import load_split, read_manifest
+from bashkir_peft.data import stats
+from bashkir_peft.data.folder import load_split, read_manifest, write_presplit_folder
+from bashkir_peft.data.overlap import overlap_audit
 from bashkir_peft.data.prepare import DataPrepParams, prepare
 from bashkir_peft.errors import DataError
 from test_data_text import BASHKIR, RUSSIAN, TATAR
@@ -229,3 +232,65 @@ def test_cli_prepare_data(tmp_path, capsys):
     assert "fingerprint" in capsys.readouterr().out
     assert main(["prepare-data", str(tmp_path / "nope.jsonl"), str(tmp_path / "o2")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_paper_mode_keeps_every_document_as_read_and_counts_exact_duplicates(tmp_path):
+    original = " ".join(BASHKIR)
+    records = [{"id": "orig", "text": original},
+               {"id": "twin", "text": " ".join(reversed(BASHKIR)) + " Яңы юл."},  # near duplicate
+               {"id": "copy", "text": original.upper().replace(",", "")},  # exact duplicate (same words)
+               {"id": "ru", "text": RUSSIAN},  # not Bashkir
+               {"id": "short", "text": "Эйе."},  # shorter than min_chars
+               {"id": "html", "text": "<div>Ауыл</div>\u00ad  ҡала"},  # markup and a soft hyphen, uncleaned
+               {"text": "Бер үк текст ике тапҡыр."}, {"text": "Бер үк текст ике тапҡыр."},  # id-less repeat
+               *_docs(3)]
+    m = _run(tmp_path, records, data_mode="paper")
+    kept = _all_texts(tmp_path / "out")
+    assert len(kept) == len(records) == m.counts["documents_kept"]
+    assert {kept[r["id"]] for r in records if "id" in r} == {r["text"] for r in records if "id" in r}  # as read
+    repeat = [k for k in kept if k.startswith("sha1:")]
+    assert len(repeat) == 2 and any(k.endswith("#2") for k in repeat)
+    assert all(d["documents"] in (0, None) and d.get("sentences") in (0, None) for d in m.drops)
+    assert m.cleaning == {} and m.near_duplicate_clusters == 0
+    # exact-duplicate removal is a separate option, and counted
+    m = _run(tmp_path, records, out="dedup", data_mode="paper", drop_exact_duplicates=True)
+    kept = _all_texts(tmp_path / "dedup")
+    assert len(kept) == len(records) - 2 and "twin" in kept and {"orig", "copy"} & set(kept)
+    assert {d["reason"]: d["documents"] for d in m.drops}["exact_duplicate"] == 2
+    assert "**Data mode: paper**" in stats.data_card(tmp_path / "dedup")
+    assert "exact duplicates removed" in stats.data_card(tmp_path / "dedup")
+
+
+def _naive_overlap(train: list[str], test: list[str], n: int) -> tuple[int, int]:
+    def grams(t):
+        w = re.findall(r"\w+", t.lower())
+        return [tuple(w[i:i + n]) for i in range(len(w) - n + 1)]
+
+    seen = {g for t in train for g in grams(t)}
+    all_test = [g for t in test for g in grams(t)]
+    return len(all_test), sum(g in seen for g in all_test)
+
+
+def test_overlap_audit_counts_test_ngrams_found_in_train(tmp_path):
+    shared = "Был ҡала тарихы тураһында бик күп ҡыҙыҡлы хәбәрҙәр һөйләй торған оло кеше йәшәгән ине"  # 14 words
+    train = [d["text"] for d in _docs(6)] + [f"Башта {shared}. Аҙаҡ башҡа һүҙ."]
+    test = {"news": [f"Яңылыҡ: {shared.upper()}!", _docs(1, start=50)[0]["text"]],
+            "wiki": [_docs(1, start=60)[0]["text"], "ҡыҫҡа"]}
+
+    def frame(texts: list[tuple[str, str]], prefix: str) -> pd.DataFrame:
+        return pd.DataFrame({"id": [f"{prefix}{i}" for i in range(len(texts))], "source": [s for s, _ in texts],
+                             "text": [t for _, t in texts]})
+
+    test_rows = [(s, t) for s, ts in test.items() for t in ts]
+    write_presplit_folder(tmp_path, {"train": frame([("x", t) for t in train], "tr"),
+                                     "validation": frame([], "v"), "test": frame(test_rows, "te")},
+                          "fp", {"kind": "file", "location": "x"})
+    rows = {r["source"]: r for r in overlap_audit(tmp_path, n=13)}
+    assert set(rows) == {"news", "wiki", "all"}
+    for source, texts in (*test.items(), ("all", [t for _, t in test_rows])):
+        total, found = _naive_overlap(train, texts, 13)
+        assert (rows[source]["test_ngrams"], rows[source]["ngrams_in_train"]) == (total, found)
+    assert rows["news"]["ngrams_in_train"] == 2  # the shared 14 words hold 2 13-grams, case ignored
+    assert rows["news"]["documents_with_overlap"] == 1 and rows["wiki"]["ngrams_in_train"] == 0
+    assert rows["all"]["share_in_train"] == pytest.approx(2 / rows["all"]["test_ngrams"])
+    assert rows["all"]["test_documents"] == 4

@@ -81,8 +81,10 @@ def test_types_survive_loading(tmp_path):
     ({"exclude": [{"model": ["tiny-gpt2", "tiny-llama"]}]}, "the grid has no cells"),
     ({"overrides": [{"when": {"methd": "lora"}, "train": {}}]}, "overrides.0.when.methd: unknown key"),
     ({"default_source": None, "train": {"max_steps": {"value": 3, "source": "paper"}, "block_size": 128}},
-     "missing for: train.block_size, matrix.model, matrix.method, matrix.lora_r, matrix.seed"),
-    ({"train": {"block_size": {"value": 128, "source": "theirs"}}}, "train.block_size: source"),
+     "g.yaml: train.block_size = 128 has no source: write {value: ..., source: \"...\"} (this grid has no "
+     "default_source); 4 more without one"),
+    ({"train": {"block_size": {"value": 128, "source": " "}}}, "train.block_size: source"),
+    ({"strict_sources": True}, "g.yaml: default_source: refused, this grid sets strict_sources"),
 ])
 def test_invalid_grids_fail_with_one_line(change, message):
     with pytest.raises(ConfigError) as err:
@@ -99,6 +101,57 @@ def test_annotated_values_unwrap_and_record_their_source():
     assert grid.sources["matrix.seed"]["source"] == "paper"
     assert [c.seed for c in expand(grid)] == [42, 123]
     assert expand(grid)[0].params["train"] == {"block_size": 128, "lr": 1e-4}
+
+
+def test_paper_grid_refuses_an_unsourced_value_with_one_line_naming_it():
+    raw = yaml.safe_load((GRIDS / "paper.yaml").read_text())
+    raw["train"]["max_grad_norm"] = 1.0  # a plain value, no source
+    with pytest.raises(ConfigError) as err:
+        parse_grid(raw, "paper.yaml")
+    assert str(err.value) == ('paper.yaml: train.max_grad_norm = 1.0 has no source: write {value: ..., source: "..."} '
+                              '(this grid has no default_source)')
+    raw["default_source"] = "ours"  # the paper grid refuses a blanket source
+    with pytest.raises(ConfigError, match=r"^paper.yaml: default_source: refused, this grid sets strict_sources"):
+        parse_grid(raw, "paper.yaml")
+
+
+def test_every_value_has_a_source_where_it_was_set():
+    raw = _grid(default_source="ours: test", train={"max_steps": 3, "block_size": {"value": 64, "source": "S1"}},
+                matrix={"model": ["tiny-gpt2"], "method": ["lora"], "lora_r": {"values": [4], "source": "S2"}},
+                overrides=[{"when": {"method": "lora"}, "train": {"max_steps": 5}, "source": "S3"}],
+                include=[{"model": "tiny-gpt2", "method": "lora", "label": "x", "source": "S4",
+                          "train": {"block_size": {"value": 32, "source": "S5"}}}])
+    grid = parse_grid(raw)
+    plain, extra = expand(grid)
+    assert plain.origins["train"] == {"max_steps": "overrides[0].train.max_steps", "block_size": "train.block_size"}
+    assert [grid.source(plain.origins["train"][k]) for k in ("max_steps", "block_size")] == ["S3", "S1"]
+    assert grid.source(plain.origins["axes"]["lora_r"]) == "S2"
+    assert grid.source(plain.origins["axes"]["model"]) == "ours: test (default_source)"
+    assert grid.source("matrix.seed").startswith("default: the grid format's default: 42")  # axis not set
+    assert grid.source(extra.origins["train"]["block_size"]) == "S5"
+    assert grid.source(extra.origins["axes"]["label"]) == "S4"
+
+
+def _bare(raw: object) -> object:
+    """A grid file with every ``{value|values: x, source: ...}`` replaced by ``x``."""
+    if isinstance(raw, dict):
+        for key in ("value", "values"):
+            if key in raw and "source" in raw and set(raw) <= {key, "source", "note"}:
+                return _bare(raw[key])
+        return {k: _bare(v) for k, v in raw.items()}
+    return [_bare(x) for x in raw] if isinstance(raw, list) else raw
+
+
+@pytest.mark.parametrize("name", ["cpu-demo", "smoke", "paper"])
+def test_sources_do_not_change_what_a_cell_computes(name):
+    """Annotating a value with its source changes neither the cells' parameters nor their
+    run ids (the cpu-demo and smoke runs keep their ids; only a changed value moves one)."""
+    raw = yaml.safe_load((GRIDS / f"{name}.yaml").read_text())
+    bare = {k: v for k, v in _bare(raw).items() if k != "strict_sources"}
+    annotated, plain = expand(parse_grid(raw)), expand(parse_grid({**bare, "default_source": "x"}))
+    assert [(c.axes(), c.params) for c in annotated] == [(c.axes(), c.params) for c in plain]
+    ids = [make_run_id(c.slug, c.axes(), c.params, "fp", "rev") for c in annotated]
+    assert ids == [make_run_id(c.slug, c.axes(), c.params, "fp", "rev") for c in plain]
 
 
 def test_run_id_stable_and_sensitive():
@@ -138,8 +191,12 @@ def test_only_filters():
 def test_shipped_grids():
     paper, demo, smoke = (load_grid(GRIDS / f"{n}.yaml") for n in ("paper", "cpu-demo", "smoke"))
     # paper: no default source -> the loader has checked every value carries one
-    assert paper.spec.default_source is None
-    assert paper.sources["train.block_size"]["source"] == "paper"
+    assert paper.spec.default_source is None and paper.spec.strict_sources
+    assert paper.sources["train.block_size"]["source"].startswith("paper, released full-FT runs only")
+    assert paper.spec.data["data_mode"] == "paper"
+    for g in (paper, demo, smoke):  # no repetition penalty, with its reason
+        assert {c.params["generate"]["repetition_penalty"] for c in expand(g)} == {1.0}
+        assert g.sources["generate.repetition_penalty"]["source"].startswith("issue 13: the 1.2 penalty")
     assert paper.sources["matrix.seed"]["source"] == "paper"
     assert paper.spec.matrix.seed == [42, 123, 2024] and paper.spec.matrix.lora_r == [8, 16]
     cells = expand(paper)

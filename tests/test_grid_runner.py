@@ -201,6 +201,28 @@ def test_dry_run_before_data_prep_touches_nothing(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+def test_dry_run_prints_every_value_with_its_source(tmp_path, capsys):
+    nbs = write_notebooks(tmp_path / "nb")
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("{}\n")
+    grid = write_grid(tmp_path / "g.yaml", train={"max_steps": {"value": 3, "source": "S: three steps"},
+                                                  "run_name": "007"})
+    assert main(["grid", "run", str(grid), "--corpus", str(corpus), "--runs-dir", str(tmp_path / "runs"),
+                 "--notebooks", str(nbs), "--dry-run", "--only", "label=none", "--only", "method=lora"]) == 0
+    rows = [ln.split(None, 3) for ln in capsys.readouterr().out.splitlines() if ln.startswith("    ")]
+    by = {(r[0], r[1]): (r[2], r[3]) for r in rows}
+    assert by[("train", "max_steps")] == ("3", "S: three steps")  # set in the grid, annotated
+    assert by[("train", "run_name")] == ("'007'", "ours (default_source)")  # plain value, grid-level source
+    assert by[("train", "lora_r")] == ("4", "cell axis lora_r: ours (default_source)")
+    assert by[("evaluate.2", "protocol")] == ("'rolling'", "ours (default_source) (pass 2 of evaluate)")
+    assert by[("data", "corpus")] == (repr(str(corpus)), "command line: --corpus")
+    # every field of a stage's params model is listed; one the grid leaves alone shows its default's source
+    from bashkir_peft.train.run import TrainParams
+    assert {name for unit, name in by if unit == "train"} >= set(TrainParams.model_fields)
+    assert by[("train", "max_grad_norm")] == ("1.0", "default: transformers TrainingArguments default; "
+                                                     "the paper states none")
+
+
 def test_changed_parameter_gives_new_run_and_force_reruns(ran, tmp_path):
     grid = load_grid(write_grid(tmp_path / "unit.yaml", train={"max_steps": 4, "run_name": "007"}))
     changed = plan(grid, str(ran["corpus"]), runs_root=ran["root"].parent, notebooks_dir=ran["nbs"],

@@ -44,3 +44,12 @@ def test_notebook_uses_the_project_kernel_and_has_no_outputs(name):
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert sum("parameters" in c.get("metadata", {}).get("tags", []) for c in code) == 1
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "commit without outputs"
+
+
+@pytest.mark.parametrize("model", [DataPrepParams, TrainParams, EvalParams, ReportParams],
+                         ids=lambda m: m.__name__)
+def test_every_default_carries_its_source(model):
+    """A default's source lives on its params-model field (what ``grid run --dry-run`` prints)."""
+    missing = [name for name, f in model.model_fields.items()
+               if not (isinstance(f.json_schema_extra, dict) and str(f.json_schema_extra.get("source", "")).strip())]
+    assert missing == []

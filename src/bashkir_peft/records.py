@@ -94,6 +94,7 @@ class DataManifest(Record):
     cleaning: dict[str, int]
     drops: list[Json]
     near_duplicate_clusters: int
+    overlap: list[Json] | None = None  # train/test n-gram overlap per source (None: prepared before the audit)
     duplicates: list[dict[str, str]]
     examples: dict[str, list[str]]
     files: dict[str, Json]

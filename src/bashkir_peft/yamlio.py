@@ -23,6 +23,14 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def field_source(model: type[BaseModel], name: str) -> str:
+    """Where the default of ``model.name`` comes from: the ``source`` its field carries
+    (``Field(default, json_schema_extra={"source": "..."})``), or a line saying there is none."""
+    extra = model.model_fields[name].json_schema_extra
+    source = extra.get("source") if isinstance(extra, dict) else None
+    return f"default: {source}" if source else "default (no source recorded)"
+
+
 def format_validation_error(err: ValidationError, where: str) -> str:
     """Render a pydantic error as one line: ``where: key.path: message; ...``."""
     parts = []

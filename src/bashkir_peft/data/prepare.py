@@ -1,6 +1,8 @@
 """Data preparation: corpus -> cleaned, Bashkir-only, de-duplicated train/validation/test.
 
-Pipeline (:func:`prepare`), streaming, with bounded memory:
+Pipeline (:func:`prepare`), streaming, with bounded memory (steps 2 and 3 are the default
+``cleaned`` data mode; the ``paper`` mode keeps every document as read, exact duplicates
+only on request: see :class:`DataPrepParams`):
 
 1. Read documents from exactly the source named (:mod:`bashkir_peft.data.corpus`).
 2. Per document, in ``num_proc`` worker processes: clean (:mod:`bashkir_peft.text.cleaning`);
@@ -13,10 +15,12 @@ Pipeline (:func:`prepare`), streaming, with bounded memory:
 3. De-duplicate over the whole corpus (:mod:`bashkir_peft.text.dedup`): exact, then near
    duplicates; one representative per cluster.
 4. Split at document level from (id, seed) (:mod:`bashkir_peft.data.splitting`).
-5. Write ``train.parquet``, ``validation.parquet``, ``test.parquet`` (columns id, source,
+5. Audit the split: the share of test word 13-grams that occur in train, per source
+   (:mod:`bashkir_peft.data.overlap`).
+6. Write ``train.parquet``, ``validation.parquet``, ``test.parquet`` (columns id, source,
    text), ``doc_stats.parquet`` (per kept document: split, source, shuffled, characters,
    bytes, words) and, last, ``manifest.json`` (status, fingerprint, counts, parameters,
-   drops by reason, statistics, examples of dropped text). Everything is written into a
+   drops by reason, overlap audit, statistics, examples of dropped text). Everything is written into a
    temporary folder next to ``output_dir`` and moved in at the end, the old manifest
    first removed: an interrupted run never leaves a split that looks complete.
 
@@ -40,6 +44,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from bashkir_peft.data.corpus import CorpusSource, Document, iter_documents, resolve_source
+from bashkir_peft.data.overlap import overlap_audit
 from bashkir_peft.data.splitting import SPLITS, assign_split
 from bashkir_peft.errors import DataError
 from bashkir_peft.provenance import ResourceMeter, environment_info
@@ -54,28 +59,69 @@ DEFAULT_TOKENIZERS = ["distilgpt2", "gpt2", "gpt2-medium", "phi-2", "qwen2.5-7b"
 
 
 class DataPrepParams(StrictModel):
-    """Parameters of the data preparation (notebook ``01_data_prep``); defaults live here."""
+    """Parameters of the data preparation (notebook ``01_data_prep``); defaults live here,
+    each with its source (``json_schema_extra``).
+
+    ``data_mode``: ``cleaned`` (the default) cleans, keeps Bashkir sentences, drops short
+    documents, exact and near duplicates (the pipeline above); ``paper`` keeps every
+    document exactly as read, as the paper's split (57,254 + 7,157 + 7,156 = 71,567, every
+    document of its corpus) does: no cleaning, no language filter, no length filter, no
+    near-duplicate removal (``min_chars``, ``langid_min_letters``, ``near_dup_threshold``,
+    ``minhash_*`` unused). ``drop_exact_duplicates``: remove documents with the same words
+    (:func:`bashkir_peft.text.dedup.normalized_hash`), counted in the drops table; ``None`` =
+    the mode's own choice (cleaned: yes; paper: no, the paper describes no de-duplication).
+    """
 
     corpus: str = Field("../shared/corpus/bashkir-demo.jsonl.gz",
                         description="a .jsonl/.jsonl.gz/.parquet file or folder, a folder of .txt, or hub:OWNER/NAME; "
-                                    "relative paths from the repository root")
-    corpus_kind: Literal["auto", "file", "folder", "hub"] = "auto"
-    hub_split: str = "full"
-    hub_revision: str | None = None
-    output_dir: str = "data/bashkir-demo"
-    train_fraction: float = Field(0.8, ge=0, le=1)
-    validation_fraction: float = Field(0.1, ge=0, le=1)
-    test_fraction: float = Field(0.1, ge=0, le=1)
-    seed: int = 42
-    min_chars: int = Field(200, ge=1, description="documents shorter than this after cleaning/filtering are dropped")
-    langid_min_letters: int = Field(20, ge=0, description="shorter ambiguous sentences follow their document")
-    near_dup_threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity of near-duplicates")
-    minhash_ngram: int = Field(5, ge=1)
-    minhash_num_perm: int = Field(128, ge=16, le=1024)
-    tokenizers: list[str] = Field(default_factory=lambda: list(DEFAULT_TOKENIZERS))
-    fertility_max_chars: int = Field(2_000_000, ge=1000, description="test-split characters profiled per tokenizer")
-    langid_sample: str | None = "../shared/corpus/langid-sample.jsonl"
-    num_proc: int | None = Field(None, ge=1, description="worker processes; None = cores available")
+                                    "relative paths from the repository root",
+                        json_schema_extra={"source": "ours: the shared demo corpus, for a hand run (the grid runner "
+                                                     "sets it from --corpus)"})
+    corpus_kind: Literal["auto", "file", "folder", "hub"] = Field(
+        "auto", json_schema_extra={"source": "ours: decided from the corpus setting"})
+    hub_split: str = Field("full", json_schema_extra={
+        "source": "the Hub corpus's one split holding every document (BashkirNLPWorld/bashkir-web-corpus)"})
+    hub_revision: str | None = Field(None, json_schema_extra={"source": "ours: the default branch"})
+    output_dir: str = Field("data/bashkir-demo", json_schema_extra={
+        "source": "ours: a folder for a hand run (the grid runner sets <runs>/<grid>/data)"})
+    data_mode: Literal["cleaned", "paper"] = Field("cleaned", json_schema_extra={
+        "source": "ours: cleaned text for every comparison of our own; the paper mode reproduces the paper's "
+                  "unfiltered split"})
+    drop_exact_duplicates: bool | None = Field(None, json_schema_extra={
+        "source": "ours: the data mode decides (cleaned: drop; paper: keep, the paper describes no de-duplication)"})
+    train_fraction: float = Field(0.8, ge=0, le=1, json_schema_extra={
+        "source": "paper: 57,254 of 71,567 documents (80 %)"})
+    validation_fraction: float = Field(0.1, ge=0, le=1, json_schema_extra={
+        "source": "paper: 7,157 of 71,567 documents (10 %)"})
+    test_fraction: float = Field(0.1, ge=0, le=1, json_schema_extra={
+        "source": "paper: 7,156 of 71,567 documents (10 %)"})
+    seed: int = Field(42, json_schema_extra={
+        "source": "ours: the paper's first training seed; its split cannot be rebuilt from its description"})
+    min_chars: int = Field(200, ge=1, description="documents shorter than this after cleaning/filtering are dropped",
+                           json_schema_extra={"source": "ours: about two sentences of prose; other thresholds not "
+                                                        "measured (cleaned mode only)"})
+    langid_min_letters: int = Field(20, ge=0, description="shorter ambiguous sentences follow their document",
+                                    json_schema_extra={"source": "ours: below 20 letters the identifier has too "
+                                                                 "little evidence (cleaned mode only)"})
+    near_dup_threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity of near-duplicates",
+                                      json_schema_extra={"source": "Lee et al. 2022, Deduplicating Training Data "
+                                                                   "Makes Language Models Better: Jaccard 0.8 "
+                                                                   "(cleaned mode only)"})
+    minhash_ngram: int = Field(5, ge=1, json_schema_extra={
+        "source": "Lee et al. 2022: 5-word shingles (ours: taken inside sentences; cleaned mode only)"})
+    minhash_num_perm: int = Field(128, ge=16, le=1024, json_schema_extra={
+        "source": "datasketch MinHash default num_perm (cleaned mode only)"})
+    overlap_ngram: int = Field(13, ge=1, json_schema_extra={
+        "source": "GPT-3's train/test contamination check: 13-word n-grams (Brown et al. 2020, appendix C)"})
+    tokenizers: list[str] = Field(default_factory=lambda: list(DEFAULT_TOKENIZERS), json_schema_extra={
+        "source": "the paper's seven models and our CPU demo model"})
+    fertility_max_chars: int = Field(2_000_000, ge=1000, description="test-split characters profiled per tokenizer",
+                                     json_schema_extra={"source": "ours: enough for stable fertility, seconds per "
+                                                                  "tokenizer"})
+    langid_sample: str | None = Field("../shared/corpus/langid-sample.jsonl", json_schema_extra={
+        "source": "the shared labelled language sample (../shared/corpus/README.md)"})
+    num_proc: int | None = Field(None, ge=1, description="worker processes; None = cores available",
+                                 json_schema_extra={"source": "ours: every core available"})
 
     @model_validator(mode="after")
     def _fractions(self):
@@ -83,6 +129,13 @@ class DataPrepParams(StrictModel):
         if abs(total - 1.0) > 1e-9:
             raise ValueError(f"train/validation/test fractions must sum to 1, got {total:g}")
         return self
+
+    @property
+    def drops_exact_duplicates(self) -> bool:
+        """Whether exact duplicates are removed (``drop_exact_duplicates``, else the mode's choice)."""
+        if self.drop_exact_duplicates is not None:
+            return self.drop_exact_duplicates
+        return self.data_mode == "cleaned"
 
 
 # --- per-document work (runs in worker processes) ---------------------------------
@@ -107,7 +160,13 @@ def _bashkir_in_context(sentence: str, letters: int, p: dict) -> bool:
 
 
 def _process_document(doc: Document, p: dict) -> dict:
-    """Clean, language-filter and fingerprint one document (pure function of its input)."""
+    """Clean, language-filter and fingerprint one document (pure function of its input);
+    in the ``paper`` data mode, only its exact hash (the text is kept as read)."""
+    if p["data_mode"] == "paper":
+        return {"id": doc.id, "source": doc.source, "shuffled": doc.shuffled, "chars_in": len(doc.text),
+                "bytes_in": len(doc.text.encode("utf-8", "surrogatepass")), "clean": {}, "sent": Counter(),
+                "sent_chars": Counter(), "examples": {}, "drop": None, "text": doc.text, "chars_out": len(doc.text),
+                "hash": dedup.normalized_hash(doc.text), "minhash": None}
     cs = cleaning.CleanStats()
     text = cleaning.clean_text(doc.text, cs)
     res = {"id": doc.id, "source": doc.source, "shuffled": doc.shuffled, "chars_in": len(doc.text),
@@ -193,7 +252,8 @@ def _sha256(path: Path) -> str:
 class _Accumulator:
     """Counts of what was read, dropped and kept (small: no texts)."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_repeats: bool = False) -> None:
+        self.keep_repeats = keep_repeats
         self.read = 0
         self.chars_in = 0
         self.bytes_in = 0
@@ -208,7 +268,13 @@ class _Accumulator:
         self.raw_duplicate_chars = 0
 
     def add(self, r: dict) -> bool:
-        """Count one processed document; False if it repeats an earlier id-less document."""
+        """Count one processed document; False if it repeats an earlier id-less document
+        (with ``keep_repeats`` the repeat is kept, its id suffixed ``#2``, ``#3``...)."""
+        if r["id"] in self.ids and self.keep_repeats and r["id"].startswith("sha1:"):
+            k = 2
+            while f"{r['id']}#{k}" in self.ids:
+                k += 1
+            r["id"] = f"{r['id']}#{k}"
         if r["id"] in self.ids:
             if r["id"].startswith("sha1:"):  # id from the text: the same raw text again
                 self.read += 1
@@ -258,7 +324,7 @@ def _pass_one(src: CorpusSource, params: DataPrepParams, tmp: Path, acc: _Accumu
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    p = {"langid_min_letters": params.langid_min_letters, "min_chars": params.min_chars,
+    p = {"data_mode": params.data_mode, "langid_min_letters": params.langid_min_letters, "min_chars": params.min_chars,
          "minhash_ngram": params.minhash_ngram, "minhash_num_perm": params.minhash_num_perm}
     nproc = params.num_proc or len(os.sched_getaffinity(0))
     jobs = ((b, p) for b in _batches(iter_documents(src)))
@@ -277,7 +343,8 @@ def _pass_one(src: CorpusSource, params: DataPrepParams, tmp: Path, acc: _Accumu
                     ids.append(r["id"])
                     lengths.append(len(r["text"]))
                     hashes.append(r["hash"])
-                    sigs.append(r["minhash"])
+                    if r["minhash"] is not None:
+                        sigs.append(r["minhash"])
                     rows.append({"id": r["id"], "source": r["source"], "text": r["text"], "shuffled": r["shuffled"]})
             if rows:
                 writer.write_table(pa.Table.from_pylist(rows, schema=_spill_schema()))
@@ -352,6 +419,10 @@ def _drops_table(acc: _Accumulator, exact: int, exact_chars: int, near: int, nea
     return rows
 
 
+def _share(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2%}"
+
+
 def _install(tmp: Path, out: Path) -> None:
     """Move the finished files of ``tmp`` into ``out``; manifest last (the commit point)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -382,7 +453,7 @@ def prepare(params: DataPrepParams, log=None) -> DataManifest:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
-    acc = _Accumulator()
+    acc = _Accumulator(keep_repeats=not params.drops_exact_duplicates)
     try:
         with ResourceMeter() as meter:
             t0 = time.perf_counter()
@@ -393,12 +464,19 @@ def prepare(params: DataPrepParams, log=None) -> DataManifest:
                 drops = ", ".join(f"{k}: {v}" for k, v in acc.doc_drops.items())
                 raise DataError(f"nothing left after cleaning and language filtering: {acc.read} documents read "
                                 f"({drops}); is the corpus Bashkir?")
-            exact = dedup.exact_duplicates(hashes, lengths, ids)
-            rest = [i for i in range(len(ids)) if i not in exact]
-            clusters = dedup.near_duplicate_clusters(sigs, rest, params.near_dup_threshold, params.minhash_num_perm)
-            near = dedup.choose_representatives(clusters, lengths, ids)
+            exact = dedup.exact_duplicates(hashes, lengths, ids) if params.drops_exact_duplicates else {}
+            clusters, near = [], {}
+            if params.data_mode == "cleaned":
+                rest = [i for i in range(len(ids)) if i not in exact]
+                clusters = dedup.near_duplicate_clusters(sigs, rest, params.near_dup_threshold,
+                                                         params.minhash_num_perm)
+                near = dedup.choose_representatives(clusters, lengths, ids)
             log(f"dedup: {len(exact)} exact, {len(near)} near duplicates in {len(clusters)} clusters")
             stats_rows, fingerprint = _write_splits(tmp, params, set(exact) | set(near))
+            t1 = time.perf_counter()
+            audit = overlap_audit(tmp, params.overlap_ngram)
+            log(f"train/test overlap: {_share(audit[-1]['share_in_train'])} of the test {params.overlap_ngram}-grams "
+                f"occur in train ({time.perf_counter() - t1:.1f} s)")
         counts = Counter(stats_rows["split"])
         empty = [s for s in SPLITS if getattr(params, f"{s}_fraction") > 0 and not counts.get(s)]
         if empty:
@@ -428,6 +506,7 @@ def prepare(params: DataPrepParams, log=None) -> DataManifest:
                                   sum(lengths[i] for i in exact) + acc.raw_duplicate_chars,
                                   len(near), sum(lengths[i] for i in near)),
             "near_duplicate_clusters": len(clusters),
+            "overlap": audit,
             # every dropped duplicate and the document kept in its place (for audits)
             "duplicates": [{"dropped": ids[i], "kept": ids[k], "reason": reason}
                            for reason, pairs in (("exact_duplicate", exact), ("near_duplicate", near))

@@ -46,6 +46,56 @@ def drops_table(manifest: dict):
     return df
 
 
+def overlap_table(manifest):
+    """The train/test n-gram overlap audit per test source (DataFrame; empty for a folder
+    prepared before the audit): ``source, ngram, test_documents, test_ngrams,
+    ngrams_in_train, share_in_train, documents_with_overlap``."""
+    import pandas as pd
+
+    return pd.DataFrame(manifest.overlap or [])
+
+
+def data_mode(manifest) -> str:
+    """The data mode that produced a data folder: ``cleaned`` or ``paper`` (a manifest
+    written before the mode existed is ``cleaned``, the only mode then; a pre-split
+    folder of :func:`~bashkir_peft.data.folder.write_presplit_folder` is ``pre-split``)."""
+    if not manifest.params:
+        return "pre-split"
+    return manifest.params.get("data_mode", "cleaned")
+
+
+def _mode_sentence(manifest) -> str:
+    mode = data_mode(manifest)
+    p = manifest.params
+    exact = p.get("drop_exact_duplicates")
+    exact = (mode == "cleaned") if exact is None else exact
+    if mode == "paper":
+        return ("**Data mode: paper** - every document as read, as in the paper's split: no cleaning, no "
+                "language or length filter, no near-duplicate removal; exact duplicates "
+                + ("removed (counted below)." if exact else "kept."))
+    return ("**Data mode: cleaned** - cleaned, Bashkir sentences only, short documents dropped; exact "
+            + ("and near duplicates removed across the whole corpus before the split."
+               if exact else "duplicates kept, near duplicates removed before the split."))
+
+
+def _overlap_lines(manifest) -> list[str]:
+    rows = manifest.overlap or []
+    if not rows:
+        return ["", "### Train/test overlap", "", "Not audited (the folder was prepared before the audit existed)."]
+    n = rows[0]["ngram"]
+    lines = ["", "### Train/test overlap", "",
+             f"Share of the test split's word {n}-grams (lower-cased words, repeats counted) that occur "
+             "anywhere in the training split, per source (`bashkir_peft.data.overlap`). Document-level "
+             "de-duplication misses sentences two documents share.", "",
+             f"| source | test documents | test {n}-grams | in train | share | test documents with overlap |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        share = "n/a" if r["share_in_train"] is None else f"{r['share_in_train']:.2%}"
+        lines.append(f"| {r['source']} | {r['test_documents']:,} | {r['test_ngrams']:,} | {r['ngrams_in_train']:,} "
+                     f"| {share} | {r['documents_with_overlap']:,} |")
+    return lines
+
+
 def split_source_table(data_dir: str | Path):
     """Documents, characters, UTF-8 bytes and words per split and source, with totals."""
     import pandas as pd
@@ -122,7 +172,8 @@ def data_card(data_dir: str | Path) -> str:
     c = manifest.counts
     fams = sorted({_source_family(s) for s in ds["source"]})
     lines = ["## Data card", "", f"**Corpus:** `{manifest.corpus['location']}` ({manifest.corpus['kind']}); "
-             f"fingerprint `{manifest.fingerprint[:16]}`.", "", "### Sources and licences", "",
+             f"fingerprint `{manifest.fingerprint[:16]}`.", "", _mode_sentence(manifest), "",
+             "### Sources and licences", "",
              "| source | documents kept | characters kept | origin | licence |", "|---|---|---|---|---|"]
     for fam in fams:
         sub = ds[ds["source"].map(_source_family) == fam]
@@ -139,7 +190,7 @@ def data_card(data_dir: str | Path) -> str:
     lines += ["", f"Read {c['documents_read']:,} documents ({c['characters_read']:,} characters); kept "
               f"{c['documents_kept']:,} documents ({kept_chars:,} characters): train {c['train']:,}, validation "
               f"{c['validation']:,}, test {c['test']:,} (document-level split, hashed from id and seed "
-              f"{manifest.params['seed']}; duplicates and near-duplicates removed across the whole corpus first).",
+              f"{manifest.params['seed']}).", *_overlap_lines(manifest),
               "", "### How it differs from the paper's corpus", "",
               f"- **Paper** (Arabov & Khaybullina, arXiv 2605.04948): {PAPER_CORPUS['documents']:,} documents, "
               f"{PAPER_CORPUS['tokens']} tokens, about {PAPER_CORPUS['wikipedia_share']:.0%} Wikipedia, split "

@@ -74,21 +74,35 @@ class EvalParams(StrictModel):
         num_threads: torch threads (None = all available cores).
     """
 
-    model: str | None = None
-    run_dir: str | None = None
-    data_dir: str | None = None
-    split: Literal["test", "validation", "train"] = "test"
-    protocol: Literal["rolling", "paper"] = "rolling"
-    max_length: int = Field(1024, ge=2)
-    stride: int | None = Field(None, ge=1)
-    block_size: int | None = Field(None, ge=2)
-    batch_size: int = Field(8, ge=1)
-    max_documents: int | None = Field(None, ge=1)
-    output_dir: str | None = None
-    merge: bool = False
-    dtype: Literal["float32", "bfloat16", "float16"] | None = None
-    chunk_tokens: int = Field(1024, ge=1)
-    num_threads: int | None = Field(None, ge=1)
+    model: str | None = Field(None, json_schema_extra={
+        "source": "ours: none; the grid runner sets the base model of a zero-shot cell"})
+    run_dir: str | None = Field(None, json_schema_extra={
+        "source": "ours: none; the grid runner sets the run folder of a trained cell"})
+    data_dir: str | None = Field(None, json_schema_extra={
+        "source": "ours: the run's training data (the grid runner sets the grid's data folder)"})
+    split: Literal["test", "validation", "train"] = Field("test", json_schema_extra={
+        "source": "paper: test perplexity is what it reports"})
+    protocol: Literal["rolling", "paper"] = Field("rolling", json_schema_extra={
+        "source": "lm-evaluation-harness rolling log-likelihood (loglikelihood_rolling): tokenizer-fair"})
+    max_length: int = Field(1024, ge=2, json_schema_extra={
+        "source": "ours: GPT-2's context, the shortest of the paper's models, for every model alike"})
+    stride: int | None = Field(None, ge=1, json_schema_extra={
+        "source": "lm-evaluation-harness: disjoint windows (stride = max_length)"})
+    block_size: int | None = Field(None, ge=2, json_schema_extra={
+        "source": "ours: the run's training block_size (the paper scores blocks as it trained)"})
+    batch_size: int = Field(8, ge=1, json_schema_extra={
+        "source": "ours: not tuned; the per-document sums depend on it only through floating-point rounding"})
+    max_documents: int | None = Field(None, ge=1, json_schema_extra={"source": "ours: every document of the split"})
+    output_dir: str | None = Field(None, json_schema_extra={"source": "ours: run_dir, or runs/base/<model>"})
+    merge: bool = Field(False, json_schema_extra={
+        "source": "ours: score the adapter as trained (merging a QLoRA adapter dequantizes its base)"})
+    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(None, json_schema_extra={
+        "source": "ours: a trained run is scored in its training dtype; a base model in the loader's default "
+                  "(float32 on CPU, the registry's dtype on GPU: bf16 for the 7B models, float32 for the GPT-2 "
+                  "family)"})
+    chunk_tokens: int = Field(1024, ge=1, json_schema_extra={
+        "source": "ours: bounds logits memory; the sums depend on it only through floating-point rounding"})
+    num_threads: int | None = Field(None, ge=1, json_schema_extra={"source": "ours: every core available"})
 
     @model_validator(mode="after")
     def _check(self) -> EvalParams:

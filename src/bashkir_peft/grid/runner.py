@@ -47,6 +47,7 @@ from bashkir_peft.grid.stages import (
     execute,
     notebook_parameters,
 )
+from bashkir_peft.grid.values import write_values
 from bashkir_peft.models.loading import resolve_model
 from bashkir_peft.records import (
     RUN_RECORDS,
@@ -583,6 +584,7 @@ def run_grid(run: GridRun, *, force: bool = False, dry_run: bool = False, progre
                   f"lora_r={c.lora_r} seed={c.seed}{' label=' + c.label if c.label else ''}  [{r.status}]", file=out)
         if run.fingerprint is None:
             print("data not prepared yet: run ids follow from the data fingerprint after data prep", file=out)
+        write_values(run, out)
         print(f"{len(results)} cells (dry run: nothing executed)", file=out)
         return results
     bar = tqdm(total=len(run.cells), desc=f"grid {run.grid.name}", unit="cell", disable=not progress,

@@ -8,13 +8,18 @@ the cells a selector matches). The corpus is never in the file: it is a required
 command-line setting (``--corpus``), so nothing falls back silently from one source to
 another.
 
-Where the values come from: any stage value or axis may be written annotated,
-``{value: 128, source: paper, note: "..."}`` (axes: ``{values: [...], source: ...}``);
-``source`` is ``paper`` (stated by Arabov & Khaybullina, or in their released runs) or
-``ours``. A grid without ``default_source`` must annotate every value (``paper.yaml``
-does), so nobody mistakes our choice for theirs; an ``exclude``/``include``/``overrides``
-entry may carry one ``source`` for all its values; ``default_source: ours`` marks every
-unannotated value as ours (the demo and smoke grids).
+Where the values come from: every value a grid sets carries its source, written
+``{value: 2.0e-4, source: "paper, Table 2", note: "..."}`` (axes: ``{values: [...],
+source: ...}``); ``source`` is free text that says where the value comes from (the paper
+and where in it, another paper, a library default, or ``ours: <why>``); ``note`` is
+optional. An ``exclude``/``include``/``overrides`` entry may carry one ``source`` for all
+its values. Plain values are allowed only under the grid-level rule ``default_source:
+"<text>"``, which gives them all that source (the demo and smoke grids: every value is
+ours). A grid that sets ``strict_sources: true`` (``paper.yaml``) refuses a
+``default_source``: nobody mistakes our choice for the paper's. A value the grid does not
+set is the stage's default, whose source is on its params-model field
+(``json_schema_extra={"source": ...}``); ``grid run --dry-run`` prints every value of every
+cell with its source (:mod:`bashkir_peft.grid.values`).
 
 Expansion rules (one cell = model x method x lora_r x seed):
     - ``lora_r`` applies to ``lora`` and ``qlora`` only; ``full`` and ``base`` cells have
@@ -31,20 +36,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, JsonValue, NonNegativeInt, PositiveInt, field_validator
+from pydantic import Field, JsonValue, NonNegativeInt, PositiveInt, StringConstraints, field_validator
 
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.records import NAME_PATTERN, run_label
-from bashkir_peft.yamlio import StrictModel, read_yaml, validate
+from bashkir_peft.yamlio import StrictModel, field_source, read_yaml, validate
 
 GridMethod = Literal["base", "full", "lora", "qlora"]
 STAGE_SECTIONS: tuple[str, ...] = ("data", "train", "evaluate", "generate")
 CELL_STAGES: tuple[str, ...] = ("train", "evaluate", "generate")
 AXES: tuple[str, ...] = ("model", "method", "lora_r", "seed", "label")
 ADAPTER_METHODS = ("lora", "qlora")
-Source = Literal["paper", "ours"]
+Source = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 _NAME = NAME_PATTERN
 
@@ -64,8 +69,10 @@ class Matrix(StrictModel):
 
     model: list[str] = Field(min_length=1)
     method: list[GridMethod] = Field(min_length=1)
-    lora_r: list[PositiveInt] = Field(default=[8], min_length=1)
-    seed: list[NonNegativeInt] = Field(default=[42], min_length=1)
+    lora_r: list[PositiveInt] = Field(default=[8], min_length=1, json_schema_extra={
+        "source": "the grid format's default: r=8, the rank the paper names (DeepSeek-7B LoRA r=8)"})
+    seed: list[NonNegativeInt] = Field(default=[42], min_length=1, json_schema_extra={
+        "source": "the grid format's default: 42, the first seed of the paper's released runs"})
 
 
 def _one_or_many(v):
@@ -124,6 +131,7 @@ class GridSpec(StrictModel):
     name: str = Field(pattern=_NAME)
     description: str = ""
     default_source: Source | None = None
+    strict_sources: bool = False
     corpus_hint: str | None = None
     data: StageSettings = {}
     train: StageSettings = {}
@@ -135,9 +143,19 @@ class GridSpec(StrictModel):
     overrides: list[Override] = []
 
 
+_ENTRY = re.compile(r"^(?:exclude|include|overrides)\[\d+\]")
+
+
 @dataclass(frozen=True)
 class Grid:
-    """A loaded grid: the spec, where each value comes from, and the file it came from."""
+    """A loaded grid: the spec, where each value comes from, and the file it came from.
+
+    Attributes:
+        spec: the validated file.
+        sources: annotation path (``train.block_size``, ``matrix.seed``, ``overrides[1]``,
+            ``include[0].train.max_steps``) -> ``{"source": ..., "note": ...}``.
+        path: the file.
+    """
 
     spec: GridSpec
     sources: dict[str, dict]
@@ -147,6 +165,18 @@ class Grid:
     def name(self) -> str:
         return self.spec.name
 
+    def source(self, path: str) -> str:
+        """Where the grid's value at ``path`` comes from: its own annotation, else its
+        entry's (``overrides[1]``), else the grid's ``default_source`` (with its note)."""
+        entry = _ENTRY.match(path)
+        ann = self.sources.get(path) or (self.sources.get(entry.group(0)) if entry else None)
+        axis = path.removeprefix("matrix.")
+        if ann is None and axis in Matrix.model_fields and axis not in self.spec.matrix.model_fields_set:
+            return field_source(Matrix, axis)
+        if ann is None:
+            return f"{self.spec.default_source} (default_source)"
+        return ann["source"] + (f" ({ann['note']})" if ann.get("note") else "")
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -155,6 +185,10 @@ class Cell:
     Attributes:
         model, method, lora_r, seed, label: the axes (``lora_r`` None for full/base).
         params: stage name (train, evaluate, generate) -> settings from the grid.
+        origins: stage name -> setting -> the grid path that set it (``train.block_size``,
+            ``overrides[1].train.max_steps``, ``include[0].train.x``), for :meth:`Grid.source`;
+            ``origins["axes"]``: axis -> ``matrix.<axis>`` or ``include[i]``. Not part of a
+            run's identity.
     """
 
     model: str
@@ -163,6 +197,7 @@ class Cell:
     seed: int
     label: str | None = None
     params: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, hash=False)
+    origins: dict[str, dict[str, str]] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def axes(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in AXES}
@@ -252,22 +287,29 @@ def parse_grid(raw: object, where: str = "grid") -> Grid:
 
 
 def _check_sources(spec: GridSpec, sources: dict, where: str) -> None:
+    if spec.strict_sources and spec.default_source is not None:
+        raise ConfigError(f"{where}: default_source: refused, this grid sets strict_sources (every value carries "
+                          "its own source)")
     if spec.default_source is not None:
         return
-    missing = [f"{s}.{k}" for s in STAGE_SECTIONS for k in getattr(spec, s) if f"{s}.{k}" not in sources]
-    missing += [f"matrix.{k}" for k in Matrix.model_fields
+    missing = [(f"{s}.{k}", v) for s in STAGE_SECTIONS for k, v in getattr(spec, s).items()
+               if f"{s}.{k}" not in sources]
+    missing += [(f"matrix.{k}", getattr(spec.matrix, k)) for k in Matrix.model_fields
                 if k in spec.matrix.model_fields_set and f"matrix.{k}" not in sources]
     for kind in ("exclude", "include", "overrides"):
         for i, entry in enumerate(getattr(spec, kind)):
             if entry.source is not None:  # the entry's source covers its values
                 continue
-            if kind == "exclude":
-                missing.append(f"{kind}[{i}]")
+            if kind in ("exclude", "include"):  # the entry itself chooses cells
+                missing.append((f"{kind}[{i}]", None))
             for s in CELL_STAGES if kind != "exclude" else ():
-                missing += [f"{kind}[{i}].{s}.{k}" for k in getattr(entry, s) if f"{kind}[{i}].{s}.{k}" not in sources]
+                missing += [(f"{kind}[{i}].{s}.{k}", v) for k, v in getattr(entry, s).items()
+                            if f"{kind}[{i}].{s}.{k}" not in sources]
     if missing:
-        raise ConfigError(f"{where}: no default_source, so every value needs a source (paper or ours); "
-                          f"missing for: {', '.join(missing)}")
+        (path, value), more = missing[0], len(missing) - 1
+        shown = "" if value is None else f" = {value!r}"
+        raise ConfigError(f"{where}: {path}{shown} has no source: write {{value: ..., source: \"...\"}} "
+                          f"(this grid has no default_source)" + (f"; {more} more without one" if more else ""))
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -284,16 +326,23 @@ def load_grid(path: str | Path) -> Grid:
 # --- expansion ------------------------------------------------------------------------
 
 
-def _layer(cell_axes: dict, spec: GridSpec, own: dict[str, dict] | None = None) -> dict[str, dict]:
+def _layer(cell_axes: dict, spec: GridSpec, own: dict[str, dict] | None = None,
+           own_path: str = "") -> tuple[dict[str, dict], dict[str, dict[str, str]]]:
+    """A cell's stage settings and, per setting, the grid path that set it."""
     probe = Cell(**cell_axes)
     params = {s: dict(getattr(spec, s)) for s in CELL_STAGES}
-    for ov in spec.overrides:
+    origins = {s: {k: f"{s}.{k}" for k in params[s]} for s in CELL_STAGES}
+
+    def apply(settings: dict, prefix: str) -> None:
+        for s in CELL_STAGES:
+            params[s].update(settings.get(s, {}))
+            origins[s].update({k: f"{prefix}.{s}.{k}" for k in settings.get(s, {})})
+
+    for i, ov in enumerate(spec.overrides):
         if ov.when.matches(probe):
-            for s in CELL_STAGES:
-                params[s].update(getattr(ov, s))
-    for s in CELL_STAGES:
-        params[s].update((own or {}).get(s, {}))
-    return {s: params[s] for s in probe.stages}
+            apply({s: getattr(ov, s) for s in CELL_STAGES}, f"overrides[{i}]")
+    apply(own or {}, own_path)
+    return {s: params[s] for s in probe.stages}, {s: origins[s] for s in probe.stages}
 
 
 def expand(grid: Grid) -> list[Cell]:
@@ -315,15 +364,19 @@ def expand(grid: Grid) -> list[Cell]:
                     probe = Cell(**axes)
                     if any(sel.matches(probe) for sel in spec.exclude):
                         continue
-                    seen.setdefault(tuple(axes.values()), Cell(**axes, params=_layer(axes, spec)))
-    for inc in spec.include:
+                    params, origins = _layer(axes, spec)
+                    origins["axes"] = {k: f"matrix.{k}" for k in AXES if k != "label"}
+                    seen.setdefault(tuple(axes.values()), Cell(**axes, params=params, origins=origins))
+    for i, inc in enumerate(spec.include):
         r = inc.lora_r if inc.method in ADAPTER_METHODS else None
         if inc.method in ADAPTER_METHODS and r is None:
             r = m.lora_r[0]
         axes = {"model": inc.model, "method": inc.method, "lora_r": r,
                 "seed": m.seed[0] if inc.seed is None else inc.seed, "label": inc.label}
         own = {s: getattr(inc, s) for s in CELL_STAGES}
-        seen[tuple(axes.values())] = Cell(**axes, params=_layer(axes, spec, own))
+        params, origins = _layer(axes, spec, own, f"include[{i}]")
+        origins["axes"] = {k: f"include[{i}]" if k in inc.model_fields_set else f"matrix.{k}" for k in AXES}
+        seen[tuple(axes.values())] = Cell(**axes, params=params, origins=origins)
     return list(seen.values())
 
 

@@ -48,15 +48,17 @@ class ReportParams(StrictModel):
         seed: seed of the bootstrap resampling.
     """
 
-    grid: str = "params/grids/cpu-demo.yaml"
-    runs_dir: str | None = None
-    output_dir: str | None = None
-    data_dir: str | None = None
-    protocol: Literal["rolling", "paper"] = "rolling"
-    split: Literal["test", "validation"] = "test"
-    n_resamples: int = Field(2000, ge=100, le=100_000)
-    confidence: float = Field(0.95, gt=0.5, lt=1.0)
-    seed: int = 0
+    grid: str = Field("params/grids/cpu-demo.yaml", json_schema_extra={"source": "ours: the CPU demo grid"})
+    runs_dir: str | None = Field(None, json_schema_extra={"source": "ours: the grid runner's layout"})
+    output_dir: str | None = Field(None, json_schema_extra={"source": "ours: <runs folder>/report"})
+    data_dir: str | None = Field(None, json_schema_extra={"source": "ours: the runs' data folder"})
+    protocol: Literal["rolling", "paper"] = Field("rolling", json_schema_extra={
+        "source": "ours: the protocol comparable across tokenizers (lm-evaluation-harness rolling)"})
+    split: Literal["test", "validation"] = Field("test", json_schema_extra={"source": "paper: it reports test"})
+    n_resamples: int = Field(2000, ge=100, le=100_000, json_schema_extra={
+        "source": "Efron & Tibshirani 1993: 1,000-2,000 resamples for interval ends"})
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, json_schema_extra={"source": "convention: 95 % intervals"})
+    seed: int = Field(0, json_schema_extra={"source": "ours: any fixed seed (same seed, same interval)"})
 
     @property
     def grid_runs(self) -> tuple[str, Path]:
@@ -177,7 +179,7 @@ def build_report(params: ReportParams) -> ReportResult:
     t["generation_summary"] = rt.generation_summary(
         t["generation"], rt.generation_intervals(runs, n_resamples=params.n_resamples,
                                                  confidence=params.confidence, seed=params.seed))
-    t["paper"] = rt.paper_table(t["summary"])
+    t["paper"] = rt.paper_table(t["summary"], rt.data_modes(runs))
     t["failures"] = rt.failures_table(runs, index_gaps(runs_dir))
     for k, df in t.items():
         for col in ("lora_r", "seed", "n", "ours_n", "n_documents"):
@@ -230,14 +232,15 @@ def per_run_table(result: ReportResult) -> pd.DataFrame:
 
 def format_paper(paper: pd.DataFrame) -> pd.DataFrame:
     """The paper table for reading: the quoted value's column is headed "quoted from the paper",
-    ours as ``mean ± std`` with the number of seeds."""
+    ours as ``mean ± std`` with the number of seeds and the data mode that produced it."""
     if paper.empty:
         return paper
     ours = [("–" if pd.isna(m) else f"{m:.2f}" + ("" if pd.isna(s) else f" ± {s:.2f}"))
             for m, s in zip(paper["ours_mean"], paper["ours_std"])]
     return pd.DataFrame({"model": paper["model"], "method": paper["method"], "metric": paper["metric"],
                          "quoted from the paper": [f"{v:g}" for v in paper["paper"]], "ours: method": paper["ours_method"],
-                         "ours: mean ± std": ours, "ours: seeds": paper["ours_n"]})
+                         "ours: mean ± std": ours, "ours: seeds": paper["ours_n"],
+                         "ours: data mode": paper["ours_data_mode"].fillna("–")})
 
 
 GENERATION_COLUMNS = ("model", "method_label", "n", "n_prompts", "share_bak", "share_rus", "share_eng",

@@ -101,8 +101,10 @@ def metrics_by_method(metrics: pd.DataFrame, path: Path, protocol: str | None, s
 
 
 def differences(diff: pd.DataFrame, path: Path) -> Path | None:
-    """Forest plot: bits-per-byte difference (A - B) with its bootstrap CI, per model and pair."""
+    """Forest plot: bits-per-byte difference (A - B) with its interval over seeds and
+    documents, per model and pair; pairs without an interval (too few seeds) are left out."""
     plt, _ = pyplot()
+    diff = diff.dropna(subset=["ci_low", "ci_high"])
     if diff.empty:
         return None
     d = diff.assign(pair=diff["model"] + ": " + diff["method_a"] + " − " + diff["method_b"])
@@ -114,7 +116,7 @@ def differences(diff: pd.DataFrame, path: Path) -> Path | None:
     ax.set_yticks(list(y), d["pair"])
     ax.invert_yaxis()
     conf = int(round(100 * float(d["confidence"].iloc[0])))
-    ax.set_xlabel(f"difference in bits per byte (A − B), {conf} % paired bootstrap CI; < 0: A better")
+    ax.set_xlabel(f"difference in bits per byte (A − B), {conf} % interval (seeds, documents); < 0: A better")
     return _save(fig, path)
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bashkir_peft.data.folder import read_manifest
+from bashkir_peft.data.stats import data_mode
 from bashkir_peft.errors import DataError, ModelNotFoundError
 from bashkir_peft.models.registry import get_entry
 from bashkir_peft.records import (
@@ -29,7 +31,7 @@ from bashkir_peft.records import (
     RunFiles,
     read_table,
 )
-from bashkir_peft.report.bootstrap import paired_bpb_difference, pooled_rate_interval
+from bashkir_peft.report.bootstrap import hierarchical_bpb_difference, pooled_rate_interval, seed_level_problem
 from bashkir_peft.report.runs import (
     REFERENCE_LABEL,
     RunRecord,
@@ -162,22 +164,25 @@ def headline_protocol(metrics: pd.DataFrame, preferred: str = "rolling") -> str 
 
 def differences_table(runs: list[RunRecord], *, protocol: str | None, split: str = "test",
                       n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """Paired bootstrap CIs of bits-per-byte differences between methods on the same model.
+    """Differences in bits per byte between methods on the same model, with intervals over
+    seeds and documents (:func:`~bashkir_peft.report.bootstrap.hierarchical_bpb_difference`).
 
-    Per-document NLL is averaged over the seeds of a method (the bootstrap then measures the
-    uncertainty from the choice of test documents, not from training seeds); documents are
-    matched by id and only those scored by both methods are used.
+    Documents are matched by id; only those scored by every run of both methods are used.
+    Where a trained method has fewer than :data:`~bashkir_peft.report.bootstrap.MIN_SEEDS`
+    seeds the seed level is degenerate: the row keeps its difference, has no interval
+    (``ci_low``/``ci_high`` NaN), and ``note`` says why. The base model is seed-free.
 
     Args:
         runs: all runs (the finished ones are used).
         protocol: the evaluation protocol whose per-document rows are used (``None``: all).
         split: the evaluated split.
-        n_resamples, confidence, seed: see :func:`~bashkir_peft.report.bootstrap.paired_bpb_difference`.
+        n_resamples, confidence, seed: see :func:`~bashkir_peft.report.bootstrap.hierarchical_bpb_difference`.
 
     Returns:
         Columns ``model, method_a, method_b, protocol, split, bpb_a, bpb_b, difference,
-        ci_low, ci_high, confidence, n_documents, n_seeds_a, n_seeds_b``
-        (difference = bits_per_byte(A) - bits_per_byte(B); negative means A is better).
+        ci_low, ci_high, std_error, dof, confidence, n_documents, n_seeds_a, n_seeds_b, note``
+        (difference = bits_per_byte(A) - bits_per_byte(B), each the mean over its seeds;
+        negative means A is better).
 
     Raises:
         RecordError: a finished run's per-document table is missing or does not match the
@@ -193,33 +198,47 @@ def differences_table(runs: list[RunRecord], *, protocol: str | None, split: str
         docs = docs[docs["split"] == split]
         if docs.empty:
             continue
-        per.setdefault((run.model, run.method_label), []).append(docs[["id", "nll", "bytes"]])
+        per.setdefault((run.model, run.method_label), []).append(docs.set_index("id")[["nll", "bytes"]])
     rows = []
-    models = sorted({m for m, _ in per})
-    for model in models:
+    for model in sorted({m for m, _ in per}):
         labels = sorted((lab for m, lab in per if m == model), key=method_sort_key)
-        avg = {}
-        for lab in labels:
-            frames = per[(model, lab)]
-            cat = pd.concat(frames)
-            avg[lab] = (cat.groupby("id").agg(nll=("nll", "mean"), bytes=("bytes", "first")), len(frames))
-        for a, b in itertools.combinations(labels, 2):
-            # a precedes b in the method order (base, full, lora, qlora): report b - a.
-            (da, na), (db, nb) = avg[b], avg[a]
-            j = da.merge(db, left_index=True, right_index=True, how="inner", suffixes=("_a", "_b"))
-            if j.empty:
-                continue
-            ci = paired_bpb_difference(j["nll_a"].to_numpy(), j["nll_b"].to_numpy(), j["bytes_a"].to_numpy(),
-                                       n_resamples=n_resamples, confidence=confidence, seed=seed)
-            total = math.log(2) * j["bytes_a"].sum()
-            rows.append({"model": model, "method_a": b, "method_b": a, "protocol": protocol, "split": split,
-                         "bpb_a": j["nll_a"].sum() / total, "bpb_b": j["nll_b"].sum() / total,
-                         "difference": ci.estimate, "ci_low": ci.low, "ci_high": ci.high,
-                         "confidence": confidence, "n_documents": ci.n_documents,
-                         "n_seeds_a": na, "n_seeds_b": nb})
+        for lo, hi in itertools.combinations(labels, 2):
+            # lo precedes hi in the method order (base, full, lora, qlora): report hi - lo.
+            row = _difference_row(per[(model, hi)], per[(model, lo)], hi, lo,
+                                  n_resamples=n_resamples, confidence=confidence, seed=seed)
+            if row is not None:
+                rows.append({"model": model, "method_a": hi, "method_b": lo, "protocol": protocol, "split": split,
+                             **row})
     cols = ["model", "method_a", "method_b", "protocol", "split", "bpb_a", "bpb_b", "difference",
-            "ci_low", "ci_high", "confidence", "n_documents", "n_seeds_a", "n_seeds_b"]
+            "ci_low", "ci_high", "std_error", "dof", "confidence", "n_documents", "n_seeds_a", "n_seeds_b", "note"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _difference_row(runs_a: list[pd.DataFrame], runs_b: list[pd.DataFrame], label_a: str, label_b: str, *,
+                    n_resamples: int, confidence: float, seed: int) -> dict | None:
+    """One row of :func:`differences_table` from the per-document tables (indexed by id) of
+    each run of A and of B; ``None`` if they share no document."""
+    common = runs_a[0].index
+    for frame in (*runs_a[1:], *runs_b):
+        common = common.intersection(frame.index)
+    if common.empty:
+        return None
+    nll_a = np.stack([f.loc[common, "nll"].to_numpy(dtype=float) for f in runs_a])
+    nll_b = np.stack([f.loc[common, "nll"].to_numpy(dtype=float) for f in runs_b])
+    n_bytes = runs_a[0].loc[common, "bytes"].to_numpy(dtype=float)
+    total = math.log(2) * n_bytes.sum()
+    row = {"bpb_a": nll_a.mean(axis=0).sum() / total, "bpb_b": nll_b.mean(axis=0).sum() / total,
+           "confidence": confidence, "n_documents": len(common), "n_seeds_a": len(runs_a), "n_seeds_b": len(runs_b)}
+    seeded = {lab: label_parts(lab)[0] != "base" for lab in (label_a, label_b)}
+    problems = [p for p in (seed_level_problem(len(runs_a), seeded[label_a], label_a),
+                            seed_level_problem(len(runs_b), seeded[label_b], label_b)) if p]
+    if problems:
+        return {**row, "difference": row["bpb_a"] - row["bpb_b"], "ci_low": math.nan, "ci_high": math.nan,
+                "std_error": math.nan, "dof": math.nan, "note": "; ".join(problems)}
+    ci = hierarchical_bpb_difference(nll_a, nll_b, n_bytes, seeded_a=seeded[label_a], seeded_b=seeded[label_b],
+                                     n_resamples=n_resamples, confidence=confidence, seed=seed)
+    return {**row, "difference": ci.estimate, "ci_low": ci.low, "ci_high": ci.high, "std_error": ci.std_error,
+            "dof": ci.dof, "note": None}
 
 
 def quality_cost_table(runs_tab: pd.DataFrame, metrics: pd.DataFrame, protocol: str | None,
@@ -443,20 +462,51 @@ def generation_summary(gen: pd.DataFrame, intervals: pd.DataFrame | None = None)
     return out.iloc[order].reset_index(drop=True)
 
 
-def paper_table(summary: pd.DataFrame) -> pd.DataFrame:
+def data_modes(runs: list[RunRecord]) -> dict[tuple[str, str], str]:
+    """The data mode (:func:`bashkir_peft.data.stats.data_mode`) of each model x method's
+    finished runs, read from their data folders' manifests.
+
+    Args:
+        runs: all runs (the finished ones are used).
+
+    Returns:
+        ``(model, method_label)`` -> ``cleaned``, ``paper``, ``pre-split``, or ``unknown
+        (...)`` where a data folder is gone; several modes are joined with ``" + "``.
+    """
+    by_dir: dict[str, str] = {}
+    out: dict[tuple[str, str], set[str]] = {}
+    for run in runs:
+        if run.status != "finished":
+            continue
+        folder = run.cell.data_dir
+        if folder not in by_dir:
+            try:
+                by_dir[folder] = data_mode(read_manifest(folder))
+            except DataError:
+                by_dir[folder] = f"unknown (no readable manifest in {folder})"
+        out.setdefault((run.model, run.method_label), set()).add(by_dir[folder])
+    return {k: " + ".join(sorted(v)) for k, v in out.items()}
+
+
+def paper_table(summary: pd.DataFrame, modes: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
     """The paper's stated test perplexities beside ours (token perplexity, ``paper`` protocol,
-    test split, mean ± std over seeds), every quoted value labelled with its source.
+    test split, mean ± std over seeds), every quoted value labelled with its source and each
+    of ours with the data mode that produced it.
 
     Args:
         summary: :func:`summary_table`.
+        modes: :func:`data_modes` of the runs (``None``: not known).
 
     Returns:
         One row per quoted number and matching cell of ours (a quoted number without a rank
         matches every rank of its method): ``model, method, metric, paper, paper_source,
-        ours_method, ours_mean, ours_std, ours_n``. Ours is empty where the grid has no such
-        cell (e.g. 7B models in the CPU demo).
+        ours_method, ours_mean, ours_std, ours_n, ours_data_mode`` (``paper``: every document
+        as read, like the paper's split; ``cleaned``: our filtered, de-duplicated text, a
+        different kind of test set). Ours is empty where the grid has no such cell (e.g. 7B
+        models in the CPU demo).
     """
     rows = []
+    modes = modes or {}
     s = summary[(summary["protocol"] == "paper") & (summary["split"] == "test")] if len(summary) else summary
     for p in PAPER_NUMBERS:
         label = method_label(p["method"], p["lora_r"])
@@ -464,10 +514,12 @@ def paper_table(summary: pd.DataFrame) -> pd.DataFrame:
         base = {"model": p["model"], "method": label, "metric": "token perplexity (test)",
                 "paper": p["perplexity"], "paper_source": PAPER_SOURCE}
         if len(ours) == 0:
-            rows.append({**base, "ours_method": None, "ours_mean": math.nan, "ours_std": math.nan, "ours_n": 0})
+            rows.append({**base, "ours_method": None, "ours_mean": math.nan, "ours_std": math.nan, "ours_n": 0,
+                         "ours_data_mode": None})
         for _, o in ours.iterrows():
             rows.append({**base, "ours_method": o["method_label"], "ours_mean": o["perplexity_mean"],
-                         "ours_std": o["perplexity_std"], "ours_n": int(o["n"])})
+                         "ours_std": o["perplexity_std"], "ours_n": int(o["n"]),
+                         "ours_data_mode": modes.get((o["model"], o["method_label"]), "unknown")})
     return pd.DataFrame(rows)
 
 

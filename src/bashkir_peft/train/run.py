@@ -77,36 +77,59 @@ class TrainParams(StrictModel):
         output_dir: the run folder (RUN_DIR).
     """
 
-    model: str = "smollm2-135m"
-    method: Literal["full", "lora", "qlora"] = "lora"
-    lora_r: int = Field(8, gt=0)
-    lora_alpha: int = Field(16, gt=0)
-    lora_dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: list[str] | None = None
-    learning_rate: float | None = Field(None, gt=0)
+    model: str = Field("smollm2-135m", json_schema_extra={
+        "source": "ours: the CPU demo model, for a hand run (the grid runner sets the cell's model)"})
+    method: Literal["full", "lora", "qlora"] = Field("lora", json_schema_extra={
+        "source": "ours: for a hand run (the grid runner sets the cell's method)"})
+    lora_r: int = Field(8, gt=0, json_schema_extra={"source": "paper: r=8 is the rank it names (DeepSeek-7B LoRA r=8)"})
+    lora_alpha: int = Field(16, gt=0, json_schema_extra={"source": "ours: alpha = 2r, a common LoRA choice"})
+    lora_dropout: float = Field(0.05, ge=0, lt=1, json_schema_extra={
+        "source": "QLoRA paper (Dettmers et al. 2023): dropout 0.05 for models up to 13B"})
+    target_modules: list[str] | None = Field(None, json_schema_extra={
+        "source": "the registry's per-architecture table (params/models.yaml; QLoRA paper sec. 4: every linear layer)"})
+    learning_rate: float | None = Field(None, gt=0, json_schema_extra={
+        "source": "per method (DEFAULT_LEARNING_RATE): full 5e-5 (transformers Trainer and run_clm default), "
+                  "lora/qlora 2e-4 (QLoRA paper)"})
     lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts",
-                               "polynomial", "inverse_sqrt"] = "linear"
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    num_train_epochs: float = Field(3.0, gt=0)
-    max_steps: int = -1
-    block_size: int = Field(128, gt=1)
-    per_device_train_batch_size: int = Field(8, gt=0)
-    per_device_eval_batch_size: int = Field(8, gt=0)
-    gradient_accumulation_steps: int = Field(1, gt=0)
-    gradient_checkpointing: bool = False
-    seed: int = 42
-    eval_steps: int = Field(200, gt=0)
-    save_steps: int = Field(200, gt=0)
-    logging_steps: int = Field(10, gt=0)
-    save_total_limit: int = Field(2, ge=1)
-    max_train_documents: int | None = Field(None, gt=0)
-    max_eval_documents: int | None = Field(500, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    optim: str = "auto"
-    dtype: Literal["float32", "bfloat16", "float16"] | None = None
-    data_dir: str = "data/prep"
-    output_dir: str = "runs/dev/train"
+                               "polynomial", "inverse_sqrt"] = Field(
+        "linear", json_schema_extra={"source": "transformers TrainingArguments default"})
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, json_schema_extra={
+        "source": "transformers TrainingArguments default (warmup_steps 0: no warm-up)"})
+    num_train_epochs: float = Field(3.0, gt=0, json_schema_extra={
+        "source": "paper's released full-FT runs: 3 epochs (not stated for LoRA/QLoRA)"})
+    max_steps: int = Field(-1, json_schema_extra={"source": "transformers TrainingArguments default (epochs decide)"})
+    block_size: int = Field(128, gt=1, json_schema_extra={
+        "source": "paper's released full-FT runs: max_seq_len 128 (not stated for LoRA/QLoRA)"})
+    per_device_train_batch_size: int = Field(8, gt=0, json_schema_extra={
+        "source": "transformers TrainingArguments default"})
+    per_device_eval_batch_size: int = Field(8, gt=0, json_schema_extra={
+        "source": "transformers TrainingArguments default"})
+    gradient_accumulation_steps: int = Field(1, gt=0, json_schema_extra={
+        "source": "transformers TrainingArguments default"})
+    gradient_checkpointing: bool = Field(False, json_schema_extra={
+        "source": "transformers TrainingArguments default (grids turn it on for 7B models)"})
+    seed: int = Field(42, json_schema_extra={
+        "source": "paper: 42 is the first seed of its released runs (the grid runner sets the cell's seed)"})
+    eval_steps: int = Field(200, gt=0, json_schema_extra={"source": "ours: a validation loss every 200 steps"})
+    save_steps: int = Field(200, gt=0, json_schema_extra={"source": "ours: a checkpoint with every evaluation"})
+    logging_steps: int = Field(10, gt=0, json_schema_extra={"source": "ours: enough points for the loss curves"})
+    save_total_limit: int = Field(2, ge=1, json_schema_extra={
+        "source": "ours: the last checkpoint and one before it, for resuming"})
+    max_train_documents: int | None = Field(None, gt=0, json_schema_extra={"source": "ours: every training document"})
+    max_eval_documents: int | None = Field(500, gt=0, json_schema_extra={
+        "source": "ours: bounds the cost of validation during training"})
+    weight_decay: float = Field(0.0, ge=0, json_schema_extra={
+        "source": "transformers TrainingArguments default; the paper states none"})
+    max_grad_norm: float = Field(1.0, gt=0, json_schema_extra={
+        "source": "transformers TrainingArguments default; the paper states none"})
+    optim: str = Field("auto", json_schema_extra={
+        "source": "ours: paged_adamw_32bit for qlora on GPU (QLoRA paper), the Trainer default otherwise"})
+    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(None, json_schema_extra={
+        "source": "ours: float32 on CPU, bf16 for qlora on GPU (QLoRA paper), the registry's dtype otherwise"})
+    data_dir: str = Field("data/prep", json_schema_extra={
+        "source": "ours: for a hand run (the grid runner sets the grid's data folder)"})
+    output_dir: str = Field("runs/dev/train", json_schema_extra={
+        "source": "ours: for a hand run (the grid runner sets the cell's run folder)"})
 
     @model_validator(mode="after")
     def _check(self):
