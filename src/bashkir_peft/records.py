@@ -189,7 +189,9 @@ class MetricBlock(BaseModel):
 
 
 class EvalEntry(BaseModel):
-    """One ``protocol/split`` evaluation in ``eval.json``."""
+    """One ``protocol/split`` (or ``protocol/<external set>``) evaluation in ``eval.json``;
+    an external set's ``split`` is its name and ``data["external"]`` says what it is
+    (:mod:`bashkir_peft.data.external`)."""
 
     model_config = ConfigDict(extra="forbid")
 
