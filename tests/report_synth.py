@@ -58,7 +58,8 @@ def documents(rng: np.random.Generator, n: int = N_DOCS) -> pd.DataFrame:
     n_bytes = rng.integers(200, 2000, size=n)
     return pd.DataFrame({"id": [f"d{i:03d}" for i in range(n)], "bytes": n_bytes,
                          "tokens": (n_bytes / 3).astype(int), "words": (n_bytes / 8).astype(int),
-                         "source": np.where(np.arange(n) % 2 == 0, "news", "wiki")})
+                         "source": np.where(np.arange(n) % 2 == 0, "news", "wiki"),
+                         "separator_nll": 0.0, "separator_tokens": 0})
 
 
 def _block(frame: pd.DataFrame, protocol: str, source: str = "all") -> MetricBlock:

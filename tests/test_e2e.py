@@ -44,9 +44,14 @@ def test_grid_runs_failure_recorded_others_finish(e2e):
     for name in ("base", "lora"):
         run_dir, rec = e2e["cells"][name]
         assert rec["status"] == "finished", rec.get("error")
-        assert json.loads((run_dir / "eval.json").read_text())["status"] == "finished"
+        evaluation = json.loads((run_dir / "eval.json").read_text())
+        assert evaluation["status"] == "finished"
+        # the smoke grid's external set is one more evaluation pass, scored under its own name
+        assert set(evaluation["evaluations"]) == {"rolling/test", "rolling/sib200-eng"}
+        assert evaluation["evaluations"]["rolling/sib200-eng"]["metrics"]["documents"] == 4
         assert json.loads((run_dir / "generate.json").read_text())["status"] == "finished"
-        assert (run_dir / "notebooks" / "03_evaluate.ipynb").is_file()
+        assert (run_dir / "notebooks" / "03_evaluate.1.ipynb").is_file()
+        assert (run_dir / "notebooks" / "03_evaluate.2.ipynb").is_file()
     train = json.loads((e2e["cells"]["lora"][0] / "train.json").read_text())
     assert train["status"] == "finished" and train["params"]["seed"] == 42 and train["params"]["lora_r"] == 4
     assert (e2e["root"] / "01_data_prep.ipynb").is_file()

@@ -176,12 +176,58 @@ def test_paper_protocol_is_the_training_loss_on_packed_blocks(gpt2, texts):
     with torch.no_grad():
         loss = model(input_ids=torch.tensor(blocks), labels=torch.tensor(blocks)).loss.item()
     n_scored = blocks.shape[0] * (bs - 1)
-    assert sums["tokens"].sum() == n_scored
-    assert math.exp(sums["nll"].sum() / n_scored) == pytest.approx(math.exp(loss), rel=1e-5)
+    assert sums["tokens"].sum() + sums["separator_tokens"].sum() == n_scored
+    all_nll = sums["nll"].sum() + sums["separator_nll"].sum()
+    assert math.exp(all_nll / n_scored) == pytest.approx(math.exp(loss), rel=1e-5)
     # bytes and words of scored tokens only: at most the documents', most of them
     total_bytes = sum(count_bytes(t) for t in texts)
     assert 0.8 * total_bytes < sums["bytes"].sum() <= total_bytes
     assert (sums["bytes"] <= [count_bytes(t) for t in texts]).all()
+
+
+def test_training_blocks_give_a_bos_model_its_bos_at_every_document_start(mistral, gpt2, texts):
+    from bashkir_peft.data.packing import packed_dataset, tokenize_documents
+    from bashkir_peft.models.loading import prefix_token_id
+
+    _, tok = mistral  # Llama-style: BOS <s> distinct from EOS </s>
+    bos, eos = tok.bos_token_id, tok.eos_token_id
+    assert prefix_token_id(tok) == bos != eos  # what evaluation and generation prefix
+    docs = tokenize_documents(texts, tok)
+    plain = tok(texts, add_special_tokens=False)["input_ids"]
+    assert all(d == [bos] + p + [eos] for d, p in zip(docs, plain))
+    ds, stats = packed_dataset(texts, tok, 16, "train")
+    flat = [t for row in ds["input_ids"] for t in row]
+    starts = [i + 1 for i, t in enumerate(flat[:-1]) if t == eos]  # every document after the first
+    assert flat[0] == bos and all(flat[i] == bos for i in starts)
+    assert stats["framing"] == f"{tok.bos_token} + text + {tok.eos_token}"
+    # GPT-2: BOS is EOS, so the separator already precedes each document: framing unchanged
+    _, tok = gpt2
+    assert tokenize_documents(texts[:2], tok) == [p + [tok.eos_token_id]
+                                                  for p in tok(texts[:2], add_special_tokens=False)["input_ids"]]
+
+
+def test_paper_bits_per_byte_excludes_the_separators_that_own_no_bytes(mistral, texts):
+    import pandas as pd
+    import torch
+
+    from bashkir_peft.data.packing import pack_blocks, tokenize_documents
+
+    model, tok = mistral
+    bs = 20
+    sums = score_paper(model, tok, texts, block_size=bs, batch_size=4)
+    blocks = pack_blocks(tokenize_documents(texts, tok), bs)
+    with torch.no_grad():
+        logp = model(torch.tensor(blocks)).logits.float().log_softmax(-1)
+    targets = torch.tensor(blocks[:, 1:])
+    nll = -logp[:, :-1].gather(-1, targets[..., None])[..., 0]
+    sep = (targets == tok.bos_token_id) | (targets == tok.eos_token_id)
+    assert sums["separator_tokens"].sum() == int(sep.sum()) > 0
+    assert sums["separator_nll"].sum() == pytest.approx(float(nll[sep].sum()), rel=1e-4)
+    assert sums["nll"].sum() == pytest.approx(float(nll[~sep].sum()), rel=1e-4)
+    table = summarize(pd.DataFrame({"source": "s", **sums}), by=None).iloc[0]
+    assert table["bits_per_byte"] == pytest.approx(float(nll[~sep].sum()) / (math.log(2) * sums["bytes"].sum()),
+                                                   rel=1e-4)
+    assert table["perplexity"] == pytest.approx(math.exp(float(nll.sum()) / nll.numel()), rel=1e-4)
 
 
 def test_token_spans_partition_bytes_and_words(mistral, gpt2, texts):
@@ -209,7 +255,7 @@ def test_summarize_uses_corpus_sums_not_mean_of_documents():
     import pandas as pd
 
     df = pd.DataFrame({"source": ["a", "a", "b"], "nll": [10.0, 30.0, 5.0], "tokens": [10, 10, 5],
-                       "bytes": [40, 60, 10], "words": [4, 6, 1]})
+                       "bytes": [40, 60, 10], "words": [4, 6, 1], "separator_nll": 0.0, "separator_tokens": 0})
     t = summarize(df).set_index("group")
     assert t.loc["all", "perplexity"] == pytest.approx(math.exp(45 / 25))
     assert t.loc["a", "bits_per_byte"] == pytest.approx(40 / (math.log(2) * 100))

@@ -167,7 +167,14 @@ class TrainRecord(Record):
 
 class MetricBlock(BaseModel):
     """Corpus-level sums and metrics of one protocol x split x source (``source == "all"``:
-    every document)."""
+    every document).
+
+    ``nll`` and ``tokens`` are those of the text's own tokens; ``separator_nll`` and
+    ``separator_tokens`` those of the scored separators between packed documents (``paper``
+    protocol; 0 under ``rolling``), which enter token perplexity only
+    (:mod:`bashkir_peft.evaluate.metrics`). ``None``: a record written before separators were
+    counted apart, whose ``nll`` includes them.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -182,10 +189,14 @@ class MetricBlock(BaseModel):
     perplexity: float
     bits_per_byte: float
     word_perplexity: float
+    separator_nll: float | None = None
+    separator_tokens: int | None = None
 
 
 class EvalEntry(BaseModel):
-    """One ``protocol/split`` evaluation in ``eval.json``."""
+    """One ``protocol/split`` (or ``protocol/<external set>``) evaluation in ``eval.json``;
+    an external set's ``split`` is its name and ``data["external"]`` says what it is
+    (:mod:`bashkir_peft.data.external`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -229,6 +240,7 @@ class EvalRecord(Record):
 EVAL_DOCUMENT_COLUMNS: dict[str, str] = {
     "protocol": "string", "split": "string", "id": "string", "source": "string",
     "nll": "float", "tokens": "integer", "bytes": "integer", "words": "integer",
+    "separator_nll": "float", "separator_tokens": "integer",
 }
 """Columns of ``eval_documents.parquet`` (one row per document x protocol x split) and
 their kinds: the sums of :class:`MetricBlock`, per document."""

@@ -225,6 +225,34 @@ def _process_batch(args: tuple[list[Document], dict]) -> list[dict]:
     return [_process_document(d, p) for d in docs]
 
 
+def clean_documents(texts: list[str], ids: list[str], sources: list[str], *, min_chars: int,
+                    langid_min_letters: int) -> tuple[list[tuple[str, str, str]], dict[str, int]]:
+    """Data prep's per-document cleaning and filters (cleaning, Bashkir sentence filter,
+    ``min_chars``) on documents held in memory, without de-duplication or splitting: the
+    ``clean`` option of an external test set (:mod:`bashkir_peft.data.external`).
+
+    Args:
+        texts, ids, sources: the documents (equal lengths).
+        min_chars, langid_min_letters: as in :class:`DataPrepParams`.
+
+    Returns:
+        ``(kept, drops)``: ``kept`` the ``(text, id, source)`` of each kept document,
+        cleaned, in input order; ``drops`` documents dropped per reason
+        (``empty_after_cleaning``, ``not_bashkir``, ``too_short``), every reason listed.
+    """
+    p = {"langid_min_letters": langid_min_letters, "min_chars": min_chars,
+         "minhash_ngram": DataPrepParams.model_fields["minhash_ngram"].default,
+         "minhash_num_perm": DataPrepParams.model_fields["minhash_num_perm"].default}
+    kept, drops = [], dict.fromkeys(("empty_after_cleaning", "not_bashkir", "too_short"), 0)
+    for text, id_, source in zip(texts, ids, sources):
+        r = _process_document(Document(id=id_, source=source, text=text), p)
+        if r["drop"]:
+            drops[r["drop"]] += 1
+        else:
+            kept.append((r["text"], id_, source))
+    return kept, drops
+
+
 def _batches(docs, max_docs: int = 256, max_chars: int = 2_000_000):
     batch: list[Document] = []
     chars = 0

@@ -9,6 +9,12 @@ task uses them): with NLL summed in nats over the whole corpus,
 - ``word_perplexity`` = exp(sum NLL / whitespace words)       (tokenizer-independent)
 
 Sums, not means of per-document values: every token, byte and word weighs the same.
+
+Separators (the EOS/BOS tokens between packed documents, ``paper`` protocol) are scored
+but own no text: their NLL (``separator_nll``, over ``separator_tokens``) enters token
+perplexity (as in the training loss, the paper's number) and neither bits per byte nor
+word perplexity, whose NLL is that of the text's own tokens (the same convention for every
+model; under ``rolling`` no separator is ever scored).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import re
 
 import numpy as np
 
-SUM_COLUMNS = ("nll", "tokens", "bytes", "words")
+SUM_COLUMNS = ("nll", "tokens", "bytes", "words", "separator_nll", "separator_tokens")
 _WORD = re.compile(r"\S+")
 METRIC_COLUMNS = ("perplexity", "bits_per_byte", "word_perplexity")
 
@@ -45,18 +51,22 @@ def _exp(x: float) -> float:
         return math.inf
 
 
-def corpus_metrics(nll: float, tokens: int, bytes_: int, words: int) -> dict[str, float]:
+def corpus_metrics(nll: float, tokens: int, bytes_: int, words: int, separator_nll: float = 0.0,
+                   separator_tokens: int = 0) -> dict[str, float]:
     """The three metrics from corpus sums.
 
     Args:
-        nll: summed negative log-likelihood in nats.
-        tokens: scored tokens; bytes_: UTF-8 bytes; words: whitespace words of the scored text.
+        nll: summed negative log-likelihood of the text's tokens, in nats.
+        tokens: scored text tokens; bytes_: UTF-8 bytes; words: whitespace words of the scored text.
+        separator_nll, separator_tokens: NLL and count of scored separators (see the module
+            docstring): in token perplexity only.
 
     Returns:
         ``{"perplexity", "bits_per_byte", "word_perplexity"}`` (NaN where a count is 0).
     """
+    all_tokens = tokens + separator_tokens
     return {
-        "perplexity": _exp(nll / tokens) if tokens else math.nan,
+        "perplexity": _exp((nll + separator_nll) / all_tokens) if all_tokens else math.nan,
         "bits_per_byte": nll / (math.log(2) * bytes_) if bytes_ else math.nan,
         "word_perplexity": _exp(nll / words) if words else math.nan,
     }
@@ -66,14 +76,14 @@ def summarize(per_doc, by: str | None = "source"):
     """Tidy table of metrics from a per-document table.
 
     Args:
-        per_doc: pandas DataFrame with columns ``nll, tokens, bytes, words`` (sums per
+        per_doc: pandas DataFrame with the columns of :data:`SUM_COLUMNS` (sums per
             document) and the column ``by``.
         by: group column for per-group rows (``None``: only the overall row).
 
     Returns:
         DataFrame with one row for all documents (``group == "all"``) and one per value of
-        ``by``: columns ``group, documents, nll, tokens, bytes, words, perplexity,
-        bits_per_byte, word_perplexity``.
+        ``by``: columns ``group, documents``, the sums of :data:`SUM_COLUMNS` and
+        ``perplexity, bits_per_byte, word_perplexity``.
     """
     import pandas as pd
 
@@ -82,9 +92,10 @@ def summarize(per_doc, by: str | None = "source"):
         groups += [(str(k), g) for k, g in per_doc.groupby(by, sort=True)]
     rows = []
     for name, g in groups:
-        sums = {c: (float(g[c].sum()) if c == "nll" else int(g[c].sum())) for c in SUM_COLUMNS}
+        sums = {c: (float(g[c].sum()) if c.endswith("nll") else int(g[c].sum())) for c in SUM_COLUMNS}
         rows.append({"group": name, "documents": len(g), **sums,
-                     **corpus_metrics(sums["nll"], sums["tokens"], sums["bytes"], sums["words"])})
+                     **corpus_metrics(sums["nll"], sums["tokens"], sums["bytes"], sums["words"],
+                                      sums["separator_nll"], sums["separator_tokens"])})
     return pd.DataFrame(rows)
 
 

@@ -14,10 +14,16 @@ Two protocols, recorded with their settings in every result:
 Metrics (:mod:`bashkir_peft.evaluate.metrics`): perplexity, bits_per_byte, word_perplexity as
 corpus-level sums, overall and per corpus source. Under ``paper`` the bytes and words of a
 document are split over its tokens (:func:`bashkir_peft.evaluate.metrics.token_spans`) and only
-those of scored tokens count; EOS separators are scored and own no bytes.
+those of scored tokens count; the separators between documents (EOS, and BOS where the
+model has one) are scored and own no bytes: their NLL counts in token perplexity only.
+
+What is scored: a split of the prepared data (``split``), or a named external test set
+(``external``, :mod:`bashkir_peft.data.external`: any corpus, or a side of SIB-200, scored
+whole and raw by default), whose name then stands in every table where a split name does.
 
 Outputs in ``output_dir`` (the run folder for a trained run):
-``eval.json`` (one entry per ``protocol/split``, each with its settings and provenance),
+``eval.json`` (one entry per ``protocol/split`` or ``protocol/<external set>``, each with
+its settings and provenance),
 ``eval_documents.parquet`` (per-document sums ``nll, tokens, bytes, words`` for the
 bootstrap) and ``eval_metrics.csv`` (the tidy table: one row per protocol x split x
 source). All writes are atomic; other entries already there are kept.
@@ -33,8 +39,9 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from bashkir_peft.atomic import write_parquet_atomic, write_text_atomic
+from bashkir_peft.data.external import ExternalSet, load_external
 from bashkir_peft.data.folder import load_split, read_manifest
-from bashkir_peft.data.packing import pack_blocks
+from bashkir_peft.data.packing import document_framing, pack_blocks
 from bashkir_peft.errors import ConfigError, DataError
 from bashkir_peft.evaluate.metrics import count_bytes, count_words, summarize, token_spans
 from bashkir_peft.evaluate.scoring import block_windows, rolling_windows, score_windows
@@ -42,7 +49,14 @@ from bashkir_peft.models.loading import load_model, prefix_token_id
 from bashkir_peft.models.registry import load_registry
 from bashkir_peft.models.trained import load_trained, read_finished_run
 from bashkir_peft.provenance import ResourceMeter, environment_info
-from bashkir_peft.records import EvalEntry, EvalRecord, RunFiles, read_record_if_any, write_record
+from bashkir_peft.records import (
+    EvalEntry,
+    EvalRecord,
+    RunFiles,
+    read_eval_documents,
+    read_record_if_any,
+    write_record,
+)
 from bashkir_peft.runtime import configure_threads
 from bashkir_peft.settings import REPO_ROOT
 from bashkir_peft.yamlio import StrictModel
@@ -58,6 +72,11 @@ class EvalParams(StrictModel):
             the run is evaluated.
         data_dir: data prep output folder; default: the training record's ``data_dir``.
         split: ``test``, ``validation`` or ``train``.
+        external: score this external test set instead of a split
+            (:class:`~bashkir_peft.data.external.ExternalSet`: ``name``, ``path``,
+            ``format``...; e.g. ``{"name": "sib200-eng", "path":
+            "../shared/eval/sib200/eng_Latn", "format": "sib200"}``); ``max_documents``
+            does not apply to it (it has its own).
         protocol: ``rolling`` (tokenizer-fair comparison) or ``paper`` (packed blocks).
         max_length: model input length of every rolling window (same for all models).
         stride: rolling: new tokens scored per window after the first (None = max_length,
@@ -82,6 +101,8 @@ class EvalParams(StrictModel):
         "source": "ours: the run's training data (the grid runner sets the grid's data folder)"})
     split: Literal["test", "validation", "train"] = Field("test", json_schema_extra={
         "source": "paper: test perplexity is what it reports"})
+    external: ExternalSet | None = Field(None, json_schema_extra={
+        "source": "ours: none; the grid runner sets each external test set of the grid"})
     protocol: Literal["rolling", "paper"] = Field("rolling", json_schema_extra={
         "source": "lm-evaluation-harness rolling log-likelihood (loglikelihood_rolling): tokenizer-fair"})
     max_length: int = Field(1024, ge=2, json_schema_extra={
@@ -110,11 +131,16 @@ class EvalParams(StrictModel):
             raise ValueError("give model (a base model, zero-shot) or run_dir (a training run)")
         if self.stride is not None and self.stride > self.max_length:
             raise ValueError(f"stride ({self.stride}) must be <= max_length ({self.max_length})")
-        if self.run_dir is None and self.data_dir is None:
-            raise ValueError("data_dir is required when evaluating a base model")
+        if self.run_dir is None and self.data_dir is None and self.external is None:
+            raise ValueError("data_dir is required when evaluating a base model on a split of the prepared data")
         if self.run_dir is None and self.merge:
             raise ValueError("merge applies to trained adapters (run_dir), not to a base model")
         return self
+
+    @property
+    def scored(self) -> str:
+        """What is scored, as tables name it: the split, or the external set's name."""
+        return self.external.name if self.external is not None else self.split
 
     @property
     def out_dir(self) -> Path:
@@ -147,7 +173,8 @@ def score_rolling(model, tokenizer, texts: list[str], *, max_length: int = 1024,
         batch_size, padding_side, chunk_tokens: see :func:`bashkir_peft.evaluate.scoring.score_windows`.
 
     Returns:
-        ``{"nll", "tokens", "bytes", "words"}``: arrays of length ``len(texts)`` (NLL in nats).
+        ``{"nll", "tokens", "bytes", "words", "separator_nll", "separator_tokens"}``: arrays
+        of length ``len(texts)`` (NLL in nats; no separator is scored: zeros).
     """
     prefix = prefix_token_id(tokenizer)
     ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []
@@ -162,6 +189,8 @@ def score_rolling(model, tokenizer, texts: list[str], *, max_length: int = 1024,
         "tokens": np.array([len(t) for t in ids], dtype=np.int64),
         "bytes": np.array([count_bytes(t) for t in texts], dtype=np.int64),
         "words": np.array([count_words(t) for t in texts], dtype=np.int64),
+        "separator_nll": np.zeros(len(texts)),
+        "separator_tokens": np.zeros(len(texts), dtype=np.int64),
     }
 
 
@@ -169,15 +198,21 @@ def score_paper(model, tokenizer, texts: list[str], *, block_size: int, batch_si
                 chunk_tokens: int = 1024, progress: bool = False) -> dict[str, np.ndarray]:
     """Per-document sums under the ``paper`` protocol (packed blocks, as training).
 
-    Documents are tokenized without special tokens, EOS appended to each
-    (:func:`bashkir_peft.data.packing.tokenize_documents`), concatenated and cut into
+    Documents are tokenized without special tokens and framed as in training (EOS after
+    each, BOS before each where the model has its own BOS:
+    :func:`bashkir_peft.data.packing.document_framing`), concatenated and cut into
     ``block_size`` blocks, the tail dropped (:func:`bashkir_peft.data.packing.pack_blocks`).
     Each scored target (all but each block's first token) is credited to its document,
-    with the bytes and words its token spans (EOS: none).
+    with the bytes and words its token spans. The separators (BOS, EOS) own no bytes:
+    their NLL is kept apart (``separator_nll``, ``separator_tokens``), so bits per byte
+    and word perplexity sum the NLL of text tokens only, while token perplexity counts
+    every scored target, separators included, as the training loss does
+    (:func:`bashkir_peft.evaluate.metrics.corpus_metrics`).
 
     Returns:
-        ``{"nll", "tokens", "bytes", "words"}`` per document (zeros for documents that
-        fall entirely in the dropped tail).
+        ``{"nll", "tokens", "bytes", "words", "separator_nll", "separator_tokens"}`` per
+        document (``nll``/``tokens``: text tokens only; zeros for documents that fall
+        entirely in the dropped tail).
 
     Raises:
         ConfigError: the tokenizer is not a fast tokenizer (offsets are needed) or has no EOS.
@@ -186,20 +221,25 @@ def score_paper(model, tokenizer, texts: list[str], *, block_size: int, batch_si
         raise ConfigError("the paper protocol needs a fast tokenizer (character offsets)")
     if tokenizer.eos_token_id is None:
         raise ConfigError("the tokenizer has no EOS token to separate packed documents")
+    prefix, suffix = document_framing(tokenizer)
     enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True) if texts else \
         {"input_ids": [], "offset_mapping": []}
-    ids, docs, nbytes, nwords = [], [], [], []
+    ids, docs, nbytes, nwords, seps = [], [], [], [], []
     for d, (t, off, text) in enumerate(zip(enc["input_ids"], enc["offset_mapping"], texts)):
         b, w = token_spans(text, off)
-        ids.append(list(t) + [tokenizer.eos_token_id])
-        docs.append(np.full(len(t) + 1, d, dtype=np.int64))
-        nbytes.append(np.append(b, 0))
-        nwords.append(np.append(w, 0))
+        ids.append(prefix + list(t) + suffix)
+        docs.append(np.full(len(ids[-1]), d, dtype=np.int64))
+        nbytes.append(np.concatenate([np.zeros(len(prefix), np.int64), b, np.zeros(len(suffix), np.int64)]))
+        nwords.append(np.concatenate([np.zeros(len(prefix), np.int64), w, np.zeros(len(suffix), np.int64)]))
+        seps.append(np.concatenate([np.ones(len(prefix), bool), np.zeros(len(t), bool), np.ones(len(suffix), bool)]))
     blocks = pack_blocks(ids, block_size)
     n_flat = blocks.size
-    doc_of = np.concatenate(docs)[:n_flat] if docs else np.zeros(0, np.int64)
-    bytes_of = np.concatenate(nbytes)[:n_flat] if docs else np.zeros(0, np.int64)
-    words_of = np.concatenate(nwords)[:n_flat] if docs else np.zeros(0, np.int64)
+
+    def flat(parts: list[np.ndarray], dtype) -> np.ndarray:
+        return np.concatenate(parts)[:n_flat] if parts else np.zeros(0, dtype)
+
+    doc_of, bytes_of, words_of = flat(docs, np.int64), flat(nbytes, np.int64), flat(nwords, np.int64)
+    sep_of = flat(seps, bool)
     scored = (np.arange(n_flat) % block_size) != 0
     nlls = score_windows(model, block_windows(blocks), batch_size=batch_size, pad_token_id=_pad_id(tokenizer),
                          chunk_tokens=chunk_tokens, progress=progress)
@@ -207,11 +247,14 @@ def score_paper(model, tokenizer, texts: list[str], *, block_size: int, batch_si
     if n_flat:
         nll_flat[scored] = np.concatenate(nlls)
     n = len(texts)
+    text_tok, sep_tok = scored & ~sep_of, scored & sep_of
     return {
-        "nll": np.bincount(doc_of, weights=nll_flat, minlength=n),
-        "tokens": np.bincount(doc_of[scored], minlength=n).astype(np.int64),
+        "nll": np.bincount(doc_of[text_tok], weights=nll_flat[text_tok], minlength=n),
+        "tokens": np.bincount(doc_of[text_tok], minlength=n).astype(np.int64),
         "bytes": np.bincount(doc_of[scored], weights=bytes_of[scored], minlength=n).astype(np.int64),
         "words": np.bincount(doc_of[scored], weights=words_of[scored], minlength=n).astype(np.int64),
+        "separator_nll": np.bincount(doc_of[sep_tok], weights=nll_flat[sep_tok], minlength=n),
+        "separator_tokens": np.bincount(doc_of[sep_tok], minlength=n).astype(np.int64),
     }
 
 
@@ -279,7 +322,8 @@ def load_for_eval(params: EvalParams):
 
 
 def _block(protocol: str, split: str, row: dict) -> dict:
-    keys = ("documents", "nll", "tokens", "bytes", "words", "perplexity", "bits_per_byte", "word_perplexity")
+    keys = ("documents", "nll", "tokens", "bytes", "words", "separator_nll", "separator_tokens",
+            "perplexity", "bits_per_byte", "word_perplexity")
     return {"protocol": protocol, "split": split, "source": row["group"], **{k: row[k] for k in keys}}
 
 
@@ -297,44 +341,62 @@ def tidy_metrics(per_doc):
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def run_evaluation(params: EvalParams, *, progress: bool = True) -> EvalEntry:
-    """Evaluate a base model or a training run on one split under one protocol.
+def _documents(params: EvalParams, data_dir, manifest) -> tuple[list[str], list[str], list[str], dict | None]:
+    """``(texts, ids, sources, external info)`` of what ``params`` scores: a split of the
+    prepared data (first ``max_documents``), or the external set (cleaned, on request, with
+    the prepared data's own settings where known). DataError: nothing to score."""
+    if params.external is not None:
+        docs = load_external(params.external, manifest.params if manifest else None)
+        return docs.texts, docs.ids, docs.sources, docs.info
+    ds = load_split(data_dir, params.split)
+    if params.max_documents is not None:
+        ds = ds.select(range(min(params.max_documents, len(ds))))
+    if len(ds) == 0:
+        raise DataError(f"{data_dir}: split {params.split!r} has no documents")
+    return list(ds["text"]), [str(i) for i in ds["id"]], [str(s) for s in ds["source"]], None
 
-    Validates everything cheap first (paths, the run's status, block_size, data), then
-    loads the model, scores, and writes ``eval.json``, ``eval_documents.parquet`` and
-    ``eval_metrics.csv`` atomically into the output folder (entries of other
-    protocol/split pairs already there are kept).
+
+def run_evaluation(params: EvalParams, *, progress: bool = True) -> EvalEntry:
+    """Evaluate a base model or a training run on one split, or on one external test set,
+    under one protocol.
+
+    Validates everything cheap first (paths, the run's status, block_size, data, the
+    per-document table already there), then loads the model, scores, and writes
+    ``eval.json``, ``eval_documents.parquet`` and ``eval_metrics.csv`` atomically into the
+    output folder (entries of other protocol/split pairs already there are kept).
 
     Returns:
         The :class:`~bashkir_peft.records.EvalEntry` written into ``eval.json`` under
-        ``<protocol>/<split>`` (``metrics``: all documents; ``by_source``: per corpus source).
+        ``<protocol>/<split>`` or ``<protocol>/<external set name>`` (``metrics``: all
+        documents; ``by_source``: per corpus source; ``data.external``: the external set's
+        path, fingerprint, documents read and scored, and drop counts where cleaned).
 
     Raises:
         ConfigError: bad parameters (max_length or block_size above the model's context,
             no block_size for the paper protocol, unfinished run ...).
-        DataError: the split is missing or empty.
+        DataError: the split or external set is missing or empty.
+        RecordError: the output folder's per-document table does not match the contract
+            (e.g. written before separators were counted apart): evaluate into a fresh folder.
     """
     import pandas as pd
 
     threads = configure_threads(params.num_threads)
     train_params = read_finished_run(params.run_dir, params.model).params if params.run_dir is not None else {}
     data_dir = params.data_dir or train_params.get("data_dir")
-    if data_dir is None:
+    if data_dir is None and params.external is None:
         raise ConfigError("data_dir is not given and the training record names none")
     block_size = params.block_size or train_params.get("block_size")
     if params.protocol == "paper" and not block_size:
         raise ConfigError("the paper protocol needs block_size (not given, not in the training record)")
-    manifest = read_manifest(data_dir)
-    ds = load_split(data_dir, params.split)
-    if params.max_documents is not None:
-        ds = ds.select(range(min(params.max_documents, len(ds))))
-    if len(ds) == 0:
-        raise DataError(f"{data_dir}: split {params.split!r} has no documents")
-    texts, ids, sources = list(ds["text"]), [str(i) for i in ds["id"]], [str(s) for s in ds["source"]]
+    manifest = read_manifest(data_dir) if data_dir is not None else None
+    texts, ids, sources, external = _documents(params, data_dir, manifest)
+    scored = params.scored
 
     length = params.max_length if params.protocol == "rolling" else block_size
     _check_length(length, _registry_context_length(params.model or train_params.get("model")), params.protocol)
     out_dir = params.out_dir
+    docs_path = out_dir / RunFiles.EVAL_DOCUMENTS
+    old = read_eval_documents(docs_path) if docs_path.is_file() else None
     out_dir.mkdir(parents=True, exist_ok=True)
     with ResourceMeter() as meter:
         model, tokenizer, info = load_for_eval(params)
@@ -345,30 +407,31 @@ def run_evaluation(params: EvalParams, *, progress: bool = True) -> EvalEntry:
         else:
             sums = score_paper(model, tokenizer, texts, block_size=block_size, batch_size=params.batch_size,
                                chunk_tokens=params.chunk_tokens, progress=progress)
-    per_doc = pd.DataFrame({"protocol": params.protocol, "split": params.split, "id": ids, "source": sources,
-                            **sums})
+    per_doc = pd.DataFrame({"protocol": params.protocol, "split": scored, "id": ids, "source": sources, **sums})
     table = summarize(per_doc, by="source")
     rows = {r["group"]: r for r in table.to_dict("records")}
-    settings = {"protocol": params.protocol, "split": params.split,
+    settings = {"protocol": params.protocol, "split": scored,
                 "max_length": params.max_length if params.protocol == "rolling" else None,
                 "stride": (params.stride or params.max_length) if params.protocol == "rolling" else None,
                 "block_size": block_size if params.protocol == "paper" else None,
                 "prefix_token": tokenizer.convert_ids_to_tokens(prefix_token_id(tokenizer))
                 if params.protocol == "rolling" else None,
                 "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
-                "batch_size": params.batch_size, "max_documents": params.max_documents,
+                "batch_size": params.batch_size,
+                "max_documents": params.external.max_documents if params.external else params.max_documents,
                 "merged": info["merged"], "merge_note": info["merge_note"]}
     entry = {
         "status": "finished",
         **settings,
-        "metrics": _block(params.protocol, params.split, rows["all"]),
-        "by_source": {k: _block(params.protocol, params.split, r) for k, r in rows.items() if k != "all"},
+        "metrics": _block(params.protocol, scored, rows["all"]),
+        "by_source": {k: _block(params.protocol, scored, r) for k, r in rows.items() if k != "all"},
         "params": params.model_dump(),
         "method": info["method"],
         "model": info["model"],
         "run_dir": params.run_dir,
-        "data": {"data_dir": str(data_dir), "fingerprint": manifest.fingerprint,
-                 "documents": len(texts)},
+        "data": {"data_dir": None if data_dir is None else str(data_dir),
+                 "fingerprint": manifest.fingerprint if manifest else None,
+                 "documents": len(texts), "external": external},
         "train_data_fingerprint": info["train_record"].data["fingerprint"] if info["train_record"] else None,
         "cost": {**meter.result(), "torch_threads": threads,
                  "tokens_per_s": float(sums["tokens"].sum()) / max(meter.wall_time_s, 1e-9)},
@@ -380,11 +443,9 @@ def run_evaluation(params: EvalParams, *, progress: bool = True) -> EvalEntry:
     record = EvalRecord(stage="evaluate", status="finished", method=info["method"], model=info["model"],
                         model_name=(info["model"] or {}).get("name"), run_dir=params.run_dir,
                         evaluations={**(earlier.evaluations if earlier else {}),
-                                     f"{params.protocol}/{params.split}": entry})
-    docs_path = out_dir / RunFiles.EVAL_DOCUMENTS
-    if docs_path.is_file():
-        old = pd.read_parquet(docs_path)
-        old = old[~((old["protocol"] == params.protocol) & (old["split"] == params.split))]
+                                     f"{params.protocol}/{scored}": entry})
+    if old is not None:
+        old = old[~((old["protocol"] == params.protocol) & (old["split"] == scored))]
         per_doc = pd.concat([old, per_doc], ignore_index=True)
     write_parquet_atomic(per_doc, docs_path)
     write_text_atomic(out_dir / RunFiles.EVAL_METRICS, tidy_metrics(per_doc).to_csv(index=False))

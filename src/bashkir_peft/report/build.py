@@ -155,7 +155,9 @@ def build_report(params: ReportParams) -> ReportResult:
         bootstrap CIs of bits per byte between methods on the same model), ``quality_cost``,
         ``fertility``, ``generation`` and ``generation_summary``, ``paper`` (the paper's
         quoted numbers beside ours), ``failures`` (every cell of the grid's index that is
-        not finished: failed, incomplete, not started, corrupt, stale, with why).
+        not finished: failed, incomplete, not started, corrupt, stale, with why),
+        ``forgetting`` and ``forgetting_summary`` (Bashkir gained, English and Russian
+        forgotten, on the SIB-200 external sets).
 
     Raises:
         ConfigError: no runs folder or no run record in it (DataError), bad grid file, a
@@ -174,13 +176,16 @@ def build_report(params: ReportParams) -> ReportResult:
                                             n_resamples=params.n_resamples, confidence=params.confidence,
                                             seed=params.seed)
     t["quality_cost"] = rt.quality_cost_table(t["runs"], t["metrics"], protocol, params.split)
-    t["fertility"] = rt.fertility_table(runs, t["quality_cost"], _data_dir(params, runs), protocol)
+    t["fertility"] = rt.fertility_table(runs, t["quality_cost"], _data_dir(params, runs), protocol,
+                                        params.split)
     t["generation"] = rt.generation_table(runs)
     t["generation_summary"] = rt.generation_summary(
         t["generation"], rt.generation_intervals(runs, n_resamples=params.n_resamples,
                                                  confidence=params.confidence, seed=params.seed))
     t["paper"] = rt.paper_table(t["summary"], rt.data_modes(runs))
     t["failures"] = rt.failures_table(runs, index_gaps(runs_dir))
+    t["forgetting"] = rt.forgetting_table(runs)
+    t["forgetting_summary"] = rt.forgetting_summary(t["forgetting"])
     for k, df in t.items():
         for col in ("lora_r", "seed", "n", "ours_n", "n_documents"):
             if col in df.columns:
@@ -196,6 +201,7 @@ def build_report(params: ReportParams) -> ReportResult:
         "fertility_vs_bpb": fig.fertility_vs_bpb(t["fertility"], figs_dir / "fertility_vs_bpb.png"),
         "generation_language": fig.generation_language(t["generation_summary"],
                                                        figs_dir / "generation_language.png"),
+        "gained_vs_forgotten": fig.gained_vs_forgotten(t["forgetting"], figs_dir / "gained_vs_forgotten.png"),
     }
     return ReportResult(grid=name, runs_dir=runs_dir, out_dir=out_dir, runs=runs, protocol=protocol,
                         tables=t, figures={k: v for k, v in made.items() if v is not None})

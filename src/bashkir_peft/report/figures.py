@@ -198,3 +198,27 @@ def generation_language(gen_summary: pd.DataFrame, path: Path) -> Path | None:
     ax2.set_ylim(0, 1)
     ax2.tick_params(axis="x", rotation=30)
     return _save(fig, path)
+
+
+def gained_vs_forgotten(forgetting: pd.DataFrame, path: Path) -> Path | None:
+    """Scatter, one point per trained run and language: the Bashkir bits-per-byte gain
+    (x; base − run on SIB-200 Bashkir) against the English (circles) and Russian (squares)
+    bits-per-byte loss (y; run − base on the same sentences), coloured by method. Up: forgot
+    more; right: learnt more Bashkir."""
+    plt, _ = pyplot()
+    f = forgetting.dropna(subset=["bashkir_gain"]) if len(forgetting) else forgetting
+    if f.empty or f[["english_loss", "russian_loss"]].isna().all().all():
+        return None
+    palette = method_palette(f["method_label"])
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for side, marker in (("english", "o"), ("russian", "s")):
+        for lab in _order(f["method_label"]):
+            g = f[f["method_label"] == lab]
+            ax.scatter(g["bashkir_gain"], g[f"{side}_loss"], marker=marker, s=55, color=palette[lab],
+                       edgecolor="black", linewidth=0.5, label=f"{lab}, {side}")
+    ax.axhline(0, color="grey", lw=1, ls="--")
+    ax.axvline(0, color="grey", lw=1, ls="--")
+    ax.set_xlabel("Bashkir gained: bits per byte, base − run (SIB-200 bak)")
+    ax.set_ylabel("forgotten: bits per byte, run − base (SIB-200 eng, rus)")
+    ax.legend(bbox_to_anchor=(1, 1), loc="upper left", title="method, language")
+    return _save(fig, path)

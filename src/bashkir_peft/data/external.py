@@ -1,0 +1,146 @@
+"""External test sets (notebook 03): a corpus scored whole, under its own name.
+
+An external set is text the model never trained on and data preparation never split: a
+corpus file or folder in the formats data prep reads (:func:`bashkir_peft.data.corpus.resolve_source`:
+``.jsonl``, ``.jsonl.gz``, ``.parquet``, a folder of them or of ``.txt``) or one language
+side of the shared SIB-200 files (:func:`bashkir_peft.data.sib200.read_sib200_split`).
+It is scored whole (no split, no de-duplication) and raw by default: the grid's
+cleaning would change what is measured (``min_chars`` alone drops most SIB-200
+sentences, the Bashkir filter every English and Russian one). With ``clean: true`` the
+documents pass through data prep's per-document cleaning and filtering
+(:func:`bashkir_peft.data.prepare.clean_documents`) and the drop counts are recorded.
+
+The first external sets are the parallel Bashkir, English and Russian sides of
+``../shared/eval/sib200`` (FLORES-200 sentences): bits per byte on the English and Russian
+sides measures what adaptation to Bashkir cost the model in languages it knew
+(forgetting), on the same content as the Bashkir side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from bashkir_peft.data.corpus import iter_documents, resolve_source
+from bashkir_peft.data.prepare import DataPrepParams, clean_documents
+from bashkir_peft.data.sib200 import SIB200_SPLITS, read_sib200_split
+from bashkir_peft.errors import DataError
+from bashkir_peft.settings import resolve_path
+from bashkir_peft.yamlio import StrictModel
+
+DATA_PREP_SPLITS = ("train", "validation", "test")
+
+
+class ExternalSet(StrictModel):
+    """A named external test set (a parameter of notebook 03; the grid's
+    ``evaluate.external_sets`` lists them).
+
+    Attributes:
+        name: the set's name in every table (in place of a split name; not ``train``,
+            ``validation`` or ``test``), e.g. ``sib200-eng``.
+        path: a corpus file or folder (``format: corpus``), or a SIB-200 language folder
+            (``format: sib200``, e.g. ``../shared/eval/sib200/eng_Latn``); relative paths
+            are taken from the repository root, like every data path.
+        format: ``corpus`` or ``sib200``.
+        sib200_split: ``format: sib200``: ``train``, ``dev``, ``test`` or ``all`` (the
+            three, in that order).
+        clean: pass the documents through data prep's cleaning and filters (drop counts
+            recorded); default: scored raw.
+        max_documents: score only the first N documents (quick looks, the CPU demo's
+            budget); default: all of them.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    path: str
+    format: Literal["corpus", "sib200"] = "corpus"
+    sib200_split: Literal["train", "dev", "test", "all"] = "test"
+    clean: bool = False
+    max_documents: int | None = Field(None, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_split(cls, v: str) -> str:
+        if v in DATA_PREP_SPLITS:
+            raise ValueError(f"{v!r} names a data-prep split; give the external set its own name (e.g. sib200-eng)")
+        return v
+
+    @field_validator("path")
+    @classmethod
+    def _exists(cls, v: str) -> str:
+        if not resolve_path(v).exists():
+            raise ValueError(f"{v}: no such file or folder ({resolve_path(v)})")
+        return v
+
+
+@dataclass(frozen=True)
+class ExternalDocuments:
+    """The documents of an external set, ready to score.
+
+    Attributes:
+        texts, ids, sources: one entry per document (SIB-200: id = ``index_id``, the same
+            in every language; source = the language folder, e.g. ``eng_Latn``).
+        info: what the evaluation record keeps: the set's parameters, the resolved path,
+            ``documents_read``, ``documents`` (scored), ``drops`` (reason -> documents;
+            empty when raw), ``cleaning_settings`` and ``fingerprint`` (SHA-256 of the
+            scored ids and texts).
+    """
+
+    texts: list[str]
+    ids: list[str]
+    sources: list[str]
+    info: dict
+
+
+def _sib200(spec: ExternalSet) -> tuple[list[str], list[str], list[str]]:
+    folder = resolve_path(spec.path)
+    splits = SIB200_SPLITS if spec.sib200_split == "all" else (spec.sib200_split,)
+    texts, ids = [], []
+    for split in splits:
+        df = read_sib200_split(folder, split)
+        texts += df["text"].tolist()
+        ids += [str(i) for i in df["index_id"]]
+    return texts, ids, [folder.name] * len(texts)
+
+
+def load_external(spec: ExternalSet, cleaning_settings: dict | None = None) -> ExternalDocuments:
+    """Read an external set (raw, or cleaned with ``cleaning_settings``).
+
+    Args:
+        spec: the set.
+        cleaning_settings: ``min_chars`` and ``langid_min_letters`` of data prep (the
+            prepared data's own settings where known); used only with ``spec.clean``.
+
+    Returns:
+        The :class:`ExternalDocuments`.
+
+    Raises:
+        DataError: the path does not exist or is not readable in its format; no document
+            is left to score.
+    """
+    if spec.format == "sib200":
+        texts, ids, sources = _sib200(spec)
+    else:
+        docs = list(iter_documents(resolve_source(spec.path)))
+        texts, ids, sources = [d.text for d in docs], [d.id for d in docs], [d.source for d in docs]
+    read = len(texts)
+    drops: dict[str, int] = {}
+    settings = None
+    if spec.clean:
+        defaults = DataPrepParams.model_fields
+        settings = {k: (cleaning_settings or {}).get(k, defaults[k].default) for k in ("min_chars", "langid_min_letters")}
+        kept, drops = clean_documents(texts, ids, sources, **settings)
+        texts, ids, sources = [k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept]
+    if spec.max_documents is not None:
+        texts, ids, sources = texts[: spec.max_documents], ids[: spec.max_documents], sources[: spec.max_documents]
+    if not texts:
+        raise DataError(f"external set {spec.name!r} ({spec.path}): no document left to score "
+                        f"(read {read}; dropped by cleaning: {drops or 'none'})")
+    h = hashlib.sha256()
+    for i, t in zip(ids, texts):
+        h.update(f"{i}\t{t}\n".encode())
+    info = {**spec.model_dump(), "resolved_path": str(resolve_path(spec.path)), "documents_read": read,
+            "documents": len(texts), "drops": drops, "cleaning_settings": settings, "fingerprint": h.hexdigest()}
+    return ExternalDocuments(texts, ids, sources, info)
