@@ -61,7 +61,7 @@ def mean_pooled_states(model, tokenizer, texts: Sequence[str], *, layers: Sequen
                 x[row, :len(t)] = torch.tensor(t)
                 mask[row, :len(t)] = 1
             states = model(input_ids=x.to(device), attention_mask=mask.to(device),
-                           output_hidden_states=True).hidden_states
+                           output_hidden_states=True, logits_to_keep=1).hidden_states
             if picked is None:
                 n = len(states)
                 picked = list(range(n)) if layers is None else list(layers)

@@ -220,11 +220,12 @@ def run_downstream(params: DownstreamParams, *, progress: bool = True) -> Downst
             timings[f"in_context_{k}_shot_s"] = time.perf_counter() - t0
         if params.probe:
             t0 = time.perf_counter()
-            wanted = None if params.probe_layers is None else sorted({*params.probe_layers, params.probe_layer})
+            n_states = model.config.num_hidden_layers + 1
+            wanted = None if params.probe_layers is None else \
+                sorted({layer % n_states for layer in (*params.probe_layers, params.probe_layer)})
             feats = [mean_pooled_states(model, tokenizer, list(df["text"]), layers=wanted, max_length=max_length,
                                         batch_size=params.batch_size, progress=progress) for df in (train, dev, test)]
-            n_states = model.config.num_hidden_layers + 1
-            layers = list(range(feats[0].shape[0])) if wanted is None else [w % n_states for w in wanted]
+            layers = list(range(n_states)) if wanted is None else wanted
             fits = {layer: fit_probe(feats[0][j], train["category"], feats[1][j], dev["category"], feats[2][j])
                     for j, layer in enumerate(layers)}
             fixed = params.probe_layer % n_states

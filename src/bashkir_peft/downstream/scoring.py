@@ -78,11 +78,15 @@ def loglikelihoods(model, tokenizer, requests: Sequence[tuple[str, str]], *, max
             for row, i in enumerate(batch):
                 ids[row, :len(inputs[i])] = torch.tensor(inputs[i])
                 mask[row, :len(inputs[i])] = 1
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            # logits only where a continuation token is predicted: the last m positions of each
+            # row (transformers' logits_to_keep, 2-D: the same count for every row)
+            m = max(len(encoded[i][1]) for i in batch)
+            keep = torch.tensor([[max(len(inputs[i]) - m + j, 0) for j in range(m)] for i in batch])
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                           logits_to_keep=keep.to(device)).logits
             for row, i in enumerate(batch):
                 cont = encoded[i][1]
-                n = len(inputs[i])
-                logp = torch.log_softmax(logits[row, n - len(cont):n].float(), dim=-1)
+                logp = torch.log_softmax(logits[row, m - len(cont):].float(), dim=-1)
                 out[i] = float(logp.gather(1, torch.tensor(cont, device=device)[:, None]).sum())
     return out
 
