@@ -1,7 +1,7 @@
 """Experiment grids (``params/grids/*.yaml``): the file format and its expansion into cells.
 
 A grid file has a ``name``; per-stage settings ``data``, ``train``, ``evaluate``,
-``generate`` (parameters of the notebooks 01-04, injected by papermill); the ``matrix``
+``generate``, ``downstream`` (parameters of the notebooks 01-04 and 06, injected by papermill); the ``matrix``
 axes ``model`` x ``method`` x ``lora_r`` x ``seed``; ``exclude`` selectors, ``include``
 extra cells (each with its own stage settings) and ``overrides`` (stage settings for
 the cells a selector matches). The corpus is never in the file: it is a required
@@ -40,8 +40,8 @@ from bashkir_peft.records import run_label
 from bashkir_peft.yamlio import StrictModel, read_yaml, validate
 
 GridMethod = Literal["base", "full", "lora", "qlora"]
-STAGE_SECTIONS: tuple[str, ...] = ("data", "train", "evaluate", "generate")
-CELL_STAGES: tuple[str, ...] = ("train", "evaluate", "generate")
+STAGE_SECTIONS: tuple[str, ...] = ("data", "train", "evaluate", "generate", "downstream")
+CELL_STAGES: tuple[str, ...] = ("train", "evaluate", "generate", "downstream")
 AXES: tuple[str, ...] = ("model", "method", "lora_r", "seed", "label")
 ADAPTER_METHODS = ("lora", "qlora")
 Source = Literal["paper", "ours"]
@@ -98,6 +98,7 @@ class _StageSettings(StrictModel):
     train: StageSettings = {}
     evaluate: StageSettings = {}
     generate: StageSettings = {}
+    downstream: StageSettings = {}
     source: Source | None = None
     note: str | None = None
 
@@ -129,6 +130,7 @@ class GridSpec(StrictModel):
     train: StageSettings = {}
     evaluate: StageSettings = {}
     generate: StageSettings = {}
+    downstream: StageSettings = {}
     matrix: Matrix
     exclude: list[Selector] = []
     include: list[Include] = []
@@ -154,7 +156,7 @@ class Cell:
 
     Attributes:
         model, method, lora_r, seed, label: the axes (``lora_r`` None for full/base).
-        params: stage name (train, evaluate, generate) -> settings from the grid.
+        params: stage name (train, evaluate, generate, downstream) -> settings from the grid.
     """
 
     model: str
