@@ -74,6 +74,8 @@ class DataPrepParams(StrictModel):
     minhash_num_perm: int = Field(128, ge=16, le=1024)
     tokenizers: list[str] = Field(default_factory=lambda: list(DEFAULT_TOKENIZERS))
     fertility_max_chars: int = Field(2_000_000, ge=1000, description="test-split characters profiled per tokenizer")
+    parity_sib200: str | None = Field("../shared/eval/sib200", description="SIB-200 folder (one folder per "
+                                      "language) for tokenizer parity, Bashkir over English; None: skip")
     langid_sample: str | None = "../shared/corpus/langid-sample.jsonl"
     num_proc: int | None = Field(None, ge=1, description="worker processes; None = cores available")
 
