@@ -151,7 +151,9 @@ def build_report(params: ReportParams) -> ReportResult:
         finished runs), ``summary`` (mean/std/n over seeds), ``differences`` (paired
         bootstrap CIs of bits per byte between methods on the same model), ``quality_cost``,
         ``fertility``, ``generation`` and ``generation_summary``, ``paper`` (the paper's
-        quoted numbers beside ours), ``failures`` (failed and incomplete runs with errors).
+        quoted numbers beside ours), ``failures`` (failed and incomplete runs with errors),
+        ``downstream`` (SIB-200 Bashkir classification with intervals, baselines first) and
+        ``parity`` (tokenizer fertility and parity premium).
 
     Raises:
         ConfigError: no runs folder or no run record in it (DataError), bad grid file, a
@@ -175,6 +177,8 @@ def build_report(params: ReportParams) -> ReportResult:
     t["generation_summary"] = rt.generation_summary(t["generation"])
     t["paper"] = rt.paper_table(t["summary"])
     t["failures"] = rt.failures_table(runs)
+    t["downstream"] = rt.downstream_table(runs)
+    t["parity"] = rt.parity_table(_data_dir(params, runs))
     for k, df in t.items():
         for col in ("lora_r", "seed", "n", "ours_n", "n_documents"):
             if col in df.columns:
@@ -234,6 +238,18 @@ def format_paper(paper: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"model": paper["model"], "method": paper["method"], "metric": paper["metric"],
                          "quoted from the paper": [f"{v:g}" for v in paper["paper"]], "ours: method": paper["ours_method"],
                          "ours: mean ± std": ours, "ours: seeds": paper["ours_n"]})
+
+
+def format_downstream(downstream: pd.DataFrame) -> pd.DataFrame:
+    """The downstream table for reading: one row per model x method x seed x classifier,
+    ``accuracy`` and ``macro_f1`` as ``value [low, high]`` (95 % bootstrap interval)."""
+    if downstream.empty:
+        return downstream
+    out = downstream[["model", "method_label", "seed", "approach", "setting", "n"]].copy()
+    for m in ("accuracy", "macro_f1"):
+        out[m] = [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in
+                  zip(downstream[m], downstream[f"{m}_low"], downstream[f"{m}_high"])]
+    return out.rename(columns={"method_label": "method"})
 
 
 GENERATION_COLUMNS = ("model", "method_label", "n", "code_switch_rate", "non_bashkir_word_share",

@@ -25,6 +25,7 @@ from bashkir_peft.errors import DataError
 from bashkir_peft.records import (
     METRICS,
     CellRecord,
+    DownstreamRecord,
     EvalRecord,
     GenerateRecord,
     GridFiles,
@@ -96,6 +97,7 @@ class RunRecord:
         train: the training record (``None``: not written, e.g. a ``base`` run).
         eval: the evaluation record (``None``: not evaluated yet).
         generate: the generation record (``None``: no generation).
+        downstream: the downstream record (``None``: the stage has not run).
     """
 
     run_id: str
@@ -104,6 +106,7 @@ class RunRecord:
     train: TrainRecord | None
     eval: EvalRecord | None
     generate: GenerateRecord | None
+    downstream: DownstreamRecord | None = None
 
     @property
     def model(self) -> str:
@@ -195,7 +198,8 @@ def read_run(path: str | Path) -> RunRecord:
                      cell=read_record(path / RunFiles.CELL, CellRecord),
                      train=read_record_if_any(path / RunFiles.TRAIN, TrainRecord),
                      eval=read_record_if_any(path / RunFiles.EVAL, EvalRecord),
-                     generate=read_record_if_any(path / RunFiles.GENERATE, GenerateRecord))
+                     generate=read_record_if_any(path / RunFiles.GENERATE, GenerateRecord),
+                     downstream=read_record_if_any(path / RunFiles.DOWNSTREAM, DownstreamRecord))
 
 
 def current_run_ids(runs_dir: Path) -> set[str] | None:
