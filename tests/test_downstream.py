@@ -34,7 +34,8 @@ def sib200_dir(shared_dir):
 class _CopyModel:
     """A causal 'LM' that predicts the tokens it has already read: the logit of token t at
     position i is 5 x (count of t in positions <= i) (a constructed case with a known
-    preference: the label written most often in the prompt is the most likely continuation)."""
+    preference: the label written most often in the prompt is the most likely continuation).
+    Its 'cache' is the counts so far, so both scoring paths (shared context, whole) work."""
 
     def __init__(self, vocab: int):
         import torch
@@ -45,12 +46,27 @@ class _CopyModel:
     def parameters(self):
         return iter([self._p])
 
-    def __call__(self, input_ids, attention_mask, logits_to_keep):
+    def __call__(self, input_ids, attention_mask=None, logits_to_keep=0, past_key_values=None, use_cache=False):
         import torch
 
-        onehot = torch.nn.functional.one_hot(input_ids, self.vocab).float() * attention_mask[..., None]
-        logits = 5 * onehot.cumsum(1)
-        return SimpleNamespace(logits=logits[torch.arange(len(logits))[:, None], logits_to_keep])
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask[:, -input_ids.shape[1]:]
+        counts = (torch.nn.functional.one_hot(input_ids, self.vocab).float() * mask[..., None]).cumsum(1)
+        if past_key_values is not None:
+            counts = counts + past_key_values.counts[:, None]
+        logits = 5 * counts
+        if isinstance(logits_to_keep, torch.Tensor):
+            logits = logits[torch.arange(len(logits))[:, None], logits_to_keep]
+        elif logits_to_keep:
+            logits = logits[:, -logits_to_keep:]
+        return SimpleNamespace(logits=logits, past_key_values=_Counts(counts[:, -1]))
+
+
+class _Counts:
+    def __init__(self, counts):
+        self.counts = counts
+
+    def batch_repeat_interleave(self, n: int) -> None:
+        self.counts = self.counts.repeat_interleave(n, 0)
 
 
 def test_label_scoring_picks_the_label_the_model_prefers():
@@ -67,6 +83,9 @@ def test_label_scoring_picks_the_label_the_model_prefers():
     requests = choice_requests(fmt, labels, [("A trip to the sea: travel", "travel")], texts)
     assert requests[0][0].startswith("Text: A trip to the sea: travel\nTopic: travel\n\nText: They")
     lls = loglikelihoods(_CopyModel(len(tok)), tok, requests, max_length=1024, batch_size=4).reshape(3, 7)
+    # scored whole (a max_length the prompts do not fit in, truncating the shot only): the same choices
+    whole = loglikelihoods(_CopyModel(len(tok)), tok, requests, max_length=30, batch_size=4).reshape(3, 7)
+    assert (choose(whole, labels)[0] == choose(lls, labels)[0]).all()
     pred, pred_norm = choose(lls, labels)
     assert [labels[i] for i in pred] == ["sports", "travel", "health"]
     assert [labels[i] for i in pred_norm] == ["sports", "travel", "health"]
@@ -140,19 +159,19 @@ def test_bad_data_fails_before_the_model_loads(tmp_path, sib200_dir):
 
 
 def test_small_run_writes_the_record_and_tables(tmp_path, sib200_dir):
-    params = DownstreamParams(model="tiny-gpt2", sib200_dir=str(sib200_dir), k_shots=[0, 1], max_train=40,
-                              max_test=14, probe_layers=[0], n_resamples=100, output_dir=str(tmp_path))
+    params = DownstreamParams(model="tiny-gpt2", sib200_dir=str(sib200_dir), k_shots=[1], max_train=40,
+                              max_dev=14, max_test=14, probe_layers=[0], n_resamples=100, output_dir=str(tmp_path))
     record = run_downstream(params, progress=False)
     assert read_record(tmp_path / RunFiles.DOWNSTREAM, DownstreamRecord) == record
     settings = [(r.approach, r.setting) for r in record.results]
     assert settings == [("majority", "most frequent train category"),
                         ("char_tfidf", "char 1-4-gram TF-IDF + logistic regression"),
-                        ("in_context", "0-shot, acc"), ("in_context", "0-shot, acc_norm"),
                         ("in_context", "1-shot, acc"), ("in_context", "1-shot, acc_norm"),
                         ("probe", "layer 2 (fixed)"), ("probe", f"layer {record.probe['best_layer']} (best on dev)")]
     assert record.probe["layers_searched"] == [0, 2]
+    assert (record.task["train"], record.task["dev"], record.task["test"]) == (40, 14, 14)
     preds = read_table(tmp_path / RunFiles.DOWNSTREAM_PREDICTIONS, DOWNSTREAM_PREDICTION_COLUMNS)
-    assert len(preds) == 8 * 14
+    assert len(preds) == 6 * 14
     assert preds["category"].nunique() == 7  # the evenly spaced subset keeps every class
     majority = record.results[0]
     assert majority.accuracy == pytest.approx((preds.query("approach == 'majority'")["category"]

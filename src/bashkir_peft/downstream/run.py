@@ -62,6 +62,8 @@ class DownstreamParams(StrictModel):
         probe_layer: hidden-state index of the reported probe (0: embeddings; -1: last layer).
         probe_layers: hidden-state indices searched for the layer best on dev (None: all).
         max_train: use only the first N train sentences for the probe and the TF-IDF baseline.
+        max_dev: use only the first N dev sentences to choose the probe's and the TF-IDF
+            baseline's regularization and the probe's best layer.
         max_test: score only N test sentences, evenly spaced over the file (the file is sorted
             by category, so the subset keeps the class shares; quick looks, the CPU demo).
         batch_size: sequences per forward pass.
@@ -80,6 +82,7 @@ class DownstreamParams(StrictModel):
     probe_layer: int = -1
     probe_layers: list[int] | None = None
     max_train: int | None = Field(None, ge=2)
+    max_dev: int | None = Field(None, ge=1)
     max_test: int | None = Field(None, ge=1)
     batch_size: int = Field(8, ge=1)
     n_resamples: int = Field(1000, ge=100)
@@ -109,7 +112,7 @@ def read_task(params: DownstreamParams) -> dict:
     """The SIB-200 splits and labels the parameters select (checked before any model loads).
 
     Returns:
-        ``{"labels", "train", "dev", "test"}`` (DataFrames cut to ``max_train``/``max_test``).
+        ``{"labels", "train", "dev", "test"}`` (DataFrames cut to ``max_train``/``max_dev``/``max_test``).
 
     Raises:
         DataError: a missing or malformed SIB-200 file.
@@ -121,6 +124,8 @@ def read_task(params: DownstreamParams) -> dict:
         task[split] = read_sib200_split(folder, split)
     if params.max_train is not None:
         task["train"] = task["train"].head(params.max_train)
+    if params.max_dev is not None:
+        task["dev"] = task["dev"].head(params.max_dev)
     if params.max_test is not None and params.max_test < len(task["test"]):
         rows = np.linspace(0, len(task["test"]) - 1, params.max_test).round().astype(int)
         task["test"] = task["test"].iloc[rows].reset_index(drop=True)
