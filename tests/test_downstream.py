@@ -147,7 +147,7 @@ def test_bad_parameters_get_one_clear_line(settings, message):
     assert "\n" not in str(err.value)
 
 
-def test_bad_data_fails_before_the_model_loads(tmp_path, sib200_dir):
+def test_bad_input_fails_in_one_line_before_any_scoring(tmp_path, sib200_dir):
     # a model name that cannot load: reaching the model would raise another error
     params = DownstreamParams(model="no-such-model", sib200_dir=str(tmp_path), output_dir=str(tmp_path / "out"))
     with pytest.raises(DataError, match="labels.txt: not found"):
@@ -155,6 +155,11 @@ def test_bad_data_fails_before_the_model_loads(tmp_path, sib200_dir):
     params = DownstreamParams(model="no-such-model", sib200_dir=str(sib200_dir), max_train=3, k_shots=[5])
     with pytest.raises(ConfigError, match="k_shots 5 exceeds the 3 train sentences"):
         run_downstream(params)
+    # tiny-gpt2 has 3 hidden states (embeddings + 2 layers): found before any scoring
+    params = DownstreamParams(model="tiny-gpt2", sib200_dir=str(sib200_dir), max_train=14, max_test=7,
+                              probe_layers=[3], output_dir=str(tmp_path / "out"))
+    with pytest.raises(ConfigError, match=r"probe layer 3 out of range: the model has 3 hidden states"):
+        run_downstream(params, progress=False)
     assert not (tmp_path / "out").exists()
 
 

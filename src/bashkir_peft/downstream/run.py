@@ -31,7 +31,13 @@ from bashkir_peft.data.sib200 import read_sib200_labels, read_sib200_split
 from bashkir_peft.downstream.baselines import char_tfidf_baseline, majority_baseline
 from bashkir_peft.downstream.measures import scores_with_intervals
 from bashkir_peft.downstream.probe import C_GRID, fit_probe, mean_pooled_states
-from bashkir_peft.downstream.prompts import LabelLanguage, choice_requests, prompt_format
+from bashkir_peft.downstream.prompts import (
+    FEWSHOT_DELIMITER,
+    TARGET_DELIMITER,
+    LabelLanguage,
+    choice_requests,
+    prompt_format,
+)
 from bashkir_peft.downstream.scoring import choose, loglikelihoods
 from bashkir_peft.errors import ConfigError, DataError
 from bashkir_peft.models.loading import load_model
@@ -170,6 +176,18 @@ def input_length(model, max_length: int | None) -> int:
     return max_length or int(ctx)
 
 
+def layer_index(layer: int, n_states: int) -> int:
+    """A hidden-state index (negative: from the last) as a non-negative one.
+
+    Raises:
+        ConfigError: outside the model's ``n_states`` hidden states (embeddings + layers).
+    """
+    if not -n_states <= layer < n_states:
+        raise ConfigError(f"probe layer {layer} out of range: the model has {n_states} hidden states "
+                          f"(0 = embeddings .. {n_states - 1} = last, or -1)")
+    return layer % n_states
+
+
 def _result(approach: str, setting: str, y_true, y_pred, labels, params: DownstreamParams, **extra) -> dict:
     scores = scores_with_intervals(y_true, y_pred, labels, n_resamples=params.n_resamples,
                                    confidence=params.confidence)
@@ -208,11 +226,15 @@ def run_downstream(params: DownstreamParams, *, progress: bool = True) -> Downst
         t0 = time.perf_counter()
         keep("majority", "most frequent train category", majority_baseline(list(train["category"]), len(test)))
         pred, c_tfidf = char_tfidf_baseline(list(train["text"]), list(train["category"]), list(dev["text"]),
-                                      list(dev["category"]), list(test["text"]))
+                                            list(dev["category"]), list(test["text"]))
         keep("char_tfidf", "char 1-4-gram TF-IDF + logistic regression", pred, C=c_tfidf)
         timings["baselines_s"] = time.perf_counter() - t0
         model, tokenizer, method, info = load_for_downstream(params)
         max_length = input_length(model, params.max_length)
+        n_states = model.config.num_hidden_layers + 1
+        fixed = layer_index(params.probe_layer, n_states)
+        layers = list(range(n_states)) if params.probe_layers is None else \
+            sorted({fixed, *(layer_index(layer, n_states) for layer in params.probe_layers)})
         for k in params.k_shots:
             t0 = time.perf_counter()
             shots = list(zip(train["text"][:k], train["category"][:k]))
@@ -225,15 +247,10 @@ def run_downstream(params: DownstreamParams, *, progress: bool = True) -> Downst
             timings[f"in_context_{k}_shot_s"] = time.perf_counter() - t0
         if params.probe:
             t0 = time.perf_counter()
-            n_states = model.config.num_hidden_layers + 1
-            wanted = None if params.probe_layers is None else \
-                sorted({layer % n_states for layer in (*params.probe_layers, params.probe_layer)})
-            feats = [mean_pooled_states(model, tokenizer, list(df["text"]), layers=wanted, max_length=max_length,
+            feats = [mean_pooled_states(model, tokenizer, list(df["text"]), layers=layers, max_length=max_length,
                                         batch_size=params.batch_size, progress=progress) for df in (train, dev, test)]
-            layers = list(range(n_states)) if wanted is None else wanted
             fits = {layer: fit_probe(feats[0][j], train["category"], feats[1][j], dev["category"], feats[2][j])
                     for j, layer in enumerate(layers)}
-            fixed = params.probe_layer % n_states
             best = max(layers, key=lambda layer: (fits[layer].dev_accuracy, layer == fixed, -layer))
             for layer, selection in ((fixed, "fixed"), (best, "best on dev")):
                 fit = fits[layer]
@@ -252,7 +269,8 @@ def run_downstream(params: DownstreamParams, *, progress: bool = True) -> Downst
               "test_subset": None if params.max_test is None else "max_test sentences evenly spaced over the file"},
         prompt={"template": fmt.template, "label_language": fmt.label_language, "label_strings": fmt.label_strings,
                 "k_shots": params.k_shots, "shots": "the first k train sentences (lm-evaluation-harness first_n)",
-                "max_length": max_length, "target_delimiter": " ", "fewshot_delimiter": "\\n\\n"},
+                "max_length": max_length, "target_delimiter": TARGET_DELIMITER,
+                "fewshot_delimiter": FEWSHOT_DELIMITER},
         probe=probe_info, results=results, params=params.model_dump(),
         cost={**meter.result(), **timings, "torch_threads": threads},
         environment=environment_info())
