@@ -117,6 +117,24 @@ def test_probe_learns_encoded_labels_and_nothing_from_shuffled_ones():
     assert abs((shuffled.pred == y_test).mean() - chance) < 0.05  # 1000 items: 4.5 standard errors
 
 
+def test_pooled_states_do_not_depend_on_batching_or_padding(sib200_dir):
+    from bashkir_peft.data.sib200 import read_sib200_split
+    from bashkir_peft.downstream.probe import mean_pooled_states
+    from bashkir_peft.models.loading import load_model
+
+    loaded = load_model("tiny-gpt2", "full")
+    texts = list(read_sib200_split(sib200_dir, "dev")["text"][:5])
+    batched = mean_pooled_states(loaded.model.eval(), loaded.tokenizer, texts, layers=[0, -1], batch_size=3)
+    alone = np.concatenate([mean_pooled_states(loaded.model, loaded.tokenizer, [t], layers=[0, -1]) for t in texts],
+                           axis=1)
+    assert batched.shape == (2, 5, 32)
+    np.testing.assert_allclose(batched, alone, atol=1e-5)
+    ids = loaded.tokenizer(texts[0], add_special_tokens=False)["input_ids"]
+    embeddings = loaded.model.get_input_embeddings().weight[ids].detach() + \
+        loaded.model.transformer.wpe.weight[:len(ids)].detach()
+    np.testing.assert_allclose(batched[0, 0], embeddings.mean(0).numpy(), atol=1e-6)  # layer 0: input embeddings
+
+
 def test_measures_match_scikit_learn_and_intervals_hold_the_estimate():
     from sklearn.metrics import accuracy_score, f1_score
 

@@ -49,11 +49,12 @@ def mean_pooled_states(model, tokenizer, texts: Sequence[str], *, layers: Sequen
         raise ConfigError(f"text {empty[0]} has no tokens; a probe needs at least one")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else prefix_token_id(tokenizer)
     device = next(model.parameters()).device
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # batches of similar lengths: less padding
     chunks = []
     picked = None
     with torch.inference_mode():
         for start in tqdm(range(0, len(ids), batch_size), disable=not progress, desc="probe features"):
-            batch = ids[start:start + batch_size]
+            batch = [ids[i] for i in order[start:start + batch_size]]
             width = max(len(t) for t in batch)
             x = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -71,7 +72,10 @@ def mean_pooled_states(model, tokenizer, texts: Sequence[str], *, layers: Sequen
                                       f"(0 = embeddings .. {n - 1} = last, or -1)")
             m = mask.to(device)[:, :, None].float()
             chunks.append(torch.stack([(states[i].float() * m).sum(1) / m.sum(1) for i in picked]).cpu().numpy())
-    return np.concatenate(chunks, axis=1)
+    feats = np.concatenate(chunks, axis=1)
+    out = np.empty_like(feats)
+    out[:, order] = feats
+    return out
 
 
 def choose_on_dev(make, x_train, y_train, x_dev, y_dev, c_grid: Sequence[float] = C_GRID):
