@@ -19,6 +19,8 @@ from bashkir_peft.records import (
     EVAL_DOCUMENT_COLUMNS,
     CellAxes,
     CellRecord,
+    DownstreamRecord,
+    DownstreamResult,
     EvalEntry,
     EvalRecord,
     Failure,
@@ -246,6 +248,24 @@ def stage_eval_entry(protocol: str, model: str | None, run_dir: str | None) -> E
                      merge_note=None, metrics=_block(doc, protocol), by_source={}, params={"model": model},
                      method="base" if run_dir is None else "lora", model=None, run_dir=run_dir, data=DATA,
                      train_data_fingerprint=None, cost={}, environment=ENVIRONMENT)
+
+
+def downstream_result(approach: str, setting: str, accuracy: float, macro_f1: float, width: float = 0.05,
+                      **extra) -> DownstreamResult:
+    """One classifier's scores with an interval of ``+- width``."""
+    return DownstreamResult(approach=approach, setting=setting, accuracy=accuracy, accuracy_low=accuracy - width,
+                            accuracy_high=accuracy + width, macro_f1=macro_f1, macro_f1_low=macro_f1 - width,
+                            macro_f1_high=macro_f1 + width, n=204, **extra)
+
+
+def stage_downstream_record(model: str | None, run_dir: str | None, method: str = "base",
+                            results: list[DownstreamResult] | None = None) -> DownstreamRecord:
+    """A finished downstream record (default: the two baselines only)."""
+    results = results or [downstream_result("majority", "most frequent train category", 0.25, 0.057),
+                          downstream_result("char_tfidf", "char 1-4-gram TF-IDF + logistic regression", 0.6, 0.55)]
+    return DownstreamRecord(stage="downstream", status="finished", method=method, model=None, model_name=model,
+                            run_dir=run_dir, task={}, prompt={}, probe=None, results=results, params={}, cost={},
+                            environment=ENVIRONMENT)
 
 
 def stage_generate_record(label: str) -> GenerateRecord:

@@ -51,5 +51,7 @@ def test_notebook_runs_under_papermill(tmp_path, corpus_dir):
     assert manifest["status"] == "complete" and manifest["counts"]["documents_kept"] == 30
     fert = pd.read_parquet(out / DataFiles.FERTILITY)
     assert list(fert["model"]) == ["tiny-gpt2"] and fert.loc[0, "fertility"] > 1
+    assert fert.loc[0, "premium"] == pytest.approx(fert.loc[0, "tokens_bak"] / fert.loc[0, "tokens_eng"])
     executed = (tmp_path / "executed.ipynb").read_text(encoding="utf-8")
     assert "Data card" in executed and "precision" in executed and "image/png" in executed
+    assert "### Tokenizers" in executed and "premium" in executed

@@ -52,6 +52,8 @@ def test_grid_runs_failure_recorded_others_finish(e2e):
         assert json.loads((run_dir / "generate.json").read_text())["status"] == "finished"
         assert (run_dir / "notebooks" / "03_evaluate.1.ipynb").is_file()
         assert (run_dir / "notebooks" / "03_evaluate.2.ipynb").is_file()
+        downstream = json.loads((run_dir / "downstream.json").read_text())  # notebook 06, after evaluation
+        assert downstream["status"] == "finished" and downstream["task"]["test"] == 14
     train = json.loads((e2e["cells"]["lora"][0] / "train.json").read_text())
     assert train["status"] == "finished" and train["params"]["seed"] == 42 and train["params"]["lora_r"] == 4
     assert (e2e["root"] / "01_data_prep.ipynb").is_file()

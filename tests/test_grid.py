@@ -38,8 +38,8 @@ def test_expansion_rules():
     assert [(c.lora_r, c.seed) for c in by(model="tiny-gpt2", method="base")] == [(None, 1)]
     assert {c.lora_r for c in by(method="full")} == {None}
     assert {(c.lora_r, c.seed) for c in by(model="tiny-llama", method="qlora")} == {(4, 1), (4, 2), (8, 1), (8, 2)}
-    assert by(method="base")[0].stages == ("evaluate", "generate")
-    assert by(method="lora")[0].stages == ("train", "evaluate", "generate")
+    assert by(method="base")[0].stages == ("evaluate", "generate", "downstream")
+    assert by(method="lora")[0].stages == ("train", "evaluate", "generate", "downstream")
     assert "train" not in by(method="base")[0].params
     assert len({c.slug for c in cells}) == len(cells)
 

@@ -31,6 +31,7 @@ PARAMS = {
               'max_steps = 2\nrun_name = "run"\ntarget_modules = None'),
     "evaluate": 'model = None\nrun_dir = None\ndata_dir = None\noutput_dir = None\nprotocol = "rolling"\nmax_documents = None',
     "generate": 'model = None\nrun_dir = None\ndata_dir = None\noutput_dir = None\nseed = 0\nmax_new_tokens = 4',
+    "downstream": 'model = None\nrun_dir = None\noutput_dir = None\nk_shots = [0, 5]\nmax_test = None',
 }
 # The throwaway notebooks write records of the contract (tests/report_synth.py builds them);
 # what the tests inspect besides (injected types, executions) goes into files of their own.
@@ -38,7 +39,7 @@ PREAMBLE = """
 import json, pathlib, sys
 sys.path.insert(0, "tests")
 import pandas as pd
-from report_synth import stage_eval_entry, stage_generate_record, stage_train_record
+from report_synth import stage_downstream_record, stage_eval_entry, stage_generate_record, stage_train_record
 from bashkir_peft.data.folder import write_presplit_folder
 from bashkir_peft.records import EvalRecord, read_record_if_any, write_record
 """
@@ -77,9 +78,15 @@ BODIES = {
         (out / "generate_types.json").write_text(json.dumps({"seed": type(seed).__name__}))
         write_record(out / "generate.json", stage_generate_record("unit"))
         """,
+    "downstream": """
+        out = pathlib.Path(output_dir)
+        assert (model is None) != (run_dir is None)
+        with open(out / "executions.txt", "a") as f: f.write(f"downstream {k_shots} {max_test}\\n")
+        write_record(out / "downstream.json", stage_downstream_record(model, run_dir))
+        """,
 }
 FILES = {"data": "01_data_prep.ipynb", "train": "02_train.ipynb", "evaluate": "03_evaluate.ipynb",
-         "generate": "04_generate.ipynb"}
+         "generate": "04_generate.ipynb", "downstream": "06_downstream.ipynb"}
 
 
 def write_notebooks(folder: Path) -> Path:
@@ -100,6 +107,7 @@ GRID = {
     "default_source": "ours",
     "train": {"max_steps": 3, "run_name": "007"},
     "evaluate": {"passes": [{"protocol": "paper"}, {"protocol": "rolling"}]},
+    "downstream": {"k_shots": [0], "max_test": 7},
     "matrix": {"model": ["tiny-gpt2"], "method": ["base", "lora"], "lora_r": [4], "seed": [42]},
     "include": [{"model": "tiny-gpt2", "method": "lora", "label": "bad", "train": {"target_modules": ["nope"]}}],
 }
@@ -147,7 +155,7 @@ def test_failed_cell_recorded_others_finish_exit_nonzero(ran):
         run_dir, rec = ran["cells"][name]
         assert rec["status"] == "finished", rec
         assert {p.name for p in (run_dir / "notebooks").iterdir()} >= {"03_evaluate.1.ipynb", "03_evaluate.2.ipynb",
-                                                                        "04_generate.ipynb"}
+                                                                        "04_generate.ipynb", "06_downstream.ipynb"}
         assert json.loads((run_dir / "eval.json").read_text())["evaluations"].keys() == {"paper", "rolling"}
     index = json.loads((ran["root"] / "grid.json").read_text())
     assert sorted(c["status"] for c in index["cells"]) == ["failed", "finished", "finished"]
@@ -165,6 +173,11 @@ def test_parameters_injected_and_types_survive(ran):
     base_dir, _ = ran["cells"]["base"]
     base_eval = json.loads((base_dir / "eval.json").read_text())
     assert base_eval["model_name"] == "tiny-gpt2" and base_eval["run_dir"] is None
+    # the downstream stage runs after evaluation, on the run (trained) or the base model, with
+    # the grid's settings injected (a list stays a list)
+    assert executions(run_dir)[-1] == executions(base_dir)[-1] == "downstream [0] 7"
+    assert json.loads((run_dir / "downstream.json").read_text())["run_dir"] == str(run_dir)
+    assert json.loads((base_dir / "downstream.json").read_text())["model_name"] == "tiny-gpt2"
     assert not (base_dir / "notebooks" / "02_train.ipynb").exists()
     assert rec["stages"]["train"]["parameters"]["output_dir"] == str(run_dir)
     assert rec["identity"]["params"]["train"] == {"max_steps": 3, "run_name": "007"}
@@ -234,7 +247,7 @@ def test_changed_parameter_gives_new_run_and_force_reruns(ran, tmp_path):
     [res] = run_grid(same, force=True, progress=False)
     base_dir, _ = ran["cells"]["base"]
     assert res.status == "finished" and res.planned.run_dir == base_dir
-    assert executions(base_dir) == ["evaluate paper", "evaluate rolling", "generate"]  # fresh folder
+    assert executions(base_dir) == ["evaluate paper", "evaluate rolling", "generate", "downstream [0] 7"]  # fresh
     moved = list((ran["root"] / ".replaced").glob(f"{base_dir.name}-*"))
     assert len(moved) == 1 and (moved[0] / "eval.json").is_file()  # nothing deleted
 
@@ -314,11 +327,11 @@ def test_interrupted_cell_resumes_after_its_last_finished_stage(ran):
     rec = json.loads(rec_path.read_text())
     rec["status"] = "running"
     rec["stages"]["evaluate.2"]["status"] = "running"
-    del rec["stages"]["generate"]
+    del rec["stages"]["generate"], rec["stages"]["downstream"]
     rec_path.write_text(json.dumps(rec))
     before = executions(run_dir)
     assert main(ran["args"] + ["--only", "method=lora", "--only", "label=none"]) == 0
-    assert executions(run_dir) == before + ["evaluate rolling", "generate"]
+    assert executions(run_dir) == before + ["evaluate rolling", "generate", "downstream [0] 7"]
     assert json.loads(rec_path.read_text())["status"] == "finished"
 
 

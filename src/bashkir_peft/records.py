@@ -44,6 +44,9 @@ class RunFiles:
     GENERATE = "generate.json"
     GENERATIONS = "generations.parquet"
     NOTEBOOKS = "notebooks"
+    DOWNSTREAM = "downstream.json"
+    DOWNSTREAM_PREDICTIONS = "downstream_predictions.parquet"
+    DOWNSTREAM_METRICS = "downstream_metrics.csv"
 
 
 class GridFiles:
@@ -321,6 +324,64 @@ class GenerateRecord(Record):
     environment: Json
     stops: dict[Literal["eos", "budget", "token_cap"], int] | None = None
     """Continuations by what ended them (records before issue 13: ``None``)."""
+
+
+Approach = Literal["in_context", "probe", "majority", "char_tfidf"]
+
+
+class DownstreamResult(BaseModel):
+    """One classifier's scores on the SIB-200 test sentences (intervals: percentile
+    bootstrap over test sentences).
+
+    ``approach``: ``in_context`` (label log-likelihood, ``k`` shots, ``score`` ``acc`` or
+    ``acc_norm``), ``probe`` (logistic regression on hidden states of ``layer``; ``selection``
+    says whether the layer was fixed or chosen on dev), ``majority`` or ``char_tfidf``
+    (baselines; ``C`` chosen on dev for the probe and the TF-IDF classifier)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approach: Approach
+    setting: str
+    k: int | None = None
+    score: Literal["acc", "acc_norm"] | None = None
+    layer: int | None = None
+    selection: Literal["fixed", "best on dev"] | None = None
+    C: float | None = None
+    dev_accuracy: float | None = None
+    accuracy: float
+    accuracy_low: float
+    accuracy_high: float
+    macro_f1: float
+    macro_f1_low: float
+    macro_f1_high: float
+    n: int
+
+
+class DownstreamRecord(Record):
+    """``downstream.json``: SIB-200 Bashkir topic classification of one model or run; the
+    per-sentence predictions are in ``downstream_predictions.parquet``, the scores also in
+    ``downstream_metrics.csv``."""
+
+    stage: Literal["downstream"]
+    status: Literal["finished"]
+    method: str
+    model: Json | None
+    model_name: str | None
+    run_dir: str | None
+    task: Json
+    prompt: Json
+    probe: Json | None
+    results: list[DownstreamResult]
+    params: Json
+    cost: Json
+    environment: Json
+
+
+DOWNSTREAM_PREDICTION_COLUMNS: dict[str, str] = {
+    "approach": "string", "setting": "string", "index_id": "integer", "category": "string",
+    "prediction": "string",
+}
+"""Columns of ``downstream_predictions.parquet``: one row per test sentence x classifier."""
 
 
 class CellAxes(BaseModel):

@@ -118,6 +118,10 @@ class DataPrepParams(StrictModel):
     fertility_max_chars: int = Field(2_000_000, ge=1000, description="test-split characters profiled per tokenizer",
                                      json_schema_extra={"source": "ours: enough for stable fertility, seconds per "
                                                                   "tokenizer"})
+    parity_sib200: str | None = Field("../shared/eval/sib200", description="SIB-200 folder (one folder per "
+                                      "language) for tokenizer parity, Bashkir over English; None: skip",
+                                      json_schema_extra={"source": "the shared SIB-200 parallel text "
+                                                                   "(../shared/eval/README.md); Petrov et al. 2023"})
     langid_sample: str | None = Field("../shared/corpus/langid-sample.jsonl", json_schema_extra={
         "source": "the shared labelled language sample (../shared/corpus/README.md)"})
     num_proc: int | None = Field(None, ge=1, description="worker processes; None = cores available",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bashkir_peft.data.folder import read_manifest
 from bashkir_peft.data.splitting import SPLITS
-from bashkir_peft.records import DataFiles
+from bashkir_peft.records import FERTILITY_COLUMNS, DataFiles, read_table
 
 #: the shared corpus' sources (../shared/corpus/README.md): origin and licence
 SOURCE_INFO = {
@@ -202,4 +202,24 @@ def data_card(data_dir: str | Path) -> str:
               "- Consequences: perplexities are not comparable with the paper's numbers (other text, other split); "
               "long-range context helps less on shuffled text, so block sizes beyond a sentence or two gain little.",
               ]
-    return "\n".join(lines)
+    return "\n".join(lines + tokenizer_lines(data_dir))
+
+
+def tokenizer_lines(data_dir: str | Path) -> list[str]:
+    """The data card's tokenizer section (Markdown lines): fertility on the test split and,
+    where profiled, the parity premium on SIB-200 (:mod:`bashkir_peft.data.fertility`); none
+    where data preparation profiled no tokenizer."""
+    path = Path(data_dir) / DataFiles.FERTILITY
+    if not path.is_file():
+        return []
+    table = read_table(path, FERTILITY_COLUMNS)
+    parity = "premium" in table.columns
+    lines = ["", "### Tokenizers", "", "Fertility: tokens per whitespace word of the test split."
+             + (" Premium: tokens of the Bashkir side over tokens of the English side of the same SIB-200 "
+                "sentences (Petrov et al. 2023; 1 = parity)." if parity else ""), "",
+             "| model | tokenizer | fertility |" + (" premium |" if parity else ""),
+             "|---|---|---|" + ("---|" if parity else "")]
+    for row in table.to_dict("records"):
+        lines.append(f"| {row['model']} | {row['tokenizer']} | {row['fertility']:.2f} |"
+                     + (f" {row['premium']:.2f} |" if parity else ""))
+    return lines

@@ -1,4 +1,4 @@
-"""Run a grid: data prep once, then train -> evaluate -> generate for every cell.
+"""Run a grid: data prep once, then train -> evaluate -> generate -> downstream for every cell.
 
 Layout (``runs/<grid>/``)::
 
@@ -8,7 +8,7 @@ Layout (``runs/<grid>/``)::
     <run_id>/               one folder per cell:
         grid_cell.json      the runner's record: status, axes, parameters, identity, stages,
                             error (stage, notebook cell, exception) of a failed cell
-        notebooks/          the executed notebooks 02_train, 03_evaluate, 04_generate
+        notebooks/          the executed notebooks 02_train, 03_evaluate, 04_generate, 06_downstream
         train.json, final/, checkpoints/, eval.json, generate.json ...  (the stages' own)
     grid.json               index of the grid's current cells and their status
     .locks/                 one lock file per cell (and one for data prep)

@@ -1,7 +1,7 @@
 """Experiment grids (``params/grids/*.yaml``): the file format and its expansion into cells.
 
 A grid file has a ``name``; per-stage settings ``data``, ``train``, ``evaluate``,
-``generate`` (parameters of the notebooks 01-04, injected by papermill); the ``matrix``
+``generate``, ``downstream`` (parameters of the notebooks 01-04 and 06, injected by papermill); the ``matrix``
 axes ``model`` x ``method`` x ``lora_r`` x ``seed``; ``exclude`` selectors, ``include``
 extra cells (each with its own stage settings) and ``overrides`` (stage settings for
 the cells a selector matches). The corpus is never in the file: it is a required
@@ -45,8 +45,8 @@ from bashkir_peft.records import NAME_PATTERN, run_label
 from bashkir_peft.yamlio import StrictModel, field_source, read_yaml, validate
 
 GridMethod = Literal["base", "full", "lora", "qlora"]
-STAGE_SECTIONS: tuple[str, ...] = ("data", "train", "evaluate", "generate")
-CELL_STAGES: tuple[str, ...] = ("train", "evaluate", "generate")
+STAGE_SECTIONS: tuple[str, ...] = ("data", "train", "evaluate", "generate", "downstream")
+CELL_STAGES: tuple[str, ...] = ("train", "evaluate", "generate", "downstream")
 AXES: tuple[str, ...] = ("model", "method", "lora_r", "seed", "label")
 ADAPTER_METHODS = ("lora", "qlora")
 Source = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -105,6 +105,7 @@ class _StageSettings(StrictModel):
     train: StageSettings = {}
     evaluate: StageSettings = {}
     generate: StageSettings = {}
+    downstream: StageSettings = {}
     source: Source | None = None
     note: str | None = None
 
@@ -137,6 +138,7 @@ class GridSpec(StrictModel):
     train: StageSettings = {}
     evaluate: StageSettings = {}
     generate: StageSettings = {}
+    downstream: StageSettings = {}
     matrix: Matrix
     exclude: list[Selector] = []
     include: list[Include] = []
@@ -184,7 +186,7 @@ class Cell:
 
     Attributes:
         model, method, lora_r, seed, label: the axes (``lora_r`` None for full/base).
-        params: stage name (train, evaluate, generate) -> settings from the grid.
+        params: stage name (train, evaluate, generate, downstream) -> settings from the grid.
         origins: stage name -> setting -> the grid path that set it (``train.block_size``,
             ``overrides[1].train.max_steps``, ``include[0].train.x``), for :meth:`Grid.source`;
             ``origins["axes"]``: axis -> ``matrix.<axis>`` or ``include[i]``. Not part of a

@@ -25,12 +25,14 @@ from typing import Any
 from traitlets.config import Config
 
 from bashkir_peft.data.prepare import DataPrepParams
+from bashkir_peft.downstream.run import DownstreamParams
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.evaluate.run import EvalParams
 from bashkir_peft.generate.run import GenerateParams
 from bashkir_peft.records import (
     DataFiles,
     DataManifest,
+    DownstreamRecord,
     EvalRecord,
     GenerateRecord,
     Record,
@@ -52,7 +54,7 @@ class Stage:
     """One pipeline stage: a notebook, its parameter model and the record it writes.
 
     Attributes:
-        name: grid section name (data, train, evaluate, generate, report).
+        name: grid section name (data, train, evaluate, generate, downstream, report).
         notebook: file name under the notebooks folder.
         params_model: the stage's pydantic parameter model (every cell's parameters are
             validated against it before any work starts).
@@ -78,6 +80,8 @@ STAGES: dict[str, Stage] = {
                       ("model", "data_dir")),
     "generate": Stage("generate", "04_generate.ipynb", GenerateParams, (RunFiles.GENERATE, GenerateRecord),
                       ("model", "data_dir")),
+    "downstream": Stage("downstream", "06_downstream.ipynb", DownstreamParams,
+                        (RunFiles.DOWNSTREAM, DownstreamRecord), ("model",)),
     "report": Stage("report", "05_report.ipynb", ReportParams, None, ("grid", "runs_dir")),
 }
 """The stages a grid runs, in order; a new stage adds its row here and its record model in

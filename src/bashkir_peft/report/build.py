@@ -157,7 +157,9 @@ def build_report(params: ReportParams) -> ReportResult:
         quoted numbers beside ours), ``failures`` (every cell of the grid's index that is
         not finished: failed, incomplete, not started, corrupt, stale, with why),
         ``forgetting`` and ``forgetting_summary`` (Bashkir gained, English and Russian
-        forgotten, on the SIB-200 external sets).
+        forgotten, on the SIB-200 external sets),
+        ``downstream`` (SIB-200 Bashkir classification with intervals, baselines first) and
+        ``parity`` (tokenizer fertility and parity premium).
 
     Raises:
         ConfigError: no runs folder or no run record in it (DataError), bad grid file, a
@@ -186,6 +188,8 @@ def build_report(params: ReportParams) -> ReportResult:
     t["failures"] = rt.failures_table(runs, index_gaps(runs_dir))
     t["forgetting"] = rt.forgetting_table(runs)
     t["forgetting_summary"] = rt.forgetting_summary(t["forgetting"])
+    t["downstream"] = rt.downstream_table(runs)
+    t["parity"] = rt.parity_table(_data_dir(params, runs))
     for k, df in t.items():
         for col in ("lora_r", "seed", "n", "ours_n", "n_documents"):
             if col in df.columns:
@@ -247,6 +251,18 @@ def format_paper(paper: pd.DataFrame) -> pd.DataFrame:
                          "quoted from the paper": [f"{v:g}" for v in paper["paper"]], "ours: method": paper["ours_method"],
                          "ours: mean ± std": ours, "ours: seeds": paper["ours_n"],
                          "ours: data mode": paper["ours_data_mode"].fillna("–")})
+
+
+def format_downstream(downstream: pd.DataFrame) -> pd.DataFrame:
+    """The downstream table for reading: one row per model x method x seed x classifier,
+    ``accuracy`` and ``macro_f1`` as ``value [low, high]`` (95 % bootstrap interval)."""
+    if downstream.empty:
+        return downstream
+    out = downstream[["model", "method_label", "seed", "approach", "setting", "n"]].copy()
+    for m in ("accuracy", "macro_f1"):
+        out[m] = [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in
+                  zip(downstream[m], downstream[f"{m}_low"], downstream[f"{m}_high"])]
+    return out.rename(columns={"method_label": "method"})
 
 
 GENERATION_COLUMNS = ("model", "method_label", "n", "n_prompts", "share_bak", "share_rus", "share_eng",

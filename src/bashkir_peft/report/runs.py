@@ -29,6 +29,7 @@ from bashkir_peft.errors import DataError
 from bashkir_peft.records import (
     METRICS,
     CellRecord,
+    DownstreamRecord,
     EvalRecord,
     GenerateRecord,
     GridFiles,
@@ -100,6 +101,7 @@ class RunRecord:
         train: the training record (``None``: not written, e.g. a ``base`` run).
         eval: the evaluation record (``None``: not evaluated yet).
         generate: the generation record (``None``: no generation).
+        downstream: the downstream record (``None``: the stage has not run).
     """
 
     run_id: str
@@ -109,6 +111,7 @@ class RunRecord:
     eval: EvalRecord | None
     generate: GenerateRecord | None
     state: CellStatus | None = None
+    downstream: DownstreamRecord | None = None
 
     @property
     def model(self) -> str:
@@ -203,7 +206,29 @@ def read_run(path: str | Path, state: CellStatus | None = None) -> RunRecord:
                      cell=read_record(path / RunFiles.CELL, CellRecord),
                      train=read_record_if_any(path / RunFiles.TRAIN, TrainRecord),
                      eval=read_record_if_any(path / RunFiles.EVAL, EvalRecord),
-                     generate=read_record_if_any(path / RunFiles.GENERATE, GenerateRecord), state=state)
+                     generate=read_record_if_any(path / RunFiles.GENERATE, GenerateRecord),
+                     downstream=read_record_if_any(path / RunFiles.DOWNSTREAM, DownstreamRecord), state=state)
+
+
+def current_run_ids(runs_dir: Path) -> set[str] | None:
+    """Run ids of the grid's current cells, from the runner's index ``grid.json``.
+
+    After a change of parameters or data, folders of older run ids stay on disk (finished
+    results are never deleted); only the cells the index lists belong to the grid now.
+
+    Args:
+        runs_dir: the grid's runs folder.
+
+    Returns:
+        The set of run ids, or ``None`` where there is no index (every run folder counts).
+
+    Raises:
+        RecordError: an index that does not match :class:`~bashkir_peft.records.GridIndex`.
+    """
+    index = read_record_if_any(runs_dir / GridFiles.INDEX, GridIndex)
+    if index is None:
+        return None
+    return {c.run_id for c in index.cells if c.run_id}
 
 
 def discover_runs(runs_dir: str | Path) -> list[RunRecord]:

@@ -1,5 +1,6 @@
 """Tidy tables of a grid's runs: metrics over seeds, paired differences, cost, fertility,
-generation language, the paper's quoted numbers, failures.
+generation language, the paper's quoted numbers, failures, downstream classification and
+tokenizer parity.
 
 Every function takes :class:`~bashkir_peft.report.runs.RunRecord` objects (or tables built
 from them) and returns a :class:`pandas.DataFrame`; nothing here writes files. The paired
@@ -332,6 +333,55 @@ def fertility_table(runs: list[RunRecord], quality: pd.DataFrame, data_dir: str 
     g["fertility"] = g["model"].map(lambda m: fert.get(m, (math.nan, ""))[0])
     g["fertility_source"] = g["model"].map(lambda m: fert.get(m, (math.nan, "not found"))[1])
     return g[cols]
+
+
+DOWNSTREAM_SCORES = ("accuracy", "accuracy_low", "accuracy_high", "macro_f1", "macro_f1_low", "macro_f1_high", "n")
+DOWNSTREAM_BASELINES = ("majority", "char_tfidf")
+
+
+def downstream_table(runs: list[RunRecord]) -> pd.DataFrame:
+    """SIB-200 Bashkir classification scores of every finished run with a downstream record.
+
+    The baselines (``majority``, ``char_tfidf``) do not depend on the model: they appear once,
+    with ``method_label`` ``baseline``, from the first run that has them.
+
+    Returns:
+        One row per run x classifier: ``model, method_label, seed, approach, setting`` and
+        :data:`DOWNSTREAM_SCORES` (intervals: percentile bootstrap over test sentences).
+    """
+    cols = ["model", "method_label", "seed", "approach", "setting", *DOWNSTREAM_SCORES]
+    rows, baselines = [], []
+    for run in runs:
+        if run.status != "finished" or run.downstream is None:
+            continue
+        for r in run.downstream.results:
+            scores = {k: getattr(r, k) for k in DOWNSTREAM_SCORES}
+            if r.approach in DOWNSTREAM_BASELINES:
+                if not any(b["setting"] == r.setting for b in baselines):
+                    baselines.append({"model": None, "method_label": "baseline", "seed": None,
+                                      "approach": r.approach, "setting": r.setting, **scores})
+            else:
+                rows.append({"model": run.model, "method_label": run.method_label, "seed": run.seed,
+                             "approach": r.approach, "setting": r.setting, **scores})
+    rows.sort(key=lambda r: (r["model"], method_sort_key(r["method_label"]), r["seed"] or -1))
+    return pd.DataFrame(baselines + rows, columns=cols)
+
+
+def parity_table(data_dir: str | Path | None) -> pd.DataFrame:
+    """Tokenizer fertility and parity premium per model (the data folder's tokenizer table).
+
+    Returns:
+        Columns ``model, tokenizer, fertility, premium, tokens_bak, tokens_eng``; empty where
+        data preparation profiled no tokenizer or no parity.
+
+    Raises:
+        RecordError: a tokenizer table that does not match the contract.
+    """
+    cols = ["model", "tokenizer", "fertility", "premium", "tokens_bak", "tokens_eng"]
+    prep = read_fertility(Path(data_dir)) if data_dir else None
+    if prep is None or "premium" not in prep.columns:
+        return pd.DataFrame(columns=cols)
+    return prep[cols].reset_index(drop=True)
 
 
 def _registry_tokenizer(model: str) -> str | None:
