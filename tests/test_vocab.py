@@ -8,15 +8,19 @@ perplexity."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from bashkir_peft.data.folder import load_texts
 from bashkir_peft.data.sib200 import SIB200_SPLITS, read_sib200_split
 from bashkir_peft.data.vocab import adapt_tokenizer
 from bashkir_peft.errors import ConfigError
+from bashkir_peft.grid.runids import make_run_id
+from bashkir_peft.grid.spec import expand, load_grid, parse_grid, parse_only, select
 from bashkir_peft.models.loading import load_model
 from bashkir_peft.models.trained import load_trained
 from bashkir_peft.models.vocab import TokenizerAdaptation, base_pieces, resize_and_init
@@ -24,6 +28,7 @@ from bashkir_peft.records import RunFiles
 from bashkir_peft.train.run import TrainParams, run_training
 from test_train import TINY, Capture, _logits, make_data_dir
 
+REPO = Path(__file__).resolve().parents[1]
 K = 150
 SETTING = TokenizerAdaptation(new_tokens=K, bpe_vocab_size=1200)
 MODELS = {"tied": "tiny-gpt2", "untied": "tiny-qwen2"}
@@ -156,3 +161,55 @@ def test_full_finetuning_trains_and_reloads_the_resized_model(data_dir, tmp_path
     assert (RunFiles.TOKENIZER in {p.name for p in out.iterdir()})
     assert trained.model.get_output_embeddings().weight.shape[0] == len(trained.tokenizer) == record.vocab.vocab_size
     torch.testing.assert_close(_logits(trained.model, cap.batch), cap.logits)
+
+
+# --- the grid's tokenizer axis -----------------------------------------------------------
+
+
+def _grid(**over) -> dict:
+    return {"name": "t", "default_source": "ours", "train": {"max_steps": 3},
+            "matrix": {"model": ["tiny-gpt2"], "method": ["base", "lora"], "seed": [1, 2]}} | over
+
+
+def _ids(grid) -> dict:
+    return {c.slug: make_run_id(c.slug, c.axes(), c.params, "fp", "local:abc") for c in expand(grid)}
+
+
+def test_tokenizer_axis_leaves_existing_run_ids_unchanged():
+    demo = load_grid(REPO / "params/grids/cpu-demo.yaml")
+    adapted = [c for c in expand(demo) if c.tokenizer != "base"]
+    assert [(c.method, c.tokenizer) for c in adapted] == [("lora", "bak16k")]
+    assert adapted[0].params["train"]["tokenizer"] == {"new_tokens": 16000, "bpe_vocab_size": None, "init": "mean"}
+    raw = yaml.safe_load((REPO / "params/grids/cpu-demo.yaml").read_text())
+    without = {k: v for k, v in raw.items() if k not in ("tokenizers", "include")}
+    before, after = _ids(parse_grid(without)), _ids(demo)
+    assert len(before) == 7 and {k: after[k] for k in before} == before
+    for c in expand(demo):  # what an id hashes: the axes of before the tokenizer axis existed
+        if c.tokenizer == "base":
+            assert set(c.axes()) == {"model", "method", "lora_r", "seed", "label"}
+            assert "tokenizer" not in c.params.get("train", {})
+
+
+def test_tokenizer_axis_applies_to_trained_cells_only():
+    grid = parse_grid(_grid(tokenizers={"k8": {"new_tokens": 8}, "k9": {"new_tokens": 9, "init": "random"}},
+                            matrix={"model": ["tiny-gpt2"], "method": ["base", "lora"], "seed": [1],
+                                    "tokenizer": ["base", "k8", "k9"]}))
+    cells = expand(grid)
+    assert [(c.method, c.tokenizer) for c in cells] == [("base", "base"), ("lora", "base"), ("lora", "k8"),
+                                                        ("lora", "k9")]
+    assert cells[3].params["train"]["tokenizer"] == {"new_tokens": 9, "bpe_vocab_size": None, "init": "random"}
+    assert cells[2].axes()["tokenizer"] == "k8" and cells[2].slug.endswith("-k8")
+    assert len(set(_ids(grid).values())) == 4
+    assert [c.tokenizer for c in select(cells, parse_only(["tokenizer=k9"]))] == ["k9"]
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"matrix": {"model": ["tiny-gpt2"], "method": ["lora"], "tokenizer": ["nope"]}}, "not defined under tokenizers"),
+    ({"tokenizers": {"base": {"new_tokens": 8}}}, "means the base model's tokenizer"),
+    ({"tokenizers": {"k": {"new_tokens": -1}}}, "new_tokens"),
+    ({"tokenizers": {"k": {"new_tokens": 8}}, "include": [{"model": "tiny-gpt2", "method": "base", "tokenizer": "k"}]},
+     "keeps the base tokenizer"),
+])
+def test_bad_tokenizer_settings_are_one_clear_error(over, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_grid(_grid(**over))
