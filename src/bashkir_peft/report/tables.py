@@ -289,7 +289,7 @@ def fertility_table(runs: list[RunRecord], quality: pd.DataFrame, data_dir: str 
             row = rows.iloc[0]
             fert[model] = (float(row["fertility"]), f"data prep ({name} tokenizer, {row['split']} split)")
     by_model: dict[str, list[float]] = {}
-    adapted: dict[str, list[float]] = {}
+    adapted: dict[tuple[str, str], list[float]] = {}
     for run in runs:
         is_adapted = run.cell.params.tokenizer != "base"
         if run.status != "finished" or (run.model in fert and not is_adapted):
@@ -298,14 +298,14 @@ def fertility_table(runs: list[RunRecord], quality: pd.DataFrame, data_dir: str 
         if protocol is not None and (docs["protocol"] == protocol).any():
             docs = docs[docs["protocol"] == protocol]
         if docs["words"].sum() > 0:
-            (adapted.setdefault(run.method_label, []) if is_adapted else by_model.setdefault(run.model, [])).append(
+            (adapted.setdefault((run.model, run.method_label), []) if is_adapted else by_model.setdefault(run.model, [])).append(
                 float(docs["tokens"].sum() / docs["words"].sum()))
     source = "evaluation sums (scored tokens / words)"
     for model, vals in by_model.items():
         fert[model] = (float(np.mean(vals)), source)
     g = quality.groupby(["model", "method_label"], as_index=False)[["bits_per_byte", "perplexity"]].mean()
-    own = {label: (float(np.mean(vals)), source) for label, vals in adapted.items()}
-    found = [own.get(label) or fert.get(model, (math.nan, "not found")) for model, label in
+    own = {key: (float(np.mean(vals)), source) for key, vals in adapted.items()}
+    found = [own.get((model, label)) or fert.get(model, (math.nan, "not found")) for model, label in
              zip(g["model"], g["method_label"])]
     g["fertility"] = [f[0] for f in found]
     g["fertility_source"] = [f[1] for f in found]
