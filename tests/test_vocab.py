@@ -215,3 +215,28 @@ def test_tokenizer_axis_applies_to_trained_cells_only():
 def test_bad_tokenizer_settings_are_one_clear_error(over, message):
     with pytest.raises(ConfigError, match=message):
         parse_grid(_grid(**over))
+
+
+def test_report_tells_adapted_tokenizer_runs_apart(tmp_path):
+    import numpy as np
+
+    from bashkir_peft.records import CellRecord, read_record, write_record
+    from bashkir_peft.report import tables as rt
+    from bashkir_peft.report.runs import label_parts, read_run
+    from report_synth import documents, write_run
+
+    rng = np.random.default_rng(0)
+    docs = documents(rng)
+    fewer = docs.assign(tokens=docs["tokens"] // 3)
+    plain = write_run(tmp_path, "a", "tiny-gpt2", "lora", 8, 42, 2.5, docs, rng)
+    adapted = write_run(tmp_path, "b", "tiny-gpt2", "lora", 8, 42, 2.3, fewer, rng)
+    cell = read_record(adapted / RunFiles.CELL, CellRecord)
+    write_record(adapted / RunFiles.CELL, cell.model_copy(update={"params": cell.params.model_copy(
+        update={"tokenizer": "k8"})}))
+    runs = [read_run(plain), read_run(adapted)]
+    assert [r.method_label for r in runs] == ["lora r=8", "lora r=8 tok=k8"]
+    assert label_parts("lora r=8 tok=k8") == ("lora", 8)
+    quality = rt.quality_cost_table(rt.runs_table(runs), rt.metrics_table(runs), "rolling")
+    fert = rt.fertility_table(runs, quality, None, "rolling").set_index("method_label")["fertility"]
+    assert fert["lora r=8"] == pytest.approx(docs["tokens"].sum() / docs["words"].sum())
+    assert fert["lora r=8 tok=k8"] == pytest.approx(fewer["tokens"].sum() / fewer["words"].sum())
