@@ -313,7 +313,8 @@ class GenerateRecord(Record):
 
 
 class CellAxes(BaseModel):
-    """A grid cell's axes (``lora_r`` only for adapters)."""
+    """A grid cell's axes (``lora_r`` only for adapters; ``tokenizer``: ``base`` or the name of
+    a tokenizer adaptation, absent from records of before the axis)."""
 
     model_config = ConfigDict(extra="forbid")
 
