@@ -68,7 +68,7 @@ def runs(run_dirs: list[str]) -> None:
         name = "base" if tr.vocab is None else f"K={tr.vocab.new_tokens} ({tr.vocab.init})"
         print(f"| {d.name} | {tr.params['method']} | {name} | {tr.params['seed']} | {tr.global_step} | "
               f"{tr.tokens_seen:,} | {tr.tokens_seen * bpt:,.0f} | {tr.cost.wall_time_s:.0f} | "
-              f"{row['bits_per_byte']:.4f} | {row['word_perplexity']:.1f} | {row['perplexity']:.2f} | "
+              f"{row['bits_per_byte']:.4f} | {row['word_perplexity']:.3g} | {row['perplexity']:.2f} | "
               f"{words / gen.cost['generate_time_s']:.2f} |")
 
 
