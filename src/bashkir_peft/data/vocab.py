@@ -13,7 +13,8 @@ from pathlib import Path
 
 from bashkir_peft.data.fertility import profile_texts
 from bashkir_peft.data.folder import load_texts
-from bashkir_peft.models.vocab import TokenizerAdaptation, extend_tokenizer
+from bashkir_peft.errors import ConfigError
+from bashkir_peft.models.vocab import TokenizerAdaptation, extend_tokenizer, resize_and_init
 
 PROFILE_KEYS = ("fertility", "chars_per_token", "bytes_per_token")
 
@@ -46,8 +47,6 @@ def adapt_tokenizer(data_dir: str | Path, base, setting: TokenizerAdaptation, ou
             new tokens (raise ``bpe_vocab_size``).
     """
     from transformers import AutoTokenizer
-
-    from bashkir_peft.errors import ConfigError
 
     texts = load_texts(data_dir, "train")
     saved = Path(out_dir) if out_dir is not None else None
@@ -82,8 +81,6 @@ def adapt_model(model, base, setting: TokenizerAdaptation, data_dir: str | Path,
     Raises:
         as :func:`adapt_tokenizer`; RuntimeError: the resized embeddings and head disagree.
     """
-    from bashkir_peft.models.vocab import resize_and_init
-
     tokenizer, added, info = adapt_tokenizer(data_dir, base, setting, out_dir)
     grown = resize_and_init(model, base, tokenizer, added, setting.init, seed)
     ids = tokenizer.convert_tokens_to_ids(added)

@@ -28,6 +28,7 @@ Three steps, each one function:
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -105,8 +106,6 @@ def extend_tokenizer(base, trained, new_tokens: int):
     Raises:
         ConfigError: a tokenizer that is not a byte-level BPE.
     """
-    import tempfile
-
     from transformers import AutoTokenizer
 
     data = _backend_bpe(base)
