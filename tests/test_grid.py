@@ -204,12 +204,13 @@ def test_shipped_grids():
     assert len({c.model for c in cells}) == 7
     demo_cells = expand(demo)
     assert {c.model for c in demo_cells} == {"smollm2-135m"}
-    assert sorted(c.method for c in demo_cells) == ["base"] + ["full"] * 2 + ["lora"] * 2 + ["qlora"] * 2
+    assert sorted(c.method for c in demo_cells) == ["base"] + ["full"] * 2 + ["lora"] * 3 + ["qlora"] * 2
+    assert [c.tokenizer for c in demo_cells if c.method == "lora"] == ["base", "base", "bak16k"]
     assert len(expand(smoke)) <= 4
     assert demo.spec.corpus_hint and paper.spec.corpus_hint.startswith("hub:")
 
 
-@pytest.mark.parametrize("name", ["paper", "cpu-demo", "smoke"])
+@pytest.mark.parametrize("name", ["paper", "cpu-demo", "smoke", "cpu-tokenizer"])
 def test_shipped_grids_fit_the_real_notebooks(name):
     """Every setting of every cell is a parameter of the real notebook and passes the
     stage's parameter model (types, ranges), so a shipped grid never fails late on a typo."""

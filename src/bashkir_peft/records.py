@@ -47,6 +47,7 @@ class RunFiles:
     DOWNSTREAM = "downstream.json"
     DOWNSTREAM_PREDICTIONS = "downstream_predictions.parquet"
     DOWNSTREAM_METRICS = "downstream_metrics.csv"
+    TOKENIZER = "tokenizer"
 
 
 class GridFiles:
@@ -128,6 +129,41 @@ class TrainCost(BaseModel):
     peak_gpu_mib: float | None
 
 
+class TokenizerProfile(BaseModel):
+    """A tokenizer on the training split (:func:`bashkir_peft.data.fertility.profile_texts`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fertility: float
+    chars_per_token: float
+    bytes_per_token: float
+
+
+class VocabAdaptation(BaseModel):
+    """A run's tokenizer adaptation (:mod:`bashkir_peft.data.vocab`): the setting (K =
+    ``new_tokens``, ``bpe_vocab_size``, ``init``), what it produced, and what the new rows cost.
+
+    ``token_rows_trainable_params``: trainable parameters in the new embedding (and untied
+    head) rows; for LoRA/QLoRA through peft's ``trainable_token_indices`` (``peft_mechanism``),
+    for full fine-tuning part of the whole model.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    new_tokens: int
+    bpe_vocab_size: int
+    init: str
+    new_tokens_added: int
+    base_vocab_size: int
+    vocab_size: int
+    tied: bool
+    new_rows: int
+    train_before: TokenizerProfile
+    train_after: TokenizerProfile
+    peft_mechanism: str | None
+    token_rows_trainable_params: int
+
+
 class TrainRecord(Record):
     """``train.json``: one training run (written at start, updated as it goes).
 
@@ -157,6 +193,7 @@ class TrainRecord(Record):
     losses: Losses | None = None
     final_eval: FinalEval | None = None
     finished: str | None = None
+    vocab: VocabAdaptation | None = None
 
     @model_validator(mode="after")
     def _finished_is_complete(self):
@@ -385,7 +422,8 @@ DOWNSTREAM_PREDICTION_COLUMNS: dict[str, str] = {
 
 
 class CellAxes(BaseModel):
-    """A grid cell's axes (``lora_r`` only for adapters)."""
+    """A grid cell's axes (``lora_r`` only for adapters; ``tokenizer``: ``base`` or the name of
+    a tokenizer adaptation, absent from records of before the axis)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -394,6 +432,7 @@ class CellAxes(BaseModel):
     lora_r: int | None
     seed: int | None
     label: str | None
+    tokenizer: str = "base"
 
 
 class FileStamp(BaseModel):

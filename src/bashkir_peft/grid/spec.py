@@ -21,18 +21,26 @@ set is the stage's default, whose source is on its params-model field
 (``json_schema_extra={"source": ...}``); ``grid run --dry-run`` prints every value of every
 cell with its source (:mod:`bashkir_peft.grid.values`).
 
-Expansion rules (one cell = model x method x lora_r x seed):
+Tokenizer adaptation: ``tokenizers`` names adaptation settings
+(:class:`~bashkir_peft.models.vocab.TokenizerAdaptation`: K new tokens, BPE size, init) and
+the axis ``tokenizer`` (default ``[base]``) picks them; a cell with an adaptation gets it as
+its training parameter ``tokenizer``. A ``base`` tokenizer adds nothing to a cell's axes or
+parameters, so grids without the axis keep their run ids.
+
+Expansion rules (one cell = model x method x lora_r x seed [x tokenizer]):
     - ``lora_r`` applies to ``lora`` and ``qlora`` only; ``full`` and ``base`` cells have
       ``lora_r = None``.
     - ``base`` (the zero-shot baseline: no training; evaluation and generation of the
       base model) does not depend on a seed: one base cell per model, with the first
       seed of the matrix (used by generation's sampling, if any).
+    - ``tokenizer`` applies to trained cells only: ``base`` cells keep the base tokenizer.
     - settings are layered: the grid's stage settings < each matching ``overrides`` entry
       (in file order) < an ``include`` entry's own settings.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,13 +49,15 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, JsonValue, NonNegativeInt, PositiveInt, StringConstraints, field_validator
 
 from bashkir_peft.errors import ConfigError
+from bashkir_peft.models.vocab import TokenizerAdaptation
 from bashkir_peft.records import NAME_PATTERN, run_label
 from bashkir_peft.yamlio import StrictModel, field_source, read_yaml, validate
 
 GridMethod = Literal["base", "full", "lora", "qlora"]
 STAGE_SECTIONS: tuple[str, ...] = ("data", "train", "evaluate", "generate", "downstream")
 CELL_STAGES: tuple[str, ...] = ("train", "evaluate", "generate", "downstream")
-AXES: tuple[str, ...] = ("model", "method", "lora_r", "seed", "label")
+AXES: tuple[str, ...] = ("model", "method", "lora_r", "seed", "label", "tokenizer")
+BASE_TOKENIZER = "base"
 ADAPTER_METHODS = ("lora", "qlora")
 Source = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
@@ -73,6 +83,8 @@ class Matrix(StrictModel):
         "source": "the grid format's default: r=8, the rank the paper names (DeepSeek-7B LoRA r=8)"})
     seed: list[NonNegativeInt] = Field(default=[42], min_length=1, json_schema_extra={
         "source": "the grid format's default: 42, the first seed of the paper's released runs"})
+    tokenizer: list[str] = Field(default=[BASE_TOKENIZER], min_length=1, json_schema_extra={
+        "source": "ours: the base model's tokenizer (issue 15 adds adapted ones by name)"})
 
 
 def _one_or_many(v):
@@ -87,10 +99,11 @@ class Selector(StrictModel):
     lora_r: list[PositiveInt | None] | None = None
     seed: list[NonNegativeInt] | None = None
     label: list[str] | None = None
+    tokenizer: list[str] | None = None
     source: Source | None = None
     note: str | None = None
 
-    @field_validator("model", "method", "lora_r", "seed", "label", mode="before")
+    @field_validator("model", "method", "lora_r", "seed", "label", "tokenizer", mode="before")
     @classmethod
     def as_list(cls, v):
         return _one_or_many(v)
@@ -124,6 +137,7 @@ class Include(_StageSettings):
     lora_r: PositiveInt | None = None
     seed: NonNegativeInt | None = None
     label: str | None = Field(default=None, pattern=_NAME)
+    tokenizer: str = BASE_TOKENIZER
 
 
 class GridSpec(StrictModel):
@@ -139,6 +153,7 @@ class GridSpec(StrictModel):
     evaluate: StageSettings = {}
     generate: StageSettings = {}
     downstream: StageSettings = {}
+    tokenizers: dict[str, TokenizerAdaptation] = {}
     matrix: Matrix
     exclude: list[Selector] = []
     include: list[Include] = []
@@ -198,11 +213,13 @@ class Cell:
     lora_r: int | None
     seed: int
     label: str | None = None
+    tokenizer: str = BASE_TOKENIZER
     params: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, hash=False)
     origins: dict[str, dict[str, str]] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def axes(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in AXES}
+        """The axes a run id hashes; ``tokenizer`` only when not ``base`` (old ids stay)."""
+        return {k: getattr(self, k) for k in AXES if k != "tokenizer" or self.tokenizer != BASE_TOKENIZER}
 
     @property
     def trains(self) -> bool:
@@ -215,9 +232,10 @@ class Cell:
 
     @property
     def slug(self) -> str:
-        """A readable, filesystem-safe name: ``model-method[-rR]-sSEED[-label]``."""
+        """A readable, filesystem-safe name: ``model-method[-rR]-sSEED[-label][-tokenizer]``."""
         model = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model).strip("_")
-        return run_label(model, self.method, self.lora_r, self.seed, self.label, sep="-")
+        slug = run_label(model, self.method, self.lora_r, self.seed, self.label, sep="-")
+        return slug if self.tokenizer == BASE_TOKENIZER else f"{slug}-{self.tokenizer}"
 
 
 # --- loading --------------------------------------------------------------------------
@@ -282,6 +300,7 @@ def parse_grid(raw: object, where: str = "grid") -> Grid:
         raise ConfigError(f"{where}: data.corpus: the corpus is set on the command line (--corpus / make CORPUS=...), "
                           "not in the grid file")
     _check_sources(spec, sources, where)
+    _check_tokenizers(spec, where)
     grid = Grid(spec, sources)
     if not expand(grid):
         raise ConfigError(f"{where}: the grid has no cells (every cell is excluded)")
@@ -314,6 +333,23 @@ def _check_sources(spec: GridSpec, sources: dict, where: str) -> None:
                           f"(this grid has no default_source)" + (f"; {more} more without one" if more else ""))
 
 
+def _check_tokenizers(spec: GridSpec, where: str) -> None:
+    """Every ``tokenizer`` axis value is ``base`` or a name in ``tokenizers``; a ``base`` cell
+    (untrained) has the base tokenizer; a grid without ``default_source`` has no ``tokenizers``
+    (their values would need a source: not supported there yet)."""
+    if spec.tokenizers and spec.default_source is None:
+        raise ConfigError(f"{where}: tokenizers: set default_source (the adaptation settings are ours)")
+    if BASE_TOKENIZER in spec.tokenizers:
+        raise ConfigError(f"{where}: tokenizers.{BASE_TOKENIZER}: the name 'base' means the base model's tokenizer")
+    bad = [t for t in [*spec.matrix.tokenizer, *(i.tokenizer for i in spec.include)]
+           if t != BASE_TOKENIZER and t not in spec.tokenizers]
+    if any(i.method == "base" and i.tokenizer != BASE_TOKENIZER for i in spec.include):
+        raise ConfigError(f"{where}: include: a 'base' cell is not trained, so it keeps the base tokenizer")
+    if bad:
+        raise ConfigError(f"{where}: tokenizer {', '.join(map(repr, bad))} not defined under tokenizers "
+                          f"(defined: {', '.join(spec.tokenizers) or 'none'})")
+
+
 def load_grid(path: str | Path) -> Grid:
     """Read and validate a grid file (see :func:`parse_grid`).
 
@@ -334,6 +370,9 @@ def _layer(cell_axes: dict, spec: GridSpec, own: dict[str, dict] | None = None,
     probe = Cell(**cell_axes)
     params = {s: dict(getattr(spec, s)) for s in CELL_STAGES}
     origins = {s: {k: f"{s}.{k}" for k in params[s]} for s in CELL_STAGES}
+    if probe.tokenizer != BASE_TOKENIZER:
+        params["train"]["tokenizer"] = spec.tokenizers[probe.tokenizer].model_dump()
+        origins["train"]["tokenizer"] = f"tokenizers.{probe.tokenizer}"
 
     def apply(settings: dict, prefix: str) -> None:
         for s in CELL_STAGES:
@@ -360,21 +399,21 @@ def expand(grid: Grid) -> list[Cell]:
         for method in m.method:
             ranks = m.lora_r if method in ADAPTER_METHODS else [None]
             seeds = m.seed if method != "base" else m.seed[:1]
-            for r in ranks:
-                for seed in seeds:
-                    axes = {"model": model, "method": method, "lora_r": r, "seed": seed, "label": None}
-                    probe = Cell(**axes)
-                    if any(sel.matches(probe) for sel in spec.exclude):
-                        continue
-                    params, origins = _layer(axes, spec)
-                    origins["axes"] = {k: f"matrix.{k}" for k in AXES if k != "label"}
-                    seen.setdefault(tuple(axes.values()), Cell(**axes, params=params, origins=origins))
+            tokenizers = m.tokenizer if method != "base" else [BASE_TOKENIZER]
+            for r, seed, tok in itertools.product(ranks, seeds, tokenizers):
+                axes = {"model": model, "method": method, "lora_r": r, "seed": seed, "label": None, "tokenizer": tok}
+                probe = Cell(**axes)
+                if any(sel.matches(probe) for sel in spec.exclude):
+                    continue
+                params, origins = _layer(axes, spec)
+                origins["axes"] = {k: f"matrix.{k}" for k in AXES if k != "label"}
+                seen.setdefault(tuple(axes.values()), Cell(**axes, params=params, origins=origins))
     for i, inc in enumerate(spec.include):
         r = inc.lora_r if inc.method in ADAPTER_METHODS else None
         if inc.method in ADAPTER_METHODS and r is None:
             r = m.lora_r[0]
         axes = {"model": inc.model, "method": inc.method, "lora_r": r,
-                "seed": m.seed[0] if inc.seed is None else inc.seed, "label": inc.label}
+                "seed": m.seed[0] if inc.seed is None else inc.seed, "label": inc.label, "tokenizer": inc.tokenizer}
         own = {s: getattr(inc, s) for s in CELL_STAGES}
         params, origins = _layer(axes, spec, own, f"include[{i}]")
         origins["axes"] = {k: f"include[{i}]" if k in inc.model_fields_set else f"matrix.{k}" for k in AXES}

@@ -12,7 +12,7 @@ from bashkir_peft.errors import ConfigError
 
 
 def lora_config(target_modules: list[str], lora_r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.05,
-                fan_in_fan_out: bool = False):
+                fan_in_fan_out: bool = False, trainable_token_indices: dict[str, list[int]] | None = None):
     """A peft ``LoraConfig`` for causal LM training.
 
     Args:
@@ -22,6 +22,9 @@ def lora_config(target_modules: list[str], lora_r: int = 8, lora_alpha: int = 16
         lora_dropout: dropout on the LoRA input, in [0, 1).
         fan_in_fan_out: True for layers that store weights as (in, out), such as GPT-2's
             Conv1D (peft's LoraConfig docs).
+        trainable_token_indices: embedding/head module name -> token ids whose rows train
+            beside the adapters and are saved with them (peft's TrainableTokens; new
+            vocabulary rows, :func:`bashkir_peft.models.vocab.token_rows_for_peft`).
     """
     from peft import LoraConfig
 
@@ -33,6 +36,7 @@ def lora_config(target_modules: list[str], lora_r: int = 8, lora_alpha: int = 16
         lora_dropout=lora_dropout,
         target_modules=list(target_modules),
         fan_in_fan_out=fan_in_fan_out,
+        trainable_token_indices=trainable_token_indices,
         bias="none",
         task_type="CAUSAL_LM",
     )
@@ -60,8 +64,10 @@ def check_target_modules(model, target_modules: list[str]) -> dict[str, int]:
     return counts
 
 
-def apply_lora(model, target_modules: list[str], lora_r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.05):
-    """Wrap ``model`` with LoRA adapters; only adapter weights stay trainable.
+def apply_lora(model, target_modules: list[str], lora_r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.05,
+               trainable_token_indices: dict[str, list[int]] | None = None):
+    """Wrap ``model`` with LoRA adapters; only adapter weights (and the rows of
+    ``trainable_token_indices``, see :func:`lora_config`) stay trainable.
 
     Returns:
         A ``peft.PeftModel``.
@@ -74,7 +80,8 @@ def apply_lora(model, target_modules: list[str], lora_r: int = 8, lora_alpha: in
     check_target_modules(model, target_modules)
     targets = [m for n, m in model.named_modules() if any(_matches(n, t) for t in target_modules)]
     conv1d = any(type(m).__name__ == "Conv1D" for m in targets)  # GPT-2 style: weight (in, out)
-    return get_peft_model(model, lora_config(target_modules, lora_r, lora_alpha, lora_dropout, fan_in_fan_out=conv1d))
+    return get_peft_model(model, lora_config(target_modules, lora_r, lora_alpha, lora_dropout, fan_in_fan_out=conv1d,
+                                            trainable_token_indices=trainable_token_indices))
 
 
 def count_parameters(model) -> dict[str, float]:

@@ -74,6 +74,9 @@ def load_trained(run_dir: str | Path, merge: bool = False) -> TrainedModel:
     Raises:
         ConfigError: no finished run in ``run_dir`` (:func:`read_finished_run`), or the base
             model's revision differs from the one trained on.
+
+    A run trained with an adapted tokenizer (:mod:`bashkir_peft.data.vocab`) saved it in
+    ``final/``; the base model is grown to it before its adapter (which holds the new rows) loads.
     """
     import torch
     from peft import PeftModel
@@ -94,6 +97,8 @@ def load_trained(run_dir: str | Path, merge: bool = False) -> TrainedModel:
                           f"but the adapter was trained on {trained_rev}")
     base = load_model(base_model, method, dtype=dtype).model
     tokenizer = AutoTokenizer.from_pretrained(final)
+    if len(tokenizer) > base.get_input_embeddings().weight.shape[0]:  # an adapted vocabulary (train.json "vocab"):
+        base.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # the adapter holds the new rows
     note = None
     if method == "qlora":
         from peft import prepare_model_for_kbit_training

@@ -144,16 +144,19 @@ def params_vs_bpb(quality: pd.DataFrame, path: Path) -> Path | None:
 
 
 def cost_vs_quality(quality: pd.DataFrame, path: Path) -> Path | None:
-    """Three scatters: training wall time, peak memory and tokens/s against bits per byte."""
+    """Scatters against bits per byte: training wall time, peak memory, tokens/s and tokens seen
+    (tokens count per tokenizer: a run with an adapted tokenizer, ``tok=...`` in its method
+    label, sees more text per token)."""
     plt, sns = pyplot()
     q = quality.dropna(subset=["wall_time_s"]) if len(quality) else quality
     if q.empty:
         return None
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
     order = _order(q["method_label"])
     for ax, (col, label) in zip(axes, [("wall_time_s", "training wall time (s)"),
                                        ("peak_memory_mib", "peak memory (MiB)"),
-                                       ("tokens_per_s", "training tokens / s")]):
+                                       ("tokens_per_s", "training tokens / s"),
+                                       ("tokens_seen", "training tokens seen")]):
         sns.scatterplot(q, x=col, y="bits_per_byte", hue="method_label", hue_order=order, style="model",
                         palette=method_palette(order), s=60, ax=ax, legend=ax is axes[-1])
         ax.set_xlabel(label)

@@ -47,17 +47,19 @@ REFERENCE_LABEL = "reference text"
 """The method label of the generation table's row for the test documents' own text."""
 
 
-def method_label(method: str, lora_r: int | None) -> str:
+def method_label(method: str, lora_r: int | None, tokenizer: str = "base") -> str:
     """The one spelling of a run's method in the report's tables and figures.
 
     Args:
         method: ``base``, ``full``, ``lora`` or ``qlora``.
         lora_r: the adapter rank (``None`` for full fine-tuning and the base model).
+        tokenizer: the grid's ``tokenizer`` axis (``base``, or an adaptation's name).
 
     Returns:
-        ``base``, ``full``, ``lora r=8``, ``qlora r=16``...
+        ``base``, ``full``, ``lora r=8``, ``qlora r=16``, ``lora r=8 tok=bak16k``...
     """
-    return method if lora_r is None else f"{method} r={lora_r}"
+    label = method if lora_r is None else f"{method} r={lora_r}"
+    return label if tokenizer == "base" else f"{label} tok={tokenizer}"
 
 
 def label_parts(label: str) -> tuple[str, int | None]:
@@ -72,7 +74,7 @@ def label_parts(label: str) -> tuple[str, int | None]:
     """
     if label == REFERENCE_LABEL:
         return "reference", None
-    method, _, r = label.partition(" r=")
+    method, _, r = label.partition(" tok=")[0].partition(" r=")
     return method, int(r) if r else None
 
 
@@ -141,7 +143,7 @@ class RunRecord:
     @property
     def method_label(self) -> str:
         """:func:`method_label` of the run."""
-        return method_label(self.method, self.lora_r)
+        return method_label(self.method, self.lora_r, self.cell.params.tokenizer)
 
     @property
     def status(self) -> RunStatus:

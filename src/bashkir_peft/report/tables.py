@@ -289,7 +289,8 @@ def fertility_table(runs: list[RunRecord], quality: pd.DataFrame, data_dir: str 
     has the model's row (or a row of the model's registry tokenizer: tiny-gpt2 is profiled
     as gpt2), else from the evaluation's own per-document sums under ``protocol`` (scored
     tokens / whitespace words of the same documents); the column ``fertility_source`` says
-    which.
+    which. A run with an adapted tokenizer (grid axis ``tokenizer``) always takes its own
+    evaluation sums: the data folder profiles the base tokenizers only.
 
     Args:
         runs: all runs (the finished ones are used).
@@ -318,20 +319,27 @@ def fertility_table(runs: list[RunRecord], quality: pd.DataFrame, data_dir: str 
             row = rows.iloc[0]
             fert[model] = (float(row["fertility"]), f"data prep ({name} tokenizer, {row['split']} split)")
     by_model: dict[str, list[float]] = {}
+    adapted: dict[tuple[str, str], list[float]] = {}
     for run in runs:
-        if run.status != "finished" or run.model in fert:
+        is_adapted = run.cell.params.tokenizer != "base"
+        if run.status != "finished" or (run.model in fert and not is_adapted):
             continue
         docs = eval_documents(run)
         docs = docs[docs["split"] == split]  # not the external sets' rows (other languages)
         if protocol is not None and (docs["protocol"] == protocol).any():
             docs = docs[docs["protocol"] == protocol]
         if docs["words"].sum() > 0:
-            by_model.setdefault(run.model, []).append(float(docs["tokens"].sum() / docs["words"].sum()))
+            (adapted.setdefault((run.model, run.method_label), []) if is_adapted else by_model.setdefault(run.model, [])).append(
+                float(docs["tokens"].sum() / docs["words"].sum()))
+    source = "evaluation sums (scored tokens / words)"
     for model, vals in by_model.items():
-        fert[model] = (float(np.mean(vals)), "evaluation sums (scored tokens / words)")
+        fert[model] = (float(np.mean(vals)), source)
     g = quality.groupby(["model", "method_label"], as_index=False)[["bits_per_byte", "perplexity"]].mean()
-    g["fertility"] = g["model"].map(lambda m: fert.get(m, (math.nan, ""))[0])
-    g["fertility_source"] = g["model"].map(lambda m: fert.get(m, (math.nan, "not found"))[1])
+    own = {key: (float(np.mean(vals)), source) for key, vals in adapted.items()}
+    found = [own.get((model, label)) or fert.get(model, (math.nan, "not found")) for model, label in
+             zip(g["model"], g["method_label"])]
+    g["fertility"] = [f[0] for f in found]
+    g["fertility_source"] = [f[1] for f in found]
     return g[cols]
 
 

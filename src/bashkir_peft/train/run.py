@@ -28,10 +28,12 @@ from pydantic import Field, model_validator
 
 from bashkir_peft.data.folder import load_texts, read_manifest
 from bashkir_peft.data.packing import packed_dataset
+from bashkir_peft.data.vocab import adapt_model
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.models.loading import default_dtype, load_model, resolve_model
 from bashkir_peft.models.lora import apply_lora, count_parameters
 from bashkir_peft.models.quant import prepare_qlora
+from bashkir_peft.models.vocab import TokenizerAdaptation, token_rows_cost, token_rows_for_peft
 from bashkir_peft.provenance import ResourceMeter, environment_info
 from bashkir_peft.records import RunFiles, TrainRecord, read_record_if_any, write_record
 from bashkir_peft.runtime import configure_threads
@@ -75,6 +77,8 @@ class TrainParams(StrictModel):
             registry's otherwise.
         data_dir: the data-prep output folder.
         output_dir: the run folder (RUN_DIR).
+        tokenizer: a tokenizer adaptation (K new Bashkir tokens, their initialization; see
+            :mod:`bashkir_peft.data.vocab`); ``None`` = the base model's tokenizer.
     """
 
     model: str = Field("smollm2-135m", json_schema_extra={
@@ -130,6 +134,8 @@ class TrainParams(StrictModel):
         "source": "ours: for a hand run (the grid runner sets the grid's data folder)"})
     output_dir: str = Field("runs/dev/train", json_schema_extra={
         "source": "ours: for a hand run (the grid runner sets the cell's run folder)"})
+    tokenizer: TokenizerAdaptation | None = Field(None, json_schema_extra={
+        "source": "ours: the base model's tokenizer (the grid's tokenizer axis sets an adaptation)"})
 
     @model_validator(mode="after")
     def _check(self):
@@ -143,6 +149,11 @@ class TrainParams(StrictModel):
     def out_dir(self) -> Path:
         """The run folder (RUN_DIR)."""
         return Path(self.output_dir)
+
+    def record(self) -> dict:
+        """The parameters as records store them (``tokenizer`` only when set, so a run's record
+        from before the setting existed still matches)."""
+        return self.model_dump(exclude={"tokenizer"} if self.tokenizer is None else None)
 
     @property
     def resolved_learning_rate(self) -> float:
@@ -219,7 +230,9 @@ def _save_final(trainer, tokenizer, run_dir: Path, record: dict) -> Path:
     tmp = run_dir / (RunFiles.FINAL + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    trainer.model.save_pretrained(tmp)
+    # new vocabulary rows are in the adapter's trainable tokens: no full copy of the resized embeddings
+    extra = {"save_embedding_layers": False} if record.get("vocab") and record["params"]["method"] != "full" else {}
+    trainer.model.save_pretrained(tmp, **extra)
     tokenizer.save_pretrained(tmp)
     (tmp / "README.md").write_text(_model_card(record), encoding="utf-8")
     if final.exists():
@@ -251,7 +264,7 @@ def _precheck(params: TrainParams, run_dir: Path):
         ``(resolved model, data manifest, the run folder's training record or None)``.
     """
     existing = read_record_if_any(run_dir / RunFiles.TRAIN, TrainRecord)
-    if existing is not None and existing.params != params.model_dump():
+    if existing is not None and existing.params != params.record():
         raise ConfigError(
             f"{run_dir} holds a run with other parameters; use another output_dir or delete it")
     if params.optim != "auto":
@@ -274,7 +287,7 @@ def _start_record(params: TrainParams, manifest, existing: TrainRecord | None, o
     return {
         "status": "running",
         "reason": None,
-        "params": params.model_dump(),
+        "params": params.record(),
         "learning_rate": params.resolved_learning_rate,
         "optimizer": optimizer,
         "compute_dtype": dtype,
@@ -296,6 +309,10 @@ def _prepare_model(params: TrainParams, resolved, dtype: str, record: dict):
     LoRA adapters) and record what was built. Returns ``(model, tokenizer, train_ds, eval_ds)``."""
     loaded = load_model(params.model, params.method, dtype=dtype)
     model, tokenizer = loaded.model, loaded.tokenizer
+    new_ids = None
+    if params.tokenizer is not None:
+        tokenizer, new_ids, record["vocab"] = adapt_model(model, tokenizer, params.tokenizer, params.data_dir,
+                                                           params.out_dir / RunFiles.TOKENIZER, params.seed)
     record["model"] = loaded.resolved.record() | {"hub_id": resolved.entry.hub_id if resolved.entry else None}
     train_ds, train_stats = packed_dataset(
         load_texts(params.data_dir, "train", params.max_train_documents), tokenizer, params.block_size, "train")
@@ -307,11 +324,14 @@ def _prepare_model(params: TrainParams, resolved, dtype: str, record: dict):
         model = prepare_qlora(model, params.gradient_checkpointing)
     if params.method in ("lora", "qlora"):
         record["target_modules"] = _target_modules(params, resolved)
-        model = apply_lora(model, record["target_modules"], params.lora_r, params.lora_alpha, params.lora_dropout)
+        model = apply_lora(model, record["target_modules"], params.lora_r, params.lora_alpha, params.lora_dropout,
+                           token_rows_for_peft(model, new_ids) if new_ids else None)
     else:
         record["target_modules"] = None
     model.config.use_cache = False
     record |= count_parameters(model)
+    if new_ids is not None:
+        record["vocab"] |= token_rows_cost(model, len(new_ids))
     return model, tokenizer, train_ds, eval_ds
 
 

@@ -1,0 +1,244 @@
+"""Vocabulary extension: new byte-level BPE tokens for a base tokenizer, and their embeddings.
+
+Three steps, each one function:
+
+1. :func:`extend_tokenizer`: append the first ``new_tokens`` merges of a BPE trained on
+   Bashkir (:mod:`bashkir_peft.data.vocab` trains it) to the base tokenizer's BPE
+   vocabulary and merge list. Not ``add_tokens``, which matches exact strings before
+   pre-tokenization (it ignores the byte-level, space-prefixed forms and changes how any
+   text containing the string splits). Every old token keeps its id; new ids follow the
+   largest old id (added special tokens included). Intermediate merge pieces are tokens and
+   count in ``new_tokens``. Only merges whose token holds a non-ASCII byte are taken, and
+   they rank after every old merge, so an all-ASCII word (English) is cut exactly as
+   before: BPE applies the lowest-ranked applicable merge first, the old merges reproduce
+   the old cut, and no new merge can join two all-ASCII pieces. The new merges act on the
+   pieces the old ones leave, so a new token whose merge path the base cuts differently is
+   never produced (it still counts in K; on the demo corpus 12,032 of 16,000 occur in the
+   tokenized training split, benchmarks/RESULTS.md).
+2. :func:`resize_and_init`: grow the input embeddings and the LM head (tied or untied) to
+   the new vocabulary and initialize the new rows: ``mean`` of the base model's rows of the
+   pieces the base tokenizer cuts the new token into (the baseline of Gee et al. 2022 and
+   of FOCUS / WECHSEL comparisons, Dobler & de Melo 2023, sec. 4), or ``random`` (normal,
+   std = the model's ``initializer_range``) as the control.
+3. :func:`token_rows_for_peft`: peft's ``trainable_token_indices`` for LoRA/QLoRA, so the
+   new rows of the embedding and of an untied head train and are saved with the adapter
+   (a tied head shares the embedding's rows; peft ties them).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from bashkir_peft.errors import ConfigError
+from bashkir_peft.yamlio import StrictModel
+
+InitMethod = Literal["mean", "random"]
+
+
+class TokenizerAdaptation(StrictModel):
+    """One tokenizer-adaptation setting (the grid's ``tokenizers`` entries; a ``train`` parameter).
+
+    Attributes:
+        new_tokens: K, the number of new tokens (intermediate merge pieces included); 0
+            keeps the base vocabulary.
+        bpe_vocab_size: size of the byte-level BPE trained on the training split; ``None`` =
+            ``2 * new_tokens + 1000`` (many of its tokens already exist in the base).
+        init: initialization of the new embedding and LM-head rows: ``mean`` of the base
+            pieces, or ``random`` (the control).
+    """
+
+    new_tokens: int = Field(ge=0)
+    bpe_vocab_size: int | None = Field(None, gt=256)
+    init: InitMethod = "mean"
+
+    @property
+    def resolved_bpe_vocab_size(self) -> int:
+        return self.bpe_vocab_size if self.bpe_vocab_size is not None else 2 * self.new_tokens + 1000
+
+
+def _byte_decoder() -> dict[str, int]:
+    """The byte-level alphabet (GPT-2's ``bytes_to_unicode``) read backwards: char -> byte."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    return {c: b for b, c in bytes_to_unicode().items()}
+
+
+def _backend_bpe(tokenizer) -> dict:
+    """The fast tokenizer's JSON, checked to be a byte-level BPE.
+
+    Raises:
+        ConfigError: not a fast tokenizer, not BPE, or not byte-level (SentencePiece-style
+            tokenizers such as Mistral's are not supported).
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise ConfigError("vocabulary extension needs a fast (tokenizers) tokenizer")
+    data = json.loads(backend.to_str())
+    if data["model"]["type"] != "BPE" or "ByteLevel" not in json.dumps(data.get("pre_tokenizer")):
+        raise ConfigError("vocabulary extension supports byte-level BPE tokenizers only (GPT-2, Qwen, "
+                          f"DeepSeek, SmolLM2); this one is {data['model']['type']} with pre-tokenizer "
+                          f"{(data.get('pre_tokenizer') or {}).get('type')}")
+    return data
+
+
+def _merges(model: dict) -> list[tuple[str, str]]:
+    return [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in model["merges"]]
+
+
+def extend_tokenizer(base, trained, new_tokens: int):
+    """The base tokenizer with up to ``new_tokens`` tokens of ``trained`` appended (see module doc).
+
+    Args:
+        base: the base model's fast tokenizer (byte-level BPE).
+        trained: a byte-level BPE tokenizer trained on the new language with the base's
+            pre-tokenizer (``base.train_new_from_iterator``); its merges are taken in rank order.
+        new_tokens: K, the number of new vocabulary entries to add (>= 0).
+
+    Returns:
+        ``(tokenizer, added)``: a tokenizer of the base's class and special tokens, and the new
+        tokens (byte-level strings) in id order; ``added[i]`` has id ``len(base) + i``.
+
+    Raises:
+        ConfigError: a tokenizer that is not a byte-level BPE.
+    """
+    from transformers import AutoTokenizer
+
+    data = _backend_bpe(base)
+    model = data["model"]
+    vocab: dict[str, int] = model["vocab"]
+    merges = _merges(model)
+    known = set(merges)
+    to_byte = _byte_decoder()
+    next_id = max([len(base) - 1, *vocab.values(), *(t["id"] for t in data.get("added_tokens", []))]) + 1
+    added: list[str] = []
+    for a, b in _merges(_backend_bpe(trained)["model"]):
+        if len(added) >= new_tokens:
+            break
+        token = a + b
+        if (a, b) in known or a not in vocab or b not in vocab or all(to_byte[c] < 128 for c in token):
+            continue
+        merges.append((a, b))
+        known.add((a, b))
+        if token not in vocab:
+            vocab[token] = next_id
+            next_id += 1
+            added.append(token)
+    model["merges"] = [list(m) for m in merges]
+    with tempfile.TemporaryDirectory() as tmp:
+        base.save_pretrained(tmp)
+        Path(tmp, "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        tokenizer = AutoTokenizer.from_pretrained(tmp)
+    if tokenizer.pad_token is None and base.pad_token is not None:
+        tokenizer.pad_token = base.pad_token
+    return tokenizer, added
+
+
+def base_pieces(base, token: str) -> list[int]:
+    """The base ids the base BPE cuts the byte-level string ``token`` into (no pre-tokenization,
+    so a leading space stays in its piece)."""
+    return [t.id for t in base.backend_tokenizer.model.tokenize(token)]
+
+
+def embedding_rows_agree(model, tokenizer) -> None:
+    """Check that the input embeddings, the LM head and the tokenizer agree on the vocabulary size.
+
+    Guards against ``resize_token_embeddings`` leaving the head unresized (transformers
+    issues #45292, #45276).
+
+    Raises:
+        RuntimeError: the input rows, the head's rows (``out_features``) and ``len(tokenizer)``
+            differ (only a vocabulary that grew must match exactly; a base model may carry
+            padding rows beyond its tokenizer).
+    """
+    rows_in = model.get_input_embeddings().weight.shape[0]
+    head = model.get_output_embeddings()
+    rows_out = head.weight.shape[0] if head is not None else rows_in
+    if rows_in != rows_out or rows_in < len(tokenizer):
+        raise RuntimeError(f"vocabulary sizes disagree: input embeddings {rows_in} rows, LM head {rows_out}, "
+                           f"tokenizer {len(tokenizer)}")
+
+
+def is_tied(model) -> bool:
+    """Whether the LM head shares its weight with the input embeddings."""
+    head = model.get_output_embeddings()
+    return head is not None and head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+
+
+def resize_and_init(model, base, tokenizer, added: list[str], init: InitMethod, seed: int = 0) -> dict:
+    """Grow ``model``'s input embeddings and LM head to ``tokenizer`` and initialize the new rows.
+
+    Args:
+        model: a causal LM whose vocabulary is ``base``'s (tied or untied head; a head bias,
+            if any, is initialized like its weight).
+        base: the base tokenizer (the pieces of each new token).
+        tokenizer: the extended tokenizer (:func:`extend_tokenizer`).
+        added: its new tokens, in id order (ids from ``len(base)`` on).
+        init: ``mean``: each new row = mean of the base rows of its pieces (input embeddings
+            and head separately when untied); ``random``: normal(0, ``initializer_range``),
+            seeded by ``seed``.
+
+    Returns:
+        ``{"vocab_size", "new_rows", "tied", "init"}``.
+
+    Raises:
+        RuntimeError: the resized model's embeddings, head and tokenizer disagree.
+    """
+    import torch
+
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in added]
+    rows = max(model.get_input_embeddings().weight.shape[0], len(tokenizer))
+    model.resize_token_embeddings(rows, mean_resizing=False)
+    embedding_rows_agree(model, tokenizer)
+    tied = is_tied(model)
+    emb = model.get_input_embeddings().weight
+    head = model.get_output_embeddings()
+    std = getattr(model.config, "initializer_range", 0.02)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for token, i in zip(added, ids):
+            if init == "mean":
+                pieces = torch.tensor(base_pieces(base, token))
+                emb[i] = emb[pieces].mean(0)
+                if not tied:
+                    head.weight[i] = head.weight[pieces].mean(0)
+                if getattr(head, "bias", None) is not None:
+                    head.bias[i] = head.bias[pieces].mean(0)
+            else:
+                emb[i] = torch.randn(emb.shape[1], generator=gen).to(emb.dtype) * std
+                if not tied:
+                    head.weight[i] = torch.randn(emb.shape[1], generator=gen).to(emb.dtype) * std
+                if getattr(head, "bias", None) is not None:
+                    head.bias[i] = 0
+    return {"vocab_size": rows, "new_rows": len(ids), "tied": tied, "init": init}
+
+
+def _module_name(model, module) -> str:
+    return next(n.rsplit(".", 1)[-1] for n, m in model.named_modules() if m is module)
+
+
+def token_rows_for_peft(model, ids: list[int]) -> dict[str, list[int]]:
+    """peft's ``trainable_token_indices`` for the new rows: the input embedding's module name,
+    plus the head's when untied (a tied head follows the embedding in peft)."""
+    targets = {_module_name(model, model.get_input_embeddings()): list(ids)}
+    if not is_tied(model):
+        targets[_module_name(model, model.get_output_embeddings())] = list(ids)
+    return targets
+
+
+def token_rows_cost(model, new_rows: int) -> dict:
+    """What training the new rows costs: ``{"peft_mechanism", "token_rows_trainable_params"}``.
+
+    For a peft model, the parameters of its TrainableTokens layers (``trainable_tokens_delta``:
+    one row of ``hidden`` values per new token and wrapped module); for full fine-tuning, the new
+    rows of the input embeddings plus those of an untied head (trained with everything else).
+    """
+    deltas = [p for n, p in model.named_parameters() if "trainable_tokens_delta" in n and p.requires_grad]
+    if deltas:
+        return {"peft_mechanism": "trainable_token_indices", "token_rows_trainable_params": sum(p.numel() for p in deltas)}
+    hidden = model.get_input_embeddings().weight.shape[1]
+    return {"peft_mechanism": None, "token_rows_trainable_params": new_rows * hidden * (1 if is_tied(model) else 2)}
