@@ -13,7 +13,7 @@ GRID       ?= params/grids/cpu-demo.yaml
 CORPUS     ?=
 STAMP      := $(VENV)/.setup-done
 
-.PHONY: setup test demo grid report book lock gpu-check clean
+.PHONY: setup test demo grid report book lock gpu-check clean lessons
 
 setup: $(STAMP)
 	@$(BIN)/bashkir-peft setup-models
@@ -57,3 +57,8 @@ gpu-check: setup
 
 clean:
 	rm -rf book/_build
+
+# The lessons (lessons/*.ipynb), executed into runs/lessons/ where `make book` finds them.
+# Not part of the demo's time: about 10 minutes on a 2-core CPU (benchmarks/RESULTS.md).
+lessons: setup
+	$(BIN)/bashkir-peft lessons

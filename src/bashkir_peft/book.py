@@ -6,7 +6,10 @@
    folder) into ``book/generated/05_report.ipynb`` -- a failing cell fails the command;
 2. copies the executed data-preparation notebook and the executed notebooks of every
    *finished* run from ``runs/<grid>/`` into ``book/generated/``, with one index page per run;
-3. writes the method chapter's figures into ``book/generated/figures/``;
+3. writes the method chapter's figures into ``book/generated/figures/``, and copies the
+   executed lessons (``make lessons``: ``<runs root>/lessons/``) into
+   ``book/generated/lessons/`` with an index page (launch links from ``repository.url`` in
+   ``_config.yml``, when set);
 4. writes ``book/generated/_toc.yml``: the committed ``book/_toc.yml`` with the generated
    pages added as sections;
 5. runs ``jupyter-book build`` strictly (``-W --keep-going``, full rebuild, notebooks rendered
@@ -28,15 +31,18 @@ import yaml
 from bashkir_peft.atomic import write_text_atomic
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.grid.stages import STAGES, default_notebooks_dir, execute
+from bashkir_peft.lessons import lesson_notebooks, lessons_out_dir
 from bashkir_peft.report.build import ReportParams, _abs
+from bashkir_peft.report.bundle import extract_bundle
 from bashkir_peft.report.runs import RunRecord, discover_runs
 from bashkir_peft.report.teaching_figures import write_teaching_figures
-from bashkir_peft.settings import REPO_ROOT
+from bashkir_peft.settings import REPO_ROOT, runs_root
 from bashkir_peft.yamlio import StrictModel
 
 REPORT_NOTEBOOK = default_notebooks_dir() / STAGES["report"].notebook
 RUNS_PAGE = "generated/runs/index"
 DATA_PAGE = "data"
+LESSONS_PAGE = "generated/lessons/index"
 
 
 class BookError(RuntimeError):
@@ -52,6 +58,11 @@ class BookParams(StrictModel):
         book_dir: the book sources (``_config.yml``, ``_toc.yml``, pages).
         report_timeout_s: per-cell timeout when executing the report notebook.
         build: run ``jupyter-book build`` after assembling (False: assemble only).
+        lessons_dir: executed lessons (default ``<runs root>/lessons``, where ``make
+            lessons`` writes them); lessons not executed there are listed, not shown.
+        from_bundle: a results bundle (``bashkir-peft bundle``) to build from instead of a
+            trained grid: extracted (checksums checked) into ``runs_dir``, default
+            ``<runs root>/from-bundle/<grid name>``.
     """
 
     grid: str = "params/grids/cpu-demo.yaml"
@@ -59,6 +70,8 @@ class BookParams(StrictModel):
     book_dir: str = "book"
     report_timeout_s: int = 600
     build: bool = True
+    lessons_dir: str | None = None
+    from_bundle: str | None = None
 
 
 def execute_report(grid: str, runs_dir: Path, out: Path, timeout_s: int = 600) -> Path:
@@ -176,6 +189,59 @@ def assemble_data(runs_dir: Path, gen: Path) -> list[dict]:
     return sections
 
 
+def launch_links(repository: dict, notebook: str) -> str:
+    """Markdown links that open ``notebook`` (a path in the repository) in Binder and Colab.
+
+    Args:
+        repository: ``_config.yml``'s ``repository`` mapping (``url`` of a GitHub
+            repository, ``branch``); without a ``url`` no links.
+
+    Returns:
+        ``"[Binder](...) · [Colab](...)"`` or ``""``.
+    """
+    url = (repository or {}).get("url", "").rstrip("/")
+    if not url.startswith("https://github.com/"):
+        return ""
+    slug, branch = url.removeprefix("https://github.com/"), repository.get("branch") or "main"
+    return (f"[Binder](https://mybinder.org/v2/gh/{slug}/{branch}?labpath={notebook}) · "
+            f"[Colab](https://colab.research.google.com/github/{slug}/blob/{branch}/{notebook})")
+
+
+def _lesson_title(nb: Path) -> str:
+    cells = json.loads(nb.read_text(encoding="utf-8")).get("cells", [])
+    first = next((_source(c) for c in cells if c.get("cell_type") == "markdown"), "# " + nb.stem)
+    return first.lstrip().partition("\n")[0].removeprefix("# ").strip()
+
+
+def assemble_lessons(lessons_dir: Path, book_dir: Path, gen: Path) -> list[dict]:
+    """The lessons part: ``generated/lessons/index.md`` and the executed lessons found in
+    ``lessons_dir`` (copied as executed; a lesson not executed there is listed, not shown).
+
+    Returns:
+        The toc sections (one per executed lesson).
+    """
+    config = yaml.safe_load((book_dir / "_config.yml").read_text(encoding="utf-8")) or {}
+    repository = config.get("repository") or {}
+    lines = ["# Lessons\n",
+             "Short notebooks that teach one idea each, on Bashkir, on a laptop CPU in at most five "
+             "minutes; each ends with an exercise and a hidden solution. The [teacher's page](../../teaching.md) "
+             "says which to use in a class and how students run them.\n",
+             "| lesson | in this book | open it |", "|---|---|---|"]
+    sections = []
+    for nb in lesson_notebooks():
+        executed = lessons_dir / nb.name
+        title = _lesson_title(nb)
+        links = launch_links(repository, f"lessons/{nb.name}") or f"`lessons/{nb.name}`"
+        if executed.is_file():
+            shutil.copyfile(executed, gen / "lessons" / nb.name)
+            sections.append({"file": f"generated/lessons/{nb.stem}"})
+            lines.append(f"| {title} | [executed]({nb.name}) | {links} |")
+        else:
+            lines.append(f"| {title} | not executed for this copy (`make lessons`) | {links} |")
+    write_text_atomic(gen / "lessons" / "index.md", "\n".join(lines) + "\n")
+    return sections
+
+
 def write_toc(book_dir: Path, gen: Path, extra: dict[str, list[dict]]) -> Path:
     """``generated/_toc.yml`` = ``book/_toc.yml`` with ``extra[file]`` added as the sections of
     the entry of that ``file``."""
@@ -226,6 +292,21 @@ def copy_sources(dst: str | Path, book_dir: str | Path = REPO_ROOT / "book") -> 
     return Path(dst)
 
 
+def _from_bundle(params: BookParams) -> BookParams:
+    """Extract ``params.from_bundle`` and return the parameters that build from it.
+
+    Raises:
+        ConfigError: the bundle is of another grid; DataError: a bad bundle (see
+            :func:`~bashkir_peft.report.bundle.extract_bundle`).
+    """
+    name, _ = ReportParams(grid=params.grid).grid_runs
+    dest = _abs(params.runs_dir) if params.runs_dir else runs_root() / "from-bundle" / name
+    bundled = extract_bundle(_abs(params.from_bundle), dest)
+    if bundled != name:
+        raise ConfigError(f"{params.from_bundle}: a bundle of grid {bundled!r}, not {name!r}")
+    return params.model_copy(update={"runs_dir": str(dest), "from_bundle": None})
+
+
 def build_book(params: BookParams) -> Path:
     """Assemble ``book/generated/`` from a grid's runs and build the book.
 
@@ -233,9 +314,12 @@ def build_book(params: BookParams) -> Path:
         The built ``index.html`` (or the generated toc when ``params.build`` is False).
 
     Raises:
-        ConfigError: bad grid argument, no runs folder (DataError) or no ``book/_toc.yml``.
+        ConfigError: bad grid argument, no runs folder (DataError), no ``book/_toc.yml``,
+            or a bad results bundle.
         BookError: the report notebook failed, or the strict build reported a warning.
     """
+    if params.from_bundle:
+        params = _from_bundle(params)
     _, runs_dir = ReportParams(grid=params.grid, runs_dir=params.runs_dir).grid_runs  # validated before heavy work
     book_dir = _abs(params.book_dir)
     if not (book_dir / "_toc.yml").is_file():
@@ -247,7 +331,10 @@ def build_book(params: BookParams) -> Path:
     gen.mkdir(parents=True)
     execute_report(params.grid, runs_dir, gen / "05_report.ipynb", params.report_timeout_s)
     write_teaching_figures(gen / "figures")
-    extra = {RUNS_PAGE: assemble_runs(runs, gen), DATA_PAGE: assemble_data(runs_dir, gen)}
+    (gen / "lessons").mkdir()
+    lessons_dir = _abs(params.lessons_dir) if params.lessons_dir else lessons_out_dir()
+    extra = {RUNS_PAGE: assemble_runs(runs, gen), DATA_PAGE: assemble_data(runs_dir, gen),
+             LESSONS_PAGE: assemble_lessons(lessons_dir, book_dir, gen)}
     toc = write_toc(book_dir, gen, extra)
     if not params.build:
         return toc
