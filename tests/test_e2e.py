@@ -106,3 +106,38 @@ def test_report_and_book_build_and_list_the_failure(e2e):
     assert imgs
     for src in imgs:
         assert (html / "generated" / src).resolve().is_file(), src
+
+
+def test_a_bundle_rebuilds_the_identical_book_without_training(e2e, tmp_path):
+    import tarfile
+
+    import pandas as pd
+
+    from bashkir_peft.book import copy_sources
+
+    archive = tmp_path / "smoke-results.tar.gz"
+    assert main(["bundle", str(e2e["grid_file"]), "--runs-dir", str(e2e["runs"]), "--out", str(archive)]) == 0
+    names = tarfile.open(archive).getnames()
+    assert names[0] == "MANIFEST.json" and any(n.endswith("/eval_documents.parquet") for n in names)
+    assert not [n for n in names if "/final/" in n or "/checkpoints/" in n or n.endswith((".safetensors", ".bin"))]
+    assert not [n for n in names if n.endswith(("/train.parquet", "/validation.parquet", "/test.parquet"))]
+    # a machine that never trained: the grid's runs folder is gone while the book is rebuilt
+    root, away = e2e["root"], e2e["tmp"] / "away"
+    root.rename(away)
+    try:
+        book = copy_sources(tmp_path / "book")
+        assert main(["book", str(e2e["grid_file"]), "--runs-dir", str(tmp_path / "rebuilt"), "--book-dir", str(book),
+                     "--from-bundle", str(archive)]) == 0
+    finally:
+        away.rename(root)
+    tables = sorted((root / "report" / "tables").glob("*.csv"))
+    assert len(tables) >= 8
+    for csv in tables:
+        rebuilt = tmp_path / "rebuilt" / root.name / "report" / "tables" / csv.name
+        pd.testing.assert_frame_equal(pd.read_csv(rebuilt), pd.read_csv(csv), obj=csv.name)
+    pages = [(e2e["book"] / "_build" / "html", book / "_build" / "html")]
+    for first, second in pages:
+        original = (first / "generated" / "05_report.html").read_text(encoding="utf-8")
+        again = (second / "generated" / "05_report.html").read_text(encoding="utf-8")
+        for table_id in ("results-per-run", "failed-runs", "results-summary"):
+            assert _table(again, table_id) == _table(original, table_id)

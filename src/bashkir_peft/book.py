@@ -101,9 +101,14 @@ def copy_notebook(src: Path, dst: Path, title: str) -> None:
     The notebook's own H1 (if its first markdown cell starts with one) becomes an italic
     subtitle: every run has notebooks of the same name, and the title says which run it is;
     a page without a title would be a Sphinx warning, and the strict build fails on warnings.
+    Parameters are shown once: where papermill injected values, the cell of defaults above
+    them is left out.
     """
     nb = json.loads(src.read_text(encoding="utf-8"))
     cells = nb.setdefault("cells", [])
+    tags = [set(c.get("metadata", {}).get("tags", [])) for c in cells]
+    if any("injected-parameters" in t for t in tags):
+        cells[:] = [c for c, t in zip(cells, tags) if "parameters" not in t]
     first = next((c for c in cells if c.get("cell_type") == "markdown"), None)
     text = _source(first).lstrip() if first else ""
     if text.startswith("# "):
