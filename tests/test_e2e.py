@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from bashkir_peft.cli import main
+from browser import CHROMIUM, Browser
 
 REPO = Path(__file__).resolve().parents[1]
 N_DOCS = 60  # documents of the demo corpus: enough for a 3-way split after filtering
@@ -89,10 +90,10 @@ def test_second_invocation_skips_every_finished_cell(e2e, capsys):
     assert {p: p.stat().st_mtime_ns for p in notebooks} == stamps  # nothing re-executed
 
 
-def test_report_and_book_build_and_list_the_failure(e2e):
+def test_report_and_book_build_and_list_the_failure(e2e, executed_lessons):
     assert main(["report", str(e2e["grid_file"]), "--runs-dir", str(e2e["runs"])]) == 0
     assert main(["book", str(e2e["grid_file"]), "--runs-dir", str(e2e["runs"]),
-                 "--book-dir", str(e2e["book"])]) == 0
+                 "--book-dir", str(e2e["book"]), "--lessons-dir", str(executed_lessons[0])]) == 0
     html = e2e["book"] / "_build" / "html"
     page = (html / "generated" / "05_report.html").read_text(encoding="utf-8")
     per_run = _table(page, "results-per-run")
@@ -135,9 +136,41 @@ def test_a_bundle_rebuilds_the_identical_book_without_training(e2e, tmp_path):
     for csv in tables:
         rebuilt = tmp_path / "rebuilt" / root.name / "report" / "tables" / csv.name
         pd.testing.assert_frame_equal(pd.read_csv(rebuilt), pd.read_csv(csv), obj=csv.name)
-    pages = [(e2e["book"] / "_build" / "html", book / "_build" / "html")]
-    for first, second in pages:
-        original = (first / "generated" / "05_report.html").read_text(encoding="utf-8")
-        again = (second / "generated" / "05_report.html").read_text(encoding="utf-8")
-        for table_id in ("results-per-run", "failed-runs", "results-summary"):
-            assert _table(again, table_id) == _table(original, table_id)
+    original = (e2e["book"] / "_build" / "html" / "generated" / "05_report.html").read_text(encoding="utf-8")
+    again = (book / "_build" / "html" / "generated" / "05_report.html").read_text(encoding="utf-8")
+    for table_id in ("results-per-run", "failed-runs", "results-summary"):
+        assert _table(again, table_id) == _table(original, table_id)
+
+
+BROWSER_PAGES = {  # page: what it must show (tables with rows, images, typeset math)
+    "generated/05_report.html": {"tables", "images"},
+    "method.html": {"images", "math"},
+    "generated/lessons/01_lora_from_scratch.html": {"tables", "math"},
+    "generated/lessons/02_nf4_by_hand.html": {"tables", "math"},
+    "generated/lessons/03_why_bashkir_costs_more.html": {"tables", "images"},
+    "generated/lessons/04_reading_the_metrics.html": {"tables", "math"},
+    "generated/lessons/05_a_short_fine_tune.html": {"tables", "images"},
+}
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package `chromium`)")
+def test_results_and_lesson_pages_render_in_a_browser_without_network(e2e):
+    """Screenshots go to $BASHKIR_PEFT_SCREENSHOTS (CI keeps them), else beside the test's book."""
+    import os
+
+    html = e2e["book"] / "_build" / "html"
+    shots = Path(os.environ.get("BASHKIR_PEFT_SCREENSHOTS") or e2e["tmp"] / "screenshots")
+    problems = []
+    with Browser(e2e["tmp"] / "chromium-profile") as browser:
+        for page, needs in BROWSER_PAGES.items():
+            s = browser.open((html / page).as_uri(), shots / (page.replace("/", "_") + ".png"))
+            problems += [f"{page}: console: {e}" for e in s["errors"]]
+            problems += [f"{page}: request off the machine: {u}" for u in s["remote"]]
+            problems += [f"{page}: image did not load: {u}" for u in s["broken_images"]]
+            if s["mathjax_errors"] or s["raw_math"]:
+                problems.append(f"{page}: math not typeset ({s['mathjax_errors']} MathJax errors, raw $$: {s['raw_math']})")
+            for need, got in (("tables", s["table_rows"]), ("images", s["images"]), ("math", s["math"])):
+                if need in needs and not got:
+                    problems.append(f"{page}: no {need}")
+    assert not problems, "\n".join(problems)
+    assert len(list(shots.glob("*.png"))) >= len(BROWSER_PAGES)

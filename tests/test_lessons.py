@@ -12,16 +12,8 @@ import threading
 import pytest
 
 from bashkir_peft.errors import DataError
-from bashkir_peft.lessons import checked_files, execute_lessons, lesson_notebooks, sha256_file
-
-SMALL = {
-    "01_lora_from_scratch": {"model": "tiny-llama"},
-    "02_nf4_by_hand": {"model": "tiny-llama", "gaussian_shape": [64, 64]},
-    "03_why_bashkir_costs_more": {"models": ["gpt2", "mistral-7b"], "n_sentences": 5},
-    "04_reading_the_metrics": {"model": "tiny-llama", "other_tokenizer": "gpt2", "n_sentences": 3},
-    "05_a_short_fine_tune": {"model": "tiny-llama", "max_steps": 3, "block_size": 16, "eval_every": 2, "n_dev": 2,
-                             "max_new_tokens": 4},
-}
+from bashkir_peft.lessons import checked_files, lesson_notebooks, sha256_file
+from conftest import LESSONS_SMALL
 
 
 def _cells(path):
@@ -29,7 +21,7 @@ def _cells(path):
 
 
 def test_every_lesson_is_tested_and_ends_with_an_exercise_and_a_hidden_solution():
-    assert {nb.stem for nb in lesson_notebooks()} == set(SMALL)
+    assert {nb.stem for nb in lesson_notebooks()} == set(LESSONS_SMALL)
     for nb in lesson_notebooks():
         cells = _cells(nb)
         tags = [c.get("metadata", {}).get("tags", []) for c in cells]
@@ -39,11 +31,11 @@ def test_every_lesson_is_tested_and_ends_with_an_exercise_and_a_hidden_solution(
         assert all(not c.get("outputs") for c in cells if c["cell_type"] == "code"), f"{nb.name}: commit without outputs"
 
 
-@pytest.mark.parametrize("stem", sorted(SMALL))
-def test_lesson_executes_with_small_parameters(stem, tmp_path):
-    seconds = execute_lessons(tmp_path, {stem: SMALL[stem]}, only=[stem])
-    assert set(seconds) == {stem}
-    outputs = [o for c in _cells(tmp_path / f"{stem}.ipynb") for o in c.get("outputs", [])]
+@pytest.mark.parametrize("stem", sorted(LESSONS_SMALL))
+def test_lesson_executes_with_small_parameters(stem, executed_lessons):
+    folder, seconds = executed_lessons
+    assert seconds[stem]["wall_s"] > 0 and seconds[stem]["cpu_s"] > 0
+    outputs = [o for c in _cells(folder / f"{stem}.ipynb") for o in c.get("outputs", [])]
     assert not [o for o in outputs if o["output_type"] == "error"]
     text = "".join("".join(o.get("text", "")) for o in outputs)
     assert "Traceback" not in text and "Warning" not in text, text[:500]

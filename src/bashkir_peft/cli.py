@@ -176,7 +176,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _book(args: argparse.Namespace) -> int:
     given = {"grid": args.grid, "runs_dir": _grid_dir(args), "book_dir": args.book_dir, "build": not args.no_build,
-             "from_bundle": args.from_bundle}
+             "from_bundle": args.from_bundle, "lessons_dir": args.lessons_dir}
     params = validate(BookParams, {k: v for k, v in given.items() if v is not None}, "book")
     try:
         out = build_book(params)
@@ -203,6 +203,7 @@ def add_report_parsers(sub) -> None:
     p.add_argument("--runs-dir", help=RUNS_HELP)
     p.add_argument("--book-dir", help="book sources (default: book/); output in <book-dir>/_build/html")
     p.add_argument("--no-build", action="store_true", help="assemble book/generated/ only")
+    p.add_argument("--lessons-dir", help="executed lessons to include (default: <runs root>/lessons, `make lessons`)")
     p.add_argument("--from-bundle", metavar="ARCHIVE",
                    help="build from a results bundle (`bashkir-peft bundle`), extracted into <runs-dir>/<grid> "
                         "(default <runs root>/from-bundle/<grid>), instead of a trained grid")
@@ -244,8 +245,8 @@ def _lessons(args: argparse.Namespace) -> int:
     except PapermillExecutionError as err:
         print(f"error: a lesson failed: {err.ename}: {err.evalue}", file=sys.stderr)
         return 1
-    for stem, seconds in timings.items():
-        print(f"{stem}: {seconds:.0f} s")
+    for stem, t in timings.items():
+        print(f"{stem}: {t['wall_s']:.0f} s wall, {t['cpu_s']:.0f} s CPU (kernel)")
     return 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import resource
 import shutil
 import time
 import urllib.request
@@ -95,21 +96,27 @@ def lessons_out_dir() -> Path:
     return runs_root() / "lessons"
 
 
+def _children_cpu_s() -> float:
+    """CPU seconds (user + system) of this process's finished child processes (the kernels)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def execute_lessons(out_dir: Path | None = None, parameters: dict | None = None, only: list[str] | None = None,
                     timeout_s: int = 900) -> dict[str, float]:
     """Execute the lessons with papermill.
 
     Args:
         out_dir: output folder (default :func:`lessons_out_dir`); executed copies keep
-            their file names, and ``timings.json`` records seconds per lesson.
-        parameters: papermill parameters given to every lesson (a lesson ignores none:
-            only pass names every lesson declares, e.g. ``model``) or ``{stem: {...}}``
-            per lesson; keys that are lesson stems are taken per lesson.
+            their file names, and ``timings.json`` records each lesson's wall seconds and
+            the CPU seconds of its kernel (user + system).
+        parameters: papermill parameters: ``{lesson stem: {...}}`` for one lesson; any
+            other key is given to every lesson run.
         only: lesson stems or numbers (``"01"``) to run (default all).
         timeout_s: per-cell limit.
 
     Returns:
-        ``{lesson stem: wall seconds}``.
+        ``{lesson stem: {"wall_s", "cpu_s"}}``.
 
     Raises:
         ConfigError: ``only`` names no lesson.
@@ -126,9 +133,9 @@ def execute_lessons(out_dir: Path | None = None, parameters: dict | None = None,
     common = {k: v for k, v in parameters.items() if k not in stems}
     timings = json.loads((out / TIMINGS).read_text(encoding="utf-8")) if (out / TIMINGS).is_file() else {}
     for nb in notebooks:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _children_cpu_s()
         execute(nb, out / nb.name, {**common, **parameters.get(nb.stem, {})}, REPO_ROOT, timeout_s)
-        timings[nb.stem] = round(time.perf_counter() - start, 1)
+        timings[nb.stem] = {"wall_s": round(time.perf_counter() - start, 1), "cpu_s": round(_children_cpu_s() - cpu, 1)}
         write_text_atomic(out / TIMINGS, json.dumps(timings, indent=2) + "\n")
     return timings
 
