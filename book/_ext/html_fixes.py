@@ -9,12 +9,19 @@ declared``. Each page's scripts are kept once, in their order.
 from __future__ import annotations
 
 
+def _key(js) -> tuple:
+    # The two copies differ only in filename: None for one, "" for the other.
+    attributes = getattr(js, "attributes", {})
+    return (getattr(js, "filename", js) or "", tuple(sorted(attributes.items())), getattr(js, "priority", 0))
+
+
 def _scripts_once(app, pagename, templatename, context, doctree) -> None:
     scripts = context.get("script_files")
     if scripts:
-        kept = []
+        seen, kept = set(), []
         for js in scripts:
-            if js not in kept:
+            if _key(js) not in seen:
+                seen.add(_key(js))
                 kept.append(js)
         context["script_files"] = kept
 
