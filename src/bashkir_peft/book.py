@@ -141,7 +141,7 @@ def _table(header: str, values: dict) -> str:
 
 def _run_page(run: RunRecord) -> str:
     """A run's index page: its axes (cell record) and training parameters (training record)."""
-    page = (f"# {_run_title(run)}\n\nRun id `{run.run_id}`; folder `{run.path}`.\n\n"
+    page = (f"# {_run_title(run)}\n\nRun id `{run.run_id}` (its folder in the grid's runs folder).\n\n"
             + _table("axis", run.cell.params.model_dump()))
     if run.train is not None:
         page += "\n" + _table("training parameter", dict(sorted(run.train.params.items())))
