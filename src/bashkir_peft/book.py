@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -130,7 +131,12 @@ NOTEBOOK_TITLES = {"01": "Data preparation", "02": "Training", "03": "Evaluation
 
 
 def _nb_title(path: Path, run: RunRecord | None = None) -> str:
+    """``<stage>: <run>``; an evaluation is titled by its protocol (papermill's parameters)."""
     t = NOTEBOOK_TITLES.get(path.name[:2], path.stem.replace("_", " "))
+    if path.name.startswith("03"):
+        meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("papermill", {})
+        protocol = (meta.get("parameters") or {}).get("protocol")
+        t += f" ({protocol} protocol)" if protocol else ""
     return f"{t}: {_run_title(run)}" if run else t
 
 
@@ -139,13 +145,56 @@ def _table(header: str, values: dict) -> str:
     return f"| {header} | value |\n|---|---|\n{rows}\n"
 
 
+# Training parameters shown first on a run page (all of them follow, folded); LoRA's only
+# for the methods that have adapters.
+KEY_TRAIN_PARAMS = ("max_steps", "block_size", "per_device_train_batch_size", "gradient_accumulation_steps",
+                    "lr_scheduler_type", "warmup_ratio", "weight_decay", "seed")
+LORA_PARAMS = ("lora_r", "lora_alpha", "lora_dropout", "target_modules")
+
+
+def _results_lines(run: RunRecord) -> list[str]:
+    if run.eval is None:
+        return ["No evaluation record."]
+    lines = ["| evaluation | documents | bits per byte | bits per word | token perplexity |", "|---|---|---|---|---|"]
+    for key, entry in sorted(run.eval.evaluations.items()):
+        m = entry.metrics
+        bits_per_word = m.nll / (math.log(2) * m.words) if m.words else float("nan")
+        lines.append(f"| {entry.protocol} protocol, {entry.split} | {m.documents} | {m.bits_per_byte:.3f} | "
+                     f"{bits_per_word:.1f} | {m.perplexity:,.1f} |")
+    return lines
+
+
+def _cost_lines(run: RunRecord) -> list[str]:
+    t = run.train
+    if t is None or t.cost is None:
+        return ["No training (zero-shot)." if run.method == "base" else "No finished training record."]
+    speed = f" ({t.tokens_per_s:,.0f} tokens/s)" if t.tokens_per_s else ""
+    lines = [f"- {t.global_step} steps, {t.tokens_seen:,} tokens seen, {t.cost.wall_time_s / 60:.1f} minutes{speed}",
+             f"- trained {t.trainable_params / 1e6:.2f} M of {t.total_params / 1e6:.1f} M parameters "
+             f"({100 * (t.trainable_share or 0):.2f} %)",
+             f"- peak memory {t.cost.peak_rss_mib:,.0f} MiB (process)"
+             + (f", {t.cost.peak_gpu_mib:,.0f} MiB (GPU)" if t.cost.peak_gpu_mib else "")]
+    return lines
+
+
 def _run_page(run: RunRecord) -> str:
-    """A run's index page: its axes (cell record) and training parameters (training record)."""
-    page = (f"# {_run_title(run)}\n\nRun id `{run.run_id}` (its folder in the grid's runs folder).\n\n"
-            + _table("axis", run.cell.params.model_dump()))
-    if run.train is not None:
-        page += "\n" + _table("training parameter", dict(sorted(run.train.params.items())))
-    return page
+    """A run's index page: its results and cost first, then the training parameters that
+    matter for its method (the learning rate actually used included), then all of them."""
+    lines = [f"# {_run_title(run)}", "", f"Run id `{run.run_id}` (its folder in the grid's runs folder).", "",
+             "## Results", "", *_results_lines(run), "",
+             "Bits per byte and bits per word compare across tokenizers; token perplexity does not.", "",
+             "## Cost", "", *_cost_lines(run), ""]
+    t = run.train
+    if t is not None:
+        key = {"learning rate (used)": t.learning_rate, "optimizer": t.optimizer, "compute dtype": t.compute_dtype}
+        names = KEY_TRAIN_PARAMS + (LORA_PARAMS if run.method in ("lora", "qlora") else ())
+        key.update({k: t.params.get(k) for k in names})
+        if run.method in ("lora", "qlora") and t.target_modules:
+            key["target_modules"] = ", ".join(t.target_modules)  # as used (the registry's when not given)
+        lines += ["## Training parameters that matter for this method", "", _table("parameter", key),
+                  ":::{admonition} All training parameters", ":class: dropdown", "",
+                  _table("training parameter", dict(sorted(t.params.items()))), ":::", ""]
+    return "\n".join(lines)
 
 
 def assemble_runs(runs: list[RunRecord], gen: Path) -> list[dict]:
