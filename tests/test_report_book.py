@@ -9,6 +9,7 @@ finished run has its pages, MathJax is served locally, and a warning fails the b
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,7 @@ def test_a_warning_fails_the_strict_build(tmp_path):
     book = tmp_path / "b"
     book.mkdir()
     (book / "_config.yml").write_text((REPO / "book" / "_config.yml").read_text())
+    shutil.copytree(REPO / "book" / "_ext", book / "_ext")  # the config's local Sphinx extension
     (book / "_toc.yml").write_text("format: jb-book\nroot: intro\n")
     (book / "intro.md").write_text("# Intro\n\nSee {doc}`missing-page`.\n")
     with pytest.raises(BookError, match="missing-page"):
