@@ -13,7 +13,7 @@ GRID       ?= params/grids/cpu-demo.yaml
 CORPUS     ?=
 STAMP      := $(VENV)/.setup-done
 
-.PHONY: setup test demo grid report book lock gpu-check clean
+.PHONY: setup test demo grid report book lock gpu-check clean lessons bundle site publish
 
 setup: $(STAMP)
 	@$(BIN)/bashkir-peft setup-models
@@ -57,3 +57,26 @@ gpu-check: setup
 
 clean:
 	rm -rf book/_build
+
+# The lessons (lessons/*.ipynb), executed into runs/lessons/ where `make book` finds them.
+# Not part of the demo's time: about 10 minutes on a 2-core CPU (benchmarks/RESULTS.md).
+lessons: setup
+	$(BIN)/bashkir-peft lessons
+
+# A grid's results bundle (records, tables, executed notebooks, figures; no weights):
+# runs/<grid>-results.tar.gz, from which anyone rebuilds the book (`make site`).
+bundle: setup
+	$(BIN)/bashkir-peft bundle $(GRID)
+
+# The book from a results bundle, without training: what CI's book workflow runs
+# (.github/workflows/book.yml). BUNDLE: a path to <grid>-results.tar.gz. Needs the
+# environment only: no models, tokenizers or corpus.
+BUNDLE     ?=
+site: $(STAMP)
+	@test -n "$(BUNDLE)" || { echo "error: set BUNDLE, e.g. make site BUNDLE=runs/cpu-demo-results.tar.gz"; exit 2; }
+	$(BIN)/bashkir-peft book $(GRID) --from-bundle "$(BUNDLE)"
+
+# Build the book (from BUNDLE when set, else from the grid's runs) and publish it: the
+# HTML pushed to the gh-pages branch of the `origin` remote (Jupyter Book 1.x's way).
+publish: $(if $(BUNDLE),site,book)
+	$(BIN)/ghp-import --no-jekyll --push --force book/_build/html

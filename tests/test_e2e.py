@@ -13,11 +13,14 @@ Pinned down (issue 7, "Must show"):
 from __future__ import annotations
 
 import json
+import os
 import re
+from pathlib import Path
 
 import pytest
 
 from bashkir_peft.cli import main
+from browser import CHROMIUM, Browser
 
 
 def _table(html: str, table_id: str) -> str:
@@ -68,10 +71,10 @@ def test_second_invocation_skips_every_finished_cell(e2e, capsys):
     assert {p: p.stat().st_mtime_ns for p in notebooks} == stamps  # nothing re-executed
 
 
-def test_report_and_book_build_and_list_the_failure(e2e):
+def test_report_and_book_build_and_list_the_failure(e2e, executed_lessons):
     assert main(["report", str(e2e["grid_file"]), "--runs-dir", str(e2e["runs"])]) == 0
     assert main(["book", str(e2e["grid_file"]), "--runs-dir", str(e2e["runs"]),
-                 "--book-dir", str(e2e["book"])]) == 0
+                 "--book-dir", str(e2e["book"]), "--lessons-dir", str(executed_lessons[0])]) == 0
     html = e2e["book"] / "_build" / "html"
     page = (html / "generated" / "05_report.html").read_text(encoding="utf-8")
     per_run = _table(page, "results-per-run")
@@ -85,3 +88,68 @@ def test_report_and_book_build_and_list_the_failure(e2e):
     assert imgs
     for src in imgs:
         assert (html / "generated" / src).resolve().is_file(), src
+
+
+def test_a_bundle_rebuilds_the_identical_book_without_training(e2e, tmp_path):
+    import tarfile
+
+    import pandas as pd
+
+    from bashkir_peft.book import copy_sources
+
+    archive = tmp_path / "smoke-results.tar.gz"
+    assert main(["bundle", str(e2e["grid_file"]), "--runs-dir", str(e2e["runs"]), "--out", str(archive)]) == 0
+    names = tarfile.open(archive).getnames()
+    assert names[0] == "MANIFEST.json" and any(n.endswith("/eval_documents.parquet") for n in names)
+    assert not [n for n in names if "/final/" in n or "/checkpoints/" in n or n.endswith((".safetensors", ".bin"))]
+    assert not [n for n in names if n.endswith(("/train.parquet", "/validation.parquet", "/test.parquet"))]
+    # a machine that never trained: the grid's runs folder is gone while the book is rebuilt
+    root, away = e2e["root"], e2e["tmp"] / "away"
+    root.rename(away)
+    try:
+        book = copy_sources(tmp_path / "book")
+        assert main(["book", str(e2e["grid_file"]), "--runs-dir", str(tmp_path / "rebuilt"), "--book-dir", str(book),
+                     "--from-bundle", str(archive)]) == 0
+    finally:
+        away.rename(root)
+    tables = sorted((root / "report" / "tables").glob("*.csv"))
+    assert len(tables) >= 8
+    for csv in tables:
+        rebuilt = tmp_path / "rebuilt" / root.name / "report" / "tables" / csv.name
+        pd.testing.assert_frame_equal(pd.read_csv(rebuilt), pd.read_csv(csv), obj=csv.name)
+    original = (e2e["book"] / "_build" / "html" / "generated" / "05_report.html").read_text(encoding="utf-8")
+    again = (book / "_build" / "html" / "generated" / "05_report.html").read_text(encoding="utf-8")
+    for table_id in ("results-per-run", "failed-runs", "results-summary"):
+        assert _table(again, table_id) == _table(original, table_id)
+
+
+BROWSER_PAGES = {  # page: what it must show (tables with rows, images, typeset math)
+    "generated/05_report.html": {"tables", "images"},
+    "method.html": {"images", "math"},
+    "generated/lessons/01_lora_from_scratch.html": {"tables", "math"},
+    "generated/lessons/02_nf4_by_hand.html": {"tables", "math"},
+    "generated/lessons/03_why_bashkir_costs_more.html": {"tables", "images"},
+    "generated/lessons/04_reading_the_metrics.html": {"tables", "math"},
+    "generated/lessons/05_a_short_fine_tune.html": {"tables", "images"},
+}
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package `chromium`)")
+def test_results_and_lesson_pages_render_in_a_browser_without_network(e2e):
+    """Screenshots go to $BASHKIR_PEFT_SCREENSHOTS (CI keeps them), else beside the test's book."""
+    html = e2e["book"] / "_build" / "html"
+    shots = Path(os.environ.get("BASHKIR_PEFT_SCREENSHOTS") or e2e["tmp"] / "screenshots")
+    problems = []
+    with Browser(e2e["tmp"] / "chromium-profile") as browser:
+        for page, needs in BROWSER_PAGES.items():
+            s = browser.open((html / page).as_uri(), shots / (page.replace("/", "_") + ".png"))
+            problems += [f"{page}: console: {e}" for e in s["errors"]]
+            problems += [f"{page}: request off the machine: {u}" for u in s["remote"]]
+            problems += [f"{page}: image did not load: {u}" for u in s["broken_images"]]
+            if s["mathjax_errors"] or s["raw_math"]:
+                problems.append(f"{page}: math not typeset ({s['mathjax_errors']} MathJax errors, raw $$: {s['raw_math']})")
+            for need, got in (("tables", s["table_rows"]), ("images", s["images"]), ("math", s["math"])):
+                if need in needs and not got:
+                    problems.append(f"{page}: no {need}")
+    assert not problems, "\n".join(problems)
+    assert len(list(shots.glob("*.png"))) >= len(BROWSER_PAGES)

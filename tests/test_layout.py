@@ -13,8 +13,8 @@ PKG = Path(__file__).resolve().parents[1] / "src" / "bashkir_peft"
 # Lower layers first; a module may import its own layer's modules and lower layers only.
 # The floor (top-level modules) is layer 0; the entry points (cli.py, book.py) sit on top.
 LAYERS = ["floor", "text", "models", "data", "train", "evaluate", "generate", "downstream", "report", "grid", "cli"]
-# Top-level modules above every stage: the command line and the book build.
-ENTRY_POINTS = {"cli", "book"}
+# Top-level modules above every stage: the command line, the book build and the lessons.
+ENTRY_POINTS = {"cli", "book", "lessons"}
 # Heavy optional libraries: imported inside the functions that need them (ruff's TID253
 # keeps them off the module level).
 HEAVY = {"torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "papermill", "seaborn",

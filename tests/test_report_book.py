@@ -9,6 +9,7 @@ finished run has its pages, MathJax is served locally, and a warning fails the b
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,7 @@ def test_a_warning_fails_the_strict_build(tmp_path):
     book = tmp_path / "b"
     book.mkdir()
     (book / "_config.yml").write_text((REPO / "book" / "_config.yml").read_text())
+    shutil.copytree(REPO / "book" / "_ext", book / "_ext")  # the config's local Sphinx extension
     (book / "_toc.yml").write_text("format: jb-book\nroot: intro\n")
     (book / "intro.md").write_text("# Intro\n\nSee {doc}`missing-page`.\n")
     with pytest.raises(BookError, match="missing-page"):
@@ -83,3 +85,19 @@ def test_a_report_that_fails_to_execute_fails_the_book(tmp_path):
     (tmp_path / "runs").mkdir()
     with pytest.raises(BookError, match="05_report.ipynb failed to execute: DataError"):
         execute_report("x", tmp_path / "runs", tmp_path / "out.ipynb", timeout_s=120)
+
+
+def test_run_pages_start_with_results_and_cost_then_the_parameters_of_their_method(built):
+    html_dir, _ = built
+    for i, (_, method, *_r) in enumerate(CELLS):
+        page = (html_dir / "generated" / "runs" / f"run{i:02d}-{method}" / "index.html").read_text(encoding="utf-8")
+        text = re.sub(r"<[^>]+>", " ", page)
+        assert text.index("Results") < text.index("Cost")
+        assert "bits per word" in text and "rolling protocol" in text
+        if method == "base":
+            assert "No training (zero-shot)." in text and "All training parameters" not in text
+            continue
+        assert text.index("Cost") < text.index("Training parameters that matter") < text.index("All training parameters")
+        assert "learning rate (used)" in text and "0.0001" in text  # the rate the run used (record), not a default
+        key = text[text.index("Training parameters that matter"):text.index("All training parameters")]
+        assert ("lora_r" in key) == (method == "lora")

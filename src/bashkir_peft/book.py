@@ -6,7 +6,10 @@
    folder) into ``book/generated/05_report.ipynb`` -- a failing cell fails the command;
 2. copies the executed data-preparation notebook and the executed notebooks of every
    *finished* run from ``runs/<grid>/`` into ``book/generated/``, with one index page per run;
-3. writes the method chapter's figures into ``book/generated/figures/``;
+3. writes the method chapter's figures into ``book/generated/figures/``, and copies the
+   executed lessons (``make lessons``: ``<runs root>/lessons/``) into
+   ``book/generated/lessons/`` with an index page (launch links from ``repository.url`` in
+   ``_config.yml``, when set);
 4. writes ``book/generated/_toc.yml``: the committed ``book/_toc.yml`` with the generated
    pages added as sections;
 5. runs ``jupyter-book build`` strictly (``-W --keep-going``, full rebuild, notebooks rendered
@@ -18,6 +21,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -29,15 +33,18 @@ import yaml
 from bashkir_peft.atomic import write_text_atomic
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.grid.stages import STAGES, default_notebooks_dir, execute
+from bashkir_peft.lessons import lesson_notebooks, lessons_out_dir
 from bashkir_peft.report.build import ReportParams, _abs
+from bashkir_peft.report.bundle import extract_bundle
 from bashkir_peft.report.runs import RunRecord, discover_runs
 from bashkir_peft.report.teaching_figures import write_teaching_figures
-from bashkir_peft.settings import REPO_ROOT
+from bashkir_peft.settings import REPO_ROOT, runs_root
 from bashkir_peft.yamlio import StrictModel, read_yaml
 
 REPORT_NOTEBOOK = default_notebooks_dir() / STAGES["report"].notebook
 RUNS_PAGE = "generated/runs/index"
 DATA_PAGE = "data"
+LESSONS_PAGE = "generated/lessons/index"
 
 
 class BookError(RuntimeError):
@@ -53,6 +60,11 @@ class BookParams(StrictModel):
         book_dir: the book sources (``_config.yml``, ``_toc.yml``, pages).
         report_timeout_s: per-cell timeout when executing the report notebook.
         build: run ``jupyter-book build`` after assembling (False: assemble only).
+        lessons_dir: executed lessons (default ``<runs root>/lessons``, where ``make
+            lessons`` writes them); lessons not executed there are listed, not shown.
+        from_bundle: a results bundle (``bashkir-peft bundle``) to build from instead of a
+            trained grid: extracted (checksums checked) into ``runs_dir``, default
+            ``<runs root>/from-bundle/<grid name>``.
     """
 
     grid: str = "params/grids/cpu-demo.yaml"
@@ -60,6 +72,8 @@ class BookParams(StrictModel):
     book_dir: str = "book"
     report_timeout_s: int = 600
     build: bool = True
+    lessons_dir: str | None = None
+    from_bundle: str | None = None
 
 
 def execute_report(grid: str, runs_dir: Path, out: Path, timeout_s: int = 600) -> Path:
@@ -89,9 +103,14 @@ def copy_notebook(src: Path, dst: Path, title: str) -> None:
     The notebook's own H1 (if its first markdown cell starts with one) becomes an italic
     subtitle: every run has notebooks of the same name, and the title says which run it is;
     a page without a title would be a Sphinx warning, and the strict build fails on warnings.
+    Parameters are shown once: where papermill injected values, the cell of defaults above
+    them is left out.
     """
     nb = json.loads(src.read_text(encoding="utf-8"))
     cells = nb.setdefault("cells", [])
+    tags = [set(c.get("metadata", {}).get("tags", [])) for c in cells]
+    if any("injected-parameters" in t for t in tags):
+        cells[:] = [c for c, t in zip(cells, tags) if "parameters" not in t]
     first = next((c for c in cells if c.get("cell_type") == "markdown"), None)
     text = _source(first).lstrip() if first else ""
     if text.startswith("# "):
@@ -114,7 +133,12 @@ NOTEBOOK_TITLES = {"01": "Data preparation", "02": "Training", "03": "Evaluation
 
 
 def _nb_title(path: Path, run: RunRecord | None = None) -> str:
+    """``<stage>: <run>``; an evaluation is titled by its protocol (papermill's parameters)."""
     t = NOTEBOOK_TITLES.get(path.name[:2], path.stem.replace("_", " "))
+    if path.name.startswith("03"):
+        meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("papermill", {})
+        protocol = (meta.get("parameters") or {}).get("protocol")
+        t += f" ({protocol} protocol)" if protocol else ""
     return f"{t}: {_run_title(run)}" if run else t
 
 
@@ -123,13 +147,56 @@ def _table(header: str, values: dict) -> str:
     return f"| {header} | value |\n|---|---|\n{rows}\n"
 
 
+# Training parameters shown first on a run page (all of them follow, folded); LoRA's only
+# for the methods that have adapters.
+KEY_TRAIN_PARAMS = ("max_steps", "block_size", "per_device_train_batch_size", "gradient_accumulation_steps",
+                    "lr_scheduler_type", "warmup_ratio", "weight_decay", "seed")
+LORA_PARAMS = ("lora_r", "lora_alpha", "lora_dropout", "target_modules")
+
+
+def _results_lines(run: RunRecord) -> list[str]:
+    if run.eval is None:
+        return ["No evaluation record."]
+    lines = ["| evaluation | documents | bits per byte | bits per word | token perplexity |", "|---|---|---|---|---|"]
+    for key, entry in sorted(run.eval.evaluations.items()):
+        m = entry.metrics
+        bits_per_word = m.nll / (math.log(2) * m.words) if m.words else float("nan")
+        lines.append(f"| {entry.protocol} protocol, {entry.split} | {m.documents} | {m.bits_per_byte:.3f} | "
+                     f"{bits_per_word:.1f} | {m.perplexity:,.1f} |")
+    return lines
+
+
+def _cost_lines(run: RunRecord) -> list[str]:
+    t = run.train
+    if t is None or t.cost is None:
+        return ["No training (zero-shot)." if run.method == "base" else "No finished training record."]
+    speed = f" ({t.tokens_per_s:,.0f} tokens/s)" if t.tokens_per_s else ""
+    lines = [f"- {t.global_step} steps, {t.tokens_seen:,} tokens seen, {t.cost.wall_time_s / 60:.1f} minutes{speed}",
+             f"- trained {t.trainable_params / 1e6:.2f} M of {t.total_params / 1e6:.1f} M parameters "
+             f"({100 * (t.trainable_share or 0):.2f} %)",
+             f"- peak memory {t.cost.peak_rss_mib:,.0f} MiB (process)"
+             + (f", {t.cost.peak_gpu_mib:,.0f} MiB (GPU)" if t.cost.peak_gpu_mib else "")]
+    return lines
+
+
 def _run_page(run: RunRecord) -> str:
-    """A run's index page: its axes (cell record) and training parameters (training record)."""
-    page = (f"# {_run_title(run)}\n\nRun id `{run.run_id}`; folder `{run.path}`.\n\n"
-            + _table("axis", run.cell.params.model_dump()))
-    if run.train is not None:
-        page += "\n" + _table("training parameter", dict(sorted(run.train.params.items())))
-    return page
+    """A run's index page: its results and cost first, then the training parameters that
+    matter for its method (the learning rate actually used included), then all of them."""
+    lines = [f"# {_run_title(run)}", "", f"Run id `{run.run_id}` (its folder in the grid's runs folder).", "",
+             "## Results", "", *_results_lines(run), "",
+             "Bits per byte and bits per word compare across tokenizers; token perplexity does not.", "",
+             "## Cost", "", *_cost_lines(run), ""]
+    t = run.train
+    if t is not None:
+        key = {"learning rate (used)": t.learning_rate, "optimizer": t.optimizer, "compute dtype": t.compute_dtype}
+        names = KEY_TRAIN_PARAMS + (LORA_PARAMS if run.method in ("lora", "qlora") else ())
+        key.update({k: t.params.get(k) for k in names})
+        if run.method in ("lora", "qlora") and t.target_modules:
+            key["target_modules"] = ", ".join(t.target_modules)  # as used (the registry's when not given)
+        lines += ["## Training parameters that matter for this method", "", _table("parameter", key),
+                  ":::{admonition} All training parameters", ":class: dropdown", "",
+                  _table("training parameter", dict(sorted(t.params.items()))), ":::", ""]
+    return "\n".join(lines)
 
 
 def assemble_runs(runs: list[RunRecord], gen: Path) -> list[dict]:
@@ -175,6 +242,59 @@ def assemble_data(runs_dir: Path, gen: Path) -> list[dict]:
     if nbs:
         copy_notebook(nbs[0], gen / "data" / "01_data_prep.ipynb", "Data preparation (executed)")
         sections.append({"file": "generated/data/01_data_prep"})
+    return sections
+
+
+def launch_links(repository: dict, notebook: str) -> str:
+    """Markdown links that open ``notebook`` (a path in the repository) in Binder and Colab.
+
+    Args:
+        repository: ``_config.yml``'s ``repository`` mapping (``url`` of a GitHub
+            repository, ``branch``); without a ``url`` no links.
+
+    Returns:
+        ``"[Binder](...) · [Colab](...)"`` or ``""``.
+    """
+    url = (repository or {}).get("url", "").rstrip("/")
+    if not url.startswith("https://github.com/"):
+        return ""
+    slug, branch = url.removeprefix("https://github.com/"), repository.get("branch") or "main"
+    return (f"[Binder](https://mybinder.org/v2/gh/{slug}/{branch}?labpath={notebook}) · "
+            f"[Colab](https://colab.research.google.com/github/{slug}/blob/{branch}/{notebook})")
+
+
+def _lesson_title(nb: Path) -> str:
+    cells = json.loads(nb.read_text(encoding="utf-8")).get("cells", [])
+    first = next((_source(c) for c in cells if c.get("cell_type") == "markdown"), "# " + nb.stem)
+    return first.lstrip().partition("\n")[0].removeprefix("# ").strip()
+
+
+def assemble_lessons(lessons_dir: Path, book_dir: Path, gen: Path) -> list[dict]:
+    """The lessons part: ``generated/lessons/index.md`` and the executed lessons found in
+    ``lessons_dir`` (copied as executed; a lesson not executed there is listed, not shown).
+
+    Returns:
+        The toc sections (one per executed lesson).
+    """
+    config = yaml.safe_load((book_dir / "_config.yml").read_text(encoding="utf-8")) or {}
+    repository = config.get("repository") or {}
+    lines = ["# Lessons\n",
+             "Short notebooks that teach one idea each, on Bashkir, on a laptop CPU in at most five "
+             "minutes; each ends with an exercise and a hidden solution. The [teacher's page](../../teaching.md) "
+             "says which to use in a class and how students run them.\n",
+             "| lesson | in this book | open it |", "|---|---|---|"]
+    sections = []
+    for nb in lesson_notebooks():
+        executed = lessons_dir / nb.name
+        title = _lesson_title(nb)
+        links = launch_links(repository, f"lessons/{nb.name}") or f"`lessons/{nb.name}`"
+        if executed.is_file():
+            shutil.copyfile(executed, gen / "lessons" / nb.name)
+            sections.append({"file": f"generated/lessons/{nb.stem}"})
+            lines.append(f"| {title} | [executed]({nb.name}) | {links} |")
+        else:
+            lines.append(f"| {title} | not executed for this copy (`make lessons`) | {links} |")
+    write_text_atomic(gen / "lessons" / "index.md", "\n".join(lines) + "\n")
     return sections
 
 
@@ -243,6 +363,21 @@ def copy_sources(dst: str | Path, book_dir: str | Path = REPO_ROOT / "book") -> 
     return Path(dst)
 
 
+def _from_bundle(params: BookParams) -> BookParams:
+    """Extract ``params.from_bundle`` and return the parameters that build from it.
+
+    Raises:
+        ConfigError: the bundle is of another grid; DataError: a bad bundle (see
+            :func:`~bashkir_peft.report.bundle.extract_bundle`).
+    """
+    name, _ = ReportParams(grid=params.grid).grid_runs
+    dest = _abs(params.runs_dir) if params.runs_dir else runs_root() / "from-bundle" / name
+    bundled = extract_bundle(_abs(params.from_bundle), dest)
+    if bundled != name:
+        raise ConfigError(f"{params.from_bundle}: a bundle of grid {bundled!r}, not {name!r}")
+    return params.model_copy(update={"runs_dir": str(dest), "from_bundle": None})
+
+
 def build_book(params: BookParams) -> Path:
     """Assemble ``book/generated/`` from a grid's runs and build the book.
 
@@ -250,10 +385,13 @@ def build_book(params: BookParams) -> Path:
         The built ``index.html`` (or the generated toc when ``params.build`` is False).
 
     Raises:
-        ConfigError: bad grid argument, no runs folder (DataError) or no ``book/_toc.yml``.
+        ConfigError: bad grid argument, no runs folder (DataError), no ``book/_toc.yml``,
+            or a bad results bundle.
         BookError: the report notebook failed, or the strict build reported a warning; the
             previous site (``_build/html``), which would show older results, is removed then.
     """
+    if params.from_bundle:
+        params = _from_bundle(params)
     _, runs_dir = ReportParams(grid=params.grid, runs_dir=params.runs_dir).grid_runs  # validated before heavy work
     book_dir = _abs(params.book_dir)
     if not (book_dir / "_toc.yml").is_file():
@@ -266,7 +404,10 @@ def build_book(params: BookParams) -> Path:
     try:
         execute_report(params.grid, runs_dir, gen / "05_report.ipynb", params.report_timeout_s)
         write_teaching_figures(gen / "figures")
-        extra = {RUNS_PAGE: assemble_runs(runs, gen), DATA_PAGE: assemble_data(runs_dir, gen)}
+        (gen / "lessons").mkdir()
+        lessons_dir = _abs(params.lessons_dir) if params.lessons_dir else lessons_out_dir()
+        extra = {RUNS_PAGE: assemble_runs(runs, gen), DATA_PAGE: assemble_data(runs_dir, gen),
+                 LESSONS_PAGE: assemble_lessons(lessons_dir, book_dir, gen)}
         toc = write_toc(book_dir, gen, extra)
         if not params.build:
             return toc

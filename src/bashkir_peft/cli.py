@@ -9,6 +9,8 @@ Commands:
     grid status    the state of every cell of a grid
     report         aggregate a grid's runs into tables and figures
     book           build the grid's Jupyter Book, strictly and offline
+    lessons        execute the lessons (lessons/*.ipynb) for the book
+    bundle         write a grid's results bundle (no weights) for rebuilding its book
 
     grid verify    every cell's state with full checksums of the files each stage wrote
 
@@ -33,10 +35,12 @@ from bashkir_peft.errors import ConfigError
 from bashkir_peft.grid.runner import StageFailed, data_problem, grid_cell_state, plan, run_grid, stale_runs
 from bashkir_peft.grid.slurm import run_grid_submitit, slurm_parameters
 from bashkir_peft.grid.spec import load_grid, parse_only
+from bashkir_peft.lessons import execute_lessons
 from bashkir_peft.models.provision import provision_all
 from bashkir_peft.models.registry import load_registry
 from bashkir_peft.records import GridFiles
 from bashkir_peft.report.build import ReportParams, build_report, format_headline, resolve_grid
+from bashkir_peft.report.bundle import write_bundle
 from bashkir_peft.runtime import configure_threads
 from bashkir_peft.yamlio import parse_yaml, validate
 
@@ -218,7 +222,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _book(args: argparse.Namespace) -> int:
     given = {"grid": _grid_arg(args.grid), "runs_dir": _grid_dir(args), "book_dir": _abs(args.book_dir),
-             "build": not args.no_build}
+             "build": not args.no_build, "from_bundle": _abs(args.from_bundle), "lessons_dir": _abs(args.lessons_dir)}
     params = validate(BookParams, {k: v for k, v in given.items() if v is not None}, "book")
     try:
         out = build_book(params)
@@ -245,7 +249,60 @@ def add_report_parsers(sub) -> None:
     p.add_argument("--runs-dir", help=RUNS_HELP)
     p.add_argument("--book-dir", help="book sources (default: book/); output in <book-dir>/_build/html")
     p.add_argument("--no-build", action="store_true", help="assemble book/generated/ only")
+    p.add_argument("--lessons-dir", help="executed lessons to include (default: <runs root>/lessons, `make lessons`)")
+    p.add_argument("--from-bundle", metavar="ARCHIVE",
+                   help="build from a results bundle (`bashkir-peft bundle`), extracted into <runs-dir>/<grid> "
+                        "(default <runs root>/from-bundle/<grid>), instead of a trained grid")
     p.set_defaults(func=_book)
+
+
+# --- bundle ------------------------------------------------------------------
+
+def _bundle(args: argparse.Namespace) -> int:
+    name, runs_dir = ReportParams(grid=args.grid, runs_dir=_grid_dir(args)).grid_runs
+    out = Path(args.out) if args.out else runs_dir.parent / f"{name}-results.tar.gz"
+    manifest = write_bundle(runs_dir, out, name)
+    print(f"bundle: {out} ({len(manifest['files'])} files, {out.stat().st_size / 2**20:.1f} MiB; no weights)")
+    return 0
+
+
+def add_bundle_parser(sub) -> None:
+    """Add the ``bundle`` sub-command to the CLI's sub-parsers."""
+    p = sub.add_parser("bundle", help="write a grid's results bundle (records, tables, notebooks, figures; no weights)")
+    p.add_argument("grid", help="grid YAML (params/grids/NAME.yaml) or grid name")
+    p.add_argument("--runs-dir", help=RUNS_HELP)
+    p.add_argument("--out", help="archive path (default: <runs root>/<grid>-results.tar.gz)")
+    p.set_defaults(func=_bundle)
+
+
+# --- lessons -----------------------------------------------------------------
+
+def _lessons(args: argparse.Namespace) -> int:
+    from papermill import PapermillExecutionError
+
+    parameters = {}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected NAME=VALUE")
+        parameters[key] = _value(value)
+    try:
+        timings = execute_lessons(Path(args.out) if args.out else None, parameters, only=args.only or None)
+    except PapermillExecutionError as err:
+        print(f"error: a lesson failed: {err.ename}: {err.evalue}", file=sys.stderr)
+        return 1
+    for stem, t in timings.items():
+        print(f"{stem}: {t['wall_s']:.0f} s wall, {t['cpu_s']:.0f} s CPU (kernel)")
+    return 0
+
+
+def add_lessons_parser(sub) -> None:
+    """Add the ``lessons`` sub-command to the CLI's sub-parsers."""
+    p = sub.add_parser("lessons", help="execute the lessons with papermill (for the book: <runs root>/lessons)")
+    p.add_argument("--out", help="output folder (default: $BASHKIR_PEFT_RUNS/lessons or <repo>/runs/lessons)")
+    p.add_argument("--only", nargs="*", help="lesson numbers or names (default: all)")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE", help="a parameter given to every lesson (YAML value)")
+    p.set_defaults(func=_lessons)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -260,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_grid_parser(sub)
     add_report_parsers(sub)
     add_data_parser(sub)
+    add_lessons_parser(sub)
+    add_bundle_parser(sub)
     return parser
 
 

@@ -39,7 +39,7 @@ class ReportParams(StrictModel):
             runner lays them out.
         output_dir: where tables and figures go; default ``<runs_dir>/report``.
         data_dir: the data-prep output (for the tokenizer fertility table); default: the
-            ``data_dir`` of the runs' cell records, if it exists.
+            ``data_dir`` of the runs' cell records, if it exists, else ``<runs_dir>/data``.
         protocol: evaluation protocol of the headline tables and figures (``rolling``:
             comparable across tokenizers); falls back to the one the runs have.
         split: evaluated split of the headline tables.
@@ -137,10 +137,14 @@ class ReportResult:
         return s[(s["protocol"] == self.protocol)] if len(s) else s
 
 
-def _data_dir(params: ReportParams, runs: list[RunRecord]) -> Path | None:
+def _data_dir(params: ReportParams, runs: list[RunRecord], runs_dir: Path) -> Path | None:
+    """``data_dir``, else the runs' recorded data folder, else ``<runs_dir>/data`` (a grid
+    moved or extracted from a results bundle), else None."""
     if params.data_dir:
         return _abs(params.data_dir)
-    return next((_abs(r.cell.data_dir) for r in runs if _abs(r.cell.data_dir).is_dir()), None)
+    recorded = next((_abs(r.cell.data_dir) for r in runs if _abs(r.cell.data_dir).is_dir()), None)
+    local = runs_dir / GridFiles.DATA
+    return recorded or (local if local.is_dir() else None)
 
 
 def build_report(params: ReportParams) -> ReportResult:
@@ -178,7 +182,7 @@ def build_report(params: ReportParams) -> ReportResult:
                                             n_resamples=params.n_resamples, confidence=params.confidence,
                                             seed=params.seed)
     t["quality_cost"] = rt.quality_cost_table(t["runs"], t["metrics"], protocol, params.split)
-    t["fertility"] = rt.fertility_table(runs, t["quality_cost"], _data_dir(params, runs), protocol,
+    t["fertility"] = rt.fertility_table(runs, t["quality_cost"], _data_dir(params, runs, runs_dir), protocol,
                                         params.split)
     t["generation"] = rt.generation_table(runs)
     t["generation_summary"] = rt.generation_summary(

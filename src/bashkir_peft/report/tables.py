@@ -603,11 +603,12 @@ def failures_table(runs: list[RunRecord], gaps: list[dict] = ()) -> pd.DataFrame
 
     Returns:
         Columns ``run_id, model, method, method_label, lora_r, seed, status, failed_stage,
-        error, path``.
+        error, path`` (path: the run's folder inside the grid's runs folder, so the table
+        is the same wherever the runs folder lies, e.g. extracted from a results bundle).
     """
     rows = [{**_run_keys(r), "status": r.status, "failed_stage": r.failed_stage,
              "error": r.error or ("no evaluation record yet" if r.status == "incomplete" else None),
-             "path": str(r.path)}
+             "path": r.path.name}
             for r in runs if r.status != "finished"] + list(gaps)
     return pd.DataFrame(rows, columns=[*RUN_KEYS, "status", "failed_stage", "error", "path"])
 

@@ -17,7 +17,8 @@ import numpy as np
 from bashkir_peft.report.figures import _save, pyplot
 
 # Hidden sizes from the models' published configs (n_embd / hidden_size).
-HIDDEN_SIZES = {"distilgpt2 / gpt2": 768, "gpt2-medium": 1024, "phi-2": 2560, "mistral-7b / qwen2.5-7b": 4096}
+HIDDEN_SIZES = {"distilgpt2 / gpt2": 768, "gpt2-medium": 1024, "phi-2": 2560, "qwen2.5-7b": 3584,
+                "mistral-7b / deepseek-7b": 4096}
 
 
 def nf4_code() -> np.ndarray:

@@ -1,0 +1,127 @@
+"""Open built book pages in headless Chromium (Debian's package) and report what a reader
+sees: tables, images that loaded, MathJax's typeset formulas, requests that left the
+machine, console errors; a full-page screenshot of each page.
+
+Chromium is driven through the DevTools protocol over a pipe (``--remote-debugging-pipe``:
+JSON messages separated by NUL bytes on file descriptors 3 and 4), so no extra library is
+needed. The network is closed (a proxy that does not exist, every host name unresolvable):
+a page that needs it shows an error or misses a resource.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND", "--window-size=1280,1600",
+         "--remote-debugging-pipe"]
+
+PAGE_STATE = """(async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
+  const imgs = [...document.querySelectorAll('main img, article img, .bd-article img')];
+  return {
+    title: document.title,
+    tables: document.querySelectorAll('table').length,
+    table_rows: document.querySelectorAll('table tbody tr').length,
+    images: imgs.length,
+    broken_images: imgs.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.getAttribute('src')),
+    math: document.querySelectorAll('mjx-container').length,
+    mathjax_errors: document.querySelectorAll('mjx-merror').length,
+    raw_math: (document.querySelector('main') || document.body).innerText.includes('$$'),
+    remote: performance.getEntriesByType('resource').map(e => e.name).filter(n => /^https?:/.test(n)),
+  };
+})()"""
+
+
+class Browser:
+    """One headless Chromium, closed on exit (use as a context manager)."""
+
+    def __init__(self, profile: Path):
+        to_browser_r, self._w = os.pipe()
+        self._r, from_browser_w = os.pipe()
+
+        def fds():
+            os.dup2(to_browser_r, 3)
+            os.dup2(from_browser_w, 4)
+
+        self.proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}"], pass_fds=(3, 4),
+                                     preexec_fn=fds, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(to_browser_r)
+        os.close(from_browser_w)
+        self._buf = b""
+        self._id = 0
+        self.events: list[dict] = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+        os.close(self._w)
+        os.close(self._r)
+
+    def _read(self) -> dict:
+        while b"\0" not in self._buf:
+            chunk = os.read(self._r, 1 << 16)
+            if not chunk:
+                raise RuntimeError("chromium closed the DevTools pipe")
+            self._buf += chunk
+        msg, _, self._buf = self._buf.partition(b"\0")
+        return json.loads(msg)
+
+    def call(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
+        self._id += 1
+        msg = {"id": self._id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        os.write(self._w, json.dumps(msg).encode() + b"\0")
+        while True:
+            reply = self._read()
+            if reply.get("id") == self._id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+            self.events.append(reply)
+
+    def wait_for(self, method: str, timeout_s: float = 60) -> None:
+        end = time.monotonic() + timeout_s
+        while not any(e.get("method") == method for e in self.events):
+            if time.monotonic() > end:
+                raise TimeoutError(method)
+            self.events.append(self._read())
+
+    def open(self, url: str, screenshot: Path) -> dict:
+        """Load ``url``, wait for MathJax, and return the page's state (see PAGE_STATE) with
+        ``errors``: exceptions, console errors and failed loads (one line each)."""
+        target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Page", "Runtime", "Log"):
+            self.call(f"{domain}.enable", session=session)
+        self.events.clear()
+        self.call("Page.navigate", {"url": url}, session)
+        self.wait_for("Page.loadEventFired")
+        state = self.call("Runtime.evaluate", {"expression": PAGE_STATE, "awaitPromise": True, "returnByValue": True},
+                          session)["result"]["value"]
+        shot = self.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session)
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        screenshot.write_bytes(base64.b64decode(shot["data"]))
+        errors = []
+        for e in self.events:
+            p = e.get("params", {})
+            if e.get("method") == "Runtime.exceptionThrown":
+                errors.append(p["exceptionDetails"].get("exception", {}).get("description") or p["exceptionDetails"]["text"])
+            elif e.get("method") == "Runtime.consoleAPICalled" and p.get("type") == "error":
+                errors.append(" ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", [])))
+            elif e.get("method") == "Log.entryAdded" and p["entry"].get("level") == "error":
+                errors.append(f"{p['entry'].get('text')} {p['entry'].get('url', '')}".strip())
+        self.call("Target.closeTarget", {"targetId": target})
+        return {**state, "errors": errors}
