@@ -149,6 +149,10 @@ class TrainRecord(Record):
     losses: Losses | None = None
     final_eval: FinalEval | None = None
     finished: str | None = None
+    device: Json | None = None
+    """Where it trained (:meth:`bashkir_peft.models.device.Placement.record`, with ``processes``)."""
+    precision: Json | None = None
+    """Its dtypes (:meth:`bashkir_peft.models.precision.Precision.record`)."""
 
     @model_validator(mode="after")
     def _finished_is_complete(self):
@@ -206,6 +210,8 @@ class EvalEntry(BaseModel):
     train_data_fingerprint: str | None
     cost: Json
     environment: Json
+    device: Json | None = None
+    """Where it ran (:meth:`bashkir_peft.models.device.Placement.record`)."""
 
 
 class EvalRecord(Record):
@@ -273,6 +279,8 @@ class GenerateRecord(Record):
     cost: Json
     created_utc: str
     environment: Json
+    device: Json | None = None
+    """Where it ran (:meth:`bashkir_peft.models.device.Placement.record`)."""
 
 
 class CellAxes(BaseModel):
