@@ -22,10 +22,10 @@ from bashkir_peft.records import RunFiles, TrainRecord, read_record_if_any
 
 
 def torchrun_command(params, nproc: int) -> list[str]:
-    """The torchrun command line that trains ``params`` on ``nproc`` processes (this module's
-    :func:`main` in each, the parameters as JSON)."""
+    """The torchrun command line that trains ``params`` on ``nproc`` processes
+    (:mod:`bashkir_peft.train.worker` in each, the parameters as JSON)."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "-m", "bashkir_peft.train.distributed", params.model_dump_json()]
+            "-m", "bashkir_peft.train.worker", params.model_dump_json()]
 
 
 def launch(params) -> TrainRecord:
@@ -56,19 +56,3 @@ def gather_costs(cost: dict) -> list[dict]:
     out: list = [None] * dist.get_world_size()
     dist.all_gather_object(out, cost)
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of each torchrun process: ``python -m bashkir_peft.train.distributed PARAMS_JSON``."""
-    from bashkir_peft.train.run import TrainParams, run_training
-
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m bashkir_peft.train.distributed PARAMS_JSON (started by torchrun)", file=sys.stderr)
-        return 2
-    record = run_training(TrainParams.model_validate_json(argv[0]))
-    return 0 if record.status == "finished" else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
