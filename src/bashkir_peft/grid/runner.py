@@ -35,6 +35,7 @@ from bashkir_peft.data.corpus import HUB_PREFIX
 from bashkir_peft.data.folder import read_manifest
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.grid.locks import is_locked, try_lock
+from bashkir_peft.grid.plan import plan_grid
 from bashkir_peft.grid.runids import identity, make_run_id, params_hash
 from bashkir_peft.grid.spec import STAGE_SECTIONS, Cell, Grid, expand, select
 from bashkir_peft.grid.stages import (
@@ -468,6 +469,7 @@ def run_grid(run: GridRun, *, force: bool = False, dry_run: bool = False, progre
 
     Raises:
         StageFailed: data preparation failed.
+        ConfigError: a cell cannot fit the visible GPU (:func:`bashkir_peft.grid.plan.plan_grid`).
     """
     from tqdm.auto import tqdm
 
@@ -480,8 +482,10 @@ def run_grid(run: GridRun, *, force: bool = False, dry_run: bool = False, progre
                   f"lora_r={c.lora_r} seed={c.seed}{' label=' + c.label if c.label else ''}  [{r.status}]", file=out)
         if run.fingerprint is None:
             print("data not prepared yet: run ids follow from the data fingerprint after data prep", file=out)
+        plan_grid(run, out)
         print(f"{len(results)} cells (dry run: nothing executed)", file=out)
         return results
+    plan_grid(run)  # refuses a cell that cannot fit the GPU before any download or training
     bar = tqdm(total=len(run.cells), desc=f"grid {run.grid.name}", unit="cell", disable=not progress,
                file=sys.stderr)
     bar.set_postfix_str("data prep")
