@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -106,12 +106,33 @@ def _local_folder(path: Path, name: str, source: str, entry: ModelEntry | None) 
     return ResolvedModel(name, str(path), source, _folder_revision(path), entry, notes)
 
 
+def hub_commit(hub_id: str, revision: str | None = None) -> str | None:
+    """The Hub commit ``hub_id`` resolves to (at ``revision``, default the main branch), so that
+    records and run ids name the exact weights: the commit the local Hugging Face cache holds
+    (no network), else the Hub's answer (``HfApi.model_info(...).sha``; metadata only, no
+    download) unless ``HF_HUB_OFFLINE`` is set; ``None`` when neither is available.
+    """
+    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(hub_id, "config.json", revision=revision)
+    if isinstance(cached, str):
+        return Path(cached).parent.name  # .../snapshots/<commit>/config.json
+    if constants.HF_HUB_OFFLINE:
+        return None
+    try:
+        return HfApi().model_info(hub_id, revision=revision, timeout=10).sha
+    except Exception:  # noqa: BLE001 - unreachable Hub or unknown repo: loading will say which
+        return None
+
+
 def resolve_model(model: str | os.PathLike) -> ResolvedModel:
     """Resolve a registry name, local folder, or Hub id (in that order; no fallback).
 
     A registry name is looked up; a string that looks like a path (absolute, ``./``,
     ``~``, or an existing folder) is a local folder; anything else must be a Hub id
-    ``owner/name``.
+    ``owner/name``. A Hub model's revision is the registry's pinned commit, else the commit
+    it resolves to now (:func:`hub_commit`), else ``"unpinned"``; loading then asks for
+    exactly that commit, so records and run ids name the weights used.
 
     Raises:
         ModelNotFoundError: a path-like string that is not a folder, or a string that is
@@ -123,7 +144,8 @@ def resolve_model(model: str | os.PathLike) -> ResolvedModel:
         entry = reg.get(text)
         if entry.source == "hub":
             notes = [entry.notes] if entry.notes else []
-            return ResolvedModel(text, entry.hub_id, "hub", entry.revision_label, entry, notes)
+            revision = entry.revision or hub_commit(entry.hub_id) or entry.revision_label
+            return ResolvedModel(text, entry.hub_id, "hub", revision, entry, notes)
         return _local_folder(provision(entry), text, entry.source, entry)
     path = Path(text).expanduser()
     if text.startswith(("/", ".", "~")) or path.is_dir():
@@ -131,7 +153,7 @@ def resolve_model(model: str | os.PathLike) -> ResolvedModel:
             raise ModelNotFoundError(f"model folder {text} does not exist")
         return _local_folder(path.resolve(), text, "local", None)
     if _HUB_ID.match(text):
-        return ResolvedModel(text, text, "hub", "unpinned")
+        return ResolvedModel(text, text, "hub", hub_commit(text) or "unpinned")
     known = ", ".join(sorted(reg.models))
     raise ModelNotFoundError(f"{text!r} is not a registry name, a local folder or a Hub id; registry names: {known}")
 
@@ -249,6 +271,8 @@ def load_model(model: str | os.PathLike, method: str = "full", *, dtype: str | N
         net.generation_config.pad_token_id = tokenizer.pad_token_id
     if method != "qlora" and placement.device != "cpu":
         net = net.to(placement.torch_device)
+    if resolved.source == "hub" and resolved.revision == "unpinned":  # the commit transformers loaded
+        resolved = replace(resolved, revision=getattr(net.config, "_commit_hash", None) or "unpinned")
     return LoadedModel(net, tokenizer, resolved)
 
 
