@@ -12,6 +12,7 @@ code path a GPU takes, plus gpu-marked twins for the GPU side.
 
 from __future__ import annotations
 
+import json
 from unittest import mock
 
 import pytest
@@ -136,6 +137,9 @@ def test_full_finetuning_bf16_request_keeps_fp32_master_weights(data_dir, tmp_pa
 
     saved = load_file(tmp_path / "full" / "final" / "model.safetensors")
     assert {t.dtype for t in saved.values()} == {torch.float32}
+    # the live position the grid shows inside the training stage (grid/progress.py)
+    progress = json.loads((tmp_path / "full" / "progress.json").read_text())
+    assert (progress["step"], progress["max_steps"]) == (2, 2)
 
 
 def test_pure_bf16_only_on_request_and_recorded(data_dir, tmp_path):

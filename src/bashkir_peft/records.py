@@ -42,6 +42,8 @@ class RunFiles:
     GENERATE = "generate.json"
     GENERATIONS = "generations.parquet"
     NOTEBOOKS = "notebooks"
+    PROGRESS = "progress.json"
+    """Training's live position (``{"step", "max_steps", "epoch"}``), rewritten every step."""
 
 
 class GridFiles:

@@ -36,6 +36,7 @@ from bashkir_peft.data.folder import read_manifest
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.grid.locks import is_locked, try_lock
 from bashkir_peft.grid.plan import plan_grid
+from bashkir_peft.grid.progress import StepWatcher
 from bashkir_peft.grid.runids import identity, make_run_id, params_hash
 from bashkir_peft.grid.spec import STAGE_SECTIONS, Cell, Grid, expand, select
 from bashkir_peft.grid.stages import (
@@ -493,7 +494,8 @@ def run_grid(run: GridRun, *, force: bool = False, dry_run: bool = False, progre
     assign_run_ids(run)
     results = []
     for p in run.cells:
-        res = run_cell(run, p, force=force, on_stage=lambda p, s: bar.set_postfix_str(f"{p.cell.slug}: {s}"))
+        with StepWatcher(p.run_dir / RunFiles.PROGRESS, bar.set_postfix_str) as watch:
+            res = run_cell(run, p, force=force, on_stage=lambda p, s: watch.stage(f"{p.cell.slug}: {s}"))
         results.append(res)
         if res.status == "failed":
             bar.write(f"FAILED {p.run_id}: {res.error}")

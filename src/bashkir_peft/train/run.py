@@ -440,7 +440,13 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
     import transformers
     from transformers import default_data_collator
 
-    from bashkir_peft.train.callbacks import CompleteCheckpoints, GuardedTrainer, NonFiniteLossError, StepTimer
+    from bashkir_peft.train.callbacks import (
+        CompleteCheckpoints,
+        GuardedTrainer,
+        NonFiniteLossError,
+        ProgressFile,
+        StepTimer,
+    )
 
     if world_size() != params.processes:
         raise ConfigError(f"processes={params.processes} but this run was started with {world_size()} "
@@ -463,7 +469,8 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
         trainer = GuardedTrainer(
             model=model, args=args,
             train_dataset=train_ds, eval_dataset=eval_ds, data_collator=default_data_collator,
-            callbacks=[CompleteCheckpoints(params.save_total_limit), timer, *(callbacks or [])],
+            callbacks=[CompleteCheckpoints(params.save_total_limit), timer, ProgressFile(run_dir / RunFiles.PROGRESS),
+                       *(callbacks or [])],
         )
         resume, skipped = last_complete_checkpoint(run_dir / RunFiles.CHECKPOINTS)
         session |= {"resumed_from": resume.name if resume else None, "skipped_incomplete_checkpoints": skipped}
