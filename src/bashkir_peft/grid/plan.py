@@ -173,7 +173,7 @@ class CellPlan:
     note: str
 
     def describe(self) -> str:
-        mem = self.memory.describe() if self.memory else "memory: unknown"
+        mem = self.memory.describe() if self.memory else "unknown"
         if self.seconds is not None:
             when = f"time ~{self.seconds / 3600:.2f} h ({self.tokens:,} tokens at {self.throughput_source})"
         else:
@@ -211,12 +211,15 @@ def plan_cell(run, p, gpu: tuple[str, int] | None) -> CellPlan | None:
     if params is None:
         return None
     placement = choose_device(params.device, params.method)
-    memory = estimate_memory(params, placement=placement)
+    try:
+        memory = estimate_memory(params, placement=placement)
+    except OSError as err:  # the configuration is not on disk and the Hub is out of reach
+        memory, unknown = None, f"memory unknown: no configuration of {params.model} ({type(err).__name__})"
     rate, blocks, source = _measured(run.root, params, placement.name)
     tokens = planned_tokens(params, blocks)
     seconds = tokens / rate if rate and tokens is not None else None
-    fits, note = True, ""
-    if gpu is not None:
+    fits, note = True, "" if memory else unknown
+    if gpu is not None and memory is not None:
         name, total = gpu
         fits = memory.total <= total
         note = f"{'fits' if fits else 'does NOT fit'} {name} ({total / GIB:.1f} GiB)"

@@ -414,7 +414,8 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
 
     Args:
         params: :class:`TrainParams` (or a dict validated into one).
-        callbacks: extra ``transformers.TrainerCallback`` objects (progress, benchmarks).
+        callbacks: extra ``transformers.TrainerCallback`` objects (progress, benchmarks); not
+            passed on to the processes of a multi-process run (``processes > 1``).
 
     Returns:
         The :class:`~bashkir_peft.records.TrainRecord` written to ``RUN_DIR/train.json``:
