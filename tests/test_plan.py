@@ -77,6 +77,11 @@ def test_dry_run_refuses_a_cell_that_cannot_fit_before_any_work(tmp_path, monkey
     monkeypatch.setattr(planner, "visible_gpu", lambda: ("Simulated GPU", 80 * 2**30))
     assert main(args + ["--dry-run"]) == 0
     assert "fits Simulated GPU (80.0 GiB)" in capsys.readouterr().out
+    # a cell the training will refuse (a target module the model lacks) is not the planner's
+    # to stop: it says why it cannot estimate, and the cell fails at run time, recorded
+    gr.write_grid(grid)  # the runner tests' grid, with its failing "nope" cell
+    assert main(args + ["--dry-run"]) == 0
+    assert "memory unknown: target_modules ['nope'] match no module" in capsys.readouterr().out
 
 
 @pytest.mark.gpu

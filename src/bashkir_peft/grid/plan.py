@@ -215,6 +215,8 @@ def plan_cell(run, p, gpu: tuple[str, int] | None) -> CellPlan | None:
         memory = estimate_memory(params, placement=placement)
     except OSError as err:  # the configuration is not on disk and the Hub is out of reach
         memory, unknown = None, f"memory unknown: no configuration of {params.model} ({type(err).__name__})"
+    except ConfigError as err:  # the cell's training will fail with this error (recorded there)
+        memory, unknown = None, f"memory unknown: {err}"
     rate, blocks, source = _measured(run.root, params, placement.name)
     tokens = planned_tokens(params, blocks)
     seconds = tokens / rate if rate and tokens is not None else None
