@@ -52,8 +52,9 @@ lock:
 	$(BIN)/pip-compile --quiet --extra dev --extra book --extra cluster --unsafe-package torch \
 	  --no-emit-index-url --no-emit-find-links --strip-extras -o requirements/lock.txt pyproject.toml
 
-gpu-check: setup
-	$(BIN)/python benchmarks/gpu_check.py
+# The device check (no setup, no pip: it runs with whatever Python has torch; see README).
+gpu-check:
+	python benchmarks/device_check.py --carry .device-carry
 
 clean:
 	rm -rf book/_build

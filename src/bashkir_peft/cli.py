@@ -32,6 +32,7 @@ from bashkir_peft.book import BookError, BookParams, build_book
 from bashkir_peft.data.corpus import HUB_PREFIX
 from bashkir_peft.data.prepare import DataPrepParams, prepare
 from bashkir_peft.errors import ConfigError
+from bashkir_peft.grid.gpus import run_grid_gpus
 from bashkir_peft.grid.runner import StageFailed, data_problem, grid_cell_state, plan, run_grid, stale_runs
 from bashkir_peft.grid.slurm import run_grid_submitit, slurm_parameters
 from bashkir_peft.grid.spec import load_grid, parse_only
@@ -110,11 +111,25 @@ def _load(args: argparse.Namespace, need_corpus: bool):
                 only=parse_only(args.only), need_corpus=need_corpus)
 
 
+def _gpu_list(text: str | None) -> list[int]:
+    """``--gpus 0,1,3`` as indices; ``None``: every GPU torch sees."""
+    if text is None:
+        import torch
+
+        return list(range(torch.cuda.device_count()))
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--gpus {text}: expected comma-separated GPU indices, e.g. 0,1") from None
+
+
 def _run(args: argparse.Namespace) -> int:
     run = _load(args, need_corpus=True)
     try:
         if args.executor == "local" or args.dry_run:
             results = run_grid(run, force=args.force, dry_run=args.dry_run, progress=not args.no_progress)
+        elif args.executor == "gpus":
+            results = run_grid_gpus(run, _gpu_list(args.gpus), gpus_per_cell=args.gpus_per_cell, force=args.force)
         else:
             results = run_grid_submitit(run, force=args.force, cluster=args.executor, slurm=slurm_parameters(
                 args.slurm_partition, args.slurm_gpus, args.slurm_cpus, args.slurm_timeout_min))
@@ -173,9 +188,12 @@ def add_grid_parser(sub) -> None:
     p.add_argument("--force", action="store_true",
                    help="rerun selected cells even if finished (old run folders move to .replaced/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--executor", choices=("local", "slurm", "debug"), default="local",
+    p.add_argument("--executor", choices=("local", "slurm", "debug", "gpus"), default="local",
                    help="local: cells one after another in this process (default); slurm: one job per cell "
-                        "via submitit (debug: submitit's in-process executor, for testing)")
+                        "via submitit (debug: submitit's in-process executor, for testing); gpus: cells "
+                        "concurrently on this machine, one per GPU (submitit's local executor)")
+    p.add_argument("--gpus", default=None, help="GPU indices for --executor gpus, e.g. 0,1,2,3 (default: all visible)")
+    p.add_argument("--gpus-per-cell", type=int, default=1, help="GPUs each cell gets (--executor gpus)")
     p.add_argument("--slurm-partition", default=None)
     p.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per job (slurm)")
     p.add_argument("--slurm-cpus", type=int, default=8, help="CPUs per job (slurm)")

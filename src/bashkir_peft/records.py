@@ -48,6 +48,8 @@ class RunFiles:
     DOWNSTREAM_PREDICTIONS = "downstream_predictions.parquet"
     DOWNSTREAM_METRICS = "downstream_metrics.csv"
     TOKENIZER = "tokenizer"
+    PROGRESS = "progress.json"
+    """Training's live position (``{"step", "max_steps", "epoch"}``), rewritten every step."""
 
 
 class GridFiles:
@@ -194,6 +196,10 @@ class TrainRecord(Record):
     final_eval: FinalEval | None = None
     finished: str | None = None
     vocab: VocabAdaptation | None = None
+    device: Json | None = None
+    """Where it trained (:meth:`bashkir_peft.models.device.Placement.record`, with ``processes``)."""
+    precision: Json | None = None
+    """Its dtypes (:meth:`bashkir_peft.models.precision.Precision.record`)."""
 
     @model_validator(mode="after")
     def _finished_is_complete(self):
@@ -262,6 +268,8 @@ class EvalEntry(BaseModel):
     train_data_fingerprint: str | None
     cost: Json
     environment: Json
+    device: Json | None = None
+    """Where it ran (:meth:`bashkir_peft.models.device.Placement.record`)."""
 
 
 class EvalRecord(Record):
@@ -361,6 +369,9 @@ class GenerateRecord(Record):
     environment: Json
     stops: dict[Literal["eos", "budget", "token_cap"], int] | None = None
     """Continuations by what ended them (records before issue 13: ``None``)."""
+
+    device: Json | None = None
+    """Where it ran (:meth:`bashkir_peft.models.device.Placement.record`)."""
 
 
 Approach = Literal["in_context", "probe", "majority", "char_tfidf"]

@@ -45,6 +45,7 @@ from bashkir_peft.data.packing import document_framing, pack_blocks
 from bashkir_peft.errors import ConfigError, DataError
 from bashkir_peft.evaluate.metrics import count_bytes, count_words, summarize, token_spans
 from bashkir_peft.evaluate.scoring import block_windows, rolling_windows, score_windows
+from bashkir_peft.models.device import choose_device
 from bashkir_peft.models.loading import load_model, prefix_token_id
 from bashkir_peft.models.registry import load_registry
 from bashkir_peft.models.trained import load_trained, read_finished_run
@@ -91,6 +92,8 @@ class EvalParams(StrictModel):
             faster on GPUs and changes the numbers.
         chunk_tokens: positions per LM-head / log-softmax chunk (bounds logits memory).
         num_threads: torch threads (None = all available cores).
+        device: ``cpu``, ``cuda`` or ``mps`` to pin the device; ``None`` = the accelerator
+            when there is one (:mod:`bashkir_peft.models.device`).
     """
 
     model: str | None = Field(None, json_schema_extra={
@@ -124,6 +127,8 @@ class EvalParams(StrictModel):
     chunk_tokens: int = Field(1024, ge=1, json_schema_extra={
         "source": "ours: bounds logits memory; the sums depend on it only through floating-point rounding"})
     num_threads: int | None = Field(None, ge=1, json_schema_extra={"source": "ours: every core available"})
+    device: Literal["cpu", "cuda", "mps"] | None = Field(None, json_schema_extra={
+        "source": "ours: the accelerator when there is one (bashkir_peft.models.device)"})
 
     @model_validator(mode="after")
     def _check(self) -> EvalParams:
@@ -287,8 +292,9 @@ def load_for_eval(params: EvalParams):
 
     Returns:
         ``(model, tokenizer, info)``; ``info`` holds ``method``, ``model`` (provenance of
-        the base model), ``train_record`` (None for a base model), ``merged`` and
-        ``merge_note`` (what the merge did, from the training module's record).
+        the base model), ``train_record`` (None for a base model), ``merged``,
+        ``merge_note`` (what the merge did, from the training module's record) and
+        ``placement`` (the device, :func:`bashkir_peft.models.device.choose_device`).
 
     Raises:
         ConfigError: the run did not finish, ``model`` names another base than the run's,
@@ -302,7 +308,8 @@ def load_for_eval(params: EvalParams):
             raise ConfigError(f"merge applies to lora/qlora runs; {params.run_dir} is a {method!r} run")
         if params.dtype is not None and method == "qlora" and not params.merge:
             raise ConfigError("dtype cannot change a 4-bit QLoRA model; leave dtype unset (or merge=True)")
-        trained = load_trained(params.run_dir, merge=params.merge)
+        placement = choose_device(params.device, method)
+        trained = load_trained(params.run_dir, merge=params.merge, placement=placement)
         model, tokenizer = trained.model, trained.tokenizer
         note = trained.merge_note or ("adapters scored unmerged" if method in ("lora", "qlora") else None)
         info = {"method": method, "model": trained.record.model, "train_record": trained.record,
@@ -310,10 +317,12 @@ def load_for_eval(params: EvalParams):
         if params.dtype is not None:
             model = model.to(getattr(torch, params.dtype))
     else:
-        loaded = load_model(params.model, "full", dtype=params.dtype)
+        placement = choose_device(params.device)
+        loaded = load_model(params.model, "full", dtype=params.dtype, placement=placement)
         model, tokenizer = loaded.model, loaded.tokenizer
         info = {"method": "base", "model": loaded.resolved.record(), "train_record": None,
                 "merged": False, "merge_note": None}
+    info["placement"] = placement
     model.eval()
     return model, tokenizer, info
 
@@ -436,6 +445,7 @@ def run_evaluation(params: EvalParams, *, progress: bool = True) -> EvalEntry:
         "cost": {**meter.result(), "torch_threads": threads,
                  "tokens_per_s": float(sums["tokens"].sum()) / max(meter.wall_time_s, 1e-9)},
         "environment": environment_info(),
+        "device": info["placement"].record(),
     }
     entry = EvalEntry.model_validate(entry)
     eval_path = out_dir / RunFiles.EVAL

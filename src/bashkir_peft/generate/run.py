@@ -43,6 +43,7 @@ from bashkir_peft.generate.decoding import (
     penalty_processors,
     trim_to_budget,
 )
+from bashkir_peft.models.device import choose_device
 from bashkir_peft.models.loading import load_model, prefix_token_id
 from bashkir_peft.models.trained import load_trained, read_finished_run
 from bashkir_peft.provenance import ResourceMeter, environment_info
@@ -111,6 +112,7 @@ class GenerateParams(StrictModel):
     label: str | None = None  # name of this run in side-by-side tables (default: derived)
     dtype: Literal["float32", "bfloat16", "float16"] | None = None  # base model only; None: loader default
     num_threads: int | None = Field(None, ge=1)  # torch threads; None: all available cores
+    device: Literal["cpu", "cuda", "mps"] | None = None  # pin the device; None: the accelerator if any
 
     @model_validator(mode="after")
     def _sources(self) -> GenerateParams:
@@ -290,20 +292,20 @@ def generate_texts(model, tokenizer, prompts: list[str], params: GenerateParams)
 
 
 def _load(params: GenerateParams):
-    """``(model, tokenizer, model_record, run_record)``; ``run_record`` is None for a base model."""
-    import torch
-
+    """``(model, tokenizer, model_record, run_record, placement)``; ``run_record`` is None for a
+    base model; ``placement``: the device rule's choice (:mod:`bashkir_peft.models.device`)."""
     if params.run_dir is not None:
-        trained = load_trained(params.run_dir, merge=params.merge)
+        method = read_finished_run(params.run_dir).params["method"]
+        placement = choose_device(params.device, method)
+        trained = load_trained(params.run_dir, merge=params.merge, placement=placement)
         model, tokenizer, record = trained.model, trained.tokenizer, trained.record
         model_record = record.model
     else:
-        loaded = load_model(params.model, "full", dtype=params.dtype)
+        placement = choose_device(params.device)
+        loaded = load_model(params.model, "full", dtype=params.dtype, placement=placement)
         model, tokenizer = loaded.model, loaded.tokenizer
         record, model_record = None, loaded.resolved.record()
-    if torch.cuda.is_available() and not getattr(model, "hf_device_map", None):
-        model = model.to("cuda")
-    return model, tokenizer, model_record, record
+    return model, tokenizer, model_record, record, placement
 
 
 def _run_info(params: GenerateParams, record: TrainRecord | None) -> dict:
@@ -380,7 +382,7 @@ def run_generation(params: GenerateParams) -> GenerateRecord:
     prompts, data = load_prompts(params)
     configure_threads(params.num_threads)
     with ResourceMeter() as meter:
-        model, tokenizer, model_record, record = _load(params)
+        model, tokenizer, model_record, record, placement = _load(params)
         t0 = time.perf_counter()
         gens = generate_texts(model, tokenizer, [p.text for p in prompts], params)
         gen_seconds = time.perf_counter() - t0
@@ -425,6 +427,7 @@ def run_generation(params: GenerateParams) -> GenerateRecord:
         "cost": cost,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "environment": environment_info(),
+        "device": placement.record(),
     }
     record = GenerateRecord.model_validate(_clean(result))
     write_parquet_atomic(df, out / RunFiles.GENERATIONS)

@@ -37,6 +37,8 @@ from bashkir_peft.data.corpus import HUB_PREFIX
 from bashkir_peft.data.folder import read_manifest
 from bashkir_peft.errors import ConfigError, DataError
 from bashkir_peft.grid.locks import try_lock
+from bashkir_peft.grid.plan import plan_grid
+from bashkir_peft.grid.progress import StepWatcher
 from bashkir_peft.grid.runids import identity, make_run_id, params_hash
 from bashkir_peft.grid.spec import STAGE_SECTIONS, Cell, Grid, expand, select
 from bashkir_peft.grid.stages import (
@@ -581,6 +583,7 @@ def run_grid(run: GridRun, *, force: bool = False, dry_run: bool = False, progre
 
     Raises:
         StageFailed: data preparation failed.
+        ConfigError: a cell cannot fit the visible GPU (:func:`bashkir_peft.grid.plan.plan_grid`).
     """
     from tqdm.auto import tqdm
 
@@ -594,8 +597,10 @@ def run_grid(run: GridRun, *, force: bool = False, dry_run: bool = False, progre
         if run.fingerprint is None:
             print("data not prepared yet: run ids follow from the data fingerprint after data prep", file=out)
         write_values(run, out)
+        plan_grid(run, out)
         print(f"{len(results)} cells (dry run: nothing executed)", file=out)
         return results
+    plan_grid(run)  # refuses a cell that cannot fit the GPU before any download or training
     bar = tqdm(total=len(run.cells), desc=f"grid {run.grid.name}", unit="cell", disable=not progress,
                file=sys.stderr)
     bar.set_postfix_str("data prep")
@@ -603,7 +608,8 @@ def run_grid(run: GridRun, *, force: bool = False, dry_run: bool = False, progre
     assign_run_ids(run)
     results = []
     for p in run.cells:
-        res = run_cell(run, p, force=force, on_stage=lambda p, s: bar.set_postfix_str(f"{p.cell.slug}: {s}"))
+        with StepWatcher(p.run_dir / RunFiles.PROGRESS, bar.set_postfix_str) as watch:
+            res = run_cell(run, p, force=force, on_stage=lambda p, s: watch.stage(f"{p.cell.slug}: {s}"))
         results.append(res)
         if res.status == "failed":
             bar.write(f"FAILED {p.run_id}: {res.error}")

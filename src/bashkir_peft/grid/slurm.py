@@ -15,6 +15,7 @@ from typing import TextIO
 from bashkir_peft.grid.runner import (
     CellResult,
     GridRun,
+    Planned,
     StageFailed,
     assign_run_ids,
     plan,
@@ -42,6 +43,16 @@ def cell_job(grid_file: str, corpus: str, runs_root: str, notebooks: str, run_id
     run = _replan(grid_file, corpus, runs_root, notebooks, run_id)
     res = run_cell(run, run.cells[0], force=force)
     return res.status, res.wall_time_s, res.error
+
+
+def job_outcome(p: Planned, job) -> CellResult:
+    """The :class:`CellResult` of a finished :func:`cell_job` submitit job (waits for it); a job
+    that died (node failure, timeout) is a failed cell with the job's last error line."""
+    try:
+        status, wall, error = job.result()
+    except Exception as err:  # noqa: BLE001 - the job itself died (node failure, timeout)
+        status, wall, error = "failed", 0.0, f"job {job.job_id}: {str(err).strip().splitlines()[-1]}"
+    return CellResult(p, status, wall, error)
 
 
 def run_grid_submitit(run: GridRun, *, force: bool = False, cluster: str | None = "slurm",
@@ -74,13 +85,8 @@ def run_grid_submitit(run: GridRun, *, force: bool = False, cluster: str | None 
     assign_run_ids(run)
     with executor.batch():
         jobs = [executor.submit(cell_job, *args, p.run_id, force) for p in run.cells]
-    results = []
-    for p, job in zip(run.cells, tqdm(jobs, desc=f"grid {run.grid.name}", unit="cell", file=sys.stderr)):
-        try:
-            status, wall, error = job.result()
-        except Exception as err:  # noqa: BLE001 - the job itself died (node failure, timeout)
-            status, wall, error = "failed", 0.0, f"job {job.job_id}: {str(err).strip().splitlines()[-1]}"
-        results.append(CellResult(p, status, wall, error))
+    results = [job_outcome(p, job)
+               for p, job in zip(run.cells, tqdm(jobs, desc=f"grid {run.grid.name}", unit="cell", file=sys.stderr))]
     write_index(run)
     print(results_table(results), file=out)
     return results

@@ -20,11 +20,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bashkir_peft.errors import ConfigError, ModelNotFoundError
+from bashkir_peft.models.device import Placement, choose_device
 from bashkir_peft.models.provision import provision
 from bashkir_peft.models.registry import METHODS, ModelEntry, load_registry
 
@@ -105,12 +106,33 @@ def _local_folder(path: Path, name: str, source: str, entry: ModelEntry | None) 
     return ResolvedModel(name, str(path), source, _folder_revision(path), entry, notes)
 
 
+def hub_commit(hub_id: str, revision: str | None = None) -> str | None:
+    """The Hub commit ``hub_id`` resolves to (at ``revision``, default the main branch), so that
+    records and run ids name the exact weights: the commit the local Hugging Face cache holds
+    (no network), else the Hub's answer (``HfApi.model_info(...).sha``; metadata only, no
+    download) unless ``HF_HUB_OFFLINE`` is set; ``None`` when neither is available.
+    """
+    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(hub_id, "config.json", revision=revision)
+    if isinstance(cached, str):
+        return Path(cached).parent.name  # .../snapshots/<commit>/config.json
+    if constants.HF_HUB_OFFLINE:
+        return None
+    try:
+        return HfApi().model_info(hub_id, revision=revision, timeout=10).sha
+    except Exception:  # noqa: BLE001 - unreachable Hub or unknown repo: loading will say which
+        return None
+
+
 def resolve_model(model: str | os.PathLike) -> ResolvedModel:
     """Resolve a registry name, local folder, or Hub id (in that order; no fallback).
 
     A registry name is looked up; a string that looks like a path (absolute, ``./``,
     ``~``, or an existing folder) is a local folder; anything else must be a Hub id
-    ``owner/name``.
+    ``owner/name``. A Hub model's revision is the registry's pinned commit, else the commit
+    it resolves to now (:func:`hub_commit`), else ``"unpinned"``; loading then asks for
+    exactly that commit, so records and run ids name the weights used.
 
     Raises:
         ModelNotFoundError: a path-like string that is not a folder, or a string that is
@@ -122,7 +144,8 @@ def resolve_model(model: str | os.PathLike) -> ResolvedModel:
         entry = reg.get(text)
         if entry.source == "hub":
             notes = [entry.notes] if entry.notes else []
-            return ResolvedModel(text, entry.hub_id, "hub", entry.revision_label, entry, notes)
+            revision = entry.revision or hub_commit(entry.hub_id) or entry.revision_label
+            return ResolvedModel(text, entry.hub_id, "hub", revision, entry, notes)
         return _local_folder(provision(entry), text, entry.source, entry)
     path = Path(text).expanduser()
     if text.startswith(("/", ".", "~")) or path.is_dir():
@@ -130,21 +153,29 @@ def resolve_model(model: str | os.PathLike) -> ResolvedModel:
             raise ModelNotFoundError(f"model folder {text} does not exist")
         return _local_folder(path.resolve(), text, "local", None)
     if _HUB_ID.match(text):
-        return ResolvedModel(text, text, "hub", "unpinned")
+        return ResolvedModel(text, text, "hub", hub_commit(text) or "unpinned")
     known = ", ".join(sorted(reg.models))
     raise ModelNotFoundError(f"{text!r} is not a registry name, a local folder or a Hub id; registry names: {known}")
 
 
-def default_dtype(resolved: ResolvedModel, method: str) -> str:
-    """Compute dtype: the registry's on CUDA; float32 on CPU (bf16 training on CPU is slow
-    and loses precision for little memory gain at the model sizes a CPU can train)."""
+def default_dtype(resolved: ResolvedModel, method: str, placement: Placement | None = None) -> str:
+    """Compute dtype: float32 off CUDA (bf16 training on CPU is slow and loses precision for
+    little memory gain at the model sizes a CPU can train); on CUDA bf16 for qlora, else the
+    registry's; float16 where the registry's or QLoRA's bf16 is not supported by the GPU.
+
+    Args:
+        placement: where the model will run; default the device rule
+            (:func:`bashkir_peft.models.device.choose_device`).
+    """
     import torch
 
-    if not torch.cuda.is_available():
+    placement = placement or choose_device(None, method)
+    if placement.device != "cuda":
         return "float32"
-    if method == "qlora":
-        return "bfloat16"
-    return resolved.entry.dtype if resolved.entry else "bfloat16"
+    dtype = "bfloat16" if method == "qlora" or not resolved.entry else resolved.entry.dtype
+    if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+        return "float16"
+    return dtype
 
 
 def quantization_config(compute_dtype: str):
@@ -186,7 +217,8 @@ def load_tokenizer(resolved: ResolvedModel):
     return tokenizer
 
 
-def load_model(model: str | os.PathLike, method: str = "full", *, dtype: str | None = None) -> LoadedModel:
+def load_model(model: str | os.PathLike, method: str = "full", *, dtype: str | None = None,
+               placement: Placement | None = None) -> LoadedModel:
     """Load a model and its tokenizer for a fine-tuning ``method``.
 
     Args:
@@ -196,6 +228,10 @@ def load_model(model: str | os.PathLike, method: str = "full", *, dtype: str | N
             :func:`bashkir_peft.models.lora.apply_lora`, not here.
         dtype: compute dtype name (``float32``, ``bfloat16``, ``float16``); default
             :func:`default_dtype`.
+        placement: the device to put the model on; default the device rule
+            (:func:`bashkir_peft.models.device.choose_device`): the accelerator when there
+            is one. QLoRA's 4-bit weights are placed at load time (``device_map``) on this
+            process's GPU (``LOCAL_RANK`` under torchrun), never all processes on GPU 0.
 
     Returns:
         a :class:`LoadedModel`: the model, its tokenizer and the :class:`ResolvedModel`.
@@ -210,7 +246,8 @@ def load_model(model: str | os.PathLike, method: str = "full", *, dtype: str | N
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     resolved = resolve_model(model)
-    dtype = dtype or default_dtype(resolved, method)
+    placement = placement or choose_device(None, method)
+    dtype = dtype or default_dtype(resolved, method, placement)
     if dtype not in ("float32", "bfloat16", "float16"):
         raise ConfigError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
     kwargs = {
@@ -222,7 +259,7 @@ def load_model(model: str | os.PathLike, method: str = "full", *, dtype: str | N
         kwargs["revision"] = resolved.revision
     if method == "qlora":
         kwargs["quantization_config"] = quantization_config(dtype)
-        kwargs["device_map"] = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
+        kwargs["device_map"] = {"": placement.index if placement.device == "cuda" else "cpu"}
     tokenizer = load_tokenizer(resolved)
     try:
         net = AutoModelForCausalLM.from_pretrained(resolved.location, **kwargs)
@@ -232,6 +269,10 @@ def load_model(model: str | os.PathLike, method: str = "full", *, dtype: str | N
         raise ModelNotFoundError(f"cannot load model weights from {resolved.location}: {err}".splitlines()[0]) from None
     if net.generation_config.pad_token_id is None:
         net.generation_config.pad_token_id = tokenizer.pad_token_id
+    if method != "qlora" and placement.device != "cpu":
+        net = net.to(placement.torch_device)
+    if resolved.source == "hub" and resolved.revision == "unpinned":  # the commit transformers loaded
+        resolved = replace(resolved, revision=getattr(net.config, "_commit_hash", None) or "unpinned")
     return LoadedModel(net, tokenizer, resolved)
 
 

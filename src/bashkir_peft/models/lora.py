@@ -64,6 +64,20 @@ def check_target_modules(model, target_modules: list[str]) -> dict[str, int]:
     return counts
 
 
+def target_layers(model, target_modules: list[str]) -> list:
+    """The modules LoRA wraps: those whose name ends in a target name (peft's matching)."""
+    return [m for n, m in model.named_modules() if any(_matches(n, t) for t in target_modules)]
+
+
+def lora_parameter_count(model, target_modules: list[str], lora_r: int) -> int:
+    """Trainable LoRA parameters: ``lora_r * (in + out)`` per wrapped layer (Hu et al. 2021).
+
+    Works on a model on the meta device (shapes only). ``nn.Linear`` holds (out, in);
+    GPT-2's ``Conv1D`` holds (in, out); either way the sum of the two dimensions counts.
+    """
+    return sum(lora_r * sum(m.weight.shape) for m in target_layers(model, target_modules))
+
+
 def apply_lora(model, target_modules: list[str], lora_r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.05,
                trainable_token_indices: dict[str, list[int]] | None = None):
     """Wrap ``model`` with LoRA adapters; only adapter weights (and the rows of
@@ -78,8 +92,7 @@ def apply_lora(model, target_modules: list[str], lora_r: int = 8, lora_alpha: in
     from peft import get_peft_model
 
     check_target_modules(model, target_modules)
-    targets = [m for n, m in model.named_modules() if any(_matches(n, t) for t in target_modules)]
-    conv1d = any(type(m).__name__ == "Conv1D" for m in targets)  # GPT-2 style: weight (in, out)
+    conv1d = any(type(m).__name__ == "Conv1D" for m in target_layers(model, target_modules))  # weight (in, out)
     return get_peft_model(model, lora_config(target_modules, lora_r, lora_alpha, lora_dropout, fan_in_fan_out=conv1d,
                                             trainable_token_indices=trainable_token_indices))
 

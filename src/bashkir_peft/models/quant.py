@@ -64,7 +64,7 @@ def dequantized_copy(model):
     exactly the dequantized weights (``bitsandbytes.functional.dequantize_4bit``), in the
     layers' compute dtype. LoRA wrappers, adapters and everything else are copied as they are.
 
-    Used as the full-precision reference in the gradient tests and to merge QLoRA adapters.
+    Used as the full-precision reference in the gradient tests.
     """
     import bitsandbytes as bnb
     import torch
@@ -90,3 +90,29 @@ def dequantized_copy(model):
             layer.train(child.training)
             setattr(parent, name, layer)
     return twin
+
+
+def merge_qlora(base, adapter_dir, dtype: str):
+    """Merge a QLoRA adapter into its 4-bit base: dequantize to float32, merge, cast once.
+
+    The NF4 base is dequantized to float32 (transformers' ``dequantize``; exact: NF4 code x
+    block scale), the rest of the model (norms, embeddings and head, upcast by
+    ``prepare_model_for_kbit_training``) is float32 as well, the float32 adapter update
+    ``(lora_alpha / lora_r) B A`` is merged in float32, and the merged model is cast to
+    ``dtype`` once. Merging in bf16 instead mixes bf16 and float32 layers and rounds away
+    the part of the update below bf16's resolution (8 significant bits).
+
+    Args:
+        base: the 4-bit base model (``load_model(..., "qlora")``), prepared as in training.
+        adapter_dir: the adapter folder (a run's ``final/``).
+        dtype: dtype of the merged model (``float32``, ``bfloat16``, ``float16``).
+
+    Returns:
+        The merged ``transformers`` model (no LoRA layers), in ``dtype``.
+    """
+    import torch
+    from peft import PeftModel
+
+    base = base.dequantize(dtype=torch.float32).to(torch.float32)
+    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    return merged.to(getattr(torch, dtype))

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from bashkir_peft.errors import ConfigError
+from bashkir_peft.models.device import Placement, choose_device
 from bashkir_peft.models.loading import load_model, resolve_model
-from bashkir_peft.models.quant import keep_cpu_layout_trainable
+from bashkir_peft.models.quant import keep_cpu_layout_trainable, merge_qlora
 from bashkir_peft.records import RunFiles, TrainRecord, read_record
 
 
@@ -58,15 +59,17 @@ def read_finished_run(run_dir: str | Path, model: str | None = None) -> TrainRec
     return record
 
 
-def load_trained(run_dir: str | Path, merge: bool = False) -> TrainedModel:
+def load_trained(run_dir: str | Path, merge: bool = False, placement: Placement | None = None) -> TrainedModel:
     """Load a finished training run for evaluation or generation.
 
     Args:
         run_dir: the run folder (with ``train.json`` and ``final/``).
         merge: for lora/qlora, merge the adapter into the base weights. For qlora the
-            4-bit base is first dequantized to the compute dtype (the exact weights the
-            adapter was trained against), then merged: a full-precision model, which
-            ``merge_note`` says.
+            4-bit base is dequantized to float32 (the exact weights the adapter was trained
+            against), merged in float32 and cast once to the compute dtype
+            (:func:`bashkir_peft.models.quant.merge_qlora`), which ``merge_note`` says.
+        placement: the device (default: the device rule,
+            :func:`bashkir_peft.models.device.choose_device`).
 
     Returns:
         :class:`TrainedModel`.
@@ -86,16 +89,18 @@ def load_trained(run_dir: str | Path, merge: bool = False) -> TrainedModel:
     record = read_finished_run(run_dir)
     final = run_dir / RunFiles.FINAL
     method, base_model, dtype = record.params["method"], record.params["model"], record.compute_dtype
+    placement = placement or choose_device(None, method)
     if method == "full":
         model = AutoModelForCausalLM.from_pretrained(final, dtype=getattr(torch, dtype), use_safetensors=True)
-        return TrainedModel(model.eval(), AutoTokenizer.from_pretrained(final), record, None)
+        return TrainedModel(model.to(placement.torch_device).eval(), AutoTokenizer.from_pretrained(final), record,
+                            None)
 
     resolved = resolve_model(base_model)
     trained_rev = record.model["revision"]
     if "unpinned" not in (trained_rev, resolved.revision) and trained_rev != resolved.revision:
         raise ConfigError(f"base model {base_model} is now revision {resolved.revision}, "
                           f"but the adapter was trained on {trained_rev}")
-    base = load_model(base_model, method, dtype=dtype).model
+    base = load_model(base_model, method, dtype=dtype, placement=placement).model
     tokenizer = AutoTokenizer.from_pretrained(final)
     if len(tokenizer) > base.get_input_embeddings().weight.shape[0]:  # an adapted vocabulary (train.json "vocab"):
         base.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # the adapter holds the new rows
@@ -107,10 +112,11 @@ def load_trained(run_dir: str | Path, merge: bool = False) -> TrainedModel:
         # the numerics the adapter was trained with: norms, embeddings and head upcast to float32
         base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
         if merge:
-            base = base.dequantize(dtype=getattr(torch, dtype))
-            note = f"4-bit NF4 base dequantized to {dtype}, then the adapter merged (full-precision model)"
+            note = (f"4-bit NF4 base dequantized to float32, adapter merged in float32, cast once to {dtype} "
+                    "(full-precision model)")
+            return TrainedModel(merge_qlora(base, final, dtype).eval(), tokenizer, record, note)
     model = PeftModel.from_pretrained(base, final)
     if merge:
         model = model.merge_and_unload()
-        note = note or "adapter merged into the base weights"
+        note = "adapter merged into the base weights"
     return TrainedModel(model.eval(), tokenizer, record, note)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from transformers import Trainer, TrainerCallback
 
+from bashkir_peft.atomic import write_json_atomic
 from bashkir_peft.train.checkpoints import mark_complete, prune_checkpoints
 
 
@@ -94,3 +95,19 @@ class StepTimer(TrainerCallback):
     @property
     def total(self) -> float:
         return math.fsum(self.step_times)
+
+
+class ProgressFile(TrainerCallback):
+    """Rewrite ``path`` (a run's ``progress.json``) after every optimizer step with
+    ``{"step", "max_steps", "epoch"}``, so the grid (another process) can show steps inside the
+    training stage. Only the main process writes."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            write_json_atomic(self.path, {"step": state.global_step, "max_steps": state.max_steps,
+                                          "epoch": state.epoch})
+        return control
+

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,14 +31,17 @@ from bashkir_peft.data.folder import load_texts, read_manifest
 from bashkir_peft.data.packing import packed_dataset
 from bashkir_peft.data.vocab import adapt_model
 from bashkir_peft.errors import ConfigError
+from bashkir_peft.models.device import Placement, choose_device, is_main_process, one_gpu_per_process, world_size
 from bashkir_peft.models.loading import default_dtype, load_model, resolve_model
 from bashkir_peft.models.lora import apply_lora, count_parameters
+from bashkir_peft.models.precision import Precision, cast_trainable, plan_precision
 from bashkir_peft.models.quant import prepare_qlora
 from bashkir_peft.models.vocab import TokenizerAdaptation, token_rows_cost, token_rows_for_peft
 from bashkir_peft.provenance import ResourceMeter, environment_info
 from bashkir_peft.records import RunFiles, TrainRecord, read_record_if_any, write_record
 from bashkir_peft.runtime import configure_threads
 from bashkir_peft.train.checkpoints import last_complete_checkpoint
+from bashkir_peft.train.distributed import gather_costs, launch
 from bashkir_peft.yamlio import StrictModel, validate
 
 # Default learning rates, by method, with their sources:
@@ -73,8 +77,19 @@ class TrainParams(StrictModel):
         weight_decay, max_grad_norm: optimizer settings (Trainer defaults).
         optim: a transformers optimizer name; ``auto`` = paged_adamw_32bit for qlora on
             GPU (QLoRA paper), the Trainer's default otherwise.
-        dtype: compute dtype; ``None`` = float32 on CPU, bf16 for qlora on GPU, the
-            registry's otherwise.
+        dtype: compute dtype; ``None`` = float32 off CUDA, bf16 for qlora on GPU, the
+            registry's otherwise. A low-precision dtype is a compute dtype: trainable weights
+            and optimizer states stay float32 (:mod:`bashkir_peft.models.precision`).
+        pure_low_precision: train weights and optimizer states in ``dtype`` (no float32
+            master copy, no autocast); full and lora only; the record says so.
+        device: ``cpu``, ``cuda`` or ``mps`` to pin the device; ``None`` = the accelerator
+            when there is one (:mod:`bashkir_peft.models.device`).
+        processes: training processes (DDP under torchrun, one per GPU; gloo on the CPU);
+            the global batch is ``processes x per_device_train_batch_size x
+            gradient_accumulation_steps`` blocks.
+        report_to: where the Trainer streams its logs: ``none``, or a tracker the Trainer
+            supports (``tensorboard``: offline event files in ``RUN_DIR/checkpoints/runs/``; ``wandb``,
+            ``mlflow``, ...; the tracker's package must be installed).
         data_dir: the data-prep output folder.
         output_dir: the run folder (RUN_DIR).
         tokenizer: a tokenizer adaptation (K new Bashkir tokens, their initialization; see
@@ -130,6 +145,13 @@ class TrainParams(StrictModel):
         "source": "ours: paged_adamw_32bit for qlora on GPU (QLoRA paper), the Trainer default otherwise"})
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(None, json_schema_extra={
         "source": "ours: float32 on CPU, bf16 for qlora on GPU (QLoRA paper), the registry's dtype otherwise"})
+    pure_low_precision: bool = Field(False, json_schema_extra={
+        "source": "ours: float32 master weights (mixed precision, Micikevicius et al. 2018); pure low precision "
+                  "only on request"})
+    device: Literal["cpu", "cuda", "mps"] | None = Field(None, json_schema_extra={
+        "source": "ours: the accelerator when there is one (bashkir_peft.models.device)"})
+    processes: int = Field(1, ge=1, json_schema_extra={"source": "ours: one process; > 1 runs DDP under torchrun"})
+    report_to: str = Field("none", json_schema_extra={"source": "ours: no tracker unless asked"})
     data_dir: str = Field("data/prep", json_schema_extra={
         "source": "ours: for a hand run (the grid runner sets the grid's data folder)"})
     output_dir: str = Field("runs/dev/train", json_schema_extra={
@@ -282,9 +304,13 @@ def _precheck(params: TrainParams, run_dir: Path):
     return resolved, manifest, existing
 
 
-def _start_record(params: TrainParams, manifest, existing: TrainRecord | None, optimizer: str, dtype: str) -> dict:
-    """The record of a (re)started run: parameters, resolved settings, the sessions so far."""
+def _start_record(params: TrainParams, manifest, existing: TrainRecord | None, optimizer: str, dtype: str,
+                  placement: Placement, precision: Precision) -> dict:
+    """The record of a (re)started run: parameters, resolved settings (device, precision),
+    the sessions so far."""
     return {
+        "device": placement.record(processes=world_size()),
+        "precision": precision.record(),
         "status": "running",
         "reason": None,
         "params": params.record(),
@@ -298,16 +324,19 @@ def _start_record(params: TrainParams, manifest, existing: TrainRecord | None, o
 
 
 def _write(run_dir: Path, record: dict) -> TrainRecord:
-    """Validate the record being built against :class:`TrainRecord` and write it atomically."""
+    """Validate the record being built against :class:`TrainRecord` and write it atomically
+    (the main process only, under DDP)."""
     typed = TrainRecord.model_validate(record)
-    write_record(run_dir / RunFiles.TRAIN, typed)
+    if is_main_process():
+        write_record(run_dir / RunFiles.TRAIN, typed)
     return typed
 
 
-def _prepare_model(params: TrainParams, resolved, dtype: str, record: dict):
+def _prepare_model(params: TrainParams, resolved, placement: Placement, precision: Precision, record: dict):
     """Load the model and the packed data, wrap the model for the method (QLoRA preparation,
-    LoRA adapters) and record what was built. Returns ``(model, tokenizer, train_ds, eval_ds)``."""
-    loaded = load_model(params.model, params.method, dtype=dtype)
+    LoRA adapters, trainable weights in the master dtype) and record what was built.
+    Returns ``(model, tokenizer, train_ds, eval_ds)``."""
+    loaded = load_model(params.model, params.method, dtype=precision.load_dtype, placement=placement)
     model, tokenizer = loaded.model, loaded.tokenizer
     new_ids = None
     if params.tokenizer is not None:
@@ -328,6 +357,7 @@ def _prepare_model(params: TrainParams, resolved, dtype: str, record: dict):
                            token_rows_for_peft(model, new_ids) if new_ids else None)
     else:
         record["target_modules"] = None
+    cast_trainable(model, precision.master_dtype)
     model.config.use_cache = False
     record |= count_parameters(model)
     if new_ids is not None:
@@ -335,11 +365,14 @@ def _prepare_model(params: TrainParams, resolved, dtype: str, record: dict):
     return model, tokenizer, train_ds, eval_ds
 
 
-def _training_arguments(params: TrainParams, run_dir: Path, optimizer: str, bf16: bool, cuda: bool):
-    """The HF ``TrainingArguments`` of a run (checkpoints in ``RUN_DIR/checkpoints``)."""
+def _training_arguments(params: TrainParams, run_dir: Path, optimizer: str, placement: Placement,
+                        precision: Precision):
+    """The HF ``TrainingArguments`` of a run (checkpoints in ``RUN_DIR/checkpoints``; autocast
+    from ``precision``; one GPU per process, never DataParallel)."""
     from transformers import TrainingArguments
 
-    return TrainingArguments(
+    cpu = placement.device == "cpu"
+    args = TrainingArguments(
         output_dir=str(run_dir / RunFiles.CHECKPOINTS),
         learning_rate=params.resolved_learning_rate,
         lr_scheduler_type=params.lr_scheduler_type,
@@ -361,14 +394,18 @@ def _training_arguments(params: TrainParams, run_dir: Path, optimizer: str, bf16
         optim=optimizer,
         weight_decay=params.weight_decay,
         max_grad_norm=params.max_grad_norm,
-        bf16=bf16,
+        bf16=precision.autocast == "bfloat16",
+        fp16=precision.autocast == "float16",
         seed=params.seed,
         data_seed=params.seed,
-        report_to="none",
+        report_to=params.report_to,
         disable_tqdm=True,
-        use_cpu=not cuda,
+        use_cpu=cpu,
+        ddp_backend="gloo" if cpu and world_size() > 1 else None,
         dataloader_num_workers=0,
     )
+    note = one_gpu_per_process(args)
+    return args, note
 
 
 def _account(params: TrainParams, record: dict, session: dict, trainer, timer, meter, step0: int,
@@ -376,17 +413,23 @@ def _account(params: TrainParams, record: dict, session: dict, trainer, timer, m
     """Record this session's steps, tokens and cost, and the run's totals over all sessions
     (a killed session counts with the cost it had written at its last log step or checkpoint).
 
-    ``tokens_seen`` = optimizer steps x per-device batch x accumulation x block_size;
-    ``tokens_per_s`` = this session's trained tokens / time spent in optimizer steps.
+    ``tokens_seen`` = optimizer steps x processes x per-device batch x accumulation x block_size;
+    ``tokens_per_s`` = this session's trained tokens (all processes) / time spent in optimizer
+    steps. Under DDP, ``cost`` holds the main process's wall time and the largest peak memory
+    of any process; ``process_costs`` each process's.
     """
-    tokens_per_step = params.per_device_train_batch_size * params.gradient_accumulation_steps * params.block_size
+    tokens_per_step = (world_size() * params.per_device_train_batch_size * params.gradient_accumulation_steps
+                       * params.block_size)
     session_tokens = (trainer.state.global_step - step0) * tokens_per_step
+    costs = gather_costs(meter.result())
     session |= {
         "finished": _now(),
         "steps": trainer.state.global_step - step0,
         "tokens": session_tokens,
         "tokens_per_s": session_tokens / timer.total if timer.total else None,
-        "cost": meter.result(),
+        "cost": costs[0] | {"peak_rss_mib": max(c["peak_rss_mib"] for c in costs),
+                            "peak_gpu_mib": max((c["peak_gpu_mib"] or 0 for c in costs), default=0) if cuda else None},
+        **({"process_costs": costs} if len(costs) > 1 else {}),
     }
     costs = [s["cost"] for s in record["sessions"] if "cost" in s]
     record |= {
@@ -418,7 +461,8 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
 
     Args:
         params: :class:`TrainParams` (or a dict validated into one).
-        callbacks: extra ``transformers.TrainerCallback`` objects (progress, benchmarks).
+        callbacks: extra ``transformers.TrainerCallback`` objects (progress, benchmarks); not
+            passed on to the processes of a multi-process run (``processes > 1``).
 
     Returns:
         The :class:`~bashkir_peft.records.TrainRecord` written to ``RUN_DIR/train.json``:
@@ -438,7 +482,9 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
     if existing is not None and existing.status == "finished" and (run_dir / RunFiles.FINAL).is_dir():
         return existing
 
-    import torch
+    if params.processes > 1 and world_size() == 1:
+        return launch(params)
+
     import transformers
     from transformers import default_data_collator
 
@@ -447,30 +493,38 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
         GuardedTrainer,
         NonFiniteLossError,
         OnProgress,
+        ProgressFile,
         StepTimer,
     )
 
-    configure_threads()
-    cuda = torch.cuda.is_available()
-    dtype = params.dtype or default_dtype(resolved, params.method)
-    record = _start_record(params, manifest, existing, _optimizer(params, cuda), dtype)
+    if world_size() != params.processes:
+        raise ConfigError(f"processes={params.processes} but this run was started with {world_size()} "
+                          "process(es) (WORLD_SIZE)")
+    configure_threads(max(1, len(os.sched_getaffinity(0)) // world_size()))
+    placement = choose_device(params.device, params.method)
+    cuda = placement.device == "cuda"
+    dtype = params.dtype or default_dtype(resolved, params.method, placement)
+    precision = plan_precision(params.method, dtype, placement, params.pure_low_precision)
+    record = _start_record(params, manifest, existing, _optimizer(params, cuda), dtype, placement, precision)
     session: dict = {"started": _now()}
     record["sessions"].append(session)
     try:
         transformers.set_seed(params.seed)
-        model, tokenizer, train_ds, eval_ds = _prepare_model(params, resolved, dtype, record)
+        model, tokenizer, train_ds, eval_ds = _prepare_model(params, resolved, placement, precision, record)
         timer, meter = StepTimer(), ResourceMeter()
+        args, note = _training_arguments(params, run_dir, record["optimizer"], placement, precision)
+        if note:
+            record["device"]["notes"].append(note)
 
         def attempt_so_far():  # this attempt's cost on disk as it goes: a killed attempt still counts
             session["cost"] = meter.result()
             _write(run_dir, record)
 
         trainer = GuardedTrainer(
-            model=model, args=_training_arguments(params, run_dir, record["optimizer"], cuda and dtype == "bfloat16",
-                                                  cuda),
+            model=model, args=args,
             train_dataset=train_ds, eval_dataset=eval_ds, data_collator=default_data_collator,
             callbacks=[CompleteCheckpoints(params.save_total_limit), timer, OnProgress(attempt_so_far),
-                       *(callbacks or [])],
+                       ProgressFile(run_dir / RunFiles.PROGRESS), *(callbacks or [])],
         )
         resume, skipped = last_complete_checkpoint(run_dir / RunFiles.CHECKPOINTS)
         session |= {"resumed_from": resume.name if resume else None, "skipped_incomplete_checkpoints": skipped}
@@ -490,7 +544,8 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
         _account(params, record, session, trainer, timer, meter, step0, cuda)
         _conclude(record, final_eval, record["data"]["validation"]["blocks"])
         if record["status"] == "running":
-            _save_final(trainer, tokenizer, run_dir, record)
+            if is_main_process():
+                _save_final(trainer, tokenizer, run_dir, record)
             record |= {"status": "finished", "finished": _now()}
         return _write(run_dir, record)
     except Exception as err:

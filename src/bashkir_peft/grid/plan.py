@@ -1,0 +1,260 @@
+"""Planning before spending: each training cell's estimated peak GPU memory and time.
+
+``grid run --dry-run`` prints, per cell, the estimate below; ``grid run`` (and the dry run)
+refuses a grid with a cell that cannot fit the visible GPU, before data preparation, any
+download or any training, with the numbers in the message.
+
+Memory (bytes; :func:`estimate_memory`), from the model's configuration alone (the
+architecture is built on the ``meta`` device: exact shapes, no weights):
+
+- weights: every parameter in its load dtype (:mod:`bashkir_peft.models.precision`); QLoRA:
+  the quantized layers' weights in NF4 (4 bits) plus their double-quantized block scales
+  (one byte per 64 weights plus one float32 per 256 blocks; Dettmers et al. 2023, sec. 3,
+  "Double Quantization"), the rest in float32 (``prepare_model_for_kbit_training``), plus
+  the float32 adapters;
+- gradients: one per trainable parameter, in the master dtype;
+- optimizer states: AdamW's two moments per trainable parameter, float32 (1 byte each for
+  the 8-bit optimizers; master dtype under pure low precision);
+- activations: per transformer layer ``s*b*h*(34 + 5*a*s/h)`` bytes at 2-byte activations
+  (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer
+  Models", sec. 4.1, eq. 1; s = block_size, b = per-device batch, h = hidden size,
+  a = attention heads), scaled by the compute dtype's bytes / 2; with gradient
+  checkpointing only each layer's input (``2*s*b*h``) plus one layer's full set; plus the
+  float32 logits and their gradient (``2 * 4*b*s*V``).
+
+Weights, gradients and optimizer states are exact for full fine-tuning and LoRA (tested
+against a tiny model's tensors); activations are an estimate (a GPU test holds the total to
+``torch.cuda.max_memory_allocated`` within 1.5x). Time: the cell's tokens / a throughput
+measured by a finished run of the same model, method and device (none yet: unknown).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bashkir_peft.errors import ConfigError
+from bashkir_peft.models.device import Placement, choose_device
+from bashkir_peft.models.loading import default_dtype, resolve_model
+from bashkir_peft.models.lora import lora_parameter_count, target_layers
+from bashkir_peft.models.precision import plan_precision
+from bashkir_peft.records import RunFiles, TrainRecord, read_record_if_any
+from bashkir_peft.train.run import TrainParams
+from bashkir_peft.yamlio import validate
+
+BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Estimated peak memory of one training process, in bytes (module docstring)."""
+
+    weights: int
+    gradients: int
+    optimizer_states: int
+    activations: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.gradients + self.optimizer_states + self.activations
+
+    def describe(self) -> str:
+        return (f"~{self.total / GIB:.2f} GiB = weights {self.weights / GIB:.2f} + gradients "
+                f"{self.gradients / GIB:.2f} + optimizer states {self.optimizer_states / GIB:.2f} + activations "
+                f"{self.activations / GIB:.2f} GiB")
+
+
+def meta_model(model: str):
+    """The model's architecture on the ``meta`` device (exact shapes, no weights; reads only
+    its configuration: a local folder, or the Hub's ``config.json``)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    resolved = resolve_model(model)
+    kwargs = {"trust_remote_code": resolved.trust_remote_code}
+    if resolved.source == "hub" and resolved.revision != "unpinned":
+        kwargs["revision"] = resolved.revision
+    config = AutoConfig.from_pretrained(resolved.location, **kwargs)
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config, trust_remote_code=resolved.trust_remote_code)
+
+
+def _quantized_layers(net) -> list:
+    """The layers bitsandbytes quantizes: ``nn.Linear`` / ``Conv1D`` except the output head."""
+    head = net.get_output_embeddings()
+    return [m for m in net.modules() if type(m).__name__ in ("Linear", "Conv1D") and m is not head]
+
+
+def _activations(config, params: TrainParams, compute_bytes: int) -> int:
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    h = getattr(text, "hidden_size", None) or text.n_embd
+    a = getattr(text, "num_attention_heads", None) or text.n_head
+    layers = getattr(text, "num_hidden_layers", None) or text.n_layer
+    s, b, v = params.block_size, params.per_device_train_batch_size, text.vocab_size
+    full_layer = s * b * h * (34 + 5 * a * s / h) * compute_bytes / 2
+    stored = layers * 2 * s * b * h * compute_bytes / 2 + full_layer if params.gradient_checkpointing \
+        else layers * full_layer
+    return int(stored + 2 * 4 * b * s * v)
+
+
+def estimate_memory(params: TrainParams, net=None, placement: Placement | None = None) -> MemoryEstimate:
+    """Estimated peak memory of one training process of ``params`` (module docstring).
+
+    Args:
+        params: the training parameters.
+        net: the model (default :func:`meta_model`); only shapes are read.
+        placement: the device (default: the device rule for ``params.device``).
+
+    Raises:
+        ConfigError: a model, dtype or target module the training would refuse.
+    """
+    net = net if net is not None else meta_model(params.model)
+    placement = placement or choose_device(params.device, params.method)
+    resolved = resolve_model(params.model)
+    dtype = params.dtype or default_dtype(resolved, params.method, placement)
+    prec = plan_precision(params.method, dtype, placement, params.pure_low_precision)
+    n_total = sum(p.numel() for p in net.parameters())
+    if params.method == "full":
+        trainable = n_total
+        weights = n_total * BYTES[prec.load_dtype]
+    else:
+        targets = params.target_modules or (resolved.entry.target_modules if resolved.entry else None)
+        if not targets:
+            raise ConfigError(f"model {params.model!r} is not in the registry: set target_modules for {params.method}")
+        if not target_layers(net, targets):
+            raise ConfigError(f"target_modules {targets} match no module of {params.model}")
+        trainable = lora_parameter_count(net, targets, params.lora_r)
+        adapters = trainable * BYTES[prec.master_dtype]
+        if params.method == "lora":
+            weights = n_total * BYTES[prec.load_dtype] + adapters
+        else:
+            n_q = sum(m.weight.numel() for m in _quantized_layers(net))
+            scales = n_q // 64 + 4 * (n_q // (64 * 256))
+            weights = n_q // 2 + scales + (n_total - n_q) * 4 + adapters
+    grad_bytes = BYTES[prec.master_dtype]
+    state_bytes = 1 if "8bit" in params.optim else BYTES[prec.master_dtype]
+    compute = BYTES[prec.autocast or prec.load_dtype]
+    return MemoryEstimate(weights, trainable * grad_bytes, 2 * trainable * state_bytes,
+                          _activations(net.config, params, compute))
+
+
+def planned_tokens(params: TrainParams, train_blocks: int | None) -> int | None:
+    """Tokens a run trains on: ``max_steps x processes x batch x accumulation x block_size``, or
+    ``num_train_epochs x train blocks x block_size`` (``None`` while the block count is unknown)."""
+    if params.max_steps > 0:
+        return (params.max_steps * params.processes * params.per_device_train_batch_size
+                * params.gradient_accumulation_steps * params.block_size)
+    if train_blocks is None:
+        return None
+    return int(params.num_train_epochs * train_blocks * params.block_size)
+
+
+def visible_gpu() -> tuple[str, int] | None:
+    """``(name, total bytes)`` of the GPU a cell would use (``cuda:0``), or ``None`` without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    props = torch.cuda.get_device_properties(0)
+    return props.name, int(props.total_memory)
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """The plan of one training cell: memory, tokens, time, and whether it fits."""
+
+    run_label: str
+    memory: MemoryEstimate | None
+    tokens: int | None
+    seconds: float | None
+    throughput_source: str
+    fits: bool
+    note: str
+
+    def describe(self) -> str:
+        mem = self.memory.describe() if self.memory else "unknown"
+        if self.seconds is not None:
+            when = f"time ~{self.seconds / 3600:.2f} h ({self.tokens:,} tokens at {self.throughput_source})"
+        else:
+            tok = f"{self.tokens:,} tokens" if self.tokens is not None else "tokens unknown until data prep"
+            when = f"time unknown ({tok}; {self.throughput_source})"
+        return f"  plan: peak memory per process {mem}; {when}" + (f"; {self.note}" if self.note else "")
+
+
+def _train_params(units) -> TrainParams | None:
+    for _unit, stage, params in units:
+        if stage == "train":
+            return validate(TrainParams, {k: v for k, v in params.items() if k in TrainParams.model_fields},
+                            "training parameters")
+    return None
+
+
+def _measured(root: Path, params: TrainParams, device: str) -> tuple[float | None, int | None, str]:
+    """A throughput and a train-block count measured by a finished run of the same model and
+    method on the same kind of device in this grid's folder."""
+    for path in sorted(root.glob(f"*/{RunFiles.TRAIN}")):
+        rec = read_record_if_any(path, TrainRecord)
+        if rec is None or rec.status != "finished" or not rec.tokens_per_s:
+            continue
+        same = rec.params.get("model") == params.model and rec.params.get("method") == params.method
+        where = (rec.device or {}).get("name") or "cpu"
+        if same and where == device and rec.params.get("block_size") == params.block_size:
+            blocks = rec.data.get("train", {}).get("blocks") if isinstance(rec.data.get("train"), dict) else None
+            return rec.tokens_per_s, blocks, f"{rec.tokens_per_s:,.0f} tokens/s measured by {path.parent.name}"
+    return None, None, f"no finished {params.model}/{params.method} run on {device} yet to measure throughput"
+
+
+def plan_cell(run, p, gpu: tuple[str, int] | None) -> CellPlan | None:
+    """The plan of a planned grid cell (``None`` for a cell that does not train)."""
+    params = _train_params(run.units(p))
+    if params is None:
+        return None
+    placement = choose_device(params.device, params.method)
+    try:
+        memory = estimate_memory(params, placement=placement)
+    except OSError as err:  # the configuration is not on disk and the Hub is out of reach
+        memory, unknown = None, f"memory unknown: no configuration of {params.model} ({type(err).__name__})"
+    except ConfigError as err:  # the cell's training will fail with this error (recorded there)
+        memory, unknown = None, f"memory unknown: {err}"
+    rate, blocks, source = _measured(run.root, params, placement.name)
+    tokens = planned_tokens(params, blocks)
+    seconds = tokens / rate if rate and tokens is not None else None
+    fits, note = True, "" if memory else unknown
+    if gpu is not None and memory is not None:
+        name, total = gpu
+        fits = memory.total <= total
+        note = f"{'fits' if fits else 'does NOT fit'} {name} ({total / GIB:.1f} GiB)"
+    return CellPlan(p.cell.slug, memory, tokens, seconds, source, fits, note)
+
+
+def plan_grid(run, out=None, gpu: tuple[str, int] | None = None) -> list[CellPlan]:
+    """Plan every training cell of ``run`` (print each line to ``out`` when given) and refuse
+    a grid with a cell that cannot fit the visible GPU.
+
+    Args:
+        run: a :class:`bashkir_peft.grid.runner.GridRun`.
+        out: a text stream for one ``plan:`` line per training cell (``None``: silent).
+        gpu: ``(name, bytes)`` of the device to fit (default: :func:`visible_gpu`).
+
+    Raises:
+        ConfigError: a cell's estimated peak memory exceeds the GPU (every such cell named,
+            with its numbers).
+    """
+    gpu = gpu if gpu is not None else visible_gpu()
+    plans, refused = [], []
+    for p in run.cells:
+        plan = plan_cell(run, p, gpu)
+        if plan is None:
+            continue
+        plans.append(plan)
+        if out is not None:
+            print(f"{p.cell.slug}\n{plan.describe()}", file=out)
+        if not plan.fits:
+            refused.append(f"{plan.run_label}: {plan.memory.describe()}")
+    if refused:
+        name, total = gpu
+        raise ConfigError(f"{len(refused)} cell(s) cannot fit {name} ({total / GIB:.1f} GiB): " + "; ".join(refused)
+                          + " (lower per_device_train_batch_size or block_size, turn on gradient_checkpointing, "
+                            "or use qlora)")
+    return plans
