@@ -130,8 +130,8 @@ def test_deleted_data_folder_is_prepared_again_and_cells_stay(smoke_copy, capfd)
 
 def test_wrong_corpus_over_a_finished_grid_loses_nothing(smoke_copy, capfd, tmp_path):
     english = tmp_path / "english.jsonl"
-    english.write_text("".join(json.dumps({"id": str(i), "text": "This is an English sentence, not Bashkir. " * 8})
-                               + "\n" for i in range(30)))
+    english.write_text("".join(json.dumps({"id": str(i), "text": "This is an English sentence, not Bashkir. " * 3})
+                               + "\n" for i in range(5)))
     kept = {n: (smoke_copy["root"] / n).read_bytes() for n in ("data_prep.json", "01_data_prep.ipynb")}
     data = stamps(smoke_copy["root"] / "data")
     code, _, err = cli(capfd, *smoke_copy["args"][:-2], "--corpus", english)

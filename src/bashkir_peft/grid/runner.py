@@ -440,7 +440,7 @@ def run_cell(run: GridRun, p: Planned, *, force: bool = False, on_stage=None) ->
         if not held:
             return CellResult(p, "locked")
         rec_path = p.run_dir / RunFiles.CELL
-        state = cell_state(run.root, p.run_id)
+        state = cell_state(run.root, p.run_id, identity=_expected_identity(run, p))
         if state.status == "finished" and not force:
             return CellResult(p, "skipped")
         rec = None
@@ -511,8 +511,10 @@ def _record_manifest(run_dir: Path, stages: dict[str, dict], unit: str, before: 
 
 
 def grid_cell_state(run: GridRun, p: Planned, checksums: bool = False) -> CellState:
-    """:func:`bashkir_peft.cellstate.cell_state` of a planned cell."""
-    return cell_state(run.root, p.run_id, checksums=checksums)
+    """:func:`bashkir_peft.cellstate.cell_state` of a planned cell (its identity checked)."""
+    if p.run_id is None:
+        return CellState("not started")
+    return cell_state(run.root, p.run_id, identity=_expected_identity(run, p), checksums=checksums)
 
 
 def stale_runs(run: GridRun) -> list[str]:
