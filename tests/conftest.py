@@ -1,8 +1,14 @@
-"""Shared test setup: offline tokenizers, thread budget, GPU marker, the shared data folder."""
+"""Shared test setup: offline tokenizers, thread budget, GPU marker, the shared data folder,
+and ONE finished smoke grid per test session (``smoke_grid``; ``smoke_copy`` for a test that
+changes it)."""
 
 from __future__ import annotations
 
+import gzip
+import itertools
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -65,3 +71,60 @@ def executed_lessons(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("lessons")
     return out, execute_lessons(out, LESSONS_SMALL)
+SMOKE_DOCS = 60  # documents of the demo corpus: enough for a 3-way split after filtering
+
+
+def _cells(root: Path) -> dict[str, tuple[Path, dict]]:
+    """label (else method) -> (run folder, cell record) of a grid folder."""
+    cells = {}
+    for rec_path in root.glob("*/grid_cell.json"):
+        rec = json.loads(rec_path.read_text())
+        cells[rec["params"]["label"] or rec["params"]["method"]] = (rec_path.parent, rec)
+    return cells
+
+
+@pytest.fixture(scope="session")
+def smoke_grid(tmp_path_factory, corpus_dir):
+    """The smoke grid run once per test session through the CLI (real notebooks 01-04 on the
+    tiny model and the first 60 documents of the demo corpus): its zero-shot and LoRA cells,
+    plus a cell that fails at run time (LoRA target module ``q_proj``, which GPT-2 does not
+    have; label ``badtarget``). Read it; a test that changes it works on ``smoke_copy``."""
+    import yaml
+
+    from bashkir_peft.cli import main
+
+    tmp = tmp_path_factory.mktemp("smoke")
+    corpus = tmp / "corpus.jsonl.gz"
+    with gzip.open(corpus_dir / "bashkir-demo.jsonl.gz", "rt", encoding="utf-8") as src, \
+            gzip.open(corpus, "wt", encoding="utf-8") as dst:
+        dst.writelines(itertools.islice(src, SMOKE_DOCS))
+    grid = yaml.safe_load((REPO / "params" / "grids" / "smoke.yaml").read_text())
+    grid["include"] = [{"model": "tiny-gpt2", "method": "lora", "label": "badtarget",
+                        "train": {"target_modules": ["q_proj"]}}]
+    grid_file = tmp / "smoke.yaml"
+    grid_file.write_text(yaml.safe_dump(grid, sort_keys=False))
+    runs = tmp / "runs"
+    # zero-shot and LoRA cells (QLoRA's CPU path is tested by the training tests; each cell
+    # here costs kernel starts), plus the failing cell
+    args = ["grid", "run", str(grid_file), "--corpus", str(corpus), "--runs-dir", str(runs), "--no-progress",
+            "--only", "method=base,lora"]
+    first = main(args)
+    root = runs / grid["name"]
+    return {"tmp": tmp, "args": args, "first": first, "root": root, "cells": _cells(root),
+            "grid_file": grid_file, "runs": runs, "corpus": corpus}
+
+
+@pytest.fixture
+def smoke_copy(smoke_grid, tmp_path):
+    """A copy of the session's smoke grid (files, times and all) in ``tmp_path``: its
+    ``runs``, ``root``, ``cells``, and ``args`` (``grid run`` of the finished cells, without
+    the failing one) pointing at the copy."""
+    runs = tmp_path / "runs"
+    shutil.copytree(smoke_grid["runs"], runs, symlinks=True)
+    root = runs / smoke_grid["root"].name
+    grid = ["grid", "run", str(smoke_grid["grid_file"]), "--runs-dir", str(runs), "--no-progress",
+            "--only", "method=base,lora", "--only", "label=none"]
+    return {**smoke_grid, "runs": runs, "root": root, "cells": _cells(root),
+            "args": grid + ["--corpus", str(smoke_grid["corpus"])],
+            "status": ["grid", "status", str(smoke_grid["grid_file"]), "--runs-dir", str(runs), "--only", "method=base,lora",
+                       "--only", "label=none"]}

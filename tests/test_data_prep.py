@@ -20,6 +20,10 @@ from bashkir_peft.errors import DataError
 from test_data_text import BASHKIR, RUSSIAN, TATAR
 
 FAST = {"num_proc": 1, "min_chars": 30}
+# a handful of documents cannot fill three splits (refused, with the counts): these corpora
+# go to train only, except where the split itself is tested
+FEW = {"train_fraction": 1.0, "validation_fraction": 0.0, "test_fraction": 0.0}
+SPLIT3 = {"train_fraction": 0.8, "validation_fraction": 0.1, "test_fraction": 0.1}
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> Path:
@@ -37,7 +41,7 @@ def _docs(n: int, start: int = 0) -> list[dict]:
 
 def _run(tmp_path: Path, records: list[dict], out: str = "out", **kw) -> dict:
     corpus = _write_jsonl(tmp_path / "corpus.jsonl", records)
-    return prepare(DataPrepParams(corpus=str(corpus), output_dir=str(tmp_path / out), **{**FAST, **kw}))
+    return prepare(DataPrepParams(corpus=str(corpus), output_dir=str(tmp_path / out), **{**FAST, **FEW, **kw}))
 
 
 def _split_of(out: Path) -> dict[str, str]:
@@ -88,14 +92,14 @@ def test_only_one_of_two_near_duplicates_survives(tmp_path):
 
 def test_split_identical_across_runs_and_stable_when_documents_are_added(tmp_path):
     docs = _docs(40)
-    m1 = _run(tmp_path, docs, out="a")
-    m2 = _run(tmp_path, docs, out="b")
+    m1 = _run(tmp_path, docs, out="a", **SPLIT3)
+    m2 = _run(tmp_path, docs, out="b", **SPLIT3)
     assert m1.fingerprint == m2.fingerprint
     for s in ("train", "validation", "test"):
         assert (tmp_path / "a" / f"{s}.parquet").read_bytes() == (tmp_path / "b" / f"{s}.parquet").read_bytes()
     first = _split_of(tmp_path / "a")
     assert set(first.values()) == {"train", "validation", "test"}
-    m3 = _run(tmp_path, _docs(20, start=40) + docs[::-1], out="c")  # more documents, other order
+    m3 = _run(tmp_path, _docs(20, start=40) + docs[::-1], out="c", **SPLIT3)  # more documents, other order
     grown = _split_of(tmp_path / "c")
     assert len(grown) == 60
     assert {i: grown[i] for i in first} == first
@@ -189,7 +193,7 @@ def test_gzip_parquet_folder_and_txt_sources(tmp_path):
         for r in docs[:2]:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
     pd.DataFrame([{"text": r["text"]} for r in docs[2:]]).to_parquet(folder / "b.parquet")
-    m = prepare(DataPrepParams(corpus=str(folder), output_dir=str(tmp_path / "o1"), **FAST))
+    m = prepare(DataPrepParams(corpus=str(folder), output_dir=str(tmp_path / "o1"), **FAST, **FEW))
     assert m.counts["documents_kept"] == 4 and m.corpus["kind"] == "folder"
     ids = set(_split_of(tmp_path / "o1"))
     assert {"d0", "d1"} <= ids and sum(i.startswith("sha1:") for i in ids) == 2
@@ -197,7 +201,7 @@ def test_gzip_parquet_folder_and_txt_sources(tmp_path):
     (txt / "sub").mkdir(parents=True)
     (txt / "one.txt").write_text(docs[0]["text"], encoding="utf-8")
     (txt / "sub" / "two.txt").write_text(docs[1]["text"], encoding="utf-8")
-    m = prepare(DataPrepParams(corpus=str(txt), output_dir=str(tmp_path / "o2"), **FAST))
+    m = prepare(DataPrepParams(corpus=str(txt), output_dir=str(tmp_path / "o2"), **FAST, **FEW))
     assert set(_split_of(tmp_path / "o2")) == {"one.txt", "sub/two.txt"} and m.corpus["kind"] == "txt"
     (txt / "bad.txt").write_bytes(b"\xff")
     with pytest.raises(DataError, match="bad.txt: invalid UTF-8"):
@@ -227,7 +231,8 @@ def test_cli_prepare_data(tmp_path, capsys):
 
     corpus = _write_jsonl(tmp_path / "corpus.jsonl", _docs(5))
     assert main(["prepare-data", str(corpus), str(tmp_path / "out"), "--set", "min_chars=30",
-                 "--set", "num_proc=1", "--set", "seed=7"]) == 0
+                 "--set", "num_proc=1", "--set", "seed=7", "--set", "validation_fraction=0.2",
+                 "--set", "test_fraction=0"]) == 0
     assert read_manifest(tmp_path / "out").params["seed"] == 7
     assert "fingerprint" in capsys.readouterr().out
     assert main(["prepare-data", str(tmp_path / "nope.jsonl"), str(tmp_path / "o2")]) == 2

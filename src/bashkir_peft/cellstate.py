@@ -11,8 +11,9 @@ SHA-256 instead); with ``checksums`` every file is compared by SHA-256 (``grid v
 States: ``not started`` (no cell record), ``running`` (its lock is held), ``interrupted``
 (running, lock free: a killed process), ``failed``, ``corrupt`` (a record that does not
 parse, or a file that differs from its manifest; ``redo`` names the stages to run again),
-``stale`` (the record's identity does not hash to its run id, or it is another run's:
-the cell's parameters, or their meaning, changed since it ran), ``finished``.
+``stale`` (the record is another run's, or its identity is not the one the grid computes
+for the cell now: the cell's parameters, or their meaning, changed since it ran; the grid
+records this verdict in its index ``grid.json``, where the report reads it), ``finished``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from bashkir_peft.records import (
     GridFiles,
     RecordError,
     RunFiles,
-    params_hash,
     read_record,
 )
 
@@ -138,12 +138,15 @@ def check_files(folder: Path, files: dict[str, FileStamp], checksums: bool = Fal
     return None
 
 
-def cell_state(root: Path, run_id: str | None, *, checksums: bool = False) -> CellState:
+def cell_state(root: Path, run_id: str | None, *, identity: dict | None = None,
+               checksums: bool = False) -> CellState:
     """The state of one cell of a grid.
 
     Args:
         root: the grid's folder (``runs/<grid>``).
         run_id: the cell's run id (``None``: the data is not prepared, so not started).
+        identity: what the run id hashes, as the grid computes it for the cell now (``None``:
+            not checked, e.g. by the report, which takes that verdict from the grid's index).
         checksums: compare every manifest file by SHA-256.
 
     Returns:
@@ -158,7 +161,7 @@ def cell_state(root: Path, run_id: str | None, *, checksums: bool = False) -> Ce
         rec = read_record(run_dir / RunFiles.CELL, CellRecord)
     except RecordError as err:
         return CellState("corrupt", str(err))
-    if rec.run_id != run_id or not run_id.endswith("-" + params_hash(rec.identity)):
+    if rec.run_id != run_id or (identity is not None and rec.identity != identity):
         return CellState("stale", f"{run_dir}: the record is of another run (its parameters or their meaning "
                                   "changed); rerun the cell", rec.wall_time_s)
     if rec.status == "running":

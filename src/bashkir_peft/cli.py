@@ -34,6 +34,15 @@ from bashkir_peft.data.prepare import DataPrepParams, prepare
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.grid.gpus import run_grid_gpus
 from bashkir_peft.grid.runner import StageFailed, data_problem, grid_cell_state, plan, run_grid, stale_runs
+from bashkir_peft.grid.runner import (
+    StageFailed,
+    data_problem,
+    grid_cell_state,
+    plan,
+    run_grid,
+    stale_runs,
+    write_index,
+)
 from bashkir_peft.grid.slurm import run_grid_submitit, slurm_parameters
 from bashkir_peft.grid.spec import load_grid, parse_only
 from bashkir_peft.lessons import execute_lessons
@@ -147,8 +156,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _states(args: argparse.Namespace, checksums: bool) -> int:
-    """Print the data's and every selected cell's state; 0 when every cell is finished."""
+    """Print the data's and every selected cell's state (and refresh the grid's index, where the
+    report reads the grid's verdicts); 0 when every cell is finished."""
     run = _load(args, need_corpus=False)
+    if run.root.is_dir():
+        write_index(run)
     if run.fingerprint is None:
         print(f"data of grid {run.grid.name!r} not prepared yet ({run.data_dir})")
     problem = data_problem(run, checksums)

@@ -6,7 +6,6 @@ and the field, never a guess.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -547,25 +546,6 @@ RUN_RECORDS: dict[str, type[Record]] = {RunFiles.TRAIN: TrainRecord, RunFiles.EV
                                         RunFiles.GENERATE: GenerateRecord}
 """The stage records a run folder may hold, by file name (a new stage adds its record here):
 a cell is finished only if every one present parses."""
-
-
-HASH_CHARS = 12
-"""Hex digits of a run id's hash (:func:`params_hash`)."""
-
-
-def canonical_json(data: object) -> str:
-    """JSON with sorted keys and no whitespace; ints and strings stay distinct (42 != "42").
-
-    Raises:
-        TypeError: a value JSON cannot represent (the grid schema allows only JSON values).
-    """
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def params_hash(data: object, chars: int = HASH_CHARS) -> str:
-    """First ``chars`` hex digits of SHA-256 of :func:`canonical_json` of ``data``: the hash
-    of a run id (``<prefix>-<params_hash(identity)>``, :mod:`bashkir_peft.grid.runids`)."""
-    return hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()[:chars]
 
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"

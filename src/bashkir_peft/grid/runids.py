@@ -10,9 +10,24 @@ Paths (run folder, data folder) are not part of the hash: they follow from the i
 
 from __future__ import annotations
 
-from bashkir_peft.records import canonical_json, params_hash
+import hashlib
+import json
 
-__all__ = ["canonical_json", "params_hash", "identity", "make_run_id"]
+HASH_CHARS = 12
+
+
+def canonical_json(data: object) -> str:
+    """JSON with sorted keys and no whitespace; ints and strings stay distinct (42 != "42").
+
+    Raises:
+        TypeError: a value JSON cannot represent (the grid schema allows only JSON values).
+    """
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def params_hash(data: object, chars: int = HASH_CHARS) -> str:
+    """First ``chars`` hex digits of SHA-256 of :func:`canonical_json` of ``data``."""
+    return hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()[:chars]
 
 
 def identity(axes: dict, params: dict, data_fingerprint: str, model_revision: str) -> dict:

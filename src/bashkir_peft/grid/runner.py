@@ -52,7 +52,6 @@ from bashkir_peft.grid.stages import (
 from bashkir_peft.grid.values import write_values
 from bashkir_peft.models.loading import resolve_model
 from bashkir_peft.records import (
-    RUN_RECORDS,
     CellRecord,
     DataPrepRecord,
     Failure,
@@ -271,7 +270,10 @@ def plan(grid: Grid, corpus: str | None, *, runs_root: str | Path | None = None,
 
 
 def _data_key(run: GridRun) -> str:
-    return params_hash({"corpus": corpus_identity(run.corpus), "params": run.data_parameters()})
+    """What decides whether the prepared data is current: the corpus's identity and the data
+    settings (not the data folder's path: a grid folder copied or moved keeps its data)."""
+    params = {k: v for k, v in run.data_parameters().items() if k != "output_dir"}
+    return params_hash({"corpus": corpus_identity(run.corpus), "params": params})
 
 
 def _data_record(run: GridRun) -> DataPrepRecord | None:
@@ -410,22 +412,21 @@ def _expected_identity(run: GridRun, p: Planned) -> dict:
 
 
 def _stages_to_keep(run: GridRun, p: Planned, rec: CellRecord, state: CellState) -> dict:
-    """The finished stage units of an interrupted or corrupt cell that need not run again.
+    """The finished stage units of an interrupted, failed or corrupt cell that need not run again.
 
-    A corrupt cell keeps every stage but those in ``state.redo`` (all of them where the
-    corrupt file cannot be traced to a stage); the files of the stages to redo are moved to
+    A corrupt cell keeps every stage but those in ``state.redo`` (none where the corrupt file
+    cannot be traced to a stage); everything else in its folder but the cell record and the
+    executed notebooks (the redone stages' files, checkpoints, partial outputs) is moved to
     ``.replaced/`` first, so the rerun starts from nothing of theirs.
     """
     done = {u: v for u, v in rec.stages.items() if v.status == "finished"}
     if state.status != "corrupt":
         return done
-    redo = set(state.redo) or {u.split(".")[0] for u in rec.stages}
-    again = [u for u in done if u.split(".")[0] in redo]
-    names = sorted({n.split("/")[0] for u in again for n in (done[u].files or {})})
-    if not state.redo and rec.stages:  # untraceable: the records present go aside too
-        names = sorted(set(names) | {n for n in RUN_RECORDS if (p.run_dir / n).exists()})
-    _move_aside(run, p, names)
-    return {u: v for u, v in done.items() if u not in again}
+    keep = {u: v for u, v in done.items() if state.redo and u.split(".")[0] not in state.redo}
+    kept = {n.split("/")[0] for v in keep.values() for n in (v.files or {})}
+    _move_aside(run, p, sorted(d.name for d in p.run_dir.iterdir()
+                               if d.name not in kept | {RunFiles.CELL, RunFiles.NOTEBOOKS}))
+    return keep
 
 
 def run_cell(run: GridRun, p: Planned, *, force: bool = False, on_stage=None) -> CellResult:
@@ -451,7 +452,7 @@ def run_cell(run: GridRun, p: Planned, *, force: bool = False, on_stage=None) ->
         if not held:
             return CellResult(p, "locked")
         rec_path = p.run_dir / RunFiles.CELL
-        state = cell_state(run.root, p.run_id)
+        state = cell_state(run.root, p.run_id, identity=_expected_identity(run, p))
         if state.status == "finished" and not force:
             return CellResult(p, "skipped")
         rec = None
@@ -522,8 +523,10 @@ def _record_manifest(run_dir: Path, stages: dict[str, dict], unit: str, before: 
 
 
 def grid_cell_state(run: GridRun, p: Planned, checksums: bool = False) -> CellState:
-    """:func:`bashkir_peft.cellstate.cell_state` of a planned cell."""
-    return cell_state(run.root, p.run_id, checksums=checksums)
+    """:func:`bashkir_peft.cellstate.cell_state` of a planned cell (its identity checked)."""
+    if p.run_id is None:
+        return CellState("not started")
+    return cell_state(run.root, p.run_id, identity=_expected_identity(run, p), checksums=checksums)
 
 
 def stale_runs(run: GridRun) -> list[str]:

@@ -24,7 +24,7 @@ from typing import Literal
 
 import pandas as pd
 
-from bashkir_peft.cellstate import CellStatus, cell_state
+from bashkir_peft.cellstate import CellState, CellStatus, cell_state
 from bashkir_peft.errors import DataError
 from bashkir_peft.records import (
     METRICS,
@@ -34,6 +34,7 @@ from bashkir_peft.records import (
     GenerateRecord,
     GridFiles,
     GridIndex,
+    IndexCell,
     RunFiles,
     TrainRecord,
     read_eval_documents,
@@ -257,10 +258,20 @@ def discover_runs(runs_dir: str | Path) -> list[RunRecord]:
         return [read_run(d) for d in sorted(runs_dir.iterdir()) if (d / RunFiles.CELL).is_file()]
     runs = []
     for c in sorted((c for c in index.cells if c.run_id), key=lambda c: c.run_id):
-        state = cell_state(runs_dir, c.run_id).status
+        state = index_cell_state(runs_dir, c).status
         if state in READABLE:
             runs.append(read_run(runs_dir / c.run_id, state))
     return runs
+
+
+def index_cell_state(runs_dir: Path, cell: IndexCell) -> CellState:
+    """:func:`bashkir_peft.cellstate.cell_state` of a cell of the grid's index; a cell the
+    index calls ``stale`` is stale (what its parameters mean changed: only the grid can
+    tell; ``grid run``, ``grid status`` and ``grid verify`` refresh the index)."""
+    state = cell_state(runs_dir, cell.run_id)
+    if cell.status == "stale" and state.status not in ("not started", "corrupt"):
+        return CellState("stale", cell.error, state.wall_time_s)
+    return state
 
 
 READABLE = ("finished", "failed", "running", "interrupted")
@@ -283,7 +294,7 @@ def index_gaps(runs_dir: str | Path) -> list[dict]:
     index = read_record_if_any(runs_dir / GridFiles.INDEX, GridIndex)
     rows = []
     for c in index.cells if index else []:
-        state = cell_state(runs_dir, c.run_id)
+        state = index_cell_state(runs_dir, c)
         if state.status in READABLE:
             continue
         path = runs_dir / c.run_id if c.run_id else None
