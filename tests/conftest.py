@@ -71,6 +71,8 @@ def executed_lessons(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("lessons")
     return out, execute_lessons(out, LESSONS_SMALL)
+
+
 SMOKE_DOCS = 60  # documents of the demo corpus: enough for a 3-way split after filtering
 
 

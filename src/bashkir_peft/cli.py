@@ -33,7 +33,6 @@ from bashkir_peft.data.corpus import HUB_PREFIX
 from bashkir_peft.data.prepare import DataPrepParams, prepare
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.grid.gpus import run_grid_gpus
-from bashkir_peft.grid.runner import StageFailed, data_problem, grid_cell_state, plan, run_grid, stale_runs
 from bashkir_peft.grid.runner import (
     StageFailed,
     data_problem,

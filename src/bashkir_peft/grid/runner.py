@@ -193,27 +193,36 @@ class GridRun:
             "run_dir": run_dir if of_run else None,
         }
 
+    def stage_passes(self, p: Planned, stage: str) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
+        """A stage's settings of cell ``p`` without its pass lists, and its passes: ``None``
+        for a stage that runs once, else one settings mapping per pass (the ``passes`` of the
+        grid, then ``{"external": set}`` per entry of the evaluation's ``external_sets``).
+        Raises :class:`ConfigError` for a malformed list."""
+        settings = dict(p.cell.params.get(stage, {}))
+        passes = settings.pop("passes", None)
+        where = f"{self.grid.path or self.grid.name}: cell {p.cell.slug}: {stage}"
+        if passes is not None and (not isinstance(passes, list) or not passes
+                                   or not all(isinstance(x, dict) for x in passes)):
+            raise ConfigError(f"{where}: passes must be a non-empty list of settings mappings")
+        external = settings.pop("external_sets", None) if stage == "evaluate" else None
+        if external is not None:
+            if not isinstance(external, list) or not all(isinstance(x, dict) for x in external):
+                raise ConfigError(f"{where}: external_sets must be a list of external set mappings "
+                                  "(name, path, format ...)")
+            passes = (passes or [{}]) + [{"external": x} for x in external]
+        return settings, passes
+
     def units(self, p: Planned) -> list[tuple[str, str, dict[str, Any]]]:
         """The notebook executions of a cell: ``(unit, stage, parameters)``; a stage with
         ``passes`` (e.g. evaluation under two protocols) runs once per pass (unit
         ``evaluate.1``, ``evaluate.2``...), each pass's settings layered on the stage's.
         The evaluation's ``external_sets`` (named external test sets,
         :class:`~bashkir_peft.data.external.ExternalSet`) add one pass per set after them,
-        each scoring its set (``external``) under the stage's settings."""
+        each scoring its set (``external``) under the stage's settings (:meth:`stage_passes`)."""
         out = []
         for stage in p.cell.stages:
-            settings = dict(p.cell.params.get(stage, {}))
-            passes = settings.pop("passes", None)
+            settings, passes = self.stage_passes(p, stage)
             where = f"{self.grid.path or self.grid.name}: cell {p.cell.slug}: {stage}"
-            if passes is not None and (not isinstance(passes, list) or not passes
-                                       or not all(isinstance(x, dict) for x in passes)):
-                raise ConfigError(f"{where}: passes must be a non-empty list of settings mappings")
-            external = settings.pop("external_sets", None) if stage == "evaluate" else None
-            if external is not None:
-                if not isinstance(external, list) or not all(isinstance(x, dict) for x in external):
-                    raise ConfigError(f"{where}: external_sets must be a list of external set mappings "
-                                      "(name, path, format ...)")
-                passes = (passes or [{}]) + [{"external": x} for x in external]
             for i, extra in enumerate(passes or [{}]):
                 unit = stage if passes is None else f"{stage}.{i + 1}"
                 params = build_parameters(STAGES[stage], self.declared[stage], self.runner_values(stage, p),

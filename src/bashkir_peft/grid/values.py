@@ -65,15 +65,17 @@ def cell_values(run: GridRun, p: Planned) -> list[Value]:
     cell, grid = p.cell, run.grid
     out = []
     for unit, stage, params in run.units(p):
-        settings = cell.params.get(stage, {})
+        settings, passes = run.stage_passes(p, stage)
         origins = cell.origins.get(stage, {})
         runner = {k for k, v in run.runner_values(stage, p).items() if v is not None}
-        extra = settings["passes"][int(unit.rsplit(".", 1)[1]) - 1] if unit != stage else {}
+        n = int(unit.rsplit(".", 1)[1]) if unit != stage else 0
+        extra = passes[n - 1] if passes else {}
         model = STAGES[stage].params_model
 
         def source(name: str) -> str:
             if name in extra:
-                return f"{grid.source(origins['passes'])} (pass {unit.rsplit('.', 1)[1]} of {stage})"
+                key = "external_sets" if name == "external" else "passes"
+                return f"{grid.source(origins[key])} (pass {n} of {stage})"
             if name in settings:
                 return grid.source(origins[name])
             if name in AXIS_NAMES:
