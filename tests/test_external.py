@@ -86,8 +86,8 @@ def test_grid_external_sets_become_one_evaluation_pass_each():
 
     grid = load_grid(Path(__file__).resolve().parents[1] / "params/grids/cpu-demo.yaml")
     run = GridRun(grid, None, Path("/nonexistent"), default_notebooks_dir())
-    run.declared = {s: notebook_parameters(run.notebook(s)) for s in ("train", "evaluate", "generate")}
     base = next(c for c in expand(grid) if c.method == "base")
+    run.declared = {s: notebook_parameters(run.notebook(s)) for s in base.stages}
     units = [(u, params) for u, stage, params in run.units(Planned(base, "rev")) if stage == "evaluate"]
     assert [u for u, _ in units] == [f"evaluate.{i}" for i in range(1, 6)]
     assert [p.get("protocol") for _, p in units[:2]] == ["paper", "rolling"]

@@ -64,7 +64,7 @@ def test_corrupt_record_is_corrupt_everywhere_and_only_its_stage_reruns(smoke_co
     train = run_dir / RunFiles.TRAIN
     original = json.loads(train.read_text())
     train.write_text(train.read_text()[:200])
-    others = {n: (run_dir / n).stat().st_mtime_ns for n in (RunFiles.EVAL, RunFiles.GENERATE, "notebooks/03_evaluate.ipynb")}
+    others = {n: (run_dir / n).stat().st_mtime_ns for n in (RunFiles.EVAL, RunFiles.GENERATE, "notebooks/03_evaluate.1.ipynb")}
 
     code, out, _ = cli(capfd, *smoke_copy["status"])
     assert code == 0 and states(out)[rid] == "corrupt" and "train.json" in out
@@ -273,6 +273,7 @@ def test_book_site_holds_only_the_pages_of_its_last_build(tmp_path):
     book = tmp_path / "b"
     book.mkdir()
     (book / "_config.yml").write_text((REPO / "book" / "_config.yml").read_text())
+    shutil.copytree(REPO / "book" / "_ext", book / "_ext")  # the config's local extension
     (book / "intro.md").write_text("# Intro\n")
     (book / "oldrun.md").write_text("# A run no longer in the grid\n")
     (book / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n- file: oldrun\n")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -116,7 +116,8 @@ def stamp(folder: Path, names: Iterable[str]) -> dict[str, FileStamp]:
     return out
 
 
-def check_files(folder: Path, files: dict[str, FileStamp], checksums: bool = False) -> str | None:
+def check_files(folder: Path, files: dict[str, FileStamp], checksums: bool = False,
+                left_out: Collection[str] = ()) -> str | None:
     """The first file of a manifest that is missing or differs, as one line; ``None`` if all match.
 
     Args:
@@ -124,8 +125,12 @@ def check_files(folder: Path, files: dict[str, FileStamp], checksums: bool = Fal
         files: the manifest.
         checksums: compare every file by SHA-256 (else size and time, SHA-256 only where the
             time differs and the size does not).
+        left_out: top-level folders whose files are not checked (a results bundle leaves
+            out weights and checkpoints on purpose).
     """
     for name, want in sorted(files.items()):
+        if Path(name).parts[0] in left_out:
+            continue
         path = Path(folder) / name
         try:
             st = path.stat()
@@ -139,7 +144,7 @@ def check_files(folder: Path, files: dict[str, FileStamp], checksums: bool = Fal
 
 
 def cell_state(root: Path, run_id: str | None, *, identity: dict | None = None,
-               checksums: bool = False) -> CellState:
+               checksums: bool = False, left_out: Collection[str] = ()) -> CellState:
     """The state of one cell of a grid.
 
     Args:
@@ -148,6 +153,7 @@ def cell_state(root: Path, run_id: str | None, *, identity: dict | None = None,
         identity: what the run id hashes, as the grid computes it for the cell now (``None``:
             not checked, e.g. by the report, which takes that verdict from the grid's index).
         checksums: compare every manifest file by SHA-256.
+        left_out: top-level folders of a run whose files may be absent (:func:`check_files`).
 
     Returns:
         The :class:`CellState`.
@@ -175,7 +181,7 @@ def cell_state(root: Path, run_id: str | None, *, identity: dict | None = None,
             except RecordError as err:
                 return CellState("corrupt", str(err), rec.wall_time_s, _writers(rec, name))
     for unit, stage in rec.stages.items():
-        problem = check_files(run_dir, stage.files or {}, checksums)
+        problem = check_files(run_dir, stage.files or {}, checksums, left_out)
         if problem:
             return CellState("corrupt", problem, rec.wall_time_s, (unit.split(".")[0],))
     return CellState("finished", None, rec.wall_time_s)

@@ -244,7 +244,7 @@ def clean_documents(texts: list[str], ids: list[str], sources: list[str], *, min
         cleaned, in input order; ``drops`` documents dropped per reason
         (``empty_after_cleaning``, ``not_bashkir``, ``too_short``), every reason listed.
     """
-    p = {"langid_min_letters": langid_min_letters, "min_chars": min_chars,
+    p = {"data_mode": "cleaned", "langid_min_letters": langid_min_letters, "min_chars": min_chars,
          "minhash_ngram": DataPrepParams.model_fields["minhash_ngram"].default,
          "minhash_num_perm": DataPrepParams.model_fields["minhash_num_perm"].default}
     kept, drops = [], dict.fromkeys(("empty_after_cleaning", "not_bashkir", "too_short"), 0)

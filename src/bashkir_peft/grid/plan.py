@@ -38,7 +38,7 @@ from bashkir_peft.models.device import Placement, choose_device
 from bashkir_peft.models.loading import default_dtype, resolve_model
 from bashkir_peft.models.lora import lora_parameter_count, target_layers
 from bashkir_peft.models.precision import plan_precision
-from bashkir_peft.records import RunFiles, TrainRecord, read_record_if_any
+from bashkir_peft.records import RecordError, RunFiles, TrainRecord, read_record_if_any
 from bashkir_peft.train.run import TrainParams
 from bashkir_peft.yamlio import validate
 
@@ -192,9 +192,13 @@ def _train_params(units) -> TrainParams | None:
 
 def _measured(root: Path, params: TrainParams, device: str) -> tuple[float | None, int | None, str]:
     """A throughput and a train-block count measured by a finished run of the same model and
-    method on the same kind of device in this grid's folder."""
+    method on the same kind of device in this grid's folder (an unreadable record is no
+    evidence: the grid reports it as corrupt and reruns its stage)."""
     for path in sorted(root.glob(f"*/{RunFiles.TRAIN}")):
-        rec = read_record_if_any(path, TrainRecord)
+        try:
+            rec = read_record_if_any(path, TrainRecord)
+        except RecordError:
+            continue
         if rec is None or rec.status != "finished" or not rec.tokens_per_s:
             continue
         same = rec.params.get("model") == params.model and rec.params.get("method") == params.method

@@ -182,8 +182,8 @@ def build_report(params: ReportParams) -> ReportResult:
                                             n_resamples=params.n_resamples, confidence=params.confidence,
                                             seed=params.seed)
     t["quality_cost"] = rt.quality_cost_table(t["runs"], t["metrics"], protocol, params.split)
-    t["fertility"] = rt.fertility_table(runs, t["quality_cost"], _data_dir(params, runs, runs_dir), protocol,
-                                        params.split)
+    data_dir = _data_dir(params, runs, runs_dir)
+    t["fertility"] = rt.fertility_table(runs, t["quality_cost"], data_dir, protocol, params.split)
     t["generation"] = rt.generation_table(runs)
     t["generation_summary"] = rt.generation_summary(
         t["generation"], rt.generation_intervals(runs, n_resamples=params.n_resamples,
@@ -193,7 +193,7 @@ def build_report(params: ReportParams) -> ReportResult:
     t["forgetting"] = rt.forgetting_table(runs)
     t["forgetting_summary"] = rt.forgetting_summary(t["forgetting"])
     t["downstream"] = rt.downstream_table(runs)
-    t["parity"] = rt.parity_table(_data_dir(params, runs))
+    t["parity"] = rt.parity_table(data_dir)
     for k, df in t.items():
         for col in ("lora_r", "seed", "n", "ours_n", "n_documents"):
             if col in df.columns:

@@ -41,6 +41,7 @@ from bashkir_peft.records import (
     read_record,
     read_record_if_any,
 )
+from bashkir_peft.report.bundle import LEFT_OUT_DIRS, MANIFEST
 
 RunStatus = Literal["finished", "failed", "incomplete"] | CellStatus
 METHOD_ORDER = ("reference", "base", "full", "lora", "qlora")
@@ -267,8 +268,11 @@ def discover_runs(runs_dir: str | Path) -> list[RunRecord]:
 def index_cell_state(runs_dir: Path, cell: IndexCell) -> CellState:
     """:func:`bashkir_peft.cellstate.cell_state` of a cell of the grid's index; a cell the
     index calls ``stale`` is stale (what its parameters mean changed: only the grid can
-    tell; ``grid run``, ``grid status`` and ``grid verify`` refresh the index)."""
-    state = cell_state(runs_dir, cell.run_id)
+    tell; ``grid run``, ``grid status`` and ``grid verify`` refresh the index). In a grid
+    extracted from a results bundle, the weights and checkpoints the bundle leaves out are
+    not missing."""
+    bundled = (Path(runs_dir) / MANIFEST).is_file()
+    state = cell_state(runs_dir, cell.run_id, left_out=LEFT_OUT_DIRS if bundled else ())
     if cell.status == "stale" and state.status not in ("not started", "corrupt"):
         return CellState("stale", cell.error, state.wall_time_s)
     return state
