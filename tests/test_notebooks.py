@@ -48,8 +48,7 @@ def test_notebook_uses_the_project_kernel_and_has_no_outputs(name):
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "commit without outputs"
 
 
-@pytest.mark.parametrize("model", [DataPrepParams, TrainParams, EvalParams, ReportParams],
-                         ids=lambda m: m.__name__)
+@pytest.mark.parametrize("model", [m for _, m in STAGES], ids=lambda m: m.__name__)
 def test_every_default_carries_its_source(model):
     """A default's source lives on its params-model field (what ``grid run --dry-run`` prints)."""
     missing = [name for name, f in model.model_fields.items()

@@ -78,23 +78,35 @@ class DownstreamParams(StrictModel):
         num_threads: torch threads (None = all available cores).
     """
 
-    model: str | None = None
-    run_dir: str | None = None
-    sib200_dir: str = "../shared/eval/sib200/bak_Cyrl"
-    k_shots: list[int] = Field(default_factory=lambda: [0, 5])
-    label_language: LabelLanguage = "eng"
-    max_length: int | None = Field(None, ge=2)
-    probe: bool = True
-    probe_layer: int = -1
-    probe_layers: list[int] | None = None
-    max_train: int | None = Field(None, ge=2)
-    max_dev: int | None = Field(None, ge=1)
-    max_test: int | None = Field(None, ge=1)
-    batch_size: int = Field(8, ge=1)
-    n_resamples: int = Field(1000, ge=100)
-    confidence: float = Field(0.95, gt=0, lt=1)
-    output_dir: str | None = None
-    num_threads: int | None = Field(None, ge=1)
+    model: str | None = Field(None, json_schema_extra={
+        "source": "ours: none; the grid runner sets the base model of a zero-shot cell"})
+    run_dir: str | None = Field(None, json_schema_extra={
+        "source": "ours: none; the grid runner sets the run folder of a trained cell"})
+    sib200_dir: str = Field("../shared/eval/sib200/bak_Cyrl", json_schema_extra={
+        "source": "SIB-200 (Adelani et al. 2023), Bashkir side, as shipped in ../shared/eval"})
+    k_shots: list[int] = Field(default_factory=lambda: [0, 5], json_schema_extra={
+        "source": "ours: zero-shot and 5-shot, the shot counts of SIB-200's in-context baselines "
+                  "(Adelani et al. 2023)"})
+    label_language: LabelLanguage = Field("eng", json_schema_extra={
+        "source": "SIB-200 labels.txt (English topic names)"})
+    max_length: int | None = Field(None, ge=2, json_schema_extra={
+        "source": "lm-evaluation-harness: the model's context length, longer prompts lose their leftmost tokens"})
+    probe: bool = Field(True, json_schema_extra={
+        "source": "ours: a linear probe reads what the hidden states encode, apart from prompting"})
+    probe_layer: int = Field(-1, json_schema_extra={"source": "ours: the last hidden state"})
+    probe_layers: list[int] | None = Field(None, json_schema_extra={
+        "source": "ours: every hidden state, the best on dev reported beside the last"})
+    max_train: int | None = Field(None, ge=2, json_schema_extra={"source": "SIB-200: all 701 train sentences"})
+    max_dev: int | None = Field(None, ge=1, json_schema_extra={"source": "SIB-200: all 99 dev sentences"})
+    max_test: int | None = Field(None, ge=1, json_schema_extra={"source": "SIB-200: all 204 test sentences"})
+    batch_size: int = Field(8, ge=1, json_schema_extra={"source": "ours: fits a 2-core CPU and any GPU"})
+    n_resamples: int = Field(1000, ge=100, json_schema_extra={
+        "source": "ours: 1,000 percentile-bootstrap resamples (Efron and Tibshirani 1993 suggest >= 1,000 for intervals)"})
+    confidence: float = Field(0.95, gt=0, lt=1, json_schema_extra={"source": "convention: 95 % intervals"})
+    output_dir: str | None = Field(None, json_schema_extra={
+        "source": "ours: run_dir, or runs/base/<model> (the grid runner sets the cell's folder)"})
+    num_threads: int | None = Field(None, ge=1, json_schema_extra={
+        "source": "ours: every core the process may use (os.sched_getaffinity)"})
 
     @model_validator(mode="after")
     def _check(self) -> DownstreamParams:

@@ -64,11 +64,19 @@ class GenerateParams(StrictModel):
     with ``run_dir``: the data folder the run was trained on).
     """
 
-    model: str | None = None  # base model: registry name, local folder or Hub id
-    run_dir: str | None = None  # finished training run folder (train.json + final/)
-    merge: bool = False  # merge a LoRA adapter into the base before generating
-    data_dir: str | None = None  # data-prep output: prompts from its test split (default: the run's)
-    prompts_file: str | None = None  # or a YAML file of fixed prompts (e.g. params/prompts.yaml)
+    model: str | None = Field(None, description="base model: registry name, local folder or Hub id",
+                              json_schema_extra={"source": "ours: none; the grid runner sets the base model "
+                                                 "of a zero-shot cell"})
+    run_dir: str | None = Field(None, description="finished training run folder (train.json + final/)",
+                                json_schema_extra={"source": "ours: none; the grid runner sets the run folder "
+                                                   "of a trained cell"})
+    merge: bool = Field(False, description="merge a LoRA adapter into the base before generating",
+                        json_schema_extra={"source": "ours: generate as trained (unmerged), as evaluation does"})
+    data_dir: str | None = Field(None, description="data-prep output: prompts from its test split",
+                                 json_schema_extra={"source": "ours: the run's training data (the grid runner "
+                                                    "sets the grid's data folder)"})
+    prompts_file: str | None = Field(None, description="or a YAML file of fixed prompts (e.g. params/prompts.yaml)",
+                                     json_schema_extra={"source": "ours: none; prompts from the test split"})
     n_prompts: int = Field(200, ge=1, description="how many prompts (the first n of the file / selection)",
                            json_schema_extra={"source": "project choice: >= 200 prompts per run (issue 13) give a "
                                               "95 % interval of about +-0.07 on a rate near 0.5"})
@@ -108,11 +116,18 @@ class GenerateParams(StrictModel):
     min_letters: int = Field(MIN_LETTERS, ge=1, description="a sentence of this many letters counts for rates",
                              json_schema_extra={"source": "project choice (generation issue): shorter sentences "
                                                 "are too short to identify reliably"})
-    output_dir: str | None = None  # default: run_dir; required with model only
-    label: str | None = None  # name of this run in side-by-side tables (default: derived)
-    dtype: Literal["float32", "bfloat16", "float16"] | None = None  # base model only; None: loader default
-    num_threads: int | None = Field(None, ge=1)  # torch threads; None: all available cores
-    device: Literal["cpu", "cuda", "mps"] | None = None  # pin the device; None: the accelerator if any
+    output_dir: str | None = Field(None, description="where results go (default: run_dir; required with model)",
+                                   json_schema_extra={"source": "ours: the grid runner sets the cell's folder"})
+    label: str | None = Field(None, description="name of this run in side-by-side tables",
+                              json_schema_extra={"source": "ours: derived from model, method and seed"})
+    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        None, description="base model only; None: the loader's default",
+        json_schema_extra={"source": "ours: float32 on CPU, as trained (models.precision)"})
+    num_threads: int | None = Field(None, ge=1, description="torch threads; None: all available cores",
+                                    json_schema_extra={"source": "ours: every core the process may use"})
+    device: Literal["cpu", "cuda", "mps"] | None = Field(
+        None, description="pin the device; None: the accelerator if any",
+        json_schema_extra={"source": "ours: the accelerator when there is one (models.device)"})
 
     @model_validator(mode="after")
     def _sources(self) -> GenerateParams:
