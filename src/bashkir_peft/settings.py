@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from bashkir_peft.errors import ConfigError
@@ -39,6 +40,16 @@ def resolve_path(path: str | Path) -> Path:
 def runs_root() -> Path:
     """Return the runs root (``$BASHKIR_PEFT_RUNS`` or ``<repo>/runs``)."""
     return Path(os.environ.get(RUNS_ENV, REPO_ROOT / "runs"))
+
+
+def stage_out_dir(output_dir: str | None, run_dir: str | None, model: str | None) -> Path:
+    """Where a stage of one run writes: ``output_dir``, else the run folder ``run_dir``, else
+    ``<runs root>/base/<model>`` for a zero-shot model (its name made a folder name)."""
+    if output_dir:
+        return Path(output_dir)
+    if run_dir:
+        return Path(run_dir)
+    return runs_root() / "base" / re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_")
 
 
 def cache_dir() -> Path:

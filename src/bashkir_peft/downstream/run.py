@@ -19,7 +19,6 @@ trained run): ``downstream.json`` (:class:`~bashkir_peft.records.DownstreamRecor
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -45,7 +44,7 @@ from bashkir_peft.models.trained import load_trained, read_finished_run
 from bashkir_peft.provenance import ResourceMeter, environment_info
 from bashkir_peft.records import DownstreamRecord, DownstreamResult, RunFiles, write_record
 from bashkir_peft.runtime import configure_threads
-from bashkir_peft.settings import REPO_ROOT, resolve_path
+from bashkir_peft.settings import resolve_path, stage_out_dir
 from bashkir_peft.yamlio import StrictModel
 
 
@@ -118,12 +117,8 @@ class DownstreamParams(StrictModel):
 
     @property
     def out_dir(self) -> Path:
-        """Where results go: ``output_dir``, else ``run_dir``, else ``<repo>/runs/base/<model>``."""
-        if self.output_dir:
-            return Path(self.output_dir)
-        if self.run_dir:
-            return Path(self.run_dir)
-        return REPO_ROOT / "runs" / "base" / re.sub(r"[^A-Za-z0-9._-]+", "_", self.model).strip("_")
+        """Where results go (:func:`~bashkir_peft.settings.stage_out_dir`)."""
+        return stage_out_dir(self.output_dir, self.run_dir, self.model)
 
 
 def read_task(params: DownstreamParams) -> dict:

@@ -31,7 +31,6 @@ source). All writes are atomic; other entries already there are kept.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
@@ -59,7 +58,7 @@ from bashkir_peft.records import (
     write_record,
 )
 from bashkir_peft.runtime import configure_threads
-from bashkir_peft.settings import REPO_ROOT
+from bashkir_peft.settings import stage_out_dir
 from bashkir_peft.yamlio import StrictModel
 
 
@@ -149,12 +148,8 @@ class EvalParams(StrictModel):
 
     @property
     def out_dir(self) -> Path:
-        """Where results go: ``output_dir``, else ``run_dir``, else ``<repo>/runs/base/<model>``."""
-        if self.output_dir:
-            return Path(self.output_dir)
-        if self.run_dir:
-            return Path(self.run_dir)
-        return REPO_ROOT / "runs" / "base" / re.sub(r"[^A-Za-z0-9._-]+", "_", self.model).strip("_")
+        """Where results go (:func:`~bashkir_peft.settings.stage_out_dir`)."""
+        return stage_out_dir(self.output_dir, self.run_dir, self.model)
 
 
 # --------------------------------------------------------------------------- scoring
