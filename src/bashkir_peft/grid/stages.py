@@ -17,6 +17,7 @@ or an out-of-range value fails in seconds, not after hours of other cells.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -180,9 +181,13 @@ def execute(notebook: Path, output: Path, parameters: dict, cwd: Path, timeout_s
     import papermill
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    # the kernel talks to papermill over local sockets (IPC), not unencrypted TCP: no warning
-    # on every kernel start, nothing listening on a port
-    ipc = Config({"KernelManager": {"transport": "ipc"}})
-    papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=KERNEL,
-                               cwd=str(cwd), progress_bar=False, log_output=False, start_timeout=300,
-                               execution_timeout=timeout_s, config=ipc)
+    # The kernel talks to papermill over local sockets (IPC), not unencrypted TCP: no warning
+    # on every kernel start, nothing listening on a port. Each kernel gets its own socket
+    # folder: jupyter_client's default names (kernel-ipc-1..5 in the working folder) are
+    # shared by kernels started at the same time (one cell per GPU), whose messages then
+    # cross ("Invalid Signature"), and they would litter the repository root.
+    with tempfile.TemporaryDirectory(prefix="bpk-") as sockets:
+        ipc = Config({"KernelManager": {"transport": "ipc", "ip": str(Path(sockets) / "k")}})
+        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=KERNEL,
+                                   cwd=str(cwd), progress_bar=False, log_output=False, start_timeout=300,
+                                   execution_timeout=timeout_s, config=ipc)

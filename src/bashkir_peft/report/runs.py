@@ -292,7 +292,8 @@ def index_gaps(runs_dir: str | Path) -> list[dict]:
 
     Returns:
         One dict per such cell: ``run_id, model, method, method_label, lora_r, seed, status,
-        failed_stage (None), error, path`` (empty without an index).
+        failed_stage (None), error, path`` (path: the run's folder inside the grid's runs
+        folder, None before the data is prepared; empty without an index).
     """
     runs_dir = Path(runs_dir)
     index = read_record_if_any(runs_dir / GridFiles.INDEX, GridIndex)
@@ -306,7 +307,7 @@ def index_gaps(runs_dir: str | Path) -> list[dict]:
         rows.append({"run_id": c.run_id, "model": c.model, "method": c.method,
                      "method_label": method_label(c.method, c.lora_r), "lora_r": c.lora_r, "seed": c.seed,
                      "status": state.status, "failed_stage": None, "error": error,
-                     "path": None if path is None else str(path)})
+                     "path": c.run_id})  # inside the grid's runs folder, as for failed runs
     return rows
 
 
