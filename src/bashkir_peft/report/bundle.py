@@ -3,7 +3,8 @@
 ``bashkir-peft bundle GRID`` writes ``<grid>-results.tar.gz``: the grid's records (JSON),
 per-document and per-run tables (Parquet, CSV), executed notebooks, the report's tables
 and figures, and the data folder's manifest, document statistics and tokenizer table.
-Left out: model weights and checkpoints (``final/``, ``checkpoints/``), the corpus splits
+Left out: model artefacts (weights and checkpoints, ``final/``, ``checkpoints/``; an adapted
+tokenizer, ``tokenizer/``), the corpus splits
 (``data/{train,validation,test}.parquet``: corpus text, whose licences may not allow
 reprinting), locks and replaced runs (hidden folders).
 
@@ -29,7 +30,7 @@ from bashkir_peft.records import DataFiles, GridFiles, RunFiles
 MANIFEST = "MANIFEST.json"
 BUNDLE_SCHEMA = 1
 KEPT_SUFFIXES = {".json", ".csv", ".parquet", ".ipynb", ".png", ".svg"}
-LEFT_OUT_DIRS = {RunFiles.FINAL, RunFiles.CHECKPOINTS}
+LEFT_OUT_DIRS = {RunFiles.FINAL, RunFiles.CHECKPOINTS, RunFiles.TOKENIZER}
 LEFT_OUT_DATA = {DataFiles.split(s) for s in ("train", "validation", "test")}
 
 
