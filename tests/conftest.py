@@ -4,11 +4,14 @@ changes it)."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import itertools
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,3 +133,23 @@ def smoke_copy(smoke_grid, tmp_path):
             "args": grid + ["--corpus", str(smoke_grid["corpus"])],
             "status": ["grid", "status", str(smoke_grid["grid_file"]), "--runs-dir", str(runs), "--only", "method=base,lora",
                        "--only", "label=none"]}
+
+
+@pytest.fixture
+def hold_lock():
+    """``with hold_lock(path): ...`` holds the file lock ``path`` (a cell's lock) from another
+    process for the block, as a second grid run would."""
+
+    @contextlib.contextmanager
+    def hold(path: Path):
+        holder = subprocess.Popen([sys.executable, "-c", (
+            "import sys, time; from filelock import FileLock; l = FileLock(sys.argv[1]); l.acquire(); "
+            "print('held', flush=True); time.sleep(60)"), str(path)], stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            yield
+        finally:
+            holder.kill()
+            holder.wait()
+
+    return hold

@@ -159,14 +159,9 @@ def test_typo_in_a_papermill_parameter_fails_before_any_work(smoke_grid, tmp_pat
     assert not out.exists()  # before any work
 
 
-def test_cell_held_by_another_process_makes_grid_run_fail(smoke_copy, capfd):
+def test_cell_held_by_another_process_makes_grid_run_fail(smoke_copy, capfd, hold_lock):
     lora, _ = smoke_copy["cells"]["lora"]
-    lock = smoke_copy["root"] / ".locks" / f"{lora.name}.lock"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from filelock import FileLock; l = FileLock(sys.argv[1]); l.acquire(); "
-        "print('held', flush=True); time.sleep(60)"), str(lock)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with hold_lock(smoke_copy["root"] / ".locks" / f"{lora.name}.lock"):
         code, out, err = cli(capfd, *smoke_copy["args"])
         assert code == 1
         assert f"held by another process, not finished yet: {lora.name}" in err
@@ -175,9 +170,6 @@ def test_cell_held_by_another_process_makes_grid_run_fail(smoke_copy, capfd):
         assert lines[smoke_copy["cells"]["base"][0].name] == ["skipped", "-"]  # no old wall time
         code, out, _ = cli(capfd, *smoke_copy["status"])
         assert states(out)[lora.name] == "finished"
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])

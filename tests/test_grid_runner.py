@@ -10,8 +10,6 @@ no learning, so every execution costs only a kernel start.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -252,22 +250,14 @@ def test_changed_parameter_gives_new_run_and_force_reruns(ran, tmp_path):
     assert len(moved) == 1 and (moved[0] / "eval.json").is_file()  # nothing deleted
 
 
-def test_cell_held_by_another_process_is_left_alone(ran):
+def test_cell_held_by_another_process_is_left_alone(ran, hold_lock):
     run = plan(load_grid(ran["grid"]), str(ran["corpus"]), runs_root=ran["root"].parent,
                notebooks_dir=ran["nbs"], only=parse_only(["method=lora", "label=none"]))
-    lock = ran["root"] / ".locks" / f"{run.cells[0].run_id}.lock"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from filelock import FileLock; l = FileLock(sys.argv[1]); l.acquire(); "
-        "print('held', flush=True); time.sleep(60)"), str(lock)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with hold_lock(ran["root"] / ".locks" / f"{run.cells[0].run_id}.lock"):
         before = executions(run.cells[0].run_dir)
         [res] = run_grid(run, force=True, progress=False)
         assert res.status == "locked"
         assert executions(run.cells[0].run_dir) == before  # not rerun, not moved aside
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 @pytest.mark.parametrize("over, message", [
