@@ -25,7 +25,7 @@ HEAVY = {"torch", "transformers", "peft", "bitsandbytes", "accelerate", "dataset
 SIBLINGS = {"train", "evaluate", "generate", "downstream"}
 # Package modules that subclass heavy library classes at module level: treated as heavy
 # (imported inside the function that needs them).
-HEAVY_MODULES = {"bashkir_peft.train.callbacks"}
+HEAVY_MODULES = {"bashkir_peft.train.callbacks", "bashkir_peft.train.loss"}
 
 
 def _layer(module: str) -> str:

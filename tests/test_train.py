@@ -268,6 +268,19 @@ def test_full_finetuning_updates_every_weight(data_dir, tmp_path):
     assert sum(p.numel() for p in model.parameters()) == record.total_params
 
 
+def test_chunked_loss_trains_like_the_full_logits_path(data_dir, tmp_path):
+    """Through the Trainer (LoRA, gradient checkpointing): every logged training loss and every
+    validation loss of the chunked path equals the HF path's up to summation order, and the
+    record says which one ran."""
+    runs = {flag: _run(data_dir, tmp_path / str(flag), method="lora", gradient_checkpointing=True, max_steps=4,
+                       chunked_loss=flag)[0] for flag in (True, False)}
+    assert [r.params["chunked_loss"] for r in runs.values()] == [True, False]
+    for kind, key in (("train", "loss"), ("eval", "eval_loss")):
+        chunked, plain = ([h[key] for h in getattr(runs[f].losses, kind)] for f in (True, False))
+        assert len(chunked) == (4 if kind == "train" else 2)
+        assert chunked == pytest.approx(plain, rel=1e-5), kind
+
+
 def test_non_finite_loss_fails_the_run(data_dir, tmp_path):
     record = run_training(TINY | {"method": "full", "learning_rate": 1e30, "max_steps": 4, "save_steps": 1,
                                   "data_dir": str(data_dir), "output_dir": str(tmp_path / "nan")})

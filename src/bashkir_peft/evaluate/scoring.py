@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bashkir_peft.models.head import output_layer
+
 
 @dataclass(frozen=True)
 class Window:
@@ -103,12 +105,10 @@ def block_windows(blocks: np.ndarray) -> list[Window]:
 def _parts(model):
     """(decoder, lm_head, softcap) of a causal LM or a peft model wrapping one."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    decoder, head = base.get_decoder(), base.get_output_embeddings()
-    if decoder is None or head is None or decoder is base:
+    decoder = base.get_decoder()
+    if decoder is None or decoder is base:
         raise ValueError(f"{type(base).__name__}: cannot separate the decoder from the LM head")
-    if getattr(base.config, "logit_scale", None) is not None:
-        raise ValueError(f"{type(base).__name__}: logit_scale is not supported by the chunked loss")
-    return decoder, head, getattr(base.config, "final_logit_softcapping", None)
+    return decoder, *output_layer(model)
 
 
 def _batch_inputs(batch: list[Window], pad_id: int, padding_side: str, device):

@@ -19,7 +19,18 @@ class NonFiniteLossError(RuntimeError):
 
 class GuardedTrainer(Trainer):
     """``Trainer`` that raises :class:`NonFiniteLossError` as soon as a micro-batch's loss is
-    not finite, before the optimizer applies that step (so no checkpoint holds it)."""
+    not finite, before the optimizer applies that step (so no checkpoint holds it).
+
+    A ``compute_loss_func`` with a ``model_inputs`` dict (a
+    :class:`~bashkir_peft.train.loss.ChunkedCausalLMLoss`: the hidden states, and the last
+    position's logits only) gets those extra inputs passed to the model's forward.
+    """
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        extra = getattr(self.compute_loss_func, "model_inputs", None)
+        if extra and "labels" in inputs:
+            inputs = {**inputs, **extra}
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)

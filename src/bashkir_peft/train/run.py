@@ -87,6 +87,10 @@ class TrainParams(StrictModel):
         processes: training processes (DDP under torchrun, one per GPU; gloo on the CPU);
             the global batch is ``processes x per_device_train_batch_size x
             gradient_accumulation_steps`` blocks.
+        chunked_loss: compute the training and validation loss from the final hidden states,
+            a chunk of positions at a time, through the model's own output layer, without
+            full-vocabulary logits (:mod:`bashkir_peft.train.loss`; equal to the HF loss up to
+            summation order); ``False`` = the HF path (``model(..., labels=...)``).
         report_to: where the Trainer streams its logs: ``none``, or a tracker the Trainer
             supports (``tensorboard``: offline event files in ``RUN_DIR/checkpoints/runs/``; ``wandb``,
             ``mlflow``, ...; the tracker's package must be installed).
@@ -151,6 +155,9 @@ class TrainParams(StrictModel):
     device: Literal["cpu", "cuda", "mps"] | None = Field(None, json_schema_extra={
         "source": "ours: the accelerator when there is one (bashkir_peft.models.device)"})
     processes: int = Field(1, ge=1, json_schema_extra={"source": "ours: one process; > 1 runs DDP under torchrun"})
+    chunked_loss: bool = Field(True, json_schema_extra={
+        "source": "ours: the same loss without four logits-sized tensors per step (benchmarks/RESULTS.md, "
+                  "\"Training throughput\")"})
     report_to: str = Field("none", json_schema_extra={"source": "ours: no tracker unless asked"})
     data_dir: str = Field("data/prep", json_schema_extra={
         "source": "ours: for a hand run (the grid runner sets the grid's data folder)"})
@@ -365,6 +372,23 @@ def _prepare_model(params: TrainParams, resolved, placement: Placement, precisio
     return model, tokenizer, train_ds, eval_ds
 
 
+def _chunked_loss(params: TrainParams, model):
+    """The run's ``compute_loss_func``: a :class:`~bashkir_peft.train.loss.ChunkedCausalLMLoss`,
+    or ``None`` (the HF loss).
+
+    Raises:
+        ConfigError: ``chunked_loss`` on a model whose logits it cannot reproduce.
+    """
+    if not params.chunked_loss:
+        return None
+    from bashkir_peft.train.loss import ChunkedCausalLMLoss
+
+    try:
+        return ChunkedCausalLMLoss(model)
+    except ValueError as err:
+        raise ConfigError(f"{err}; set chunked_loss: false") from None
+
+
 def _training_arguments(params: TrainParams, run_dir: Path, optimizer: str, placement: Placement,
                         precision: Precision):
     """The HF ``TrainingArguments`` of a run (checkpoints in ``RUN_DIR/checkpoints``; autocast
@@ -400,6 +424,7 @@ def _training_arguments(params: TrainParams, run_dir: Path, optimizer: str, plac
         data_seed=params.seed,
         report_to=params.report_to,
         disable_tqdm=True,
+        prediction_loss_only=True,  # validation needs the loss only: never gather logits
         use_cpu=cpu,
         ddp_backend="gloo" if cpu and world_size() > 1 else None,
         dataloader_num_workers=0,
@@ -523,6 +548,7 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
         trainer = GuardedTrainer(
             model=model, args=args,
             train_dataset=train_ds, eval_dataset=eval_ds, data_collator=default_data_collator,
+            compute_loss_func=_chunked_loss(params, model),
             callbacks=[CompleteCheckpoints(params.save_total_limit), timer, OnProgress(attempt_so_far),
                        ProgressFile(run_dir / RunFiles.PROGRESS), *(callbacks or [])],
         )
