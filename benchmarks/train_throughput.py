@@ -13,6 +13,15 @@ time) with each run's own figure, the peak RSS sampled during ``train()`` (the s
 both), the ratio ours/baseline on the medians, and the median of the per-step ratios of
 adjacent steps (baseline step time / ours), which the drift between runs cannot bias.
 
+First, in the same run, the machine's bound: fp32 GEMM throughput with the same threads at the
+model's matrix shapes (each projection of a decoder layer and the output layer, M = batch x
+block_size tokens), weighted by their FLOPs; a training step costs about 6 x P FLOPs per token
+for full fine-tuning and 4 x P for adapters (forward 2P, backward 2P for the activations' and,
+full only, 2P for the weights' gradients; Kaplan et al. 2020, sec. 2.1), P = the weights the
+matrix products use (the output layer included, tied or not). Bound tokens/s = GEMM FLOP/s /
+(6P or 4P). Each row prints its share of the bound and the issue's target: 1.5 x the baseline or
+75 % of the bound, whichever is lower.
+
 Usage:
     BASHKIR_PEFT_TOKENIZERS=../shared/tokenizers \\
     .venv/bin/python benchmarks/train_throughput.py [--methods full lora qlora] [--blocks 128 256]
@@ -41,6 +50,37 @@ WARMUP, TIMED = 2, 10
 STEPS = WARMUP + TIMED + 1
 OTHER = {"ours": "baseline", "baseline": "ours"}
 N_DOCS = 200  # training documents: far more tokens than 12 x 8 x 256
+
+
+def gemm_bound(block: int, threads: int, reps: int = 10) -> dict:
+    """fp32 GEMM throughput at the model's matrix shapes (module docstring).
+
+    Returns ``{"gflops", "params_in_matmuls", "shapes"}``: FLOP-weighted GFLOP/s over one
+    decoder layer's projections and the output layer at M = BATCH x ``block`` rows, and P.
+    """
+    import torch
+
+    from bashkir_peft.models.loading import resolve_model
+
+    torch.set_num_threads(threads)
+    cfg = json.loads((Path(resolve_model(MODEL).location) / "config.json").read_text())
+    d, inter, vocab, layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"], cfg["num_hidden_layers"]
+    kv = cfg["num_key_value_heads"] * cfg.get("head_dim", d // cfg["num_attention_heads"])
+    # (in, out, count): q, o; k, v; gate, up; down (each x layers); the output layer once
+    shapes = [(d, d, 2 * layers), (d, kv, 2 * layers), (d, inter, 2 * layers), (inter, d, layers), (d, vocab, 1)]
+    m = BATCH * block
+    flops = seconds = 0.0
+    for k, n, count in shapes:
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        for _ in range(3):
+            a @ b
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        seconds += count * (time.perf_counter() - t0) / reps
+        flops += count * 2.0 * m * k * n
+    return {"gflops": flops / seconds / 1e9, "params_in_matmuls": sum(k * n * c for k, n, c in shapes),
+            "shapes": [[m, k, n, c] for k, n, c in shapes]}
 
 
 def make_data(corpus: Path, out: Path) -> Path:
@@ -260,6 +300,14 @@ def main() -> int:
         return 0
 
     rows = []
+    bounds = {}
+    for block in a.blocks:
+        bounds[block] = gemm_bound(block, a.threads)
+        print(f"bound, block {block}: fp32 GEMM {bounds[block]['gflops']:.1f} GFLOP/s at the model's shapes "
+              f"({a.threads} threads), P = {bounds[block]['params_in_matmuls'] / 1e6:.1f} M: "
+              f"full {bounds[block]['gflops'] * 1e9 / (6 * bounds[block]['params_in_matmuls']):.1f} tokens/s, "
+              f"adapters {bounds[block]['gflops'] * 1e9 / (4 * bounds[block]['params_in_matmuls']):.1f} tokens/s",
+              flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = make_data(a.corpus, Path(tmp) / "data")
         for block in a.blocks:
@@ -274,7 +322,13 @@ def main() -> int:
                 # adjacent steps of the same run: robust to the machine's drift between runs
                 paired = statistics.median(b / o for o, b in zip(res["ours"]["timed_step_s"],
                                                                  res["baseline"]["timed_step_s"]))
+                bound = bounds[block]["gflops"] * 1e9 / ((6 if method == "full" else 4)
+                                                          * bounds[block]["params_in_matmuls"])
+                target = min(1.5 * res["baseline"]["tokens_per_s"], 0.75 * bound)
                 row = {"method": method, "block_size": block, "batch": BATCH,
+                       "bound_tokens_per_s": bound, "gemm_gflops": bounds[block]["gflops"],
+                       "share_of_bound": res["ours"]["tokens_per_s"] / bound, "target_tokens_per_s": target,
+                       "target_reached": res["ours"]["tokens_per_s"] >= target,
                        "ours_tokens_per_s": res["ours"]["tokens_per_s"],
                        "baseline_tokens_per_s": res["baseline"]["tokens_per_s"],
                        "ratio": ratio, "paired_step_ratio_median": paired,
@@ -290,7 +344,9 @@ def main() -> int:
                       f"(runs {spread['ours']}; peak RSS {row['ours_peak_rss_mib']:5.0f} MiB) | "
                       f"baseline {row['baseline_tokens_per_s']:8.1f} tok/s (runs {spread['baseline']}; "
                       f"peak RSS {row['baseline_peak_rss_mib']:5.0f} MiB) | ratio {ratio:.3f} "
-                      f"(paired per step: {paired:.3f})", flush=True)
+                      f"(paired per step: {paired:.3f}) | bound {bound:.1f} tok/s, share {row['share_of_bound']:.2f} "
+                      f"| target {target:.1f} tok/s: {'reached' if row['target_reached'] else 'not reached'}",
+                      flush=True)
     worst = min(r["ratio"] for r in rows)
     print(f"worst ratio ours/baseline: {worst:.3f} (target >= 0.95)")
     if a.json:
