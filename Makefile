@@ -34,8 +34,11 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-# The main job: the grid (default: the CPU demo) end to end, then the book.
-demo: grid book
+# The main job: the grid (default: the CPU demo) end to end, then the book. `grid run`
+# prints the expected wall time on this machine before the cells start; this, the real one.
+demo:
+	@start=$$(date +%s); $(MAKE) --no-print-directory grid book && \
+	  t=$$(( $$(date +%s) - start )); echo "make demo: wall time $$((t / 60)) min $$((t % 60)) s, all included"
 
 grid: setup
 	@test -n "$(CORPUS)" || { echo "error: set CORPUS, e.g. make demo CORPUS=../shared/corpus/bashkir-demo.jsonl.gz (or CORPUS=hub:BashkirNLPWorld/bashkir-web-corpus)"; exit 2; }

@@ -52,35 +52,19 @@ OTHER = {"ours": "baseline", "baseline": "ours"}
 N_DOCS = 200  # training documents: far more tokens than 12 x 8 x 256
 
 
-def gemm_bound(block: int, threads: int, reps: int = 10) -> dict:
-    """fp32 GEMM throughput at the model's matrix shapes (module docstring).
+def gemm_bound(block: int, threads: int) -> dict:
+    """fp32 GEMM throughput at the model's matrix shapes (module docstring;
+    :func:`bashkir_peft.grid.estimate.gemm_gflops`, the grid's speed probe).
 
-    Returns ``{"gflops", "params_in_matmuls", "shapes"}``: FLOP-weighted GFLOP/s over one
-    decoder layer's projections and the output layer at M = BATCH x ``block`` rows, and P.
+    Returns ``{"gflops", "params_in_matmuls", "shapes"}``: FLOP-weighted GFLOP/s of the
+    model's weight matrices at M = BATCH x ``block`` rows, and P.
     """
-    import torch
+    from bashkir_peft.grid.estimate import gemm_gflops, matmul_shapes
+    from bashkir_peft.grid.plan import meta_model
 
-    from bashkir_peft.models.loading import resolve_model
-
-    torch.set_num_threads(threads)
-    cfg = json.loads((Path(resolve_model(MODEL).location) / "config.json").read_text())
-    d, inter, vocab, layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"], cfg["num_hidden_layers"]
-    kv = cfg["num_key_value_heads"] * cfg.get("head_dim", d // cfg["num_attention_heads"])
-    # (in, out, count): q, o; k, v; gate, up; down (each x layers); the output layer once
-    shapes = [(d, d, 2 * layers), (d, kv, 2 * layers), (d, inter, 2 * layers), (inter, d, layers), (d, vocab, 1)]
-    m = BATCH * block
-    flops = seconds = 0.0
-    for k, n, count in shapes:
-        a, b = torch.randn(m, k), torch.randn(k, n)
-        for _ in range(3):
-            a @ b
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        seconds += count * (time.perf_counter() - t0) / reps
-        flops += count * 2.0 * m * k * n
-    return {"gflops": flops / seconds / 1e9, "params_in_matmuls": sum(k * n * c for k, n, c in shapes),
-            "shapes": [[m, k, n, c] for k, n, c in shapes]}
+    shapes = matmul_shapes(meta_model(MODEL))
+    gflops, n_params = gemm_gflops(shapes, BATCH * block, threads, reps=10)
+    return {"gflops": gflops, "params_in_matmuls": n_params, "shapes": shapes}
 
 
 def make_data(corpus: Path, out: Path) -> Path:

@@ -182,7 +182,8 @@ class CellPlan:
         return f"  plan: peak memory per process {mem}; {when}" + (f"; {self.note}" if self.note else "")
 
 
-def _train_params(units) -> TrainParams | None:
+def train_params(units) -> TrainParams | None:
+    """The training parameters among a cell's units (``None``: the cell does not train)."""
     for _unit, stage, params in units:
         if stage == "train":
             return validate(TrainParams, {k: v for k, v in params.items() if k in TrainParams.model_fields},
@@ -211,7 +212,7 @@ def _measured(root: Path, params: TrainParams, device: str) -> tuple[float | Non
 
 def plan_cell(run, p, gpu: tuple[str, int] | None) -> CellPlan | None:
     """The plan of a planned grid cell (``None`` for a cell that does not train)."""
-    params = _train_params(run.units(p))
+    params = train_params(run.units(p))
     if params is None:
         return None
     placement = choose_device(params.device, params.method)

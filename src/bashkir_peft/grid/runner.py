@@ -36,6 +36,7 @@ from bashkir_peft.cellstate import CellState, cell_state, check_files, lock_path
 from bashkir_peft.data.corpus import HUB_PREFIX
 from bashkir_peft.data.folder import read_manifest
 from bashkir_peft.errors import ConfigError, DataError
+from bashkir_peft.grid.estimate import estimate_grid
 from bashkir_peft.grid.locks import try_lock
 from bashkir_peft.grid.plan import plan_grid
 from bashkir_peft.grid.progress import StepWatcher
@@ -610,6 +611,7 @@ def run_grid(run: GridRun, *, force: bool = False, dry_run: bool = False, progre
             print("data not prepared yet: run ids follow from the data fingerprint after data prep", file=out)
         write_values(run, out)
         plan_grid(run, out)
+        print(estimate_grid(run, [r.planned for r in results if r.status != "finished"]).describe(), file=out)
         print(f"{len(results)} cells (dry run: nothing executed)", file=out)
         return results
     plan_grid(run)  # refuses a cell that cannot fit the GPU before any download or training
@@ -618,6 +620,9 @@ def run_grid(run: GridRun, *, force: bool = False, dry_run: bool = False, progre
     bar.set_postfix_str("data prep")
     run.fingerprint = prepare_data(run, log=bar.write)
     assign_run_ids(run)
+    expected = estimate_grid(run, [p for p in run.cells if grid_cell_state(run, p).status != "finished"])
+    bar.write(expected.describe())
+    started = time.perf_counter()
     results = []
     for p in run.cells:
         with StepWatcher(p.run_dir / RunFiles.PROGRESS, bar.set_postfix_str) as watch:
@@ -631,4 +636,6 @@ def run_grid(run: GridRun, *, force: bool = False, dry_run: bool = False, progre
     print(results_table(results), file=out)
     counts = {s: sum(r.status == s for r in results) for s in ("finished", "skipped", "failed", "locked")}
     print(", ".join(f"{n} {s}" for s, n in counts.items() if n) + f"  (runs in {run.root})", file=out)
+    print(f"wall time of the cells: {(time.perf_counter() - started) / 60:.1f} min (expected ~"
+          f"{(expected.seconds - expected.book_seconds) / 60:.0f} min; the book is built after)", file=out)
     return results

@@ -1,0 +1,178 @@
+"""A grid's expected wall time on this machine's CPU, printed before its cells start.
+
+Speed probe: this machine's fp32 matrix-product rate G [FLOP/s] with the threads a stage
+will use, at the model's matrix shapes (every weight matrix of its forward pass, the output
+layer included, ``M = batch x block_size`` rows; :func:`matmul_shapes`), weighted by their
+FLOPs (:func:`gemm_gflops`, about a second). Then, per cell not yet finished:
+
+- training: ``tokens x c x P / (share[method] x G)``: a step costs about ``c = 6`` FLOPs per
+  weight and token for full fine-tuning and ``c = 4`` for adapters (forward 2, backward 2 for
+  the activations' gradients, plus 2 for the weights' own when they train; Kaplan et al.
+  2020, "Scaling Laws for Neural Language Models", sec. 2.1); ``P`` = the weights the matrix
+  products use; ``share`` = the part of that bound our trainer reaches
+  (:data:`TRAIN_SHARE_OF_BOUND`, measured by ``benchmarks/train_throughput.py``);
+- every other notebook execution (an evaluation pass, an external test set, generation, the
+  downstream stage) and the book: its seconds with the cpu-demo's settings on the reference
+  machine (:data:`REFERENCE_SECONDS`), times ``G_ref / G``: a stage with other settings (more
+  documents, prompts, sentences) costs more than this says.
+
+The figure is an estimate for planning, compared with the real wall time at the end of
+``grid run``; cells on a GPU are not estimated (the planner uses their measured throughput).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from bashkir_peft.errors import ConfigError
+from bashkir_peft.grid.plan import meta_model, planned_tokens, train_params
+from bashkir_peft.models.device import choose_device
+
+# Share of the GEMM bound our trainer reaches, SmolLM2-135M, batch 8 x block 128, fp32, 2
+# threads (benchmarks/RESULTS.md, "Training throughput", the run of this issue's commit).
+TRAIN_SHARE_OF_BOUND = {"full": 0.71, "lora": 0.61, "qlora": 0.53}
+
+# Seconds of each notebook execution with the cpu-demo grid's settings on the reference
+# machine (a 2-core AMD EPYC VM, G_ref = REFERENCE_GFLOPS at SmolLM2-135M's shapes), kernel
+# start and model load included, by stage and method (benchmarks/RESULTS.md, "The main job:
+# cpu-demo", undisturbed cells); "book": report and book build once per grid.
+REFERENCE_GFLOPS = 150.0
+REFERENCE_SECONDS = {
+    "evaluate": {"base": 35.0, "full": 32.0, "lora": 45.0, "qlora": 48.0},
+    "external": {"base": 16.0, "full": 16.0, "lora": 18.0, "qlora": 22.0},
+    "generate": {"base": 45.0, "full": 45.0, "lora": 50.0, "qlora": 55.0},
+    "downstream": {"base": 45.0, "full": 45.0, "lora": 55.0, "qlora": 70.0},
+    "book": {"any": 60.0},
+}
+
+
+def matmul_shapes(net) -> list[tuple[int, int, int]]:
+    """``(in, out, count)`` of every distinct weight matrix a forward pass multiplies by: the
+    ``Linear`` and ``Conv1D`` layers of ``net`` (a model, e.g. on the ``meta`` device), the
+    output layer included whether or not it is tied to the input embedding."""
+    from collections import Counter
+
+    shapes = Counter()
+    for m in net.modules():
+        kind = type(m).__name__
+        if kind == "Linear":
+            shapes[(m.in_features, m.out_features)] += 1
+        elif kind == "Conv1D":  # GPT-2: weight (in, out)
+            shapes[tuple(m.weight.shape)] += 1
+    return [(k, n, c) for (k, n), c in sorted(shapes.items())]
+
+
+def gemm_gflops(shapes: list[tuple[int, int, int]], rows: int, threads: int | None = None,
+                reps: int = 5) -> tuple[float, int]:
+    """fp32 matrix-product rate at a model's shapes.
+
+    Args:
+        shapes: ``(in, out, count)`` of its weight matrices (:func:`matmul_shapes`).
+        rows: M, the tokens of one batch (batch x block_size).
+        threads: torch threads (``None``: the CPUs this process may use).
+        reps: timed repetitions per shape (after 2 untimed).
+
+    Returns:
+        ``(GFLOP/s weighted by each shape's FLOPs, P = weights in the matrix products)``.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
+    try:
+        flops = seconds = 0.0
+        for k, n, count in shapes:
+            a, b = torch.randn(rows, k), torch.randn(k, n)
+            for _ in range(2):
+                a @ b
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                a @ b
+            seconds += count * (time.perf_counter() - t0) / reps
+            flops += count * 2.0 * rows * k * n
+    finally:
+        torch.set_num_threads(before)
+    return flops / seconds / 1e9, sum(k * n * c for k, n, c in shapes)
+
+
+@dataclass(frozen=True)
+class GridEstimate:
+    """Expected seconds of a grid's remaining work on this CPU, and how they were reached."""
+
+    train_seconds: float
+    other_seconds: float
+    book_seconds: float
+    gflops: dict[str, float]
+    cells: int
+    unknown: list[str]
+
+    @property
+    def seconds(self) -> float:
+        """Everything: the cells' training, their other stages and the book."""
+        return self.train_seconds + self.other_seconds + self.book_seconds
+
+    def describe(self) -> str:
+        speed = ", ".join(f"{m}: fp32 GEMM {g:.0f} GFLOP/s" for m, g in self.gflops.items())
+        line = (f"expected wall time on this machine: ~{self.seconds / 60:.0f} min for {self.cells} cell(s) and the "
+                f"book (training ~{self.train_seconds / 60:.0f} min, other stages ~{self.other_seconds / 60:.0f} min, "
+                f"book ~{self.book_seconds / 60:.0f} min; "
+                f"{speed or 'no CPU cell'}; bashkir_peft.grid.estimate)")
+        if self.unknown:
+            line += "; not estimated: " + ", ".join(self.unknown)
+        return line
+
+
+def estimate_grid(run, cells) -> GridEstimate:
+    """The expected wall time of ``cells`` (planned cells of ``run`` still to compute) and the book.
+
+    Args:
+        run: a :class:`bashkir_peft.grid.runner.GridRun`.
+        cells: the :class:`~bashkir_peft.grid.runner.Planned` cells that will run.
+    """
+    gflops, probes, unknown = {}, {}, []
+    train_s = other_s = 0.0
+    for p in cells:
+        units = run.units(p)
+        params = train_params(units)
+        method = p.cell.method
+        if params is not None and choose_device(params.device, params.method).device != "cpu":
+            unknown.append(f"{p.cell.slug} (GPU)")
+            continue
+        key = (p.cell.model, (params.per_device_train_batch_size * params.block_size) if params else 1024)
+        if key not in probes:
+            try:
+                probes[key] = gemm_gflops(matmul_shapes(meta_model(p.cell.model)), key[1])
+            except (OSError, ValueError, ConfigError) as err:
+                probes[key] = None
+                unknown.append(f"{p.cell.slug} (no configuration of {p.cell.model}: {type(err).__name__})")
+        if probes[key] is None:
+            continue
+        g, n_params = probes[key]
+        gflops.setdefault(p.cell.model, g)
+        scale = REFERENCE_GFLOPS / g
+        for unit, stage, _ in units:
+            if stage == "train":
+                tokens = planned_tokens(params, None)
+                if tokens is None:
+                    unknown.append(f"{p.cell.slug} training (epochs: its tokens are known after data prep)")
+                    continue
+                c = 6 if method == "full" else 4
+                train_s += tokens * c * n_params / (TRAIN_SHARE_OF_BOUND[method] * g * 1e9)
+            else:
+                kind = "external" if stage == "evaluate" and _is_external(run, p, unit) else stage
+                other_s += REFERENCE_SECONDS.get(kind, {}).get(method, 30.0) * scale
+    book_s = REFERENCE_SECONDS["book"]["any"] * REFERENCE_GFLOPS / min(gflops.values()) if gflops else 0.0
+    return GridEstimate(train_s, other_s, book_s, gflops, len(cells), unknown)
+
+
+def _is_external(run, p, unit: str) -> bool:
+    _, passes = run.stage_passes(p, "evaluate")
+    if not passes or "." not in unit:
+        return False
+    return "external" in passes[int(unit.split(".")[1]) - 1]
+
+
+__all__ = ["estimate_grid", "gemm_gflops", "matmul_shapes", "GridEstimate", "TRAIN_SHARE_OF_BOUND",
+           "REFERENCE_SECONDS", "REFERENCE_GFLOPS"]
