@@ -45,7 +45,8 @@ class _Run:
     def units(self, p):
         train = [("train", "train", {"method": p.cell.method, "max_steps": 10, "per_device_train_batch_size": 4,
                                      "block_size": 32, "device": p.cell.device})] if p.cell.method != "base" else []
-        return train + [("evaluate.1", "evaluate", {}), ("evaluate.2", "evaluate", {}), ("generate", "generate", {})]
+        return train + [("evaluate.1", "evaluate", {}), ("evaluate.2", "evaluate", {}),
+                        ("generate", "generate", {"n_prompts": 5})]
 
     def stage_passes(self, p, stage):
         return {}, [{"protocol": "rolling"}, {"external": "sib200-eng"}]
@@ -53,17 +54,19 @@ class _Run:
 
 def test_estimate_adds_training_flops_and_scaled_reference_stages(monkeypatch):
     g, n_params = 50.0, 2_000_000
-    monkeypatch.setattr(estimate, "gemm_gflops", lambda shapes, rows: (g, n_params))
+    monkeypatch.setattr(estimate, "gemm_gflops", lambda shapes, rows: (g, n_params))  # a fixed machine
     cells = [_Planned("base"), _Planned("full"), _Planned("lora")]
     est = estimate.estimate_grid(_Run(), cells)
     tokens = 10 * 4 * 32
     share = estimate.TRAIN_SHARE_OF_BOUND
-    assert est.train_seconds == pytest.approx(tokens * n_params * (6 / (share["full"] * g * 1e9)
-                                                                    + 4 / (share["lora"] * g * 1e9)))
     ref, scale = estimate.REFERENCE_SECONDS, estimate.REFERENCE_GFLOPS / g
-    # evaluate.1 is a protocol pass, evaluate.2 an external set
-    assert est.other_seconds == pytest.approx(scale * sum(ref["evaluate"][m] + ref["external"][m] + ref["generate"][m]
-                                                          for m in ("base", "full", "lora")))
+    assert est.train_seconds == pytest.approx(tokens * n_params * (6 / (share["full"] * g * 1e9)
+                                                                    + 4 / (share["lora"] * g * 1e9))
+                                              + 2 * scale * ref["train"]["any"])
+    # evaluate.1 is a protocol pass, evaluate.2 an external set; generation costs by prompt
+    assert est.other_seconds == pytest.approx(scale * sum(
+        ref["evaluate"][m] + ref["external"][m] + estimate.GENERATE_START_S + 5 * ref["generate"][m]
+        for m in ("base", "full", "lora")))
     assert est.book_seconds == pytest.approx(scale * ref["book"]["any"])
     assert est.seconds == pytest.approx(est.train_seconds + est.other_seconds + est.book_seconds)
     assert not est.unknown and "~" in est.describe()

@@ -204,7 +204,7 @@ def test_shipped_grids():
     assert len({c.model for c in cells}) == 7
     demo_cells = expand(demo)
     assert {c.model for c in demo_cells} == {"smollm2-135m"}
-    assert sorted(c.method for c in demo_cells) == ["base", "full", "lora", "lora", "qlora"]
+    assert sorted(c.method for c in demo_cells) == ["base", "full", "lora", "lora"]
     assert [c.tokenizer for c in demo_cells if c.method == "lora"] == ["base", "bak16k"]
     assert len(expand(smoke)) <= 4
     assert demo.spec.corpus_hint and paper.spec.corpus_hint.startswith("hub:")

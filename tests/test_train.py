@@ -281,6 +281,27 @@ def test_chunked_loss_trains_like_the_full_logits_path(data_dir, tmp_path):
         assert chunked == pytest.approx(plain, rel=1e-5), kind
 
 
+def test_validation_without_gathered_logits_gives_the_same_loss(data_dir, tmp_path):
+    """prediction_loss_only (runs never gather validation logits) claims the same numbers:
+    the validation loss is bit-identical with and without it."""
+    from transformers import TrainingArguments, default_data_collator
+
+    from bashkir_peft.data.folder import load_texts
+    from bashkir_peft.data.packing import packed_dataset
+    from bashkir_peft.models.loading import load_model
+    from bashkir_peft.train.callbacks import GuardedTrainer
+
+    loaded = load_model("tiny-gpt2", "full")
+    ds, _ = packed_dataset(load_texts(data_dir, "validation", None), loaded.tokenizer, 16, "validation")
+    losses = []
+    for flag in (False, True):
+        args = TrainingArguments(output_dir=str(tmp_path / str(flag)), per_device_eval_batch_size=4,
+                                 prediction_loss_only=flag, report_to="none", use_cpu=True, disable_tqdm=True)
+        trainer = GuardedTrainer(model=loaded.model, args=args, eval_dataset=ds, data_collator=default_data_collator)
+        losses.append(trainer.evaluate()["eval_loss"])
+    assert losses[0] == losses[1]
+
+
 def test_non_finite_loss_fails_the_run(data_dir, tmp_path):
     record = run_training(TINY | {"method": "full", "learning_rate": 1e30, "max_steps": 4, "save_steps": 1,
                                   "data_dir": str(data_dir), "output_dir": str(tmp_path / "nan")})

@@ -5,7 +5,8 @@ will use, at the model's matrix shapes (every weight matrix of its forward pass,
 layer included, ``M = batch x block_size`` rows; :func:`matmul_shapes`), weighted by their
 FLOPs (:func:`gemm_gflops`, about a second). Then, per cell not yet finished:
 
-- training: ``tokens x c x P / (share[method] x G)``: a step costs about ``c = 6`` FLOPs per
+- training: ``tokens x c x P / (share[method] x G)`` plus the stage's fixed seconds (notebook
+  start, model load, validation, saving; below): a step costs about ``c = 6`` FLOPs per
   weight and token for full fine-tuning and ``c = 4`` for adapters (forward 2, backward 2 for
   the activations' gradients, plus 2 for the weights' own when they train; Kaplan et al.
   2020, "Scaling Laws for Neural Language Models", sec. 2.1); ``P`` = the weights the matrix
@@ -13,8 +14,8 @@ FLOPs (:func:`gemm_gflops`, about a second). Then, per cell not yet finished:
   (:data:`TRAIN_SHARE_OF_BOUND`, measured by ``benchmarks/train_throughput.py``);
 - every other notebook execution (an evaluation pass, an external test set, generation, the
   downstream stage) and the book: its seconds with the cpu-demo's settings on the reference
-  machine (:data:`REFERENCE_SECONDS`), times ``G_ref / G``: a stage with other settings (more
-  documents, prompts, sentences) costs more than this says.
+  machine (:data:`REFERENCE_SECONDS`; generation per prompt), times ``G_ref / G``: a stage
+  with other settings (more documents, sentences) costs more than this says.
 
 The figure is an estimate for planning, compared with the real wall time at the end of
 ``grid run``; cells on a GPU are not estimated (the planner uses their measured throughput).
@@ -23,10 +24,12 @@ The figure is an estimate for planning, compared with the real wall time at the 
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from dataclasses import dataclass
 
 from bashkir_peft.errors import ConfigError
+from bashkir_peft.generate.run import GenerateParams
 from bashkir_peft.grid.plan import meta_model, planned_tokens, train_params
 from bashkir_peft.models.device import choose_device
 
@@ -34,18 +37,23 @@ from bashkir_peft.models.device import choose_device
 # threads (benchmarks/RESULTS.md, "Training throughput", the run of this issue's commit).
 TRAIN_SHARE_OF_BOUND = {"full": 0.71, "lora": 0.61, "qlora": 0.53}
 
-# Seconds of each notebook execution with the cpu-demo grid's settings on the reference
-# machine (a 2-core AMD EPYC VM, G_ref = REFERENCE_GFLOPS at SmolLM2-135M's shapes), kernel
-# start and model load included, by stage and method (benchmarks/RESULTS.md, "The main job:
-# cpu-demo", undisturbed cells); "book": report and book build once per grid.
-REFERENCE_GFLOPS = 150.0
+# Seconds of each notebook execution with the cpu-demo grid's settings, measured in its run of
+# 2026-12-02 on a 2-core AMD EPYC VM whose probe read REFERENCE_GFLOPS (benchmarks/RESULTS.md,
+# "make demo within its budget"), notebook start and model loading included, by stage and
+# method: an evaluation pass (3 test documents, rolling), an external set (10 SIB-200
+# sentences), the downstream stage (its demo cut); generation: GENERATE_START_S plus the
+# per-prompt seconds below times the cell's ``n_prompts`` (20 words each); "book": the report and
+# the book, once per grid.
+REFERENCE_GFLOPS = 127.0
 REFERENCE_SECONDS = {
-    "evaluate": {"base": 35.0, "full": 32.0, "lora": 45.0, "qlora": 48.0},
-    "external": {"base": 16.0, "full": 16.0, "lora": 18.0, "qlora": 22.0},
-    "generate": {"base": 45.0, "full": 45.0, "lora": 50.0, "qlora": 55.0},
-    "downstream": {"base": 45.0, "full": 45.0, "lora": 55.0, "qlora": 70.0},
-    "book": {"any": 60.0},
+    "train": {"any": 55.0},  # the training stage beyond its steps: start, load, validation, saving
+    "evaluate": {"base": 34.0, "full": 32.0, "lora": 34.0, "qlora": 41.0},
+    "external": {"base": 11.0, "full": 11.0, "lora": 13.0, "qlora": 14.0},
+    "generate": {"base": 4.6, "full": 3.9, "lora": 4.4, "qlora": 6.0},
+    "downstream": {"base": 45.0, "full": 39.0, "lora": 43.0, "qlora": 55.0},
+    "book": {"any": 20.0},
 }
+GENERATE_START_S = 9.0  # notebook start and model load, as an external set's pass minus its scoring
 
 
 def matmul_shapes(net) -> list[tuple[int, int, int]]:
@@ -65,7 +73,7 @@ def matmul_shapes(net) -> list[tuple[int, int, int]]:
 
 
 def gemm_gflops(shapes: list[tuple[int, int, int]], rows: int, threads: int | None = None,
-                reps: int = 5) -> tuple[float, int]:
+                reps: int = 5, trials: int = 3) -> tuple[float, int]:
     """fp32 matrix-product rate at a model's shapes.
 
     Args:
@@ -73,6 +81,8 @@ def gemm_gflops(shapes: list[tuple[int, int, int]], rows: int, threads: int | No
         rows: M, the tokens of one batch (batch x block_size).
         threads: torch threads (``None``: the CPUs this process may use).
         reps: timed repetitions per shape (after 2 untimed).
+        trials: measurements of the whole set; their median is returned (one reading of a
+            shared VM scatters by up to ~30 %).
 
     Returns:
         ``(GFLOP/s weighted by each shape's FLOPs, P = weights in the matrix products)``.
@@ -82,19 +92,22 @@ def gemm_gflops(shapes: list[tuple[int, int, int]], rows: int, threads: int | No
     before = torch.get_num_threads()
     torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
     try:
-        flops = seconds = 0.0
-        for k, n, count in shapes:
-            a, b = torch.randn(rows, k), torch.randn(k, n)
-            for _ in range(2):
-                a @ b
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                a @ b
-            seconds += count * (time.perf_counter() - t0) / reps
-            flops += count * 2.0 * rows * k * n
+        operands = [(torch.randn(rows, k), torch.randn(k, n), count) for k, n, count in shapes]
+        flops = sum(count * 2.0 * rows * a.shape[1] * b.shape[1] for a, b, count in operands)
+        rates = []
+        for _ in range(trials):
+            seconds = 0.0
+            for a, b, count in operands:
+                for _ in range(2):
+                    a @ b
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    a @ b
+                seconds += count * (time.perf_counter() - t0) / reps
+            rates.append(flops / seconds / 1e9)
     finally:
         torch.set_num_threads(before)
-    return flops / seconds / 1e9, sum(k * n * c for k, n, c in shapes)
+    return statistics.median(rates), sum(k * n * c for k, n, c in shapes)
 
 
 @dataclass(frozen=True)
@@ -152,7 +165,7 @@ def estimate_grid(run, cells) -> GridEstimate:
         g, n_params = probes[key]
         gflops.setdefault(p.cell.model, g)
         scale = REFERENCE_GFLOPS / g
-        for unit, stage, _ in units:
+        for unit, stage, settings in units:
             if stage == "train":
                 tokens = planned_tokens(params, None)
                 if tokens is None:
@@ -160,9 +173,14 @@ def estimate_grid(run, cells) -> GridEstimate:
                     continue
                 c = 6 if method == "full" else 4
                 train_s += tokens * c * n_params / (TRAIN_SHARE_OF_BOUND[method] * g * 1e9)
+                train_s += REFERENCE_SECONDS["train"]["any"] * scale
             else:
                 kind = "external" if stage == "evaluate" and _is_external(run, p, unit) else stage
-                other_s += REFERENCE_SECONDS.get(kind, {}).get(method, 30.0) * scale
+                seconds = REFERENCE_SECONDS.get(kind, {}).get(method, 30.0)
+                if stage == "generate":
+                    n_prompts = settings.get("n_prompts", GenerateParams.model_fields["n_prompts"].default)
+                    seconds = GENERATE_START_S + seconds * n_prompts
+                other_s += seconds * scale
     book_s = REFERENCE_SECONDS["book"]["any"] * REFERENCE_GFLOPS / min(gflops.values()) if gflops else 0.0
     return GridEstimate(train_s, other_s, book_s, gflops, len(cells), unknown)
 
