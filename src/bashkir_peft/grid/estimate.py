@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 from bashkir_peft.errors import ConfigError
@@ -60,8 +61,6 @@ def matmul_shapes(net) -> list[tuple[int, int, int]]:
     """``(in, out, count)`` of every distinct weight matrix a forward pass multiplies by: the
     ``Linear`` and ``Conv1D`` layers of ``net`` (a model, e.g. on the ``meta`` device), the
     output layer included whether or not it is tied to the input embedding."""
-    from collections import Counter
-
     shapes = Counter()
     for m in net.modules():
         kind = type(m).__name__

@@ -29,7 +29,10 @@ class GuardedTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         extra = getattr(self.compute_loss_func, "model_inputs", None)
         if extra and "labels" in inputs:
-            inputs = {**inputs, **extra}
+            # the loss calls the output layer outside the model's forward: under the same
+            # mixed-precision autocast that accelerate puts around that forward
+            with self.accelerator.autocast():
+                return super().compute_loss(model, {**inputs, **extra}, return_outputs, num_items_in_batch)
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
