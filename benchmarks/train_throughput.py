@@ -67,6 +67,13 @@ def gemm_bound(block: int, threads: int) -> dict:
     return {"gflops": gflops, "params_in_matmuls": n_params, "shapes": shapes}
 
 
+def bound_tokens_per_s(bound: dict, method: str) -> float:
+    """Training tokens/s at the GEMM rate of ``bound`` (:func:`gemm_bound`) for ``method``."""
+    from bashkir_peft.grid.estimate import train_flops_per_token
+
+    return bound["gflops"] * 1e9 / train_flops_per_token(method, bound["params_in_matmuls"])
+
+
 def make_data(corpus: Path, out: Path) -> Path:
     """A data-prep-shaped folder from the first documents of a .jsonl.gz corpus."""
     import pandas as pd
@@ -289,9 +296,8 @@ def main() -> int:
         bounds[block] = gemm_bound(block, a.threads)
         print(f"bound, block {block}: fp32 GEMM {bounds[block]['gflops']:.1f} GFLOP/s at the model's shapes "
               f"({a.threads} threads), P = {bounds[block]['params_in_matmuls'] / 1e6:.1f} M: "
-              f"full {bounds[block]['gflops'] * 1e9 / (6 * bounds[block]['params_in_matmuls']):.1f} tokens/s, "
-              f"adapters {bounds[block]['gflops'] * 1e9 / (4 * bounds[block]['params_in_matmuls']):.1f} tokens/s",
-              flush=True)
+              f"full {bound_tokens_per_s(bounds[block], 'full'):.1f} tokens/s, "
+              f"adapters {bound_tokens_per_s(bounds[block], 'lora'):.1f} tokens/s", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = make_data(a.corpus, Path(tmp) / "data")
         for block in a.blocks:
@@ -306,8 +312,7 @@ def main() -> int:
                 # adjacent steps of the same run: robust to the machine's drift between runs
                 paired = statistics.median(b / o for o, b in zip(res["ours"]["timed_step_s"],
                                                                  res["baseline"]["timed_step_s"]))
-                bound = bounds[block]["gflops"] * 1e9 / ((6 if method == "full" else 4)
-                                                          * bounds[block]["params_in_matmuls"])
+                bound = bound_tokens_per_s(bounds[block], method)
                 target = min(1.5 * res["baseline"]["tokens_per_s"], 0.75 * bound)
                 row = {"method": method, "block_size": block, "batch": BATCH,
                        "bound_tokens_per_s": bound, "gemm_gflops": bounds[block]["gflops"],

@@ -40,16 +40,15 @@ class _Planned:
 
 
 class _Run:
-    """The two GridRun methods the estimate reads: a cell's units and its evaluation passes."""
+    """The GridRun method the estimate reads: a cell's units, shaped as GridRun.units gives them
+    (an external set's pass carries its ``external`` settings; tests/test_external.py)."""
 
     def units(self, p):
         train = [("train", "train", {"method": p.cell.method, "max_steps": 10, "per_device_train_batch_size": 4,
                                      "block_size": 32, "device": p.cell.device})] if p.cell.method != "base" else []
-        return train + [("evaluate.1", "evaluate", {}), ("evaluate.2", "evaluate", {}),
+        return train + [("evaluate.1", "evaluate", {"protocol": "rolling"}),
+                        ("evaluate.2", "evaluate", {"protocol": "rolling", "external": {"name": "sib200-eng"}}),
                         ("generate", "generate", {"n_prompts": 5})]
-
-    def stage_passes(self, p, stage):
-        return {}, [{"protocol": "rolling"}, {"external": "sib200-eng"}]
 
 
 def test_estimate_adds_training_flops_and_scaled_reference_stages(monkeypatch):

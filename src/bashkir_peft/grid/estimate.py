@@ -71,6 +71,12 @@ def matmul_shapes(net) -> list[tuple[int, int, int]]:
     return [(k, n, c) for (k, n), c in sorted(shapes.items())]
 
 
+def train_flops_per_token(method: str, n_params: int) -> float:
+    """FLOPs of one training token: 6P for full fine-tuning, 4P for adapters (module docstring;
+    Kaplan et al. 2020, sec. 2.1), ``n_params`` = P, the weights in the matrix products."""
+    return (6 if method == "full" else 4) * n_params
+
+
 def gemm_gflops(shapes: list[tuple[int, int, int]], rows: int, threads: int | None = None,
                 reps: int = 5, trials: int = 3) -> tuple[float, int]:
     """fp32 matrix-product rate at a model's shapes.
@@ -143,7 +149,7 @@ def estimate_grid(run, cells) -> GridEstimate:
         run: a :class:`bashkir_peft.grid.runner.GridRun`.
         cells: the :class:`~bashkir_peft.grid.runner.Planned` cells that will run.
     """
-    gflops, probes, unknown = {}, {}, []
+    gflops, shapes, probes, unknown = {}, {}, {}, []
     train_s = other_s = 0.0
     for p in cells:
         units = run.units(p)
@@ -155,7 +161,9 @@ def estimate_grid(run, cells) -> GridEstimate:
         key = (p.cell.model, (params.per_device_train_batch_size * params.block_size) if params else 1024)
         if key not in probes:
             try:
-                probes[key] = gemm_gflops(matmul_shapes(meta_model(p.cell.model)), key[1])
+                if p.cell.model not in shapes:
+                    shapes[p.cell.model] = matmul_shapes(meta_model(p.cell.model))
+                probes[key] = gemm_gflops(shapes[p.cell.model], key[1])
             except (OSError, ValueError, ConfigError) as err:
                 probes[key] = None
                 unknown.append(f"{p.cell.slug} (no configuration of {p.cell.model}: {type(err).__name__})")
@@ -164,17 +172,16 @@ def estimate_grid(run, cells) -> GridEstimate:
         g, n_params = probes[key]
         gflops.setdefault(p.cell.model, g)
         scale = REFERENCE_GFLOPS / g
-        for unit, stage, settings in units:
+        for _unit, stage, settings in units:
             if stage == "train":
                 tokens = planned_tokens(params, None)
                 if tokens is None:
                     unknown.append(f"{p.cell.slug} training (epochs: its tokens are known after data prep)")
                     continue
-                c = 6 if method == "full" else 4
-                train_s += tokens * c * n_params / (TRAIN_SHARE_OF_BOUND[method] * g * 1e9)
+                train_s += tokens * train_flops_per_token(method, n_params) / (TRAIN_SHARE_OF_BOUND[method] * g * 1e9)
                 train_s += REFERENCE_SECONDS["train"]["any"] * scale
             else:
-                kind = "external" if stage == "evaluate" and _is_external(run, p, unit) else stage
+                kind = "external" if "external" in settings else stage
                 seconds = REFERENCE_SECONDS.get(kind, {}).get(method, 30.0)
                 if stage == "generate":
                     n_prompts = settings.get("n_prompts", GenerateParams.model_fields["n_prompts"].default)
@@ -184,12 +191,5 @@ def estimate_grid(run, cells) -> GridEstimate:
     return GridEstimate(train_s, other_s, book_s, gflops, len(cells), unknown)
 
 
-def _is_external(run, p, unit: str) -> bool:
-    _, passes = run.stage_passes(p, "evaluate")
-    if not passes or "." not in unit:
-        return False
-    return "external" in passes[int(unit.split(".")[1]) - 1]
-
-
-__all__ = ["estimate_grid", "gemm_gflops", "matmul_shapes", "GridEstimate", "TRAIN_SHARE_OF_BOUND",
+__all__ = ["estimate_grid", "gemm_gflops", "matmul_shapes", "train_flops_per_token", "GridEstimate", "TRAIN_SHARE_OF_BOUND",
            "REFERENCE_SECONDS", "REFERENCE_GFLOPS"]

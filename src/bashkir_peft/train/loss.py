@@ -60,13 +60,12 @@ class _HeadCrossEntropy(torch.autograd.Function):
                     acc += g
             total += loss.detach()
         ctx.save_for_backward(*([grad_hidden] if needs_hidden else []), *grad_params)
-        ctx.needs = (needs_hidden, tuple(needs_params))
         return total
 
     @staticmethod
     def backward(ctx, grad_total):
         saved = list(ctx.saved_tensors)
-        needs_hidden, needs_params = ctx.needs
+        needs_hidden, needs_params = ctx.needs_input_grad[0], ctx.needs_input_grad[5:]
         grad_hidden = saved.pop(0) * grad_total if needs_hidden else None
         grads = iter(saved)
         return (grad_hidden, None, None, None, None,
