@@ -120,6 +120,7 @@ class FinalEval(BaseModel):
     eval_loss: float
     perplexity: float
     blocks: int
+    bits_per_byte: float | None = None  # None: written before validation counted bytes
 
 
 class TrainCost(BaseModel):
@@ -195,6 +196,9 @@ class TrainRecord(Record):
     final_eval: FinalEval | None = None
     finished: str | None = None
     vocab: VocabAdaptation | None = None
+    budget: Json | None = None
+    """Steps and evaluation interval as run (:func:`bashkir_peft.train.budget.resolve_budget`):
+    the byte budget's resolution, with the training split's bytes per token."""
     device: Json | None = None
     """Where it trained (:meth:`bashkir_peft.models.device.Placement.record`, with ``processes``)."""
     precision: Json | None = None

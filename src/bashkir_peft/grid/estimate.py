@@ -176,7 +176,9 @@ def estimate_grid(run, cells) -> GridEstimate:
             if stage == "train":
                 tokens = planned_tokens(params, None)
                 if tokens is None:
-                    unknown.append(f"{p.cell.slug} training (epochs: its tokens are known after data prep)")
+                    why = "a byte budget" if params.train_bytes else "epochs"
+                    unknown.append(f"{p.cell.slug} training ({why}: its tokens are known once its tokenizer has "
+                                   "read the training split)")
                     continue
                 train_s += tokens * train_flops_per_token(method, n_params) / (TRAIN_SHARE_OF_BOUND[method] * g * 1e9)
                 train_s += REFERENCE_SECONDS["train"]["any"] * scale

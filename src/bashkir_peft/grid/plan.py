@@ -141,7 +141,11 @@ def estimate_memory(params: TrainParams, net=None, placement: Placement | None =
 
 def planned_tokens(params: TrainParams, train_blocks: int | None) -> int | None:
     """Tokens a run trains on: ``max_steps x processes x batch x accumulation x block_size``, or
-    ``num_train_epochs x train blocks x block_size`` (``None`` while the block count is unknown)."""
+    ``num_train_epochs x train blocks x block_size`` (``None`` while the block count is unknown,
+    and for a byte budget, ``train_bytes``, whose tokens depend on what the run's tokenizer
+    makes of the training split)."""
+    if params.train_bytes is not None:
+        return None
     if params.max_steps > 0:
         return (params.max_steps * params.processes * params.per_device_train_batch_size
                 * params.gradient_accumulation_steps * params.block_size)

@@ -27,6 +27,9 @@ the axis ``tokenizer`` (default ``[base]``) picks them; a cell with an adaptatio
 its training parameter ``tokenizer``. A ``base`` tokenizer adds nothing to a cell's axes or
 parameters, so grids without the axis keep their run ids.
 
+``stages`` (default: all) names the stages every cell runs, e.g. ``[train]`` for a
+learning-rate sweep judged on validation loss (``cpu-study-lr.yaml``).
+
 Expansion rules (one cell = model x method x lora_r x seed [x tokenizer]):
     - ``lora_r`` applies to ``lora`` and ``qlora`` only; ``full`` and ``base`` cells have
       ``lora_r = None``.
@@ -154,6 +157,7 @@ class GridSpec(StrictModel):
     generate: StageSettings = {}
     downstream: StageSettings = {}
     tokenizers: dict[str, TokenizerAdaptation] = {}
+    stages: list[Literal["train", "evaluate", "generate", "downstream"]] | None = Field(None, min_length=1)
     matrix: Matrix
     exclude: list[Selector] = []
     include: list[Include] = []
@@ -214,6 +218,7 @@ class Cell:
     seed: int
     label: str | None = None
     tokenizer: str = BASE_TOKENIZER
+    only: tuple[str, ...] | None = field(default=None, compare=False, hash=False)
     params: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, hash=False)
     origins: dict[str, dict[str, str]] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
@@ -228,7 +233,10 @@ class Cell:
 
     @property
     def stages(self) -> tuple[str, ...]:
-        return CELL_STAGES if self.trains else CELL_STAGES[1:]
+        """The stages the cell runs: all of its method's, or those of them the grid's
+        ``stages`` keeps (``only``)."""
+        own = CELL_STAGES if self.trains else CELL_STAGES[1:]
+        return own if self.only is None else tuple(s for s in own if s in self.only)
 
     @property
     def slug(self) -> str:
@@ -367,7 +375,7 @@ def load_grid(path: str | Path) -> Grid:
 def _layer(cell_axes: dict, spec: GridSpec, own: dict[str, dict] | None = None,
            own_path: str = "") -> tuple[dict[str, dict], dict[str, dict[str, str]]]:
     """A cell's stage settings and, per setting, the grid path that set it."""
-    probe = Cell(**cell_axes)
+    probe = Cell(**cell_axes, only=_only(spec))
     params = {s: dict(getattr(spec, s)) for s in CELL_STAGES}
     origins = {s: {k: f"{s}.{k}" for k in params[s]} for s in CELL_STAGES}
     if probe.tokenizer != BASE_TOKENIZER:
@@ -386,12 +394,29 @@ def _layer(cell_axes: dict, spec: GridSpec, own: dict[str, dict] | None = None,
     return {s: params[s] for s in probe.stages}, {s: origins[s] for s in probe.stages}
 
 
+def _only(spec: GridSpec) -> tuple[str, ...] | None:
+    return None if spec.stages is None else tuple(spec.stages)
+
+
 def expand(grid: Grid) -> list[Cell]:
     """All cells of the grid, in a stable order (matrix order, then includes).
 
     Returns:
         Cells with their resolved stage settings; duplicates (same axes) removed.
+
+    Raises:
+        ConfigError: a cell that runs no stage (a ``base`` cell in a grid whose ``stages``
+            is ``[train]``).
     """
+    cells = _expand(grid)
+    idle = [c.slug for c in cells if not c.stages]
+    if idle:
+        raise ConfigError(f"{grid.path or grid.name}: cells that run no stage under stages "
+                          f"{grid.spec.stages}: {', '.join(idle)}")
+    return cells
+
+
+def _expand(grid: Grid) -> list[Cell]:
     spec = grid.spec
     m = spec.matrix
     seen: dict[tuple, Cell] = {}
@@ -407,7 +432,7 @@ def expand(grid: Grid) -> list[Cell]:
                     continue
                 params, origins = _layer(axes, spec)
                 origins["axes"] = {k: f"matrix.{k}" for k in AXES if k != "label"}
-                seen.setdefault(tuple(axes.values()), Cell(**axes, params=params, origins=origins))
+                seen.setdefault(tuple(axes.values()), Cell(**axes, only=_only(spec), params=params, origins=origins))
     for i, inc in enumerate(spec.include):
         r = inc.lora_r if inc.method in ADAPTER_METHODS else None
         if inc.method in ADAPTER_METHODS and r is None:
@@ -417,7 +442,7 @@ def expand(grid: Grid) -> list[Cell]:
         own = {s: getattr(inc, s) for s in CELL_STAGES}
         params, origins = _layer(axes, spec, own, f"include[{i}]")
         origins["axes"] = {k: f"include[{i}]" if k in inc.model_fields_set else f"matrix.{k}" for k in AXES}
-        seen[tuple(axes.values())] = Cell(**axes, params=params, origins=origins)
+        seen[tuple(axes.values())] = Cell(**axes, only=_only(spec), params=params, origins=origins)
     return list(seen.values())
 
 

@@ -31,6 +31,7 @@ from bashkir_peft.data.folder import load_texts, read_manifest
 from bashkir_peft.data.packing import packed_dataset
 from bashkir_peft.data.vocab import adapt_model
 from bashkir_peft.errors import ConfigError
+from bashkir_peft.evaluate.metrics import count_bytes
 from bashkir_peft.models.device import Placement, choose_device, is_main_process, one_gpu_per_process, world_size
 from bashkir_peft.models.loading import default_dtype, load_model, resolve_model
 from bashkir_peft.models.lora import apply_lora, count_parameters
@@ -40,6 +41,7 @@ from bashkir_peft.models.vocab import TokenizerAdaptation, token_rows_cost, toke
 from bashkir_peft.provenance import ResourceMeter, environment_info
 from bashkir_peft.records import RunFiles, TrainRecord, read_record_if_any, write_record
 from bashkir_peft.runtime import configure_threads
+from bashkir_peft.train.budget import resolve_budget, tokens_per_step, validation_bits_per_byte
 from bashkir_peft.train.checkpoints import last_complete_checkpoint
 from bashkir_peft.train.distributed import gather_costs, launch
 from bashkir_peft.yamlio import StrictModel, validate
@@ -49,6 +51,9 @@ from bashkir_peft.yamlio import StrictModel, validate
 # - lora, qlora: 2e-4, the QLoRA paper's rate for 7B-13B models (Dettmers et al. 2023,
 #   appendix, hyperparameters table); adapters need a larger rate than full weights.
 DEFAULT_LEARNING_RATE = {"full": 5e-5, "lora": 2e-4, "qlora": 2e-4}
+
+
+_UNSET_NOT_RECORDED = ("tokenizer", "train_bytes", "eval_every_bytes")
 
 
 class TrainParams(StrictModel):
@@ -65,6 +70,13 @@ class TrainParams(StrictModel):
         warmup_ratio: share of the optimizer steps spent warming up, in [0, 1).
         num_train_epochs: epochs over the packed training blocks (the paper's runs: 3).
         max_steps: optimizer steps; > 0 overrides ``num_train_epochs``.
+        train_bytes: the training budget in UTF-8 bytes of training text [bytes]; sets the
+            optimizer steps to ``ceil(train_bytes / bytes_per_step)`` with ``bytes_per_step`` =
+            tokens per optimizer step x the training split's bytes per token under the run's
+            tokenizer (:func:`resolve_budget`), so runs with different tokenizers see equal
+            text; excludes ``max_steps``.
+        eval_every_bytes: a validation evaluation every this many bytes of training text
+            [bytes] (the nearest whole number of steps, at least 1); overrides ``eval_steps``.
         block_size: tokens per training block (the paper's released runs: 128).
         per_device_train_batch_size, per_device_eval_batch_size: blocks per batch.
         gradient_accumulation_steps: micro-batches per optimizer step.
@@ -121,6 +133,10 @@ class TrainParams(StrictModel):
     num_train_epochs: float = Field(3.0, gt=0, json_schema_extra={
         "source": "paper's released full-FT runs: 3 epochs (not stated for LoRA/QLoRA)"})
     max_steps: int = Field(-1, json_schema_extra={"source": "transformers TrainingArguments default (epochs decide)"})
+    train_bytes: int | None = Field(None, gt=0, json_schema_extra={
+        "source": "ours: no byte budget (max_steps or num_train_epochs decide)"})
+    eval_every_bytes: int | None = Field(None, gt=0, json_schema_extra={
+        "source": "ours: no byte interval (eval_steps decides)"})
     block_size: int = Field(128, gt=1, json_schema_extra={
         "source": "paper's released full-FT runs: max_seq_len 128 (not stated for LoRA/QLoRA)"})
     per_device_train_batch_size: int = Field(8, gt=0, json_schema_extra={
@@ -170,6 +186,8 @@ class TrainParams(StrictModel):
     def _check(self):
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError("max_steps must be > 0, or -1 to train for num_train_epochs")
+        if self.train_bytes is not None and self.max_steps != -1:
+            raise ValueError("set train_bytes or max_steps, not both (train_bytes decides the steps)")
         if self.target_modules is not None and not self.target_modules:
             raise ValueError("target_modules must name at least one module, or be None for the registry's")
         return self
@@ -180,9 +198,10 @@ class TrainParams(StrictModel):
         return Path(self.output_dir)
 
     def record(self) -> dict:
-        """The parameters as records store them (``tokenizer`` only when set, so a run's record
-        from before the setting existed still matches)."""
-        return self.model_dump(exclude={"tokenizer"} if self.tokenizer is None else None)
+        """The parameters as records store them (``tokenizer``, ``train_bytes`` and
+        ``eval_every_bytes`` only when set, so a run's record from before these settings
+        existed still matches)."""
+        return self.model_dump(exclude={k for k in _UNSET_NOT_RECORDED if getattr(self, k) is None})
 
     @property
     def resolved_learning_rate(self) -> float:
@@ -270,10 +289,17 @@ def _save_final(trainer, tokenizer, run_dir: Path, record: dict) -> Path:
     return final
 
 
-def _losses(log_history: list[dict]) -> dict:
+def _losses(log_history: list[dict], record: dict) -> dict:
+    """Training and validation losses by step; each validation point also in bits per byte
+    (:func:`~bashkir_peft.train.budget.validation_bits_per_byte`) at ``train_bytes_seen``
+    bytes of training text (step x the run's bytes per step)."""
     train = [{"step": h["step"], "loss": h["loss"], "learning_rate": h.get("learning_rate")}
              for h in log_history if "loss" in h]
-    evals = [{"step": h["step"], "eval_loss": h["eval_loss"]} for h in log_history if "eval_loss" in h]
+    per_step = record.get("budget", {}).get("bytes_per_step")
+    evals = [{"step": h["step"], "eval_loss": h["eval_loss"],
+              "bits_per_byte": validation_bits_per_byte(h["eval_loss"], record["data"]["validation"]),
+              "train_bytes_seen": None if per_step is None else round(h["step"] * per_step)}
+             for h in log_history if "eval_loss" in h]
     return {"train": train, "eval": evals}
 
 
@@ -350,12 +376,12 @@ def _prepare_model(params: TrainParams, resolved, placement: Placement, precisio
         tokenizer, new_ids, record["vocab"] = adapt_model(model, tokenizer, params.tokenizer, params.data_dir,
                                                            params.out_dir / RunFiles.TOKENIZER, params.seed)
     record["model"] = loaded.resolved.record() | {"hub_id": resolved.entry.hub_id if resolved.entry else None}
-    train_ds, train_stats = packed_dataset(
-        load_texts(params.data_dir, "train", params.max_train_documents), tokenizer, params.block_size, "train")
-    eval_ds, eval_stats = packed_dataset(
-        load_texts(params.data_dir, "validation", params.max_eval_documents), tokenizer, params.block_size,
-        "validation")
-    record["data"] |= {"train": train_stats, "validation": eval_stats}
+    train_texts = load_texts(params.data_dir, "train", params.max_train_documents)
+    eval_texts = load_texts(params.data_dir, "validation", params.max_eval_documents)
+    train_ds, train_stats = packed_dataset(train_texts, tokenizer, params.block_size, "train")
+    eval_ds, eval_stats = packed_dataset(eval_texts, tokenizer, params.block_size, "validation")
+    record["data"] |= {"train": train_stats | {"bytes": sum(map(count_bytes, train_texts))},
+                       "validation": eval_stats | {"bytes": sum(map(count_bytes, eval_texts))}}
     if params.method == "qlora":
         model = prepare_qlora(model, params.gradient_checkpointing)
     if params.method in ("lora", "qlora"):
@@ -443,9 +469,8 @@ def _account(params: TrainParams, record: dict, session: dict, trainer, timer, m
     steps. Under DDP, ``cost`` holds the main process's wall time and the largest peak memory
     of any process; ``process_costs`` each process's.
     """
-    tokens_per_step = (world_size() * params.per_device_train_batch_size * params.gradient_accumulation_steps
-                       * params.block_size)
-    session_tokens = (trainer.state.global_step - step0) * tokens_per_step
+    step_tokens = tokens_per_step(params, world_size())
+    session_tokens = (trainer.state.global_step - step0) * step_tokens
     costs = gather_costs(meter.result())
     session |= {
         "finished": _now(),
@@ -459,18 +484,18 @@ def _account(params: TrainParams, record: dict, session: dict, trainer, timer, m
     costs = [s["cost"] for s in record["sessions"] if "cost" in s]
     record |= {
         "global_step": trainer.state.global_step,
-        "tokens_seen": trainer.state.global_step * tokens_per_step,
+        "tokens_seen": trainer.state.global_step * step_tokens,
         "tokens_per_s": session["tokens_per_s"],
         "cost": {
             "wall_time_s": sum(c["wall_time_s"] for c in costs),
             "peak_rss_mib": max(c["peak_rss_mib"] for c in costs),
             "peak_gpu_mib": max((c["peak_gpu_mib"] or 0 for c in costs), default=0) if cuda else None,
         },
-        "losses": _losses(trainer.state.log_history),
+        "losses": _losses(trainer.state.log_history, record),
     }
 
 
-def _conclude(record: dict, final_eval: dict | None, eval_blocks: int) -> None:
+def _conclude(record: dict, final_eval: dict | None) -> None:
     """Status from the final validation loss: ``failed`` when it is not finite."""
     if final_eval is None:
         return
@@ -478,7 +503,9 @@ def _conclude(record: dict, final_eval: dict | None, eval_blocks: int) -> None:
     if not math.isfinite(loss):
         record |= {"status": "failed", "reason": f"non-finite validation loss ({loss})"}
     else:
-        record["final_eval"] = {"eval_loss": loss, "perplexity": math.exp(loss), "blocks": eval_blocks}
+        validation = record["data"]["validation"]
+        record["final_eval"] = {"eval_loss": loss, "perplexity": math.exp(loss), "blocks": validation["blocks"],
+                                "bits_per_byte": validation_bits_per_byte(loss, validation)}
 
 
 def run_training(params: TrainParams | dict, callbacks: list | None = None) -> TrainRecord:
@@ -536,8 +563,11 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
     try:
         transformers.set_seed(params.seed)
         model, tokenizer, train_ds, eval_ds = _prepare_model(params, resolved, placement, precision, record)
+        record["budget"] = resolve_budget(params, record["data"]["train"], world_size())
         timer, meter = StepTimer(), ResourceMeter()
-        args, note = _training_arguments(params, run_dir, record["optimizer"], placement, precision)
+        steps = {k: record["budget"][k] for k in ("max_steps", "eval_steps")}
+        args, note = _training_arguments(params.model_copy(update=steps), run_dir, record["optimizer"], placement,
+                                         precision)
         if note:
             record["device"]["notes"].append(note)
 
@@ -568,7 +598,7 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
                 final_eval = None
                 record |= {"status": "failed", "reason": str(err)}
         _account(params, record, session, trainer, timer, meter, step0, cuda)
-        _conclude(record, final_eval, record["data"]["validation"]["blocks"])
+        _conclude(record, final_eval)
         if record["status"] == "running":
             if is_main_process():
                 _save_final(trainer, tokenizer, run_dir, record)
