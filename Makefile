@@ -13,7 +13,7 @@ GRID       ?= params/grids/cpu-demo.yaml
 CORPUS     ?=
 STAMP      := $(VENV)/.setup-done
 
-.PHONY: setup test demo grid report book lock gpu-check clean lessons bundle site publish
+.PHONY: setup test demo study grid report book lock gpu-check clean lessons bundle site publish
 
 setup: $(STAMP)
 	@$(BIN)/bashkir-peft setup-models
@@ -39,6 +39,13 @@ test: setup
 demo:
 	@start=$$(date +%s); $(MAKE) --no-print-directory grid book && \
 	  t=$$(( $$(date +%s) - start )); echo "make demo: wall time $$((t / 60)) min $$((t % 60)) s, all included"
+
+# The CPU study: its learning-rate sweep (cpu-study-lr), the study (cpu-study, whose grid
+# file carries the sweep's choice of rates) and its book; resumable (rerun it after a stop).
+study:
+	@start=$$(date +%s); $(MAKE) --no-print-directory grid GRID=params/grids/cpu-study-lr.yaml && \
+	  $(MAKE) --no-print-directory grid book GRID=params/grids/cpu-study.yaml && \
+	  t=$$(( $$(date +%s) - start )); echo "make study: wall time $$((t / 60)) min $$((t % 60)) s, all included"
 
 grid: setup
 	@test -n "$(CORPUS)" || { echo "error: set CORPUS, e.g. make demo CORPUS=../shared/corpus/bashkir-demo.jsonl.gz (or CORPUS=hub:BashkirNLPWorld/bashkir-web-corpus)"; exit 2; }

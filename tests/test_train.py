@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -300,6 +301,25 @@ def test_validation_without_gathered_logits_gives_the_same_loss(data_dir, tmp_pa
         trainer = GuardedTrainer(model=loaded.model, args=args, eval_dataset=ds, data_collator=default_data_collator)
         losses.append(trainer.evaluate()["eval_loss"])
     assert losses[0] == losses[1]
+
+
+def test_a_byte_budget_sets_the_steps_and_every_curve_point_is_in_bits_per_byte(data_dir, tmp_path):
+    record, _ = _run(data_dir, tmp_path / "run", method="lora", max_steps=-1, eval_steps=200, save_steps=2,
+                     train_bytes=600, eval_every_bytes=300, keep_checkpoints=False)
+    # a finished run keeps its adapter, not the checkpoints that only served resuming
+    assert (tmp_path / "run" / "final" / "adapter_model.safetensors").is_file()
+    assert not list((tmp_path / "run" / "checkpoints").glob("checkpoint-*"))
+    assert record.sessions[-1]["checkpoints_deleted"][-1] == f"checkpoint-{record.global_step}"
+    b, train, val = record.budget, record.data["train"], record.data["validation"]
+    assert b["bytes_per_token"] == pytest.approx(train["bytes"] / train["tokens"])
+    assert b["bytes_per_step"] == pytest.approx(b["bytes_per_token"] * 4 * 16)
+    assert record.global_step == b["max_steps"] == math.ceil(600 / b["bytes_per_step"]) > 1
+    steps = [p["step"] for p in record.losses.eval]
+    assert steps[0] == b["eval_steps"] == max(1, round(300 / b["bytes_per_step"]))
+    for point in record.losses.eval:
+        assert point["bits_per_byte"] == pytest.approx(point["eval_loss"] * val["tokens"] / (val["bytes"] * math.log(2)))
+        assert point["train_bytes_seen"] == round(point["step"] * b["bytes_per_step"])
+    assert record.final_eval.bits_per_byte == pytest.approx(record.losses.eval[-1]["bits_per_byte"])
 
 
 def test_non_finite_loss_fails_the_run(data_dir, tmp_path):

@@ -5,7 +5,10 @@ will use, at the model's matrix shapes (every weight matrix of its forward pass,
 layer included, ``M = batch x block_size`` rows; :func:`matmul_shapes`), weighted by their
 FLOPs (:func:`gemm_gflops`, about a second). Then, per cell not yet finished:
 
-- training: ``tokens x c x P / (share[method] x G)`` plus the stage's fixed seconds (notebook
+- training: ``tokens x c x P / (share[method] x G)`` (a byte budget, ``train_bytes``: its
+  steps at the bytes per token of the model's own tokenizer on the prepared data, the data
+  folder's fertility table; an adapted tokenizer packs more text into a token, so its cells
+  are counted with more steps than they run) plus the stage's fixed seconds (notebook
   start, model load, validation, saving; below): a step costs about ``c = 6`` FLOPs per
   weight and token for full fine-tuning and ``c = 4`` for adapters (forward 2, backward 2 for
   the activations' gradients, plus 2 for the weights' own when they train; Kaplan et al.
@@ -33,6 +36,8 @@ from bashkir_peft.errors import ConfigError
 from bashkir_peft.generate.run import GenerateParams
 from bashkir_peft.grid.plan import meta_model, planned_tokens, train_params
 from bashkir_peft.models.device import choose_device
+from bashkir_peft.records import DataFiles
+from bashkir_peft.train.budget import resolve_budget, tokens_per_step
 
 # Share of the GEMM bound our trainer reaches, SmolLM2-135M, batch 8 x block 128, fp32, 2
 # threads (benchmarks/RESULTS.md, "Training throughput", the run of this issue's commit).
@@ -142,6 +147,28 @@ class GridEstimate:
         return line
 
 
+def base_bytes_per_token(data_dir, model: str) -> float | None:
+    """Bytes per token of ``model``'s own tokenizer on the prepared data (the fertility
+    table's row of the model; ``None`` when the data folder has none)."""
+    import pandas as pd
+
+    path = data_dir / DataFiles.FERTILITY
+    if not path.is_file():
+        return None
+    table = pd.read_parquet(path, columns=["model", "bytes_per_token"])
+    rows = table[table["model"] == model]
+    return float(rows["bytes_per_token"].iloc[0]) if len(rows) else None
+
+
+def _budget_tokens(params, bytes_per_token: float | None) -> int | None:
+    """Tokens of a run with a byte budget, at ``bytes_per_token``."""
+    if bytes_per_token is None:
+        return None
+    steps = resolve_budget(params, {"tokens": 1_000_000, "bytes": bytes_per_token * 1_000_000},
+                           params.processes)["max_steps"]
+    return steps * tokens_per_step(params, params.processes)
+
+
 def estimate_grid(run, cells) -> GridEstimate:
     """The expected wall time of ``cells`` (planned cells of ``run`` still to compute) and the book.
 
@@ -175,6 +202,8 @@ def estimate_grid(run, cells) -> GridEstimate:
         for _unit, stage, settings in units:
             if stage == "train":
                 tokens = planned_tokens(params, None)
+                if tokens is None and params.train_bytes is not None:
+                    tokens = _budget_tokens(params, base_bytes_per_token(run.data_dir, p.cell.model))
                 if tokens is None:
                     why = "a byte budget" if params.train_bytes else "epochs"
                     unknown.append(f"{p.cell.slug} training ({why}: its tokens are known once its tokenizer has "

@@ -27,6 +27,9 @@ the axis ``tokenizer`` (default ``[base]``) picks them; a cell with an adaptatio
 its training parameter ``tokenizer``. A ``base`` tokenizer adds nothing to a cell's axes or
 parameters, so grids without the axis keep their run ids.
 
+``study`` (optional) names, before anything runs, the comparisons a study is for and its
+budget (:class:`StudyDesign`); the report states them first, with their intervals.
+
 ``stages`` (default: all) names the stages every cell runs, e.g. ``[train]`` for a
 learning-rate sweep judged on validation loss (``cpu-study-lr.yaml``).
 
@@ -143,6 +146,40 @@ class Include(_StageSettings):
     tokenizer: str = BASE_TOKENIZER
 
 
+class Comparison(StrictModel):
+    """Two methods compared, A − B in bits per byte on one evaluated split (the report's
+    paired differences, :func:`bashkir_peft.report.tables.differences_table`).
+
+    Attributes:
+        a, b: method labels of the grid's cells (``full``, ``lora r=8``,
+            ``lora r=8 tok=bak16k``: :func:`bashkir_peft.report.runs.method_label`).
+        split: the evaluated split: ``test``, or an external set's name (``sib200-bak``).
+        question: the question the comparison answers, in one sentence.
+    """
+
+    a: str
+    b: str
+    split: str = "test"
+    question: str
+
+
+class StudyDesign(StrictModel):
+    """What a study grid names before it runs: its comparisons and its budget.
+
+    Attributes:
+        primary: the comparison the study is for.
+        secondary: further comparisons, reported the same way.
+        budget: the training budget every trained cell gets, in words.
+        learning_rate_sweep: the grid whose runs chose the learning rates (its runs folder
+            beside this grid's, ``runs/<name>``); the report shows it.
+    """
+
+    primary: Comparison
+    secondary: list[Comparison] = []
+    budget: str
+    learning_rate_sweep: str | None = Field(None, pattern=_NAME)
+
+
 class GridSpec(StrictModel):
     """A validated grid file (see the module docstring)."""
 
@@ -158,6 +195,7 @@ class GridSpec(StrictModel):
     downstream: StageSettings = {}
     tokenizers: dict[str, TokenizerAdaptation] = {}
     stages: list[Literal["train", "evaluate", "generate", "downstream"]] | None = Field(None, min_length=1)
+    study: StudyDesign | None = None
     matrix: Matrix
     exclude: list[Selector] = []
     include: list[Include] = []
@@ -310,9 +348,25 @@ def parse_grid(raw: object, where: str = "grid") -> Grid:
     _check_sources(spec, sources, where)
     _check_tokenizers(spec, where)
     grid = Grid(spec, sources)
-    if not expand(grid):
+    cells = expand(grid)
+    if not cells:
         raise ConfigError(f"{where}: the grid has no cells (every cell is excluded)")
+    _check_study(spec, cells, where)
     return grid
+
+
+def _check_study(spec: GridSpec, cells: list[Cell], where: str) -> None:
+    """Every method a study's comparison names is a method label of the grid's cells."""
+    if spec.study is None:
+        return
+    from bashkir_peft.report.runs import method_label
+
+    labels = {method_label(c.method, c.lora_r, c.tokenizer) for c in cells}
+    for c in [spec.study.primary, *spec.study.secondary]:
+        for side in (c.a, c.b):
+            if side not in labels:
+                raise ConfigError(f"{where}: study: {side!r} is not a method of this grid's cells "
+                                  f"({', '.join(sorted(labels))})")
 
 
 def _check_sources(spec: GridSpec, sources: dict, where: str) -> None:

@@ -21,8 +21,10 @@ import pandas as pd
 from pydantic import Field
 
 from bashkir_peft.atomic import atomic_path, write_parquet_atomic
+from bashkir_peft.grid.spec import StudyDesign, load_grid
 from bashkir_peft.records import GridFiles, check_name
 from bashkir_peft.report import figures as fig
+from bashkir_peft.report import study
 from bashkir_peft.report import tables as rt
 from bashkir_peft.report.runs import RunRecord, discover_runs, index_gaps, method_sort_key
 from bashkir_peft.settings import REPO_ROOT, runs_root
@@ -95,6 +97,14 @@ def resolve_grid(grid: str) -> tuple[str, Path]:
     return check_name(grid), runs_root() / grid
 
 
+def study_design(grid: str) -> StudyDesign | None:
+    """The ``study`` block of a grid file (``None`` for a grid name, or a grid without one)."""
+    p = Path(grid)
+    if p.suffix not in (".yaml", ".yml"):
+        return None
+    return load_grid(p if p.is_absolute() or p.exists() else REPO_ROOT / p).spec.study
+
+
 def _abs(path: str | Path) -> Path:
     p = Path(path)
     return p if p.is_absolute() else REPO_ROOT / p
@@ -129,6 +139,7 @@ class ReportResult:
     protocol: str | None
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     figures: dict[str, Path] = field(default_factory=dict)
+    design: StudyDesign | None = None
 
     @property
     def headline(self) -> pd.DataFrame:
@@ -162,8 +173,12 @@ def build_report(params: ReportParams) -> ReportResult:
         not finished: failed, incomplete, not started, corrupt, stale, with why),
         ``forgetting`` and ``forgetting_summary`` (Bashkir gained, English and Russian
         forgotten, on the SIB-200 external sets),
-        ``downstream`` (SIB-200 Bashkir classification with intervals, baselines first) and
-        ``parity`` (tokenizer fertility and parity premium).
+        ``downstream`` (SIB-200 Bashkir classification with intervals, baselines first),
+        ``parity`` (tokenizer fertility and parity premium), ``comparisons`` (the grid's
+        ``study`` comparisons, or every pair of methods, and forgetting against the base
+        model, with intervals: :mod:`bashkir_peft.report.study`), ``learning_curves``
+        (validation bits per byte by bytes of training text), ``disk`` (per run folder) and,
+        for a study with a learning-rate sweep, ``sweep`` (read from the sweep's runs folder).
 
     Raises:
         ConfigError: no runs folder or no run record in it (DataError), bad grid file, a
@@ -194,6 +209,14 @@ def build_report(params: ReportParams) -> ReportResult:
     t["forgetting_summary"] = rt.forgetting_summary(t["forgetting"])
     t["downstream"] = rt.downstream_table(runs)
     t["parity"] = rt.parity_table(data_dir)
+    design = study_design(params.grid)
+    t["comparisons"] = study.comparisons_table(runs, design, protocol=protocol, n_resamples=params.n_resamples,
+                                               confidence=params.confidence, seed=params.seed)
+    t["learning_curves"] = study.learning_curves(runs)
+    t["disk"] = study.disk_usage(runs)
+    sweep_dir = study.sweep_runs_dir(runs_dir, design)
+    if sweep_dir is not None:
+        t["sweep"] = study.sweep_table(discover_runs(sweep_dir))
     for k, df in t.items():
         for col in ("lora_r", "seed", "n", "ours_n", "n_documents"):
             if col in df.columns:
@@ -210,9 +233,12 @@ def build_report(params: ReportParams) -> ReportResult:
         "generation_language": fig.generation_language(t["generation_summary"],
                                                        figs_dir / "generation_language.png"),
         "gained_vs_forgotten": fig.gained_vs_forgotten(t["forgetting"], figs_dir / "gained_vs_forgotten.png"),
+        "learning_curves": fig.learning_curves(t["learning_curves"], figs_dir / "learning_curves.png"),
+        "learning_rate_sweep": (fig.learning_rate_sweep(t["sweep"], figs_dir / "learning_rate_sweep.png")
+                                if "sweep" in t else None),
     }
     return ReportResult(grid=name, runs_dir=runs_dir, out_dir=out_dir, runs=runs, protocol=protocol,
-                        tables=t, figures={k: v for k, v in made.items() if v is not None})
+                        tables=t, figures={k: v for k, v in made.items() if v is not None}, design=design)
 
 
 def format_headline(summary: pd.DataFrame) -> pd.DataFrame:
@@ -296,7 +322,10 @@ def grid_note(grid: str) -> str:
         data = read_yaml(p)
         if isinstance(data, dict) and isinstance(data.get("description"), str):
             desc = data["description"].strip() + "\n\n"
-    if name != "paper":
+    if name != "paper" and p.is_file() and study_design(str(p)) is not None:
+        desc += (f"**The `{name}` grid is a study at small scale, not a reproduction of the paper's numbers**: "
+                 "its findings hold for its model, budget and corpus, stated below.")
+    elif name != "paper":
         desc += (f"**The `{name}` grid is a demonstration of the pipeline, not a reproduction of the "
                  "paper's numbers**: small models, few training steps, a local corpus.")
     return desc

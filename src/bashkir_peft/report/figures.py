@@ -225,3 +225,43 @@ def gained_vs_forgotten(forgetting: pd.DataFrame, path: Path) -> Path | None:
     ax.set_ylabel("forgotten: bits per byte, run − base (SIB-200 eng, rus)")
     ax.legend(bbox_to_anchor=(1, 1), loc="upper left", title="method, language")
     return _save(fig, path)
+
+
+def learning_curves(curves: pd.DataFrame, path: Path) -> Path | None:
+    """Lines, one per trained run: validation bits per byte (y) against kilobytes of training
+    text seen (x), coloured by method (:func:`bashkir_peft.report.study.learning_curves`).
+    The byte axis puts runs with different tokenizers on one scale."""
+    plt, sns = pyplot()
+    c = curves.dropna(subset=["bits_per_byte", "train_bytes_seen"]) if len(curves) else curves
+    if c.empty:
+        return None
+    c = c.assign(kb=c["train_bytes_seen"] / 1000)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    sns.lineplot(c, x="kb", y="bits_per_byte", hue="method_label", hue_order=_order(c["method_label"]),
+                 units="run_id", estimator=None, marker="o", palette=method_palette(c["method_label"]), ax=ax)
+    ax.set_xlabel("training text seen (kB, UTF-8)")
+    ax.set_ylabel("validation bits per byte (lower is better)")
+    ax.set_xlim(left=0)
+    _legend_outside(ax)
+    return _save(fig, path)
+
+
+def learning_rate_sweep(sweep: pd.DataFrame, path: Path) -> Path | None:
+    """Points joined by method: final validation bits per byte (y) against the peak learning
+    rate (x, log scale) of each sweep run; the chosen rate of each method circled."""
+    plt, sns = pyplot()
+    s = sweep.dropna(subset=["bits_per_byte"]) if len(sweep) else sweep
+    if s.empty:
+        return None
+    palette = method_palette(s["method_label"])
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    sns.lineplot(s, x="learning_rate", y="bits_per_byte", hue="method_label", hue_order=_order(s["method_label"]),
+                 marker="o", palette=palette, ax=ax)
+    chosen = s[s["chosen"].astype(bool)]
+    ax.scatter(chosen["learning_rate"], chosen["bits_per_byte"], s=220, facecolors="none", edgecolors="black",
+               linewidth=1.2, label="chosen")
+    ax.set_xscale("log")
+    ax.set_xlabel("peak learning rate (log scale)")
+    ax.set_ylabel("validation bits per byte at the end (lower is better)")
+    ax.legend(bbox_to_anchor=(1, 1), loc="upper left", title="method")
+    return _save(fig, path)

@@ -42,7 +42,7 @@ from bashkir_peft.provenance import ResourceMeter, environment_info
 from bashkir_peft.records import RunFiles, TrainRecord, read_record_if_any, write_record
 from bashkir_peft.runtime import configure_threads
 from bashkir_peft.train.budget import resolve_budget, tokens_per_step, validation_bits_per_byte
-from bashkir_peft.train.checkpoints import last_complete_checkpoint
+from bashkir_peft.train.checkpoints import last_complete_checkpoint, prune_checkpoints
 from bashkir_peft.train.distributed import gather_costs, launch
 from bashkir_peft.yamlio import StrictModel, validate
 
@@ -53,7 +53,9 @@ from bashkir_peft.yamlio import StrictModel, validate
 DEFAULT_LEARNING_RATE = {"full": 5e-5, "lora": 2e-4, "qlora": 2e-4}
 
 
-_UNSET_NOT_RECORDED = ("tokenizer", "train_bytes", "eval_every_bytes")
+_NOT_RECORDED_AT_DEFAULT = {"tokenizer": None, "train_bytes": None, "eval_every_bytes": None, "keep_checkpoints": True}
+"""Settings a run's record leaves out while they have these values, so records written before
+the settings existed still match their runs."""
 
 
 class TrainParams(StrictModel):
@@ -84,6 +86,9 @@ class TrainParams(StrictModel):
         seed: seeds weights of new adapters, shuffling and dropout.
         eval_steps, save_steps, logging_steps: intervals [optimizer steps].
         save_total_limit: complete checkpoints kept.
+        keep_checkpoints: ``False`` = delete the run's checkpoints once it has finished and its
+            final model or adapter is saved (a finished run never resumes; the record's session
+            lists what was deleted).
         max_train_documents: use only the first N training documents (``None`` = all).
         max_eval_documents: validation documents scored during training (first N).
         weight_decay, max_grad_norm: optimizer settings (Trainer defaults).
@@ -154,6 +159,8 @@ class TrainParams(StrictModel):
     logging_steps: int = Field(10, gt=0, json_schema_extra={"source": "ours: enough points for the loss curves"})
     save_total_limit: int = Field(2, ge=1, json_schema_extra={
         "source": "ours: the last checkpoint and one before it, for resuming"})
+    keep_checkpoints: bool = Field(True, json_schema_extra={
+        "source": "ours: keep them (e.g. to continue training by hand)"})
     max_train_documents: int | None = Field(None, gt=0, json_schema_extra={"source": "ours: every training document"})
     max_eval_documents: int | None = Field(500, gt=0, json_schema_extra={
         "source": "ours: bounds the cost of validation during training"})
@@ -198,10 +205,9 @@ class TrainParams(StrictModel):
         return Path(self.output_dir)
 
     def record(self) -> dict:
-        """The parameters as records store them (``tokenizer``, ``train_bytes`` and
-        ``eval_every_bytes`` only when set, so a run's record from before these settings
-        existed still matches)."""
-        return self.model_dump(exclude={k for k in _UNSET_NOT_RECORDED if getattr(self, k) is None})
+        """The parameters as records store them (the settings of :data:`_NOT_RECORDED_AT_DEFAULT`
+        only when not at that value, so a run's record from before they existed still matches)."""
+        return self.model_dump(exclude={k for k, v in _NOT_RECORDED_AT_DEFAULT.items() if getattr(self, k) == v})
 
     @property
     def resolved_learning_rate(self) -> float:
@@ -602,6 +608,8 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
         if record["status"] == "running":
             if is_main_process():
                 _save_final(trainer, tokenizer, run_dir, record)
+                if not params.keep_checkpoints:
+                    session["checkpoints_deleted"] = prune_checkpoints(run_dir / RunFiles.CHECKPOINTS, keep=0)
             record |= {"status": "finished", "finished": _now()}
         return _write(run_dir, record)
     except Exception as err:
