@@ -154,3 +154,30 @@ def test_the_estimate_counts_a_byte_budget_at_the_model_tokenizers_bytes_per_tok
     p = TrainParams(train_bytes=36_000, per_device_train_batch_size=8, block_size=128)
     assert _budget_tokens(p, bpt) == 20 * 8 * 128
     assert _budget_tokens(p, None) is None
+
+
+def test_downstream_accuracy_differences_have_intervals_over_seeds_and_sentences(tmp_path):
+    import numpy as np
+
+    from bashkir_peft.records import RunFiles
+    from bashkir_peft.report.runs import discover_runs
+    from bashkir_peft.report.study import downstream_comparisons
+
+    runs = [r for r in discover_runs(make_grid(tmp_path / "runs", failed=False)) if r.status == "finished"]
+    rng = np.random.default_rng(1)
+    ids, cats = np.arange(40), rng.choice(list("abcd"), 40)
+    rate = {"base": 0.25, "full": 0.5, "lora r=8": 0.75}
+    correct: dict[str, list[np.ndarray]] = {}
+    for run in runs:
+        hit = rng.random(40) < rate[run.method_label]
+        correct.setdefault(run.method_label, []).append(hit.astype(float))
+        pd.DataFrame({"approach": "in_context", "setting": "0-shot, acc", "index_id": ids, "category": cats,
+                      "prediction": np.where(hit, cats, "none")}).to_parquet(run.path / RunFiles.DOWNSTREAM_PREDICTIONS)
+    dc = downstream_comparisons(runs, None, n_resamples=500).set_index(["a", "b"])
+    lora = dc.loc[("lora r=8", "base")]
+    true = np.mean(correct["lora r=8"]) - np.mean(correct["base"])
+    assert lora["difference"] == pytest.approx(true) and lora["ci_low"] < true < lora["ci_high"]
+    assert lora["n_documents"] == 40 and pd.isna(lora["flag"]) and lora["measure"] == "zero-shot accuracy"
+    full = dc.loc[("full", "base")]  # two seeds of full: no interval, flagged
+    assert full["difference"] == pytest.approx(np.mean(correct["full"]) - np.mean(correct["base"]))
+    assert full["flag"] == "no interval; fewer than 3 seeds"

@@ -176,7 +176,8 @@ def build_report(params: ReportParams) -> ReportResult:
         ``downstream`` (SIB-200 Bashkir classification with intervals, baselines first),
         ``parity`` (tokenizer fertility and parity premium), ``comparisons`` (the grid's
         ``study`` comparisons, or every pair of methods, and forgetting against the base
-        model, with intervals: :mod:`bashkir_peft.report.study`), ``learning_curves``
+        model, with intervals: :mod:`bashkir_peft.report.study`), ``downstream_comparisons``
+        (accuracy differences with intervals over seeds and sentences), ``learning_curves``
         (validation bits per byte by bytes of training text), ``disk`` (per run folder) and,
         for a study with a learning-rate sweep, ``sweep`` (read from the sweep's runs folder).
 
@@ -212,6 +213,8 @@ def build_report(params: ReportParams) -> ReportResult:
     design = study_design(params.grid)
     t["comparisons"] = study.comparisons_table(runs, design, protocol=protocol, n_resamples=params.n_resamples,
                                                confidence=params.confidence, seed=params.seed)
+    t["downstream_comparisons"] = study.downstream_comparisons(runs, design, n_resamples=params.n_resamples,
+                                                               confidence=params.confidence, seed=params.seed)
     t["learning_curves"] = study.learning_curves(runs)
     t["disk"] = study.disk_usage(runs)
     sweep_dir = study.sweep_runs_dir(runs_dir, design)

@@ -173,6 +173,76 @@ def comparisons_table(runs: list[RunRecord], design: StudyDesign | None, *, prot
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
+DOWNSTREAM_MEASURES = {"zero-shot accuracy": ("in_context", "0-shot, acc"),
+                       "probe accuracy (layer chosen on dev)": ("probe", "(best on dev)")}
+"""Downstream measures compared between methods: name -> (approach, setting or its ending)."""
+
+
+def _correct(run: RunRecord) -> dict[str, pd.Series]:
+    """Per downstream measure, 1.0/0.0 per test sentence (indexed by id) of a finished run."""
+    path = run.path / RunFiles.DOWNSTREAM_PREDICTIONS
+    if run.status != "finished" or not path.is_file():
+        return {}
+    pred = pd.read_parquet(path)
+    out = {}
+    for name, (approach, setting) in DOWNSTREAM_MEASURES.items():
+        rows = pred[(pred["approach"] == approach) & pred["setting"].str.endswith(setting)]
+        if len(rows):
+            out[name] = (rows["prediction"] == rows["category"]).astype(float).set_axis(rows["index_id"])
+    return out
+
+
+def downstream_comparisons(runs: list[RunRecord], design: StudyDesign | None, *, n_resamples: int = 2000,
+                           confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Accuracy differences A − B on the downstream task (SIB-200 topics), for the study's
+    comparisons and every trained method against ``base``, with an interval over seeds and
+    test sentences: the hierarchical bootstrap of the bits-per-byte differences
+    (:func:`~bashkir_peft.report.bootstrap.hierarchical_bpb_difference`) with each sentence's
+    correctness (x ln 2) as its "NLL" and one "byte" per sentence, so the statistic is the
+    difference of the mean accuracies.
+
+    Returns:
+        Columns ``measure, model, a, b, accuracy_a, accuracy_b, difference, ci_low, ci_high,
+        n_documents, n_seeds_a, n_seeds_b, flag`` (> 0: A classifies better).
+    """
+    import numpy as np
+
+    from bashkir_peft.report.bootstrap import hierarchical_bpb_difference, seed_level_problem
+
+    per: dict[tuple[str, str, str], list[pd.Series]] = {}
+    for run in runs:
+        for name, correct in _correct(run).items():
+            per.setdefault((name, run.model, run.method_label), []).append(correct)
+    pairs = [(c.a, c.b) for c in ([design.primary, *design.secondary] if design else [])]
+    trained = sorted({lab for _, _, lab in per if lab != "base"}, key=method_sort_key)
+    pairs += [(lab, "base") for lab in trained if (lab, "base") not in pairs]
+    rows = []
+    for name in DOWNSTREAM_MEASURES:
+        for model in sorted({m for n, m, _ in per if n == name}):
+            for a, b in pairs:
+                sa, sb = per.get((name, model, a)), per.get((name, model, b))
+                if not sa or not sb:
+                    continue
+                common = sa[0].index
+                for x in (*sa[1:], *sb):
+                    common = common.intersection(x.index)
+                ca = np.stack([x.loc[common].to_numpy() for x in sa])
+                cb = np.stack([x.loc[common].to_numpy() for x in sb])
+                row = {"measure": name, "model": model, "a": a, "b": b, "accuracy_a": ca.mean(),
+                       "accuracy_b": cb.mean(), "difference": ca.mean() - cb.mean(), "ci_low": math.nan,
+                       "ci_high": math.nan, "n_documents": len(common), "n_seeds_a": len(sa), "n_seeds_b": len(sb)}
+                seeded = {a: a != "base", b: b != "base"}
+                if not any(seed_level_problem(len(x), seeded[lab], lab) for x, lab in ((sa, a), (sb, b))):
+                    ci = hierarchical_bpb_difference(ca * math.log(2), cb * math.log(2), np.ones(len(common)),
+                                                     seeded_a=seeded[a], seeded_b=seeded[b],
+                                                     n_resamples=n_resamples, confidence=confidence, seed=seed)
+                    row |= {"difference": ci.estimate, "ci_low": ci.low, "ci_high": ci.high}
+                row["flag"] = _flag(row)
+                rows.append(row)
+    return pd.DataFrame(rows, columns=["measure", "model", "a", "b", "accuracy_a", "accuracy_b", "difference",
+                                       "ci_low", "ci_high", "n_documents", "n_seeds_a", "n_seeds_b", "flag"])
+
+
 def disk_usage(runs: list[RunRecord]) -> pd.DataFrame:
     """Bytes on disk of every run folder: the final model or adapter, the checkpoints kept for
     resuming, and the rest (records, tables, executed notebooks).
@@ -326,9 +396,14 @@ def findings(result, design: StudyDesign | None, confidence: float = 0.95) -> li
             means = zs.groupby("method_label", sort=False)["accuracy"].mean()
             base = ds[ds["approach"] == "char_tfidf"]["accuracy"]
             n = int(zs["n"].iloc[0])
+            dc = t.get("downstream_comparisons")
+            pair = [] if dc is None or design is None else [
+                f"{r['measure']}, {r['a']} − {r['b']}: {r['difference']:+.0%} [{r['ci_low']:+.0%}, {r['ci_high']:+.0%}]"
+                for _, r in dc[(dc["a"] == design.primary.a) & (dc["b"] == design.primary.b)].iterrows()]
             out.append("**Topic classification (SIB-200, zero-shot).** Accuracy, mean over seeds: "
                        + ", ".join(f"{k} {v:.0%}" for k, v in means.items())
                        + (f"; a character TF-IDF classifier {base.iloc[0]:.0%}" if len(base) else "")
+                       + (f". The primary pair: {'; '.join(pair)}" if pair else "")
                        + f". On {n} test sentences" + (f" (< {MIN_DOCUMENTS}): flagged, not interpreted." if n < MIN_DOCUMENTS
                                                        else "."))
     sweep = t.get("sweep")
