@@ -48,7 +48,12 @@ def test_results_page_has_the_tables_and_figures(built):
     assert "quoted from the paper" in _table(page, "paper-comparison")
     for quoted in ("3.34", "3.79", "3.81", "129.55"):
         assert f"<td>{quoted}</td>" in _table(page, "paper-comparison")
-    _table(page, "results-summary"), _table(page, "paired-differences")
+    _table(page, "results-summary"), _table(page, "paired-differences"), _table(page, "study-comparisons")
+    text = re.sub(r"<[^>]+>", "", page)
+    assert re.search(r"Findings.*Cells\. 8 cells: 6 finished", text, re.S)  # the findings open the page
+    assert "3 x 1 seeds), lora r=8 − base = " in text  # a comparison stated in a sentence
+    intro = re.sub(r"<[^>]+>", "", (html_dir / "intro.html").read_text(encoding="utf-8"))
+    assert "This copy of the book was built from the grid synth (6 of 8 runs finished)" in intro
     imgs = re.findall(r'<img[^>]+src="([^"]+)"', page)
     assert len(imgs) >= 6
     for src in imgs:

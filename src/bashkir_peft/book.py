@@ -4,6 +4,8 @@
 
 1. executes ``notebooks/05_report.ipynb`` with papermill (parameters: the grid and its runs
    folder) into ``book/generated/05_report.ipynb`` -- a failing cell fails the command;
+   writes ``book/generated/built_from.md``, the introduction's paragraph on which grid built
+   this copy of the book;
 2. copies the executed data-preparation notebook and the executed notebooks of every
    *finished* run from ``runs/<grid>/`` into ``book/generated/``, with one index page per run;
 3. writes the method chapter's figures into ``book/generated/figures/``, and copies the
@@ -34,7 +36,7 @@ from bashkir_peft.atomic import write_text_atomic
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.grid.stages import STAGES, default_notebooks_dir, execute
 from bashkir_peft.lessons import lesson_notebooks, lessons_out_dir
-from bashkir_peft.report.build import ReportParams, _abs
+from bashkir_peft.report.build import ReportParams, _abs, grid_note
 from bashkir_peft.report.bundle import extract_bundle
 from bashkir_peft.report.runs import RunRecord, discover_runs
 from bashkir_peft.report.teaching_figures import write_teaching_figures
@@ -378,6 +380,19 @@ def _from_bundle(params: BookParams) -> BookParams:
     return params.model_copy(update={"runs_dir": str(dest), "from_bundle": None})
 
 
+BUILT_FROM = "built_from.md"
+"""The generated paragraph the introduction includes: which grid built this copy of the book."""
+
+
+def built_from(grid: str, runs: list[RunRecord]) -> str:
+    """The introduction's paragraph on this copy of the book: the grid that built it, how many
+    of its runs finished, and what kind of grid it is (:func:`~bashkir_peft.report.build.grid_note`)."""
+    name, _ = ReportParams(grid=grid).grid_runs
+    done = sum(r.status == "finished" for r in runs)
+    return (f"**This copy of the book** was built from the grid `{name}` ({done} of {len(runs)} runs finished); "
+            f"its results chapter opens with what they found.\n\n{grid_note(grid)}\n")
+
+
 def build_book(params: BookParams) -> Path:
     """Assemble ``book/generated/`` from a grid's runs and build the book.
 
@@ -403,6 +418,7 @@ def build_book(params: BookParams) -> Path:
     gen.mkdir(parents=True)
     try:
         execute_report(params.grid, runs_dir, gen / "05_report.ipynb", params.report_timeout_s)
+        write_text_atomic(gen / BUILT_FROM, built_from(params.grid, runs))
         write_teaching_figures(gen / "figures")
         (gen / "lessons").mkdir()
         lessons_dir = _abs(params.lessons_dir) if params.lessons_dir else lessons_out_dir()
