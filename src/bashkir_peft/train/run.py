@@ -248,7 +248,7 @@ def _optimizer(params: TrainParams, cuda: bool) -> str:
 
 def _model_card(record: dict) -> str:
     p, m = record["params"], record["model"]
-    ev = record.get("final_eval") or {}
+    ev, budget = record.get("final_eval") or {}, record.get("budget") or {}
     lines = [
         "---",
         f"base_model: {m.get('hub_id') or m['location']}",
@@ -268,10 +268,14 @@ def _model_card(record: dict) -> str:
         f"- Trainable parameters: {record['trainable_params']:,} of {record['total_params']:,} "
         f"({100 * record['trainable_share']:.3f} %)",
         f"- Data fingerprint: {record['data']['fingerprint']}",
-        f"- Training: {record['global_step']} steps, {record['tokens_seen']:,} tokens, block_size "
-        f"{p['block_size']}, learning rate {record['learning_rate']}, seed {p['seed']}",
+        f"- Training: {record['global_step']} steps, {record['tokens_seen']:,} tokens"
+        + (f" ({record['global_step'] * budget['bytes_per_step']:,.0f} bytes of text)" if budget.get("bytes_per_step")
+           else "")
+        + f", block_size {p['block_size']}, learning rate {record['learning_rate']}, seed {p['seed']}",
         f"- Validation loss: {ev.get('eval_loss', float('nan')):.4f} (token perplexity "
-        f"{ev.get('perplexity', float('nan')):.3f}) on {record['data']['validation']['blocks']} blocks",
+        f"{ev.get('perplexity', float('nan')):.3f}"
+        + (f", {ev['bits_per_byte']:.4f} bits per byte" if ev.get("bits_per_byte") is not None else "")
+        + f") on {record['data']['validation']['blocks']} blocks",
         f"- Produced by bashkir-peft (git {record['environment']['git'].get('commit')}); "
         "full record in ../train.json",
         "",
