@@ -237,6 +237,8 @@ def build_report(params: ReportParams) -> ReportResult:
                                                        figs_dir / "generation_language.png"),
         "gained_vs_forgotten": fig.gained_vs_forgotten(t["forgetting"], figs_dir / "gained_vs_forgotten.png"),
         "learning_curves": fig.learning_curves(t["learning_curves"], figs_dir / "learning_curves.png"),
+        "study_comparisons": fig.study_comparisons(t["comparisons"], t["downstream_comparisons"],
+                                                   figs_dir / "study_comparisons.png"),
         "learning_rate_sweep": (fig.learning_rate_sweep(t["sweep"], figs_dir / "learning_rate_sweep.png")
                                 if "sweep" in t else None),
     }

@@ -265,3 +265,41 @@ def learning_rate_sweep(sweep: pd.DataFrame, path: Path) -> Path | None:
     ax.set_ylabel("validation bits per byte at the end (lower is better)")
     ax.legend(bbox_to_anchor=(1, 1), loc="upper left", title="method")
     return _save(fig, path)
+
+
+def _forest(ax, rows: pd.DataFrame, labels: list[str], xlabel: str, scale: float = 1.0) -> None:
+    """Differences with their intervals, one row each; flagged rows (not interpreted) hollow."""
+    flagged = rows["flag"].map(lambda f: isinstance(f, str) and bool(f)).to_numpy()
+    for i, (_, r) in enumerate(rows.iterrows()):
+        d, lo, hi = (scale * r[k] for k in ("difference", "ci_low", "ci_high"))
+        err = None if pd.isna(lo) else [[d - lo], [hi - d]]
+        ax.errorbar([d], [i], xerr=err, fmt="o", capsize=3, color="grey" if flagged[i] else "tab:blue",
+                    mfc="white" if flagged[i] else "tab:blue")
+    ax.axvline(0, color="grey", lw=1, ls="--")
+    ax.set_yticks(range(len(rows)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+
+
+def study_comparisons(comp: pd.DataFrame, downstream: pd.DataFrame, path: Path) -> Path | None:
+    """Forest plots of a study (:mod:`bashkir_peft.report.study`): top, bits-per-byte
+    differences A − B of its comparisons and of forgetting (< 0: A better; forgetting > 0:
+    worse than the base model); below, downstream accuracy differences (> 0: A better). Each
+    with its interval over seeds and documents; hollow grey points are flagged (fewer than 3
+    seeds or 30 documents): shown, not interpreted."""
+    plt, _ = pyplot()
+    if comp.empty and downstream.empty:
+        return None
+    panels = [p for p in (comp, downstream) if len(p)]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 0.4 * sum(len(p) for p in panels) + 1.5 * len(panels)),
+                             squeeze=False, gridspec_kw={"height_ratios": [len(p) for p in panels]})
+    i = 0
+    if len(comp):
+        labels = [f"{r['role']}: {r['a']} − {r['b']} ({r['split']})" for _, r in comp.iterrows()]
+        _forest(axes[i][0], comp, labels, "bits per byte, A − B (95 % interval; < 0: A better)")
+        i += 1
+    if len(downstream):
+        labels = [f"{r['measure']}: {r['a']} − {r['b']}" for _, r in downstream.iterrows()]
+        _forest(axes[i][0], downstream, labels, "accuracy, A − B (percentage points; > 0: A better)", scale=100)
+    fig.tight_layout()
+    return _save(fig, path)
