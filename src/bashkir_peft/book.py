@@ -151,7 +151,7 @@ def _table(header: str, values: dict) -> str:
 
 # Training parameters shown first on a run page (all of them follow, folded); LoRA's only
 # for the methods that have adapters.
-KEY_TRAIN_PARAMS = ("max_steps", "block_size", "per_device_train_batch_size", "gradient_accumulation_steps",
+KEY_TRAIN_PARAMS = ("max_steps", "train_bytes", "block_size", "per_device_train_batch_size", "gradient_accumulation_steps",
                     "lr_scheduler_type", "warmup_ratio", "weight_decay", "seed")
 LORA_PARAMS = ("lora_r", "lora_alpha", "lora_dropout", "target_modules")
 
@@ -173,7 +173,9 @@ def _cost_lines(run: RunRecord) -> list[str]:
     if t is None or t.cost is None:
         return ["No training (zero-shot)." if run.method == "base" else "No finished training record."]
     speed = f" ({t.tokens_per_s:,.0f} tokens/s)" if t.tokens_per_s else ""
-    lines = [f"- {t.global_step} steps, {t.tokens_seen:,} tokens seen, {t.cost.wall_time_s / 60:.1f} minutes{speed}",
+    per_step = (t.budget or {}).get("bytes_per_step")
+    text = f" ({t.global_step * per_step / 1000:,.1f} kB of training text)" if per_step else ""
+    lines = [f"- {t.global_step} steps, {t.tokens_seen:,} tokens seen{text}, {t.cost.wall_time_s / 60:.1f} minutes{speed}",
              f"- trained {t.trainable_params / 1e6:.2f} M of {t.total_params / 1e6:.1f} M parameters "
              f"({100 * (t.trainable_share or 0):.2f} %)",
              f"- peak memory {t.cost.peak_rss_mib:,.0f} MiB (process)"
@@ -192,7 +194,7 @@ def _run_page(run: RunRecord) -> str:
     if t is not None:
         key = {"learning rate (used)": t.learning_rate, "optimizer": t.optimizer, "compute dtype": t.compute_dtype}
         names = KEY_TRAIN_PARAMS + (LORA_PARAMS if run.method in ("lora", "qlora") else ())
-        key.update({k: t.params.get(k) for k in names})
+        key.update({k: t.params[k] for k in names if k in t.params})  # train_bytes: only when set
         if run.method in ("lora", "qlora") and t.target_modules:
             key["target_modules"] = ", ".join(t.target_modules)  # as used (the registry's when not given)
         lines += ["## Training parameters that matter for this method", "", _table("parameter", key),
