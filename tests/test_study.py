@@ -181,3 +181,38 @@ def test_downstream_accuracy_differences_have_intervals_over_seeds_and_sentences
     full = dc.loc[("full", "base")]  # two seeds of full: no interval, flagged
     assert full["difference"] == pytest.approx(np.mean(correct["full"]) - np.mean(correct["base"]))
     assert full["flag"] == "no interval; fewer than 3 seeds"
+
+
+def test_a_study_grid_file_brings_its_design_and_its_sweep_into_the_report(tmp_path):
+    import math as m
+
+    from bashkir_peft.records import FinalEval, RunFiles, write_record
+    from bashkir_peft.report.runs import discover_runs
+
+    study_runs = make_grid(tmp_path / "runs" / "synth-study", failed=False)
+    sweep_runs = make_grid(tmp_path / "runs" / "synth-lr", failed=False)
+    # the sweep: full 1e-4 -> 2.5, 3e-4 -> 2.2 (chosen); lora 1e-4 -> 2.0 (chosen), 3e-4 -> 2.3, 1e-3 -> 2.6
+    swept = {"full": [(1e-4, 2.5), (3e-4, 2.2)], "lora": [(1e-4, 2.0), (3e-4, 2.3), (1e-3, 2.6)]}
+    for run in discover_runs(sweep_runs):
+        if run.train is None:
+            continue
+        lr, bpb = swept[run.method].pop(0)
+        write_record(run.path / RunFiles.TRAIN, run.train.model_copy(update={
+            "learning_rate": lr, "final_eval": FinalEval(eval_loss=1.0, perplexity=m.e, blocks=4, bits_per_byte=bpb)}))
+    grid = tmp_path / "synth-study.yaml"
+    grid.write_text(
+        "name: synth-study\ndefault_source: 'ours: test'\n"
+        "study: {primary: {a: lora r=8, b: full, question: 'Is LoRA as good?'}, budget: 10 steps,"
+        " learning_rate_sweep: synth-lr}\n"
+        "matrix: {model: [tiny-gpt2], method: [base, full, lora], seed: [42, 123, 2024]}\n", encoding="utf-8")
+    result = build_report(ReportParams(grid=str(grid), runs_dir=str(study_runs), n_resamples=200))
+    assert result.design.primary.a == "lora r=8" and result.design.learning_rate_sweep == "synth-lr"
+    sweep = result.tables["sweep"]
+    assert sorted(zip(sweep[sweep["chosen"]]["method_label"], sweep[sweep["chosen"]]["learning_rate"])) == [
+        ("full", 3e-4), ("lora r=8", 1e-4)]
+    text = "\n".join(findings(result, result.design))
+    # the synthetic study's runs trained at 1e-4: LoRA's choice, not full fine-tuning's
+    assert "full 0.0003 (of 0.0001, 0.0003; validation 2.200 bits per byte; **the study's runs use 0.0001 instead**)" \
+        in text
+    assert "lora r=8 0.0001 (of 0.0001, 0.0003, 0.001; validation 2.000 bits per byte; the study's runs use it)" in text
+    assert "Is LoRA as good?" in text and "figures" in str(result.figures["learning_rate_sweep"].parent)
