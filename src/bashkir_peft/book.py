@@ -79,7 +79,8 @@ class BookParams(StrictModel):
 
 
 def execute_report(grid: str, runs_dir: Path, out: Path, timeout_s: int = 600) -> Path:
-    """Execute the report notebook with papermill into ``out``.
+    """Execute the report notebook with papermill into ``out``, its parameters shown once
+    (folded) above the findings.
 
     Raises:
         BookError: a cell failed (the message names the error).
@@ -91,12 +92,30 @@ def execute_report(grid: str, runs_dir: Path, out: Path, timeout_s: int = 600) -
     except PapermillExecutionError as err:
         raise BookError(f"{REPORT_NOTEBOOK.name} failed to execute: {err.ename}: {err.evalue} "
                         f"(executed copy with the traceback: {out})") from None
+    nb = json.loads(out.read_text(encoding="utf-8"))
+    _parameters_once(nb)
+    write_text_atomic(out, json.dumps(nb, ensure_ascii=False))
     return out
 
 
 def _source(cell: dict) -> str:
     src = cell.get("source", "")
     return "".join(src) if isinstance(src, list) else src
+
+
+def _parameters_once(nb: dict) -> list[dict]:
+    """Leave out the cell of default parameters where papermill injected values below it, and
+    fold the injected cell's source (the page shows what ran, not how it was called).
+    Returns the notebook's cells (changed in place)."""
+    cells = nb.setdefault("cells", [])
+    tags = [set(c.get("metadata", {}).get("tags", [])) for c in cells]
+    if any("injected-parameters" in t for t in tags):
+        cells[:] = [c for c, t in zip(cells, tags) if "parameters" not in t]
+        for c in cells:
+            own = c.setdefault("metadata", {}).setdefault("tags", [])
+            if "injected-parameters" in own and "hide-input" not in own:
+                own.append("hide-input")
+    return cells
 
 
 def copy_notebook(src: Path, dst: Path, title: str) -> None:
@@ -109,10 +128,7 @@ def copy_notebook(src: Path, dst: Path, title: str) -> None:
     them is left out.
     """
     nb = json.loads(src.read_text(encoding="utf-8"))
-    cells = nb.setdefault("cells", [])
-    tags = [set(c.get("metadata", {}).get("tags", [])) for c in cells]
-    if any("injected-parameters" in t for t in tags):
-        cells[:] = [c for c, t in zip(cells, tags) if "parameters" not in t]
+    cells = _parameters_once(nb)
     first = next((c for c in cells if c.get("cell_type") == "markdown"), None)
     text = _source(first).lstrip() if first else ""
     if text.startswith("# "):

@@ -329,7 +329,7 @@ def grid_note(grid: str) -> str:
             desc = data["description"].strip() + "\n\n"
     if name != "paper" and p.is_file() and study_design(str(p)) is not None:
         desc += (f"**The `{name}` grid is a study at small scale, not a reproduction of the paper's numbers**: "
-                 "its findings hold for its model, budget and corpus, stated below.")
+                 "its findings hold for its model, budget and corpus (the results chapter states them).")
     elif name != "paper":
         desc += (f"**The `{name}` grid is a demonstration of the pipeline, not a reproduction of the "
                  "paper's numbers**: small models, few training steps, a local corpus.")

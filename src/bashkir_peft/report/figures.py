@@ -45,7 +45,7 @@ def _legend_outside(ax) -> None:
     leg = ax.get_legend()
     if leg is None:
         return
-    for text in leg.get_texts():
+    for text in [*leg.get_texts(), leg.get_title()]:
         if text.get_text() == "method_label":
             text.set_text("method")
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1))
