@@ -193,7 +193,7 @@ def test_tables_and_figures_are_written(report):
         assert csv.is_file() and pq.is_file()
         assert len(pd.read_parquet(pq)) == len(df)
     assert set(report.figures) == {"metrics_by_method", "differences", "params_vs_bpb", "cost_vs_quality",
-                                   "fertility_vs_bpb", "generation_language"}
+                                   "fertility_vs_bpb", "generation_language", "study_comparisons"}
     for path in report.figures.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

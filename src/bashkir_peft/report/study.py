@@ -244,23 +244,24 @@ def downstream_comparisons(runs: list[RunRecord], design: StudyDesign | None, *,
 
 
 def disk_usage(runs: list[RunRecord]) -> pd.DataFrame:
-    """Bytes on disk of every run folder: the final model or adapter, the checkpoints kept for
-    resuming, and the rest (records, tables, executed notebooks).
+    """Bytes every run keeps, from the file manifests its stages recorded in its cell record
+    (so a results bundle, which leaves the weights out, reports the same): the final model or
+    adapter, the checkpoints kept for resuming, and the rest the stages recorded (records,
+    per-document tables, an adapted tokenizer; executed notebooks are not in the manifests).
 
     Returns:
         Columns ``run_id, method_label, final_mib, checkpoints_mib, other_mib, total_mib``.
     """
-    def mib(paths) -> float:
-        return sum(p.stat().st_size for p in paths if p.is_file()) / 2**20
-
     rows = []
     for run in runs:
-        final = list((run.path / RunFiles.FINAL).rglob("*"))
-        ckpt = list((run.path / RunFiles.CHECKPOINTS).rglob("*"))
-        every = list(run.path.rglob("*"))
-        f, c, t = mib(final), mib(ckpt), mib(every)
-        rows.append({"run_id": run.run_id, "method_label": run.method_label, "final_mib": f, "checkpoints_mib": c,
-                     "other_mib": t - f - c, "total_mib": t})
+        size = {"final": 0, "checkpoints": 0, "other": 0}
+        for stage in run.cell.stages.values():
+            for name, stamp in (stage.files or {}).items():
+                top = name.split("/")[0]
+                size[top if top in (RunFiles.FINAL, RunFiles.CHECKPOINTS) else "other"] += stamp.bytes
+        rows.append({"run_id": run.run_id, "method_label": run.method_label, "final_mib": size["final"] / 2**20,
+                     "checkpoints_mib": size["checkpoints"] / 2**20, "other_mib": size["other"] / 2**20,
+                     "total_mib": sum(size.values()) / 2**20})
     return pd.DataFrame(rows, columns=["run_id", "method_label", "final_mib", "checkpoints_mib", "other_mib",
                                        "total_mib"])
 
