@@ -313,16 +313,21 @@ def _generation_sentence(gen_summary: pd.DataFrame, target: float = 0.9) -> str 
         return None
     best = g.loc[g["share_bak"].idxmax()]
     lo, hi = best.get("share_bak_low", math.nan), best.get("share_bak_high", math.nan)
-    interval = "" if pd.isna(lo) else f" [{lo:.0%}, {hi:.0%}]"
+    interval = "" if pd.isna(lo) else f" [{lo:.1%}, {hi:.1%}]"
     agree = best.get("crosscheck_agreement", math.nan)
     agreement = "" if pd.isna(agree) else (f"; fastText lid.176 labels {agree:.0%} of its long sentences the same "
                                             "way as the project's identifier")
     reached = ("reaches" if (not pd.isna(lo) and lo >= target) else
                "reaches, but its interval reaches below," if best["share_bak"] >= target else "does not reach")
-    return (f"**Generations.** The most Bashkir generations are {best['method_label']}'s: {best['share_bak']:.0%}"
+    return (f"**Generations.** The most Bashkir generations are {best['method_label']}'s: {best['share_bak']:.1%}"
             f"{interval} of the generated text (letters of sentences labelled Bashkir by the project's identifier; "
             f"{int(best.get('n_prompts', best.get('n_continuations', 0)) or 0)} continuations over its seeds)"
-            f"{agreement}; it {reached} the study's target of {target:.0%}.")
+            f"{agreement}; it {reached} the study's target of {target:.0%}."
+            + ("" if len(g) < 2 else " The others: " + "; ".join(
+                f"{r['method_label']} {r['share_bak']:.1%}"
+                + ("" if pd.isna(r.get("share_bak_low", math.nan)) else
+                   f" [{r['share_bak_low']:.1%}, {r['share_bak_high']:.1%}]")
+                for _, r in g.drop(index=best.name).iterrows()) + "."))
 
 
 def _sweep_sentence(sweep: pd.DataFrame, runs: list[RunRecord]) -> str | None:
@@ -399,7 +404,8 @@ def findings(result, design: StudyDesign | None, confidence: float = 0.95) -> li
             n = int(zs["n"].iloc[0])
             dc = t.get("downstream_comparisons")
             pair = [] if dc is None or design is None else [
-                f"{r['measure']}, {r['a']} − {r['b']}: {r['difference']:+.0%} [{r['ci_low']:+.0%}, {r['ci_high']:+.0%}]"
+                f"{r['measure']}, {r['a']} − {r['b']}: {100 * r['difference']:+.0f} points "
+                f"[{100 * r['ci_low']:+.0f}, {100 * r['ci_high']:+.0f}]"
                 for _, r in dc[(dc["a"] == design.primary.a) & (dc["b"] == design.primary.b)].iterrows()]
             out.append("**Topic classification (SIB-200, zero-shot).** Accuracy, mean over seeds: "
                        + ", ".join(f"{k} {v:.0%}" for k, v in means.items())
