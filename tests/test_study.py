@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from bashkir_peft.design import StudyDesign
 from bashkir_peft.errors import ConfigError
-from bashkir_peft.grid.spec import StudyDesign, expand, load_grid, parse_grid
+from bashkir_peft.grid.spec import expand, load_grid, parse_grid
 from bashkir_peft.report.build import ReportParams, build_report
 from bashkir_peft.report.study import comparisons_table, findings, sweep_table
 from bashkir_peft.train.budget import resolve_budget, validation_bits_per_byte

@@ -28,7 +28,7 @@ its training parameter ``tokenizer``. A ``base`` tokenizer adds nothing to a cel
 parameters, so grids without the axis keep their run ids.
 
 ``study`` (optional) names, before anything runs, the comparisons a study is for and its
-budget (:class:`StudyDesign`); the report states them first, with their intervals.
+budget (:class:`~bashkir_peft.design.StudyDesign`); the report states them first, with their intervals.
 
 ``stages`` (default: all) names the stages every cell runs, e.g. ``[train]`` for a
 learning-rate sweep judged on validation loss (``cpu-study-lr.yaml``).
@@ -54,9 +54,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, JsonValue, NonNegativeInt, PositiveInt, StringConstraints, field_validator
 
+from bashkir_peft.design import StudyDesign
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.models.vocab import TokenizerAdaptation
 from bashkir_peft.records import NAME_PATTERN, run_label
+from bashkir_peft.report.runs import method_label
 from bashkir_peft.yamlio import StrictModel, field_source, read_yaml, validate
 
 GridMethod = Literal["base", "full", "lora", "qlora"]
@@ -144,40 +146,6 @@ class Include(_StageSettings):
     seed: NonNegativeInt | None = None
     label: str | None = Field(default=None, pattern=_NAME)
     tokenizer: str = BASE_TOKENIZER
-
-
-class Comparison(StrictModel):
-    """Two methods compared, A − B in bits per byte on one evaluated split (the report's
-    paired differences, :func:`bashkir_peft.report.tables.differences_table`).
-
-    Attributes:
-        a, b: method labels of the grid's cells (``full``, ``lora r=8``,
-            ``lora r=8 tok=bak16k``: :func:`bashkir_peft.report.runs.method_label`).
-        split: the evaluated split: ``test``, or an external set's name (``sib200-bak``).
-        question: the question the comparison answers, in one sentence.
-    """
-
-    a: str
-    b: str
-    split: str = "test"
-    question: str
-
-
-class StudyDesign(StrictModel):
-    """What a study grid names before it runs: its comparisons and its budget.
-
-    Attributes:
-        primary: the comparison the study is for.
-        secondary: further comparisons, reported the same way.
-        budget: the training budget every trained cell gets, in words.
-        learning_rate_sweep: the grid whose runs chose the learning rates (its runs folder
-            beside this grid's, ``runs/<name>``); the report shows it.
-    """
-
-    primary: Comparison
-    secondary: list[Comparison] = []
-    budget: str
-    learning_rate_sweep: str | None = Field(None, pattern=_NAME)
 
 
 class GridSpec(StrictModel):
@@ -359,8 +327,6 @@ def _check_study(spec: GridSpec, cells: list[Cell], where: str) -> None:
     """Every method a study's comparison names is a method label of the grid's cells."""
     if spec.study is None:
         return
-    from bashkir_peft.report.runs import method_label
-
     labels = {method_label(c.method, c.lora_r, c.tokenizer) for c in cells}
     for c in [spec.study.primary, *spec.study.secondary]:
         for side in (c.a, c.b):

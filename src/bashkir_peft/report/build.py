@@ -21,14 +21,14 @@ import pandas as pd
 from pydantic import Field
 
 from bashkir_peft.atomic import atomic_path, write_parquet_atomic
-from bashkir_peft.grid.spec import StudyDesign, load_grid
+from bashkir_peft.design import StudyDesign
 from bashkir_peft.records import GridFiles, check_name
 from bashkir_peft.report import figures as fig
 from bashkir_peft.report import study
 from bashkir_peft.report import tables as rt
 from bashkir_peft.report.runs import RunRecord, discover_runs, index_gaps, method_sort_key
 from bashkir_peft.settings import REPO_ROOT, runs_root
-from bashkir_peft.yamlio import StrictModel, read_yaml
+from bashkir_peft.yamlio import StrictModel, read_yaml, validate
 
 
 class ReportParams(StrictModel):
@@ -98,11 +98,18 @@ def resolve_grid(grid: str) -> tuple[str, Path]:
 
 
 def study_design(grid: str) -> StudyDesign | None:
-    """The ``study`` block of a grid file (``None`` for a grid name, or a grid without one)."""
+    """The ``study`` block of a grid file (``None`` for a grid name, or a grid without one).
+
+    Raises:
+        ConfigError: a malformed block (the grid runner also checks its method labels
+            against the grid's cells).
+    """
     p = Path(grid)
     if p.suffix not in (".yaml", ".yml"):
         return None
-    return load_grid(p if p.is_absolute() or p.exists() else REPO_ROOT / p).spec.study
+    data = read_yaml(p if p.is_absolute() or p.exists() else REPO_ROOT / p)
+    study = data.get("study") if isinstance(data, dict) else None
+    return None if study is None else validate(StudyDesign, study, f"{grid}: study")
 
 
 def _abs(path: str | Path) -> Path:

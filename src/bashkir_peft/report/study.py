@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from bashkir_peft.grid.spec import Comparison, StudyDesign
+from bashkir_peft.design import Comparison, StudyDesign
 from bashkir_peft.records import RunFiles
-from bashkir_peft.report.bootstrap import MIN_SEEDS
+from bashkir_peft.report.bootstrap import MIN_SEEDS, hierarchical_bpb_difference, seed_level_problem
 from bashkir_peft.report.runs import RunRecord, label_parts, method_sort_key
 from bashkir_peft.report.tables import differences_table
 
@@ -206,8 +206,6 @@ def downstream_comparisons(runs: list[RunRecord], design: StudyDesign | None, *,
         n_documents, n_seeds_a, n_seeds_b, flag`` (> 0: A classifies better).
     """
     import numpy as np
-
-    from bashkir_peft.report.bootstrap import hierarchical_bpb_difference, seed_level_problem
 
     per: dict[tuple[str, str, str], list[pd.Series]] = {}
     for run in runs:

@@ -31,7 +31,6 @@ from bashkir_peft.data.folder import load_texts, read_manifest
 from bashkir_peft.data.packing import packed_dataset
 from bashkir_peft.data.vocab import adapt_model
 from bashkir_peft.errors import ConfigError
-from bashkir_peft.evaluate.metrics import count_bytes
 from bashkir_peft.models.device import Placement, choose_device, is_main_process, one_gpu_per_process, world_size
 from bashkir_peft.models.loading import default_dtype, load_model, resolve_model
 from bashkir_peft.models.lora import apply_lora, count_parameters
@@ -390,8 +389,8 @@ def _prepare_model(params: TrainParams, resolved, placement: Placement, precisio
     eval_texts = load_texts(params.data_dir, "validation", params.max_eval_documents)
     train_ds, train_stats = packed_dataset(train_texts, tokenizer, params.block_size, "train")
     eval_ds, eval_stats = packed_dataset(eval_texts, tokenizer, params.block_size, "validation")
-    record["data"] |= {"train": train_stats | {"bytes": sum(map(count_bytes, train_texts))},
-                       "validation": eval_stats | {"bytes": sum(map(count_bytes, eval_texts))}}
+    record["data"] |= {"train": train_stats | {"bytes": sum(len(t.encode("utf-8")) for t in train_texts)},
+                       "validation": eval_stats | {"bytes": sum(len(t.encode("utf-8")) for t in eval_texts)}}
     if params.method == "qlora":
         model = prepare_qlora(model, params.gradient_checkpointing)
     if params.method in ("lora", "qlora"):

@@ -1,0 +1,45 @@
+"""What a study grid names before it runs (the ``study`` block of a grid file,
+:mod:`bashkir_peft.grid.spec`): its comparisons and its budget. The report
+(:mod:`bashkir_peft.report.study`) measures and states them.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from bashkir_peft.records import NAME_PATTERN
+from bashkir_peft.yamlio import StrictModel
+
+
+class Comparison(StrictModel):
+    """Two methods compared, A − B in bits per byte on one evaluated split (the report's
+    paired differences, :func:`bashkir_peft.report.tables.differences_table`).
+
+    Attributes:
+        a, b: method labels of the grid's cells (``full``, ``lora r=8``,
+            ``lora r=8 tok=bak16k``: :func:`bashkir_peft.report.runs.method_label`).
+        split: the evaluated split: ``test``, or an external set's name (``sib200-bak``).
+        question: the question the comparison answers, in one sentence.
+    """
+
+    a: str
+    b: str
+    split: str = "test"
+    question: str
+
+
+class StudyDesign(StrictModel):
+    """What a study grid names before it runs: its comparisons and its budget.
+
+    Attributes:
+        primary: the comparison the study is for.
+        secondary: further comparisons, reported the same way.
+        budget: the training budget every trained cell gets, in words.
+        learning_rate_sweep: the grid whose runs chose the learning rates (its runs folder
+            beside this grid's, ``runs/<name>``); the report shows it.
+    """
+
+    primary: Comparison
+    secondary: list[Comparison] = []
+    budget: str
+    learning_rate_sweep: str | None = Field(None, pattern=NAME_PATTERN)
