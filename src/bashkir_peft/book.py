@@ -41,6 +41,7 @@ from bashkir_peft.report.bundle import extract_bundle
 from bashkir_peft.report.runs import RunRecord, discover_runs
 from bashkir_peft.report.teaching_figures import write_teaching_figures
 from bashkir_peft.settings import REPO_ROOT, runs_root
+from bashkir_peft.train.budget import text_seen
 from bashkir_peft.yamlio import StrictModel, read_yaml
 
 REPORT_NOTEBOOK = default_notebooks_dir() / STAGES["report"].notebook
@@ -189,8 +190,8 @@ def _cost_lines(run: RunRecord) -> list[str]:
     if t is None or t.cost is None:
         return ["No training (zero-shot)." if run.method == "base" else "No finished training record."]
     speed = f" ({t.tokens_per_s:,.0f} tokens/s)" if t.tokens_per_s else ""
-    per_step = (t.budget or {}).get("bytes_per_step")
-    text = f" ({t.global_step * per_step / 1000:,.1f} kB of training text)" if per_step else ""
+    seen = text_seen(t.budget, t.global_step)
+    text = "" if seen is None else f" ({seen / 1000:,.1f} kB of training text)"
     lines = [f"- {t.global_step} steps, {t.tokens_seen:,} tokens seen{text}, {t.cost.wall_time_s / 60:.1f} minutes{speed}",
              f"- trained {t.trainable_params / 1e6:.2f} M of {t.total_params / 1e6:.1f} M parameters "
              f"({100 * (t.trainable_share or 0):.2f} %)",

@@ -219,7 +219,8 @@ def build_report(params: ReportParams) -> ReportResult:
     t["parity"] = rt.parity_table(data_dir)
     design = study_design(params.grid)
     t["comparisons"] = study.comparisons_table(runs, design, protocol=protocol, n_resamples=params.n_resamples,
-                                               confidence=params.confidence, seed=params.seed)
+                                               confidence=params.confidence, seed=params.seed,
+                                               known={params.split: t["differences"]})
     t["downstream_comparisons"] = study.downstream_comparisons(runs, design, n_resamples=params.n_resamples,
                                                                confidence=params.confidence, seed=params.seed)
     t["learning_curves"] = study.learning_curves(runs)

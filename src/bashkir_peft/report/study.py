@@ -1,7 +1,7 @@
 """What a study grid found: its named comparisons with intervals, forgetting against the base
 model, the learning curves, the learning-rate sweep, disk use, and the findings in sentences.
 
-A grid's ``study`` block (:class:`~bashkir_peft.grid.spec.StudyDesign`) names its comparisons
+A grid's ``study`` block (:class:`~bashkir_peft.design.StudyDesign`) names its comparisons
 before it runs; :func:`comparisons_table` measures them (and, for a grid without the block,
 every pair of methods on the test split), :func:`findings` says what they show. Every
 sentence is built from the tables, never typed by hand; an interval from fewer than
@@ -18,9 +18,10 @@ import pandas as pd
 
 from bashkir_peft.design import Comparison, StudyDesign
 from bashkir_peft.records import RunFiles
-from bashkir_peft.report.bootstrap import MIN_SEEDS, hierarchical_bpb_difference, seed_level_problem
+from bashkir_peft.report.bootstrap import MIN_SEEDS
 from bashkir_peft.report.runs import RunRecord, label_parts, method_sort_key
-from bashkir_peft.report.tables import differences_table
+from bashkir_peft.report.tables import difference_row, differences_table
+from bashkir_peft.train.budget import text_seen
 
 MIN_DOCUMENTS = 30
 """Fewer documents than this: an interval is shown but not interpreted."""
@@ -71,10 +72,10 @@ def sweep_table(runs: list[RunRecord]) -> pd.DataFrame:
         t = run.train
         if t is None or t.status != "finished" or t.final_eval is None:
             continue
-        per_step = (t.budget or {}).get("bytes_per_step")
+        seen = text_seen(t.budget, t.global_step)
         rows.append({"model": run.model, "method_label": run.method_label, "learning_rate": t.learning_rate,
                      "steps": t.global_step, "tokens_seen": t.tokens_seen,
-                     "train_bytes_seen": None if per_step is None else round(per_step * t.global_step),
+                     "train_bytes_seen": None if seen is None else round(seen),
                      "bits_per_byte": t.final_eval.bits_per_byte})
     cols = ["model", "method_label", "learning_rate", "steps", "tokens_seen", "train_bytes_seen", "bits_per_byte",
             "chosen"]
@@ -122,7 +123,8 @@ COMPARISON_COLUMNS = ["role", "question", "model", "a", "b", "split", "bpb_a", "
 
 
 def comparisons_table(runs: list[RunRecord], design: StudyDesign | None, *, protocol: str | None,
-                      n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+                      n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0,
+                      known: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """The study's comparisons and the forgetting of every trained method, with intervals.
 
     Rows, each a difference A − B in bits per byte on the documents every run of both scored
@@ -134,10 +136,15 @@ def comparisons_table(runs: list[RunRecord], design: StudyDesign | None, *, prot
     - ``forgetting``: every trained method against ``base`` on each external set of
       :data:`FORGETTING_SPLITS` that was scored (> 0: forgotten).
 
+    Args:
+        known: split -> its :func:`~bashkir_peft.report.tables.differences_table` already
+            computed with the same protocol and bootstrap settings (the report's headline
+            split), not computed again.
+
     Returns:
         :data:`COMPARISON_COLUMNS`; ``flag`` says why a row's interval is not interpreted.
     """
-    cache: dict[str, pd.DataFrame] = {}
+    cache: dict[str, pd.DataFrame] = dict(known or {})
 
     def diffs(split: str) -> pd.DataFrame:
         if split not in cache:
@@ -196,21 +203,20 @@ def downstream_comparisons(runs: list[RunRecord], design: StudyDesign | None, *,
                            confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """Accuracy differences A − B on the downstream task (SIB-200 topics), for the study's
     comparisons and every trained method against ``base``, with an interval over seeds and
-    test sentences: the hierarchical bootstrap of the bits-per-byte differences
-    (:func:`~bashkir_peft.report.bootstrap.hierarchical_bpb_difference`) with each sentence's
-    correctness (x ln 2) as its "NLL" and one "byte" per sentence, so the statistic is the
-    difference of the mean accuracies.
+    test sentences: the bits-per-byte differences' paired row
+    (:func:`~bashkir_peft.report.tables.difference_row`, hierarchical bootstrap) with each
+    sentence's correctness (x ln 2) as its "NLL" and one "byte" per sentence, so the statistic
+    is the difference of the mean accuracies.
 
     Returns:
         Columns ``measure, model, a, b, accuracy_a, accuracy_b, difference, ci_low, ci_high,
         n_documents, n_seeds_a, n_seeds_b, flag`` (> 0: A classifies better).
     """
-    import numpy as np
-
-    per: dict[tuple[str, str, str], list[pd.Series]] = {}
+    per: dict[tuple[str, str, str], list[pd.DataFrame]] = {}
     for run in runs:
         for name, correct in _correct(run).items():
-            per.setdefault((name, run.model, run.method_label), []).append(correct)
+            as_sums = pd.DataFrame({"nll": correct * math.log(2), "bytes": 1.0})
+            per.setdefault((name, run.model, run.method_label), []).append(as_sums)
     pairs = [(c.a, c.b) for c in ([design.primary, *design.secondary] if design else [])]
     trained = sorted({lab for _, _, lab in per if lab != "base"}, key=method_sort_key)
     pairs += [(lab, "base") for lab in trained if (lab, "base") not in pairs]
@@ -221,20 +227,12 @@ def downstream_comparisons(runs: list[RunRecord], design: StudyDesign | None, *,
                 sa, sb = per.get((name, model, a)), per.get((name, model, b))
                 if not sa or not sb:
                     continue
-                common = sa[0].index
-                for x in (*sa[1:], *sb):
-                    common = common.intersection(x.index)
-                ca = np.stack([x.loc[common].to_numpy() for x in sa])
-                cb = np.stack([x.loc[common].to_numpy() for x in sb])
-                row = {"measure": name, "model": model, "a": a, "b": b, "accuracy_a": ca.mean(),
-                       "accuracy_b": cb.mean(), "difference": ca.mean() - cb.mean(), "ci_low": math.nan,
-                       "ci_high": math.nan, "n_documents": len(common), "n_seeds_a": len(sa), "n_seeds_b": len(sb)}
-                seeded = {a: a != "base", b: b != "base"}
-                if not any(seed_level_problem(len(x), seeded[lab], lab) for x, lab in ((sa, a), (sb, b))):
-                    ci = hierarchical_bpb_difference(ca * math.log(2), cb * math.log(2), np.ones(len(common)),
-                                                     seeded_a=seeded[a], seeded_b=seeded[b],
-                                                     n_resamples=n_resamples, confidence=confidence, seed=seed)
-                    row |= {"difference": ci.estimate, "ci_low": ci.low, "ci_high": ci.high}
+                d = difference_row(sa, sb, a, b, n_resamples=n_resamples, confidence=confidence, seed=seed)
+                if d is None:
+                    continue
+                row = {"measure": name, "model": model, "a": a, "b": b, "accuracy_a": d["bpb_a"],
+                       "accuracy_b": d["bpb_b"], **{k: d[k] for k in ("difference", "ci_low", "ci_high",
+                                                                      "n_documents", "n_seeds_a", "n_seeds_b")}}
                 row["flag"] = _flag(row)
                 rows.append(row)
     return pd.DataFrame(rows, columns=["measure", "model", "a", "b", "accuracy_a", "accuracy_b", "difference",
@@ -354,9 +352,9 @@ def _scope_sentence(runs: list[RunRecord], comp: pd.DataFrame) -> str | None:
     seen, split_bytes = [], None
     for run in runs:
         t = run.train
-        if t is None or t.status != "finished" or not (t.budget or {}).get("bytes_per_step"):
+        if t is None or t.status != "finished" or text_seen(t.budget, t.global_step) is None:
             continue
-        seen.append(t.budget["bytes_per_step"] * t.global_step)
+        seen.append(text_seen(t.budget, t.global_step))
         split_bytes = (t.data.get("train") or {}).get("bytes")
     parts = []
     if seen:

@@ -205,7 +205,7 @@ def differences_table(runs: list[RunRecord], *, protocol: str | None, split: str
         labels = sorted((lab for m, lab in per if m == model), key=method_sort_key)
         for lo, hi in itertools.combinations(labels, 2):
             # lo precedes hi in the method order (base, full, lora, qlora): report hi - lo.
-            row = _difference_row(per[(model, hi)], per[(model, lo)], hi, lo,
+            row = difference_row(per[(model, hi)], per[(model, lo)], hi, lo,
                                   n_resamples=n_resamples, confidence=confidence, seed=seed)
             if row is not None:
                 rows.append({"model": model, "method_a": hi, "method_b": lo, "protocol": protocol, "split": split,
@@ -215,7 +215,7 @@ def differences_table(runs: list[RunRecord], *, protocol: str | None, split: str
     return pd.DataFrame(rows, columns=cols)
 
 
-def _difference_row(runs_a: list[pd.DataFrame], runs_b: list[pd.DataFrame], label_a: str, label_b: str, *,
+def difference_row(runs_a: list[pd.DataFrame], runs_b: list[pd.DataFrame], label_a: str, label_b: str, *,
                     n_resamples: int, confidence: float, seed: int) -> dict | None:
     """One row of :func:`differences_table` from the per-document tables (indexed by id) of
     each run of A and of B; ``None`` if they share no document."""

@@ -56,6 +56,13 @@ def resolve_budget(params, train: dict, processes: int) -> dict:
             "max_steps": max_steps, "eval_steps": eval_steps}
 
 
+def text_seen(budget: dict | None, steps: int) -> float | None:
+    """Bytes of training text a run has seen after ``steps`` optimizer steps: steps x the
+    ``bytes_per_step`` of its :func:`resolve_budget` record; ``None`` for a record without one."""
+    per_step = (budget or {}).get("bytes_per_step")
+    return None if per_step is None else steps * per_step
+
+
 def validation_bits_per_byte(eval_loss: float, validation: dict) -> float | None:
     """Validation loss in bits per byte: ``eval_loss x tokens / (bytes x ln 2)``.
 

@@ -40,7 +40,7 @@ from bashkir_peft.models.vocab import TokenizerAdaptation, token_rows_cost, toke
 from bashkir_peft.provenance import ResourceMeter, environment_info
 from bashkir_peft.records import RunFiles, TrainRecord, read_record_if_any, write_record
 from bashkir_peft.runtime import configure_threads
-from bashkir_peft.train.budget import resolve_budget, tokens_per_step, validation_bits_per_byte
+from bashkir_peft.train.budget import resolve_budget, text_seen, tokens_per_step, validation_bits_per_byte
 from bashkir_peft.train.checkpoints import last_complete_checkpoint, prune_checkpoints
 from bashkir_peft.train.distributed import gather_costs, launch
 from bashkir_peft.yamlio import StrictModel, validate
@@ -268,7 +268,7 @@ def _model_card(record: dict) -> str:
         f"({100 * record['trainable_share']:.3f} %)",
         f"- Data fingerprint: {record['data']['fingerprint']}",
         f"- Training: {record['global_step']} steps, {record['tokens_seen']:,} tokens"
-        + (f" ({record['global_step'] * budget['bytes_per_step']:,.0f} bytes of text)" if budget.get("bytes_per_step")
+        + (f" ({seen:,.0f} bytes of text)" if (seen := text_seen(budget, record["global_step"])) is not None
            else "")
         + f", block_size {p['block_size']}, learning rate {record['learning_rate']}, seed {p['seed']}",
         f"- Validation loss: {ev.get('eval_loss', float('nan')):.4f} (token perplexity "
@@ -304,10 +304,9 @@ def _losses(log_history: list[dict], record: dict) -> dict:
     bytes of training text (step x the run's bytes per step)."""
     train = [{"step": h["step"], "loss": h["loss"], "learning_rate": h.get("learning_rate")}
              for h in log_history if "loss" in h]
-    per_step = record.get("budget", {}).get("bytes_per_step")
     evals = [{"step": h["step"], "eval_loss": h["eval_loss"],
               "bits_per_byte": validation_bits_per_byte(h["eval_loss"], record["data"]["validation"]),
-              "train_bytes_seen": None if per_step is None else round(h["step"] * per_step)}
+              "train_bytes_seen": None if (seen := text_seen(record.get("budget"), h["step"])) is None else round(seen)}
              for h in log_history if "eval_loss" in h]
     return {"train": train, "eval": evals}
 
