@@ -64,7 +64,8 @@ class TreeRSS:
 
 
 def run(name: str, corpus: Path, num_proc: int) -> dict:
-    from bashkir_peft.data.prepare import DataPrepParams, prepare
+    from bashkir_peft.config.data import DataPrepParams
+    from bashkir_peft.data.prepare import prepare
 
     cpu0 = _cpu()
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp, TreeRSS() as rss:

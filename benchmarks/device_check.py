@@ -158,7 +158,8 @@ def _train(model: str, method: str, data: Path, out: Path, gpu: bool):
 
 
 def _evaluate(run_dir: Path, gpu: bool) -> str:
-    from bashkir_peft.evaluate.run import EvalParams, run_evaluation
+    from bashkir_peft.config.evaluate import EvalParams
+    from bashkir_peft.evaluate.run import run_evaluation
 
     entry = run_evaluation(EvalParams(run_dir=str(run_dir), split="test", max_documents=2, max_length=64),
                            progress=False)
@@ -167,7 +168,8 @@ def _evaluate(run_dir: Path, gpu: bool) -> str:
 
 
 def _generate(run_dir: Path, gpu: bool) -> str:
-    from bashkir_peft.generate.run import GenerateParams, run_generation
+    from bashkir_peft.config.generate import GenerateParams
+    from bashkir_peft.generate.run import run_generation
 
     record = run_generation(GenerateParams(run_dir=str(run_dir), n_prompts=1, prompt_words=4, max_new_tokens=8))
     assert record.device["device"] == ("cuda:0" if gpu else "cpu"), record.device

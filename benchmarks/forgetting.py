@@ -23,9 +23,10 @@ sys.path.insert(0, str(REPO / "src"))
 
 
 def main() -> None:
-    from bashkir_peft.data.external import ExternalSet
-    from bashkir_peft.evaluate.run import EvalParams, run_evaluation
-    from bashkir_peft.grid.spec import load_grid
+    from bashkir_peft.config.evaluate import EvalParams
+    from bashkir_peft.config.external import ExternalSet
+    from bashkir_peft.config.grid import load_grid
+    from bashkir_peft.evaluate.run import run_evaluation
     from bashkir_peft.report.runs import discover_runs
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -35,7 +35,8 @@ def _value(text: str):
 
 def generate(runs: Path, out: Path, n_prompts: int, settings: dict, num_threads: int | None,
              match: str = "*") -> None:
-    from bashkir_peft.generate.run import GenerateParams, run_generation
+    from bashkir_peft.config.generate import GenerateParams
+    from bashkir_peft.generate.run import run_generation
 
     for run in sorted(p for p in runs.glob(match) if (p / "grid_cell.json").is_file()):
         try:  # several processes may share the work: the first to claim a run does it

@@ -29,7 +29,8 @@ from train_throughput import MODEL, REPO, make_data  # noqa: E402
 
 
 def losses(field: str, value, method: str, seed: int, steps: int, data_dir: Path, out: Path) -> list[float]:
-    from bashkir_peft.train.run import TrainParams, run_training
+    from bashkir_peft.config.train import TrainParams
+    from bashkir_peft.train.run import run_training
 
     params = TrainParams(model=MODEL, method=method, block_size=128, per_device_train_batch_size=8,
                          max_steps=steps, logging_steps=1, eval_steps=10_000, save_steps=10_000,

@@ -27,11 +27,11 @@ sys.path.insert(0, str(REPO / "src"))
 
 
 def profile(data_dir: str, model: str, ks: list[int]) -> None:
+    from bashkir_peft.config.tokenizer import TokenizerAdaptation
     from bashkir_peft.data.fertility import profile_texts
     from bashkir_peft.data.folder import load_texts
     from bashkir_peft.data.vocab import adapt_tokenizer
     from bashkir_peft.models.loading import load_tokenizer, resolve_model
-    from bashkir_peft.models.vocab import TokenizerAdaptation
 
     base = load_tokenizer(resolve_model(model))
     test = load_texts(data_dir, "test")

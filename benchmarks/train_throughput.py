@@ -122,7 +122,8 @@ def _timer(impl: str, turns: Path):
 
 
 def run_ours(method: str, block: int, data_dir: Path, out: Path, timer) -> dict:
-    from bashkir_peft.train.run import TrainParams, run_training
+    from bashkir_peft.config.train import TrainParams
+    from bashkir_peft.train.run import run_training
 
     params = TrainParams(model=MODEL, method=method, block_size=block, per_device_train_batch_size=BATCH,
                          max_steps=STEPS, eval_steps=10_000, save_steps=10_000, logging_steps=STEPS,

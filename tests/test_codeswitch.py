@@ -10,14 +10,7 @@ import math
 
 import pytest
 
-from bashkir_peft.text.codeswitch import (
-    analyze,
-    distinct_n,
-    letter_counts,
-    repeated_ngram_rate,
-    summarize,
-    words,
-)
+from bashkir_peft.text.codeswitch import analyze, distinct_n, letter_counts, repeated_ngram_rate, summarize, words
 
 # Real sentences (the Bashkir and Russian ones: news style as in the Bashinform corpus;
 # the English one: the UDHR, article 16.3).

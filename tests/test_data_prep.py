@@ -11,11 +11,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bashkir_peft.config.data import DataPrepParams
 from bashkir_peft.data import prepare as dataprep
 from bashkir_peft.data import stats
 from bashkir_peft.data.folder import load_split, read_manifest, write_presplit_folder
 from bashkir_peft.data.overlap import overlap_audit
-from bashkir_peft.data.prepare import DataPrepParams, prepare
+from bashkir_peft.data.prepare import prepare
 from bashkir_peft.errors import DataError
 from test_data_text import BASHKIR, RUSSIAN, TATAR
 

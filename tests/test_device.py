@@ -19,11 +19,12 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
+from bashkir_peft.config.train import TrainParams
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.models.device import choose_device, one_gpu_per_process
 from bashkir_peft.models.precision import plan_precision
 from bashkir_peft.models.trained import load_trained
-from bashkir_peft.train.run import TrainParams, run_training
+from bashkir_peft.train.run import run_training
 from test_train import TINY, make_data_dir
 
 CPU_ONLY = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only machine's refusals")

@@ -17,8 +17,9 @@ import shutil
 import pytest
 import torch
 
+from bashkir_peft.config.train import TrainParams
 from bashkir_peft.models.loading import load_model
-from bashkir_peft.train.run import TrainParams, run_training
+from bashkir_peft.train.run import run_training
 from test_train import TINY, make_data_dir
 
 STEPS = 4

@@ -10,19 +10,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from bashkir_peft.config.downstream import DownstreamParams
 from bashkir_peft.downstream.measures import accuracy_macro_f1, scores_with_intervals
 from bashkir_peft.downstream.probe import fit_probe
 from bashkir_peft.downstream.prompts import choice_requests, prompt_format
-from bashkir_peft.downstream.run import DownstreamParams, run_downstream
+from bashkir_peft.downstream.run import run_downstream
 from bashkir_peft.downstream.scoring import choose, loglikelihoods
 from bashkir_peft.errors import ConfigError, DataError
-from bashkir_peft.records import (
-    DOWNSTREAM_PREDICTION_COLUMNS,
-    DownstreamRecord,
-    RunFiles,
-    read_record,
-    read_table,
-)
+from bashkir_peft.records import DOWNSTREAM_PREDICTION_COLUMNS, DownstreamRecord, RunFiles, read_record, read_table
 from bashkir_peft.yamlio import validate
 
 

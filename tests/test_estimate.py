@@ -9,6 +9,8 @@ import pytest
 
 from bashkir_peft.grid import estimate
 from bashkir_peft.grid.plan import meta_model
+from bashkir_peft.grid.stages import Unit
+from bashkir_peft.stages import STAGES
 
 
 def test_matmul_weights_of_smollm2_are_its_parameters_but_the_norms():
@@ -44,11 +46,15 @@ class _Run:
     (an external set's pass carries its ``external`` settings; tests/test_external.py)."""
 
     def units(self, p):
-        train = [("train", "train", {"method": p.cell.method, "max_steps": 10, "per_device_train_batch_size": 4,
-                                     "block_size": 32, "device": p.cell.device})] if p.cell.method != "base" else []
-        return train + [("evaluate.1", "evaluate", {"protocol": "rolling"}),
-                        ("evaluate.2", "evaluate", {"protocol": "rolling", "external": {"name": "sib200-eng"}}),
-                        ("generate", "generate", {"n_prompts": 5})]
+        train = {"method": p.cell.method, "max_steps": 10, "per_device_train_batch_size": 4, "block_size": 32,
+                 "device": p.cell.device}
+        units = [("train", "train", train)] if p.cell.method != "base" else []
+        units += [("evaluate.1", "evaluate", {"protocol": "rolling", "model": "m", "data_dir": "d"}),
+                  ("evaluate.2", "evaluate", {"protocol": "rolling", "model": "m",
+                                              "external": {"name": "sib200-eng", "path": "params"}}),
+                  ("generate", "generate", {"n_prompts": 5, "model": "m", "data_dir": "d"})]
+        return [Unit(name, stage, parameters, STAGES[stage].params_model.model_validate(parameters))
+                for name, stage, parameters in units]
 
 
 def test_estimate_adds_training_flops_and_scaled_reference_stages(monkeypatch):

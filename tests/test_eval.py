@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bashkir_peft.config.evaluate import EvalParams
 from bashkir_peft.data.folder import write_presplit_folder
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.evaluate.metrics import corpus_metrics, count_bytes, count_words, summarize, token_spans
-from bashkir_peft.evaluate.run import EvalParams, run_evaluation, score_paper, score_rolling
+from bashkir_peft.evaluate.run import run_evaluation, score_paper, score_rolling
 from bashkir_peft.evaluate.scoring import Window, rolling_windows, score_windows
 from bashkir_peft.models.loading import prefix_token_id
 from bashkir_peft.records import write_record
@@ -364,9 +365,9 @@ def _lora_run_folder(run: Path, data_dir: Path) -> Path:
     tokenizer), built directly: a tiny-gpt2 LoRA adapter with non-zero B matrices."""
     import torch
 
+    from bashkir_peft.config.train import TrainParams
     from bashkir_peft.models.loading import load_model
     from bashkir_peft.models.lora import apply_lora
-    from bashkir_peft.train.run import TrainParams
 
     params = TrainParams(model="tiny-gpt2", method="lora", block_size=16, data_dir=str(data_dir), output_dir=str(run))
     loaded = load_model("tiny-gpt2", "lora")

@@ -11,10 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bashkir_peft.data.external import ExternalSet, load_external
+from bashkir_peft.config.evaluate import EvalParams
+from bashkir_peft.config.external import ExternalSet
+from bashkir_peft.data.external import load_external
 from bashkir_peft.data.sib200 import read_sib200_split
 from bashkir_peft.errors import ConfigError, DataError
-from bashkir_peft.evaluate.run import EvalParams, run_evaluation
+from bashkir_peft.evaluate.run import run_evaluation
 from bashkir_peft.records import EVAL_DOCUMENT_COLUMNS, RunFiles
 from bashkir_peft.yamlio import validate
 from report_synth import documents, write_run
@@ -80,15 +82,15 @@ def test_external_set_bad_input_is_one_clear_error(tmp_path):
 
 
 def test_grid_external_sets_become_one_evaluation_pass_each():
+    from bashkir_peft.config.grid import expand, load_grid
+    from bashkir_peft.executor import default_notebooks_dir, notebook_parameters
     from bashkir_peft.grid.runner import GridRun, Planned
-    from bashkir_peft.grid.spec import expand, load_grid
-    from bashkir_peft.grid.stages import default_notebooks_dir, notebook_parameters
 
     grid = load_grid(Path(__file__).resolve().parents[1] / "params/grids/cpu-demo.yaml")
     run = GridRun(grid, None, Path("/nonexistent"), default_notebooks_dir())
     base = next(c for c in expand(grid) if c.method == "base")
     run.declared = {s: notebook_parameters(run.notebook(s)) for s in base.stages}
-    units = [(u, params) for u, stage, params in run.units(Planned(base, "rev")) if stage == "evaluate"]
+    units = [(u.name, u.parameters) for u in run.units(Planned(base, "rev")) if u.stage == "evaluate"]
     assert [u for u, _ in units] == [f"evaluate.{i}" for i in range(1, 5)]
     assert units[0][1].get("protocol") == "rolling" and "external" not in units[0][1]
     ext = [p["external"] for _, p in units[1:]]

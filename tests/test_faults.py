@@ -147,7 +147,7 @@ def test_wrong_corpus_over_a_finished_grid_loses_nothing(smoke_copy, capfd, tmp_
 def test_typo_in_a_papermill_parameter_fails_before_any_work(smoke_grid, tmp_path):
     from papermill.exceptions import PapermillExecutionError
 
-    from bashkir_peft.grid.stages import execute
+    from bashkir_peft.executor import execute
 
     out = tmp_path / "run"
     with pytest.raises(PapermillExecutionError) as err:
@@ -213,7 +213,8 @@ def test_split_left_empty_is_refused_with_counts(corpus_dir, tmp_path):
     import gzip
     import itertools
 
-    from bashkir_peft.data.prepare import DataPrepParams, prepare
+    from bashkir_peft.config.data import DataPrepParams
+    from bashkir_peft.data.prepare import prepare
 
     small = tmp_path / "small.jsonl.gz"
     with gzip.open(corpus_dir / "bashkir-demo.jsonl.gz", "rt", encoding="utf-8") as src, \

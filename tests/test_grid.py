@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bashkir_peft.config.grid import expand, load_grid, parse_grid, parse_only, select
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.grid.runids import canonical_json, make_run_id
-from bashkir_peft.grid.spec import expand, load_grid, parse_grid, parse_only, select
 
 REPO = Path(__file__).resolve().parents[1]
 GRIDS = REPO / "params" / "grids"
@@ -214,8 +214,9 @@ def test_shipped_grids():
 def test_shipped_grids_fit_the_real_notebooks(name):
     """Every setting of every cell is a parameter of the real notebook and passes the
     stage's parameter model (types, ranges), so a shipped grid never fails late on a typo."""
+    from bashkir_peft.executor import default_notebooks_dir, notebook_parameters
     from bashkir_peft.grid.runner import GridRun, Planned
-    from bashkir_peft.grid.stages import STAGES, default_notebooks_dir, notebook_parameters
+    from bashkir_peft.stages import STAGES
 
     grid = load_grid(GRIDS / f"{name}.yaml")
     run = GridRun(grid, "/data/corpus.jsonl.gz", Path("/runs") / name, default_notebooks_dir())
@@ -224,4 +225,4 @@ def test_shipped_grids_fit_the_real_notebooks(name):
     assert run.data_parameters()["corpus"] == "/data/corpus.jsonl.gz"
     for cell in expand(grid):
         units = run.units(Planned(cell, "unpinned"))
-        assert [u[1] for u in units][:1] == (["train"] if cell.method != "base" else ["evaluate"])
+        assert [u.stage for u in units][:1] == (["train"] if cell.method != "base" else ["evaluate"])

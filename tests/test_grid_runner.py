@@ -18,10 +18,11 @@ import pytest
 import yaml
 
 from bashkir_peft.cli import main
+from bashkir_peft.config.grid import load_grid, parse_only
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.grid.runner import plan, run_grid
-from bashkir_peft.grid.spec import load_grid, parse_only
 from bashkir_peft.records import RunFiles
+from bashkir_peft.stages import STAGE_SECTIONS, STAGES
 
 PARAMS = {
     "data": 'corpus = None\noutput_dir = None\nmin_chars = 10\nfail_data = False',
@@ -83,8 +84,7 @@ BODIES = {
         write_record(out / "downstream.json", stage_downstream_record(model, run_dir))
         """,
 }
-FILES = {"data": "01_data_prep.ipynb", "train": "02_train.ipynb", "evaluate": "03_evaluate.ipynb",
-         "generate": "04_generate.ipynb", "downstream": "06_downstream.ipynb"}
+FILES = {name: stage.notebook for name, stage in STAGES.items() if name in STAGE_SECTIONS}
 
 
 def write_notebooks(folder: Path) -> Path:
@@ -228,7 +228,7 @@ def test_dry_run_prints_every_value_with_its_source(tmp_path, capsys):
     assert by[("evaluate.2", "protocol")] == ("'rolling'", "ours (default_source) (pass 2 of evaluate)")
     assert by[("data", "corpus")] == (repr(str(corpus)), "command line: --corpus")
     # every field of a stage's params model is listed; one the grid leaves alone shows its default's source
-    from bashkir_peft.train.run import TrainParams
+    from bashkir_peft.config.train import TrainParams
     assert {name for unit, name in by if unit == "train"} >= set(TrainParams.model_fields)
     assert by[("train", "max_grad_norm")] == ("1.0", "default: transformers TrainingArguments default; "
                                                      "the paper states none")

@@ -12,7 +12,8 @@ import threading
 import pytest
 
 from bashkir_peft.errors import DataError
-from bashkir_peft.lessons import checked_files, lesson_notebooks, sha256_file
+from bashkir_peft.lessons import checked_files, lesson_notebooks
+from bashkir_peft.names import sha256_file
 from conftest import LESSONS_SMALL
 
 

@@ -12,22 +12,10 @@ from pathlib import Path
 import papermill
 import pytest
 
-from bashkir_peft.data.prepare import DataPrepParams
-from bashkir_peft.downstream.run import DownstreamParams
-from bashkir_peft.evaluate.run import EvalParams
-from bashkir_peft.generate.run import GenerateParams
-from bashkir_peft.report.build import ReportParams
-from bashkir_peft.train.run import TrainParams
+from bashkir_peft.stages import STAGES as STAGE_TABLE
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-STAGES = [
-    ("01_data_prep.ipynb", DataPrepParams),
-    ("02_train.ipynb", TrainParams),
-    ("03_evaluate.ipynb", EvalParams),
-    ("04_generate.ipynb", GenerateParams),
-    ("05_report.ipynb", ReportParams),
-    ("06_downstream.ipynb", DownstreamParams),
-]
+STAGES = [(s.notebook, s.params_model) for s in STAGE_TABLE.values()]
 
 
 @pytest.mark.parametrize("name, model", STAGES, ids=[n for n, _ in STAGES])

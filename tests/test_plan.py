@@ -11,11 +11,12 @@ import torch
 
 import test_grid_runner as gr
 from bashkir_peft.cli import main
+from bashkir_peft.config.train import TrainParams
 from bashkir_peft.grid import plan as planner
 from bashkir_peft.models.device import choose_device
 from bashkir_peft.models.loading import load_model
 from bashkir_peft.models.lora import apply_lora
-from bashkir_peft.train.run import TrainParams, run_training
+from bashkir_peft.train.run import run_training
 from test_train import make_data_dir
 
 

@@ -19,11 +19,12 @@ import pandas as pd
 import pytest
 
 from bashkir_peft.cli import main
+from bashkir_peft.config.report import ReportParams
 from bashkir_peft.data.folder import write_presplit_folder
 from bashkir_peft.errors import ConfigError, DataError
 from bashkir_peft.records import DataFiles, EvalRecord, RecordError, RunFiles, read_record
 from bashkir_peft.report import tables as rt
-from bashkir_peft.report.build import ReportParams, build_report, per_run_table
+from bashkir_peft.report.build import build_report, per_run_table
 from bashkir_peft.report.runs import discover_runs, index_gaps
 from bashkir_peft.report.tables import PAPER_NUMBERS
 from bashkir_peft.yamlio import validate

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bashkir_peft.book import BookError, BookParams, build_book, copy_sources, execute_report, jupyter_book_build
+from bashkir_peft.book import BookError, build_book, copy_sources, execute_report, jupyter_book_build
+from bashkir_peft.config.book import BookParams
 from report_synth import CELLS, make_grid
 
 REPO = Path(__file__).resolve().parents[1]

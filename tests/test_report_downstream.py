@@ -7,8 +7,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from bashkir_peft.config.report import ReportParams
 from bashkir_peft.records import DataFiles, RunFiles, write_record
-from bashkir_peft.report.build import ReportParams, build_report, format_downstream
+from bashkir_peft.report.build import build_report, format_downstream
 from bashkir_peft.report.runs import discover_runs
 from report_synth import downstream_result, make_grid, stage_downstream_record
 

@@ -12,13 +12,14 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from bashkir_peft.design import StudyDesign
+from bashkir_peft.config.design import StudyDesign
+from bashkir_peft.config.grid import expand, load_grid, parse_grid
+from bashkir_peft.config.report import ReportParams
+from bashkir_peft.config.train import TrainParams
 from bashkir_peft.errors import ConfigError
-from bashkir_peft.grid.spec import expand, load_grid, parse_grid
-from bashkir_peft.report.build import ReportParams, build_report
+from bashkir_peft.report.build import build_report
 from bashkir_peft.report.study import comparisons_table, findings, sweep_table
 from bashkir_peft.train.budget import resolve_budget, validation_bits_per_byte
-from bashkir_peft.train.run import TrainParams
 from report_synth import make_grid
 
 GRIDS = Path(__file__).resolve().parents[1] / "params" / "grids"

@@ -16,12 +16,13 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
+from bashkir_peft.config.train import TrainParams
 from bashkir_peft.data.folder import write_presplit_folder
 from bashkir_peft.errors import ConfigError, DataError
 from bashkir_peft.models.quant import dequantized_copy
 from bashkir_peft.models.trained import load_trained
 from bashkir_peft.records import TrainRecord, read_record
-from bashkir_peft.train.run import TrainParams, run_training
+from bashkir_peft.train.run import run_training
 
 # Tiny runs: tiny-gpt2 (Conv1D layers), 16-token blocks, a few steps.
 TINY = dict(model="tiny-gpt2", block_size=16, per_device_train_batch_size=4, per_device_eval_batch_size=16,

@@ -11,7 +11,8 @@ import subprocess
 import sys
 import textwrap
 
-from bashkir_peft.train.run import TrainParams, run_training
+from bashkir_peft.config.train import TrainParams
+from bashkir_peft.train.run import run_training
 from test_train import TINY, make_data_dir
 
 # Runs in a child process: SIGKILL itself while checkpoint-KILL_STEP is being written,

@@ -15,17 +15,19 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from bashkir_peft.config.grid import expand, load_grid, parse_grid, parse_only, select
+from bashkir_peft.config.tokenizer import TokenizerAdaptation
+from bashkir_peft.config.train import TrainParams
 from bashkir_peft.data.folder import load_texts
 from bashkir_peft.data.sib200 import SIB200_SPLITS, read_sib200_split
 from bashkir_peft.data.vocab import adapt_tokenizer
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.grid.runids import make_run_id
-from bashkir_peft.grid.spec import expand, load_grid, parse_grid, parse_only, select
 from bashkir_peft.models.loading import load_model, load_tokenizer, resolve_model
 from bashkir_peft.models.trained import load_trained
-from bashkir_peft.models.vocab import TokenizerAdaptation, base_pieces, resize_and_init
+from bashkir_peft.models.vocab import base_pieces, resize_and_init
 from bashkir_peft.records import RunFiles
-from bashkir_peft.train.run import TrainParams, run_training
+from bashkir_peft.train.run import run_training
 from test_train import TINY, Capture, _logits, make_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -220,9 +222,10 @@ def test_bad_tokenizer_settings_are_one_clear_error(over, message):
 def test_report_tells_adapted_tokenizer_runs_apart(tmp_path):
     import numpy as np
 
+    from bashkir_peft.names import label_parts
     from bashkir_peft.records import CellRecord, read_record, write_record
     from bashkir_peft.report import tables as rt
-    from bashkir_peft.report.runs import label_parts, read_run
+    from bashkir_peft.report.runs import read_run
     from report_synth import documents, write_run
 
     rng = np.random.default_rng(0)

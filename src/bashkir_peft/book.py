@@ -33,16 +33,20 @@ from pathlib import Path
 import yaml
 
 from bashkir_peft.atomic import write_text_atomic
+from bashkir_peft.config.book import BookParams
+from bashkir_peft.config.grid import report_dirs
+from bashkir_peft.config.report import ReportParams
 from bashkir_peft.errors import ConfigError
-from bashkir_peft.grid.stages import STAGES, default_notebooks_dir, execute
+from bashkir_peft.executor import default_notebooks_dir, execute
 from bashkir_peft.lessons import lesson_notebooks, lessons_out_dir
-from bashkir_peft.report.build import ReportParams, _abs, grid_note
+from bashkir_peft.report.build import grid_note
 from bashkir_peft.report.bundle import extract_bundle
 from bashkir_peft.report.runs import RunRecord, discover_runs
 from bashkir_peft.report.teaching_figures import write_teaching_figures
-from bashkir_peft.settings import REPO_ROOT, runs_root
+from bashkir_peft.settings import REPO_ROOT, resolve_path, runs_root
+from bashkir_peft.stages import STAGES
 from bashkir_peft.train.budget import text_seen
-from bashkir_peft.yamlio import StrictModel, read_yaml
+from bashkir_peft.yamlio import read_yaml
 
 REPORT_NOTEBOOK = default_notebooks_dir() / STAGES["report"].notebook
 RUNS_PAGE = "generated/runs/index"
@@ -54,29 +58,6 @@ class BookError(RuntimeError):
     """The book did not build (a notebook failed to execute, or Sphinx reported a warning)."""
 
 
-class BookParams(StrictModel):
-    """Parameters of the book build.
-
-    Attributes:
-        grid: grid YAML (``params/grids/NAME.yaml``) or grid name.
-        runs_dir: the grid's runs folder (default from the grid, ``runs/<name>``).
-        book_dir: the book sources (``_config.yml``, ``_toc.yml``, pages).
-        report_timeout_s: per-cell timeout when executing the report notebook.
-        build: run ``jupyter-book build`` after assembling (False: assemble only).
-        lessons_dir: executed lessons (default ``<runs root>/lessons``, where ``make
-            lessons`` writes them); lessons not executed there are listed, not shown.
-        from_bundle: a results bundle (``bashkir-peft bundle``) to build from instead of a
-            trained grid: extracted (checksums checked) into ``runs_dir``, default
-            ``<runs root>/from-bundle/<grid name>``.
-    """
-
-    grid: str = "params/grids/cpu-demo.yaml"
-    runs_dir: str | None = None
-    book_dir: str = "book"
-    report_timeout_s: int = 600
-    build: bool = True
-    lessons_dir: str | None = None
-    from_bundle: str | None = None
 
 
 def execute_report(grid: str, runs_dir: Path, out: Path, timeout_s: int = 600) -> Path:
@@ -391,9 +372,9 @@ def _from_bundle(params: BookParams) -> BookParams:
         ConfigError: the bundle is of another grid; DataError: a bad bundle (see
             :func:`~bashkir_peft.report.bundle.extract_bundle`).
     """
-    name, _ = ReportParams(grid=params.grid).grid_runs
-    dest = _abs(params.runs_dir) if params.runs_dir else runs_root() / "from-bundle" / name
-    bundled = extract_bundle(_abs(params.from_bundle), dest)
+    name, _, _ = report_dirs(ReportParams(grid=params.grid))
+    dest = resolve_path(params.runs_dir) if params.runs_dir else runs_root() / "from-bundle" / name
+    bundled = extract_bundle(resolve_path(params.from_bundle), dest)
     if bundled != name:
         raise ConfigError(f"{params.from_bundle}: a bundle of grid {bundled!r}, not {name!r}")
     return params.model_copy(update={"runs_dir": str(dest), "from_bundle": None})
@@ -406,7 +387,7 @@ BUILT_FROM = "built_from.md"
 def built_from(grid: str, runs: list[RunRecord]) -> str:
     """The introduction's paragraph on this copy of the book: the grid that built it, how many
     of its runs finished, and what kind of grid it is (:func:`~bashkir_peft.report.build.grid_note`)."""
-    name, _ = ReportParams(grid=grid).grid_runs
+    name, _, _ = report_dirs(ReportParams(grid=grid))
     done = sum(r.status == "finished" for r in runs)
     return (f"**This copy of the book** was built from the grid `{name}` ({done} of {len(runs)} runs finished); "
             f"its results chapter opens with what they found.\n\n{grid_note(grid)}\n")
@@ -426,8 +407,8 @@ def build_book(params: BookParams) -> Path:
     """
     if params.from_bundle:
         params = _from_bundle(params)
-    _, runs_dir = ReportParams(grid=params.grid, runs_dir=params.runs_dir).grid_runs  # validated before heavy work
-    book_dir = _abs(params.book_dir)
+    _, runs_dir, _ = report_dirs(ReportParams(grid=params.grid, runs_dir=params.runs_dir))  # validated before heavy work
+    book_dir = resolve_path(params.book_dir)
     if not (book_dir / "_toc.yml").is_file():
         raise ConfigError(f"{book_dir}: no _toc.yml (book_dir must be the book's source folder)")
     runs = discover_runs(runs_dir)
@@ -440,7 +421,7 @@ def build_book(params: BookParams) -> Path:
         write_text_atomic(gen / BUILT_FROM, built_from(params.grid, runs))
         write_teaching_figures(gen / "figures")
         (gen / "lessons").mkdir()
-        lessons_dir = _abs(params.lessons_dir) if params.lessons_dir else lessons_out_dir()
+        lessons_dir = resolve_path(params.lessons_dir) if params.lessons_dir else lessons_out_dir()
         extra = {RUNS_PAGE: assemble_runs(runs, gen), DATA_PAGE: assemble_data(runs_dir, gen),
                  LESSONS_PAGE: assemble_lessons(lessons_dir, book_dir, gen)}
         toc = write_toc(book_dir, gen, extra)

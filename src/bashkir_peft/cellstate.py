@@ -18,22 +18,15 @@ records this verdict in its index ``grid.json``, where the report reads it), ``f
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bashkir_peft.records import (
-    RUN_RECORDS,
-    CellRecord,
-    FileStamp,
-    GridFiles,
-    RecordError,
-    RunFiles,
-    read_record,
-)
+from bashkir_peft.names import sha256_file
+from bashkir_peft.records import CellRecord, FileStamp, GridFiles, RecordError, RunFiles, read_record
+from bashkir_peft.stages import RUN_RECORDS
 
 CellStatus = Literal["not started", "running", "interrupted", "finished", "failed", "corrupt", "stale"]
 UNMANIFESTED = (RunFiles.CELL, RunFiles.NOTEBOOKS, RunFiles.CHECKPOINTS)
@@ -80,15 +73,6 @@ def is_locked(path: str | Path) -> bool:
     return False
 
 
-def sha256(path: Path) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def scan(folder: Path, skip: Iterable[str] = UNMANIFESTED) -> dict[str, tuple[int, int]]:
     """Every file under ``folder`` (path relative to it -> (bytes, mtime_ns)), leaving out the
     top-level names in ``skip``."""
@@ -112,7 +96,7 @@ def stamp(folder: Path, names: Iterable[str]) -> dict[str, FileStamp]:
     for name in sorted(names):
         path = Path(folder) / name
         st = path.stat()
-        out[name] = FileStamp(bytes=st.st_size, mtime_ns=st.st_mtime_ns, sha256=sha256(path))
+        out[name] = FileStamp(bytes=st.st_size, mtime_ns=st.st_mtime_ns, sha256=sha256_file(path))
     return out
 
 
@@ -138,7 +122,7 @@ def check_files(folder: Path, files: dict[str, FileStamp], checksums: bool = Fal
             return f"{path}: missing (the stage's manifest lists it)"
         if st.st_size != want.bytes:
             return f"{path}: {st.st_size} bytes, the stage wrote {want.bytes}"
-        if (checksums or st.st_mtime_ns != want.mtime_ns) and sha256(path) != want.sha256:
+        if (checksums or st.st_mtime_ns != want.mtime_ns) and sha256_file(path) != want.sha256:
             return f"{path}: content differs from what the stage wrote (SHA-256)"
     return None
 

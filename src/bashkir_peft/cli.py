@@ -28,27 +28,22 @@ import argparse
 import sys
 from pathlib import Path
 
-from bashkir_peft.book import BookError, BookParams, build_book
+from bashkir_peft.book import BookError, build_book
+from bashkir_peft.config.book import BookParams
+from bashkir_peft.config.data import DataPrepParams
+from bashkir_peft.config.grid import load_grid, parse_only, report_dirs, resolve_grid
+from bashkir_peft.config.report import ReportParams
 from bashkir_peft.data.corpus import HUB_PREFIX
-from bashkir_peft.data.prepare import DataPrepParams, prepare
+from bashkir_peft.data.prepare import prepare
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.grid.gpus import run_grid_gpus
-from bashkir_peft.grid.runner import (
-    StageFailed,
-    data_problem,
-    grid_cell_state,
-    plan,
-    run_grid,
-    stale_runs,
-    write_index,
-)
+from bashkir_peft.grid.runner import StageFailed, data_problem, grid_cell_state, plan, run_grid, stale_runs, write_index
 from bashkir_peft.grid.slurm import run_grid_submitit, slurm_parameters
-from bashkir_peft.grid.spec import load_grid, parse_only
 from bashkir_peft.lessons import execute_lessons
 from bashkir_peft.models.provision import provision_all
 from bashkir_peft.models.registry import load_registry
 from bashkir_peft.records import GridFiles
-from bashkir_peft.report.build import ReportParams, build_report, format_headline, resolve_grid
+from bashkir_peft.report.build import build_report, format_headline
 from bashkir_peft.report.bundle import write_bundle
 from bashkir_peft.runtime import configure_threads
 from bashkir_peft.yamlio import parse_yaml, validate
@@ -72,14 +67,14 @@ def _value(text: str):
     return parse_yaml(text)
 
 
-def _abs(path: str | None) -> str | None:
+def resolve_path(path: str | None) -> str | None:
     """A command-line path made absolute from the current folder (``None`` stays ``None``)."""
     return None if path is None else str(Path(path).expanduser().absolute())
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    corpus = args.corpus if args.corpus.startswith(HUB_PREFIX) else _abs(args.corpus)
-    values = {"corpus": corpus, "output_dir": _abs(args.output_dir)}
+    corpus = args.corpus if args.corpus.startswith(HUB_PREFIX) else resolve_path(args.corpus)
+    values = {"corpus": corpus, "output_dir": resolve_path(args.output_dir)}
     for item in args.set or []:
         key, sep, raw = item.partition("=")
         if not sep:
@@ -114,8 +109,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace, need_corpus: bool):
-    grid = load_grid(_abs(args.grid))
-    return plan(grid, getattr(args, "corpus", None), runs_root=_abs(args.runs_dir), notebooks_dir=_abs(args.notebooks),
+    grid = load_grid(resolve_path(args.grid))
+    return plan(grid, getattr(args, "corpus", None), runs_root=resolve_path(args.runs_dir), notebooks_dir=resolve_path(args.notebooks),
                 only=parse_only(args.only), need_corpus=need_corpus)
 
 
@@ -225,19 +220,19 @@ def _grid_dir(args: argparse.Namespace) -> str | None:
     """``--runs-dir`` is the runs ROOT, as for ``grid run``: the grid's folder is ``<root>/<name>``."""
     if not args.runs_dir:
         return None
-    return str(Path(_abs(args.runs_dir)) / resolve_grid(_grid_arg(args.grid))[0])
+    return str(Path(resolve_path(args.runs_dir)) / resolve_grid(_grid_arg(args.grid))[0])
 
 
 def _grid_arg(grid: str) -> str:
     """A grid YAML path made absolute from the current folder; a grid name as it is."""
-    return _abs(grid) if Path(grid).suffix in (".yaml", ".yml") else grid
+    return resolve_path(grid) if Path(grid).suffix in (".yaml", ".yml") else grid
 
 
 def _report(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    given = {"grid": _grid_arg(args.grid), "runs_dir": _grid_dir(args), "output_dir": _abs(args.out_dir),
-             "data_dir": _abs(args.data_dir)}
+    given = {"grid": _grid_arg(args.grid), "runs_dir": _grid_dir(args), "output_dir": resolve_path(args.out_dir),
+             "data_dir": resolve_path(args.data_dir)}
     params = validate(ReportParams, {k: v for k, v in given.items() if v}, "report")
     result = build_report(params)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
@@ -250,8 +245,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _book(args: argparse.Namespace) -> int:
-    given = {"grid": _grid_arg(args.grid), "runs_dir": _grid_dir(args), "book_dir": _abs(args.book_dir),
-             "build": not args.no_build, "from_bundle": _abs(args.from_bundle), "lessons_dir": _abs(args.lessons_dir)}
+    given = {"grid": _grid_arg(args.grid), "runs_dir": _grid_dir(args), "book_dir": resolve_path(args.book_dir),
+             "build": not args.no_build, "from_bundle": resolve_path(args.from_bundle), "lessons_dir": resolve_path(args.lessons_dir)}
     params = validate(BookParams, {k: v for k, v in given.items() if v is not None}, "book")
     try:
         out = build_book(params)
@@ -288,7 +283,7 @@ def add_report_parsers(sub) -> None:
 # --- bundle ------------------------------------------------------------------
 
 def _bundle(args: argparse.Namespace) -> int:
-    name, runs_dir = ReportParams(grid=args.grid, runs_dir=_grid_dir(args)).grid_runs
+    name, runs_dir, _ = report_dirs(ReportParams(grid=args.grid, runs_dir=_grid_dir(args)))
     out = Path(args.out) if args.out else runs_dir.parent / f"{name}-results.tar.gz"
     manifest = write_bundle(runs_dir, out, name)
     print(f"bundle: {out} ({len(manifest['files'])} files, {out.stat().st_size / 2**20:.1f} MiB; no weights)")

@@ -22,20 +22,12 @@ from pathlib import Path
 
 from bashkir_peft.atomic import write_text_atomic
 from bashkir_peft.errors import ConfigError, DataError
-from bashkir_peft.grid.stages import execute
+from bashkir_peft.executor import execute
+from bashkir_peft.names import sha256_file
 from bashkir_peft.settings import REPO_ROOT, cache_dir, resolve_path, runs_root
 
 LESSONS_DIR = REPO_ROOT / "lessons"
 TIMINGS = "timings.json"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _is_url(source: str) -> bool:

@@ -7,14 +7,14 @@ and the field, never a guess.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, model_validator
 
 from bashkir_peft.atomic import write_json_atomic
-from bashkir_peft.errors import ConfigError, DataError
+from bashkir_peft.errors import DataError
+from bashkir_peft.names import BASE_TOKENIZER, Method
 
 
 class DataFiles:
@@ -442,11 +442,11 @@ class CellAxes(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str
-    method: Literal["base", "full", "lora", "qlora"]
+    method: Method
     lora_r: int | None
     seed: int | None
     label: str | None
-    tokenizer: str = "base"
+    tokenizer: str = BASE_TOKENIZER
 
 
 class FileStamp(BaseModel):
@@ -546,44 +546,6 @@ class GridIndex(Record):
 
 R = TypeVar("R", bound=Record)
 
-RUN_RECORDS: dict[str, type[Record]] = {RunFiles.TRAIN: TrainRecord, RunFiles.EVAL: EvalRecord,
-                                        RunFiles.GENERATE: GenerateRecord}
-"""The stage records a run folder may hold, by file name (a new stage adds its record here):
-a cell is finished only if every one present parses."""
-
-
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
-"""The one rule for grid names and cell labels (they name folders): letters, digits, ``.``,
-``_`` and ``-``, starting with a letter or digit (so never ``..``, ``/`` or a hidden name)."""
-
-
-def check_name(value: str, what: str = "grid name") -> str:
-    """``value`` if it follows :data:`NAME_PATTERN`.
-
-    Raises:
-        ConfigError: one line naming the value and the rule.
-    """
-    if not re.fullmatch(NAME_PATTERN, value):
-        raise ConfigError(f"{what} {value!r}: use letters, digits, '.', '_' and '-' only, starting with a "
-                          "letter or digit (it names a folder under the runs root)")
-    return value
-
-
-def run_label(model: str, method: str, lora_r: int | None, seed: int | None, label: str | None = None,
-              sep: str = "/") -> str:
-    """The one spelling of a run: ``model/method[/rR][/sSEED][/label]``, e.g.
-    ``smollm2-135m/qlora/r8/s42`` (the grid's run-id prefix uses ``sep="-"``).
-
-    Args:
-        model: registry name (or a folder/Hub id made safe by the caller).
-        method: ``base``, ``full``, ``lora`` or ``qlora``.
-        lora_r: adapter rank; ``None`` for full fine-tuning and the base model.
-        seed: the training seed (a base model: the decoding seed); ``None`` leaves it out.
-        label: an extra name that tells two otherwise equal cells apart.
-    """
-    parts = [model, method, *([f"r{lora_r}"] if lora_r is not None else []),
-             *([f"s{seed}"] if seed is not None else []), *([label] if label else [])]
-    return sep.join(parts)
 
 
 # --------------------------------------------------------------------------- reading and writing

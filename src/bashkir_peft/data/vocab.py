@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bashkir_peft.config.tokenizer import TokenizerAdaptation
 from bashkir_peft.data.fertility import profile_texts
 from bashkir_peft.data.folder import load_texts
 from bashkir_peft.errors import ConfigError
-from bashkir_peft.models.vocab import TokenizerAdaptation, extend_tokenizer, resize_and_init
+from bashkir_peft.models.vocab import extend_tokenizer, resize_and_init
 
 PROFILE_KEYS = ("fertility", "chars_per_token", "bytes_per_token")
 

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
+from bashkir_peft.config.downstream import LabelLanguage
 from bashkir_peft.errors import ConfigError
-
-LabelLanguage = Literal["eng", "bak"]
 
 TEMPLATES: dict[str, str] = {
     "eng": "Text: {text}\nTopic:",

@@ -19,9 +19,9 @@ character (a byte-level token cap can leave a partial UTF-8 byte, decoded as U+F
 from __future__ import annotations
 
 import re
-from typing import Literal
 
-BudgetUnit = Literal["words", "characters"]
+from bashkir_peft.config.generate import BudgetUnit
+
 REPLACEMENT = "\ufffd"  # what a partial UTF-8 sequence decodes to
 
 

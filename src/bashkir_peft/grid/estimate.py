@@ -32,8 +32,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
+from bashkir_peft.config.generate import GenerateParams
 from bashkir_peft.errors import ConfigError
-from bashkir_peft.generate.run import GenerateParams
 from bashkir_peft.grid.plan import meta_model, planned_tokens, train_params
 from bashkir_peft.models.device import choose_device
 from bashkir_peft.records import DataFiles
@@ -199,7 +199,8 @@ def estimate_grid(run, cells) -> GridEstimate:
         g, n_params = probes[key]
         gflops.setdefault(p.cell.model, g)
         scale = REFERENCE_GFLOPS / g
-        for _unit, stage, settings in units:
+        for u in units:
+            stage, settings = u.stage, u.parameters
             if stage == "train":
                 tokens = planned_tokens(params, None)
                 if tokens is None and params.train_bytes is not None:

@@ -33,14 +33,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bashkir_peft.config.train import TrainParams
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.models.device import Placement, choose_device
 from bashkir_peft.models.loading import default_dtype, resolve_model
 from bashkir_peft.models.lora import lora_parameter_count, target_layers
 from bashkir_peft.models.precision import plan_precision
 from bashkir_peft.records import RecordError, RunFiles, TrainRecord, read_record_if_any
-from bashkir_peft.train.run import TrainParams
-from bashkir_peft.yamlio import validate
 
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 GIB = 2**30
@@ -187,12 +186,8 @@ class CellPlan:
 
 
 def train_params(units) -> TrainParams | None:
-    """The training parameters among a cell's units (``None``: the cell does not train)."""
-    for _unit, stage, params in units:
-        if stage == "train":
-            return validate(TrainParams, {k: v for k, v in params.items() if k in TrainParams.model_fields},
-                            "training parameters")
-    return None
+    """The typed training parameters among a cell's units (``None``: the cell does not train)."""
+    return next((u.params for u in units if u.stage == "train"), None)
 
 
 def _measured(root: Path, params: TrainParams, device: str) -> tuple[float | None, int | None, str]:

@@ -33,23 +33,17 @@ from typing import Any, TextIO
 
 from bashkir_peft import settings
 from bashkir_peft.cellstate import CellState, cell_state, check_files, lock_path, scan, stamp
+from bashkir_peft.config.grid import Cell, Grid, expand, select
 from bashkir_peft.data.corpus import HUB_PREFIX
 from bashkir_peft.data.folder import read_manifest
 from bashkir_peft.errors import ConfigError, DataError
+from bashkir_peft.executor import check_kernel, default_notebooks_dir, execute, notebook_parameters
 from bashkir_peft.grid.estimate import estimate_grid
 from bashkir_peft.grid.locks import try_lock
 from bashkir_peft.grid.plan import plan_grid
 from bashkir_peft.grid.progress import StepWatcher
 from bashkir_peft.grid.runids import identity, make_run_id, params_hash
-from bashkir_peft.grid.spec import STAGE_SECTIONS, Cell, Grid, expand, select
-from bashkir_peft.grid.stages import (
-    STAGES,
-    build_parameters,
-    check_kernel,
-    default_notebooks_dir,
-    execute,
-    notebook_parameters,
-)
+from bashkir_peft.grid.stages import RUN_DIR, Unit, build_parameters
 from bashkir_peft.grid.values import write_values
 from bashkir_peft.models.loading import resolve_model
 from bashkir_peft.records import (
@@ -65,6 +59,7 @@ from bashkir_peft.records import (
     write_record,
 )
 from bashkir_peft.settings import REPO_ROOT
+from bashkir_peft.stages import STAGE_SECTIONS, STAGES
 
 LOCK_WAIT_S = 2.0
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -139,6 +134,8 @@ class Planned:
     revision: str
     run_id: str | None = None
     run_dir: Path | None = None
+    units: list[Unit] | None = None
+    """Its notebook executions (:meth:`GridRun.units`), validated once when planned."""
 
 
 @dataclass
@@ -182,7 +179,7 @@ class GridRun:
         ``base`` cell, the base ``model`` (never both); both write into the run folder.
         """
         c = p.cell
-        run_dir = str(p.run_dir) if p.run_dir else "<run_dir>"
+        run_dir = str(p.run_dir) if p.run_dir else RUN_DIR
         of_run = c.trains and stage != "train"
         return {
             "model": None if of_run else c.model,
@@ -213,22 +210,27 @@ class GridRun:
             passes = (passes or [{}]) + [{"external": x} for x in external]
         return settings, passes
 
-    def units(self, p: Planned) -> list[tuple[str, str, dict[str, Any]]]:
-        """The notebook executions of a cell: ``(unit, stage, parameters)``; a stage with
+    def units(self, p: Planned) -> list[Unit]:
+        """The notebook executions of a cell (:class:`~bashkir_peft.grid.stages.Unit`), validated
+        once: the first call builds and keeps them on ``p``. A stage with
         ``passes`` (e.g. evaluation under two protocols) runs once per pass (unit
         ``evaluate.1``, ``evaluate.2``...), each pass's settings layered on the stage's.
         The evaluation's ``external_sets`` (named external test sets,
         :class:`~bashkir_peft.data.external.ExternalSet`) add one pass per set after them,
         each scoring its set (``external``) under the stage's settings (:meth:`stage_passes`)."""
+        if p.units is not None:
+            return p.units
         out = []
         for stage in p.cell.stages:
             settings, passes = self.stage_passes(p, stage)
             where = f"{self.grid.path or self.grid.name}: cell {p.cell.slug}: {stage}"
             for i, extra in enumerate(passes or [{}]):
                 unit = stage if passes is None else f"{stage}.{i + 1}"
-                params = build_parameters(STAGES[stage], self.declared[stage], self.runner_values(stage, p),
-                                          {**settings, **extra}, f"{where}{'' if passes is None else f' pass {i + 1}'}")
-                out.append((unit, stage, params))
+                parameters, params = build_parameters(
+                    STAGES[stage], self.declared[stage], self.runner_values(stage, p), {**settings, **extra},
+                    f"{where}{'' if passes is None else f' pass {i + 1}'}")
+                out.append(Unit(unit, stage, parameters, params))
+        p.units = out
         return out
 
     def data_parameters(self) -> dict[str, Any]:
@@ -239,7 +241,7 @@ class GridRun:
         hub = corpus.startswith(HUB_PREFIX)
         runner = {"corpus": corpus, "corpus_kind": "hub" if hub else None,
                   "output_dir": str(self.data_dir)}
-        return build_parameters(STAGES["data"], self.declared["data"], runner, dict(self.grid.spec.data), where)
+        return build_parameters(STAGES["data"], self.declared["data"], runner, dict(self.grid.spec.data), where)[0]
 
 
 def plan(grid: Grid, corpus: str | None, *, runs_root: str | Path | None = None,
@@ -487,7 +489,9 @@ def run_cell(run: GridRun, p: Planned, *, force: bool = False, on_stage=None) ->
         }
         write_record(rec_path, CellRecord(**record))
         start = time.perf_counter()
-        for unit, stage, params in run.units(p):
+        for u in run.units(p):
+            u = u.placed(str(p.run_dir))
+            unit, stage, params = u.name, u.stage, u.parameters
             if unit in stages_done:
                 continue
             if on_stage:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from bashkir_peft.config.grid import load_grid, parse_only
 from bashkir_peft.grid.runner import (
     CellResult,
     GridRun,
@@ -24,7 +25,6 @@ from bashkir_peft.grid.runner import (
     run_cell,
     write_index,
 )
-from bashkir_peft.grid.spec import load_grid, parse_only
 
 
 def _replan(grid_file: str, corpus: str, runs_root: str, notebooks: str, run_id: str | None) -> GridRun:

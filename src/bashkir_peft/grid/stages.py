@@ -1,8 +1,8 @@
-"""The pipeline's stages as the grid runner sees them: notebook, parameters, record.
+"""The grid runner's side of the stages (:data:`bashkir_peft.stages.STAGES`): which parameters
+it injects into a stage notebook, and their validation.
 
-Each stage is a notebook under ``notebooks/`` executed by papermill. The runner injects
-two kinds of parameters, and only names the notebook declares in its ``parameters``
-cell (read with ``papermill.inspect_notebook``):
+The runner injects two kinds of parameters, and only names the notebook declares in its
+``parameters`` cell (read with ``papermill.inspect_notebook``):
 
 - runner values: paths and the cell's axes (data prep: ``corpus``, ``corpus_kind``,
   ``output_dir``; the others: ``model``, ``method``, ``lora_r``, ``seed``, ``data_dir``,
@@ -10,117 +10,20 @@ cell (read with ``papermill.inspect_notebook``):
 - the grid's stage settings - each must be a parameter of the notebook, or the grid is
   rejected before any work starts.
 
-Every cell's parameters are validated against the stage's pydantic parameter model
-(e.g. :class:`~bashkir_peft.train.run.TrainParams`) before any work starts, so a wrong type
-or an out-of-range value fails in seconds, not after hours of other cells.
+Every cell's parameters are validated against the stage's parameter model (e.g.
+:class:`~bashkir_peft.config.train.TrainParams`) once, when the grid is planned, before any
+work starts, so a wrong type or an out-of-range value fails in seconds, not after hours of
+other cells; the plan keeps the typed parameters.
 """
 
 from __future__ import annotations
 
-import tempfile
-from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
-from traitlets.config import Config
-
-from bashkir_peft.data.prepare import DataPrepParams
-from bashkir_peft.downstream.run import DownstreamParams
 from bashkir_peft.errors import ConfigError
-from bashkir_peft.evaluate.run import EvalParams
-from bashkir_peft.generate.run import GenerateParams
-from bashkir_peft.records import (
-    DataFiles,
-    DataManifest,
-    DownstreamRecord,
-    EvalRecord,
-    GenerateRecord,
-    Record,
-    RunFiles,
-    TrainRecord,
-)
-from bashkir_peft.report.build import ReportParams
-from bashkir_peft.settings import REPO_ROOT
-from bashkir_peft.train.run import TrainParams
+from bashkir_peft.stages import Stage
 from bashkir_peft.yamlio import StrictModel, validate
-
-KERNEL = "bashkir-peft"
-KERNEL_INSTALL = ('python -m ipykernel install --sys-prefix --name bashkir-peft '
-                  '--display-name "Python (bashkir-peft)"')
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One pipeline stage: a notebook, its parameter model and the record it writes.
-
-    Attributes:
-        name: grid section name (data, train, evaluate, generate, downstream, report).
-        notebook: file name under the notebooks folder.
-        params_model: the stage's pydantic parameter model (every cell's parameters are
-            validated against it before any work starts).
-        record: the record file the stage writes into its output folder, and its model in
-            :mod:`bashkir_peft.records` (parsed after the notebook ran; its ``status`` is
-            checked); ``None`` for the report, which writes tables.
-        required: parameters the notebook must declare for the runner to drive it.
-    """
-
-    name: str
-    notebook: str
-    params_model: type[StrictModel]
-    record: tuple[str, type[Record]] | None
-    required: tuple[str, ...]
-
-
-STAGES: dict[str, Stage] = {
-    "data": Stage("data", "01_data_prep.ipynb", DataPrepParams, (DataFiles.MANIFEST, DataManifest),
-                  ("corpus", "output_dir")),
-    "train": Stage("train", "02_train.ipynb", TrainParams, (RunFiles.TRAIN, TrainRecord),
-                   ("model", "method", "data_dir", "output_dir")),
-    "evaluate": Stage("evaluate", "03_evaluate.ipynb", EvalParams, (RunFiles.EVAL, EvalRecord),
-                      ("model", "data_dir")),
-    "generate": Stage("generate", "04_generate.ipynb", GenerateParams, (RunFiles.GENERATE, GenerateRecord),
-                      ("model", "data_dir")),
-    "downstream": Stage("downstream", "06_downstream.ipynb", DownstreamParams,
-                        (RunFiles.DOWNSTREAM, DownstreamRecord), ("model",)),
-    "report": Stage("report", "05_report.ipynb", ReportParams, None, ("grid", "runs_dir")),
-}
-"""The stages a grid runs, in order; a new stage adds its row here and its record model in
-:mod:`bashkir_peft.records`."""
-
-
-def default_notebooks_dir() -> Path:
-    return REPO_ROOT / "notebooks"
-
-
-@lru_cache(maxsize=32)
-def _inspect(path: str, mtime: float) -> dict[str, dict]:
-    import papermill
-
-    return papermill.inspect_notebook(path)
-
-
-def notebook_parameters(path: str | Path) -> dict[str, dict]:
-    """The parameters a notebook declares (name -> papermill's description with ``default``).
-
-    Raises:
-        ConfigError: the notebook is missing or has no cell tagged ``parameters``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"notebook {path} not found")
-    params = _inspect(str(path), path.stat().st_mtime)
-    if not params:
-        raise ConfigError(f"{path}: no cell tagged 'parameters' (papermill needs one to inject parameters)")
-    return params
-
-
-def check_kernel() -> None:
-    """Raise :class:`ConfigError` if the ``bashkir-peft`` Jupyter kernel is not registered."""
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    if KERNEL not in KernelSpecManager().find_kernel_specs():
-        raise ConfigError(f"Jupyter kernel {KERNEL!r} is not registered: {KERNEL_INSTALL}")
 
 
 def check_settings(stage: Stage, declared: dict, settings: dict, where: str, owned_names=()) -> None:
@@ -138,8 +41,38 @@ def check_settings(stage: Stage, declared: dict, settings: dict, where: str, own
         raise ConfigError(f"{stage.notebook} does not declare {', '.join(missing)}; the grid runner needs it")
 
 
+RUN_DIR = "<run_dir>"
+"""The run folder in a cell's parameters before its run id is known (the data not yet
+prepared); :meth:`Unit.placed` puts the real folder in."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One notebook execution of a cell: a stage, or one pass of a stage with ``passes``.
+
+    Attributes:
+        name: ``train``, ``evaluate``, or ``evaluate.1``, ``evaluate.2``... for passes.
+        stage: the stage (a key of :data:`~bashkir_peft.stages.STAGES`).
+        parameters: what papermill injects (JSON types, only the names given).
+        params: the same, validated into the stage's parameter model once, when the grid
+            was planned (the notebook's own defaults for the rest).
+    """
+
+    name: str
+    stage: str
+    parameters: dict[str, Any]
+    params: StrictModel
+
+    def placed(self, run_dir: str) -> Unit:
+        """The unit with :data:`RUN_DIR` replaced by the cell's run folder (nothing validated again)."""
+        paths = {k: run_dir for k, v in self.parameters.items() if v == RUN_DIR}
+        return replace(self, parameters={**self.parameters, **paths},
+                       params=self.params.model_copy(update={k: v for k, v in paths.items()
+                                                             if k in type(self.params).model_fields}))
+
+
 def build_parameters(stage: Stage, declared: dict, runner: dict[str, Any], settings: dict[str, Any],
-                     where: str) -> dict[str, Any]:
+                     where: str) -> tuple[dict[str, Any], StrictModel]:
     """The parameters papermill injects into one stage notebook.
 
     Args:
@@ -151,8 +84,9 @@ def build_parameters(stage: Stage, declared: dict, runner: dict[str, Any], setti
         where: prefix of error messages (grid file and cell).
 
     Returns:
-        name -> value (JSON types; papermill writes them as Python literals, so an int
-        stays an int and a numeric-looking string stays a string).
+        ``(parameters, params)``: name -> value (JSON types; papermill writes them as Python
+        literals, so an int stays an int and a numeric-looking string stays a string), and
+        the same validated into the stage's parameter model.
 
     Raises:
         ConfigError: a setting the notebook does not declare, or parameters the stage's
@@ -162,32 +96,4 @@ def build_parameters(stage: Stage, declared: dict, runner: dict[str, Any], setti
     params = {k: v for k, v in runner.items() if v is not None and k in declared}
     params.update(settings)
     model = stage.params_model
-    validate(model, {k: v for k, v in params.items() if k in model.model_fields}, where)
-    return params
-
-
-def execute(notebook: Path, output: Path, parameters: dict, cwd: Path, timeout_s: int | None = None) -> None:
-    """Execute ``notebook`` with papermill into ``output`` (kernel :data:`KERNEL`): the one
-    papermill executor of the project (grid stages and the book's report).
-
-    ``cwd`` is the repository root, where the notebooks' relative defaults (e.g.
-    ``../shared/corpus/...``) point, as when a reader runs them by hand; the runner itself
-    passes absolute paths. ``timeout_s``: per-cell limit (``None``: none).
-
-    Raises:
-        PapermillExecutionError: a notebook cell raised (the executed notebook, with the
-            error, is still written to ``output``).
-    """
-    import papermill
-
-    output.parent.mkdir(parents=True, exist_ok=True)
-    # The kernel talks to papermill over local sockets (IPC), not unencrypted TCP: no warning
-    # on every kernel start, nothing listening on a port. Each kernel gets its own socket
-    # folder: jupyter_client's default names (kernel-ipc-1..5 in the working folder) are
-    # shared by kernels started at the same time (one cell per GPU), whose messages then
-    # cross ("Invalid Signature"), and they would litter the repository root.
-    with tempfile.TemporaryDirectory(prefix="bpk-") as sockets:
-        ipc = Config({"KernelManager": {"transport": "ipc", "ip": str(Path(sockets) / "k")}})
-        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=KERNEL,
-                                   cwd=str(cwd), progress_bar=False, log_output=False, start_timeout=300,
-                                   execution_timeout=timeout_s, config=ipc)
+    return params, validate(model, {k: v for k, v in params.items() if k in model.model_fields}, where)

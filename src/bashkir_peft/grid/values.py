@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
-from bashkir_peft.grid.stages import STAGES
+from bashkir_peft.stages import STAGES
 from bashkir_peft.yamlio import field_source
 
 if TYPE_CHECKING:
@@ -64,7 +64,8 @@ def cell_values(run: GridRun, p: Planned) -> list[Value]:
     fields of the stage's params model, then any other value injected into the notebook."""
     cell, grid = p.cell, run.grid
     out = []
-    for unit, stage, params in run.units(p):
+    for u in run.units(p):
+        unit, stage, params = u.name, u.stage, u.parameters
         settings, passes = run.stage_passes(p, stage)
         origins = cell.origins.get(stage, {})
         runner = {k for k, v in run.runner_values(stage, p).items() if v is not None}

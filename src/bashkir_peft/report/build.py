@@ -3,7 +3,8 @@
 
 Use::
 
-    from bashkir_peft.report.build import ReportParams, build_report
+    from bashkir_peft.config.report import ReportParams
+    from bashkir_peft.report.build import build_report
     result = build_report(ReportParams(grid="params/grids/cpu-demo.yaml"))
     result.tables["summary"], result.figures["metrics_by_method"]
 
@@ -15,106 +16,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import pandas as pd
-from pydantic import Field
 
 from bashkir_peft.atomic import atomic_path, write_parquet_atomic
-from bashkir_peft.design import StudyDesign
-from bashkir_peft.records import GridFiles, check_name
+from bashkir_peft.config.design import StudyDesign
+from bashkir_peft.config.grid import report_dirs, resolve_grid, study_design
+from bashkir_peft.config.report import ReportParams
+from bashkir_peft.names import method_sort_key
+from bashkir_peft.records import GridFiles
 from bashkir_peft.report import figures as fig
 from bashkir_peft.report import study
 from bashkir_peft.report import tables as rt
-from bashkir_peft.report.runs import RunRecord, discover_runs, index_gaps, method_sort_key
-from bashkir_peft.settings import REPO_ROOT, runs_root
-from bashkir_peft.yamlio import StrictModel, read_yaml, validate
-
-
-class ReportParams(StrictModel):
-    """Parameters of the report (defaults here are the single source of defaults).
-
-    Attributes:
-        grid: a grid YAML file (``params/grids/NAME.yaml``) or a grid name.
-        runs_dir: the grid's runs folder; default ``runs/<grid name>`` (or the grid file's
-            ``runs_dir``) under ``$BASHKIR_PEFT_RUNS`` (default ``<repo>/runs``), as the grid
-            runner lays them out.
-        output_dir: where tables and figures go; default ``<runs_dir>/report``.
-        data_dir: the data-prep output (for the tokenizer fertility table); default: the
-            ``data_dir`` of the runs' cell records, if it exists, else ``<runs_dir>/data``.
-        protocol: evaluation protocol of the headline tables and figures (``rolling``:
-            comparable across tokenizers); falls back to the one the runs have.
-        split: evaluated split of the headline tables.
-        n_resamples: bootstrap resamples for the paired differences.
-        confidence: confidence level of the intervals.
-        seed: seed of the bootstrap resampling.
-    """
-
-    grid: str = Field("params/grids/cpu-demo.yaml", json_schema_extra={"source": "ours: the CPU demo grid"})
-    runs_dir: str | None = Field(None, json_schema_extra={"source": "ours: the grid runner's layout"})
-    output_dir: str | None = Field(None, json_schema_extra={"source": "ours: <runs folder>/report"})
-    data_dir: str | None = Field(None, json_schema_extra={"source": "ours: the runs' data folder"})
-    protocol: Literal["rolling", "paper"] = Field("rolling", json_schema_extra={
-        "source": "ours: the protocol comparable across tokenizers (lm-evaluation-harness rolling)"})
-    split: Literal["test", "validation"] = Field("test", json_schema_extra={"source": "paper: it reports test"})
-    n_resamples: int = Field(2000, ge=100, le=100_000, json_schema_extra={
-        "source": "Efron & Tibshirani 1993: 1,000-2,000 resamples for interval ends"})
-    confidence: float = Field(0.95, gt=0.5, lt=1.0, json_schema_extra={"source": "convention: 95 % intervals"})
-    seed: int = Field(0, json_schema_extra={"source": "ours: any fixed seed (same seed, same interval)"})
-
-    @property
-    def grid_runs(self) -> tuple[str, Path]:
-        """The grid's name and runs folder (``runs_dir`` when given, else :func:`resolve_grid`'s)."""
-        name, runs = resolve_grid(self.grid)
-        return name, _abs(self.runs_dir) if self.runs_dir else runs
-
-    @property
-    def out_dir(self) -> Path:
-        """Where tables and figures go: ``output_dir``, else ``<runs folder>/report``."""
-        return _abs(self.output_dir) if self.output_dir else self.grid_runs[1] / GridFiles.REPORT
-
-
-def resolve_grid(grid: str) -> tuple[str, Path]:
-    """The grid's name and runs folder.
-
-    Args:
-        grid: a grid YAML path (its ``name`` key, else its file stem; its ``runs_dir`` key,
-            else ``runs/<name>``) or a bare grid name (``runs/<name>``).
-
-    Raises:
-        ConfigError: a path ending in .yaml/.yml that does not exist, malformed YAML, or a
-            grid name that breaks :data:`~bashkir_peft.records.NAME_PATTERN` (e.g. ``../x``).
-    """
-    p = Path(grid)
-    if p.suffix in (".yaml", ".yml"):
-        if not p.is_absolute() and not p.exists():
-            p = REPO_ROOT / p
-        data = read_yaml(p)
-        data = data if isinstance(data, dict) else {}
-        name = check_name(str(data.get("name") or p.stem))
-        runs = data.get("runs_dir")
-        return name, _abs(runs) if runs else runs_root() / name
-    return check_name(grid), runs_root() / grid
-
-
-def study_design(grid: str) -> StudyDesign | None:
-    """The ``study`` block of a grid file (``None`` for a grid name, or a grid without one).
-
-    Raises:
-        ConfigError: a malformed block (the grid runner also checks its method labels
-            against the grid's cells).
-    """
-    p = Path(grid)
-    if p.suffix not in (".yaml", ".yml"):
-        return None
-    data = read_yaml(p if p.is_absolute() or p.exists() else REPO_ROOT / p)
-    study = data.get("study") if isinstance(data, dict) else None
-    return None if study is None else validate(StudyDesign, study, f"{grid}: study")
-
-
-def _abs(path: str | Path) -> Path:
-    p = Path(path)
-    return p if p.is_absolute() else REPO_ROOT / p
+from bashkir_peft.report.runs import RunRecord, discover_runs, index_gaps
+from bashkir_peft.settings import REPO_ROOT, resolve_path
+from bashkir_peft.yamlio import read_yaml
 
 
 def write_table(df: pd.DataFrame, stem: Path) -> tuple[Path, Path]:
@@ -159,8 +75,8 @@ def _data_dir(params: ReportParams, runs: list[RunRecord], runs_dir: Path) -> Pa
     """``data_dir``, else the runs' recorded data folder, else ``<runs_dir>/data`` (a grid
     moved or extracted from a results bundle), else None."""
     if params.data_dir:
-        return _abs(params.data_dir)
-    recorded = next((_abs(r.cell.data_dir) for r in runs if _abs(r.cell.data_dir).is_dir()), None)
+        return resolve_path(params.data_dir)
+    recorded = next((resolve_path(r.cell.data_dir) for r in runs if resolve_path(r.cell.data_dir).is_dir()), None)
     local = runs_dir / GridFiles.DATA
     return recorded or (local if local.is_dir() else None)
 
@@ -193,7 +109,7 @@ def build_report(params: ReportParams) -> ReportResult:
             record that does not match the contract (RecordError: one line naming the file
             and the field).
     """
-    (name, runs_dir), out_dir = params.grid_runs, params.out_dir
+    name, runs_dir, out_dir = report_dirs(params)
     runs = discover_runs(runs_dir)
     rt.require_runs(runs, runs_dir)
     t: dict[str, pd.DataFrame] = {}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from bashkir_peft.atomic import atomic_path
-from bashkir_peft.report.runs import label_parts, method_sort_key
+from bashkir_peft.names import label_parts, method_sort_key
 
 METRIC_LABELS = {"perplexity": "token perplexity", "bits_per_byte": "bits per byte",
                  "word_perplexity": "word perplexity"}

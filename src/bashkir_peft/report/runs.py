@@ -26,6 +26,7 @@ import pandas as pd
 
 from bashkir_peft.cellstate import CellState, CellStatus, cell_state
 from bashkir_peft.errors import DataError
+from bashkir_peft.names import method_label
 from bashkir_peft.records import (
     METRICS,
     CellRecord,
@@ -44,54 +45,6 @@ from bashkir_peft.records import (
 from bashkir_peft.report.bundle import LEFT_OUT_DIRS, MANIFEST
 
 RunStatus = Literal["finished", "failed", "incomplete"] | CellStatus
-METHOD_ORDER = ("reference", "base", "full", "lora", "qlora")
-REFERENCE_LABEL = "reference text"
-"""The method label of the generation table's row for the test documents' own text."""
-
-
-def method_label(method: str, lora_r: int | None, tokenizer: str = "base") -> str:
-    """The one spelling of a run's method in the report's tables and figures.
-
-    Args:
-        method: ``base``, ``full``, ``lora`` or ``qlora``.
-        lora_r: the adapter rank (``None`` for full fine-tuning and the base model).
-        tokenizer: the grid's ``tokenizer`` axis (``base``, or an adaptation's name).
-
-    Returns:
-        ``base``, ``full``, ``lora r=8``, ``qlora r=16``, ``lora r=8 tok=bak16k``...
-    """
-    label = method if lora_r is None else f"{method} r={lora_r}"
-    return label if tokenizer == "base" else f"{label} tok={tokenizer}"
-
-
-def label_parts(label: str) -> tuple[str, int | None]:
-    """The inverse of :func:`method_label`.
-
-    Args:
-        label: a method label, or :data:`REFERENCE_LABEL`.
-
-    Returns:
-        ``(method, lora_r)``: ``"lora r=8"`` -> ``("lora", 8)``, ``"full"`` -> ``("full", None)``,
-        :data:`REFERENCE_LABEL` -> ``("reference", None)``.
-    """
-    if label == REFERENCE_LABEL:
-        return "reference", None
-    method, _, r = label.partition(" tok=")[0].partition(" r=")
-    return method, int(r) if r else None
-
-
-def method_sort_key(label: str) -> tuple[int, str, int]:
-    """Sort key of method labels: reference text, base, full, lora, qlora, then by rank.
-
-    Args:
-        label: a method label (:func:`method_label`) or :data:`REFERENCE_LABEL`.
-
-    Returns:
-        ``(position in METHOD_ORDER, method, lora_r or 0)``.
-    """
-    method, r = label_parts(label)
-    position = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
-    return position, method, r or 0
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from bashkir_peft.design import Comparison, StudyDesign
+from bashkir_peft.config.design import Comparison, StudyDesign
+from bashkir_peft.names import label_parts, method_sort_key
 from bashkir_peft.records import RunFiles
 from bashkir_peft.report.bootstrap import MIN_SEEDS
-from bashkir_peft.report.runs import RunRecord, label_parts, method_sort_key
+from bashkir_peft.report.runs import RunRecord
 from bashkir_peft.report.tables import difference_row, differences_table
 from bashkir_peft.train.budget import text_seen
 

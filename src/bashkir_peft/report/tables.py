@@ -21,6 +21,7 @@ from bashkir_peft.data.folder import read_manifest
 from bashkir_peft.data.stats import data_mode
 from bashkir_peft.errors import DataError, ModelNotFoundError
 from bashkir_peft.models.registry import get_entry
+from bashkir_peft.names import REFERENCE_LABEL, label_parts, method_label, method_sort_key
 from bashkir_peft.records import (
     FERTILITY_COLUMNS,
     GENERATION_RATE_COLUMNS,
@@ -33,15 +34,7 @@ from bashkir_peft.records import (
     read_table,
 )
 from bashkir_peft.report.bootstrap import hierarchical_bpb_difference, pooled_rate_interval, seed_level_problem
-from bashkir_peft.report.runs import (
-    REFERENCE_LABEL,
-    RunRecord,
-    eval_documents,
-    eval_metrics,
-    label_parts,
-    method_label,
-    method_sort_key,
-)
+from bashkir_peft.report.runs import RunRecord, eval_documents, eval_metrics
 
 # The paper's stated test perplexities (Arabov & Khaybullina, arXiv 2605.04948, abstract and
 # results). Only these four numbers are quoted; everything else in the report is ours.

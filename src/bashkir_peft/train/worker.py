@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import sys
 
-from bashkir_peft.train.run import TrainParams, run_training
+from bashkir_peft.config.train import TrainParams
+from bashkir_peft.train.run import run_training
 
 
 def main(argv: list[str] | None = None) -> int:

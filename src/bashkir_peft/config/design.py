@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from bashkir_peft.records import NAME_PATTERN
+from bashkir_peft.names import NAME_PATTERN
 from bashkir_peft.yamlio import StrictModel
 
 

@@ -54,22 +54,27 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, JsonValue, NonNegativeInt, PositiveInt, StringConstraints, field_validator
 
-from bashkir_peft.design import StudyDesign
+from bashkir_peft.config.design import StudyDesign
+from bashkir_peft.config.report import ReportParams
+from bashkir_peft.config.tokenizer import TokenizerAdaptation
 from bashkir_peft.errors import ConfigError
-from bashkir_peft.models.vocab import TokenizerAdaptation
-from bashkir_peft.records import NAME_PATTERN, run_label
-from bashkir_peft.report.runs import method_label
+from bashkir_peft.names import (
+    ADAPTER_METHODS,
+    BASE_TOKENIZER,
+    NAME_PATTERN,
+    Method,
+    check_name,
+    method_label,
+    run_label,
+)
+from bashkir_peft.records import GridFiles
+from bashkir_peft.settings import REPO_ROOT, resolve_path, runs_root
+from bashkir_peft.stages import CELL_STAGES, STAGE_SECTIONS
 from bashkir_peft.yamlio import StrictModel, field_source, read_yaml, validate
 
-GridMethod = Literal["base", "full", "lora", "qlora"]
-STAGE_SECTIONS: tuple[str, ...] = ("data", "train", "evaluate", "generate", "downstream")
-CELL_STAGES: tuple[str, ...] = ("train", "evaluate", "generate", "downstream")
 AXES: tuple[str, ...] = ("model", "method", "lora_r", "seed", "label", "tokenizer")
-BASE_TOKENIZER = "base"
-ADAPTER_METHODS = ("lora", "qlora")
 Source = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
-_NAME = NAME_PATTERN
 
 
 class Annotation(StrictModel):
@@ -86,7 +91,7 @@ class Matrix(StrictModel):
     """The axes of the grid."""
 
     model: list[str] = Field(min_length=1)
-    method: list[GridMethod] = Field(min_length=1)
+    method: list[Method] = Field(min_length=1)
     lora_r: list[PositiveInt] = Field(default=[8], min_length=1, json_schema_extra={
         "source": "the grid format's default: r=8, the rank the paper names (DeepSeek-7B LoRA r=8)"})
     seed: list[NonNegativeInt] = Field(default=[42], min_length=1, json_schema_extra={
@@ -103,7 +108,7 @@ class Selector(StrictModel):
     """Matches cells: each given axis must take one of the listed values (AND over axes)."""
 
     model: list[str] | None = None
-    method: list[GridMethod] | None = None
+    method: list[Method] | None = None
     lora_r: list[PositiveInt | None] | None = None
     seed: list[NonNegativeInt] | None = None
     label: list[str] | None = None
@@ -141,17 +146,17 @@ class Include(_StageSettings):
     """An extra cell outside the matrix (e.g. one deliberately failing cell)."""
 
     model: str
-    method: GridMethod
+    method: Method
     lora_r: PositiveInt | None = None
     seed: NonNegativeInt | None = None
-    label: str | None = Field(default=None, pattern=_NAME)
+    label: str | None = Field(default=None, pattern=NAME_PATTERN)
     tokenizer: str = BASE_TOKENIZER
 
 
 class GridSpec(StrictModel):
     """A validated grid file (see the module docstring)."""
 
-    name: str = Field(pattern=_NAME)
+    name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
     default_source: Source | None = None
     strict_sources: bool = False
@@ -499,3 +504,64 @@ def select(cells: list[Cell], only: dict[str, set[str]], run_ids: dict[Cell, str
         return True
 
     return [c for c in cells if ok(c)]
+
+
+# --- where a grid's runs are ----------------------------------------------------------
+
+
+def grid_file(grid: str) -> Grid | None:
+    """The grid file ``grid`` names, loaded and validated by the grid loader
+    (:func:`~bashkir_peft.config.grid.load_grid`); ``None`` for a bare grid name.
+
+    Args:
+        grid: a grid YAML path (relative paths: from the working folder, else the repository
+            root) or a grid name.
+
+    Raises:
+        ConfigError: a path ending in .yaml/.yml that does not exist, or an invalid grid file.
+    """
+    p = Path(grid)
+    if p.suffix not in (".yaml", ".yml"):
+        return None
+    return load_grid(p if p.is_absolute() or p.exists() else REPO_ROOT / p)
+
+
+def resolve_grid(grid: str) -> tuple[str, Path]:
+    """The grid's name and runs folder (``<runs root>/<name>``).
+
+    Args:
+        grid: a grid YAML path (its ``name``) or a bare grid name.
+
+    Raises:
+        ConfigError: an invalid grid file (:func:`grid_file`), or a grid name that breaks
+            :data:`~bashkir_peft.names.NAME_PATTERN` (e.g. ``../x``).
+    """
+    loaded = grid_file(grid)
+    name = loaded.name if loaded is not None else check_name(grid)
+    return name, runs_root() / name
+
+
+def study_design(grid: str) -> StudyDesign | None:
+    """The ``study`` block of a grid file (``None`` for a grid name, or a grid without one).
+
+    Raises:
+        ConfigError: an invalid grid file (:func:`grid_file`).
+    """
+    loaded = grid_file(grid)
+    return None if loaded is None else loaded.spec.study
+
+
+def report_dirs(params: ReportParams) -> tuple[str, Path, Path]:
+    """The grid's name, its runs folder and the report's output folder.
+
+    Args:
+        params: the report's parameters: ``runs_dir`` when given, else :func:`resolve_grid`'s;
+            ``output_dir`` when given, else ``<runs folder>/report``.
+
+    Raises:
+        ConfigError: an invalid grid file or grid name (:func:`resolve_grid`).
+    """
+    name, runs = resolve_grid(params.grid)
+    runs = resolve_path(params.runs_dir) if params.runs_dir else runs
+    return name, runs, resolve_path(params.output_dir) if params.output_dir else runs / GridFiles.REPORT
+
