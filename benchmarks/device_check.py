@@ -147,12 +147,12 @@ def _train(model: str, method: str, data: Path, out: Path, gpu: bool):
                            "output_dir": str(out)})
     assert record.status == "finished", record.reason
     expected = "cuda:0" if gpu else "cpu"
-    assert record.device["device"] == expected, record.device
-    assert record.precision["master_dtype"] == "float32", record.precision
+    assert record.device.device == expected, record.device
+    assert record.precision.master_dtype == "float32", record.precision
     if method == "qlora" and gpu:
         assert record.optimizer == "paged_adamw_32bit" and record.compute_dtype == "bfloat16"
     if method == "full":
-        assert record.precision["autocast"] == "bfloat16" and record.precision["load_dtype"] == "float32"
+        assert record.precision.autocast == "bfloat16" and record.precision.load_dtype == "float32"
     return (f"{record.global_step} steps, {record.tokens_per_s:,.0f} tokens/s, optimizer {record.optimizer}, "
             f"precision {record.precision}, peak GPU {record.cost.peak_gpu_mib} MiB")
 
@@ -163,8 +163,8 @@ def _evaluate(run_dir: Path, gpu: bool) -> str:
 
     entry = run_evaluation(EvalParams(run_dir=str(run_dir), split="test", max_documents=2, max_length=64),
                            progress=False)
-    assert entry.device["device"] == ("cuda:0" if gpu else "cpu"), entry.device
-    return f"rolling perplexity {entry.metrics.perplexity:.1f} on {entry.device['device']}"
+    assert entry.device.device == ("cuda:0" if gpu else "cpu"), entry.device
+    return f"rolling perplexity {entry.metrics.perplexity:.1f} on {entry.device.device}"
 
 
 def _generate(run_dir: Path, gpu: bool) -> str:
@@ -172,8 +172,8 @@ def _generate(run_dir: Path, gpu: bool) -> str:
     from bashkir_peft.generate.run import run_generation
 
     record = run_generation(GenerateParams(run_dir=str(run_dir), n_prompts=1, prompt_words=4, max_new_tokens=8))
-    assert record.device["device"] == ("cuda:0" if gpu else "cpu"), record.device
-    return f"{record.summary.n} continuation(s) on {record.device['device']}"
+    assert record.device.device == ("cuda:0" if gpu else "cpu"), record.device
+    return f"{record.summary.n} continuation(s) on {record.device.device}"
 
 
 def _merge(run_dir: Path) -> str:

@@ -4,7 +4,7 @@ external test sets (the SIB-200 sides), then the report's "gained vs forgotten" 
 For every run folder of ``RUNS_DIR`` (a grid's runs folder, e.g. a copy of the CPU demo's)
 the evaluation notebook's function scores each external set of the grid file's
 ``evaluate.external_sets`` into the run folder (a set already there is skipped), then the
-table of :func:`bashkir_peft.report.tables.forgetting_table` is printed (per run and mean
+table of :func:`bashkir_peft.report.forgetting.forgetting_table` is printed (per run and mean
 per method). ``--max-documents`` overrides the sets' own cap (the same first N sentences of
 every side, for every run).
 
@@ -52,7 +52,7 @@ def main() -> None:
                                progress=False)
             print(f"{run.run_id} {s.name}: {e.metrics.documents} documents, {e.metrics.tokens} tokens, "
                   f"bits_per_byte {e.metrics.bits_per_byte:.4f} ({time.perf_counter() - t:.0f} s)", flush=True)
-    from bashkir_peft.report.tables import forgetting_summary, forgetting_table
+    from bashkir_peft.report.forgetting import forgetting_summary, forgetting_table
 
     table = forgetting_table(discover_runs(args.runs_dir))
     print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))

@@ -50,7 +50,7 @@ def generate(runs: Path, out: Path, n_prompts: int, settings: dict, num_threads:
         else:  # a zero-shot cell: the base model, the grid's data, the cell's seed as decoding seed
             params = GenerateParams(model=cell["model"], data_dir=str(runs / "data"), seed=cell["seed"], **common)
         rec = run_generation(params)
-        print(f"{rec.label}: {rec.cost['generate_time_s']:.0f} s, {rec.cost['new_tokens']} tokens", flush=True)
+        print(f"{rec.label}: {rec.cost.generate_time_s:.0f} s, {rec.cost.new_tokens} tokens", flush=True)
 
 
 def measure(folders: list[Path], names: list[str]) -> None:
@@ -79,7 +79,7 @@ def measure(folders: list[Path], names: list[str]) -> None:
             if run not in common:
                 continue
             texts = df[df["prompt_id"].isin(common[run])]["continuation"].fillna("").tolist()
-            by_method.setdefault(rec.run["method"], []).append((texts, pd.DataFrame(analyze_many(texts))))
+            by_method.setdefault(rec.run.method, []).append((texts, pd.DataFrame(analyze_many(texts))))
         if name == "reference":  # the test documents' own next words after the same prompts
             run, (_, df) = next((r, v) for r, v in sets[-1].items() if r in common)
             texts = df[df["prompt_id"].isin(common[run])]["reference"].fillna("").tolist()

@@ -60,16 +60,16 @@ def runs(run_dirs: list[str]) -> None:
     for d in map(Path, run_dirs):
         tr = read_record(d / RunFiles.TRAIN, TrainRecord)
         tok = AutoTokenizer.from_pretrained(d / RunFiles.FINAL)
-        bpt = profile_texts(load_texts(tr.data["dir"], "train"), tok)["bytes_per_token"]
+        bpt = profile_texts(load_texts(tr.data.dir, "train"), tok)["bytes_per_token"]
         m = read_metrics(d)
         row = m[(m["protocol"] == "rolling") & (m["split"] == "test") & (m["source"] == "all")].iloc[0]
         gen = read_record(d / RunFiles.GENERATE, GenerateRecord)
         words = sum(len(t.split()) for t in _continuations(d))
         name = "base" if tr.vocab is None else f"K={tr.vocab.new_tokens} ({tr.vocab.init})"
-        print(f"| {d.name} | {tr.params['method']} | {name} | {tr.params['seed']} | {tr.global_step} | "
+        print(f"| {d.name} | {tr.params.method} | {name} | {tr.params.seed} | {tr.global_step} | "
               f"{tr.tokens_seen:,} | {tr.tokens_seen * bpt:,.0f} | {tr.cost.wall_time_s:.0f} | "
               f"{row['bits_per_byte']:.4f} | {row['word_perplexity']:.3g} | {row['perplexity']:.2f} | "
-              f"{words / gen.cost['generate_time_s']:.2f} |")
+              f"{words / gen.cost.generate_time_s:.2f} |")
 
 
 def _continuations(run_dir: Path) -> list[str]:

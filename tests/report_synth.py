@@ -1,5 +1,8 @@
 """Synthetic run records for the report and book tests, built from the record contract's
 models (:mod:`bashkir_peft.records`) and written with :func:`~bashkir_peft.records.write_record`.
+What a synthetic record does not vary (environment, model, decoding, costs, the downstream task)
+comes from real records of the smoke grid (``tests/fixtures/records-v1``, read through the
+contract's upgrade), so the fixtures have the shapes real runs write.
 
 Per-document NLL is drawn so that each method has a known true bits-per-byte; the
 evaluation record's metrics are the corpus-level sums of the per-document table, as the
@@ -15,26 +18,34 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bashkir_peft.config.downstream import DownstreamParams
+from bashkir_peft.config.evaluate import EvalParams
+from bashkir_peft.config.generate import GenerateParams
+from bashkir_peft.config.train import TrainParams
 from bashkir_peft.records import (
     EVAL_DOCUMENT_COLUMNS,
     CellAxes,
     CellRecord,
+    Cost,
     DownstreamRecord,
     DownstreamResult,
+    EvalData,
     EvalEntry,
     EvalRecord,
     Failure,
     FinalEval,
+    GeneratedRun,
     GenerateRecord,
     GenerationSummary,
     GridFiles,
     GridIndex,
     IndexCell,
+    IndexData,
     Losses,
     MetricBlock,
     RunFiles,
     StageState,
-    TrainCost,
+    TrainData,
     TrainRecord,
     read_record,
     write_record,
@@ -51,8 +62,18 @@ CELLS = [
 ]
 N_DOCS = 60
 STAMP = "2025-01-01T00:00:00+00:00"
-ENVIRONMENT = {"python": "3.12", "torch": "2.5"}  # provenance: a small stand-in
-DATA = {"fingerprint": "abc"}
+REAL = Path(__file__).parent / "fixtures" / "records-v1"
+TRAIN_REAL = read_record(REAL / "train.json", TrainRecord)
+EVAL_REAL = read_record(REAL / "eval.json", EvalRecord).evaluations["rolling/test"]
+GENERATE_REAL = read_record(REAL / "generate.json", GenerateRecord)
+DOWNSTREAM_REAL = read_record(REAL / "downstream.json", DownstreamRecord)
+ENVIRONMENT = TRAIN_REAL.environment
+DATA = TrainData(dir="data", fingerprint="abc")
+
+
+def model_info(name: str):
+    """A base model's record entry named ``name`` (the rest as a real record has it)."""
+    return TRAIN_REAL.model.model_copy(update={"name": name, "revision": "x"})
 
 
 def documents(rng: np.random.Generator, n: int = N_DOCS) -> pd.DataFrame:
@@ -93,15 +114,16 @@ def _generations(bak: float, switch: float, n: int = 10) -> pd.DataFrame:
                          "long_eng": [i < n_switch for i in range(n)], "long_other": [False] * n})
 
 
-def _train_params(model: str, method: str, lora_r, seed) -> dict:
-    params = {"model": model, "method": method, "seed": seed, "block_size": 128}
+def _train_params(model: str, method: str, lora_r, seed) -> TrainParams:
+    params = {"model": model, "method": method, "seed": seed, "block_size": 128, "learning_rate": 1e-4}
     if lora_r is not None:
         params.update(lora_r=lora_r, lora_alpha=2 * lora_r)
-    return params
+    return TrainParams.model_validate(params)
 
 
-def _started_train(params: dict, **fields) -> TrainRecord:
-    return TrainRecord(**({"params": params, "learning_rate": 1e-4, "optimizer": "adamw_torch",
+def _started_train(params: TrainParams | dict, **fields) -> TrainRecord:
+    params = TrainParams.model_validate(params | {"learning_rate": 1e-4}) if isinstance(params, dict) else params
+    return TrainRecord(**({"params": params, "optimizer": "adamw_torch",
                            "compute_dtype": "float32", "data": DATA, "started": STAMP,
                            "sessions": [{"started": STAMP}]} | fields))
 
@@ -127,11 +149,11 @@ def write_run(root: Path, run_id: str, model: str, method: str, lora_r, seed, bp
         trainable = {"full": 1_000_000, "lora": 4096 * lora_r if lora_r else 0}.get(method, 1000)
         write_record(d / RunFiles.TRAIN, _started_train(
             _train_params(model, method, lora_r, seed), status="finished", reason=None,
-            model={"name": model, "revision": "x"}, target_modules=["c_attn"], trainable_params=trainable,
+            model=model_info(model), target_modules=["c_attn"], trainable_params=trainable,
             total_params=1_000_000, trainable_share=trainable / 1_000_000, environment=ENVIRONMENT,
             global_step=10, tokens_seen=20_480, tokens_per_s=1000.0 - trainable / 1e4,
-            cost=TrainCost(wall_time_s=10.0 + trainable / 1e5, peak_rss_mib=500.0, peak_gpu_mib=None),
-            losses=Losses(train=[{"step": 1, "loss": 3.0}], eval=[]),
+            cost=Cost(wall_time_s=10.0 + trainable / 1e5, peak_rss_mib=500.0, peak_gpu_mib=None),
+            losses=Losses(train=[{"step": 1, "loss": 3.0, "learning_rate": 1e-4}], eval=[]),
             final_eval=FinalEval(eval_loss=1.0, perplexity=math.e, blocks=4), finished=STAMP))
     # Per-document NLL (nats): true bpb * ln2 * bytes, with document-level noise. The paper
     # protocol scores the same documents 10 % worse (any other number would do).
@@ -145,20 +167,24 @@ def write_run(root: Path, run_id: str, model: str, method: str, lora_r, seed, bp
         stride=64 if proto == "rolling" else None, block_size=128 if proto == "paper" else None,
         prefix_token=None, dtype="float32", batch_size=8, max_documents=None, merged=False, merge_note=None,
         metrics=_block(frame, proto), by_source={s: _block(g, proto, s) for s, g in frame.groupby("source")},
-        params={"protocol": proto, "split": "test"}, method=method, model={"name": model}, run_dir=run_dir,
-        data=DATA, train_data_fingerprint=None if method == "base" else "abc", cost={"wall_time_s": 1.0},
+        params=EvalParams(protocol=proto, split="test", model=model if run_dir is None else None, run_dir=run_dir,
+                          data_dir="data"),
+        method=method, model=model_info(model), run_dir=run_dir,
+        data=EvalData(data_dir="data", fingerprint="abc", documents=len(frame), external=None),
+        train_data_fingerprint=None if method == "base" else "abc", cost=EVAL_REAL.cost,
         environment=ENVIRONMENT) for proto, frame in (("rolling", rolling), ("paper", paper))}
     write_record(d / RunFiles.EVAL, EvalRecord(stage="evaluate", status="finished", method=method,
-                                               model={"name": model}, model_name=model, run_dir=run_dir,
+                                               model=model_info(model), model_name=model, run_dir=run_dir,
                                                evaluations=evaluations))
     if generate:
         bak = 0.9 if method != "full" else 0.6
         write_record(d / RunFiles.GENERATE, GenerateRecord(
-            status="finished", label=run_id, run={"method": method, "seed": seed}, model={"name": model},
-            data=DATA, params={"model": model, "seed": 1234},  # a decoding seed, not the cell's
-            decoding={"do_sample": True}, prefix_token="<|endoftext|>", summary=_summary(bak, 1 - bak),
+            status="finished", label=run_id, run=GeneratedRun(method=method, run_dir=run_dir, seed=seed),
+            model=model_info(model), data=GENERATE_REAL.data,
+            params=GenerateParams(model=model, seed=1234, data_dir="data"),  # a decoding seed, not the cell's
+            decoding=GENERATE_REAL.decoding, prefix_token="<|endoftext|>", summary=_summary(bak, 1 - bak),
             reference_summary=_summary(1.0, 0.0), files={"generations": RunFiles.GENERATIONS},
-            cost={"wall_time_s": 1.0}, created_utc=STAMP, environment=ENVIRONMENT))
+            cost=GENERATE_REAL.cost, created_utc=STAMP, environment=ENVIRONMENT))
         _generations(bak, 1 - bak).to_parquet(d / RunFiles.GENERATIONS)
     stages = {s: "finished" for s in (("evaluate", "generate") if method == "base" else
                                       ("train", "evaluate", "generate"))}
@@ -176,8 +202,10 @@ def write_index(root: Path, run_ids: list[str]) -> Path:
         cell = read_record(root / run_id / RunFiles.CELL, CellRecord)
         cells.append(IndexCell(**cell.params.model_dump(), run_id=run_id, run_dir=str(root / run_id),
                                status=cell.status, error=cell.error))
+    data = IndexData(status="finished", fingerprint="abc", notebook=str(root / "01_data_prep.ipynb"),
+                     data_dir=str(root / GridFiles.DATA), error=None)
     return write_record(root / GridFiles.INDEX, GridIndex(grid="synth", grid_file=None, description=None,
-                                                          corpus=None, data=DATA, cells=cells))
+                                                          corpus=None, data=data, cells=cells))
 
 
 def notebook(*markdown: str) -> dict:
@@ -232,10 +260,9 @@ def stage_train_record(params: dict, status: str = "finished", reason: str | Non
     replace the stand-in values (e.g. ``model``, ``data``)."""
     if status != "finished":
         return _started_train(params, status=status, reason=reason, **fields)
-    return _started_train(params, status="finished", reason=None, **({"model": {"name": params["model"],
-                                                                               "revision": "x"}} | fields),
+    return _started_train(params, status="finished", reason=None, **({"model": model_info(params["model"])} | fields),
                           trainable_params=1, total_params=2, global_step=1, tokens_seen=1,
-                          cost=TrainCost(wall_time_s=1.0, peak_rss_mib=1.0, peak_gpu_mib=None),
+                          cost=Cost(wall_time_s=1.0, peak_rss_mib=1.0, peak_gpu_mib=None),
                           losses=Losses(train=[], eval=[]), final_eval=FinalEval(eval_loss=1.0, perplexity=math.e,
                                                                                  blocks=1), finished=STAMP)
 
@@ -245,9 +272,11 @@ def stage_eval_entry(protocol: str, model: str | None, run_dir: str | None) -> E
     doc = pd.DataFrame({"nll": [2.0], "tokens": [4], "bytes": [8], "words": [2], "source": ["all"]})
     return EvalEntry(status="finished", protocol=protocol, split="test", max_length=None, stride=None, block_size=None,
                      prefix_token=None, dtype="float32", batch_size=1, max_documents=None, merged=False,
-                     merge_note=None, metrics=_block(doc, protocol), by_source={}, params={"model": model},
-                     method="base" if run_dir is None else "lora", model=None, run_dir=run_dir, data=DATA,
-                     train_data_fingerprint=None, cost={}, environment=ENVIRONMENT)
+                     merge_note=None, metrics=_block(doc, protocol), by_source={},
+                     params=EvalParams(model=model, run_dir=run_dir, data_dir="data", protocol=protocol),
+                     method="base" if run_dir is None else "lora", model=None, run_dir=run_dir,
+                     data=EvalData(data_dir="data", fingerprint="abc", documents=1, external=None),
+                     train_data_fingerprint=None, cost=EVAL_REAL.cost, environment=ENVIRONMENT)
 
 
 def downstream_result(approach: str, setting: str, accuracy: float, macro_f1: float, width: float = 0.05,
@@ -264,12 +293,14 @@ def stage_downstream_record(model: str | None, run_dir: str | None, method: str 
     results = results or [downstream_result("majority", "most frequent train category", 0.25, 0.057),
                           downstream_result("char_tfidf", "char 1-4-gram TF-IDF + logistic regression", 0.6, 0.55)]
     return DownstreamRecord(stage="downstream", status="finished", method=method, model=None, model_name=model,
-                            run_dir=run_dir, task={}, prompt={}, probe=None, results=results, params={}, cost={},
-                            environment=ENVIRONMENT)
+                            run_dir=run_dir, task=DOWNSTREAM_REAL.task, prompt=DOWNSTREAM_REAL.prompt, probe=None,
+                            results=results, params=DownstreamParams(model=model, run_dir=run_dir),
+                            cost=DOWNSTREAM_REAL.cost, environment=ENVIRONMENT)
 
 
 def stage_generate_record(label: str) -> GenerateRecord:
     """A finished generation record."""
-    return GenerateRecord(status="finished", label=label, run={}, model=None, data=DATA, params={}, decoding={},
+    return GenerateRecord(status="finished", label=label, run=GeneratedRun(method="base", run_dir=None), model=None,
+                          data=GENERATE_REAL.data, params=GENERATE_REAL.params, decoding=GENERATE_REAL.decoding,
                           prefix_token="<|endoftext|>", summary=_summary(1.0, 0.0), reference_summary=None,
-                          files={}, cost={}, created_utc=STAMP, environment=ENVIRONMENT)
+                          files={}, cost=GENERATE_REAL.cost, created_utc=STAMP, environment=ENVIRONMENT)

@@ -62,9 +62,9 @@ def test_russian_sentence_dropped_bashkir_kept_and_latin_h_fixed(tmp_path):
     m = _run(tmp_path, [{"id": "mixed", "text": mixed}, {"id": "ru", "text": RUSSIAN + " " + RUSSIAN}])
     texts = _all_texts(tmp_path / "out")
     assert texts == {"mixed": f"{BASHKIR[0]} {BASHKIR[1]}\nУл һыу эсте, һуңынан ҡайтты."}
-    drops = {d["reason"]: d for d in m.drops}
-    assert drops["sentence_rus"]["sentences"] == 3
-    assert drops["not_bashkir"]["documents"] == 1
+    drops = {d.reason: d for d in m.drops}
+    assert drops["sentence_rus"].sentences == 3
+    assert drops["not_bashkir"].documents == 1
     assert m.cleaning["latin_h"] == 2
     assert RUSSIAN in m.examples["sentence_rus"]
 
@@ -72,7 +72,7 @@ def test_russian_sentence_dropped_bashkir_kept_and_latin_h_fixed(tmp_path):
 def test_tatar_document_dropped(tmp_path):
     m = _run(tmp_path, [{"id": "tt", "text": " ".join(TATAR)}, *_docs(1)])
     assert set(_all_texts(tmp_path / "out")) == {"d0"}
-    assert {d["reason"]: d["documents"] for d in m.drops}["not_bashkir"] == 1
+    assert {d.reason: d.documents for d in m.drops}["not_bashkir"] == 1
 
 
 def test_only_one_of_two_near_duplicates_survives(tmp_path):
@@ -84,10 +84,10 @@ def test_only_one_of_two_near_duplicates_survives(tmp_path):
     kept = _all_texts(tmp_path / "out")
     assert len({"orig", "twin", "copy"} & set(kept)) == 1
     assert "twin" in kept  # the longest member represents the cluster
-    drops = {d["reason"]: d["documents"] for d in m.drops}
+    drops = {d.reason: d.documents for d in m.drops}
     assert drops["exact_duplicate"] == 1 and drops["near_duplicate"] == 1
     assert m.counts["documents_kept"] == 4
-    assert sorted((d["dropped"], d["kept"], d["reason"]) for d in m.duplicates) == [
+    assert sorted((d.dropped, d.kept, d.reason) for d in m.duplicates) == [
         ("copy", "orig", "exact_duplicate"), ("orig", "twin", "near_duplicate")]
 
 
@@ -122,7 +122,7 @@ def test_manifest_and_readers(tmp_path):
     ds = load_split(out, "train")
     assert ds.column_names == ["id", "source", "text"]
     assert len(ds) == m.counts["train"]
-    assert m.params["seed"] == 42 and m.corpus["kind"] == "file"
+    assert m.params.seed == 42 and m.corpus.kind == "file"
     with pytest.raises(DataError, match="unknown split"):
         load_split(out, "dev")
     (out / "test.parquet").write_bytes(b"garbage")
@@ -195,7 +195,7 @@ def test_gzip_parquet_folder_and_txt_sources(tmp_path):
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
     pd.DataFrame([{"text": r["text"]} for r in docs[2:]]).to_parquet(folder / "b.parquet")
     m = prepare(DataPrepParams(corpus=str(folder), output_dir=str(tmp_path / "o1"), **FAST, **FEW))
-    assert m.counts["documents_kept"] == 4 and m.corpus["kind"] == "folder"
+    assert m.counts["documents_kept"] == 4 and m.corpus.kind == "folder"
     ids = set(_split_of(tmp_path / "o1"))
     assert {"d0", "d1"} <= ids and sum(i.startswith("sha1:") for i in ids) == 2
     txt = tmp_path / "txt"
@@ -203,7 +203,7 @@ def test_gzip_parquet_folder_and_txt_sources(tmp_path):
     (txt / "one.txt").write_text(docs[0]["text"], encoding="utf-8")
     (txt / "sub" / "two.txt").write_text(docs[1]["text"], encoding="utf-8")
     m = prepare(DataPrepParams(corpus=str(txt), output_dir=str(tmp_path / "o2"), **FAST, **FEW))
-    assert set(_split_of(tmp_path / "o2")) == {"one.txt", "sub/two.txt"} and m.corpus["kind"] == "txt"
+    assert set(_split_of(tmp_path / "o2")) == {"one.txt", "sub/two.txt"} and m.corpus.kind == "txt"
     (txt / "bad.txt").write_bytes(b"\xff")
     with pytest.raises(DataError, match="bad.txt: invalid UTF-8"):
         prepare(DataPrepParams(corpus=str(txt), output_dir=str(tmp_path / "o3"), **FAST))
@@ -234,7 +234,7 @@ def test_cli_prepare_data(tmp_path, capsys):
     assert main(["prepare-data", str(corpus), str(tmp_path / "out"), "--set", "min_chars=30",
                  "--set", "num_proc=1", "--set", "seed=7", "--set", "validation_fraction=0.2",
                  "--set", "test_fraction=0"]) == 0
-    assert read_manifest(tmp_path / "out").params["seed"] == 7
+    assert read_manifest(tmp_path / "out").params.seed == 7
     assert "fingerprint" in capsys.readouterr().out
     assert main(["prepare-data", str(tmp_path / "nope.jsonl"), str(tmp_path / "o2")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
@@ -256,13 +256,13 @@ def test_paper_mode_keeps_every_document_as_read_and_counts_exact_duplicates(tmp
     assert {kept[r["id"]] for r in records if "id" in r} == {r["text"] for r in records if "id" in r}  # as read
     repeat = [k for k in kept if k.startswith("sha1:")]
     assert len(repeat) == 2 and any(k.endswith("#2") for k in repeat)
-    assert all(d["documents"] in (0, None) and d.get("sentences") in (0, None) for d in m.drops)
+    assert all(d.documents in (0, None) and d.sentences in (0, None) for d in m.drops)
     assert m.cleaning == {} and m.near_duplicate_clusters == 0
     # exact-duplicate removal is a separate option, and counted
     m = _run(tmp_path, records, out="dedup", data_mode="paper", drop_exact_duplicates=True)
     kept = _all_texts(tmp_path / "dedup")
     assert len(kept) == len(records) - 2 and "twin" in kept and {"orig", "copy"} & set(kept)
-    assert {d["reason"]: d["documents"] for d in m.drops}["exact_duplicate"] == 2
+    assert {d.reason: d.documents for d in m.drops}["exact_duplicate"] == 2
     assert "**Data mode: paper**" in stats.data_card(tmp_path / "dedup")
     assert "exact duplicates removed" in stats.data_card(tmp_path / "dedup")
 

@@ -131,7 +131,7 @@ def test_full_finetuning_bf16_request_keeps_fp32_master_weights(data_dir, tmp_pa
     assert record.status == "finished"
     assert record.precision == {"compute_dtype": "bfloat16", "load_dtype": "float32", "master_dtype": "float32",
                                 "autocast": "bfloat16", "pure": False}
-    assert record.device["device"] == "cpu" and record.device["how"] == "pinned"
+    assert record.device.device == "cpu" and record.device.how == "pinned"
     assert probe.trainable == {torch.float32} and probe.states == {torch.float32}
     assert probe.forward_dtypes == {torch.bfloat16}  # computed under autocast
     from safetensors.torch import load_file
@@ -147,7 +147,7 @@ def test_pure_bf16_only_on_request_and_recorded(data_dir, tmp_path):
     probe = DtypeProbe()
     record = run_training(_params(data_dir, tmp_path / "pure", method="full", dtype="bfloat16", device="cpu",
                                   pure_low_precision=True, max_steps=1), callbacks=[probe])
-    assert record.precision["pure"] is True and record.precision["master_dtype"] == "bfloat16"
+    assert record.precision.pure is True and record.precision.master_dtype == "bfloat16"
     assert probe.trainable == {torch.bfloat16} and probe.states == {torch.bfloat16}
 
 
@@ -155,7 +155,7 @@ def test_lora_on_bf16_base_trains_fp32_adapters(data_dir, tmp_path):
     probe = DtypeProbe()
     record = run_training(_params(data_dir, tmp_path / "lora", method="lora", dtype="bfloat16", device="cpu",
                                   max_steps=1), callbacks=[probe])
-    assert record.precision["load_dtype"] == "bfloat16" and record.precision["master_dtype"] == "float32"
+    assert record.precision.load_dtype == "bfloat16" and record.precision.master_dtype == "float32"
     assert probe.frozen == {torch.bfloat16} and probe.trainable == {torch.float32}
     assert probe.states == {torch.float32}
 
@@ -224,7 +224,7 @@ def test_gpu_stages_are_placed_on_the_gpu(data_dir, tmp_path):
     assert choose_device(None, "full").device == "cuda"
     assert load_model("tiny-llama", "full").model.device.type == "cuda"
     record = run_training(_params(data_dir, tmp_path / "lora", model="tiny-llama", method="lora"))
-    assert record.device["device"] == "cuda:0" and record.device["how"] == "auto"
+    assert record.device.device == "cuda:0" and record.device.how == "auto"
     assert load_trained(tmp_path / "lora").model.device.type == "cuda"
 
 
@@ -233,7 +233,7 @@ def test_gpu_full_finetuning_bf16_is_autocast_over_fp32(data_dir, tmp_path):
     probe = DtypeProbe()
     record = run_training(_params(data_dir, tmp_path / "full", model="tiny-llama", method="full",
                                   dtype="bfloat16"), callbacks=[probe])
-    assert record.precision["autocast"] == "bfloat16" and record.precision["master_dtype"] == "float32"
+    assert record.precision.autocast == "bfloat16" and record.precision.master_dtype == "float32"
     assert probe.trainable == {torch.float32} and probe.states == {torch.float32}
     assert probe.forward_dtypes == {torch.bfloat16}
 
@@ -243,7 +243,7 @@ def test_gpu_qlora_merge_bf16_keeps_the_nll(data_dir, tmp_path):
     out = tmp_path / "q"
     record = run_training(_params(data_dir, out, model="tiny-llama", method="qlora", learning_rate=1e-2,
                                   lora_dropout=0.0))
-    assert record.compute_dtype == "bfloat16" and record.precision["master_dtype"] == "float32"
+    assert record.compute_dtype == "bfloat16" and record.precision.master_dtype == "float32"
     unmerged = load_trained(out).model
     batch = _fixed_batch(unmerged)
     merged = load_trained(out, merge=True).model

@@ -58,7 +58,7 @@ def test_two_processes_follow_the_one_process_loss_curve(setup):
 
 def test_tokens_and_memory_count_every_process(setup):
     _, one, two, _ = setup
-    assert two.device["processes"] == 2 and one.device["processes"] == 1
+    assert two.device.processes == 2 and one.device.processes == 1
     assert two.tokens_seen == one.tokens_seen == STEPS * 4 * 16  # steps x global batch x block_size
     session = two.sessions[-1]
     assert session["tokens"] == two.tokens_seen
@@ -79,7 +79,7 @@ def test_two_processes_resume_from_a_checkpoint(setup):
     resumed = run_training(TrainParams(**common, per_device_train_batch_size=2, processes=2,
                                        output_dir=str(two_dir)))
     assert resumed.status == "finished" and resumed.global_step == STEPS
-    assert resumed.sessions[-1]["resumed_from"] == "checkpoint-2" and resumed.sessions[-1]["steps"] == STEPS - 2
+    assert resumed.sessions[-1].resumed_from == "checkpoint-2" and resumed.sessions[-1].steps == STEPS - 2
     assert _train_losses(resumed)[-2:] == pytest.approx(_train_losses(two)[-2:], rel=1e-4)
     assert resumed.final_eval.eval_loss == pytest.approx(two.final_eval.eval_loss, rel=1e-4)
 
@@ -90,5 +90,5 @@ def test_two_gpus_qlora_each_process_on_its_own_gpu(setup, tmp_path):
     common, _, _, _ = setup
     record = run_training(TrainParams(**(common | {"model": "tiny-llama", "method": "qlora", "device": None}),
                                       per_device_train_batch_size=2, processes=2, output_dir=str(tmp_path / "q")))
-    assert record.status == "finished" and record.device["processes"] == 2
-    assert all(c["peak_gpu_mib"] > 0 for c in record.sessions[-1]["process_costs"])
+    assert record.status == "finished" and record.device.processes == 2
+    assert all(c.peak_gpu_mib > 0 for c in record.sessions[-1].process_costs)

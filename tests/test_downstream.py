@@ -185,13 +185,13 @@ def test_small_run_writes_the_record_and_tables(tmp_path, sib200_dir):
     assert settings == [("majority", "most frequent train category"),
                         ("char_tfidf", "char 1-4-gram TF-IDF + logistic regression"),
                         ("in_context", "1-shot, acc"), ("in_context", "1-shot, acc_norm"),
-                        ("probe", "layer 2 (fixed)"), ("probe", f"layer {record.probe['best_layer']} (best on dev)")]
-    assert record.probe["layers_searched"] == [0, 2]
-    assert (record.task["train"], record.task["dev"], record.task["test"]) == (40, 14, 14)
+                        ("probe", "layer 2 (fixed)"), ("probe", f"layer {record.probe.best_layer} (best on dev)")]
+    assert record.probe.layers_searched == [0, 2]
+    assert (record.task.train, record.task.dev, record.task.test) == (40, 14, 14)
     preds = read_table(tmp_path / RunFiles.DOWNSTREAM_PREDICTIONS, DOWNSTREAM_PREDICTION_COLUMNS)
     assert len(preds) == 6 * 14
     assert preds["category"].nunique() == 7  # the evenly spaced subset keeps every class
     majority = record.results[0]
     assert majority.accuracy == pytest.approx((preds.query("approach == 'majority'")["category"]
                                                == "science/technology").mean())
-    assert record.prompt["label_language"] == "eng" and record.prompt["template"] == "Text: {text}\nTopic:"
+    assert record.prompt.label_language == "eng" and record.prompt.template == "Text: {text}\nTopic:"

@@ -395,7 +395,7 @@ def test_trained_lora_run_unmerged_and_merged(tmp_path, data_dir):
     merged = run_evaluation(EvalParams(**common, merge=True, output_dir=str(tmp_path / "merged")), progress=False)
     assert unmerged.block_size == 16 and unmerged.method == "lora"
     assert unmerged.merge_note == "adapters scored unmerged" and merged.merged is True
-    assert unmerged.data["fingerprint"] == unmerged.train_data_fingerprint == "fixture-fp"
+    assert unmerged.data.fingerprint == unmerged.train_data_fingerprint == "fixture-fp"
     assert merged.metrics.perplexity == pytest.approx(unmerged.metrics.perplexity, rel=1e-5)
     base = run_evaluation(EvalParams(model="tiny-gpt2", data_dir=str(data_dir), protocol="paper", block_size=16,
                                      max_documents=4, output_dir=str(tmp_path / "base"), num_threads=1),

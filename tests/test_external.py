@@ -41,9 +41,9 @@ def test_sib200_side_scored_whole_under_its_own_name_beside_a_split(tmp_path):
     entry = run_evaluation(EvalParams(**common, max_documents=1, external=_side("eng_Latn", max_documents=5).model_dump()),
                            progress=False)
     assert entry.split == "sib200-eng" and entry.metrics.documents == 5
-    ext = entry.data["external"]
-    assert ext["documents_read"] == 204 and ext["documents"] == 5 and ext["drops"] == {}
-    assert ext["resolved_path"].endswith("eng_Latn") and len(ext["fingerprint"]) == 64
+    ext = entry.data.external
+    assert ext.documents_read == 204 and ext.documents == 5 and ext.drops == {}
+    assert ext.resolved_path.endswith("eng_Latn") and len(ext.fingerprint) == 64
 
     rec = json.loads((out / RunFiles.EVAL).read_text())
     assert set(rec["evaluations"]) == {"rolling/test", "rolling/sib200-eng"}
@@ -112,8 +112,8 @@ def _add_sides(run_dir: Path, bpb: dict[str, float], ids: list[str], nbytes: np.
 
 def test_forgetting_table_and_figure(tmp_path):
     from bashkir_peft.report.figures import gained_vs_forgotten
+    from bashkir_peft.report.forgetting import forgetting_summary, forgetting_table
     from bashkir_peft.report.runs import discover_runs
-    from bashkir_peft.report.tables import forgetting_summary, forgetting_table
 
     rng = np.random.default_rng(0)
     docs = documents(rng, 10)

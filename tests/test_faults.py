@@ -94,6 +94,36 @@ def test_corrupt_record_is_corrupt_everywhere_and_only_its_stage_reruns(smoke_co
     assert code == 0 and set(states(out).values()) == {"finished"}
 
 
+def test_downstream_record_that_does_not_parse_is_corrupt_everywhere_and_only_its_stage_reruns(smoke_copy, capfd):
+    """A flipped byte in downstream.json that keeps its size and time (so the stage's file manifest
+    does not see it): the record does not parse, so status, verify and the report say corrupt,
+    and `grid run` redoes the downstream stage only (the stage table lists its record)."""
+    run_dir, _ = smoke_copy["cells"]["lora"]
+    rid, record = run_dir.name, run_dir / RunFiles.DOWNSTREAM
+    original = json.loads(record.read_text())
+    st = record.stat()
+    record.write_text(record.read_text().replace('"results"', '"resultz"', 1))
+    os.utime(record, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert record.stat().st_size == st.st_size
+    others = {n: (run_dir / n).stat().st_mtime_ns for n in (RunFiles.TRAIN, RunFiles.EVAL, RunFiles.GENERATE)}
+
+    code, out, _ = cli(capfd, *smoke_copy["status"])
+    assert code == 0 and states(out)[rid] == "corrupt" and "downstream.json" in out and "'resultz'" in out
+    code, out, _ = cli(capfd, *smoke_copy["status"][:1], "verify", *smoke_copy["status"][2:])
+    assert code == 1 and states(out)[rid] == "corrupt"
+    _, failures = report_failures(smoke_copy, capfd)
+    row = failures[failures["run_id"] == rid].iloc[0]
+    assert row["status"] == "corrupt" and "downstream.json" in row["error"]
+
+    code, out, err = cli(capfd, *smoke_copy["args"])
+    assert code == 0, err
+    redone = json.loads(record.read_text())
+    assert redone["results"] == original["results"]  # the same sentences, the same predictions
+    assert {n: (run_dir / n).stat().st_mtime_ns for n in others} == others  # nothing else rerun
+    code, out, _ = cli(capfd, *smoke_copy["status"][:1], "verify", *smoke_copy["status"][2:])
+    assert code == 0 and set(states(out).values()) == {"finished"}
+
+
 def test_deleted_run_folder_is_listed_by_status_and_report(smoke_copy, capfd, monkeypatch):
     """From the grid's folder, with relative paths (taken from the current folder): the
     report lists the cell whose run folder was deleted; `../` as a grid name is refused."""

@@ -246,15 +246,15 @@ def test_run_generation_writes_record_and_table(tmp_path, data_dir):
                        prompt_words=5, **FAST)
     rec = run_generation(p)
     on_disk = json.loads((out / RunFiles.GENERATE).read_text(encoding="utf-8"))
-    assert on_disk == rec.model_dump(mode="json")
-    assert rec.status == "finished" and rec.label == "tiny-gpt2/base/s42" and rec.run["method"] == "base"
-    assert rec.model["name"] == "tiny-gpt2" and rec.model["revision"].startswith("local:")
+    assert on_disk == rec.model_dump(mode="json", exclude_unset=True) | {"schema_version": rec.schema_version}
+    assert rec.status == "finished" and rec.label == "tiny-gpt2/base/s42" and rec.run.method == "base"
+    assert rec.model.name == "tiny-gpt2" and rec.model.revision.startswith("local:")
     test = pd.read_parquet(data_dir / "test.parquet")
     manifest = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
     assert rec.data == {"kind": "test_split", "path": str(data_dir), "fingerprint": manifest["fingerprint"],
                            "test_documents": len(test)}
-    assert rec.decoding["do_sample"] is True and rec.decoding["seed"] == 42
-    assert rec.environment["packages"]["transformers"] and rec.cost["wall_time_s"] > 0
+    assert rec.decoding.do_sample is True and rec.decoding.seed == 42
+    assert rec.environment.packages["transformers"] and rec.cost.wall_time_s > 0
     assert rec.prefix_token == "<|endoftext|>"
 
     df = pd.read_parquet(out / RunFiles.GENERATIONS)
@@ -301,7 +301,7 @@ def test_prompts_file_wins_over_data_dir(tmp_path, data_dir):
     pf = load_yaml(PROMPTS, PromptsFile)
     df = pd.read_parquet(out / RunFiles.GENERATIONS)
     assert df["prompt"].tolist() == [p.text for p in pf.prompts[:3]]
-    assert rec.data["kind"] == "prompts_file" and rec.data["fingerprint"].startswith("sha256:")
+    assert rec.data.kind == "prompts_file" and rec.data.fingerprint.startswith("sha256:")
     assert rec.reference_summary is None
 
 
@@ -319,8 +319,8 @@ def test_generation_from_a_lora_run(tmp_path, data_dir):
     rec = run_generation(GenerateParams(model="tiny-gpt2", run_dir=str(run), **FAST))  # data_dir: the run's
     assert (run / RunFiles.GENERATE).is_file() and (run / RunFiles.GENERATIONS).is_file()
     assert rec.label == "tiny-gpt2/lora/r4/s3"
-    assert rec.run["method"] == "lora" and rec.run["lora_r"] == 4
-    assert rec.data["matches_training_data"] is True
+    assert rec.run.method == "lora" and rec.run.lora_r == 4
+    assert rec.data.matches_training_data is True
     with pytest.raises(ConfigError, match="trained from 'tiny-gpt2'"):
         run_generation(GenerateParams(model="tiny-llama", run_dir=str(run), data_dir=str(data_dir)))
 
@@ -334,7 +334,7 @@ def test_bad_input_fails_before_loading_and_keeps_results(tmp_path, data_dir, mo
     def no_loading(*a, **k):
         raise AssertionError("model loaded before the input was checked")
 
-    monkeypatch.setattr(gen, "_load", no_loading)
+    monkeypatch.setattr(gen, "load_subject", no_loading)
     with pytest.raises(ConfigError, match="no train.json"):
         run_generation(GenerateParams(run_dir=str(tmp_path), data_dir=str(data_dir)))
     write_record(tmp_path / "train.json", stage_train_record({"model": "tiny-gpt2"}, "failed", "loss is nan"))

@@ -54,7 +54,7 @@ BODIES = {
     "train": """
         out = pathlib.Path(output_dir); out.mkdir(parents=True, exist_ok=True)
         with open(out / "executions.txt", "a") as f: f.write("train\\n")
-        params = {"model": model, "method": method, "seed": seed, "run_name": run_name, "lora_r": lora_r}
+        params = {"model": model, "method": method, "seed": seed, "lora_r": lora_r}
         if target_modules and "nope" in target_modules:
             write_record(out / "train.json", stage_train_record(params, "failed", "target modules not found"))
             raise ValueError(f"target modules {target_modules} not found in the model")
@@ -164,7 +164,7 @@ def test_parameters_injected_and_types_survive(ran):
     types = json.loads((run_dir / "types.json").read_text())
     assert types == {"seed": "int", "lora_r": "int", "run_name": "str", "max_steps": "int"}
     train = json.loads((run_dir / "train.json").read_text())
-    assert train["params"] == {"model": "tiny-gpt2", "method": "lora", "seed": 42, "run_name": "007", "lora_r": 4}
+    assert train["params"] == {"model": "tiny-gpt2", "method": "lora", "seed": 42, "lora_r": 4, "learning_rate": 1e-4}
     assert json.loads((run_dir / "generate_types.json").read_text())["seed"] == "int"
     # evaluation of a trained cell gets run_dir (not model); of a base cell, model (not run_dir)
     assert json.loads((run_dir / "eval.json").read_text())["run_dir"] == str(run_dir)

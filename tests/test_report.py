@@ -23,10 +23,13 @@ from bashkir_peft.config.report import ReportParams
 from bashkir_peft.data.folder import write_presplit_folder
 from bashkir_peft.errors import ConfigError, DataError
 from bashkir_peft.records import DataFiles, EvalRecord, RecordError, RunFiles, read_record
-from bashkir_peft.report import tables as rt
-from bashkir_peft.report.build import build_report, per_run_table
+from bashkir_peft.report.build import build_report
+from bashkir_peft.report.generation import generation_table
+from bashkir_peft.report.lm import differences_table, metrics_table, summary_table
+from bashkir_peft.report.paper import PAPER_NUMBERS, data_modes, paper_table
 from bashkir_peft.report.runs import discover_runs, index_gaps
-from bashkir_peft.report.tables import PAPER_NUMBERS
+from bashkir_peft.report.tokenizers import fertility_table
+from bashkir_peft.report.views import per_run_table
 from bashkir_peft.yamlio import validate
 from report_synth import CELLS, documents, make_grid, write_index, write_run
 
@@ -109,8 +112,8 @@ def test_paper_table_is_labelled_and_matches_our_cells(tmp_path):
     write_run(runs, "a", "gpt2-medium", "full", None, 42, 2.0, docs, rng)
     write_run(runs, "b", "gpt2-medium", "full", None, 123, 2.1, docs, rng, generate=False)
     found = discover_runs(runs)
-    summary = rt.summary_table(rt.metrics_table(found))
-    p = rt.paper_table(summary)
+    summary = summary_table(metrics_table(found))
+    p = paper_table(summary)
     assert list(zip(p["model"], p["method"], p["paper"])) == [
         ("gpt2-medium", "full", 3.34), ("mistral-7b", "qlora", 3.79), ("phi-2", "qlora", 3.81),
         ("deepseek-7b", "lora r=8", 129.55)]
@@ -121,16 +124,16 @@ def test_paper_table_is_labelled_and_matches_our_cells(tmp_path):
     assert ours["ours_mean"] == pytest.approx(s["perplexity_mean"]) and ours["ours_n"] == 2
     assert p[p["model"] != "gpt2-medium"]["ours_mean"].isna().all()
     # each of our numbers says which data mode produced it (read from the runs' data folder)
-    assert rt.data_modes(found)[("gpt2-medium", "full")].startswith("unknown (no readable manifest")
+    assert data_modes(found)[("gpt2-medium", "full")].startswith("unknown (no readable manifest")
     empty = pd.DataFrame({"id": [], "source": [], "text": []}, dtype=str)
-    write_presplit_folder(runs / "data", {k: empty for k in ("train", "validation", "test")}, "fp", {"kind": "x"})
+    write_presplit_folder(runs / "data", {k: empty for k in ("train", "validation", "test")}, "fp", {"kind": "x", "location": "x"})
     manifest = json.loads((runs / "data" / "manifest.json").read_text())
     (runs / "data" / "manifest.json").write_text(json.dumps({**manifest, "params": {"data_mode": "paper"}}))
-    p = rt.paper_table(summary, rt.data_modes(found))
+    p = paper_table(summary, data_modes(found))
     assert p.loc[p["model"] == "gpt2-medium", "ours_data_mode"].tolist() == ["paper"]
     assert p.loc[p["model"] != "gpt2-medium", "ours_data_mode"].isna().all()
     # A run without generation is still a result; it is absent from the generation table only.
-    assert set(rt.generation_table(found)["run_id"]) == {"a"}
+    assert set(generation_table(found)["run_id"]) == {"a"}
 
 
 def test_generation_language_by_method_with_the_reference_text(report):
@@ -183,7 +186,7 @@ def test_missing_stages_are_tolerated(report):
 def test_fertility_comes_from_the_data_prep_table_when_there_is_one(report, tmp_path):
     pd.DataFrame({"model": ["gpt2", "mistral-7b"], "tokenizer": ["gpt2", "mistral-7b"], "split": "test",
                   "fertility": [4.5, 2.25]}).to_parquet(tmp_path / DataFiles.FERTILITY)
-    fert = rt.fertility_table(report.runs, report.tables["quality_cost"], tmp_path, "rolling")
+    fert = fertility_table(report.runs, report.tables["quality_cost"], tmp_path, "rolling")
     assert (fert["fertility"] == 4.5).all()  # tiny-gpt2 uses the gpt2 tokenizer
     assert fert["fertility_source"].str.startswith("data prep (gpt2 tokenizer").all()
 
@@ -261,14 +264,18 @@ def test_a_missing_document_id_column_is_an_error_not_row_numbers(tmp_path):
     path = runs / "run01-full" / RunFiles.EVAL_DOCUMENTS
     pd.read_parquet(path).drop(columns="id").to_parquet(path)
     with pytest.raises(RecordError, match="column 'id': missing"):
-        rt.differences_table(discover_runs(runs), protocol="rolling")
+        differences_table(discover_runs(runs), protocol="rolling")
 
 
 def test_records_written_before_the_schema_version_are_read_through_the_upgrade(tmp_path, report):
     runs = make_grid(tmp_path / "runs")
-    for path in runs.rglob("*.json"):
+    for path in runs.rglob("*.json"):  # as version 0 wrote them: no schema_version, version-1 shapes
         rec = json.loads(path.read_text())
         del rec["schema_version"]
+        if path.name == "train.json":
+            rec["learning_rate"] = rec["params"]["learning_rate"]
+        if path.name == "grid.json":
+            rec["data"] = {}
         path.write_text(json.dumps(rec))
     old = build_report(ReportParams(grid="synth", runs_dir=str(runs), n_resamples=500))
     pd.testing.assert_frame_equal(old.tables["summary"], report.tables["summary"])

@@ -9,8 +9,9 @@ import pytest
 
 from bashkir_peft.config.report import ReportParams
 from bashkir_peft.records import DataFiles, RunFiles, write_record
-from bashkir_peft.report.build import build_report, format_downstream
+from bashkir_peft.report.build import build_report
 from bashkir_peft.report.runs import discover_runs
+from bashkir_peft.report.views import format_downstream
 from report_synth import downstream_result, make_grid, stage_downstream_record
 
 
@@ -52,3 +53,23 @@ def test_downstream_table_lists_each_run_once_and_the_baselines_once(grid):
     parity = result.tables["parity"]
     assert parity.to_dict("records") == [{"model": "tiny-gpt2", "tokenizer": "gpt2", "fertility": 4.1,
                                           "premium": 6.0, "tokens_bak": 600, "tokens_eng": 100}]
+
+
+def test_the_findings_read_zero_shot_accuracy_by_the_results_typed_fields(tmp_path):
+    from bashkir_peft.report.findings import findings
+
+    root = make_grid(tmp_path / "runs", failed=False)
+    zero_shot = {"base": 0.3, "full": 0.5, "lora r=8": 0.7}
+    for run in (r for r in discover_runs(root) if r.status == "finished"):
+        acc = zero_shot[run.method_label]
+        # a 5-shot and an acc_norm result beside the zero-shot acc one: neither is zero-shot accuracy
+        results = [downstream_result("char_tfidf", "char 1-4-gram TF-IDF + logistic regression", 0.6, 0.55),
+                   downstream_result("in_context", "0-shot, acc", acc, 0.2, k=0, score="acc"),
+                   downstream_result("in_context", "0-shot, acc_norm", 0.1, 0.1, k=0, score="acc_norm"),
+                   downstream_result("in_context", "5-shot, acc", 0.9, 0.8, k=5, score="acc")]
+        write_record(run.path / RunFiles.DOWNSTREAM, stage_downstream_record(run.model, str(run.path), run.method,
+                                                                             results))
+    result = build_report(ReportParams(grid="synth", runs_dir=str(root), n_resamples=100))
+    [sentence] = [s for s in findings(result, None) if s.startswith("**Topic classification")]
+    assert "mean over seeds: base 30%, full 50%, lora r=8 70%; a character TF-IDF classifier 60%." in sentence
+    assert sentence.endswith("On 204 test sentences.")

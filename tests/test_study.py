@@ -17,10 +17,13 @@ from bashkir_peft.config.grid import expand, load_grid, parse_grid
 from bashkir_peft.config.report import ReportParams
 from bashkir_peft.config.train import TrainParams
 from bashkir_peft.errors import ConfigError
+from bashkir_peft.records import Budget
 from bashkir_peft.report.build import build_report
-from bashkir_peft.report.study import comparisons_table, findings, sweep_table
+from bashkir_peft.report.comparisons import comparisons_table
+from bashkir_peft.report.cost import sweep_table
+from bashkir_peft.report.findings import findings
 from bashkir_peft.train.budget import resolve_budget, validation_bits_per_byte
-from report_synth import make_grid
+from report_synth import downstream_result, make_grid, stage_downstream_record
 
 GRIDS = Path(__file__).resolve().parents[1] / "params" / "grids"
 
@@ -31,20 +34,20 @@ SMOLLM2_TRAIN = {"tokens": 2_153_616, "bytes": 3_861_078}
 def test_a_byte_budget_gives_each_tokenizer_the_steps_of_equal_text():
     p = TrainParams(train_bytes=36_000, eval_every_bytes=12_000, per_device_train_batch_size=8, block_size=128)
     base = resolve_budget(p, SMOLLM2_TRAIN, processes=1)
-    assert base["bytes_per_token"] == pytest.approx(3_861_078 / 2_153_616)
-    assert base["bytes_per_step"] == pytest.approx(1024 * 3_861_078 / 2_153_616)
-    assert base["max_steps"] == 20  # ceil(36000 / 1835.9) = ceil(19.6)
-    assert base["eval_steps"] == 7  # round(12000 / 1835.9) = round(6.5)
+    assert base.bytes_per_token == pytest.approx(3_861_078 / 2_153_616)
+    assert base.bytes_per_step == pytest.approx(1024 * 3_861_078 / 2_153_616)
+    assert base.max_steps == 20  # ceil(36000 / 1835.9) = ceil(19.6)
+    assert base.eval_steps == 7  # round(12000 / 1835.9) = round(6.5)
     adapted = resolve_budget(p, {"tokens": 1_000_000, "bytes": 6_050_000}, processes=1)
-    assert adapted["max_steps"] == 6 and adapted["eval_steps"] == 2  # 6195.2 bytes a step
+    assert adapted.max_steps == 6 and adapted.eval_steps == 2  # 6195.2 bytes a step
     two = resolve_budget(p, SMOLLM2_TRAIN, processes=2)  # two data-parallel ranks: half the steps
-    assert two["max_steps"] == 10
+    assert two.max_steps == 10
 
 
 def test_without_byte_settings_the_steps_are_the_parameters():
     p = TrainParams(max_steps=30, eval_steps=15)
     got = resolve_budget(p, SMOLLM2_TRAIN, 1)
-    assert (got["max_steps"], got["eval_steps"]) == (30, 15)
+    assert (got.max_steps, got.eval_steps) == (30, 15)
 
 
 def test_validation_bits_per_byte_is_nats_per_token_over_bytes():
@@ -57,8 +60,8 @@ def test_validation_bits_per_byte_is_nats_per_token_over_bytes():
 def test_byte_budget_excludes_max_steps_and_stays_out_of_old_records():
     with pytest.raises(ValidationError, match="train_bytes or max_steps"):
         TrainParams(train_bytes=1000, max_steps=10)
-    assert "train_bytes" not in TrainParams().record() and "eval_every_bytes" not in TrainParams().record()
-    assert TrainParams(train_bytes=1000).record()["train_bytes"] == 1000
+    assert not {"train_bytes", "eval_every_bytes"} & TrainParams().for_record().model_fields_set
+    assert TrainParams(train_bytes=1000).for_record().model_dump(exclude_unset=True)["train_bytes"] == 1000
 
 
 GRID = {"name": "g", "default_source": "ours: test", "matrix": {"model": ["tiny-gpt2"], "method": ["full", "lora"]}}
@@ -135,8 +138,9 @@ def test_the_sweep_chooses_the_lowest_validation_bits_per_byte():
         def __init__(self, label, lr, bpb):
             from types import SimpleNamespace as NS
             self.model, self.method_label = "m", label
-            self.train = NS(status="finished", final_eval=NS(bits_per_byte=bpb), learning_rate=lr, global_step=10,
-                            tokens_seen=10240, budget={"bytes_per_step": 1800.0})
+            budget = Budget(max_steps=10, eval_steps=10, bytes_per_step=1800.0)
+            self.train = NS(status="finished", final_eval=NS(bits_per_byte=bpb), params=NS(learning_rate=lr),
+                            global_step=10, tokens_seen=10240, budget=budget, text_seen=budget.text_seen(10))
 
     runs = [Run("full", 5e-5, 2.4), Run("full", 2e-4, 2.1), Run("full", 8e-4, 2.3), Run("lora r=8", 1e-3, 2.6),
             Run("lora r=8", 2e-4, 3.0)]
@@ -161,11 +165,12 @@ def test_the_estimate_counts_a_byte_budget_at_the_model_tokenizers_bytes_per_tok
 def test_downstream_accuracy_differences_have_intervals_over_seeds_and_sentences(tmp_path):
     import numpy as np
 
-    from bashkir_peft.records import RunFiles
+    from bashkir_peft.records import RunFiles, write_record
+    from bashkir_peft.report.downstream import downstream_comparisons
     from bashkir_peft.report.runs import discover_runs
-    from bashkir_peft.report.study import downstream_comparisons
 
-    runs = [r for r in discover_runs(make_grid(tmp_path / "runs", failed=False)) if r.status == "finished"]
+    root = make_grid(tmp_path / "runs", failed=False)
+    runs = [r for r in discover_runs(root) if r.status == "finished"]
     rng = np.random.default_rng(1)
     ids, cats = np.arange(40), rng.choice(list("abcd"), 40)
     rate = {"base": 0.25, "full": 0.5, "lora r=8": 0.75}
@@ -173,8 +178,17 @@ def test_downstream_accuracy_differences_have_intervals_over_seeds_and_sentences
     for run in runs:
         hit = rng.random(40) < rate[run.method_label]
         correct.setdefault(run.method_label, []).append(hit.astype(float))
-        pd.DataFrame({"approach": "in_context", "setting": "0-shot, acc", "index_id": ids, "category": cats,
-                      "prediction": np.where(hit, cats, "none")}).to_parquet(run.path / RunFiles.DOWNSTREAM_PREDICTIONS)
+        # the zero-shot classifier is chosen by its record's typed fields (k=0, score acc), not by
+        # its setting's words: a 10-shot one (its setting also ends with "0-shot, acc") is not it
+        pred = {"0-shot, acc": np.where(hit, cats, "none"), "10-shot, acc": np.full(40, "none")}
+        results = [downstream_result("in_context", "0-shot, acc", hit.mean(), 0.2, k=0, score="acc"),
+                   downstream_result("in_context", "10-shot, acc", 0.0, 0.0, k=10, score="acc")]
+        write_record(run.path / RunFiles.DOWNSTREAM, stage_downstream_record(run.model, str(run.path), run.method,
+                                                                             results))
+        pd.concat([pd.DataFrame({"approach": "in_context", "setting": setting, "index_id": ids, "category": cats,
+                                 "prediction": p}) for setting, p in pred.items()]).to_parquet(
+            run.path / RunFiles.DOWNSTREAM_PREDICTIONS)
+    runs = [r for r in discover_runs(root) if r.status == "finished"]
     dc = downstream_comparisons(runs, None, n_resamples=500).set_index(["a", "b"])
     lora = dc.loc[("lora r=8", "base")]
     true = np.mean(correct["lora r=8"]) - np.mean(correct["base"])
@@ -183,6 +197,7 @@ def test_downstream_accuracy_differences_have_intervals_over_seeds_and_sentences
     full = dc.loc[("full", "base")]  # two seeds of full: no interval, flagged
     assert full["difference"] == pytest.approx(np.mean(correct["full"]) - np.mean(correct["base"]))
     assert full["flag"] == "no interval; fewer than 3 seeds"
+    assert set(dc["measure"]) == {"zero-shot accuracy"}  # no probe in these records
 
 
 def test_a_study_grid_file_brings_its_design_and_its_sweep_into_the_report(tmp_path):
@@ -200,7 +215,8 @@ def test_a_study_grid_file_brings_its_design_and_its_sweep_into_the_report(tmp_p
             continue
         lr, bpb = swept[run.method].pop(0)
         write_record(run.path / RunFiles.TRAIN, run.train.model_copy(update={
-            "learning_rate": lr, "final_eval": FinalEval(eval_loss=1.0, perplexity=m.e, blocks=4, bits_per_byte=bpb)}))
+            "params": run.train.params.model_copy(update={"learning_rate": lr}),
+            "final_eval": FinalEval(eval_loss=1.0, perplexity=m.e, blocks=4, bits_per_byte=bpb)}))
     grid = tmp_path / "synth-study.yaml"
     grid.write_text(
         "name: synth-study\ndefault_source: 'ours: test'\n"

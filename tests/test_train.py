@@ -193,7 +193,7 @@ def test_qlora_gradients_equal_dequantized_twin_throughout_a_run(data_dir, tmp_p
 def test_every_lora_B_trains_with_gradient_checkpointing_on_conv1d(which, request):
     out, record, _ = request.getfixturevalue(which)
     assert record.status == "finished" and record.reason is None
-    assert record.params["gradient_checkpointing"] is True
+    assert record.params.gradient_checkpointing is True
     weights = load_file(out / "final" / "adapter_model.safetensors")
     lora_b = {k: v for k, v in weights.items() if "lora_B" in k}
     # GPT-2 blocks: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj (Conv1D), 2 layers.
@@ -208,11 +208,11 @@ def test_record_says_what_produced_it(which, request):
     out, record, _ = request.getfixturevalue(which)
     on_disk = json.loads((out / "train.json").read_text())
     assert on_disk == record.model_dump(mode="json", exclude_unset=True) | {"schema_version": 1}
-    method = record.params["method"]
-    assert record.learning_rate == 2e-4
-    assert record.model["name"] == "tiny-gpt2" and record.model["revision"].startswith("local:")
-    assert record.data["fingerprint"] == "tiny-test-data"
-    assert record.data["train"]["blocks"] > 0 and record.data["validation"]["blocks"] > 0
+    method = record.params.method
+    assert record.params.learning_rate == 2e-4
+    assert record.model.name == "tiny-gpt2" and record.model.revision.startswith("local:")
+    assert record.data.fingerprint == "tiny-test-data"
+    assert record.data.train.blocks > 0 and record.data.validation.blocks > 0
     assert 0 < record.trainable_params < record.total_params
     assert record.trainable_share == pytest.approx(record.trainable_params / record.total_params)
     assert record.tokens_seen == 3 * 4 * 16 and record.global_step == 3
@@ -221,8 +221,8 @@ def test_record_says_what_produced_it(which, request):
     assert [r["step"] for r in record.losses.eval] == [2, 3]
     assert record.final_eval.perplexity == pytest.approx(2.718281828 ** record.final_eval.eval_loss)
     assert record.cost.wall_time_s > 0 and record.cost.peak_rss_mib > 0
-    assert record.environment["packages"]["peft"] and "commit" in record.environment["git"]
-    assert record.environment["hardware"]["cpu_cores_available"] >= 1
+    assert record.environment.packages["peft"] and record.environment.git.commit
+    assert record.environment.hardware.cpu_cores_available >= 1
     assert record.compute_dtype == ("float32" if not torch.cuda.is_available() else record.compute_dtype)
     card = (out / "final" / "README.md").read_text()
     assert "tiny-test-data" in card and method in card and "Validation loss" in card
@@ -246,7 +246,7 @@ def test_merged_equals_unmerged(which, request):
     merged_run = load_trained(out, merge=True)
     merged = merged_run.model
     assert not any("lora_" in n for n, _ in merged.named_parameters())
-    if record.params["method"] == "qlora":
+    if record.params.method == "qlora":
         assert "dequantized" in merged_run.merge_note
     # float32 (CPU): merging reorders the sums, a rounding-level difference. bfloat16 (GPU):
     # the merged weight W + BA is itself rounded to bf16 (8-bit significand, ~4e-3 relative).
@@ -259,7 +259,7 @@ def test_full_finetuning_updates_every_weight(data_dir, tmp_path):
 
     record = run_training(TINY | {"method": "full", "max_steps": 2, "data_dir": str(data_dir),
                                   "output_dir": str(tmp_path / "full")})
-    assert record.status == "finished" and record.learning_rate == 5e-5
+    assert record.status == "finished" and record.params.learning_rate == 5e-5
     assert record.trainable_params == record.total_params and record.trainable_share == 1.0
     before = load_file(Path(resolve_model("tiny-gpt2").location) / "model.safetensors")
     after = load_file(tmp_path / "full" / "final" / "model.safetensors")
@@ -276,7 +276,7 @@ def test_chunked_loss_trains_like_the_full_logits_path(data_dir, tmp_path):
     record says which one ran."""
     runs = {flag: _run(data_dir, tmp_path / str(flag), method="lora", gradient_checkpointing=True, max_steps=4,
                        chunked_loss=flag)[0] for flag in (True, False)}
-    assert [r.params["chunked_loss"] for r in runs.values()] == [True, False]
+    assert [r.params.chunked_loss for r in runs.values()] == [True, False]
     for kind, key in (("train", "loss"), ("eval", "eval_loss")):
         chunked, plain = ([h[key] for h in getattr(runs[f].losses, kind)] for f in (True, False))
         assert len(chunked) == (4 if kind == "train" else 2)
@@ -310,17 +310,17 @@ def test_a_byte_budget_sets_the_steps_and_every_curve_point_is_in_bits_per_byte(
     # a finished run keeps its adapter, not the checkpoints that only served resuming
     assert (tmp_path / "run" / "final" / "adapter_model.safetensors").is_file()
     assert not list((tmp_path / "run" / "checkpoints").glob("checkpoint-*"))
-    assert record.sessions[-1]["checkpoints_deleted"][-1] == f"checkpoint-{record.global_step}"
-    b, train, val = record.budget, record.data["train"], record.data["validation"]
-    assert b["bytes_per_token"] == pytest.approx(train["bytes"] / train["tokens"])
-    assert b["bytes_per_step"] == pytest.approx(b["bytes_per_token"] * 4 * 16)
-    assert record.global_step == b["max_steps"] == math.ceil(600 / b["bytes_per_step"]) > 1
-    steps = [p["step"] for p in record.losses.eval]
-    assert steps[0] == b["eval_steps"] == max(1, round(300 / b["bytes_per_step"]))
+    assert record.sessions[-1].checkpoints_deleted[-1] == f"checkpoint-{record.global_step}"
+    b, train, val = record.budget, record.data.train, record.data.validation
+    assert b.bytes_per_token == pytest.approx(train.bytes / train.tokens)
+    assert b.bytes_per_step == pytest.approx(b.bytes_per_token * 4 * 16)
+    assert record.global_step == b.max_steps == math.ceil(600 / b.bytes_per_step) > 1
+    steps = [p.step for p in record.losses.eval]
+    assert steps[0] == b.eval_steps == max(1, round(300 / b.bytes_per_step))
     for point in record.losses.eval:
-        assert point["bits_per_byte"] == pytest.approx(point["eval_loss"] * val["tokens"] / (val["bytes"] * math.log(2)))
-        assert point["train_bytes_seen"] == round(point["step"] * b["bytes_per_step"])
-    assert record.final_eval.bits_per_byte == pytest.approx(record.losses.eval[-1]["bits_per_byte"])
+        assert point.bits_per_byte == pytest.approx(point.eval_loss * val.tokens / (val.bytes * math.log(2)))
+        assert point.train_bytes_seen == round(point.step * b.bytes_per_step)
+    assert record.final_eval.bits_per_byte == pytest.approx(record.losses.eval[-1].bits_per_byte)
 
 
 def test_non_finite_loss_fails_the_run(data_dir, tmp_path):

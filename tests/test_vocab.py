@@ -224,8 +224,10 @@ def test_report_tells_adapted_tokenizer_runs_apart(tmp_path):
 
     from bashkir_peft.names import label_parts
     from bashkir_peft.records import CellRecord, read_record, write_record
-    from bashkir_peft.report import tables as rt
+    from bashkir_peft.report.cost import quality_cost_table, runs_table
+    from bashkir_peft.report.lm import metrics_table
     from bashkir_peft.report.runs import read_run
+    from bashkir_peft.report.tokenizers import fertility_table
     from report_synth import documents, write_run
 
     rng = np.random.default_rng(0)
@@ -239,7 +241,7 @@ def test_report_tells_adapted_tokenizer_runs_apart(tmp_path):
     runs = [read_run(plain), read_run(adapted)]
     assert [r.method_label for r in runs] == ["lora r=8", "lora r=8 tok=k8"]
     assert label_parts("lora r=8 tok=k8") == ("lora", 8)
-    quality = rt.quality_cost_table(rt.runs_table(runs), rt.metrics_table(runs), "rolling")
-    fert = rt.fertility_table(runs, quality, None, "rolling").set_index("method_label")["fertility"]
+    quality = quality_cost_table(runs_table(runs), metrics_table(runs), "rolling")
+    fert = fertility_table(runs, quality, None, "rolling").set_index("method_label")["fertility"]
     assert fert["lora r=8"] == pytest.approx(docs["tokens"].sum() / docs["words"].sum())
     assert fert["lora r=8 tok=k8"] == pytest.approx(fewer["tokens"].sum() / fewer["words"].sum())

@@ -39,13 +39,13 @@ from bashkir_peft.config.report import ReportParams
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.executor import default_notebooks_dir, execute
 from bashkir_peft.lessons import lesson_notebooks, lessons_out_dir
-from bashkir_peft.report.build import grid_note
+from bashkir_peft.names import ADAPTER_METHODS
 from bashkir_peft.report.bundle import extract_bundle
 from bashkir_peft.report.runs import RunRecord, discover_runs
 from bashkir_peft.report.teaching_figures import write_teaching_figures
+from bashkir_peft.report.views import grid_note
 from bashkir_peft.settings import REPO_ROOT, resolve_path, runs_root
 from bashkir_peft.stages import STAGES
-from bashkir_peft.train.budget import text_seen
 from bashkir_peft.yamlio import read_yaml
 
 REPORT_NOTEBOOK = default_notebooks_dir() / STAGES["report"].notebook
@@ -171,7 +171,7 @@ def _cost_lines(run: RunRecord) -> list[str]:
     if t is None or t.cost is None:
         return ["No training (zero-shot)." if run.method == "base" else "No finished training record."]
     speed = f" ({t.tokens_per_s:,.0f} tokens/s)" if t.tokens_per_s else ""
-    seen = text_seen(t.budget, t.global_step)
+    seen = t.text_seen
     text = "" if seen is None else f" ({seen / 1000:,.1f} kB of training text)"
     lines = [f"- {t.global_step} steps, {t.tokens_seen:,} tokens seen{text}, {t.cost.wall_time_s / 60:.1f} minutes{speed}",
              f"- trained {t.trainable_params / 1e6:.2f} M of {t.total_params / 1e6:.1f} M parameters "
@@ -190,14 +190,16 @@ def _run_page(run: RunRecord) -> str:
              "## Cost", "", *_cost_lines(run), ""]
     t = run.train
     if t is not None:
-        key = {"learning rate (used)": t.learning_rate, "optimizer": t.optimizer, "compute dtype": t.compute_dtype}
-        names = KEY_TRAIN_PARAMS + (LORA_PARAMS if run.method in ("lora", "qlora") else ())
-        key.update({k: t.params[k] for k in names if k in t.params})  # train_bytes: only when set
-        if run.method in ("lora", "qlora") and t.target_modules:
+        recorded = t.params.model_dump(exclude_unset=True)  # train_bytes: only when set
+        key = {"learning rate (used)": t.params.learning_rate, "optimizer": t.optimizer,
+               "compute dtype": t.compute_dtype}
+        names = KEY_TRAIN_PARAMS + (LORA_PARAMS if run.method in ADAPTER_METHODS else ())
+        key.update({k: recorded[k] for k in names if k in recorded})
+        if run.method in ADAPTER_METHODS and t.target_modules:
             key["target_modules"] = ", ".join(t.target_modules)  # as used (the registry's when not given)
         lines += ["## Training parameters that matter for this method", "", _table("parameter", key),
                   ":::{admonition} All training parameters", ":class: dropdown", "",
-                  _table("training parameter", dict(sorted(t.params.items()))), ":::", ""]
+                  _table("training parameter", dict(sorted(recorded.items()))), ":::", ""]
     return "\n".join(lines)
 
 
@@ -386,7 +388,7 @@ BUILT_FROM = "built_from.md"
 
 def built_from(grid: str, runs: list[RunRecord]) -> str:
     """The introduction's paragraph on this copy of the book: the grid that built it, how many
-    of its runs finished, and what kind of grid it is (:func:`~bashkir_peft.report.build.grid_note`)."""
+    of its runs finished, and what kind of grid it is (:func:`~bashkir_peft.report.views.grid_note`)."""
     name, _, _ = report_dirs(ReportParams(grid=grid))
     done = sum(r.status == "finished" for r in runs)
     return (f"**This copy of the book** was built from the grid `{name}` ({done} of {len(runs)} runs finished); "

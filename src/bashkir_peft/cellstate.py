@@ -151,7 +151,7 @@ def cell_state(root: Path, run_id: str | None, *, identity: dict | None = None,
         rec = read_record(run_dir / RunFiles.CELL, CellRecord)
     except RecordError as err:
         return CellState("corrupt", str(err))
-    if rec.run_id != run_id or (identity is not None and rec.identity != identity):
+    if rec.run_id != run_id or (identity is not None and rec.identity.model_dump() != identity):
         return CellState("stale", f"{run_dir}: the record is of another run (its parameters or their meaning "
                                   "changed); rerun the cell", rec.wall_time_s)
     if rec.status == "running":

@@ -43,8 +43,9 @@ from bashkir_peft.lessons import execute_lessons
 from bashkir_peft.models.provision import provision_all
 from bashkir_peft.models.registry import load_registry
 from bashkir_peft.records import GridFiles
-from bashkir_peft.report.build import build_report, format_headline
+from bashkir_peft.report.build import build_report
 from bashkir_peft.report.bundle import write_bundle
+from bashkir_peft.report.views import format_headline
 from bashkir_peft.runtime import configure_threads
 from bashkir_peft.yamlio import parse_yaml, validate
 

@@ -7,12 +7,19 @@ and the field, never a guess.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, model_validator
 
 from bashkir_peft.atomic import write_json_atomic
+from bashkir_peft.config.data import DataPrepParams
+from bashkir_peft.config.downstream import DownstreamParams
+from bashkir_peft.config.evaluate import EvalParams
+from bashkir_peft.config.external import ExternalSet
+from bashkir_peft.config.generate import BudgetUnit, GenerateParams
+from bashkir_peft.config.train import DEFAULT_LEARNING_RATE, TrainParams
 from bashkir_peft.errors import DataError
 from bashkir_peft.names import BASE_TOKENIZER, Method
 
@@ -66,23 +73,163 @@ class GridFiles:
 
 # --------------------------------------------------------------------------- models
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Version of the record contract. Records written before the contract carry no
-``schema_version`` (version 0) and are read through :func:`upgrade`."""
+``schema_version`` (version 0); older versions are read through :func:`upgrade` (version 2:
+every field typed, a record's ``params`` typed as its stage's parameter model)."""
 
 Status = Literal["running", "finished", "failed"]
 Json = dict[str, JsonValue]
+"""A free-form JSON object: used only where a field must stay free-form (each use says why)."""
 Language = Literal["bak", "rus", "eng", "other"]
 LANGUAGES: tuple[Language, ...] = ("bak", "rus", "eng", "other")
 METRICS = ("perplexity", "bits_per_byte", "word_perplexity")
 
 
-class Record(BaseModel):
-    """Base of every record: unknown fields are errors, the schema version is written."""
+class Part(BaseModel):
+    """Base of every part of a record: unknown fields are errors."""
 
     model_config = ConfigDict(extra="forbid")
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+
+class Record(Part):
+    """Base of every record: unknown fields are errors, the schema version is written."""
+
+    schema_version: Literal[2] = SCHEMA_VERSION
+
+
+# --------------------------------------------------------------------------- parts shared by records
+
+
+class ModelInfo(Part):
+    """The base model a record is about (:meth:`bashkir_peft.models.loading.ResolvedModel.record`):
+    registry name (or folder / Hub id), where it was loaded from, its source (``registry``,
+    ``local``, ``hub``, ``tiny``, ``gguf`` ...), its revision (a Hub commit, ``local:<hash>`` or
+    ``unpinned``), the architecture, notes; the training record adds the registry's ``hub_id``."""
+
+    name: str
+    location: str
+    source: str
+    revision: str
+    model_type: str | None
+    notes: list[str]
+    hub_id: str | None = None
+
+
+class GitInfo(Part):
+    """The checkout that ran (:func:`bashkir_peft.provenance.git_commit`; ``None``: not a git checkout)."""
+
+    commit: str | None
+    dirty: bool | None
+
+
+class Hardware(Part):
+    """The machine that ran (:func:`bashkir_peft.provenance.hardware_info`)."""
+
+    platform: str
+    python: str
+    cpu: str | None
+    cpu_cores_available: int
+    memory_gib: float
+    torch_threads: int
+    cuda: str | None
+    gpu: str | None
+
+
+class Environment(Part):
+    """Package versions (``None``: not installed), git commit and hardware of a run
+    (:func:`bashkir_peft.provenance.environment_info`)."""
+
+    packages: dict[str, str | None]
+    git: GitInfo
+    hardware: Hardware
+
+
+class Placement(Part):
+    """Where a stage ran (:meth:`bashkir_peft.models.device.Placement.record`): the torch device,
+    how it was chosen, its name, the GPUs visible, notes; training adds its process count."""
+
+    device: str
+    how: str
+    name: str
+    visible_gpus: int
+    notes: list[str]
+    processes: int | None = None
+
+
+class Cost(Part):
+    """Wall time [s] and peak memory [MiB] of a block (:class:`bashkir_peft.provenance.ResourceMeter`;
+    ``peak_gpu_mib`` ``None`` without CUDA)."""
+
+    wall_time_s: float
+    peak_rss_mib: float
+    peak_gpu_mib: float | None
+
+
+class FileStamp(Part):
+    """One file of a stage's manifest: its size, modification time and SHA-256."""
+
+    bytes: int
+    mtime_ns: int
+    sha256: str
+
+
+class CorpusFile(Part):
+    """One file of a local corpus: its path relative to the corpus folder and its size."""
+
+    path: str
+    bytes: int
+
+
+class CorpusInfo(Part):
+    """Where the documents came from (:meth:`bashkir_peft.data.corpus.CorpusSource.describe`):
+    a local file or folder with its files, or a Hub dataset with its split and revision."""
+
+    kind: str
+    location: str
+    files: list[CorpusFile] | None = None
+    split: str | None = None
+    revision: str | None = None
+
+
+class Drop(Part):
+    """One row of data preparation's drops table: what was removed, at which level, how much."""
+
+    reason: str
+    level: Literal["document", "sentence", "fragment", "character"]
+    documents: int | None
+    sentences: int | None
+    characters: int
+
+
+class Overlap(Part):
+    """Train/test word n-gram overlap of one test source (``all``: every test document;
+    :func:`bashkir_peft.data.overlap.overlap_audit`)."""
+
+    source: str
+    ngram: int
+    test_documents: int
+    test_ngrams: int
+    ngrams_in_train: int
+    share_in_train: float | None
+    documents_with_overlap: int
+
+
+class Duplicate(Part):
+    """A dropped duplicate document and the one kept in its place."""
+
+    dropped: str
+    kept: str
+    reason: Literal["exact_duplicate", "near_duplicate"]
+
+
+class SplitFile(Part):
+    """One split file of a data folder: its rows, size and SHA-256 (the data's identity; the grid
+    runner's :class:`FileStamp` adds the modification time)."""
+
+    rows: int
+    bytes: int
+    sha256: str
 
 
 class DataManifest(Record):
@@ -92,30 +239,51 @@ class DataManifest(Record):
     status: Literal["complete"]
     fingerprint: str
     created: str
-    params: Json
-    corpus: Json
+    params: DataPrepParams | None
+    """``None``: a pre-split folder (:func:`bashkir_peft.data.folder.write_presplit_folder`), not
+    prepared from a corpus."""
+    corpus: CorpusInfo
     langid_version: str
     counts: dict[str, int]
     cleaning: dict[str, int]
-    drops: list[Json]
+    drops: list[Drop]
     near_duplicate_clusters: int
-    overlap: list[Json] | None = None  # train/test n-gram overlap per source (None: prepared before the audit)
-    duplicates: list[dict[str, str]]
+    overlap: list[Overlap] | None = None  # train/test n-gram overlap per source (None: prepared before the audit)
+    duplicates: list[Duplicate]
     examples: dict[str, list[str]]
-    files: dict[str, Json]
-    resources: Json
-    environment: Json
+    files: dict[str, SplitFile]
+    resources: Cost | None
+    """``None``: a pre-split folder (nothing prepared, nothing measured)."""
+    environment: Environment
 
 
-class Losses(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TrainLossPoint(Part):
+    """A logged training loss (mean over the logging interval) and the learning rate at ``step``."""
 
-    train: list[Json]
-    eval: list[Json]
+    step: int
+    loss: float
+    learning_rate: float | None
 
 
-class FinalEval(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EvalLossPoint(Part):
+    """A validation point: loss [nats/token], bits per byte, and the bytes of training text seen
+    (``None`` without a byte budget's bytes per step)."""
+
+    step: int
+    eval_loss: float
+    bits_per_byte: float | None = None  # None: written before validation counted bytes
+    train_bytes_seen: int | None = None
+
+
+class Losses(Part):
+    """Training and validation losses by step (the learning curves)."""
+
+    train: list[TrainLossPoint]
+    eval: list[EvalLossPoint]
+
+
+class FinalEval(Part):
+    """Validation loss, perplexity and bits per byte at the last step."""
 
     eval_loss: float
     perplexity: float
@@ -123,25 +291,82 @@ class FinalEval(BaseModel):
     bits_per_byte: float | None = None  # None: written before validation counted bytes
 
 
-class TrainCost(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SplitPacking(Part):
+    """One split as training packed it (:func:`bashkir_peft.data.packing.packed_dataset`): documents,
+    tokens, blocks of ``block_size``, tokens dropped at the end, the document framing and the
+    split's UTF-8 bytes."""
 
-    wall_time_s: float
-    peak_rss_mib: float
-    peak_gpu_mib: float | None
+    documents: int
+    tokens: int
+    blocks: int
+    tokens_dropped: int
+    framing: str
+    bytes: int | None = None  # None: written before the byte budget
 
 
-class TokenizerProfile(BaseModel):
+class TrainData(Part):
+    """The data a run trained on: the data folder, its fingerprint and each split's packing."""
+
+    dir: str
+    fingerprint: str
+    train: SplitPacking | None = None
+    validation: SplitPacking | None = None
+
+
+class Session(Part):
+    """One training session (a start or a resume): when, from which checkpoint, its steps, tokens,
+    throughput and cost (``process_costs``: each DDP process's; ``checkpoints_deleted``: what
+    ``keep_checkpoints: false`` removed)."""
+
+    started: str
+    resumed_from: str | None = None
+    skipped_incomplete_checkpoints: list[str] = []
+    cost: Cost | None = None
+    finished: str | None = None
+    steps: int | None = None
+    tokens: int | None = None
+    tokens_per_s: float | None = None
+    process_costs: list[Cost] | None = None
+    checkpoints_deleted: list[str] | None = None
+
+
+class Budget(Part):
+    """Steps and evaluation interval as run (:func:`bashkir_peft.train.budget.resolve_budget`): a
+    byte budget's resolution with the training split's bytes per token [bytes/token] and bytes
+    per optimizer step; without one only ``max_steps`` and ``eval_steps``."""
+
+    max_steps: int
+    eval_steps: int
+    bytes_per_token: float | None = None
+    bytes_per_step: float | None = None
+    train_bytes: int | None = None
+    eval_every_bytes: int | None = None
+
+    def text_seen(self, steps: int) -> float | None:
+        """Bytes of training text seen after ``steps`` optimizer steps: ``steps x bytes_per_step``
+        [bytes]; ``None`` without a byte budget's resolution."""
+        return None if self.bytes_per_step is None else steps * self.bytes_per_step
+
+
+class PrecisionInfo(Part):
+    """A run's dtypes (:meth:`bashkir_peft.models.precision.Precision.record`)."""
+
+    compute_dtype: str
+    load_dtype: str
+    master_dtype: str
+    autocast: str | None
+    pure: bool
+
+
+class TokenizerProfile(Part):
     """A tokenizer on the training split (:func:`bashkir_peft.data.fertility.profile_texts`)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     fertility: float
     chars_per_token: float
     bytes_per_token: float
 
 
-class VocabAdaptation(BaseModel):
+class VocabAdaptation(Part):
     """A run's tokenizer adaptation (:mod:`bashkir_peft.data.vocab`): the setting (K =
     ``new_tokens``, ``bpe_vocab_size``, ``init``), what it produced, and what the new rows cost.
 
@@ -149,8 +374,6 @@ class VocabAdaptation(BaseModel):
     head) rows; for LoRA/QLoRA through peft's ``trainable_token_indices`` (``peft_mechanism``),
     for full fine-tuning part of the whole model.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     new_tokens: int
     bpe_vocab_size: int
@@ -175,34 +398,38 @@ class TrainRecord(Record):
 
     status: Status
     reason: str | None
-    params: Json
-    learning_rate: float
+    params: TrainParams
+    """The run's parameters, ``learning_rate`` resolved (:meth:`TrainParams.for_record`)."""
     optimizer: str
     compute_dtype: str
-    data: Json
+    data: TrainData
     started: str
-    sessions: list[Json]
-    model: Json | None = None
+    sessions: list[Session]
+    model: ModelInfo | None = None
     target_modules: list[str] | None = None
     trainable_params: int | None = None
     total_params: int | None = None
     trainable_share: float | None = None
-    environment: Json | None = None
+    environment: Environment | None = None
     global_step: int | None = None
     tokens_seen: int | None = None
     tokens_per_s: float | None = None
-    cost: TrainCost | None = None
+    cost: Cost | None = None
     losses: Losses | None = None
     final_eval: FinalEval | None = None
     finished: str | None = None
     vocab: VocabAdaptation | None = None
-    budget: Json | None = None
-    """Steps and evaluation interval as run (:func:`bashkir_peft.train.budget.resolve_budget`):
-    the byte budget's resolution, with the training split's bytes per token."""
-    device: Json | None = None
-    """Where it trained (:meth:`bashkir_peft.models.device.Placement.record`, with ``processes``)."""
-    precision: Json | None = None
-    """Its dtypes (:meth:`bashkir_peft.models.precision.Precision.record`)."""
+    budget: Budget | None = None
+    device: Placement | None = None
+    precision: PrecisionInfo | None = None
+
+    @property
+    def text_seen(self) -> float | None:
+        """Bytes of training text the run has seen (:meth:`Budget.text_seen` at ``global_step``);
+        ``None`` without a budget's bytes per step or before any step."""
+        if self.budget is None or self.global_step is None:
+            return None
+        return self.budget.text_seen(self.global_step)
 
     @model_validator(mode="after")
     def _finished_is_complete(self):
@@ -214,7 +441,7 @@ class TrainRecord(Record):
         return self
 
 
-class MetricBlock(BaseModel):
+class MetricBlock(Part):
     """Corpus-level sums and metrics of one protocol x split x source (``source == "all"``:
     every document).
 
@@ -224,8 +451,6 @@ class MetricBlock(BaseModel):
     (:mod:`bashkir_peft.evaluate.metrics`). ``None``: a record written before separators were
     counted apart, whose ``nll`` includes them.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     protocol: Literal["paper", "rolling"]
     split: str
@@ -242,12 +467,47 @@ class MetricBlock(BaseModel):
     separator_tokens: int | None = None
 
 
-class EvalEntry(BaseModel):
+class CleaningSettings(Part):
+    """Data preparation's filters applied to an external set (``clean: true``)."""
+
+    min_chars: int
+    langid_min_letters: int
+
+
+class ExternalInfo(ExternalSet):
+    """An external test set as scored (:func:`bashkir_peft.data.external.load_external`): its
+    parameters, the resolved path, documents read and scored, drops by reason, the cleaning
+    settings (``None``: raw) and the SHA-256 of the scored texts."""
+
+    resolved_path: str
+    documents_read: int
+    documents: int
+    drops: dict[str, int]
+    cleaning_settings: CleaningSettings | None
+    fingerprint: str
+
+
+class EvalData(Part):
+    """What an evaluation scored: the data folder and its fingerprint (``None`` for an external
+    set alone), the documents scored, and the external set (``None``: a split)."""
+
+    data_dir: str | None
+    fingerprint: str | None
+    documents: int
+    external: ExternalInfo | None
+
+
+class EvalCost(Cost):
+    """An evaluation's cost: :class:`Cost`, the torch threads and the scored tokens per second."""
+
+    torch_threads: int
+    tokens_per_s: float | None
+
+
+class EvalEntry(Part):
     """One ``protocol/split`` (or ``protocol/<external set>``) evaluation in ``eval.json``;
     an external set's ``split`` is its name and ``data["external"]`` says what it is
     (:mod:`bashkir_peft.data.external`)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     status: Literal["finished"]
     protocol: Literal["paper", "rolling"]
@@ -263,16 +523,15 @@ class EvalEntry(BaseModel):
     merge_note: str | None
     metrics: MetricBlock
     by_source: dict[str, MetricBlock]
-    params: Json
-    method: str
-    model: Json | None
+    params: EvalParams
+    method: Method
+    model: ModelInfo | None
     run_dir: str | None
-    data: Json
+    data: EvalData
     train_data_fingerprint: str | None
-    cost: Json
-    environment: Json
-    device: Json | None = None
-    """Where it ran (:meth:`bashkir_peft.models.device.Placement.record`)."""
+    cost: EvalCost
+    environment: Environment
+    device: Placement | None = None
 
 
 class EvalRecord(Record):
@@ -281,8 +540,8 @@ class EvalRecord(Record):
 
     stage: Literal["evaluate"]
     status: Literal["finished"]
-    method: str
-    model: Json | None
+    method: Method
+    model: ModelInfo | None
     model_name: str | None
     run_dir: str | None
     evaluations: dict[str, EvalEntry]
@@ -311,11 +570,9 @@ FERTILITY_COLUMNS: dict[str, str] = {"model": "string", "tokenizer": "string", "
 profiled tokenizer; :func:`bashkir_peft.data.fertility.profile_split` writes more)."""
 
 
-class LangidCrosscheck(BaseModel):
+class LangidCrosscheck(Part):
     """Agreement of the project's identifier with an independent one on the long sentences of
     a set of texts (:func:`bashkir_peft.text.crosscheck.crosscheck`)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     identifier: str
     n_sentences: int
@@ -325,11 +582,9 @@ class LangidCrosscheck(BaseModel):
     fasttext: dict[Language, float | None]
 
 
-class GenerationSummary(BaseModel):
+class GenerationSummary(Part):
     """Run-level measures of a set of continuations (:func:`bashkir_peft.text.codeswitch.summarize`;
     ``None`` where a denominator is 0)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     n: int
     n_empty: int
@@ -353,34 +608,86 @@ class GenerationSummary(BaseModel):
     crosscheck: LangidCrosscheck | None = None
 
 
+class GeneratedRun(Part):
+    """The run that generated (``base``: the base model, no run folder; a trained run: its folder,
+    status, seed, rank, the fingerprint of its training data and its training parameters)."""
+
+    method: Method
+    run_dir: str | None
+    status: Status | None = None
+    seed: int | None = None
+    lora_r: int | None = None
+    data_fingerprint: str | None = None
+    params: TrainParams | None = None
+
+
+class PromptSource(Part):
+    """Where the prompts came from: the data folder's test split (its fingerprint, its documents,
+    whether it is the run's training data) or a prompts file (its SHA-256 and source)."""
+
+    kind: Literal["test_split", "prompts_file"]
+    path: str
+    fingerprint: str
+    test_documents: int | None = None
+    matches_training_data: bool | None = None
+    source: str | None = None
+    data_dir: str | None = None
+
+
+class Decoding(Part):
+    """The decoding settings as run (:meth:`GenerateParams.decoding` plus the batching and seeding
+    rules of :mod:`bashkir_peft.generate.run`; sampling knobs only when sampling)."""
+
+    max_new_tokens: int
+    do_sample: bool
+    repetition_penalty: float
+    budget: int
+    budget_unit: BudgetUnit
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int
+    batch_size: int
+    padding_side: str
+    seeding: str
+    repetition_penalty_scope: str
+    budget_rule: str
+
+
+class GenerateCost(Cost):
+    """Generation's cost: :class:`Cost`, time in ``generate`` [s], new tokens and their rate."""
+
+    generate_time_s: float
+    new_tokens: int
+    new_tokens_per_s: float | None
+
+
 class GenerateRecord(Record):
     """``generate.json``: one generation run; the continuations are in ``generations.parquet``."""
 
     status: Literal["finished"]
     label: str
-    run: Json
-    model: Json | None
-    data: Json
-    params: Json
-    decoding: Json
+    run: GeneratedRun
+    model: ModelInfo | None
+    data: PromptSource
+    params: GenerateParams
+    decoding: Decoding
     prefix_token: str
     summary: GenerationSummary
     reference_summary: GenerationSummary | None
     files: dict[str, str]
-    cost: Json
+    cost: GenerateCost
     created_utc: str
-    environment: Json
+    environment: Environment
     stops: dict[Literal["eos", "budget", "token_cap"], int] | None = None
     """Continuations by what ended them (records before issue 13: ``None``)."""
-
-    device: Json | None = None
-    """Where it ran (:meth:`bashkir_peft.models.device.Placement.record`)."""
+    device: Placement | None = None
 
 
 Approach = Literal["in_context", "probe", "majority", "char_tfidf"]
 
 
-class DownstreamResult(BaseModel):
+class DownstreamResult(Part):
     """One classifier's scores on the SIB-200 test sentences (intervals: percentile
     bootstrap over test sentences).
 
@@ -388,8 +695,6 @@ class DownstreamResult(BaseModel):
     ``acc_norm``), ``probe`` (logistic regression on hidden states of ``layer``; ``selection``
     says whether the layer was fixed or chosen on dev), ``majority`` or ``char_tfidf``
     (baselines; ``C`` chosen on dev for the probe and the TF-IDF classifier)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     approach: Approach
     setting: str
@@ -408,6 +713,56 @@ class DownstreamResult(BaseModel):
     n: int
 
 
+class Sib200Task(Part):
+    """The SIB-200 task as run: the dataset, its folder, the topic labels and the sentences of each
+    split used (``test_subset``: how a cut test set was chosen)."""
+
+    dataset: str
+    sib200_dir: str
+    labels: list[str]
+    train: int
+    dev: int
+    test: int
+    test_subset: str | None
+
+
+class PromptFormatInfo(Part):
+    """The in-context prompt (:mod:`bashkir_peft.downstream.prompts`): template, label language and
+    strings, shot counts and how shots are chosen, the input length, the delimiters."""
+
+    template: str
+    label_language: str
+    label_strings: dict[str, str]
+    k_shots: list[int]
+    shots: str
+    max_length: int
+    target_delimiter: str
+    fewshot_delimiter: str
+
+
+class ProbeInfo(Part):
+    """The linear probe's search: pooling, hidden states, the layers searched, the fixed and the
+    best layer, the regularisation grid and the dev accuracy of each layer searched."""
+
+    pooling: str
+    hidden_states: int
+    layers_searched: list[int]
+    fixed_layer: int
+    best_layer: int
+    C_grid: list[float]
+    dev_accuracy_by_layer: dict[int, float]
+
+
+class DownstreamCost(Cost):
+    """The downstream stage's cost: :class:`Cost`, the torch threads, and the seconds of the
+    baselines, of the in-context classification per shot count and of the probe."""
+
+    torch_threads: int | None = None
+    baselines_s: float | None = None
+    in_context_s: dict[int, float] = {}
+    probe_s: float | None = None
+
+
 class DownstreamRecord(Record):
     """``downstream.json``: SIB-200 Bashkir topic classification of one model or run; the
     per-sentence predictions are in ``downstream_predictions.parquet``, the scores also in
@@ -415,17 +770,17 @@ class DownstreamRecord(Record):
 
     stage: Literal["downstream"]
     status: Literal["finished"]
-    method: str
-    model: Json | None
+    method: Method
+    model: ModelInfo | None
     model_name: str | None
     run_dir: str | None
-    task: Json
-    prompt: Json
-    probe: Json | None
+    task: Sib200Task
+    prompt: PromptFormatInfo
+    probe: ProbeInfo | None
     results: list[DownstreamResult]
-    params: Json
-    cost: Json
-    environment: Json
+    params: DownstreamParams
+    cost: DownstreamCost
+    environment: Environment
 
 
 DOWNSTREAM_PREDICTION_COLUMNS: dict[str, str] = {
@@ -435,11 +790,9 @@ DOWNSTREAM_PREDICTION_COLUMNS: dict[str, str] = {
 """Columns of ``downstream_predictions.parquet``: one row per test sentence x classifier."""
 
 
-class CellAxes(BaseModel):
+class CellAxes(Part):
     """A grid cell's axes (``lora_r`` only for adapters; ``tokenizer``: ``base`` or the name of
     a tokenizer adaptation, absent from records of before the axis)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     model: str
     method: Method
@@ -449,34 +802,22 @@ class CellAxes(BaseModel):
     tokenizer: str = BASE_TOKENIZER
 
 
-class FileStamp(BaseModel):
-    """One file of a stage's manifest: its size, modification time and SHA-256."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    bytes: int
-    mtime_ns: int
-    sha256: str
-
-
-class StageState(BaseModel):
+class StageState(Part):
     """One notebook execution of a cell (``train``, ``evaluate.1``, ...); ``files``: the
     manifest of what it wrote in the run folder (path relative to it -> stamp), set when it
     finished (cells run before the manifest existed have none)."""
 
-    model_config = ConfigDict(extra="forbid")
-
     status: Status
     notebook: str
     parameters: Json
+    """What papermill injected into the notebook, as injected (free-form on purpose: the names
+    differ by stage, and the stage's own record holds them typed, as its ``params``)."""
     wall_time_s: float | None = None
     files: dict[str, FileStamp] | None = None
 
 
-class Failure(BaseModel):
+class Failure(Part):
     """A failed notebook: the failing cell and its exception (papermill's error)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     stage: str
     notebook: str
@@ -488,6 +829,28 @@ class Failure(BaseModel):
     traceback: str | None = None
 
 
+class Identity(Part):
+    """What a run id hashes (:func:`bashkir_peft.grid.runids.identity`): the cell's axes, the
+    grid's settings of each of its stages, the data fingerprint and the base model's revision.
+
+    ``axes`` and ``params`` stay free-form JSON on purpose: the run id is the hash of their
+    canonical JSON exactly as the grid file gives them (unset settings absent), so a typed copy,
+    with defaults filled in, would change every run id.
+    """
+
+    axes: Json
+    params: dict[str, Json]
+    data_fingerprint: str
+    model_revision: str
+
+
+class SourceNote(Part):
+    """Where a value of a grid file comes from (the file's ``source`` and ``note``)."""
+
+    source: str
+    note: str | None = None
+
+
 class CellRecord(Record):
     """``grid_cell.json``: the grid runner's record of one cell: its status, axes, identity
     (what the run id hashes), stages and, for a failed cell, the failure."""
@@ -497,8 +860,8 @@ class CellRecord(Record):
     grid: str
     grid_file: str | None
     params: CellAxes
-    identity: Json
-    sources: Json
+    identity: Identity
+    sources: dict[str, SourceNote]
     data_dir: str
     corpus: str | None
     stages: dict[str, StageState]
@@ -514,6 +877,8 @@ class DataPrepRecord(Record):
     corpus: str | None
     key: str
     params: Json
+    """What papermill injected into the data notebook, as injected (free-form for the reason of
+    :attr:`StageState.parameters`: the data manifest holds them typed, as its ``params``)."""
     notebook: str
     data_dir: str
     fingerprint: str | None = None
@@ -532,6 +897,16 @@ class IndexCell(CellAxes):
     wall_time_s: float | None = None
 
 
+class IndexData(Part):
+    """The grid's data preparation in its index: status, fingerprint, notebook, folder, error."""
+
+    status: Status
+    fingerprint: str | None
+    notebook: str
+    data_dir: str
+    error: str | None
+
+
 class GridIndex(Record):
     """``grid.json``: the grid's current cells (every cell of the grid file), their folders
     and status."""
@@ -540,12 +915,11 @@ class GridIndex(Record):
     grid_file: str | None
     description: str | None
     corpus: str | None
-    data: Json
+    data: IndexData | None
     cells: list[IndexCell]
 
 
 R = TypeVar("R", bound=Record)
-
 
 
 # --------------------------------------------------------------------------- reading and writing
@@ -565,7 +939,37 @@ def _upgrade_v0(kind: type[Record], data: dict) -> dict:
     return data | {"schema_version": 1}
 
 
-UPGRADES = {0: _upgrade_v0}
+def _upgrade_v1(kind: type[Record], data: dict) -> dict:
+    """Version 1 -> 2 (every field typed): the training record's resolved ``learning_rate`` moves
+    into its ``params`` (one copy); a generation record's training parameters get the learning
+    rate their run resolved (:data:`~bashkir_peft.config.train.DEFAULT_LEARNING_RATE` for the
+    method where none was set); the downstream cost's ``in_context_<k>_shot_s`` keys become
+    ``in_context_s`` (shots -> seconds); an index without data preparation has ``data: None``; a pre-split data folder's manifest
+    has ``params`` and ``resources`` ``None``."""
+    data = dict(data)
+    if kind is TrainRecord:
+        rate = data.pop("learning_rate", None)
+        if rate is None:
+            raise ValueError("a version-1 training record without learning_rate")
+        data["params"] = {**data.get("params", {}), "learning_rate": rate}
+    elif kind is GenerateRecord:
+        run = data.get("run") or {}
+        params = run.get("params")
+        if isinstance(params, dict) and params.get("learning_rate") is None:
+            params = {**params, "learning_rate": DEFAULT_LEARNING_RATE[params.get("method")]}
+            data["run"] = {**run, "params": params}
+    elif kind is DownstreamRecord:
+        cost = dict(data.get("cost") or {})
+        shots = {m.group(1): cost.pop(key) for key in list(cost) if (m := re.fullmatch(r"in_context_(\d+)_shot_s", key))}
+        data["cost"] = cost | ({"in_context_s": shots} if shots else {})
+    elif kind is GridIndex and data.get("data") == {}:
+        data["data"] = None
+    elif kind is DataManifest and data.get("params") == {}:  # a pre-split folder
+        data |= {"params": None, "resources": None}
+    return data | {"schema_version": 2}
+
+
+UPGRADES = {0: _upgrade_v0, 1: _upgrade_v1}
 """``version -> function(kind, data) -> data of version + 1``: how older records are read."""
 
 
@@ -601,6 +1005,11 @@ def _first_error(err: ValidationError) -> str:
     return f"field {field!r}: {kind}{more}"
 
 
+RECORDED = {"recorded": True}
+"""Validation context of a record being read: parameter validators that look at the machine
+(e.g. that an external set's path exists) do not apply to what a record says was run."""
+
+
 def parse_record(kind: type[R], data: object, where: str) -> R:
     """Validate raw record data (upgraded from older versions) into ``kind``.
 
@@ -610,7 +1019,7 @@ def parse_record(kind: type[R], data: object, where: str) -> R:
     if not isinstance(data, dict):
         raise RecordError(f"{where}: not a {kind.__name__} (a JSON object expected)")
     try:
-        return kind.model_validate(upgrade(kind, data, where))
+        return kind.model_validate(upgrade(kind, data, where), context=RECORDED)
     except ValidationError as err:
         raise RecordError(f"{where}: not a valid {kind.__name__}: {_first_error(err)}") from None
 

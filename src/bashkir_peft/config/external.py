@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from bashkir_peft.settings import resolve_path
 from bashkir_peft.yamlio import StrictModel
@@ -49,7 +49,7 @@ class ExternalSet(StrictModel):
 
     @field_validator("path")
     @classmethod
-    def _exists(cls, v: str) -> str:
-        if not resolve_path(v).exists():
+    def _exists(cls, v: str, info: ValidationInfo) -> str:
+        if not (info.context or {}).get("recorded") and not resolve_path(v).exists():
             raise ValueError(f"{v}: no such file or folder ({resolve_path(v)})")
         return v

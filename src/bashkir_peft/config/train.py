@@ -170,10 +170,14 @@ class TrainParams(StrictModel):
         """The run folder (RUN_DIR)."""
         return Path(self.output_dir)
 
-    def record(self) -> dict:
-        """The parameters as records store them (the settings of :data:`_NOT_RECORDED_AT_DEFAULT`
-        only when not at that value, so a run's record from before they existed still matches)."""
-        return self.model_dump(exclude={k for k, v in _NOT_RECORDED_AT_DEFAULT.items() if getattr(self, k) == v})
+    def for_record(self) -> TrainParams:
+        """The parameters as the training record stores them: ``learning_rate`` resolved
+        (:attr:`resolved_learning_rate`), and the settings of :data:`_NOT_RECORDED_AT_DEFAULT`
+        unset (left out of the written record) while at that value, so a record from before they
+        existed still matches its run."""
+        left_out = {k for k, v in _NOT_RECORDED_AT_DEFAULT.items() if getattr(self, k) == v}
+        return TrainParams.model_validate(self.model_dump(exclude=left_out)
+                                          | {"learning_rate": self.resolved_learning_rate})
 
     @property
     def resolved_learning_rate(self) -> float:

@@ -13,6 +13,7 @@ from pathlib import Path
 from bashkir_peft.atomic import write_parquet_atomic
 from bashkir_peft.data.splitting import SPLITS
 from bashkir_peft.errors import DataError
+from bashkir_peft.names import sha256_file
 from bashkir_peft.provenance import environment_info
 from bashkir_peft.records import DataFiles, DataManifest, read_record, write_record
 
@@ -41,8 +42,8 @@ def split_path(data_dir: str | Path, split: str) -> Path:
         raise DataError(f"unknown split {split!r}; one of {', '.join(SPLITS)}")
     manifest = read_manifest(data_dir)
     path = Path(data_dir) / DataFiles.split(split)
-    expected = manifest.files.get(path.name, {})
-    if not path.is_file() or path.stat().st_size != expected.get("bytes"):
+    expected = manifest.files.get(path.name)
+    if expected is None or not path.is_file() or path.stat().st_size != expected.bytes:
         raise DataError(f"{path}: missing or changed since the manifest was written; rerun the data preparation")
     return path
 
@@ -100,13 +101,13 @@ def write_presplit_folder(out: str | Path, splits: dict[str, object], fingerprin
         if list(df.columns) != ["id", "source", "text"]:
             raise DataError(f"split {split}: columns must be id, source, text (got {', '.join(df.columns)})")
         path = write_parquet_atomic(df, out / DataFiles.split(split))
-        files[path.name] = {"rows": len(df), "bytes": path.stat().st_size}
+        files[path.name] = {"rows": len(df), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
     counts = {split: len(splits[split]) for split in SPLITS}
     manifest = DataManifest(
         status="complete", fingerprint=fingerprint, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        params={}, corpus=corpus, langid_version="none (pre-split documents)",
+        params=None, corpus=corpus, langid_version="none (pre-split documents)",
         counts={"documents_kept": sum(counts.values()), **counts}, cleaning={}, drops=[],
-        near_duplicate_clusters=0, duplicates=[], examples={}, files=files, resources={},
+        near_duplicate_clusters=0, duplicates=[], examples={}, files=files, resources=None,
         environment=environment_info())
     write_record(out / DataFiles.MANIFEST, manifest)
     return manifest

@@ -46,6 +46,7 @@ from bashkir_peft.data.corpus import CorpusSource, Document, iter_documents, res
 from bashkir_peft.data.overlap import overlap_audit
 from bashkir_peft.data.splitting import SPLITS, assign_split
 from bashkir_peft.errors import DataError
+from bashkir_peft.names import sha256_file
 from bashkir_peft.provenance import ResourceMeter, environment_info
 from bashkir_peft.records import DataFiles, DataManifest, write_record
 from bashkir_peft.text import cleaning, dedup, langid
@@ -176,14 +177,6 @@ def _batches(docs, max_docs: int = 256, max_chars: int = 2_000_000):
 
 
 # --- the pipeline -----------------------------------------------------------------
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _Accumulator:
@@ -424,7 +417,7 @@ def prepare(params: DataPrepParams, log=None) -> DataManifest:
         files = {}
         for s in SPLITS:
             f = tmp / f"{s}.parquet"
-            files[f.name] = {"rows": counts.get(s, 0), "bytes": f.stat().st_size, "sha256": _sha256(f)}
+            files[f.name] = {"rows": counts.get(s, 0), "bytes": f.stat().st_size, "sha256": sha256_file(f)}
         manifest = DataManifest(**{
             "status": "complete",
             "fingerprint": fingerprint,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bashkir_peft.data.folder import read_manifest
 from bashkir_peft.data.splitting import SPLITS
-from bashkir_peft.records import FERTILITY_COLUMNS, DataFiles, read_table
+from bashkir_peft.records import FERTILITY_COLUMNS, DataFiles, DataManifest, Drop, Overlap, read_table
 
 #: the shared corpus' sources (../shared/corpus/README.md): origin and licence
 SOURCE_INFO = {
@@ -36,11 +36,11 @@ def doc_stats(data_dir: str | Path):
     return pd.read_parquet(Path(data_dir) / DataFiles.DOC_STATS)
 
 
-def drops_table(manifest: dict):
+def drops_table(manifest: DataManifest):
     """What each step removed: reason, level, documents, sentences, characters (DataFrame)."""
     import pandas as pd
 
-    df = pd.DataFrame(manifest.drops)
+    df = pd.DataFrame([d.model_dump() for d in manifest.drops], columns=list(Drop.model_fields))
     total = manifest.counts["characters_read"]
     df["share_of_characters"] = df["characters"] / total if total else float("nan")
     return df
@@ -52,22 +52,19 @@ def overlap_table(manifest):
     ngrams_in_train, share_in_train, documents_with_overlap``."""
     import pandas as pd
 
-    return pd.DataFrame(manifest.overlap or [])
+    return pd.DataFrame([o.model_dump() for o in manifest.overlap or []], columns=list(Overlap.model_fields))
 
 
 def data_mode(manifest) -> str:
     """The data mode that produced a data folder: ``cleaned`` or ``paper`` (a manifest
     written before the mode existed is ``cleaned``, the only mode then; a pre-split
     folder of :func:`~bashkir_peft.data.folder.write_presplit_folder` is ``pre-split``)."""
-    if not manifest.params:
-        return "pre-split"
-    return manifest.params.get("data_mode", "cleaned")
+    return "pre-split" if manifest.params is None else manifest.params.data_mode
 
 
 def _mode_sentence(manifest) -> str:
     mode = data_mode(manifest)
-    p = manifest.params
-    exact = p.get("drop_exact_duplicates")
+    exact = manifest.params.drop_exact_duplicates if manifest.params is not None else None
     exact = (mode == "cleaned") if exact is None else exact
     if mode == "paper":
         return ("**Data mode: paper** - every document as read, as in the paper's split: no cleaning, no "
@@ -82,7 +79,7 @@ def _overlap_lines(manifest) -> list[str]:
     rows = manifest.overlap or []
     if not rows:
         return ["", "### Train/test overlap", "", "Not audited (the folder was prepared before the audit existed)."]
-    n = rows[0]["ngram"]
+    n = rows[0].ngram
     lines = ["", "### Train/test overlap", "",
              f"Share of the test split's word {n}-grams (lower-cased words, repeats counted) that occur "
              "anywhere in the training split, per source (`bashkir_peft.data.overlap`). Document-level "
@@ -90,9 +87,9 @@ def _overlap_lines(manifest) -> list[str]:
              f"| source | test documents | test {n}-grams | in train | share | test documents with overlap |",
              "|---|---|---|---|---|---|"]
     for r in rows:
-        share = "n/a" if r["share_in_train"] is None else f"{r['share_in_train']:.2%}"
-        lines.append(f"| {r['source']} | {r['test_documents']:,} | {r['test_ngrams']:,} | {r['ngrams_in_train']:,} "
-                     f"| {share} | {r['documents_with_overlap']:,} |")
+        share = "n/a" if r.share_in_train is None else f"{r.share_in_train:.2%}"
+        lines.append(f"| {r.source} | {r.test_documents:,} | {r.test_ngrams:,} | {r.ngrams_in_train:,} "
+                     f"| {share} | {r.documents_with_overlap:,} |")
     return lines
 
 
@@ -171,7 +168,7 @@ def data_card(data_dir: str | Path) -> str:
     ds = doc_stats(data_dir)
     c = manifest.counts
     fams = sorted({_source_family(s) for s in ds["source"]})
-    lines = ["## Data card", "", f"**Corpus:** `{manifest.corpus['location']}` ({manifest.corpus['kind']}); "
+    lines = ["## Data card", "", f"**Corpus:** `{manifest.corpus.location}` ({manifest.corpus.kind}); "
              f"fingerprint `{manifest.fingerprint[:16]}`.", "", _mode_sentence(manifest), "",
              "### Sources and licences", "",
              "| source | documents kept | characters kept | origin | licence |", "|---|---|---|---|---|"]
@@ -184,13 +181,13 @@ def data_card(data_dir: str | Path) -> str:
     for d in manifest.drops:
         def f(v):
             return "" if v is None else f"{v:,}"
-        lines.append(f"| {d['reason']} | {d['level']} | {f(d['documents'])} | {f(d['sentences'])} | {f(d['characters'])} |")
+        lines.append(f"| {d.reason} | {d.level} | {f(d.documents)} | {f(d.sentences)} | {f(d.characters)} |")
     share = shuffled_share(data_dir)
     kept_chars = int(ds["characters"].sum())
     lines += ["", f"Read {c['documents_read']:,} documents ({c['characters_read']:,} characters); kept "
               f"{c['documents_kept']:,} documents ({kept_chars:,} characters): train {c['train']:,}, validation "
               f"{c['validation']:,}, test {c['test']:,} (document-level split, hashed from id and seed "
-              f"{manifest.params['seed']}).", *_overlap_lines(manifest),
+              f"{manifest.params.seed}).", *_overlap_lines(manifest),
               "", "### How it differs from the paper's corpus", "",
               f"- **Paper** (Arabov & Khaybullina, arXiv 2605.04948): {PAPER_CORPUS['documents']:,} documents, "
               f"{PAPER_CORPUS['tokens']} tokens, about {PAPER_CORPUS['wikipedia_share']:.0%} Wikipedia, split "

@@ -33,8 +33,8 @@ from bashkir_peft.downstream.probe import C_GRID, fit_probe, mean_pooled_states
 from bashkir_peft.downstream.prompts import FEWSHOT_DELIMITER, TARGET_DELIMITER, choice_requests, prompt_format
 from bashkir_peft.downstream.scoring import choose, loglikelihoods
 from bashkir_peft.errors import ConfigError, DataError
-from bashkir_peft.models.loading import load_model
-from bashkir_peft.models.trained import load_trained, read_finished_run
+from bashkir_peft.models.subject import load_subject
+from bashkir_peft.models.trained import read_finished_run
 from bashkir_peft.provenance import ResourceMeter, environment_info
 from bashkir_peft.records import DownstreamRecord, DownstreamResult, RunFiles, write_record
 from bashkir_peft.runtime import configure_threads
@@ -65,26 +65,6 @@ def read_task(params: DownstreamParams) -> dict:
     if max(params.k_shots, default=0) > len(task["train"]):
         raise ConfigError(f"k_shots {max(params.k_shots)} exceeds the {len(task['train'])} train sentences")
     return task
-
-
-def load_for_downstream(params: DownstreamParams):
-    """The model to measure, as evaluation loads it: a finished run
-    (:func:`~bashkir_peft.models.trained.load_trained`, adapters unmerged) or a base model.
-
-    Returns:
-        ``(model, tokenizer, method, model_info)``.
-
-    Raises:
-        ConfigError: the run did not finish, or ``model`` names another base than the run's.
-    """
-    if params.run_dir is not None:
-        record = read_finished_run(params.run_dir, params.model)
-        trained = load_trained(params.run_dir)
-        model, tokenizer, method, info = trained.model, trained.tokenizer, record.params["method"], record.model
-    else:
-        loaded = load_model(params.model, "full")
-        model, tokenizer, method, info = loaded.model, loaded.tokenizer, "base", loaded.resolved.record()
-    return model.eval(), tokenizer, method, info
 
 
 def input_length(model, max_length: int | None) -> int:
@@ -156,7 +136,8 @@ def run_downstream(params: DownstreamParams, *, progress: bool = True) -> Downst
                                             list(dev["category"]), list(test["text"]))
         keep("char_tfidf", "char 1-4-gram TF-IDF + logistic regression", pred, C=c_tfidf)
         timings["baselines_s"] = time.perf_counter() - t0
-        model, tokenizer, method, info = load_for_downstream(params)
+        subject = load_subject(params.model, params.run_dir)  # as evaluation loads it: adapters unmerged
+        model, tokenizer = subject.model, subject.tokenizer
         max_length = input_length(model, params.max_length)
         n_states = model.config.num_hidden_layers + 1
         fixed = layer_index(params.probe_layer, n_states)
@@ -171,7 +152,7 @@ def run_downstream(params: DownstreamParams, *, progress: bool = True) -> Downst
             pred, pred_norm = choose(lls, [fmt.label_strings[label] for label in labels])
             keep("in_context", f"{k}-shot, acc", [labels[i] for i in pred], k=k, score="acc")
             keep("in_context", f"{k}-shot, acc_norm", [labels[i] for i in pred_norm], k=k, score="acc_norm")
-            timings[f"in_context_{k}_shot_s"] = time.perf_counter() - t0
+            timings.setdefault("in_context_s", {})[k] = time.perf_counter() - t0
         if params.probe:
             t0 = time.perf_counter()
             feats = [mean_pooled_states(model, tokenizer, list(df["text"]), layers=layers, max_length=max_length,
@@ -189,7 +170,8 @@ def run_downstream(params: DownstreamParams, *, progress: bool = True) -> Downst
             timings["probe_s"] = time.perf_counter() - t0
     metrics = pd.DataFrame(results)
     record = DownstreamRecord(
-        stage="downstream", status="finished", method=method, model=info, model_name=(info or {}).get("name"),
+        stage="downstream", status="finished", method=subject.method, model=subject.model_info,
+        model_name=subject.model_info.name,
         run_dir=params.run_dir,
         task={"dataset": "SIB-200 (Adelani et al. 2023)", "sib200_dir": str(resolve_path(params.sib200_dir)),
               "labels": labels, "train": len(train), "dev": len(dev), "test": len(test),

@@ -43,10 +43,11 @@ from bashkir_peft.data.packing import document_framing, pack_blocks
 from bashkir_peft.errors import ConfigError, DataError
 from bashkir_peft.evaluate.metrics import count_bytes, count_words, summarize, token_spans
 from bashkir_peft.evaluate.scoring import block_windows, rolling_windows, score_windows
-from bashkir_peft.models.device import choose_device
-from bashkir_peft.models.loading import load_model, prefix_token_id
+from bashkir_peft.models.loading import prefix_token_id
 from bashkir_peft.models.registry import load_registry
-from bashkir_peft.models.trained import load_trained, read_finished_run
+from bashkir_peft.models.subject import load_subject
+from bashkir_peft.models.trained import read_finished_run
+from bashkir_peft.names import ADAPTER_METHODS
 from bashkir_peft.provenance import ResourceMeter, environment_info
 from bashkir_peft.records import EvalEntry, EvalRecord, RunFiles, read_eval_documents, read_record_if_any, write_record
 from bashkir_peft.runtime import configure_threads
@@ -180,47 +181,6 @@ def _context_length(model) -> int | None:
     return None
 
 
-def load_for_eval(params: EvalParams):
-    """Load the model to evaluate: a training run (``bashkir_peft.models.trained.load_trained``,
-    adapters unmerged unless ``params.merge``) or a base model (``load_model``).
-
-    Returns:
-        ``(model, tokenizer, info)``; ``info`` holds ``method``, ``model`` (provenance of
-        the base model), ``train_record`` (None for a base model), ``merged``,
-        ``merge_note`` (what the merge did, from the training module's record) and
-        ``placement`` (the device, :func:`bashkir_peft.models.device.choose_device`).
-
-    Raises:
-        ConfigError: the run did not finish, ``model`` names another base than the run's,
-            ``merge`` on a full fine-tuning run, or ``dtype`` on a 4-bit QLoRA model.
-    """
-    import torch
-
-    if params.run_dir is not None:
-        method = read_finished_run(params.run_dir, params.model).params["method"]
-        if params.merge and method not in ("lora", "qlora"):
-            raise ConfigError(f"merge applies to lora/qlora runs; {params.run_dir} is a {method!r} run")
-        if params.dtype is not None and method == "qlora" and not params.merge:
-            raise ConfigError("dtype cannot change a 4-bit QLoRA model; leave dtype unset (or merge=True)")
-        placement = choose_device(params.device, method)
-        trained = load_trained(params.run_dir, merge=params.merge, placement=placement)
-        model, tokenizer = trained.model, trained.tokenizer
-        note = trained.merge_note or ("adapters scored unmerged" if method in ("lora", "qlora") else None)
-        info = {"method": method, "model": trained.record.model, "train_record": trained.record,
-                "merged": bool(params.merge), "merge_note": note}
-        if params.dtype is not None:
-            model = model.to(getattr(torch, params.dtype))
-    else:
-        placement = choose_device(params.device)
-        loaded = load_model(params.model, "full", dtype=params.dtype, placement=placement)
-        model, tokenizer = loaded.model, loaded.tokenizer
-        info = {"method": "base", "model": loaded.resolved.record(), "train_record": None,
-                "merged": False, "merge_note": None}
-    info["placement"] = placement
-    model.eval()
-    return model, tokenizer, info
-
-
 # --------------------------------------------------------------------------- records
 
 
@@ -284,11 +244,13 @@ def run_evaluation(params: EvalParams, *, progress: bool = True) -> EvalEntry:
     import pandas as pd
 
     threads = configure_threads(params.num_threads)
-    train_params = read_finished_run(params.run_dir, params.model).params if params.run_dir is not None else {}
-    data_dir = params.data_dir or train_params.get("data_dir")
+    train_params = read_finished_run(params.run_dir, params.model).params if params.run_dir is not None else None
+    if params.merge and train_params.method not in ADAPTER_METHODS:  # merge comes with run_dir (EvalParams)
+        raise ConfigError(f"merge applies to lora/qlora runs; {params.run_dir} is a {train_params.method!r} run")
+    data_dir = params.data_dir or (train_params.data_dir if train_params else None)
     if data_dir is None and params.external is None:
         raise ConfigError("data_dir is not given and the training record names none")
-    block_size = params.block_size or train_params.get("block_size")
+    block_size = params.block_size or (train_params.block_size if train_params else None)
     if params.protocol == "paper" and not block_size:
         raise ConfigError("the paper protocol needs block_size (not given, not in the training record)")
     manifest = read_manifest(data_dir) if data_dir is not None else None
@@ -296,13 +258,15 @@ def run_evaluation(params: EvalParams, *, progress: bool = True) -> EvalEntry:
     scored = params.scored
 
     length = params.max_length if params.protocol == "rolling" else block_size
-    _check_length(length, _registry_context_length(params.model or train_params.get("model")), params.protocol)
+    _check_length(length, _registry_context_length(params.model or (train_params.model if train_params else None)), params.protocol)
     out_dir = params.out_dir
     docs_path = out_dir / RunFiles.EVAL_DOCUMENTS
     old = read_eval_documents(docs_path) if docs_path.is_file() else None
     out_dir.mkdir(parents=True, exist_ok=True)
     with ResourceMeter() as meter:
-        model, tokenizer, info = load_for_eval(params)
+        subject = load_subject(params.model, params.run_dir, merge=params.merge, dtype=params.dtype,
+                               device=params.device)
+        model, tokenizer = subject.model, subject.tokenizer
         _check_length(length, _context_length(model), params.protocol)
         if params.protocol == "rolling":
             sums = score_rolling(model, tokenizer, texts, max_length=params.max_length, stride=params.stride,
@@ -317,35 +281,34 @@ def run_evaluation(params: EvalParams, *, progress: bool = True) -> EvalEntry:
                 "max_length": params.max_length if params.protocol == "rolling" else None,
                 "stride": (params.stride or params.max_length) if params.protocol == "rolling" else None,
                 "block_size": block_size if params.protocol == "paper" else None,
-                "prefix_token": tokenizer.convert_ids_to_tokens(prefix_token_id(tokenizer))
-                if params.protocol == "rolling" else None,
+                "prefix_token": subject.prefix_token if params.protocol == "rolling" else None,
                 "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
                 "batch_size": params.batch_size,
                 "max_documents": params.external.max_documents if params.external else params.max_documents,
-                "merged": info["merged"], "merge_note": info["merge_note"]}
+                "merged": subject.merged, "merge_note": subject.merge_note}
     entry = {
         "status": "finished",
         **settings,
         "metrics": _block(params.protocol, scored, rows["all"]),
         "by_source": {k: _block(params.protocol, scored, r) for k, r in rows.items() if k != "all"},
         "params": params.model_dump(),
-        "method": info["method"],
-        "model": info["model"],
+        "method": subject.method,
+        "model": subject.model_info,
         "run_dir": params.run_dir,
         "data": {"data_dir": None if data_dir is None else str(data_dir),
                  "fingerprint": manifest.fingerprint if manifest else None,
                  "documents": len(texts), "external": external},
-        "train_data_fingerprint": info["train_record"].data["fingerprint"] if info["train_record"] else None,
+        "train_data_fingerprint": subject.record.data.fingerprint if subject.record else None,
         "cost": {**meter.result(), "torch_threads": threads,
                  "tokens_per_s": float(sums["tokens"].sum()) / max(meter.wall_time_s, 1e-9)},
         "environment": environment_info(),
-        "device": info["placement"].record(),
+        "device": subject.placement.record(),
     }
     entry = EvalEntry.model_validate(entry)
     eval_path = out_dir / RunFiles.EVAL
     earlier = read_record_if_any(eval_path, EvalRecord)
-    record = EvalRecord(stage="evaluate", status="finished", method=info["method"], model=info["model"],
-                        model_name=(info["model"] or {}).get("name"), run_dir=params.run_dir,
+    record = EvalRecord(stage="evaluate", status="finished", method=subject.method, model=subject.model_info,
+                        model_name=subject.model_info.name, run_dir=params.run_dir,
                         evaluations={**(earlier.evaluations if earlier else {}),
                                      f"{params.protocol}/{scored}": entry})
     if old is not None:

@@ -40,12 +40,12 @@ from bashkir_peft.generate.decoding import (
     penalty_processors,
     trim_to_budget,
 )
-from bashkir_peft.models.device import choose_device
-from bashkir_peft.models.loading import load_model, prefix_token_id
-from bashkir_peft.models.trained import load_trained, read_finished_run
-from bashkir_peft.names import run_label
+from bashkir_peft.models.loading import prefix_token_id
+from bashkir_peft.models.subject import Subject, load_subject
+from bashkir_peft.models.trained import read_finished_run
+from bashkir_peft.names import sha256_file
 from bashkir_peft.provenance import ResourceMeter, environment_info
-from bashkir_peft.records import GenerateRecord, RunFiles, TrainRecord, read_record, write_record
+from bashkir_peft.records import GeneratedRun, GenerateRecord, RunFiles, TrainRecord, read_record, write_record
 from bashkir_peft.runtime import configure_threads
 from bashkir_peft.settings import resolve_path
 from bashkir_peft.text.codeswitch import analyze_many, summarize
@@ -105,10 +105,6 @@ def select_prompts(ids: list[str], texts: list[str], n_prompts: int, prompt_word
     return out
 
 
-def _sha256_file(path: Path) -> str:
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def load_prompts(params: GenerateParams) -> tuple[list[Prompt], dict]:
     """The prompts of ``params`` and a provenance record of where they came from.
 
@@ -126,7 +122,7 @@ def load_prompts(params: GenerateParams) -> tuple[list[Prompt], dict]:
         pf = load_yaml(path, PromptsFile)
         prompts = [Prompt(p.id, p.text.strip(), p.reference) for p in pf.prompts[: params.n_prompts]]
         return prompts, {"kind": "prompts_file", "path": str(path), "source": pf.source,
-                         "fingerprint": _sha256_file(path), "data_dir": params.data_dir}
+                         "fingerprint": "sha256:" + sha256_file(path), "data_dir": params.data_dir}
 
     manifest = read_manifest(params.data_dir)
     ds = load_split(params.data_dir, "test")
@@ -196,48 +192,21 @@ def generate_texts(model, tokenizer, prompts: list[str], params: GenerateParams)
     return out
 
 
-def _load(params: GenerateParams):
-    """``(model, tokenizer, model_record, run_record, placement)``; ``run_record`` is None for a
-    base model; ``placement``: the device rule's choice (:mod:`bashkir_peft.models.device`)."""
-    if params.run_dir is not None:
-        method = read_finished_run(params.run_dir).params["method"]
-        placement = choose_device(params.device, method)
-        trained = load_trained(params.run_dir, merge=params.merge, placement=placement)
-        model, tokenizer, record = trained.model, trained.tokenizer, trained.record
-        model_record = record.model
-    else:
-        placement = choose_device(params.device)
-        loaded = load_model(params.model, "full", dtype=params.dtype, placement=placement)
-        model, tokenizer = loaded.model, loaded.tokenizer
-        record, model_record = None, loaded.resolved.record()
-    return model, tokenizer, model_record, record, placement
-
-
-def _run_info(params: GenerateParams, record: TrainRecord | None) -> dict:
+def _run_info(params: GenerateParams, record: TrainRecord | None) -> GeneratedRun:
+    """The run that generates: the base model, or a trained run (its folder, status, seed, rank,
+    training data and parameters)."""
     if record is None:
-        return {"method": "base", "run_dir": None}
+        return GeneratedRun(method="base", run_dir=None)
     tp = record.params
-    return {
-        "method": tp["method"],
-        "run_dir": str(params.run_dir),
-        "status": record.status,
-        "seed": tp["seed"],
-        "lora_r": tp["lora_r"],
-        "data_fingerprint": record.data["fingerprint"],
-        "params": tp,
-    }
+    return GeneratedRun(method=tp.method, run_dir=str(params.run_dir), status=record.status, seed=tp.seed,
+                        lora_r=tp.lora_r, data_fingerprint=record.data.fingerprint, params=tp)
 
 
-def default_label(params: GenerateParams, model_record: dict | None, run: dict) -> str:
-    """``label``, else :func:`~bashkir_peft.records.run_label`, e.g. ``smollm2-135m/qlora/r8/s42``:
-    the training seed of a run, the decoding seed of a base model (so base cells of several
-    seeds differ)."""
-    if params.label:
-        return params.label
-    name = (model_record or {}).get("name") or params.model or Path(str(params.run_dir)).name
-    method = run["method"]
-    return run_label(str(name), method, run.get("lora_r") if method in ("lora", "qlora") else None,
-                     run.get("seed") if method != "base" else params.seed)
+def default_label(params: GenerateParams, subject: Subject) -> str:
+    """``label``, else the subject's run label (:meth:`bashkir_peft.models.subject.Subject.label`),
+    e.g. ``smollm2-135m/qlora/r8/s42``: the training seed of a run, the decoding seed of a base
+    model (so base cells of several seeds differ)."""
+    return params.label or subject.label(params.seed)
 
 
 def _clean(obj):
@@ -283,18 +252,21 @@ def run_generation(params: GenerateParams) -> GenerateRecord:
     if params.run_dir is not None:
         trained = read_finished_run(params.run_dir, params.model)
         if params.data_dir is None and not params.prompts_file:
-            params = params.model_copy(update={"data_dir": str(trained.data["dir"])})
+            params = params.model_copy(update={"data_dir": str(trained.data.dir)})
     prompts, data = load_prompts(params)
     configure_threads(params.num_threads)
     with ResourceMeter() as meter:
-        model, tokenizer, model_record, record, placement = _load(params)
+        # dtype is a base model's only (GenerateParams): a run generates in its training dtype
+        subject = load_subject(params.model, params.run_dir, merge=params.merge,
+                               dtype=params.dtype if params.run_dir is None else None, device=params.device)
+        model, tokenizer = subject.model, subject.tokenizer
         t0 = time.perf_counter()
         gens = generate_texts(model, tokenizer, [p.text for p in prompts], params)
         gen_seconds = time.perf_counter() - t0
-    run = _run_info(params, record)
-    if run.get("data_fingerprint") and data["kind"] == "test_split":
-        data["matches_training_data"] = run["data_fingerprint"] == data["fingerprint"]
-    label = default_label(params, model_record, run)
+    run = _run_info(params, subject.record)
+    if run.data_fingerprint and data["kind"] == "test_split":
+        data["matches_training_data"] = run.data_fingerprint == data["fingerprint"]
+    label = default_label(params, subject)
     df = pd.DataFrame([
         {"label": label, "prompt_id": p.id, "prompt": p.text, "continuation": g["continuation"],
          "reference": p.reference, "n_new_tokens": g["n_new_tokens"], "stopped_at_eos": g["stopped_at_eos"],
@@ -315,7 +287,7 @@ def run_generation(params: GenerateParams) -> GenerateRecord:
         "status": "finished",
         "label": label,
         "run": run,
-        "model": model_record,
+        "model": subject.model_info,
         "data": data,
         "params": params.model_dump(),
         "decoding": {**params.decoding(), "seed": params.seed, "batch_size": params.batch_size,
@@ -323,7 +295,7 @@ def run_generation(params: GenerateParams) -> GenerateRecord:
                      "repetition_penalty_scope": "generated tokens only (prompt not penalized)",
                      "budget_rule": "stop once the decoded continuation holds the budget, then cut to it; "
                                     "max_new_tokens is a cap"},
-        "prefix_token": tokenizer.convert_ids_to_tokens(prefix_token_id(tokenizer)),
+        "prefix_token": subject.prefix_token,
         "summary": summarize(texts, rows, params.min_letters) | {"crosscheck": crosscheck(texts, params.min_letters)},
         "reference_summary": (summarize(refs, min_letters=params.min_letters)
                               | {"crosscheck": crosscheck(refs, params.min_letters)}) if refs else None,
@@ -332,7 +304,7 @@ def run_generation(params: GenerateParams) -> GenerateRecord:
         "cost": cost,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "environment": environment_info(),
-        "device": placement.record(),
+        "device": subject.placement.record(),
     }
     record = GenerateRecord.model_validate(_clean(result))
     write_parquet_atomic(df, out / RunFiles.GENERATIONS)
@@ -404,8 +376,8 @@ def run_summaries(folders: list[str | os.PathLike]) -> pd.DataFrame:  # noqa: F8
         summary = rec.summary.model_dump(exclude={"code_switch_languages"})
         shares, switches = summary.pop("language_shares"), summary.pop("switch_rates") or {}
         check = summary.pop("crosscheck") or {}
-        rows.append({"label": rec.label, "model": (rec.model or {}).get("name"),
-                     "method": run.get("method"), "lora_r": run.get("lora_r"), "seed": run.get("seed"),
+        rows.append({"label": rec.label, "model": rec.model.name if rec.model else None,
+                     "method": run.method, "lora_r": run.lora_r, "seed": run.seed,
                      **summary, **{f"lang_share_{k}": v for k, v in shares.items()},
                      **{f"switch_rate_{k}": v for k, v in switches.items()},
                      "crosscheck_agreement": check.get("agreement")})

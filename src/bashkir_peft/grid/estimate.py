@@ -165,7 +165,7 @@ def _budget_tokens(params, bytes_per_token: float | None) -> int | None:
     if bytes_per_token is None:
         return None
     steps = resolve_budget(params, {"tokens": 1_000_000, "bytes": bytes_per_token * 1_000_000},
-                           params.processes)["max_steps"]
+                           params.processes).max_steps
     return steps * tokens_per_step(params, params.processes)
 
 

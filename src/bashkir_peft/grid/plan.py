@@ -201,10 +201,11 @@ def _measured(root: Path, params: TrainParams, device: str) -> tuple[float | Non
             continue
         if rec is None or rec.status != "finished" or not rec.tokens_per_s:
             continue
-        same = rec.params.get("model") == params.model and rec.params.get("method") == params.method
-        where = (rec.device or {}).get("name") or "cpu"
-        if same and where == device and rec.params.get("block_size") == params.block_size:
-            blocks = rec.data.get("train", {}).get("blocks") if isinstance(rec.data.get("train"), dict) else None
+        same = (rec.params.model, rec.params.method, rec.params.block_size) == \
+            (params.model, params.method, params.block_size)
+        where = rec.device.name if rec.device is not None else "cpu"
+        if same and where == device:
+            blocks = rec.data.train.blocks if rec.data.train is not None else None
             return rec.tokens_per_s, blocks, f"{rec.tokens_per_s:,.0f} tokens/s measured by {path.parent.name}"
     return None, None, f"no finished {params.model}/{params.method} run on {device} yet to measure throughput"
 

@@ -52,6 +52,7 @@ from bashkir_peft.records import (
     Failure,
     GridFiles,
     GridIndex,
+    IndexData,
     RecordError,
     RunFiles,
     read_record,
@@ -559,8 +560,8 @@ def write_index(run: GridRun) -> Path:
         cells.append({**p.cell.axes(), "run_id": p.run_id, "run_dir": str(p.run_dir) if p.run_dir else None,
                       "status": st.status, "error": st.error, "wall_time_s": st.wall_time_s})
     data = _data_record(run)
-    data_state = {"status": data.status, "fingerprint": data.fingerprint, "notebook": data.notebook,
-                  "data_dir": data.data_dir, "error": data.failure.error if data.failure else None} if data else {}
+    data_state = IndexData(status=data.status, fingerprint=data.fingerprint, notebook=data.notebook,
+                           data_dir=data.data_dir, error=data.failure.error if data.failure else None) if data else None
     return write_record(run.root / GridFiles.INDEX, GridIndex(
         grid=run.grid.name, grid_file=str(run.grid.path) if run.grid.path else None,
         description=run.grid.spec.description, corpus=run.corpus, data=data_state, cells=cells))

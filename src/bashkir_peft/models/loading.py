@@ -34,6 +34,9 @@ from bashkir_peft.names import METHODS
 # gpt2, distilgpt2, gpt2-medium are registry entries).
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
+DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
+"""The compute dtypes a model may be loaded (or cast) in."""
+
 
 @dataclass(frozen=True)
 class ResolvedModel:
@@ -249,7 +252,7 @@ def load_model(model: str | os.PathLike, method: str = "full", *, dtype: str | N
     resolved = resolve_model(model)
     placement = placement or choose_device(None, method)
     dtype = dtype or default_dtype(resolved, method, placement)
-    if dtype not in ("float32", "bfloat16", "float16"):
+    if dtype not in DTYPES:
         raise ConfigError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
     kwargs = {
         "dtype": getattr(torch, dtype),

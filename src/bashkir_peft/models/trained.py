@@ -1,4 +1,8 @@
-"""Load a finished training run (its ``final/`` adapter or model) for evaluation and generation."""
+"""Load a finished training run (its ``final/`` adapter or model).
+
+The measuring stages load a run (or a base model) through
+:func:`bashkir_peft.models.subject.load_subject`, which calls :func:`load_trained`.
+"""
 
 from __future__ import annotations
 
@@ -52,7 +56,7 @@ def read_finished_run(run_dir: str | Path, model: str | None = None) -> TrainRec
                           f"({record.reason or 'no reason recorded'}); only finished runs are used")
     if not (run_dir / RunFiles.FINAL).is_dir():
         raise ConfigError(f"{run_dir}: no {RunFiles.FINAL}/ folder (the trained weights); rerun the training")
-    trained = record.params["model"]
+    trained = record.params.model
     if model is not None and str(model) != str(trained):
         raise ConfigError(f"model={model!r} but {run_dir} was trained from {trained!r}; "
                           "give only run_dir (or the matching model)")
@@ -88,7 +92,7 @@ def load_trained(run_dir: str | Path, merge: bool = False, placement: Placement 
     run_dir = Path(run_dir)
     record = read_finished_run(run_dir)
     final = run_dir / RunFiles.FINAL
-    method, base_model, dtype = record.params["method"], record.params["model"], record.compute_dtype
+    method, base_model, dtype = record.params.method, record.params.model, record.compute_dtype
     placement = placement or choose_device(None, method)
     if method == "full":
         model = AutoModelForCausalLM.from_pretrained(final, dtype=getattr(torch, dtype), use_safetensors=True)
@@ -96,7 +100,7 @@ def load_trained(run_dir: str | Path, merge: bool = False, placement: Placement 
                             None)
 
     resolved = resolve_model(base_model)
-    trained_rev = record.model["revision"]
+    trained_rev = record.model.revision
     if "unpinned" not in (trained_rev, resolved.revision) and trained_rev != resolved.revision:
         raise ConfigError(f"base model {base_model} is now revision {resolved.revision}, "
                           f"but the adapter was trained on {trained_rev}")

@@ -229,7 +229,7 @@ def gained_vs_forgotten(forgetting: pd.DataFrame, path: Path) -> Path | None:
 
 def learning_curves(curves: pd.DataFrame, path: Path) -> Path | None:
     """Lines, one per trained run: validation bits per byte (y) against kilobytes of training
-    text seen (x), coloured by method (:func:`bashkir_peft.report.study.learning_curves`).
+    text seen (x), coloured by method (:func:`bashkir_peft.report.cost.learning_curves_table`).
     The byte axis puts runs with different tokenizers on one scale."""
     plt, sns = pyplot()
     c = curves.dropna(subset=["bits_per_byte", "train_bytes_seen"]) if len(curves) else curves
@@ -282,7 +282,7 @@ def _forest(ax, rows: pd.DataFrame, labels: list[str], xlabel: str, scale: float
 
 
 def study_comparisons(comp: pd.DataFrame, downstream: pd.DataFrame, path: Path) -> Path | None:
-    """Forest plots of a study (:mod:`bashkir_peft.report.study`): top, bits-per-byte
+    """Forest plots of a study (:mod:`bashkir_peft.report.comparisons`): top, bits-per-byte
     differences A − B of its comparisons and of forgetting (< 0: A better; forgetting > 0:
     worse than the base model); below, downstream accuracy differences (> 0: A better). Each
     with its interval over seeds and documents; hollow grey points are flagged (fewer than 3

@@ -18,6 +18,7 @@ reported with that state (:func:`index_gaps`), never dropped.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -45,6 +46,9 @@ from bashkir_peft.records import (
 from bashkir_peft.report.bundle import LEFT_OUT_DIRS, MANIFEST
 
 RunStatus = Literal["finished", "failed", "incomplete"] | CellStatus
+
+RUN_KEYS = ["run_id", "model", "method", "method_label", "lora_r", "seed"]
+"""The columns that name a run in every per-run table of the report (:func:`run_keys`)."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,18 @@ class RunRecord:
     def notebooks(self) -> list[Path]:
         """The executed notebooks of the run (``notebooks/*.ipynb``, sorted by name)."""
         return sorted((self.path / RunFiles.NOTEBOOKS).glob("*.ipynb"))
+
+
+def run_keys(run: RunRecord) -> dict:
+    """The :data:`RUN_KEYS` of a run, as a row's first columns (``lora_r`` and ``seed`` ``None``
+    where the cell has none)."""
+    return {"run_id": run.run_id, "model": run.model, "method": run.method,
+            "method_label": run.method_label, "lora_r": run.lora_r, "seed": run.seed}
+
+
+def as_float(x: float | int | None) -> float:
+    """A record's optional number as a table's float (``None`` -> NaN)."""
+    return math.nan if x is None else float(x)
 
 
 def read_run(path: str | Path, state: CellStatus | None = None) -> RunRecord:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 from bashkir_peft.errors import ConfigError
+from bashkir_peft.records import Budget
 
 
 def tokens_per_step(params, processes: int) -> int:
@@ -20,7 +21,7 @@ def tokens_per_step(params, processes: int) -> int:
     return processes * params.per_device_train_batch_size * params.gradient_accumulation_steps * params.block_size
 
 
-def resolve_budget(params, train: dict, processes: int) -> dict:
+def resolve_budget(params, train: dict, processes: int) -> Budget:
     """The optimizer steps and evaluation interval of a run from its byte settings.
 
     Args:
@@ -31,8 +32,7 @@ def resolve_budget(params, train: dict, processes: int) -> dict:
         processes: training processes (data-parallel ranks).
 
     Returns:
-        ``{"bytes_per_token", "bytes_per_step", "train_bytes", "eval_every_bytes",
-        "max_steps", "eval_steps"}``: ``bytes_per_token`` = bytes / tokens of the training
+        The :class:`~bashkir_peft.records.Budget`: ``bytes_per_token`` = bytes / tokens of the training
         split [bytes/token]; ``bytes_per_step`` = that x :func:`tokens_per_step`;
         ``max_steps`` = ``ceil(train_bytes / bytes_per_step)`` when ``train_bytes`` is set
         (else ``params.max_steps``); ``eval_steps`` = ``round(eval_every_bytes /
@@ -45,22 +45,14 @@ def resolve_budget(params, train: dict, processes: int) -> dict:
     if not train.get("tokens") or not train.get("bytes"):
         if params.train_bytes is not None or params.eval_every_bytes is not None:
             raise ConfigError("train_bytes / eval_every_bytes need a training split with text")
-        return {"max_steps": params.max_steps, "eval_steps": params.eval_steps}
+        return Budget(max_steps=params.max_steps, eval_steps=params.eval_steps)
     bytes_per_token = train["bytes"] / train["tokens"]
     bytes_per_step = bytes_per_token * tokens_per_step(params, processes)
     max_steps = params.max_steps if params.train_bytes is None else math.ceil(params.train_bytes / bytes_per_step)
     eval_steps = (params.eval_steps if params.eval_every_bytes is None
                   else max(1, round(params.eval_every_bytes / bytes_per_step)))
-    return {"bytes_per_token": bytes_per_token, "bytes_per_step": bytes_per_step,
-            "train_bytes": params.train_bytes, "eval_every_bytes": params.eval_every_bytes,
-            "max_steps": max_steps, "eval_steps": eval_steps}
-
-
-def text_seen(budget: dict | None, steps: int) -> float | None:
-    """Bytes of training text a run has seen after ``steps`` optimizer steps: steps x the
-    ``bytes_per_step`` of its :func:`resolve_budget` record; ``None`` for a record without one."""
-    per_step = (budget or {}).get("bytes_per_step")
-    return None if per_step is None else steps * per_step
+    return Budget(bytes_per_token=bytes_per_token, bytes_per_step=bytes_per_step, train_bytes=params.train_bytes,
+                  eval_every_bytes=params.eval_every_bytes, max_steps=max_steps, eval_steps=eval_steps)
 
 
 def validation_bits_per_byte(eval_loss: float, validation: dict) -> float | None:

@@ -9,8 +9,8 @@ def loss_frame(record: TrainRecord):
     """Tidy losses of a training record: columns step, loss, split (``train``/``validation``)."""
     import pandas as pd
 
-    rows = [{"step": r["step"], "loss": r["loss"], "split": "train"} for r in record.losses.train]
-    rows += [{"step": r["step"], "loss": r["eval_loss"], "split": "validation"} for r in record.losses.eval]
+    rows = [{"step": r.step, "loss": r.loss, "split": "train"} for r in record.losses.train]
+    rows += [{"step": r.step, "loss": r.eval_loss, "split": "validation"} for r in record.losses.eval]
     return pd.DataFrame(rows, columns=["step", "loss", "split"])
 
 
@@ -25,5 +25,5 @@ def loss_figure(record: TrainRecord):
     p = record.params
     ax = sns.lineplot(data=loss_frame(record), x="step", y="loss", hue="split", marker="o")
     ax.set(xlabel="optimizer step", ylabel="loss (nats per token)",
-           title=f"{p['model']} {p['method']}, seed {p['seed']}")
+           title=f"{p.model} {p.method}, seed {p.seed}")
     return ax

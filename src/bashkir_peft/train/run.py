@@ -36,9 +36,9 @@ from bashkir_peft.models.precision import Precision, cast_trainable, plan_precis
 from bashkir_peft.models.quant import prepare_qlora
 from bashkir_peft.models.vocab import token_rows_cost, token_rows_for_peft
 from bashkir_peft.provenance import ResourceMeter, environment_info
-from bashkir_peft.records import RunFiles, TrainRecord, read_record_if_any, write_record
+from bashkir_peft.records import Budget, RunFiles, TrainRecord, read_record_if_any, write_record
 from bashkir_peft.runtime import configure_threads
-from bashkir_peft.train.budget import resolve_budget, text_seen, tokens_per_step, validation_bits_per_byte
+from bashkir_peft.train.budget import resolve_budget, tokens_per_step, validation_bits_per_byte
 from bashkir_peft.train.checkpoints import last_complete_checkpoint, prune_checkpoints
 from bashkir_peft.train.distributed import gather_costs, launch
 from bashkir_peft.yamlio import validate
@@ -76,38 +76,36 @@ def _optimizer(params: TrainParams, cuda: bool) -> str:
     return TrainingArguments.__dataclass_fields__["optim"].default
 
 
-def _model_card(record: dict) -> str:
-    p, m = record["params"], record["model"]
-    ev, budget = record.get("final_eval") or {}, record.get("budget") or {}
+def _model_card(record: TrainRecord) -> str:
+    """The final folder's README (a Hugging Face model card) from the run's record."""
+    p, m, ev = record.params, record.model, record.final_eval
+    seen = record.text_seen
     lines = [
         "---",
-        f"base_model: {m.get('hub_id') or m['location']}",
-        *(["library_name: peft"] if p["method"] != "full" else []),
+        f"base_model: {m.hub_id or m.location}",
+        *(["library_name: peft"] if p.method != "full" else []),
         "language: [ba]",
-        f"tags: [bashkir, {p['method']}, causal-lm]",
+        f"tags: [bashkir, {p.method}, causal-lm]",
         "---",
         "",
-        f"# {m['name']} fine-tuned on Bashkir ({p['method']})",
+        f"# {m.name} fine-tuned on Bashkir ({p.method})",
         "",
-        f"- Base model: {m['name']} (source {m['source']}, revision {m['revision']})",
-        f"- Method: {p['method']}" + (
-            f", LoRA r={p['lora_r']}, alpha={p['lora_alpha']}, dropout={p['lora_dropout']}, "
-            f"target modules {', '.join(record['target_modules'])}" if p["method"] != "full" else ""),
+        f"- Base model: {m.name} (source {m.source}, revision {m.revision})",
+        f"- Method: {p.method}" + (
+            f", LoRA r={p.lora_r}, alpha={p.lora_alpha}, dropout={p.lora_dropout}, "
+            f"target modules {', '.join(record.target_modules)}" if p.method != "full" else ""),
         *(["- Base weights: 4-bit NF4 with double quantization (bitsandbytes), compute dtype "
-           f"{record['compute_dtype']}"] if p["method"] == "qlora" else []),
-        f"- Trainable parameters: {record['trainable_params']:,} of {record['total_params']:,} "
-        f"({100 * record['trainable_share']:.3f} %)",
-        f"- Data fingerprint: {record['data']['fingerprint']}",
-        f"- Training: {record['global_step']} steps, {record['tokens_seen']:,} tokens"
-        + (f" ({seen:,.0f} bytes of text)" if (seen := text_seen(budget, record["global_step"])) is not None
-           else "")
-        + f", block_size {p['block_size']}, learning rate {record['learning_rate']}, seed {p['seed']}",
-        f"- Validation loss: {ev.get('eval_loss', float('nan')):.4f} (token perplexity "
-        f"{ev.get('perplexity', float('nan')):.3f}"
-        + (f", {ev['bits_per_byte']:.4f} bits per byte" if ev.get("bits_per_byte") is not None else "")
-        + f") on {record['data']['validation']['blocks']} blocks",
-        f"- Produced by bashkir-peft (git {record['environment']['git'].get('commit')}); "
-        "full record in ../train.json",
+           f"{record.compute_dtype}"] if p.method == "qlora" else []),
+        f"- Trainable parameters: {record.trainable_params:,} of {record.total_params:,} "
+        f"({100 * record.trainable_share:.3f} %)",
+        f"- Data fingerprint: {record.data.fingerprint}",
+        f"- Training: {record.global_step} steps, {record.tokens_seen:,} tokens"
+        + (f" ({seen:,.0f} bytes of text)" if seen is not None else "")
+        + f", block_size {p.block_size}, learning rate {p.learning_rate}, seed {p.seed}",
+        f"- Validation loss: {ev.eval_loss:.4f} (token perplexity {ev.perplexity:.3f}"
+        + (f", {ev.bits_per_byte:.4f} bits per byte" if ev.bits_per_byte is not None else "")
+        + f") on {record.data.validation.blocks} blocks",
+        f"- Produced by bashkir-peft (git {record.environment.git.commit}); full record in ../train.json",
         "",
     ]
     return "\n".join(lines)
@@ -119,14 +117,18 @@ def _save_final(trainer, tokenizer, run_dir: Path, record: dict) -> Path:
     if tmp.exists():
         shutil.rmtree(tmp)
     # new vocabulary rows are in the adapter's trainable tokens: no full copy of the resized embeddings
-    extra = {"save_embedding_layers": False} if record.get("vocab") and record["params"]["method"] != "full" else {}
+    extra = {"save_embedding_layers": False} if record.get("vocab") and record["params"].method != "full" else {}
     trainer.model.save_pretrained(tmp, **extra)
     tokenizer.save_pretrained(tmp)
-    (tmp / "README.md").write_text(_model_card(record), encoding="utf-8")
+    (tmp / "README.md").write_text(_model_card(TrainRecord.model_validate(record)), encoding="utf-8")
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
     return final
+
+
+def _seen(budget: Budget | None, steps: int) -> float | None:
+    return None if budget is None else budget.text_seen(steps)
 
 
 def _losses(log_history: list[dict], record: dict) -> dict:
@@ -137,7 +139,7 @@ def _losses(log_history: list[dict], record: dict) -> dict:
              for h in log_history if "loss" in h]
     evals = [{"step": h["step"], "eval_loss": h["eval_loss"],
               "bits_per_byte": validation_bits_per_byte(h["eval_loss"], record["data"]["validation"]),
-              "train_bytes_seen": None if (seen := text_seen(record.get("budget"), h["step"])) is None else round(seen)}
+              "train_bytes_seen": None if (seen := _seen(record.get("budget"), h["step"])) is None else round(seen)}
              for h in log_history if "eval_loss" in h]
     return {"train": train, "eval": evals}
 
@@ -158,7 +160,7 @@ def _precheck(params: TrainParams, run_dir: Path):
         ``(resolved model, data manifest, the run folder's training record or None)``.
     """
     existing = read_record_if_any(run_dir / RunFiles.TRAIN, TrainRecord)
-    if existing is not None and existing.params != params.record():
+    if existing is not None and existing.params != params.for_record():
         raise ConfigError(
             f"{run_dir} holds a run with other parameters; use another output_dir or delete it")
     if params.optim != "auto":
@@ -185,8 +187,7 @@ def _start_record(params: TrainParams, manifest, existing: TrainRecord | None, o
         "precision": precision.record(),
         "status": "running",
         "reason": None,
-        "params": params.record(),
-        "learning_rate": params.resolved_learning_rate,
+        "params": params.for_record(),
         "optimizer": optimizer,
         "compute_dtype": dtype,
         "data": {"dir": str(Path(params.data_dir).resolve()), "fingerprint": manifest.fingerprint},
@@ -404,7 +405,7 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
         model, tokenizer, train_ds, eval_ds = _prepare_model(params, resolved, placement, precision, record)
         record["budget"] = resolve_budget(params, record["data"]["train"], world_size())
         timer, meter = StepTimer(), ResourceMeter()
-        steps = {k: record["budget"][k] for k in ("max_steps", "eval_steps")}
+        steps = {"max_steps": record["budget"].max_steps, "eval_steps": record["budget"].eval_steps}
         args, note = _training_arguments(params.model_copy(update=steps), run_dir, record["optimizer"], placement,
                                          precision)
         if note:

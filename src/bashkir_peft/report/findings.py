@@ -1,0 +1,200 @@
+"""What a grid found, in sentences: the study's design, its comparisons with intervals and
+verdicts, forgetting, the language of the generations, the downstream task, the learning rates,
+the scope of the evaluation, the state of every cell and the disk use.
+
+Every sentence is built from the report's tables and the runs' typed records, never typed by
+hand; an interval from fewer than :data:`~bashkir_peft.report.bootstrap.MIN_SEEDS` seeds or
+:data:`~bashkir_peft.report.comparisons.MIN_DOCUMENTS` documents is flagged and not
+interpreted (:func:`~bashkir_peft.report.comparisons.interval_flag`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from bashkir_peft.config.design import StudyDesign
+from bashkir_peft.names import REFERENCE_LABEL, label_parts
+from bashkir_peft.report.build import ReportResult
+from bashkir_peft.report.comparisons import DESIGN_ROLES, FORGETTING_ROLE, MIN_DOCUMENTS
+from bashkir_peft.report.downstream import ZERO_SHOT, downstream_results
+from bashkir_peft.report.forgetting import FORGETTING_SPLITS
+from bashkir_peft.report.runs import RunRecord
+
+SPLIT_WORDS = {"test": "the corpus's test split", "sib200-bak": "the Bashkir side of SIB-200",
+               "sib200-eng": "the English side of SIB-200", "sib200-rus": "the Russian side of SIB-200"}
+"""How a sentence names an evaluated split (any other split by its name)."""
+
+GENERATION_TARGET = 0.9
+"""The study's target share of Bashkir in the generated text."""
+
+
+def _interval(row) -> str:
+    return f"{row['difference']:+.3f} bits per byte [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
+
+
+def _flagged(row) -> bool:
+    return isinstance(row["flag"], str) and bool(row["flag"])
+
+
+def _verdict(row, better: str = "better") -> str:
+    if _flagged(row):
+        return f"flagged ({row['flag']}): not interpreted"
+    if row["ci_high"] < 0:
+        return f"{row['a']} is {better} than {row['b']}: the interval excludes 0"
+    if row["ci_low"] > 0:
+        return f"{row['b']} is {better} than {row['a']}: the interval excludes 0"
+    return "the interval includes 0: no difference is shown at this budget"
+
+
+def _comparison_sentences(comp: pd.DataFrame, confidence: float) -> list[str]:
+    """One sentence per comparison of the study (or pair), then one per forgetting split."""
+    out = []
+    for _, r in comp[comp["role"] != FORGETTING_ROLE].iterrows():
+        where = SPLIT_WORDS.get(r["split"], r["split"])
+        head = f"**{r['role'].capitalize()}.** {r['question']} " if r["question"] and r["role"] in DESIGN_ROLES else (
+            f"**{r['role'].capitalize()}.** ")
+        out.append(f"{head}On {where} ({r['n_documents']} documents, {r['n_seeds_a']} x {r['n_seeds_b']} seeds), "
+                   f"{r['a']} − {r['b']} = {_interval(r)} ({confidence:.0%} interval over seeds and documents): "
+                   f"{_verdict(r)}.")
+    forget = comp[comp["role"] == FORGETTING_ROLE]
+    for split, language in FORGETTING_SPLITS.items():
+        rows = forget[forget["split"] == split]
+        if rows.empty:
+            continue
+        parts = [f"{r['a']} {_interval(r)}" + (f" (flagged: {r['flag']})" if _flagged(r) else
+                                                 " (forgotten)" if r["ci_low"] > 0 else
+                                                 " (improved)" if r["ci_high"] < 0 else " (no change shown)")
+                 for _, r in rows.iterrows()]
+        out.append(f"**Forgetting, {language}.** Against the base model on the same {rows['n_documents'].iloc[0]} "
+                   f"{language} sentences (> 0: worse than before): " + "; ".join(parts) + ".")
+    return out
+
+
+def _generation_sentence(gen_summary: pd.DataFrame, target: float = GENERATION_TARGET) -> str | None:
+    """The method with the most Bashkir generations against ``target``, and the others."""
+    g = gen_summary[gen_summary["method_label"] != REFERENCE_LABEL] if len(gen_summary) else gen_summary
+    if g.empty or "share_bak" not in g.columns:
+        return None
+    best = g.loc[g["share_bak"].idxmax()]
+    lo, hi = best.get("share_bak_low", math.nan), best.get("share_bak_high", math.nan)
+    interval = "" if pd.isna(lo) else f" [{lo:.1%}, {hi:.1%}]"
+    agree = best.get("crosscheck_agreement", math.nan)
+    agreement = "" if pd.isna(agree) else (f"; fastText lid.176 labels {agree:.0%} of its long sentences the same "
+                                            "way as the project's identifier")
+    reached = ("reaches" if (not pd.isna(lo) and lo >= target) else
+               "reaches, but its interval reaches below," if best["share_bak"] >= target else "does not reach")
+    return (f"**Generations.** The most Bashkir generations are {best['method_label']}'s: {best['share_bak']:.1%}"
+            f"{interval} of the generated text (letters of sentences labelled Bashkir by the project's identifier; "
+            f"{int(best.get('n_prompts', best.get('n_continuations', 0)) or 0)} continuations over its seeds)"
+            f"{agreement}; it {reached} the study's target of {target:.0%}."
+            + ("" if len(g) < 2 else " The others: " + "; ".join(
+                f"{r['method_label']} {r['share_bak']:.1%}"
+                + ("" if pd.isna(r.get("share_bak_low", math.nan)) else
+                   f" [{r['share_bak_low']:.1%}, {r['share_bak_high']:.1%}]")
+                for _, r in g.drop(index=best.name).iterrows()) + "."))
+
+
+def _downstream_sentence(runs: list[RunRecord], comparisons: pd.DataFrame | None,
+                         design: StudyDesign | None) -> str | None:
+    """Zero-shot accuracy by method (:data:`~bashkir_peft.report.downstream.ZERO_SHOT`, chosen
+    by the results' typed fields), the character TF-IDF baseline, and the primary pair's
+    differences; ``None`` without a zero-shot result."""
+    results = downstream_results(runs)
+    zero = [(keys["method_label"], r) for keys, r in results if ZERO_SHOT.selects(r)]
+    if not zero:
+        return None
+    means = pd.Series([r.accuracy for _, r in zero]).groupby([label for label, _ in zero], sort=False).mean()
+    tfidf = next((r.accuracy for _, r in results if r.approach == "char_tfidf"), None)
+    n = zero[0][1].n
+    pair = [] if comparisons is None or design is None else [
+        f"{r['measure']}, {r['a']} − {r['b']}: {100 * r['difference']:+.0f} points "
+        f"[{100 * r['ci_low']:+.0f}, {100 * r['ci_high']:+.0f}]"
+        for _, r in comparisons[(comparisons["a"] == design.primary.a)
+                                & (comparisons["b"] == design.primary.b)].iterrows()]
+    return ("**Topic classification (SIB-200, zero-shot).** Accuracy, mean over seeds: "
+            + ", ".join(f"{k} {v:.0%}" for k, v in means.items())
+            + (f"; a character TF-IDF classifier {tfidf:.0%}" if tfidf is not None else "")
+            + (f". The primary pair: {'; '.join(pair)}" if pair else "")
+            + f". On {n} test sentences" + (f" (< {MIN_DOCUMENTS}): flagged, not interpreted." if n < MIN_DOCUMENTS
+                                            else "."))
+
+
+def _sweep_sentence(sweep: pd.DataFrame, runs: list[RunRecord]) -> str | None:
+    """The sweep's choice per method, and whether the study's trained runs used it."""
+    chosen = sweep[sweep["chosen"].astype(bool)] if len(sweep) else sweep
+    if chosen.empty:
+        return None
+    used: dict[str, set[float]] = {}
+    for run in runs:
+        if run.train is not None and run.status == "finished":
+            used.setdefault(run.method, set()).add(run.train.params.learning_rate)
+    parts = []
+    for _, r in chosen.iterrows():
+        tried = ", ".join(f"{x:g}" for x in sweep[sweep["method_label"] == r["method_label"]]["learning_rate"])
+        rates = used.get(label_parts(r["method_label"])[0], set())
+        check = ("" if not rates else "; the study's runs use it" if rates == {r["learning_rate"]}
+                 else "; **the study's runs use " + ", ".join(f"{x:g}" for x in sorted(rates)) + " instead**")
+        parts.append(f"{r['method_label']} {r['learning_rate']:g} (of {tried}; validation "
+                     f"{r['bits_per_byte']:.3f} bits per byte{check})")
+    return ("**Learning rates.** Chosen on validation by the sweep (one seed, half the budget): "
+            + "; ".join(parts) + ".")
+
+
+def _scope_sentence(runs: list[RunRecord], comp: pd.DataFrame) -> str | None:
+    """How much text each trained run saw, and how many documents each split's comparisons use."""
+    seen, split_bytes = [], None
+    for run in runs:
+        t = run.train
+        if t is None or t.status != "finished" or t.text_seen is None:
+            continue
+        seen.append(t.text_seen)
+        split_bytes = t.data.train.bytes if t.data.train is not None else None
+    parts = []
+    if seen:
+        share = f" ({sum(seen) / len(seen) / split_bytes:.1%} of the training split)" if split_bytes else ""
+        parts.append(f"Each trained run saw {min(seen) / 1000:.1f}-{max(seen) / 1000:.1f} kB of training text{share}")
+    if len(comp):
+        docs = comp.groupby("split")["n_documents"].max()
+        parts.append("the comparisons use " + ", ".join(f"{n} documents of {SPLIT_WORDS.get(k, k)}"
+                                                       for k, n in docs.items()))
+    return ("**Scope.** " + "; ".join(parts) + ".") if parts else None
+
+
+def findings(result: ReportResult, design: StudyDesign | None, confidence: float = 0.95) -> list[str]:
+    """The findings box of a report, in sentences built from its tables.
+
+    Args:
+        result: a :class:`~bashkir_peft.report.build.ReportResult` with the tables
+            ``comparisons``, ``generation_summary``, ``runs``, ``sweep``, ``disk`` and
+            ``downstream_comparisons``, and its runs (the downstream results are read from
+            their typed records).
+        design: the grid's study block (``None``: a grid without one).
+        confidence: of the intervals.
+
+    Returns:
+        Markdown paragraphs: the budget, the comparisons (primary first) with their
+        intervals and verdicts, forgetting, generation against the 90 % target, the
+        downstream task, the learning rates, the state of every cell, the evaluation scope
+        and the disk use.
+    """
+    t = result.tables
+    out = []
+    if design is not None:
+        out.append(f"**Design, named before the runs.** Budget: {design.budget}. Primary comparison: "
+                   f"{design.primary.a} against {design.primary.b} on {SPLIT_WORDS.get(design.primary.split)}.")
+    out += _comparison_sentences(t["comparisons"], confidence)
+    sentences = [_generation_sentence(t["generation_summary"]),
+                 _downstream_sentence(result.runs, t.get("downstream_comparisons"), design),
+                 _sweep_sentence(t["sweep"], result.runs) if "sweep" in t else None,
+                 _scope_sentence(result.runs, t["comparisons"])]
+    out += [s for s in sentences if s]
+    states = t["runs"]["status"].value_counts()
+    out.append(f"**Cells.** {len(t['runs'])} cells: " + ", ".join(f"{n} {s}" for s, n in states.items()) + ".")
+    disk = t.get("disk")
+    if disk is not None and len(disk):
+        out.append(f"**Disk.** The runs keep {disk['total_mib'].sum() / 1024:.1f} GiB: final models and adapters "
+                   f"{disk['final_mib'].sum() / 1024:.1f} GiB, checkpoints for resuming "
+                   f"{disk['checkpoints_mib'].sum() / 1024:.1f} GiB.")
+    return out

@@ -1,0 +1,138 @@
+"""Tokenizers: fertility (tokens per whitespace word) of each model's tokenizer beside its bits
+per byte, and the parity premium on parallel text.
+
+Both read the data folder's tokenizer table (``tokenizer_fertility.parquet``, written by
+:func:`bashkir_peft.data.fertility.profile_split`); fertility falls back on the runs' own
+per-document sums. Nothing here writes files.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bashkir_peft.errors import ModelNotFoundError
+from bashkir_peft.models.registry import get_entry
+from bashkir_peft.names import BASE_TOKENIZER
+from bashkir_peft.records import FERTILITY_COLUMNS, DataFiles, read_table
+from bashkir_peft.report.runs import RunRecord, eval_documents
+
+FERTILITY_TABLE_COLUMNS = ["model", "method_label", "fertility", "fertility_source", "bits_per_byte", "perplexity"]
+"""Columns of :func:`fertility_table`."""
+
+PARITY_COLUMNS = ["model", "tokenizer", "fertility", "premium", "tokens_bak", "tokens_eng"]
+"""Columns of :func:`parity_table` (those of the data folder's tokenizer table it shows)."""
+
+
+def read_fertility(data_dir: Path) -> pd.DataFrame | None:
+    """The data folder's tokenizer table (``tokenizer_fertility.parquet``).
+
+    Args:
+        data_dir: a prepared data folder.
+
+    Returns:
+        The table (columns include :data:`~bashkir_peft.records.FERTILITY_COLUMNS`), or ``None`` where the data
+        stage profiled no tokenizer.
+
+    Raises:
+        RecordError: the table is unreadable or lacks (or mistypes) a column of
+            :data:`~bashkir_peft.records.FERTILITY_COLUMNS`.
+    """
+    path = data_dir / DataFiles.FERTILITY
+    return read_table(path, FERTILITY_COLUMNS) if path.is_file() else None
+
+
+def _registry_tokenizer(model: str) -> str | None:
+    """The offline tokenizer a registry model uses (``None`` for a Hub id or a local path)."""
+    try:
+        return get_entry(model).tokenizer
+    except ModelNotFoundError:
+        return None
+
+
+def fertility_table(runs: list[RunRecord], quality: pd.DataFrame, data_dir: str | Path | None = None,
+                    protocol: str | None = None, split: str = "test") -> pd.DataFrame:
+    """Fertility (tokens per whitespace word) of each model's tokenizer beside its bits_per_byte.
+
+    Fertility comes from the data folder's tokenizer table (:func:`read_fertility`) where it
+    has the model's row (or a row of the model's registry tokenizer: tiny-gpt2 is profiled
+    as gpt2), else from the evaluation's own per-document sums under ``protocol`` (scored
+    tokens / whitespace words of the same documents); the column ``fertility_source`` says
+    which. A run with an adapted tokenizer (grid axis ``tokenizer``) always takes its own
+    evaluation sums: the data folder profiles the base tokenizers only.
+
+    Args:
+        runs: all runs (the finished ones are used).
+        quality: :func:`~bashkir_peft.report.cost.quality_cost_table`.
+        data_dir: the prepared data folder (``None``: evaluation sums only).
+        protocol, split: the protocol and split of the evaluation sums.
+
+    Returns:
+        :data:`FERTILITY_TABLE_COLUMNS`: ``model, method_label, fertility, fertility_source,
+        bits_per_byte, perplexity`` (mean over seeds).
+
+    Raises:
+        RecordError: a tokenizer table or a per-document table that does not match the contract.
+    """
+    cols = FERTILITY_TABLE_COLUMNS
+    if quality.empty:
+        return pd.DataFrame(columns=cols)
+    prep = read_fertility(Path(data_dir)) if data_dir else None
+    fert: dict[str, tuple[float, str]] = {}
+    for model in ({r.model for r in runs if r.status == "finished"} if prep is not None else ()):
+        name, rows = model, prep[prep["model"] == model]
+        if rows.empty:
+            name = _registry_tokenizer(model)
+            rows = prep[prep["tokenizer"] == name]
+        if len(rows):
+            row = rows.iloc[0]
+            fert[model] = (float(row["fertility"]), f"data prep ({name} tokenizer, {row['split']} split)")
+    by_model: dict[str, list[float]] = {}
+    adapted: dict[tuple[str, str], list[float]] = {}
+    for run in runs:
+        is_adapted = run.cell.params.tokenizer != BASE_TOKENIZER
+        if run.status != "finished" or (run.model in fert and not is_adapted):
+            continue
+        docs = eval_documents(run)
+        docs = docs[docs["split"] == split]  # not the external sets' rows (other languages)
+        if protocol is not None and (docs["protocol"] == protocol).any():
+            docs = docs[docs["protocol"] == protocol]
+        if docs["words"].sum() > 0:
+            (adapted.setdefault((run.model, run.method_label), []) if is_adapted else by_model.setdefault(run.model, [])).append(
+                float(docs["tokens"].sum() / docs["words"].sum()))
+    source = "evaluation sums (scored tokens / words)"
+    for model, vals in by_model.items():
+        fert[model] = (float(np.mean(vals)), source)
+    g = quality.groupby(["model", "method_label"], as_index=False)[["bits_per_byte", "perplexity"]].mean()
+    own = {key: (float(np.mean(vals)), source) for key, vals in adapted.items()}
+    found = [own.get((model, label)) or fert.get(model, (math.nan, "not found")) for model, label in
+             zip(g["model"], g["method_label"])]
+    g["fertility"] = [f[0] for f in found]
+    g["fertility_source"] = [f[1] for f in found]
+    return g[cols]
+
+
+def parity_table(data_dir: str | Path | None) -> pd.DataFrame:
+    """Tokenizer fertility and parity premium per model (the data folder's tokenizer table).
+
+    The premium is tokens of the Bashkir side over tokens of the English side of the same
+    parallel sentences (Petrov et al. 2023, "Language Model Tokenizers Introduce Unfairness
+    Between Languages"; 1 = parity), as the data stage measured it.
+
+    Args:
+        data_dir: the prepared data folder (``None``: an empty table).
+
+    Returns:
+        :data:`PARITY_COLUMNS`: ``model, tokenizer, fertility, premium, tokens_bak,
+        tokens_eng``; empty where data preparation profiled no tokenizer or no parity.
+
+    Raises:
+        RecordError: a tokenizer table that does not match the contract.
+    """
+    prep = read_fertility(Path(data_dir)) if data_dir else None
+    if prep is None or "premium" not in prep.columns:
+        return pd.DataFrame(columns=PARITY_COLUMNS)
+    return prep[PARITY_COLUMNS].reset_index(drop=True)
