@@ -129,7 +129,7 @@ def test_full_finetuning_bf16_request_keeps_fp32_master_weights(data_dir, tmp_pa
     record = run_training(_params(data_dir, tmp_path / "full", method="full", dtype="bfloat16", device="cpu",
                                   learning_rate=1e-3), callbacks=[probe])
     assert record.status == "finished"
-    assert record.precision == {"compute_dtype": "bfloat16", "load_dtype": "float32", "master_dtype": "float32",
+    assert record.precision.model_dump() == {"compute_dtype": "bfloat16", "load_dtype": "float32", "master_dtype": "float32",
                                 "autocast": "bfloat16", "pure": False}
     assert record.device.device == "cpu" and record.device.how == "pinned"
     assert probe.trainable == {torch.float32} and probe.states == {torch.float32}

@@ -43,7 +43,7 @@ def setup(tmp_path_factory, corpus_dir):
 
 
 def _train_losses(record) -> list[float]:
-    return [h["loss"] for h in record.losses.train]
+    return [h.loss for h in record.losses.train]
 
 
 def test_two_processes_follow_the_one_process_loss_curve(setup):
@@ -51,7 +51,7 @@ def test_two_processes_follow_the_one_process_loss_curve(setup):
     assert one.status == two.status == "finished"
     assert len(_train_losses(two)) == STEPS
     assert _train_losses(two) == pytest.approx(_train_losses(one), rel=1e-4)
-    assert [h["eval_loss"] for h in two.losses.eval] == pytest.approx([h["eval_loss"] for h in one.losses.eval],
+    assert [h.eval_loss for h in two.losses.eval] == pytest.approx([h.eval_loss for h in one.losses.eval],
                                                                       rel=1e-3)
     assert _train_losses(one)[-1] < _train_losses(one)[0]  # it trained
 
@@ -61,9 +61,9 @@ def test_tokens_and_memory_count_every_process(setup):
     assert two.device.processes == 2 and one.device.processes == 1
     assert two.tokens_seen == one.tokens_seen == STEPS * 4 * 16  # steps x global batch x block_size
     session = two.sessions[-1]
-    assert session["tokens"] == two.tokens_seen
-    assert len(session["process_costs"]) == 2
-    assert two.cost.peak_rss_mib == max(c["peak_rss_mib"] for c in session["process_costs"])
+    assert session.tokens == two.tokens_seen
+    assert len(session.process_costs) == 2
+    assert two.cost.peak_rss_mib == max(c.peak_rss_mib for c in session.process_costs)
 
 
 def test_two_processes_resume_from_a_checkpoint(setup):

@@ -33,7 +33,7 @@ def test_sib200_side_scored_whole_under_its_own_name_beside_a_split(tmp_path):
 
     data = tmp_path / "data"
     frame = pd.DataFrame({"id": ["a", "b"], "source": ["web", "web"], "text": ["Һаумыһығыҙ, дуҫтар.", "Тау."]})
-    write_presplit_folder(data, {"train": frame, "validation": frame, "test": frame}, "fp", {"kind": "fixture"})
+    write_presplit_folder(data, {"train": frame, "validation": frame, "test": frame}, "fp", {"kind": "fixture", "location": "texts"})
     out = tmp_path / "out"
     common = dict(model="tiny-gpt2", output_dir=str(out), max_length=64, batch_size=4, num_threads=1)
     run_evaluation(EvalParams(**common, data_dir=str(data), max_documents=1), progress=False)

@@ -108,7 +108,7 @@ def test_downstream_record_that_does_not_parse_is_corrupt_everywhere_and_only_it
     others = {n: (run_dir / n).stat().st_mtime_ns for n in (RunFiles.TRAIN, RunFiles.EVAL, RunFiles.GENERATE)}
 
     code, out, _ = cli(capfd, *smoke_copy["status"])
-    assert code == 0 and states(out)[rid] == "corrupt" and "downstream.json" in out and "'resultz'" in out
+    assert code == 0 and states(out)[rid] == "corrupt" and "downstream.json" in out and "field 'results'" in out
     code, out, _ = cli(capfd, *smoke_copy["status"][:1], "verify", *smoke_copy["status"][2:])
     assert code == 1 and states(out)[rid] == "corrupt"
     _, failures = report_failures(smoke_copy, capfd)

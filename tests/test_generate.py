@@ -251,7 +251,7 @@ def test_run_generation_writes_record_and_table(tmp_path, data_dir):
     assert rec.model.name == "tiny-gpt2" and rec.model.revision.startswith("local:")
     test = pd.read_parquet(data_dir / "test.parquet")
     manifest = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
-    assert rec.data == {"kind": "test_split", "path": str(data_dir), "fingerprint": manifest["fingerprint"],
+    assert rec.data.model_dump(exclude_unset=True) == {"kind": "test_split", "path": str(data_dir), "fingerprint": manifest["fingerprint"],
                            "test_documents": len(test)}
     assert rec.decoding.do_sample is True and rec.decoding.seed == 42
     assert rec.environment.packages["transformers"] and rec.cost.wall_time_s > 0

@@ -207,7 +207,7 @@ def test_every_lora_B_trains_with_gradient_checkpointing_on_conv1d(which, reques
 def test_record_says_what_produced_it(which, request):
     out, record, _ = request.getfixturevalue(which)
     on_disk = json.loads((out / "train.json").read_text())
-    assert on_disk == record.model_dump(mode="json", exclude_unset=True) | {"schema_version": 1}
+    assert on_disk == record.model_dump(mode="json", exclude_unset=True) | {"schema_version": 2}
     method = record.params.method
     assert record.params.learning_rate == 2e-4
     assert record.model.name == "tiny-gpt2" and record.model.revision.startswith("local:")
@@ -217,8 +217,8 @@ def test_record_says_what_produced_it(which, request):
     assert record.trainable_share == pytest.approx(record.trainable_params / record.total_params)
     assert record.tokens_seen == 3 * 4 * 16 and record.global_step == 3
     assert record.tokens_per_s > 0
-    assert [r["step"] for r in record.losses.train] == [1, 2, 3]
-    assert [r["step"] for r in record.losses.eval] == [2, 3]
+    assert [r.step for r in record.losses.train] == [1, 2, 3]
+    assert [r.step for r in record.losses.eval] == [2, 3]
     assert record.final_eval.perplexity == pytest.approx(2.718281828 ** record.final_eval.eval_loss)
     assert record.cost.wall_time_s > 0 and record.cost.peak_rss_mib > 0
     assert record.environment.packages["peft"] and record.environment.git.commit
@@ -278,7 +278,7 @@ def test_chunked_loss_trains_like_the_full_logits_path(data_dir, tmp_path):
                        chunked_loss=flag)[0] for flag in (True, False)}
     assert [r.params.chunked_loss for r in runs.values()] == [True, False]
     for kind, key in (("train", "loss"), ("eval", "eval_loss")):
-        chunked, plain = ([h[key] for h in getattr(runs[f].losses, kind)] for f in (True, False))
+        chunked, plain = ([getattr(h, key) for h in getattr(runs[f].losses, kind)] for f in (True, False))
         assert len(chunked) == (4 if kind == "train" else 2)
         assert chunked == pytest.approx(plain, rel=1e-5), kind
 

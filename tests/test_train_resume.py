@@ -55,12 +55,12 @@ def test_killed_run_resumes_from_last_complete_checkpoint(tmp_path, corpus_dir):
 
     resumed = run_training(params)
     assert resumed.status == "finished"
-    assert [s["resumed_from"] for s in resumed.sessions] == [None, "checkpoint-2"]
+    assert [s.resumed_from for s in resumed.sessions] == [None, "checkpoint-2"]
     assert resumed.sessions[1].skipped_incomplete_checkpoints == ["checkpoint-3"]
     assert resumed.sessions[1].steps == 2 and resumed.global_step == 4
     ref_loss, got = reference.final_eval.eval_loss, resumed.final_eval.eval_loss
     assert abs(got - ref_loss) <= 1e-3 * abs(ref_loss), (got, ref_loss)
     # the training losses after the resume point follow the same trajectory
-    ref_train = {r["step"]: r["loss"] for r in reference.losses.train}
+    ref_train = {r.step: r.loss for r in reference.losses.train}
     for r in resumed.losses.train:
-        assert abs(r["loss"] - ref_train[r["step"]]) <= 1e-3 * abs(ref_train[r["step"]]), r
+        assert abs(r.loss - ref_train[r.step]) <= 1e-3 * abs(ref_train[r.step]), r

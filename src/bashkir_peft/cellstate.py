@@ -3,7 +3,7 @@ verify``, the report and the book.
 
 A cell is ``finished`` only if its cell record (``grid_cell.json``) parses against the record
 contract and says finished, every stage record in its folder parses
-(:data:`~bashkir_peft.records.RUN_RECORDS`), and every file each stage's manifest lists
+(:data:`~bashkir_peft.stages.RUN_RECORDS`), and every file each stage's manifest lists
 (:class:`~bashkir_peft.records.StageState` ``files``) still has its size and modification
 time (a file whose time changed but whose size did not, e.g. after a copy, is compared by
 SHA-256 instead); with ``checksums`` every file is compared by SHA-256 (``grid verify``).

@@ -1,6 +1,6 @@
 """What a study grid names before it runs (the ``study`` block of a grid file,
-:mod:`bashkir_peft.grid.spec`): its comparisons and its budget. The report
-(:mod:`bashkir_peft.report.study`) measures and states them.
+:mod:`bashkir_peft.config.grid`): its comparisons and its budget. The report
+(:mod:`bashkir_peft.report.comparisons` and :mod:`bashkir_peft.report.findings`) measures and states them.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from bashkir_peft.yamlio import StrictModel
 
 class Comparison(StrictModel):
     """Two methods compared, A − B in bits per byte on one evaluated split (the report's
-    paired differences, :func:`bashkir_peft.report.tables.differences_table`).
+    paired differences, :func:`bashkir_peft.report.lm.differences_table`).
 
     Attributes:
         a, b: method labels of the grid's cells (``full``, ``lora r=8``,
-            ``lora r=8 tok=bak16k``: :func:`bashkir_peft.report.runs.method_label`).
+            ``lora r=8 tok=bak16k``: :func:`bashkir_peft.names.method_label`).
         split: the evaluated split: ``test``, or an external set's name (``sib200-bak``).
         question: the question the comparison answers, in one sentence.
     """

@@ -24,7 +24,7 @@ class EvalParams(StrictModel):
         data_dir: data prep output folder; default: the training record's ``data_dir``.
         split: ``test``, ``validation`` or ``train``.
         external: score this external test set instead of a split
-            (:class:`~bashkir_peft.data.external.ExternalSet`: ``name``, ``path``,
+            (:class:`~bashkir_peft.config.external.ExternalSet`: ``name``, ``path``,
             ``format``...; e.g. ``{"name": "sib200-eng", "path":
             "../shared/eval/sib200/eng_Latn", "format": "sib200"}``); ``max_documents``
             does not apply to it (it has its own).

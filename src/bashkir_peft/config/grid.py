@@ -22,13 +22,13 @@ set is the stage's default, whose source is on its params-model field
 cell with its source (:mod:`bashkir_peft.grid.values`).
 
 Tokenizer adaptation: ``tokenizers`` names adaptation settings
-(:class:`~bashkir_peft.models.vocab.TokenizerAdaptation`: K new tokens, BPE size, init) and
+(:class:`~bashkir_peft.config.tokenizer.TokenizerAdaptation`: K new tokens, BPE size, init) and
 the axis ``tokenizer`` (default ``[base]``) picks them; a cell with an adaptation gets it as
 its training parameter ``tokenizer``. A ``base`` tokenizer adds nothing to a cell's axes or
 parameters, so grids without the axis keep their run ids.
 
 ``study`` (optional) names, before anything runs, the comparisons a study is for and its
-budget (:class:`~bashkir_peft.design.StudyDesign`); the report states them first, with their intervals.
+budget (:class:`~bashkir_peft.config.design.StudyDesign`); the report states them first, with their intervals.
 
 ``stages`` (default: all) names the stages every cell runs, e.g. ``[train]`` for a
 learning-rate sweep judged on validation loss (``cpu-study-lr.yaml``).

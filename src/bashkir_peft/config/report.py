@@ -1,5 +1,5 @@
-"""Parameters of the report (notebook 05, :mod:`bashkir_peft.report.build`) and where a grid's
-runs are.
+"""Parameters of the report (notebook 05, :mod:`bashkir_peft.report.build`); where they put a
+grid's runs and tables: :func:`bashkir_peft.config.grid.report_dirs`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ class ReportParams(StrictModel):
     """Parameters of the report (defaults here are the single source of defaults).
 
     Attributes:
-        grid: a grid YAML file (``params/grids/NAME.yaml``) or a grid name.
-        runs_dir: the grid's runs folder; default ``runs/<grid name>`` (or the grid file's
-            ``runs_dir``) under ``$BASHKIR_PEFT_RUNS`` (default ``<repo>/runs``), as the grid
-            runner lays them out.
+        grid: a grid YAML file (``params/grids/NAME.yaml``; read through the grid loader) or a
+            grid name.
+        runs_dir: the grid's runs folder; default ``<grid name>`` under ``$BASHKIR_PEFT_RUNS``
+            (default ``<repo>/runs``), as the grid runner lays them out.
         output_dir: where tables and figures go; default ``<runs_dir>/report``.
         data_dir: the data-prep output (for the tokenizer fertility table); default: the
             ``data_dir`` of the runs' cell records, if it exists, else ``<runs_dir>/data``.

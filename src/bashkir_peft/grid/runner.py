@@ -217,7 +217,7 @@ class GridRun:
         ``passes`` (e.g. evaluation under two protocols) runs once per pass (unit
         ``evaluate.1``, ``evaluate.2``...), each pass's settings layered on the stage's.
         The evaluation's ``external_sets`` (named external test sets,
-        :class:`~bashkir_peft.data.external.ExternalSet`) add one pass per set after them,
+        :class:`~bashkir_peft.config.external.ExternalSet`) add one pass per set after them,
         each scoring its set (``external``) under the stage's settings (:meth:`stage_passes`)."""
         if p.units is not None:
             return p.units

@@ -5,7 +5,7 @@ A stage notebook of a cell receives three kinds of values, and each has a source
 - runner values: the cell's axes (source: the grid's ``matrix`` axis or ``include``
   entry), the corpus (the command line) and folders (the grid runner's layout);
 - the grid's settings: the source annotated in the grid file (or its ``default_source``),
-  found through the path that set the value (:attr:`~bashkir_peft.grid.spec.Cell.origins`);
+  found through the path that set the value (:attr:`~bashkir_peft.config.grid.Cell.origins`);
 - every other parameter: the default of the stage's params model, whose source is on its
   field (:func:`~bashkir_peft.yamlio.field_source`).
 """

@@ -25,7 +25,7 @@ def resolve_budget(params, train: dict, processes: int) -> Budget:
     """The optimizer steps and evaluation interval of a run from its byte settings.
 
     Args:
-        params: :class:`~bashkir_peft.train.run.TrainParams` (``train_bytes``,
+        params: :class:`~bashkir_peft.config.train.TrainParams` (``train_bytes``,
             ``eval_every_bytes``, ``max_steps``, ``eval_steps`` and the batch shape).
         train: the packed training split's stats, with ``tokens`` (document framing
             included) and ``bytes`` (UTF-8 bytes of its documents' text).

@@ -29,7 +29,7 @@ def torchrun_command(params, nproc: int) -> list[str]:
 
 
 def launch(params) -> TrainRecord:
-    """Train ``params`` (a :class:`~bashkir_peft.train.run.TrainParams` with ``processes > 1``)
+    """Train ``params`` (a :class:`~bashkir_peft.config.train.TrainParams` with ``processes > 1``)
     under torchrun and return the record the main process wrote.
 
     Raises:

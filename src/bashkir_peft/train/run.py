@@ -35,6 +35,7 @@ from bashkir_peft.models.lora import apply_lora, count_parameters
 from bashkir_peft.models.precision import Precision, cast_trainable, plan_precision
 from bashkir_peft.models.quant import prepare_qlora
 from bashkir_peft.models.vocab import token_rows_cost, token_rows_for_peft
+from bashkir_peft.names import ADAPTER_METHODS
 from bashkir_peft.provenance import ResourceMeter, environment_info
 from bashkir_peft.records import Budget, RunFiles, TrainRecord, read_record_if_any, write_record
 from bashkir_peft.runtime import configure_threads
@@ -192,7 +193,7 @@ def _start_record(params: TrainParams, manifest, existing: TrainRecord | None, o
         "compute_dtype": dtype,
         "data": {"dir": str(Path(params.data_dir).resolve()), "fingerprint": manifest.fingerprint},
         "started": existing.started if existing else _now(),
-        "sessions": list(existing.sessions) if existing else [],
+        "sessions": [s.model_dump(exclude_unset=True) for s in existing.sessions] if existing else [],
     }
 
 
@@ -224,7 +225,7 @@ def _prepare_model(params: TrainParams, resolved, placement: Placement, precisio
                        "validation": eval_stats | {"bytes": sum(len(t.encode("utf-8")) for t in eval_texts)}}
     if params.method == "qlora":
         model = prepare_qlora(model, params.gradient_checkpointing)
-    if params.method in ("lora", "qlora"):
+    if params.method in ADAPTER_METHODS:
         record["target_modules"] = _target_modules(params, resolved)
         model = apply_lora(model, record["target_modules"], params.lora_r, params.lora_alpha, params.lora_dropout,
                            token_rows_for_peft(model, new_ids) if new_ids else None)
