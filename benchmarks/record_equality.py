@@ -11,8 +11,10 @@ and per run folder ``grid_cell.json`` and the stage records of :data:`bashkir_pe
 is read through the current record contract (older versions through its upgrades), dumped to
 JSON and compared. Left out of the comparison: times and what measures the machine rather than
 the run (wall time, peak memory, throughput, timestamps, file modification times), the git
-commit and package versions (they name the code), and the runs roots in paths (replaced by
-``<runs>``; the repository root by ``<repo>``). Prints one line per difference and a summary;
+commit and package versions (they name the code), the runs roots in paths (replaced by
+``<runs>``; the repository root by ``<repo>``), and the size and SHA-256 that a stage's file
+manifest records for a file that is itself one of the records compared (its serialisation holds
+the times and the schema version; its fields are compared one by one). Prints one line per difference and a summary;
 exits 1 if any record differs or is missing on one side.
 """
 
@@ -42,9 +44,13 @@ TIMES = {"wall_time_s", "peak_rss_mib", "peak_gpu_mib", "tokens_per_s", "new_tok
 """Keys whose values measure the machine or name the code, at any depth."""
 
 
+RECORD_NAMES = {GridFiles.INDEX, GridFiles.DATA_RECORD, DataFiles.MANIFEST, RunFiles.CELL, *RUN_RECORDS}
+
+
 def _normalise(value, roots: list[tuple[str, str]]):
     if isinstance(value, dict):
-        return {k: _normalise(v, roots) for k, v in value.items() if k not in TIMES}
+        return {k: _normalise(v, roots) for k, v in value.items()
+                if k not in TIMES and k not in RECORD_NAMES}
     if isinstance(value, list):
         return [_normalise(v, roots) for v in value]
     if isinstance(value, str):
