@@ -5,15 +5,11 @@ on what a grid's numbers mean. Used by notebook 05 and the book; nothing here co
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
-from bashkir_peft.config.grid import resolve_grid, study_design
+from bashkir_peft.config.grid import grid_file, resolve_grid
 from bashkir_peft.names import method_sort_key
 from bashkir_peft.report.build import ReportResult
-from bashkir_peft.settings import REPO_ROOT
-from bashkir_peft.yamlio import read_yaml
 
 
 def format_headline(summary: pd.DataFrame) -> pd.DataFrame:
@@ -142,14 +138,10 @@ def grid_note(grid: str) -> str:
     Raises:
         ConfigError: an invalid grid file or grid name.
     """
-    name, _ = resolve_grid(grid)
-    desc = ""
-    p = Path(grid) if Path(grid).exists() else REPO_ROOT / grid
-    if p.suffix in (".yaml", ".yml") and p.is_file():
-        data = read_yaml(p)
-        if isinstance(data, dict) and isinstance(data.get("description"), str):
-            desc = data["description"].strip() + "\n\n"
-    if name != "paper" and p.is_file() and study_design(str(p)) is not None:
+    loaded = grid_file(grid)
+    name = loaded.name if loaded is not None else resolve_grid(grid)[0]
+    desc = loaded.spec.description.strip() + "\n\n" if loaded is not None and loaded.spec.description else ""
+    if name != "paper" and loaded is not None and loaded.spec.study is not None:
         desc += (f"**The `{name}` grid is a study at small scale, not a reproduction of the paper's numbers**: "
                  "its findings hold for its model, budget and corpus (the results chapter states them).")
     elif name != "paper":
