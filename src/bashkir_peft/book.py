@@ -58,8 +58,6 @@ class BookError(RuntimeError):
     """The book did not build (a notebook failed to execute, or Sphinx reported a warning)."""
 
 
-
-
 def execute_report(grid: str, runs_dir: Path, out: Path, timeout_s: int = 600) -> Path:
     """Execute the report notebook with papermill into ``out``, its parameters shown once
     (folded) above the findings.

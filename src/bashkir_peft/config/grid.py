@@ -76,7 +76,6 @@ AXES: tuple[str, ...] = ("model", "method", "lora_r", "seed", "label", "tokenize
 Source = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
-
 class Annotation(StrictModel):
     """Where a value comes from."""
 

@@ -54,8 +54,6 @@ from bashkir_peft.text import cleaning, dedup, langid
 EXAMPLES_PER_REASON = 5
 
 
-
-
 def _bashkir_in_context(sentence: str, letters: int, p: dict) -> bool:
     """Keep an ``other`` sentence of a Bashkir document? Yes when it is short (fewer than
     ``langid_min_letters`` letters), or when it is mostly Cyrillic with no letter of

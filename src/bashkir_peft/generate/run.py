@@ -62,10 +62,6 @@ class Prompt:
     reference: str | None = None
 
 
-
-
-
-
 def _rank_key(doc_id: str) -> str:
     return hashlib.sha256(doc_id.encode("utf-8")).hexdigest()
 
