@@ -26,6 +26,7 @@ from typing import Any
 
 from bashkir_peft.errors import ConfigError, ModelNotFoundError
 from bashkir_peft.models.device import Placement, choose_device
+from bashkir_peft.models.precision import bf16_supported
 from bashkir_peft.models.provision import provision
 from bashkir_peft.models.registry import ModelEntry, load_registry
 from bashkir_peft.names import METHODS
@@ -171,13 +172,11 @@ def default_dtype(resolved: ResolvedModel, method: str, placement: Placement | N
         placement: where the model will run; default the device rule
             (:func:`bashkir_peft.models.device.choose_device`).
     """
-    import torch
-
     placement = placement or choose_device(None, method)
     if placement.device != "cuda":
         return "float32"
     dtype = "bfloat16" if method == "qlora" or not resolved.entry else resolved.entry.dtype
-    if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+    if dtype == "bfloat16" and not bf16_supported(placement):
         return "float16"
     return dtype
 
