@@ -90,11 +90,13 @@ class MemoryEstimate:
                 f"{self.activations / GIB:.2f} GiB")
 
 
+@lru_cache(maxsize=16)
 def meta_model(model: str):
     """The model's architecture on the ``meta`` device (exact shapes, no weights; reads only
     its configuration: a registry model's from the repository
     (:func:`bashkir_peft.models.configs.offline_config`, no Hub), a local folder's, or a Hub
-    id's ``config.json`` from the Hub).
+    id's ``config.json`` from the Hub). Built once per process (a 7B architecture takes
+    seconds even on ``meta``) and shared: read its shapes, never modify it.
 
     Raises:
         OSError: no configuration (a registry model without its shipped ``config.json``, a Hub
