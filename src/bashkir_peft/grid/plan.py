@@ -180,7 +180,7 @@ def estimate_memory(params: TrainParams, net=None, placement: Placement | None =
             raise ConfigError(f"model {params.model!r} is not in the registry: set target_modules for {params.method}")
         if not target_layers(net, targets):
             raise ConfigError(f"target_modules {targets} match no module of {params.model}")
-        trainable = lora_parameter_count(net, targets, params.lora_r)
+        trainable = lora_parameter_count(net, targets, params.lora_r, params.lora_options)
         adapters = trainable * BYTES[prec.master_dtype]
         if params.method == "lora":
             weights = n_total * BYTES[prec.load_dtype] + adapters
