@@ -100,6 +100,15 @@ def check_lora_options(options: dict, method: str) -> dict:
     return options
 
 
+def changes_base_weights(options: dict | None) -> bool:
+    """Whether the variant's initialisation rewrites the base weights (PiSSA, OLoRA: the base
+    keeps ``W - B A``), so that its adapter is saved converted to a plain LoRA adapter of rank
+    ``2r`` that applies to the original base model (peft's
+    ``save_pretrained(..., path_initial_model_for_weight_conversion=...)``)."""
+    init = (options or {}).get("init_lora_weights")
+    return isinstance(init, str) and (init in ("pissa", "olora") or bool(_PISSA_NITER.match(init)))
+
+
 def lora_variant_label(options: dict | None) -> str:
     """A short name of the variant for labels: the set options in key order, e.g.
     ``"use_dora, use_rslora, init_lora_weights=pissa"`` (``""`` for plain LoRA)."""
