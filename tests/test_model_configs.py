@@ -34,6 +34,8 @@ def test_every_registry_model_has_its_configuration_offline(no_hub):
     reg = load_registry()
     for name in reg.models:
         entry = reg.get(name)
+        if entry.baseline:  # scored zero-shot only: nothing to plan (see the next test)
+            continue
         if entry.source != "tiny":
             assert has_shipped_config(entry), name
         config = offline_config(entry)
@@ -43,6 +45,19 @@ def test_every_registry_model_has_its_configuration_offline(no_hub):
         # the planner finds the registry's LoRA target modules in it
         est = planner.estimate_memory(TrainParams(model=name, method="lora"), net, planner.PLANNED_GPU)
         assert est.trainable > 0, name
+
+
+def test_no_shipped_grid_trains_a_zero_shot_baseline():
+    reg = load_registry()
+    baselines = {n for n, e in reg.models.items() if e.baseline}
+    assert {"goldfish-bak", "mgpt-1.3b-bashkir", "mala-500"} <= baselines
+    scored = set()
+    for path in sorted((params_dir() / "grids").glob("*.yaml")):
+        for cell in expand(load_grid(path)):
+            if cell.model in baselines:
+                assert cell.method == "base", (path.name, cell.slug)
+                scored.add(cell.model)
+    assert scored == baselines  # every baseline is a zero-shot row of a grid (paper.yaml)
 
 
 def _lora_count(config, r: int, placement: str) -> int:
