@@ -265,10 +265,11 @@ def load_model(model: str | os.PathLike, method: str = "full", *, dtype: str | N
 
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    resolved = resolve_model(model)
-    if resolved.entry is not None and resolved.entry.baseline and method != "full":
-        raise ConfigError(f"model {resolved.name!r} is a zero-shot baseline (registry: baseline true); "
+    entry = load_registry().models.get(str(model))
+    if entry is not None and entry.baseline and method != "full":  # before any Hub request
+        raise ConfigError(f"model {str(model)!r} is a zero-shot baseline (registry: baseline true); "
                           f"it is scored as it is, not trained with {method}")
+    resolved = resolve_model(model)
     placement = placement or choose_device(None, method)
     dtype = dtype or default_dtype(resolved, method, placement)
     if dtype not in DTYPES:
