@@ -213,7 +213,7 @@ def test_shipped_grids():
     assert demo.spec.corpus_hint and paper.spec.corpus_hint.startswith("hub:")
 
 
-@pytest.mark.parametrize("name", ["paper", "paper-lr", "cpu-demo", "smoke", "cpu-tokenizer", "cpu-study",
+@pytest.mark.parametrize("name", ["paper", "paper-lr", "cpu-lora-variants", "cpu-demo", "smoke", "cpu-tokenizer", "cpu-study",
                                   "cpu-study-lr"])
 def test_shipped_grids_fit_the_real_notebooks(name):
     """Every setting of every cell is a parameter of the real notebook and passes the
