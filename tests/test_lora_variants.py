@@ -19,6 +19,7 @@ from bashkir_peft.models.loading import load_model
 from bashkir_peft.models.lora import apply_lora, count_parameters, lora_parameter_count
 from bashkir_peft.models.trained import load_trained
 from bashkir_peft.names import label_parts, method_label
+from bashkir_peft.train.run import run_training
 from test_train import _logits, _run, data_dir  # noqa: F401 - data_dir is a fixture
 
 TARGETS = {"tiny-gpt2": ["c_attn", "c_proj", "c_fc"],
@@ -90,11 +91,14 @@ def test_variant_trains_saves_and_reloads_to_equal_logits(options, data_dir, tmp
     torch.testing.assert_close(_logits(saved, cap.batch.to(saved.device)), cap.logits, rtol=1e-5, atol=1e-5)
 
 
-def test_loftq_on_the_cpu_is_refused_with_one_line():
+def test_loftq_on_the_cpu_is_refused_with_one_line(data_dir, tmp_path):  # noqa: F811
+    options = {"init_lora_weights": "loftq", "loftq_config": {"loftq_bits": 4, "loftq_iter": 1}}
+    with pytest.raises(ConfigError, match="LoftQ initialisation needs CUDA"):  # the run: before loading weights
+        run_training(TrainParams(model="tiny-llama", method="qlora", device="cpu", lora_options=options,
+                                 data_dir=str(data_dir), output_dir=str(tmp_path / "loftq")))
     model = load_model("tiny-llama", "qlora", placement=choose_device("cpu", "qlora")).model
-    with pytest.raises(ConfigError, match="LoftQ initialisation needs CUDA"):
-        apply_lora(model, TARGETS["tiny-llama"], lora_r=4, options={
-            "init_lora_weights": "loftq", "loftq_config": {"loftq_bits": 4, "loftq_iter": 1}})
+    with pytest.raises(ConfigError, match="LoftQ initialisation needs CUDA"):  # and the adapter function itself
+        apply_lora(model, TARGETS["tiny-llama"], lora_r=4, options=options)
 
 
 @pytest.mark.gpu

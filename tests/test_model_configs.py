@@ -92,3 +92,18 @@ def test_paper_grid_qlora_has_over_40x_fewer_trainable_parameters(no_hub, model)
     assert all_linear == _lora_count(config, 8, "all")
     assert reference / main > 40  # the paper: "over 40 times fewer trainable parameters"
     assert reference / all_linear < 40  # every linear layer would contradict it
+
+
+def test_the_learning_rate_sweep_trains_what_the_paper_grid_trains():
+    """paper-lr.yaml repeats paper.yaml's placement and per-model batch settings (YAML has no
+    includes): every sweep cell trains with the settings of its paper-grid cell, the learning
+    rate and the budget (epochs, checkpoints) aside."""
+    grids = params_dir() / "grids"
+    paper = {(c.model, c.method, c.lora_r, c.seed): c.params["train"] for c in expand(load_grid(grids / "paper.yaml"))
+             if c.label is None and c.method != "base"}
+    own = {"learning_rate", "num_train_epochs", "save_total_limit", "keep_checkpoints"}
+    sweep = expand(load_grid(grids / "paper-lr.yaml"))
+    assert len(sweep) == 3 * len({(c.model, c.method) for c in sweep}) == 51
+    for c in sweep:
+        want = {k: v for k, v in paper[(c.model, c.method, c.lora_r, c.seed)].items() if k not in own}
+        assert {k: v for k, v in c.params["train"].items() if k not in own} == want, c.slug

@@ -409,6 +409,9 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
     configure_threads(max(1, len(os.sched_getaffinity(0)) // world_size()))
     placement = choose_device(params.device, params.method)
     cuda = placement.device == "cuda"
+    if (params.lora_options or {}).get("init_lora_weights") == "loftq" and not cuda:
+        raise ConfigError("lora_options: LoftQ initialisation needs CUDA (peft computes it on the GPU); "
+                          f"this run is on {placement.device}")
     dtype = params.dtype or default_dtype(resolved, params.method, placement)
     precision = plan_precision(params.method, dtype, placement, params.pure_low_precision)
     record = _start_record(params, manifest, existing, _optimizer(params, cuda), dtype, placement, precision)
