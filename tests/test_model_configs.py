@@ -107,3 +107,24 @@ def test_the_learning_rate_sweep_trains_what_the_paper_grid_trains():
     for c in sweep:
         want = {k: v for k, v in paper[(c.model, c.method, c.lora_r, c.seed)].items() if k not in own}
         assert {k: v for k, v in c.params["train"].items() if k not in own} == want, c.slug
+
+
+def test_gpu_plan_line_flops_and_fit(no_hub):
+    """The plan's GPU line: training FLOPs per token are 6 x the matrix-product weights for full
+    fine-tuning (Kaplan et al. 2020: GPT-2-medium's 24 layers x 12 h^2 plus the V x h output
+    layer) and 4 x for adapters; fully fine-tuning a 7B model (16 bytes per parameter: bf16
+    compute on float32 master weights, gradients, two AdamW moments) fits no card of 80 GB,
+    its QLoRA cell fits 24 GB."""
+    cfg = offline_config(load_registry().get("gpt2-medium"))
+    matmul = cfg.n_layer * 12 * cfg.n_embd**2 + cfg.vocab_size * cfg.n_embd
+    net = planner.meta_model("gpt2-medium")
+    assert planner.flops_per_token(net, "full") == 6 * matmul
+    assert planner.flops_per_token(net, "lora") == 4 * matmul
+    full = planner.estimate_memory(TrainParams(model="mistral-7b", method="full", per_device_train_batch_size=4,
+                                               gradient_checkpointing=True), placement=planner.PLANNED_GPU)
+    assert full.weights + full.gradients + full.optimizer_states == 16 * full.trainable
+    line = planner.GpuPlan(full, 0).describe()
+    assert "does NOT fit 80 GB, does NOT fit 40 GB, does NOT fit 24 GB" in line
+    qlora = planner.estimate_memory(TrainParams(model="mistral-7b", method="qlora", per_device_train_batch_size=4,
+                                                gradient_checkpointing=True), placement=planner.PLANNED_GPU)
+    assert "fits 80 GB, fits 40 GB, fits 24 GB" in planner.GpuPlan(qlora, 0).describe()
