@@ -194,14 +194,17 @@ def test_shipped_grids():
     assert paper.spec.default_source is None and paper.spec.strict_sources
     assert paper.sources["train.block_size"]["source"].startswith("paper, released full-FT runs only")
     assert paper.spec.data["data_mode"] == "paper"
-    for g in (paper, demo, smoke):  # no repetition penalty, with its reason
-        assert {c.params["generate"]["repetition_penalty"] for c in expand(g)} == {1.0}
+    for g in (paper, demo, smoke):  # no repetition penalty, with its reason (paper: except its decoding arm)
+        assert {c.params["generate"]["repetition_penalty"] for c in expand(g) if c.label != "rp1.2"} == {1.0}
         assert g.sources["generate.repetition_penalty"]["source"].startswith("issue 13: the 1.2 penalty")
-    assert paper.sources["matrix.seed"]["source"] == "paper"
+    arm = [c for c in expand(paper) if c.label == "rp1.2"]
+    assert arm and {c.params["generate"]["repetition_penalty"] for c in arm} == {1.2}
+    assert paper.sources["matrix.seed"]["source"].startswith("paper")
     assert paper.spec.matrix.seed == [42, 123, 2024] and paper.spec.matrix.lora_r == [8, 16]
     cells = expand(paper)
     assert {c.model for c in cells if c.method == "full"} == {"distilgpt2", "gpt2", "gpt2-medium"}
-    assert len({c.model for c in cells}) == 7
+    assert len({c.model for c in cells if c.method != "base"}) == 7  # the paper's seven; base adds 3 Hub baselines
+    assert len({c.model for c in cells}) == 10
     demo_cells = expand(demo)
     assert {c.model for c in demo_cells} == {"smollm2-135m"}
     assert sorted(c.method for c in demo_cells) == ["base", "full", "lora", "lora"]
@@ -210,7 +213,8 @@ def test_shipped_grids():
     assert demo.spec.corpus_hint and paper.spec.corpus_hint.startswith("hub:")
 
 
-@pytest.mark.parametrize("name", ["paper", "cpu-demo", "smoke", "cpu-tokenizer", "cpu-study", "cpu-study-lr"])
+@pytest.mark.parametrize("name", ["paper", "paper-lr", "cpu-lora-variants", "cpu-demo", "smoke", "cpu-tokenizer", "cpu-study",
+                                  "cpu-study-lr"])
 def test_shipped_grids_fit_the_real_notebooks(name):
     """Every setting of every cell is a parameter of the real notebook and passes the
     stage's parameter model (types, ranges), so a shipped grid never fails late on a typo."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -116,13 +117,21 @@ def test_paper_table_is_labelled_and_matches_our_cells(tmp_path):
     p = paper_table(summary)
     assert list(zip(p["model"], p["method"], p["paper"])) == [
         ("gpt2-medium", "full", 3.34), ("mistral-7b", "qlora", 3.79), ("phi-2", "qlora", 3.81),
-        ("deepseek-7b", "lora r=8", 129.55)]
+        ("deepseek-7b", "peft r=8", 129.55)]
     assert [r["perplexity"] for r in PAPER_NUMBERS] == list(p["paper"])
     assert p["paper_source"].str.contains("quoted from the paper").all()
     ours = p[p["model"] == "gpt2-medium"].iloc[0]
     s = summary.set_index(["method_label", "protocol"]).loc[("full", "paper")]
     assert ours["ours_mean"] == pytest.approx(s["perplexity_mean"]) and ours["ours_n"] == 2
     assert p[p["model"] != "gpt2-medium"]["ours_mean"].isna().all()
+    # the paper's "PEFT ... DeepSeek-7B with rank 8" (method unstated) faces LoRA and QLoRA r=8, not r=16
+    write_run(runs, "c", "deepseek-7b", "lora", 8, 42, 3.0, docs, rng, generate=False)
+    write_run(runs, "d", "deepseek-7b", "qlora", 8, 42, 3.1, docs, rng, generate=False)
+    write_run(runs, "e", "deepseek-7b", "lora", 16, 42, 3.2, docs, rng, generate=False)
+    deep = paper_table(summary_table(metrics_table(discover_runs(runs))))
+    assert sorted(deep.loc[deep["model"] == "deepseek-7b", "ours_method"]) == ["lora r=8", "qlora r=8"]
+    for x in ("c", "d", "e"):
+        shutil.rmtree(runs / x)
     # each of our numbers says which data mode produced it (read from the runs' data folder)
     assert data_modes(found)[("gpt2-medium", "full")].startswith("unknown (no readable manifest")
     empty = pd.DataFrame({"id": [], "source": [], "text": []}, dtype=str)

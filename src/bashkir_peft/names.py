@@ -65,19 +65,23 @@ def run_label(model: str, method: str, lora_r: int | None, seed: int | None, lab
     return sep.join(parts)
 
 
-def method_label(method: str, lora_r: int | None, tokenizer: str = BASE_TOKENIZER) -> str:
+def method_label(method: str, lora_r: int | None, tokenizer: str = BASE_TOKENIZER, variant: str = "") -> str:
     """The one spelling of a run's method in the report's tables and figures.
 
     Args:
         method: one of :data:`METHODS`.
         lora_r: the adapter rank (``None`` for full fine-tuning and the base model).
         tokenizer: the grid's ``tokenizer`` axis (``base``, or an adaptation's name).
+        variant: the LoRA variant's options
+            (:func:`bashkir_peft.config.lora.lora_variant_label`; ``""`` = plain LoRA).
 
     Returns:
-        ``base``, ``full``, ``lora r=8``, ``qlora r=16``, ``lora r=8 tok=bak16k``...
+        ``base``, ``full``, ``lora r=8``, ``qlora r=16``, ``lora r=8 tok=bak16k``,
+        ``lora r=64 [use_dora, use_rslora]``...
     """
     label = method if lora_r is None else f"{method} r={lora_r}"
-    return label if tokenizer == BASE_TOKENIZER else f"{label} tok={tokenizer}"
+    label = label if tokenizer == BASE_TOKENIZER else f"{label} tok={tokenizer}"
+    return f"{label} [{variant}]" if variant else label
 
 
 def label_parts(label: str) -> tuple[str, int | None]:
@@ -92,7 +96,7 @@ def label_parts(label: str) -> tuple[str, int | None]:
     """
     if label == REFERENCE_LABEL:
         return "reference", None
-    method, _, r = label.partition(" tok=")[0].partition(" r=")
+    method, _, r = label.partition(" [")[0].partition(" tok=")[0].partition(" r=")
     return method, int(r) if r else None
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, JsonValue, model_validator
 
+from bashkir_peft.config.lora import check_lora_options
 from bashkir_peft.config.tokenizer import TokenizerAdaptation
 from bashkir_peft.yamlio import StrictModel
 
@@ -19,7 +20,8 @@ from bashkir_peft.yamlio import StrictModel
 DEFAULT_LEARNING_RATE = {"full": 5e-5, "lora": 2e-4, "qlora": 2e-4}
 
 
-_NOT_RECORDED_AT_DEFAULT = {"tokenizer": None, "train_bytes": None, "eval_every_bytes": None, "keep_checkpoints": True}
+_NOT_RECORDED_AT_DEFAULT = {"tokenizer": None, "train_bytes": None, "eval_every_bytes": None, "keep_checkpoints": True,
+                            "lora_options": None}
 """Settings a run's record leaves out while they have these values, so records written before
 the settings existed still match their runs."""
 
@@ -33,6 +35,9 @@ class TrainParams(StrictModel):
         lora_r, lora_alpha, lora_dropout: LoRA rank, scaling numerator, adapter dropout
             (ignored by ``full``).
         target_modules: LoRA target module names; ``None`` = the registry's for the model.
+        lora_options: further keyword arguments of peft's ``LoraConfig`` (DoRA, rsLoRA, PiSSA /
+            OLoRA / LoftQ initialisation, ``layers_to_transform`` ...), validated against peft
+            (:mod:`bashkir_peft.config.lora`); ``None`` = plain LoRA.
         learning_rate: peak rate; ``None`` = per method (:data:`DEFAULT_LEARNING_RATE`).
         lr_scheduler_type: a transformers scheduler name.
         warmup_ratio: share of the optimizer steps spent warming up, in [0, 1).
@@ -93,6 +98,8 @@ class TrainParams(StrictModel):
         "source": "QLoRA paper (Dettmers et al. 2023): dropout 0.05 for models up to 13B"})
     target_modules: list[str] | None = Field(None, json_schema_extra={
         "source": "the registry's per-architecture table (params/models.yaml; QLoRA paper sec. 4: every linear layer)"})
+    lora_options: dict[str, JsonValue] | None = Field(None, json_schema_extra={
+        "source": "ours: plain LoRA (peft's LoraConfig defaults: Kaiming-uniform A, zero B, alpha / r scaling)"})
     learning_rate: float | None = Field(None, gt=0, json_schema_extra={
         "source": "per method (DEFAULT_LEARNING_RATE): full 5e-5 (transformers Trainer and run_clm default), "
                   "lora/qlora 2e-4 (QLoRA paper)"})
@@ -163,6 +170,10 @@ class TrainParams(StrictModel):
             raise ValueError("set train_bytes or max_steps, not both (train_bytes decides the steps)")
         if self.target_modules is not None and not self.target_modules:
             raise ValueError("target_modules must name at least one module, or be None for the registry's")
+        if self.lora_options:
+            if self.method == "full":
+                raise ValueError("lora_options apply to lora and qlora, not full fine-tuning")
+            check_lora_options(self.lora_options, self.method)
         return self
 
     @property

@@ -25,24 +25,48 @@ architecture is built on the ``meta`` device: exact shapes, no weights):
 Weights, gradients and optimizer states are exact for full fine-tuning and LoRA (tested
 against a tiny model's tensors); activations are an estimate (a GPU test holds the total to
 ``torch.cuda.max_memory_allocated`` within 1.5x). Time: the cell's tokens / a throughput
-measured by a finished run of the same model, method and device (none yet: unknown).
+measured by a finished run of the same model, method and device (none yet: unknown); until
+then the compute a training token costs, ``c x P`` FLOPs (``c = 6`` for full fine-tuning, 4
+for adapters; Kaplan et al. 2020, sec. 2.1; :mod:`bashkir_peft.grid.estimate`).
+
+Offline: a registry model's shapes come from the configuration the repository ships
+(:mod:`bashkir_peft.models.configs`), never from the Hub. Every training cell also gets its
+trainable parameters, their ratio to GPT-2-medium full fine-tuning (the paper's reference:
+QLoRA on Mistral-7B and Phi-2 with "over 40 times fewer trainable parameters"), and its
+memory on a bf16 GPU (:data:`PLANNED_GPU`) against the usual card sizes (:data:`GPU_SIZES`),
+whether or not a GPU is visible.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from bashkir_peft.config.train import TrainParams
 from bashkir_peft.errors import ConfigError
+from bashkir_peft.models.configs import offline_config
 from bashkir_peft.models.device import Placement, choose_device
-from bashkir_peft.models.loading import default_dtype, resolve_model
+from bashkir_peft.models.loading import ResolvedModel, default_dtype, resolve_model
 from bashkir_peft.models.lora import lora_parameter_count, target_layers
 from bashkir_peft.models.precision import plan_precision
+from bashkir_peft.models.registry import load_registry
 from bashkir_peft.records import RecordError, RunFiles, TrainRecord, read_record_if_any
 
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 GIB = 2**30
+
+GPU_SIZES: tuple[tuple[str, int], ...] = (("80 GB", 80 * GIB), ("40 GB", 40 * GIB), ("24 GB", 24 * GIB))
+"""The GPU memory sizes every training cell is planned against (A100/H100 80 GB, A100 40 GB,
+24 GB cards such as the RTX 4090 or A10; nominal sizes in GiB: the CUDA total of a card is
+at or a little below them)."""
+
+PLANNED_GPU = Placement("cuda", 0, "planned", "a bf16 GPU (planned)", 1)
+"""The device a cell is planned on when it would run on a GPU it does not see here: CUDA with
+bfloat16 (Ampere or newer), one process."""
+
+REFERENCE_MODEL = "gpt2-medium"
+"""The paper's reference for trainable parameters: GPT-2-medium, fully fine-tuned."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +77,8 @@ class MemoryEstimate:
     gradients: int
     optimizer_states: int
     activations: int
+    trainable: int = 0
+    """Trainable parameters (a count, not bytes)."""
 
     @property
     def total(self) -> int:
@@ -64,19 +90,50 @@ class MemoryEstimate:
                 f"{self.activations / GIB:.2f} GiB")
 
 
+@lru_cache(maxsize=16)
 def meta_model(model: str):
     """The model's architecture on the ``meta`` device (exact shapes, no weights; reads only
-    its configuration: a local folder, or the Hub's ``config.json``)."""
+    its configuration: a registry model's from the repository
+    (:func:`bashkir_peft.models.configs.offline_config`, no Hub), a local folder's, or a Hub
+    id's ``config.json`` from the Hub). Built once per process (a 7B architecture takes
+    seconds even on ``meta``) and shared: read its shapes, never modify it.
+
+    Raises:
+        OSError: no configuration (a registry model without its shipped ``config.json``, a Hub
+            id with the Hub out of reach).
+    """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    resolved = resolve_model(model)
-    kwargs = {"trust_remote_code": resolved.trust_remote_code}
-    if resolved.source == "hub" and resolved.revision != "unpinned":
-        kwargs["revision"] = resolved.revision
-    config = AutoConfig.from_pretrained(resolved.location, **kwargs)
+    registry = load_registry()
+    if model in registry.models:
+        entry = registry.get(model)
+        config, remote = offline_config(entry), entry.trust_remote_code
+    else:
+        resolved = resolve_model(model)
+        kwargs = {"trust_remote_code": resolved.trust_remote_code}
+        if resolved.source == "hub" and resolved.revision != "unpinned":
+            kwargs["revision"] = resolved.revision
+        config, remote = AutoConfig.from_pretrained(resolved.location, **kwargs), resolved.trust_remote_code
     with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(config, trust_remote_code=resolved.trust_remote_code)
+        return AutoModelForCausalLM.from_config(config, trust_remote_code=remote)
+
+
+def _planning_model(model: str) -> ResolvedModel:
+    """What the planner needs of a model (its registry entry) without provisioning, loading
+    or asking the Hub for its commit."""
+    registry = load_registry()
+    if model in registry.models:
+        entry = registry.get(model)
+        return ResolvedModel(model, entry.hub_id or model, entry.source, entry.revision_label, entry)
+    return resolve_model(model)
+
+
+@lru_cache(maxsize=1)
+def reference_trainable() -> int:
+    """Trainable parameters of the paper's reference, :data:`REFERENCE_MODEL` fully fine-tuned:
+    every parameter of its architecture (tied input and output embeddings counted once)."""
+    return sum(p.numel() for p in meta_model(REFERENCE_MODEL).parameters())
 
 
 def _quantized_layers(net) -> list:
@@ -110,7 +167,7 @@ def estimate_memory(params: TrainParams, net=None, placement: Placement | None =
     """
     net = net if net is not None else meta_model(params.model)
     placement = placement or choose_device(params.device, params.method)
-    resolved = resolve_model(params.model)
+    resolved = _planning_model(params.model)
     dtype = params.dtype or default_dtype(resolved, params.method, placement)
     prec = plan_precision(params.method, dtype, placement, params.pure_low_precision)
     n_total = sum(p.numel() for p in net.parameters())
@@ -123,7 +180,7 @@ def estimate_memory(params: TrainParams, net=None, placement: Placement | None =
             raise ConfigError(f"model {params.model!r} is not in the registry: set target_modules for {params.method}")
         if not target_layers(net, targets):
             raise ConfigError(f"target_modules {targets} match no module of {params.model}")
-        trainable = lora_parameter_count(net, targets, params.lora_r)
+        trainable = lora_parameter_count(net, targets, params.lora_r, params.lora_options)
         adapters = trainable * BYTES[prec.master_dtype]
         if params.method == "lora":
             weights = n_total * BYTES[prec.load_dtype] + adapters
@@ -135,7 +192,7 @@ def estimate_memory(params: TrainParams, net=None, placement: Placement | None =
     state_bytes = 1 if "8bit" in params.optim else BYTES[prec.master_dtype]
     compute = BYTES[prec.autocast or prec.load_dtype]
     return MemoryEstimate(weights, trainable * grad_bytes, 2 * trainable * state_bytes,
-                          _activations(net.config, params, compute))
+                          _activations(net.config, params, compute), trainable)
 
 
 def planned_tokens(params: TrainParams, train_blocks: int | None) -> int | None:
@@ -163,9 +220,36 @@ def visible_gpu() -> tuple[str, int] | None:
     return props.name, int(props.total_memory)
 
 
+def flops_per_token(net, method: str) -> int:
+    """Training FLOPs per token: ``c x P``, ``P`` the weights of the model's matrix products
+    (every ``Linear``/``Conv1D``, the output layer included), ``c = 6`` for full fine-tuning and
+    4 for adapters (no gradient of the frozen weights; Kaplan et al. 2020, sec. 2.1)."""
+    p = sum(m.weight.numel() for m in _quantized_layers(net)) + net.get_output_embeddings().weight.numel()
+    return (6 if method == "full" else 4) * p
+
+
+@dataclass(frozen=True)
+class GpuPlan:
+    """A training cell on a bf16 GPU (:data:`PLANNED_GPU`, or the visible one): its memory
+    estimate, which of :data:`GPU_SIZES` it fits, its training FLOPs per token."""
+
+    memory: MemoryEstimate
+    flops_per_token: int
+
+    def describe(self) -> str:
+        fits = ", ".join(f"{'fits' if self.memory.total <= size else 'does NOT fit'} {name}"
+                         for name, size in GPU_SIZES)
+        ratio = reference_trainable() / self.memory.trainable
+        return (f"  trainable parameters {self.memory.trainable:,} ({ratio:.1f}x fewer than {REFERENCE_MODEL} full "
+                f"fine-tuning, {reference_trainable():,}); on a bf16 GPU ~{self.memory.total / GIB:.1f} GiB "
+                f"({fits}); compute {self.flops_per_token:.3g} FLOP per training token")
+
+
 @dataclass(frozen=True)
 class CellPlan:
-    """The plan of one training cell: memory, tokens, time, and whether it fits."""
+    """The plan of one training cell: memory, tokens, time, and whether it fits; ``gpu``: its
+    plan on a bf16 GPU (``None`` for a cell pinned to the CPU, or whose model has no
+    configuration)."""
 
     run_label: str
     memory: MemoryEstimate | None
@@ -174,6 +258,7 @@ class CellPlan:
     throughput_source: str
     fits: bool
     note: str
+    gpu: GpuPlan | None = None
 
     def describe(self) -> str:
         mem = self.memory.describe() if self.memory else "unknown"
@@ -182,7 +267,8 @@ class CellPlan:
         else:
             tok = f"{self.tokens:,} tokens" if self.tokens is not None else "tokens unknown until data prep"
             when = f"time unknown ({tok}; {self.throughput_source})"
-        return f"  plan: peak memory per process {mem}; {when}" + (f"; {self.note}" if self.note else "")
+        line = f"  plan: peak memory per process {mem}; {when}" + (f"; {self.note}" if self.note else "")
+        return line + (f"\n{self.gpu.describe()}" if self.gpu else "")
 
 
 def train_params(units) -> TrainParams | None:
@@ -216,10 +302,15 @@ def plan_cell(run, p, gpu: tuple[str, int] | None) -> CellPlan | None:
     if params is None:
         return None
     placement = choose_device(params.device, params.method)
+    gpu_plan = None
     try:
-        memory = estimate_memory(params, placement=placement)
-    except OSError as err:  # the configuration is not on disk and the Hub is out of reach
-        memory, unknown = None, f"memory unknown: no configuration of {params.model} ({type(err).__name__})"
+        net = meta_model(params.model)
+        memory = estimate_memory(params, net, placement=placement)
+        if params.device != "cpu":
+            on_gpu = memory if placement.device == "cuda" else estimate_memory(params, net, placement=PLANNED_GPU)
+            gpu_plan = GpuPlan(on_gpu, flops_per_token(net, params.method))
+    except OSError as err:  # a model outside the registry, with the Hub out of reach
+        memory, unknown = None, f"memory unknown: no configuration of {params.model} ({type(err).__name__}: {err})"
     except ConfigError as err:  # the cell's training will fail with this error (recorded there)
         memory, unknown = None, f"memory unknown: {err}"
     rate, blocks, source = _measured(run.root, params, placement.name)
@@ -230,7 +321,7 @@ def plan_cell(run, p, gpu: tuple[str, int] | None) -> CellPlan | None:
         name, total = gpu
         fits = memory.total <= total
         note = f"{'fits' if fits else 'does NOT fit'} {name} ({total / GIB:.1f} GiB)"
-    return CellPlan(p.cell.slug, memory, tokens, seconds, source, fits, note)
+    return CellPlan(p.cell.slug, memory, tokens, seconds, source, fits, note, gpu_plan)
 
 
 def plan_grid(run, out=None, gpu: tuple[str, int] | None = None) -> list[CellPlan]:

@@ -26,6 +26,7 @@ from typing import Any
 
 from bashkir_peft.errors import ConfigError, ModelNotFoundError
 from bashkir_peft.models.device import Placement, choose_device
+from bashkir_peft.models.precision import bf16_supported
 from bashkir_peft.models.provision import provision
 from bashkir_peft.models.registry import ModelEntry, load_registry
 from bashkir_peft.names import METHODS
@@ -171,13 +172,11 @@ def default_dtype(resolved: ResolvedModel, method: str, placement: Placement | N
         placement: where the model will run; default the device rule
             (:func:`bashkir_peft.models.device.choose_device`).
     """
-    import torch
-
     placement = placement or choose_device(None, method)
     if placement.device != "cuda":
         return "float32"
     dtype = "bfloat16" if method == "qlora" or not resolved.entry else resolved.entry.dtype
-    if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+    if dtype == "bfloat16" and not bf16_supported(placement):
         return "float16"
     return dtype
 
@@ -208,10 +207,16 @@ def load_tokenizer(resolved: ResolvedModel):
     from transformers import AutoTokenizer
 
     kwargs = {"trust_remote_code": resolved.trust_remote_code}
-    if resolved.source == "hub" and resolved.revision != "unpinned":
+    location = resolved.location
+    adapter = resolved.entry.adapter if resolved.entry else None
+    if adapter is not None:  # the adapter's extended vocabulary has its own tokenizer
+        location = adapter.hub_id
+        if adapter.revision:
+            kwargs["revision"] = adapter.revision
+    elif resolved.source == "hub" and resolved.revision != "unpinned":
         kwargs["revision"] = resolved.revision
     try:
-        tokenizer = AutoTokenizer.from_pretrained(resolved.location, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
     except OSError as err:
         if resolved.source == "hub":
             raise _hub_error(resolved, err) from None
@@ -219,6 +224,17 @@ def load_tokenizer(resolved: ResolvedModel):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def _with_adapter(net, adapter):
+    """The base ``net`` with the Hub adapter merged in, after resizing its vocabulary to the
+    adapter's (MaLA-500's model card: ``resize_token_embeddings(260164)``, then
+    ``PeftModel.from_pretrained``)."""
+    from peft import PeftModel
+
+    net.resize_token_embeddings(adapter.vocab_size)
+    kwargs = {"revision": adapter.revision} if adapter.revision else {}
+    return PeftModel.from_pretrained(net, adapter.hub_id, **kwargs).merge_and_unload()
 
 
 def load_model(model: str | os.PathLike, method: str = "full", *, dtype: str | None = None,
@@ -241,7 +257,7 @@ def load_model(model: str | os.PathLike, method: str = "full", *, dtype: str | N
         a :class:`LoadedModel`: the model, its tokenizer and the :class:`ResolvedModel`.
 
     Raises:
-        ConfigError: unknown method or dtype.
+        ConfigError: unknown method or dtype; a baseline entry loaded for ``lora``/``qlora``.
         ModelNotFoundError: unknown name, missing folder, or Hub unreachable.
     """
     import torch
@@ -249,6 +265,10 @@ def load_model(model: str | os.PathLike, method: str = "full", *, dtype: str | N
 
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    entry = load_registry().models.get(str(model))
+    if entry is not None and entry.baseline and method != "full":  # before any Hub request
+        raise ConfigError(f"model {str(model)!r} is a zero-shot baseline (registry: baseline true); "
+                          f"it is scored as it is, not trained with {method}")
     resolved = resolve_model(model)
     placement = placement or choose_device(None, method)
     dtype = dtype or default_dtype(resolved, method, placement)
@@ -271,6 +291,8 @@ def load_model(model: str | os.PathLike, method: str = "full", *, dtype: str | N
         if resolved.source == "hub":
             raise _hub_error(resolved, err) from None
         raise ModelNotFoundError(f"cannot load model weights from {resolved.location}: {err}".splitlines()[0]) from None
+    if resolved.entry is not None and resolved.entry.adapter is not None:
+        net = _with_adapter(net, resolved.entry.adapter)
     if net.generation_config.pad_token_id is None:
         net.generation_config.pad_token_id = tokenizer.pad_token_id
     if method != "qlora" and placement.device != "cpu":

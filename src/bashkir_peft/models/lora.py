@@ -12,7 +12,8 @@ from bashkir_peft.errors import ConfigError
 
 
 def lora_config(target_modules: list[str], lora_r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.05,
-                fan_in_fan_out: bool = False, trainable_token_indices: dict[str, list[int]] | None = None):
+                fan_in_fan_out: bool = False, trainable_token_indices: dict[str, list[int]] | None = None,
+                options: dict | None = None):
     """A peft ``LoraConfig`` for causal LM training.
 
     Args:
@@ -25,11 +26,16 @@ def lora_config(target_modules: list[str], lora_r: int = 8, lora_alpha: int = 16
         trainable_token_indices: embedding/head module name -> token ids whose rows train
             beside the adapters and are saved with them (peft's TrainableTokens; new
             vocabulary rows, :func:`bashkir_peft.models.vocab.token_rows_for_peft`).
+        options: further ``LoraConfig`` keyword arguments, the variant (checked by
+            :func:`bashkir_peft.config.lora.check_lora_options`; ``loftq_config`` a mapping).
     """
-    from peft import LoraConfig
+    from peft import LoftQConfig, LoraConfig
 
     if lora_r <= 0:
         raise ConfigError(f"lora_r must be > 0, got {lora_r}")
+    options = dict(options or {})
+    if isinstance(options.get("loftq_config"), dict):
+        options["loftq_config"] = LoftQConfig(**options["loftq_config"])
     return LoraConfig(
         r=lora_r,
         lora_alpha=lora_alpha,
@@ -39,6 +45,7 @@ def lora_config(target_modules: list[str], lora_r: int = 8, lora_alpha: int = 16
         trainable_token_indices=trainable_token_indices,
         bias="none",
         task_type="CAUSAL_LM",
+        **options,
     )
 
 
@@ -69,32 +76,69 @@ def target_layers(model, target_modules: list[str]) -> list:
     return [m for n, m in model.named_modules() if any(_matches(n, t) for t in target_modules)]
 
 
-def lora_parameter_count(model, target_modules: list[str], lora_r: int) -> int:
-    """Trainable LoRA parameters: ``lora_r * (in + out)`` per wrapped layer (Hu et al. 2021).
+def lora_parameter_count(model, target_modules: list[str], lora_r: int, options: dict | None = None) -> int:
+    """Trainable LoRA parameters: ``lora_r * (in + out)`` per wrapped layer (Hu et al. 2021),
+    plus, with ``use_dora``, DoRA's magnitude vector of ``out`` entries per layer (Liu et al.
+    2024, eq. 5); with ``layers_to_transform`` only the layers peft selects (its own matching,
+    ``peft.tuners.tuners_utils.check_target_module_exists``). ``rank_pattern`` is not counted
+    (the grid's rank is ``lora_r``).
 
     Works on a model on the meta device (shapes only). ``nn.Linear`` holds (out, in);
     GPT-2's ``Conv1D`` holds (in, out); either way the sum of the two dimensions counts.
     """
-    return sum(lora_r * sum(m.weight.shape) for m in target_layers(model, target_modules))
+    options = options or {}
+    layers = target_layers(model, target_modules)
+    if options.get("layers_to_transform") is not None:
+        from peft.tuners.tuners_utils import check_target_module_exists
+
+        config = lora_config(target_modules, lora_r, options={k: v for k, v in options.items()
+                                                               if k in ("layers_to_transform", "layers_pattern")})
+        layers = [m for n, m in model.named_modules() if m in layers and check_target_module_exists(config, n)]
+    count = sum(lora_r * sum(m.weight.shape) for m in layers)
+    if options.get("use_dora"):
+        count += sum(m.weight.shape[1] if type(m).__name__ == "Conv1D" else m.weight.shape[0] for m in layers)
+    return count
 
 
 def apply_lora(model, target_modules: list[str], lora_r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.05,
-               trainable_token_indices: dict[str, list[int]] | None = None):
+               trainable_token_indices: dict[str, list[int]] | None = None, options: dict | None = None):
     """Wrap ``model`` with LoRA adapters; only adapter weights (and the rows of
     ``trainable_token_indices``, see :func:`lora_config`) stay trainable.
+
+    ``options`` (a LoRA variant, :mod:`bashkir_peft.config.lora`) go to peft's ``LoraConfig``
+    as they are, except LoftQ on a 4-bit model (QLoRA): the adapters are made with peft's
+    default initialisation, then ``peft.replace_lora_weights_loftq`` sets them from the
+    quantization residual of the base weights (read from the model's safetensors file), once
+    per ``loftq_config.loftq_iter`` (peft's LoftQ-for-QLoRA path; it computes on CUDA).
 
     Returns:
         A ``peft.PeftModel``.
 
     Raises:
-        ConfigError: a target module matches nothing.
+        ConfigError: a target module matches nothing; LoftQ without CUDA.
     """
     from peft import get_peft_model
 
     check_target_modules(model, target_modules)
     conv1d = any(type(m).__name__ == "Conv1D" for m in target_layers(model, target_modules))  # weight (in, out)
-    return get_peft_model(model, lora_config(target_modules, lora_r, lora_alpha, lora_dropout, fan_in_fan_out=conv1d,
-                                            trainable_token_indices=trainable_token_indices))
+    options = dict(options or {})
+    loftq = options.get("init_lora_weights") == "loftq" and any(
+        type(m).__name__ == "Linear4bit" for m in model.modules())
+    if loftq:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("lora_options: LoftQ initialisation needs CUDA (peft computes it on the GPU)")
+        iterations = (options.pop("loftq_config", None) or {}).get("loftq_iter", 1)
+        options.pop("init_lora_weights")
+    net = get_peft_model(model, lora_config(target_modules, lora_r, lora_alpha, lora_dropout, fan_in_fan_out=conv1d,
+                                           trainable_token_indices=trainable_token_indices, options=options))
+    if loftq:
+        from peft import replace_lora_weights_loftq
+
+        for _ in range(iterations):
+            replace_lora_weights_loftq(net)
+    return net
 
 
 def count_parameters(model) -> dict[str, float]:

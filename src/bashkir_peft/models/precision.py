@@ -54,11 +54,11 @@ class Precision:
 
 def bf16_supported(placement: Placement) -> bool:
     """bfloat16 compute on this device: CUDA ``torch.cuda.is_bf16_supported()`` (Ampere and
-    newer); the CPU (autocast, emulated where the CPU lacks AVX512-BF16); MPS: assumed."""
+    newer; a ``planned`` GPU, one the planner assumes, has it); the CPU (autocast, emulated where the CPU lacks AVX512-BF16); MPS: assumed."""
     import torch
 
     if placement.device == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
+        return placement.how == "planned" or bool(torch.cuda.is_bf16_supported())
     return True
 
 

@@ -22,6 +22,16 @@ class GGUFSource(StrictModel):
     file: str
 
 
+class AdapterSource(StrictModel):
+    """A peft adapter on the Hub that makes the entry's model out of its ``hub_id`` base
+    (MaLA-500: LoRA on Llama-2-7B), after the base's vocabulary is resized to ``vocab_size``
+    (the adapter's extended vocabulary, as its model card says). Its tokenizer is the adapter's."""
+
+    hub_id: str
+    revision: str | None = None
+    vocab_size: int = Field(gt=0)
+
+
 class ModelEntry(StrictModel):
     """One registry entry. See the header of ``params/models.yaml`` for field meanings.
 
@@ -41,6 +51,9 @@ class ModelEntry(StrictModel):
     allow_pickle: bool = False
     gguf: GGUFSource | None = None
     tiny_config: dict[str, int] | None = None
+    baseline: bool = False
+    adapter: AdapterSource | None = None
+    source_note: str | None = None
     notes: str | None = None
     _target_modules: tuple[str, ...] = PrivateAttr(default=())
 
@@ -109,6 +122,8 @@ def _check(reg: Registry, where: str) -> Registry:
             raise ConfigError(f"{where}: models.{name}: source gguf needs a gguf block")
         if entry.source == "tiny" and (entry.tiny_config is None or entry.tokenizer is None):
             raise ConfigError(f"{where}: models.{name}: source tiny needs tiny_config and tokenizer")
+        if entry.adapter is not None and (entry.source != "hub" or not entry.baseline):
+            raise ConfigError(f"{where}: models.{name}: an adapter entry is a Hub baseline (source hub, baseline true)")
     return reg
 
 

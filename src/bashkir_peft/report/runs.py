@@ -26,6 +26,7 @@ from typing import Literal
 import pandas as pd
 
 from bashkir_peft.cellstate import CellState, CellStatus, cell_state
+from bashkir_peft.config.lora import lora_variant_label
 from bashkir_peft.errors import DataError
 from bashkir_peft.names import method_label
 from bashkir_peft.records import (
@@ -101,8 +102,9 @@ class RunRecord:
 
     @property
     def method_label(self) -> str:
-        """:func:`method_label` of the run."""
-        return method_label(self.method, self.lora_r, self.cell.params.tokenizer)
+        """:func:`method_label` of the run (with its LoRA variant, from the training record)."""
+        options = self.train.params.lora_options if self.train is not None else None
+        return method_label(self.method, self.lora_r, self.cell.params.tokenizer, lora_variant_label(options))
 
     @property
     def status(self) -> RunStatus:

@@ -24,6 +24,7 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bashkir_peft.config.lora import changes_base_weights
 from bashkir_peft.config.train import TrainParams
 from bashkir_peft.data.folder import load_texts, read_manifest
 from bashkir_peft.data.packing import packed_dataset
@@ -43,6 +44,11 @@ from bashkir_peft.train.budget import resolve_budget, tokens_per_step, validatio
 from bashkir_peft.train.checkpoints import last_complete_checkpoint, prune_checkpoints
 from bashkir_peft.train.distributed import gather_costs, launch
 from bashkir_peft.yamlio import validate
+
+INITIAL_ADAPTER = "initial-adapter"
+"""Folder (in the run folder) of a PiSSA/OLoRA adapter before training: the final adapter is
+saved as its difference, a plain LoRA adapter on the original base
+(:func:`bashkir_peft.config.lora.changes_base_weights`)."""
 
 
 def _now() -> str:
@@ -119,6 +125,9 @@ def _save_final(trainer, tokenizer, run_dir: Path, record: dict) -> Path:
         shutil.rmtree(tmp)
     # new vocabulary rows are in the adapter's trainable tokens: no full copy of the resized embeddings
     extra = {"save_embedding_layers": False} if record.get("vocab") and record["params"].method != "full" else {}
+    initial = run_dir / INITIAL_ADAPTER
+    if changes_base_weights(record["params"].lora_options):
+        extra["path_initial_model_for_weight_conversion"] = str(initial)
     trainer.model.save_pretrained(tmp, **extra)
     tokenizer.save_pretrained(tmp)
     (tmp / "README.md").write_text(_model_card(TrainRecord.model_validate(record)), encoding="utf-8")
@@ -228,7 +237,11 @@ def _prepare_model(params: TrainParams, resolved, placement: Placement, precisio
     if params.method in ADAPTER_METHODS:
         record["target_modules"] = _target_modules(params, resolved)
         model = apply_lora(model, record["target_modules"], params.lora_r, params.lora_alpha, params.lora_dropout,
-                           token_rows_for_peft(model, new_ids) if new_ids else None)
+                           token_rows_for_peft(model, new_ids) if new_ids else None, params.lora_options)
+        initial = params.out_dir / INITIAL_ADAPTER
+        if changes_base_weights(params.lora_options) and is_main_process() \
+                and not (initial / "adapter_config.json").is_file():
+            model.save_pretrained(initial)  # the adapter before training: its final one is saved relative to it
     else:
         record["target_modules"] = None
     cast_trainable(model, precision.master_dtype)
@@ -396,6 +409,9 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
     configure_threads(max(1, len(os.sched_getaffinity(0)) // world_size()))
     placement = choose_device(params.device, params.method)
     cuda = placement.device == "cuda"
+    if (params.lora_options or {}).get("init_lora_weights") == "loftq" and not cuda:
+        raise ConfigError("lora_options: LoftQ initialisation needs CUDA (peft computes it on the GPU); "
+                          f"this run is on {placement.device}")
     dtype = params.dtype or default_dtype(resolved, params.method, placement)
     precision = plan_precision(params.method, dtype, placement, params.pure_low_precision)
     record = _start_record(params, manifest, existing, _optimizer(params, cuda), dtype, placement, precision)
