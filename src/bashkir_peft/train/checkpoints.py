@@ -62,12 +62,15 @@ def list_checkpoints(folder: str | Path) -> list[tuple[int, Path, bool]]:
     return sorted(out)
 
 
-def last_complete_checkpoint(folder: str | Path, remove_incomplete: bool = True) -> tuple[Path | None, list[str]]:
+def last_complete_checkpoint(folder: str | Path, remove_incomplete: bool = True,
+                             max_step: int | None = None) -> tuple[Path | None, list[str]]:
     """The newest complete checkpoint in ``folder``.
 
     Args:
         folder: the Trainer's output folder (``RUN_DIR/checkpoints``).
         remove_incomplete: delete checkpoint folders without a marker (half-written).
+        max_step: ignore checkpoints of a later step (the run's budget, ``max_steps``): a
+            run never continues from beyond its budget.
 
     Returns:
         ``(path or None, names of the incomplete checkpoints found)``.
@@ -77,7 +80,7 @@ def last_complete_checkpoint(folder: str | Path, remove_incomplete: bool = True)
     if remove_incomplete:
         for p in incomplete:
             shutil.rmtree(p, ignore_errors=True)
-    complete = [p for _, p, ok in found if ok]
+    complete = [p for step, p, ok in found if ok and (max_step is None or step <= max_step)]
     return (complete[-1] if complete else None), [p.name for p in incomplete]
 
 

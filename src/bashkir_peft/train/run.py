@@ -12,7 +12,9 @@ One code path for CPU and GPU, on the HF ``Trainer``:
 A run lives in ``output_dir`` (RUN_DIR): ``train.json`` (the record), ``final/`` (PEFT
 adapter layout with a model card, or the full HF model folder; tokenizer included) and
 ``checkpoints/``. Started again with the same parameters, an interrupted run resumes from
-its last complete checkpoint; a finished one returns its record without recomputing.
+its last complete checkpoint (one taken at the end of its budget, ``max_steps`` or the byte
+budget's steps, goes straight to the final evaluation and save: never a step more); a
+finished one returns its record without recomputing.
 """
 
 from __future__ import annotations
@@ -423,7 +425,7 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
             callbacks=[CompleteCheckpoints(params.save_total_limit), timer, OnProgress(attempt_so_far),
                        ProgressFile(run_dir / RunFiles.PROGRESS), *(callbacks or [])],
         )
-        resume, skipped = last_complete_checkpoint(run_dir / RunFiles.CHECKPOINTS)
+        resume, skipped = last_complete_checkpoint(run_dir / RunFiles.CHECKPOINTS, max_step=steps["max_steps"])
         session |= {"resumed_from": resume.name if resume else None, "skipped_incomplete_checkpoints": skipped}
         record["environment"] = environment_info()
         _write(run_dir, record)
@@ -433,7 +435,10 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
             try:
                 if resume is not None:
                     step0 = json.loads((resume / "trainer_state.json").read_text())["global_step"]
-                trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+                if resume is not None and step0 >= steps["max_steps"]:
+                    trainer.restore(resume)  # the budget is spent: straight to the final evaluation and save
+                else:
+                    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
                 final_eval = _final_eval(trainer)
             except NonFiniteLossError as err:
                 final_eval = None
