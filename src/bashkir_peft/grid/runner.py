@@ -39,6 +39,7 @@ from bashkir_peft.data.folder import read_manifest
 from bashkir_peft.errors import ConfigError, DataError
 from bashkir_peft.executor import check_kernel, default_notebooks_dir, execute, notebook_parameters
 from bashkir_peft.grid.estimate import estimate_grid
+from bashkir_peft.grid.inputs import check_inputs
 from bashkir_peft.grid.locks import try_lock
 from bashkir_peft.grid.plan import plan_grid
 from bashkir_peft.grid.progress import StepWatcher
@@ -249,12 +250,15 @@ def plan(grid: Grid, corpus: str | None, *, runs_root: str | Path | None = None,
          notebooks_dir: str | Path | None = None, only: dict[str, set[str]] | None = None,
          need_corpus: bool = True) -> GridRun:
     """Validate everything before any work: corpus, kernel, notebooks and every cell's
-    parameters, model names. Returns the plan (run ids follow once the data is known).
+    parameters, model names; with ``need_corpus`` (a run), every input file a stage will read
+    (:func:`~bashkir_peft.grid.inputs.check_inputs`). Returns the plan (run ids follow once
+    the data is known).
 
     Raises:
         ConfigError: the corpus is missing, a notebook or the kernel is missing, a grid
             setting is not a notebook parameter, a cell's parameters are invalid, a model
-            name is unknown, or ``only`` selects nothing.
+            name is unknown, ``only`` selects nothing, or a stage's input file is missing
+            or malformed.
     """
     hint = grid.spec.corpus_hint
     corpus = resolve_corpus(corpus, hint) if need_corpus or corpus else None
@@ -279,6 +283,8 @@ def plan(grid: Grid, corpus: str | None, *, runs_root: str | Path | None = None,
         run.cells = [p for p in run.cells if p.run_id in only["run_id"]]
     if not run.cells:
         raise ConfigError(f"--only {only}: no cell of grid {grid.name!r} matches")
+    if need_corpus:  # a run (or its dry run): every file a stage will read, read now
+        check_inputs((f"{grid.path or grid.name}: cell {p.cell.slug}", u) for p in run.cells for u in run.units(p))
     return run
 
 
