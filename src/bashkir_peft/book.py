@@ -41,7 +41,7 @@ from bashkir_peft.executor import default_notebooks_dir, execute
 from bashkir_peft.lessons import lesson_notebooks, lessons_out_dir
 from bashkir_peft.names import ADAPTER_METHODS
 from bashkir_peft.report.bundle import extract_bundle
-from bashkir_peft.report.runs import RunRecord, discover_runs
+from bashkir_peft.report.runs import RunRecord, discover_runs, index_gaps
 from bashkir_peft.report.teaching_figures import write_teaching_figures
 from bashkir_peft.report.views import grid_note
 from bashkir_peft.settings import REPO_ROOT, resolve_path, runs_root
@@ -384,12 +384,15 @@ BUILT_FROM = "built_from.md"
 """The generated paragraph the introduction includes: which grid built this copy of the book."""
 
 
-def built_from(grid: str, runs: list[RunRecord]) -> str:
+def built_from(grid: str, runs: list[RunRecord], gaps: list[dict] = ()) -> str:
     """The introduction's paragraph on this copy of the book: the grid that built it, how many
-    of its runs finished, and what kind of grid it is (:func:`~bashkir_peft.report.views.grid_note`)."""
+    of its cells finished (of its runs and its index's cells without a readable run, ``gaps``:
+    :func:`~bashkir_peft.report.runs.index_gaps`), and what kind of grid it is
+    (:func:`~bashkir_peft.report.views.grid_note`)."""
     name, _, _ = report_dirs(ReportParams(grid=grid))
     done = sum(r.status == "finished" for r in runs)
-    return (f"**This copy of the book** was built from the grid `{name}` ({done} of {len(runs)} runs finished); "
+    return (f"**This copy of the book** was built from the grid `{name}` ({done} of {len(runs) + len(gaps)} runs "
+            "finished); "
             f"its results chapter opens with what they found.\n\n{grid_note(grid)}\n")
 
 
@@ -418,7 +421,7 @@ def build_book(params: BookParams) -> Path:
     gen.mkdir(parents=True)
     try:
         execute_report(params.grid, runs_dir, gen / "05_report.ipynb", params.report_timeout_s)
-        write_text_atomic(gen / BUILT_FROM, built_from(params.grid, runs))
+        write_text_atomic(gen / BUILT_FROM, built_from(params.grid, runs, index_gaps(runs_dir)))
         write_teaching_figures(gen / "figures")
         (gen / "lessons").mkdir()
         lessons_dir = resolve_path(params.lessons_dir) if params.lessons_dir else lessons_out_dir()
