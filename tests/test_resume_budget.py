@@ -37,6 +37,8 @@ KILL_AT_FINAL_SAVE = textwrap.dedent("""
 def test_kill_after_last_checkpoint_resumes_without_an_extra_step(smoke_grid, smoke_copy, capfd, tmp_path):
     grid = yaml.safe_load(smoke_grid["grid_file"].read_text())
     grid["train"]["lr_scheduler_type"] = "constant"
+    grid["stages"] = ["train", "evaluate"]  # generation and downstream read the same adapter: not needed here
+    grid["evaluate"].pop("external_sets")
     grid_file = tmp_path / "smoke.yaml"  # same grid name: the copies' prepared data is reused
     grid_file.write_text(yaml.safe_dump(grid, sort_keys=False))
     max_steps = grid["train"]["max_steps"]
@@ -71,12 +73,10 @@ def test_kill_after_last_checkpoint_resumes_without_an_extra_step(smoke_grid, sm
     assert got["tokens_seen"] == want["tokens_seen"]
     assert got["losses"] == want["losses"] and got["final_eval"] == want["final_eval"]
     assert [(s["resumed_from"], s["steps"]) for s in got["sessions"][1:]] == [(f"checkpoint-{max_steps}", 0)]
-    for name in ("final/adapter_model.safetensors", RunFiles.EVAL_DOCUMENTS, RunFiles.GENERATIONS):
+    for name in ("final/adapter_model.safetensors", RunFiles.EVAL_DOCUMENTS):
         assert (run_dir / name).read_bytes() == (ref / name).read_bytes(), name
     got, want = (json.loads((d / RunFiles.EVAL).read_text())["evaluations"] for d in (run_dir, ref))
     assert {k: v["metrics"] for k, v in got.items()} == {k: v["metrics"] for k, v in want.items()}
-    got, want = (json.loads((d / RunFiles.DOWNSTREAM).read_text())["results"] for d in (run_dir, ref))
-    assert got == want
     code, out, _ = cli(capfd, "grid", "verify", grid_file, "--runs-dir", smoke_copy["runs"],
                        "--only", "method=lora", "--only", "label=none")
     assert code == 0 and states(out)[run_dir.name] == "finished"

@@ -250,8 +250,12 @@ class Cell:
 
     @property
     def slug(self) -> str:
-        """A readable, filesystem-safe name: ``model-method[-rR]-sSEED[-label][-tokenizer]``."""
-        model = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model).strip("_")
+        """A readable, filesystem-safe name: ``model-method[-rR]-sSEED[-label][-tokenizer]``.
+
+        A model given as a path names its folders without ``.`` and ``..`` (``../models/m``:
+        ``models_m``), so a run folder is never hidden nor outside the grid's folder."""
+        parts = [p for p in re.split(r"[/\\]+", self.model) if p not in ("", ".", "..")]
+        model = re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(parts)).strip("._-") or "model"
         slug = run_label(model, self.method, self.lora_r, self.seed, self.label, sep="-")
         return slug if self.tokenizer == BASE_TOKENIZER else f"{slug}-{self.tokenizer}"
 

@@ -61,7 +61,7 @@ from bashkir_peft.records import (
     write_record,
 )
 from bashkir_peft.settings import REPO_ROOT
-from bashkir_peft.stages import STAGE_SECTIONS, STAGES
+from bashkir_peft.stages import CELL_STAGES, STAGE_SECTIONS, STAGES
 
 LOCK_WAIT_S = 2.0
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -434,14 +434,17 @@ def _stages_to_keep(run: GridRun, p: Planned, rec: CellRecord, state: CellState)
     """The finished stage units of an interrupted, failed or corrupt cell that need not run again.
 
     A corrupt cell keeps every stage but those in ``state.redo`` (none where the corrupt file
-    cannot be traced to a stage); everything else in its folder but the cell record and the
-    executed notebooks (the redone stages' files, checkpoints, partial outputs) is moved to
-    ``.replaced/`` first, so the rerun starts from nothing of theirs.
+    cannot be traced to a stage) and, where training is redone, every later stage (they read
+    its model: results of the earlier weights are kept only while retraining reproduces them
+    bit for bit, as on CPU but not on GPU); everything else in its folder but the cell record
+    and the executed notebooks (the redone stages' files, checkpoints, partial outputs) is
+    moved to ``.replaced/`` first, so the rerun starts from nothing of theirs.
     """
     done = {u: v for u, v in rec.stages.items() if v.status == "finished"}
     if state.status != "corrupt":
         return done
-    keep = {u: v for u, v in done.items() if state.redo and u.split(".")[0] not in state.redo}
+    redo = set(CELL_STAGES) if "train" in state.redo else set(state.redo)
+    keep = {u: v for u, v in done.items() if redo and u.split(".")[0] not in redo}
     kept = {n.split("/")[0] for v in keep.values() for n in (v.files or {})}
     _move_aside(run, p, sorted(d.name for d in p.run_dir.iterdir()
                                if d.name not in kept | {RunFiles.CELL, RunFiles.NOTEBOOKS}))

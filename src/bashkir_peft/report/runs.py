@@ -44,6 +44,7 @@ from bashkir_peft.records import (
     read_record_if_any,
 )
 from bashkir_peft.report.bundle import LEFT_OUT_DIRS, MANIFEST
+from bashkir_peft.settings import resolve_path
 
 RunStatus = Literal["finished", "failed", "incomplete"] | CellStatus
 
@@ -181,6 +182,15 @@ def read_run(path: str | Path, state: CellStatus | None = None) -> RunRecord:
                      eval=read_record_if_any(path / RunFiles.EVAL, EvalRecord),
                      generate=read_record_if_any(path / RunFiles.GENERATE, GenerateRecord),
                      downstream=read_record_if_any(path / RunFiles.DOWNSTREAM, DownstreamRecord), state=state)
+
+
+def run_data_dir(run: RunRecord) -> Path:
+    """The data folder of a run: its grid folder's ``data/`` where that exists (the grid
+    runner prepares every cell's data there, so a grid folder copied or moved, ``cp -a``,
+    reads its own data, not the folder its cells recorded), else the recorded one
+    (``grid_cell.json``'s ``data_dir``)."""
+    local = run.path.parent / GridFiles.DATA
+    return local if local.is_dir() else resolve_path(run.cell.data_dir)
 
 
 def current_run_ids(runs_dir: Path) -> set[str] | None:
