@@ -155,7 +155,11 @@ def _states(args: argparse.Namespace, checksums: bool) -> int:
     report reads the grid's verdicts); 0 when every cell is finished."""
     run = _load(args, need_corpus=False)
     if run.root.is_dir():
-        write_index(run)
+        try:
+            write_index(run)
+        except OSError as err:  # e.g. a full disk: the states are still worth listing
+            print(f"warning: could not write the grid's index {run.root / GridFiles.INDEX}: {err.strerror or err}",
+                  file=sys.stderr)
     if run.fingerprint is None:
         print(f"data of grid {run.grid.name!r} not prepared yet ({run.data_dir})")
     problem = data_problem(run, checksums)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bashkir_peft import settings
-from bashkir_peft.cellstate import CellState, cell_state, check_files, lock_path, scan, stamp
+from bashkir_peft.cellstate import CellState, cell_state, check_files, is_locked, lock_path, scan, stamp
 from bashkir_peft.config.grid import Cell, Grid, expand, select
 from bashkir_peft.data.corpus import HUB_PREFIX
 from bashkir_peft.data.folder import read_manifest
@@ -601,6 +601,16 @@ def results_table(results: list[CellResult]) -> str:
                      for row in rows).rstrip()
 
 
+def _held_then_finished(run: GridRun, r: CellResult) -> CellResult:
+    """A cell another process held when its turn came, and finished (and let go) since, is
+    ``skipped`` (finished by that process), not ``locked``; any other result as it is."""
+    if r.status != "locked" or is_locked(lock_path(run.root, r.planned.run_id)):
+        return r
+    if grid_cell_state(run, r.planned).status != "finished":
+        return r
+    return CellResult(r.planned, "skipped", error="finished by another grid process")
+
+
 def run_grid(run: GridRun, *, force: bool = False, dry_run: bool = False, progress: bool = True,
              out: TextIO | None = None) -> list[CellResult]:
     """Execute (or, with ``dry_run``, list) a planned grid; print the summary table.
@@ -647,6 +657,7 @@ def run_grid(run: GridRun, *, force: bool = False, dry_run: bool = False, progre
         write_index(run)
         bar.update(1)
     bar.close()
+    results = [_held_then_finished(run, r) for r in results]
     print(results_table(results), file=out)
     counts = {s: sum(r.status == s for r in results) for s in ("finished", "skipped", "failed", "locked")}
     print(", ".join(f"{n} {s}" for s, n in counts.items() if n) + f"  (runs in {run.root})", file=out)

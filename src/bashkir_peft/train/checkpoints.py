@@ -15,6 +15,8 @@ import re
 import shutil
 from pathlib import Path
 
+from bashkir_peft.atomic import follow_umask
+
 MARKER = ".complete"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 
@@ -33,8 +35,10 @@ def _fsync_dir(path: Path) -> None:
 
 
 def mark_complete(checkpoint: str | Path) -> Path:
-    """Flush ``checkpoint``'s files to disk, then write its marker atomically. Returns the marker."""
+    """Flush ``checkpoint``'s files to disk (with the umask's permissions,
+    :func:`~bashkir_peft.atomic.follow_umask`), then write its marker atomically. Returns the marker."""
     checkpoint = Path(checkpoint)
+    follow_umask(checkpoint)
     for f in checkpoint.rglob("*"):
         if f.is_file():
             with open(f, "rb") as fh:

@@ -19,6 +19,7 @@ finished one returns its record without recomputing.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -26,6 +27,7 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bashkir_peft.atomic import follow_umask
 from bashkir_peft.config.train import TrainParams
 from bashkir_peft.data.folder import load_texts, read_manifest
 from bashkir_peft.data.packing import packed_dataset
@@ -124,6 +126,7 @@ def _save_final(trainer, tokenizer, run_dir: Path, record: dict) -> Path:
     trainer.model.save_pretrained(tmp, **extra)
     tokenizer.save_pretrained(tmp)
     (tmp / "README.md").write_text(_model_card(TrainRecord.model_validate(record)), encoding="utf-8")
+    follow_umask(tmp)
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
@@ -368,7 +371,8 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
 
     Raises:
         ConfigError / DataError: bad parameters or data, raised before loading weights.
-        Exception: any other error, after writing the record with status ``failed``.
+        Exception: any other error, after writing the record with status ``failed`` (a full
+            disk that names no file, ``OSError`` 28, names the run folder).
     """
     if isinstance(params, dict):
         params = validate(TrainParams, params, "training parameters")
@@ -453,10 +457,16 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
             record |= {"status": "finished", "finished": _now()}
         return _write(run_dir, record)
     except Exception as err:
+        if isinstance(err, OSError) and err.filename is None and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            # a full disk inside torch or safetensors names no file: name the run folder
+            err = OSError(err.errno, f"{err.strerror or err} (writing under {run_dir})")
         record |= {"status": "failed", "reason": f"{type(err).__name__}: {err}".splitlines()[0]}
         session.setdefault("finished", _now())
-        _write(run_dir, record)
-        raise
+        try:
+            _write(run_dir, record)
+        except OSError:  # the disk is still full: the error below says what happened
+            pass
+        raise err
 
 
 def check_finished(record: TrainRecord) -> TrainRecord:

@@ -1,0 +1,123 @@
+"""The smaller faults of issue 31, each with its test: ``seed: [true]`` is not seed 1; model
+weights follow the umask (not safetensors' 0600); a full disk during training names the run
+folder; the hidden temporary of a killed report never goes into a bundle; ``grid status`` on a
+full disk still lists every cell; a cell another process held and finished since is finished,
+not "held"."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+
+import pytest
+import yaml
+
+from bashkir_peft.config.train import TrainParams
+from bashkir_peft.records import RunFiles
+from test_faults import REPO, cli, states
+from test_train import TINY
+
+
+def _smoke(tmp_path, **matrix):
+    grid = yaml.safe_load((REPO / "params" / "grids" / "smoke.yaml").read_text())
+    grid["matrix"] |= matrix
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(grid, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("axis", ["seed", "lora_r"])
+def test_true_is_not_a_seed_or_a_rank(axis, corpus_dir, tmp_path, capfd):
+    grid = _smoke(tmp_path, **{axis: [True]})
+    code, _, err = cli(capfd, "grid", "run", grid, "--corpus", corpus_dir / "bashkir-demo.jsonl.gz",
+                       "--runs-dir", tmp_path / "runs", "--dry-run")
+    assert code == 2 and err.count("\n") == 1
+    assert f"matrix.{axis}.0: Input should be a valid integer" in err
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=oct)
+def test_weights_and_checkpoints_follow_the_umask(umask, data_dir, tmp_path):
+    from bashkir_peft.train.run import run_training
+
+    params = TrainParams(**(TINY | {"method": "lora", "max_steps": 1, "save_steps": 1, "eval_steps": 1,
+                                    "data_dir": str(data_dir), "output_dir": str(tmp_path / "run")}))
+    old = os.umask(umask)
+    try:
+        run_training(params)
+    finally:
+        os.umask(old)
+    written = [p for d in (RunFiles.FINAL, RunFiles.CHECKPOINTS) for p in (tmp_path / "run" / d).rglob("*")
+               if p.is_file()]
+    assert any(p.name == "adapter_model.safetensors" for p in written)
+    assert {p.relative_to(tmp_path): oct(stat.S_IMODE(p.stat().st_mode)) for p in written} == \
+        {p.relative_to(tmp_path): oct(0o666 & ~umask) for p in written}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory, corpus_dir):
+    from test_train import make_data_dir
+
+    return make_data_dir(corpus_dir, tmp_path_factory.mktemp("small-faults-data"))
+
+
+def test_full_disk_during_training_names_the_run_folder(data_dir, tmp_path, monkeypatch):
+    from bashkir_peft.train import run
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as torch.save raises it: no file named
+
+    monkeypatch.setattr(run, "_prepare_model", full)
+    out = tmp_path / "run"
+    params = TrainParams(**(TINY | {"data_dir": str(data_dir), "output_dir": str(out)}))
+    with pytest.raises(OSError, match=rf"No space left on device \(writing under {out}\)") as err:
+        run.run_training(params)
+    assert err.value.errno == errno.ENOSPC
+    record = json.loads((out / RunFiles.TRAIN).read_text())
+    assert record["status"] == "failed" and str(out) in record["reason"]
+
+
+def test_hidden_temporary_of_a_killed_report_is_not_bundled(tmp_path):
+    from bashkir_peft.report.bundle import bundle_files
+
+    figures = tmp_path / "report" / "figures"
+    figures.mkdir(parents=True)
+    (figures / "loss.png").write_bytes(b"\x89PNG")
+    (figures / ".loss.k2j4h1.png").write_bytes(b"")  # atomic_path's temporary, left by a kill
+    (tmp_path / "run-1").mkdir()
+    (tmp_path / "run-1" / RunFiles.CELL).write_text("{}")
+    assert [p.as_posix() for p in bundle_files(tmp_path)] == ["report/figures/loss.png", f"run-1/{RunFiles.CELL}"]
+
+
+def test_status_on_a_full_disk_still_lists_every_cell(tmp_path, capfd, monkeypatch):
+    grid = _smoke(tmp_path)
+    (tmp_path / "runs" / "smoke").mkdir(parents=True)
+
+    def full(run):
+        raise OSError(errno.ENOSPC, "No space left on device", str(run.root / "grid.json"))
+
+    monkeypatch.setattr("bashkir_peft.cli.write_index", full)
+    code, out, err = cli(capfd, "grid", "status", grid, "--runs-dir", tmp_path / "runs")
+    assert code == 0 and "could not write the grid's index" in err and "No space left on device" in err
+    assert out.count("<pending data>  not started") == 3  # base, lora, qlora
+
+
+def test_cell_held_then_finished_by_another_process_is_finished(smoke_copy, capfd, monkeypatch):
+    """The other process held the lora cell when this one's turn came, then finished it and let
+    go: the run ends with it finished (skipped), exit 0, not "held ... not finished yet"."""
+    from bashkir_peft.grid import runner
+
+    lora, _ = smoke_copy["cells"]["lora"]
+    real = runner.run_cell
+
+    def held(run, p, **kwargs):
+        return runner.CellResult(p, "locked") if p.run_id == lora.name else real(run, p, **kwargs)
+
+    monkeypatch.setattr(runner, "run_cell", held)
+    code, out, err = cli(capfd, *smoke_copy["args"])
+    assert code == 0 and "held by another process" not in err
+    lines = {ln.split()[0]: ln.split()[1] for ln in out.splitlines() if ln.startswith("tiny-gpt2")}
+    assert lines[lora.name] == "skipped"
+    code, out, _ = cli(capfd, *smoke_copy["status"])
+    assert states(out)[lora.name] == "finished"
