@@ -32,7 +32,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bashkir_peft import settings
-from bashkir_peft.cellstate import CellState, cell_state, check_files, is_locked, lock_path, scan, stamp
+from bashkir_peft.cellstate import (
+    CellState,
+    cell_state,
+    check_files,
+    is_locked,
+    left_out_on_purpose,
+    lock_path,
+    scan,
+    stamp,
+)
 from bashkir_peft.config.grid import Cell, Grid, expand, select
 from bashkir_peft.data.corpus import HUB_PREFIX
 from bashkir_peft.data.folder import read_manifest
@@ -550,7 +559,8 @@ def grid_cell_state(run: GridRun, p: Planned, checksums: bool = False) -> CellSt
     """:func:`bashkir_peft.cellstate.cell_state` of a planned cell (its identity checked)."""
     if p.run_id is None:
         return CellState("not started")
-    return cell_state(run.root, p.run_id, identity=_expected_identity(run, p), checksums=checksums)
+    return cell_state(run.root, p.run_id, identity=_expected_identity(run, p), checksums=checksums,
+                      left_out=left_out_on_purpose(run.root))  # a folder extracted from a results bundle lacks weights
 
 
 def stale_runs(run: GridRun) -> list[str]:

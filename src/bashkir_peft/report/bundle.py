@@ -25,13 +25,14 @@ import shutil
 import tarfile
 from pathlib import Path, PurePosixPath
 
+from bashkir_peft.cellstate import BUNDLE_LEFT_OUT, BUNDLE_MANIFEST
 from bashkir_peft.errors import DataError
 from bashkir_peft.records import DataFiles, GridFiles, RunFiles
 
-MANIFEST = "MANIFEST.json"
+MANIFEST = BUNDLE_MANIFEST
 BUNDLE_SCHEMA = 1
 KEPT_SUFFIXES = {".json", ".csv", ".parquet", ".ipynb", ".png", ".svg"}
-LEFT_OUT_DIRS = {RunFiles.FINAL, RunFiles.CHECKPOINTS, RunFiles.TOKENIZER}
+LEFT_OUT_DIRS = BUNDLE_LEFT_OUT
 LEFT_OUT_DATA = {DataFiles.split(s) for s in ("train", "validation", "test")}
 
 
