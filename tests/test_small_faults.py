@@ -10,6 +10,8 @@ import errno
 import json
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -138,3 +140,31 @@ def test_status_of_a_grid_extracted_from_a_bundle_is_finished(smoke_copy, capfd,
               "--only", "method=base,lora", "--only", "label=none"]
     code, out, _ = cli(capfd, *status)
     assert code == 0 and set(states(out).values()) == {"finished"} and lora in states(out)
+
+
+def test_book_whose_report_kernel_died_leaves_no_stale_site(smoke_copy, capfd, tmp_path, monkeypatch):
+    """Not only a failed build: a report kernel that dies (any error) removes the site of older results."""
+    from bashkir_peft.book import copy_sources
+
+    book = copy_sources(tmp_path / "book")
+    site = book / "_build" / "html"
+    site.mkdir(parents=True)
+    (site / "index.html").write_text("old numbers")
+
+    def died(*args, **kwargs):
+        raise RuntimeError("Kernel died before replying to kernel_info")
+
+    monkeypatch.setattr("bashkir_peft.book.execute_report", died)
+    code, _, err = cli(capfd, "book", smoke_copy["grid_file"], "--runs-dir", smoke_copy["runs"], "--book-dir", book)
+    assert code == 1 and "Kernel died" in err and not site.exists()
+
+
+def test_staging_folders_of_killed_builds_are_removed(tmp_path):
+    from bashkir_peft.book import STAGING_PREFIX, remove_orphaned_staging
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    build = tmp_path / "_build"
+    for pid in (int(dead.stdout), os.getpid()):
+        (build / f"{STAGING_PREFIX}{pid}" / "_build").mkdir(parents=True)
+    assert remove_orphaned_staging(tmp_path) == [f"{STAGING_PREFIX}{int(dead.stdout)}"]
+    assert [d.name for d in build.iterdir()] == [f"{STAGING_PREFIX}{os.getpid()}"]  # a live build's stays
