@@ -13,7 +13,9 @@ is finished and its evaluation record has at least one evaluation, and ``incompl
 otherwise. Where the grid runner's index ``grid.json`` exists, each of its cells is judged by
 the one rule the grid commands use (:func:`bashkir_peft.cellstate.cell_state`): a cell that is
 not finished there (not started, its folder gone, running, interrupted, corrupt, stale) is
-reported with that state (:func:`index_gaps`), never dropped.
+reported with that state (:func:`index_gaps`), never dropped. ``bashkir-peft report``,
+``book`` and ``bundle`` given the grid file rewrite the index from it first (as ``grid
+status`` does), so the index read here is the grid file's current cells.
 """
 
 from __future__ import annotations
