@@ -80,3 +80,36 @@ def test_kill_after_last_checkpoint_resumes_without_an_extra_step(smoke_grid, sm
     code, out, _ = cli(capfd, "grid", "verify", grid_file, "--runs-dir", smoke_copy["runs"],
                        "--only", "method=lora", "--only", "label=none")
     assert code == 0 and states(out)[run_dir.name] == "finished"
+
+
+# Runs in a child process: SIGKILL itself in the final save of a training run.
+KILLED_IN_FINAL_SAVE = textwrap.dedent("""
+    import json, os, signal, sys
+    import bashkir_peft.train.run as run
+
+    def _save_final(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    run._save_final = _save_final
+    run.run_training(json.loads(sys.argv[1]))
+""")
+
+
+def test_budget_spent_at_a_checkpoint_between_evaluations_resumes_to_the_same_final_evaluation(corpus_dir, tmp_path):
+    """The last evaluation step (2) is not the last step (3): the resumed run's fresh final
+    evaluation of the restored weights equals the uninterrupted run's, and its losses too."""
+    from bashkir_peft.config.train import TrainParams
+    from bashkir_peft.train.run import run_training
+    from test_train import TINY, make_data_dir
+
+    common = TINY | {"method": "lora", "max_steps": 3, "save_steps": 3, "eval_steps": 2,
+                     "lr_scheduler_type": "constant", "data_dir": str(make_data_dir(corpus_dir, tmp_path / "data"))}
+    reference = run_training(TrainParams(**(common | {"output_dir": str(tmp_path / "reference")})))
+    params = TrainParams(**(common | {"output_dir": str(tmp_path / "run")}))
+    child = subprocess.run([sys.executable, "-c", KILLED_IN_FINAL_SAVE, params.model_dump_json()],
+                           capture_output=True, text=True, timeout=300)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    resumed = run_training(params)
+    assert (resumed.global_step, resumed.tokens_seen) == (reference.global_step, reference.tokens_seen) == (3, 192)
+    assert resumed.losses == reference.losses and resumed.final_eval == reference.final_eval
+    assert resumed.sessions[-1].resumed_from == "checkpoint-3" and resumed.sessions[-1].steps == 0
