@@ -55,16 +55,19 @@ def stamps(folder: Path) -> dict[str, tuple[int, int]]:
             for p in folder.rglob("*") if p.is_file()}
 
 
-def test_corrupt_record_is_corrupt_everywhere_and_only_its_stage_reruns(smoke_copy, capfd):
+def test_corrupt_train_record_is_corrupt_everywhere_and_training_reruns_with_the_stages_after_it(smoke_copy, capfd):
     """A truncated train.json: status and report say corrupt, verify fails, and `grid run`
-    redoes training only (under umask 077: the new record and weights are 0600), keeping the
-    corrupt file in .replaced/; evaluation and generation are not rerun."""
+    redoes training (under umask 077: the new record and weights are 0600), keeping the
+    corrupt file in .replaced/, and the stages that read its model: evaluation, generation
+    and downstream are rerun (issue 31), to the same results on this CPU."""
     run_dir, _ = smoke_copy["cells"]["lora"]
     rid = run_dir.name
     train = run_dir / RunFiles.TRAIN
     original = json.loads(train.read_text())
     train.write_text(train.read_text()[:200])
-    others = {n: (run_dir / n).stat().st_mtime_ns for n in (RunFiles.EVAL, RunFiles.GENERATE, "notebooks/03_evaluate.1.ipynb")}
+    others = {n: (run_dir / n).stat().st_mtime_ns for n in (RunFiles.EVAL, RunFiles.GENERATE, RunFiles.DOWNSTREAM,
+                                                           "notebooks/03_evaluate.1.ipynb")}
+    metrics = {k: v["metrics"] for k, v in json.loads((run_dir / RunFiles.EVAL).read_text())["evaluations"].items()}
 
     code, out, _ = cli(capfd, *smoke_copy["status"])
     assert code == 0 and states(out)[rid] == "corrupt" and "train.json" in out
@@ -87,7 +90,10 @@ def test_corrupt_record_is_corrupt_everywhere_and_only_its_stage_reruns(smoke_co
     assert redone["final_eval"] == original["final_eval"]
     assert train.stat().st_mode & 0o777 == 0o600
     assert (run_dir / "final" / "adapter_model.safetensors").stat().st_mode & 0o777 == 0o600
-    assert {n: (run_dir / n).stat().st_mtime_ns for n in others} == others  # not rerun
+    for name, mtime in others.items():  # rerun: they read the redone training's model
+        assert (run_dir / name).stat().st_mtime_ns != mtime, name
+    redone = json.loads((run_dir / RunFiles.EVAL).read_text())
+    assert redone["status"] == "finished" and {k: v["metrics"] for k, v in redone["evaluations"].items()} == metrics
     kept = list((smoke_copy["root"] / ".replaced").glob(f"{rid}-*/train.json"))
     assert len(kept) == 1 and len(kept[0].read_text()) == 200  # the corrupt file is kept, not deleted
     code, out, _ = cli(capfd, *smoke_copy["status"][:1], "verify", *smoke_copy["status"][2:])

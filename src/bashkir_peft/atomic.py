@@ -23,6 +23,16 @@ def _umask() -> int:
     return mask
 
 
+def follow_umask(folder: str | Path) -> None:
+    """Give every file under ``folder`` the permissions ``open()`` would (``0o666`` less the
+    umask): libraries that write through ``mkstemp`` (safetensors' weights) leave ``0o600``,
+    which colleagues who can read the records could not read."""
+    mode = 0o666 & ~_umask()
+    for f in Path(folder).rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            os.chmod(f, mode)
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path``.

@@ -41,7 +41,7 @@ from bashkir_peft.executor import default_notebooks_dir, execute
 from bashkir_peft.lessons import lesson_notebooks, lessons_out_dir
 from bashkir_peft.names import ADAPTER_METHODS
 from bashkir_peft.report.bundle import extract_bundle
-from bashkir_peft.report.runs import RunRecord, discover_runs
+from bashkir_peft.report.runs import RunRecord, discover_runs, index_gaps
 from bashkir_peft.report.teaching_figures import write_teaching_figures
 from bashkir_peft.report.views import grid_note
 from bashkir_peft.settings import REPO_ROOT, resolve_path, runs_root
@@ -327,10 +327,37 @@ def site_dir(book_dir: Path) -> Path:
     return book_dir / "_build" / "html"
 
 
+STAGING_PREFIX = ".staging-"
+"""Prefix of a build's staging folder under ``_build/``, followed by the building process's id."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_orphaned_staging(book_dir: Path) -> list[str]:
+    """Remove the staging folders of builds whose process is gone (killed: nothing cleaned
+    them). Returns their names."""
+    gone = []
+    for d in (Path(book_dir) / "_build").glob(f"{STAGING_PREFIX}*"):
+        pid = d.name[len(STAGING_PREFIX):]
+        if d.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+            gone.append(d.name)
+    return gone
+
+
 def jupyter_book_build(book_dir: Path, toc: Path) -> Path:
     """Strict full build (``-W --keep-going --all``) into a fresh folder that replaces the site
     only when the build succeeded, so the site never keeps pages of an earlier build (runs no
-    longer in the grid).
+    longer in the grid). Staging folders of killed builds are removed first
+    (:func:`remove_orphaned_staging`).
 
     Returns:
         ``book_dir/_build/html/index.html``.
@@ -339,7 +366,8 @@ def jupyter_book_build(book_dir: Path, toc: Path) -> Path:
         BookError: jupyter-book exited non-zero (the warnings/errors are in the message).
     """
     exe = Path(sys.executable).parent / "jupyter-book"
-    staging = book_dir / "_build" / f".staging-{os.getpid()}"
+    remove_orphaned_staging(book_dir)
+    staging = book_dir / "_build" / f"{STAGING_PREFIX}{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(book_dir), "--toc", str(toc),
            "--path-output", str(staging), "--all", "-W", "--keep-going"]
@@ -384,12 +412,15 @@ BUILT_FROM = "built_from.md"
 """The generated paragraph the introduction includes: which grid built this copy of the book."""
 
 
-def built_from(grid: str, runs: list[RunRecord]) -> str:
+def built_from(grid: str, runs: list[RunRecord], gaps: list[dict] = ()) -> str:
     """The introduction's paragraph on this copy of the book: the grid that built it, how many
-    of its runs finished, and what kind of grid it is (:func:`~bashkir_peft.report.views.grid_note`)."""
+    of its cells finished (of its runs and its index's cells without a readable run, ``gaps``:
+    :func:`~bashkir_peft.report.runs.index_gaps`), and what kind of grid it is
+    (:func:`~bashkir_peft.report.views.grid_note`)."""
     name, _, _ = report_dirs(ReportParams(grid=grid))
     done = sum(r.status == "finished" for r in runs)
-    return (f"**This copy of the book** was built from the grid `{name}` ({done} of {len(runs)} runs finished); "
+    return (f"**This copy of the book** was built from the grid `{name}` ({done} of {len(runs) + len(gaps)} runs "
+            "finished); "
             f"its results chapter opens with what they found.\n\n{grid_note(grid)}\n")
 
 
@@ -418,7 +449,7 @@ def build_book(params: BookParams) -> Path:
     gen.mkdir(parents=True)
     try:
         execute_report(params.grid, runs_dir, gen / "05_report.ipynb", params.report_timeout_s)
-        write_text_atomic(gen / BUILT_FROM, built_from(params.grid, runs))
+        write_text_atomic(gen / BUILT_FROM, built_from(params.grid, runs, index_gaps(runs_dir)))
         write_teaching_figures(gen / "figures")
         (gen / "lessons").mkdir()
         lessons_dir = resolve_path(params.lessons_dir) if params.lessons_dir else lessons_out_dir()
@@ -428,9 +459,10 @@ def build_book(params: BookParams) -> Path:
         if not params.build:
             return toc
         return jupyter_book_build(book_dir, toc)
-    except BookError as err:
+    except Exception as err:  # a failed build, and also a kernel that died: no site of older results stays
         site = site_dir(book_dir)
         if params.build and site.exists():
             shutil.rmtree(site)
-            raise BookError(f"{err}\n(the previous site {site} showed older results and was removed)") from None
+            if isinstance(err, BookError):
+                raise BookError(f"{err}\n(the previous site {site} showed older results and was removed)") from None
         raise

@@ -127,6 +127,20 @@ def check_files(folder: Path, files: dict[str, FileStamp], checksums: bool = Fal
     return None
 
 
+BUNDLE_MANIFEST = "MANIFEST.json"
+"""The file at the top of a grid folder extracted from a results bundle
+(:mod:`bashkir_peft.report.bundle`)."""
+BUNDLE_LEFT_OUT = frozenset({RunFiles.FINAL, RunFiles.CHECKPOINTS, RunFiles.TOKENIZER})
+"""The folders of a run that a results bundle leaves out on purpose (model artefacts)."""
+
+
+def left_out_on_purpose(root: str | Path) -> frozenset[str]:
+    """The run folders' parts that grid folder ``root`` lacks on purpose: in a folder
+    extracted from a results bundle (it holds :data:`BUNDLE_MANIFEST`),
+    :data:`BUNDLE_LEFT_OUT`; else none. The ``left_out`` of :func:`cell_state`."""
+    return BUNDLE_LEFT_OUT if (Path(root) / BUNDLE_MANIFEST).is_file() else frozenset()
+
+
 def cell_state(root: Path, run_id: str | None, *, identity: dict | None = None,
                checksums: bool = False, left_out: Collection[str] = ()) -> CellState:
     """The state of one cell of a grid.

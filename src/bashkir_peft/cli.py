@@ -31,7 +31,7 @@ from pathlib import Path
 from bashkir_peft.book import BookError, build_book
 from bashkir_peft.config.book import BookParams
 from bashkir_peft.config.data import DataPrepParams
-from bashkir_peft.config.grid import load_grid, parse_only, report_dirs, resolve_grid
+from bashkir_peft.config.grid import grid_file, load_grid, parse_only, report_dirs, resolve_grid
 from bashkir_peft.config.report import ReportParams
 from bashkir_peft.data.corpus import HUB_PREFIX
 from bashkir_peft.data.prepare import prepare
@@ -155,7 +155,11 @@ def _states(args: argparse.Namespace, checksums: bool) -> int:
     report reads the grid's verdicts); 0 when every cell is finished."""
     run = _load(args, need_corpus=False)
     if run.root.is_dir():
-        write_index(run)
+        try:
+            write_index(run)
+        except OSError as err:  # e.g. a full disk: the states are still worth listing
+            print(f"warning: could not write the grid's index {run.root / GridFiles.INDEX}: {err.strerror or err}",
+                  file=sys.stderr)
     if run.fingerprint is None:
         print(f"data of grid {run.grid.name!r} not prepared yet ({run.data_dir})")
     problem = data_problem(run, checksums)
@@ -229,12 +233,27 @@ def _grid_arg(grid: str) -> str:
     return resolve_path(grid) if Path(grid).suffix in (".yaml", ".yml") else grid
 
 
+def _refresh_index(args: argparse.Namespace) -> None:
+    """Rewrite the grid's index ``grid.json`` from the grid file and the prepared data, as
+    ``grid status`` does, before the report, the book or the bundle read it: the cells they
+    read are the grid file's current cells, never those of an index written before the grid
+    file or the data changed, or of no index at all. A bare grid name (no file to compute the
+    cells from) reads the index as it is."""
+    grid = grid_file(_grid_arg(args.grid))
+    if grid is None:
+        return
+    run = plan(grid, None, runs_root=resolve_path(args.runs_dir), need_corpus=False)
+    if run.root.is_dir():
+        write_index(run)
+
+
 def _report(args: argparse.Namespace) -> int:
     import pandas as pd
 
     given = {"grid": _grid_arg(args.grid), "runs_dir": _grid_dir(args), "output_dir": resolve_path(args.out_dir),
              "data_dir": resolve_path(args.data_dir)}
     params = validate(ReportParams, {k: v for k, v in given.items() if v}, "report")
+    _refresh_index(args)
     result = build_report(params)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(format_headline(result.headline).to_string(index=False))
@@ -249,6 +268,8 @@ def _book(args: argparse.Namespace) -> int:
     given = {"grid": _grid_arg(args.grid), "runs_dir": _grid_dir(args), "book_dir": resolve_path(args.book_dir),
              "build": not args.no_build, "from_bundle": resolve_path(args.from_bundle), "lessons_dir": resolve_path(args.lessons_dir)}
     params = validate(BookParams, {k: v for k, v in given.items() if v is not None}, "book")
+    if not params.from_bundle:
+        _refresh_index(args)
     try:
         out = build_book(params)
     except BookError as err:
@@ -285,6 +306,7 @@ def add_report_parsers(sub) -> None:
 
 def _bundle(args: argparse.Namespace) -> int:
     name, runs_dir, _ = report_dirs(ReportParams(grid=args.grid, runs_dir=_grid_dir(args)))
+    _refresh_index(args)
     out = Path(args.out) if args.out else runs_dir.parent / f"{name}-results.tar.gz"
     manifest = write_bundle(runs_dir, out, name)
     print(f"bundle: {out} ({len(manifest['files'])} files, {out.stat().st_size / 2**20:.1f} MiB; no weights)")

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, JsonValue, NonNegativeInt, PositiveInt, StringConstraints, field_validator
+from pydantic import Field, JsonValue, StringConstraints, field_validator
 
 from bashkir_peft.config.design import StudyDesign
 from bashkir_peft.config.report import ReportParams
@@ -86,14 +86,20 @@ class Annotation(StrictModel):
 StageSettings = dict[str, JsonValue]
 
 
+Rank = Annotated[int, Field(gt=0, strict=True)]
+"""A LoRA rank of the grid: a positive integer (strict: YAML's ``true`` is not rank 1)."""
+Seed = Annotated[int, Field(ge=0, strict=True)]
+"""A seed of the grid: an integer >= 0 (strict: YAML's ``true`` is not seed 1)."""
+
+
 class Matrix(StrictModel):
     """The axes of the grid."""
 
     model: list[str] = Field(min_length=1)
     method: list[Method] = Field(min_length=1)
-    lora_r: list[PositiveInt] = Field(default=[8], min_length=1, json_schema_extra={
+    lora_r: list[Rank] = Field(default=[8], min_length=1, json_schema_extra={
         "source": "the grid format's default: r=8, the rank the paper names (DeepSeek-7B LoRA r=8)"})
-    seed: list[NonNegativeInt] = Field(default=[42], min_length=1, json_schema_extra={
+    seed: list[Seed] = Field(default=[42], min_length=1, json_schema_extra={
         "source": "the grid format's default: 42, the first seed of the paper's released runs"})
     tokenizer: list[str] = Field(default=[BASE_TOKENIZER], min_length=1, json_schema_extra={
         "source": "ours: the base model's tokenizer (issue 15 adds adapted ones by name)"})
@@ -108,8 +114,8 @@ class Selector(StrictModel):
 
     model: list[str] | None = None
     method: list[Method] | None = None
-    lora_r: list[PositiveInt | None] | None = None
-    seed: list[NonNegativeInt] | None = None
+    lora_r: list[Rank | None] | None = None
+    seed: list[Seed] | None = None
     label: list[str] | None = None
     tokenizer: list[str] | None = None
     source: Source | None = None
@@ -146,8 +152,8 @@ class Include(_StageSettings):
 
     model: str
     method: Method
-    lora_r: PositiveInt | None = None
-    seed: NonNegativeInt | None = None
+    lora_r: Rank | None = None
+    seed: Seed | None = None
     label: str | None = Field(default=None, pattern=NAME_PATTERN)
     tokenizer: str = BASE_TOKENIZER
 
@@ -250,8 +256,12 @@ class Cell:
 
     @property
     def slug(self) -> str:
-        """A readable, filesystem-safe name: ``model-method[-rR]-sSEED[-label][-tokenizer]``."""
-        model = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model).strip("_")
+        """A readable, filesystem-safe name: ``model-method[-rR]-sSEED[-label][-tokenizer]``.
+
+        A model given as a path names its folders without ``.`` and ``..`` (``../models/m``:
+        ``models_m``), so a run folder is never hidden nor outside the grid's folder."""
+        parts = [p for p in re.split(r"[/\\]+", self.model) if p not in ("", ".", "..")]
+        model = re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(parts)).strip("._-") or "model"
         slug = run_label(model, self.method, self.lora_r, self.seed, self.label, sep="-")
         return slug if self.tokenizer == BASE_TOKENIZER else f"{slug}-{self.tokenizer}"
 

@@ -32,13 +32,23 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bashkir_peft import settings
-from bashkir_peft.cellstate import CellState, cell_state, check_files, lock_path, scan, stamp
+from bashkir_peft.cellstate import (
+    CellState,
+    cell_state,
+    check_files,
+    is_locked,
+    left_out_on_purpose,
+    lock_path,
+    scan,
+    stamp,
+)
 from bashkir_peft.config.grid import Cell, Grid, expand, select
 from bashkir_peft.data.corpus import HUB_PREFIX
 from bashkir_peft.data.folder import read_manifest
 from bashkir_peft.errors import ConfigError, DataError
 from bashkir_peft.executor import check_kernel, default_notebooks_dir, execute, notebook_parameters
 from bashkir_peft.grid.estimate import estimate_grid
+from bashkir_peft.grid.inputs import check_inputs
 from bashkir_peft.grid.locks import try_lock
 from bashkir_peft.grid.plan import plan_grid
 from bashkir_peft.grid.progress import StepWatcher
@@ -60,7 +70,7 @@ from bashkir_peft.records import (
     write_record,
 )
 from bashkir_peft.settings import REPO_ROOT
-from bashkir_peft.stages import STAGE_SECTIONS, STAGES
+from bashkir_peft.stages import CELL_STAGES, STAGE_SECTIONS, STAGES
 
 LOCK_WAIT_S = 2.0
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -249,12 +259,15 @@ def plan(grid: Grid, corpus: str | None, *, runs_root: str | Path | None = None,
          notebooks_dir: str | Path | None = None, only: dict[str, set[str]] | None = None,
          need_corpus: bool = True) -> GridRun:
     """Validate everything before any work: corpus, kernel, notebooks and every cell's
-    parameters, model names. Returns the plan (run ids follow once the data is known).
+    parameters, model names; with ``need_corpus`` (a run), every input file a stage will read
+    (:func:`~bashkir_peft.grid.inputs.check_inputs`). Returns the plan (run ids follow once
+    the data is known).
 
     Raises:
         ConfigError: the corpus is missing, a notebook or the kernel is missing, a grid
             setting is not a notebook parameter, a cell's parameters are invalid, a model
-            name is unknown, or ``only`` selects nothing.
+            name is unknown, ``only`` selects nothing, or a stage's input file is missing
+            or malformed.
     """
     hint = grid.spec.corpus_hint
     corpus = resolve_corpus(corpus, hint) if need_corpus or corpus else None
@@ -279,6 +292,8 @@ def plan(grid: Grid, corpus: str | None, *, runs_root: str | Path | None = None,
         run.cells = [p for p in run.cells if p.run_id in only["run_id"]]
     if not run.cells:
         raise ConfigError(f"--only {only}: no cell of grid {grid.name!r} matches")
+    if need_corpus:  # a run (or its dry run): every file a stage will read, read now
+        check_inputs((f"{grid.path or grid.name}: cell {p.cell.slug}", u) for p in run.cells for u in run.units(p))
     return run
 
 
@@ -428,14 +443,17 @@ def _stages_to_keep(run: GridRun, p: Planned, rec: CellRecord, state: CellState)
     """The finished stage units of an interrupted, failed or corrupt cell that need not run again.
 
     A corrupt cell keeps every stage but those in ``state.redo`` (none where the corrupt file
-    cannot be traced to a stage); everything else in its folder but the cell record and the
-    executed notebooks (the redone stages' files, checkpoints, partial outputs) is moved to
-    ``.replaced/`` first, so the rerun starts from nothing of theirs.
+    cannot be traced to a stage) and, where training is redone, every later stage (they read
+    its model: results of the earlier weights are kept only while retraining reproduces them
+    bit for bit, as on CPU but not on GPU); everything else in its folder but the cell record
+    and the executed notebooks (the redone stages' files, checkpoints, partial outputs) is
+    moved to ``.replaced/`` first, so the rerun starts from nothing of theirs.
     """
     done = {u: v for u, v in rec.stages.items() if v.status == "finished"}
     if state.status != "corrupt":
         return done
-    keep = {u: v for u, v in done.items() if state.redo and u.split(".")[0] not in state.redo}
+    redo = set(CELL_STAGES) if "train" in state.redo else set(state.redo)
+    keep = {u: v for u, v in done.items() if redo and u.split(".")[0] not in redo}
     kept = {n.split("/")[0] for v in keep.values() for n in (v.files or {})}
     _move_aside(run, p, sorted(d.name for d in p.run_dir.iterdir()
                                if d.name not in kept | {RunFiles.CELL, RunFiles.NOTEBOOKS}))
@@ -541,7 +559,8 @@ def grid_cell_state(run: GridRun, p: Planned, checksums: bool = False) -> CellSt
     """:func:`bashkir_peft.cellstate.cell_state` of a planned cell (its identity checked)."""
     if p.run_id is None:
         return CellState("not started")
-    return cell_state(run.root, p.run_id, identity=_expected_identity(run, p), checksums=checksums)
+    return cell_state(run.root, p.run_id, identity=_expected_identity(run, p), checksums=checksums,
+                      left_out=left_out_on_purpose(run.root))  # a folder extracted from a results bundle lacks weights
 
 
 def stale_runs(run: GridRun) -> list[str]:
@@ -592,6 +611,16 @@ def results_table(results: list[CellResult]) -> str:
                      for row in rows).rstrip()
 
 
+def _held_then_finished(run: GridRun, r: CellResult) -> CellResult:
+    """A cell another process held when its turn came, and finished (and let go) since, is
+    ``skipped`` (finished by that process), not ``locked``; any other result as it is."""
+    if r.status != "locked" or is_locked(lock_path(run.root, r.planned.run_id)):
+        return r
+    if grid_cell_state(run, r.planned).status != "finished":
+        return r
+    return CellResult(r.planned, "skipped", error="finished by another grid process")
+
+
 def run_grid(run: GridRun, *, force: bool = False, dry_run: bool = False, progress: bool = True,
              out: TextIO | None = None) -> list[CellResult]:
     """Execute (or, with ``dry_run``, list) a planned grid; print the summary table.
@@ -638,6 +667,7 @@ def run_grid(run: GridRun, *, force: bool = False, dry_run: bool = False, progre
         write_index(run)
         bar.update(1)
     bar.close()
+    results = [_held_then_finished(run, r) for r in results]
     print(results_table(results), file=out)
     counts = {s: sum(r.status == s for r in results) for s in ("finished", "skipped", "failed", "locked")}
     print(", ".join(f"{n} {s}" for s, n in counts.items() if n) + f"  (runs in {run.root})", file=out)

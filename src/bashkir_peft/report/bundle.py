@@ -6,7 +6,8 @@ and figures, and the data folder's manifest, document statistics and tokenizer t
 Left out: model artefacts (weights and checkpoints, ``final/``, ``checkpoints/``; an adapted
 tokenizer, ``tokenizer/``), the corpus splits
 (``data/{train,validation,test}.parquet``: corpus text, whose licences may not allow
-reprinting), locks and replaced runs (hidden folders).
+reprinting), locks and replaced runs (hidden folders), and the hidden temporaries an
+interrupted write leaves (e.g. an empty ``.figure.x1y2.png`` of a killed report).
 
 The archive holds one folder named after the grid and, first, ``MANIFEST.json``: the
 grid's name, the bundle's schema version and, per file, its size and SHA-256.
@@ -24,13 +25,14 @@ import shutil
 import tarfile
 from pathlib import Path, PurePosixPath
 
+from bashkir_peft.cellstate import BUNDLE_LEFT_OUT, BUNDLE_MANIFEST
 from bashkir_peft.errors import DataError
 from bashkir_peft.records import DataFiles, GridFiles, RunFiles
 
-MANIFEST = "MANIFEST.json"
+MANIFEST = BUNDLE_MANIFEST
 BUNDLE_SCHEMA = 1
 KEPT_SUFFIXES = {".json", ".csv", ".parquet", ".ipynb", ".png", ".svg"}
-LEFT_OUT_DIRS = {RunFiles.FINAL, RunFiles.CHECKPOINTS, RunFiles.TOKENIZER}
+LEFT_OUT_DIRS = BUNDLE_LEFT_OUT
 LEFT_OUT_DATA = {DataFiles.split(s) for s in ("train", "validation", "test")}
 
 
@@ -42,6 +44,8 @@ def bundle_files(runs_dir: Path) -> list[Path]:
         if not path.is_file() or path.suffix not in KEPT_SUFFIXES:
             continue
         if any(part.startswith(".") or part in LEFT_OUT_DIRS for part in rel.parts[:-1]):
+            continue
+        if rel.name.startswith("."):  # a temporary an interrupted atomic write left (atomic.py)
             continue
         if rel.parts[0] == GridFiles.DATA and rel.name in LEFT_OUT_DATA:
             continue

@@ -21,7 +21,7 @@ from bashkir_peft.config.report import ReportParams
 from bashkir_peft.records import GridFiles
 from bashkir_peft.report.failures import require_runs
 from bashkir_peft.report.lm import headline_protocol
-from bashkir_peft.report.runs import RunRecord, discover_runs, index_gaps
+from bashkir_peft.report.runs import RunRecord, discover_runs, index_gaps, run_data_dir
 from bashkir_peft.settings import resolve_path
 
 
@@ -71,13 +71,15 @@ class ReportContext:
 
 
 def data_folder(params: ReportParams, runs: list[RunRecord], runs_dir: Path) -> Path | None:
-    """The data folder of a report: ``params.data_dir``, else the runs' recorded data folder,
-    else ``<runs_dir>/data`` (a grid moved or extracted from a results bundle), else ``None``."""
+    """The data folder of a report: ``params.data_dir``, else ``<runs_dir>/data`` (the grid's
+    own, also in a grid copied, moved or extracted from a results bundle), else the runs'
+    recorded data folder, else ``None``."""
     if params.data_dir:
         return resolve_path(params.data_dir)
-    recorded = next((resolve_path(r.cell.data_dir) for r in runs if resolve_path(r.cell.data_dir).is_dir()), None)
     local = runs_dir / GridFiles.DATA
-    return recorded or (local if local.is_dir() else None)
+    if local.is_dir():
+        return local
+    return next((d for d in map(run_data_dir, runs) if d.is_dir()), None)
 
 
 def read_context(params: ReportParams, runs_dir: Path) -> ReportContext:

@@ -14,7 +14,7 @@ from bashkir_peft.data.folder import read_manifest
 from bashkir_peft.data.stats import data_mode
 from bashkir_peft.errors import DataError
 from bashkir_peft.names import ADAPTER_METHODS, label_parts, method_label
-from bashkir_peft.report.runs import RunRecord
+from bashkir_peft.report.runs import RunRecord, run_data_dir
 
 # The paper's stated test perplexities (Arabov & Khaybullina, arXiv 2605.04948, abstract and
 # results). Only these four numbers are quoted; everything else in the report is ours. The
@@ -46,7 +46,7 @@ def data_modes(runs: list[RunRecord]) -> dict[tuple[str, str], str]:
     for run in runs:
         if run.status != "finished":
             continue
-        folder = run.cell.data_dir
+        folder = str(run_data_dir(run))
         if folder not in by_dir:
             try:
                 by_dir[folder] = data_mode(read_manifest(folder))

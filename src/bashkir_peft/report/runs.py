@@ -13,7 +13,9 @@ is finished and its evaluation record has at least one evaluation, and ``incompl
 otherwise. Where the grid runner's index ``grid.json`` exists, each of its cells is judged by
 the one rule the grid commands use (:func:`bashkir_peft.cellstate.cell_state`): a cell that is
 not finished there (not started, its folder gone, running, interrupted, corrupt, stale) is
-reported with that state (:func:`index_gaps`), never dropped.
+reported with that state (:func:`index_gaps`), never dropped. ``bashkir-peft report``,
+``book`` and ``bundle`` given the grid file rewrite the index from it first (as ``grid
+status`` does), so the index read here is the grid file's current cells.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from bashkir_peft.records import (
     read_record_if_any,
 )
 from bashkir_peft.report.bundle import LEFT_OUT_DIRS, MANIFEST
+from bashkir_peft.settings import resolve_path
 
 RunStatus = Literal["finished", "failed", "incomplete"] | CellStatus
 
@@ -183,6 +186,15 @@ def read_run(path: str | Path, state: CellStatus | None = None) -> RunRecord:
                      eval=read_record_if_any(path / RunFiles.EVAL, EvalRecord),
                      generate=read_record_if_any(path / RunFiles.GENERATE, GenerateRecord),
                      downstream=read_record_if_any(path / RunFiles.DOWNSTREAM, DownstreamRecord), state=state)
+
+
+def run_data_dir(run: RunRecord) -> Path:
+    """The data folder of a run: its grid folder's ``data/`` where that exists (the grid
+    runner prepares every cell's data there, so a grid folder copied or moved, ``cp -a``,
+    reads its own data, not the folder its cells recorded), else the recorded one
+    (``grid_cell.json``'s ``data_dir``)."""
+    local = run.path.parent / GridFiles.DATA
+    return local if local.is_dir() else resolve_path(run.cell.data_dir)
 
 
 def current_run_ids(runs_dir: Path) -> set[str] | None:

@@ -44,6 +44,19 @@ class GuardedTrainer(Trainer):
             )
         return loss
 
+    def restore(self, checkpoint: str | Path) -> None:
+        """Load a checkpoint's weights and trainer state (steps, log history) without training.
+
+        For a run whose budget is spent at that checkpoint (its step >= ``max_steps``): the
+        Trainer, resumed from it, would take one optimizer step more (transformers 5.x checks
+        the budget only after a step). The weights load as ``train(resume_from_checkpoint=...)``
+        loads them; the optimizer is not needed.
+        """
+        from transformers.trainer_callback import TrainerState
+
+        self._load_from_checkpoint(str(checkpoint))
+        self.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+
 
 class CompleteCheckpoints(TrainerCallback):
     """Mark each checkpoint complete once the Trainer has written it, then prune older ones.

@@ -15,6 +15,8 @@ import re
 import shutil
 from pathlib import Path
 
+from bashkir_peft.atomic import follow_umask
+
 MARKER = ".complete"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 
@@ -33,8 +35,10 @@ def _fsync_dir(path: Path) -> None:
 
 
 def mark_complete(checkpoint: str | Path) -> Path:
-    """Flush ``checkpoint``'s files to disk, then write its marker atomically. Returns the marker."""
+    """Flush ``checkpoint``'s files to disk (with the umask's permissions,
+    :func:`~bashkir_peft.atomic.follow_umask`), then write its marker atomically. Returns the marker."""
     checkpoint = Path(checkpoint)
+    follow_umask(checkpoint)
     for f in checkpoint.rglob("*"):
         if f.is_file():
             with open(f, "rb") as fh:
@@ -62,12 +66,15 @@ def list_checkpoints(folder: str | Path) -> list[tuple[int, Path, bool]]:
     return sorted(out)
 
 
-def last_complete_checkpoint(folder: str | Path, remove_incomplete: bool = True) -> tuple[Path | None, list[str]]:
+def last_complete_checkpoint(folder: str | Path, remove_incomplete: bool = True,
+                             max_step: int | None = None) -> tuple[Path | None, list[str]]:
     """The newest complete checkpoint in ``folder``.
 
     Args:
         folder: the Trainer's output folder (``RUN_DIR/checkpoints``).
         remove_incomplete: delete checkpoint folders without a marker (half-written).
+        max_step: ignore checkpoints of a later step (the run's budget, ``max_steps``): a
+            run never continues from beyond its budget.
 
     Returns:
         ``(path or None, names of the incomplete checkpoints found)``.
@@ -77,7 +84,7 @@ def last_complete_checkpoint(folder: str | Path, remove_incomplete: bool = True)
     if remove_incomplete:
         for p in incomplete:
             shutil.rmtree(p, ignore_errors=True)
-    complete = [p for _, p, ok in found if ok]
+    complete = [p for step, p, ok in found if ok and (max_step is None or step <= max_step)]
     return (complete[-1] if complete else None), [p.name for p in incomplete]
 
 

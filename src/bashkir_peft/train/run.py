@@ -12,11 +12,14 @@ One code path for CPU and GPU, on the HF ``Trainer``:
 A run lives in ``output_dir`` (RUN_DIR): ``train.json`` (the record), ``final/`` (PEFT
 adapter layout with a model card, or the full HF model folder; tokenizer included) and
 ``checkpoints/``. Started again with the same parameters, an interrupted run resumes from
-its last complete checkpoint; a finished one returns its record without recomputing.
+its last complete checkpoint (one taken at the end of its budget, ``max_steps`` or the byte
+budget's steps, goes straight to the final evaluation and save: never a step more); a
+finished one returns its record without recomputing.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -24,6 +27,7 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bashkir_peft.atomic import follow_umask
 from bashkir_peft.config.lora import changes_base_weights
 from bashkir_peft.config.train import TrainParams
 from bashkir_peft.data.folder import load_texts, read_manifest
@@ -131,6 +135,7 @@ def _save_final(trainer, tokenizer, run_dir: Path, record: dict) -> Path:
     trainer.model.save_pretrained(tmp, **extra)
     tokenizer.save_pretrained(tmp)
     (tmp / "README.md").write_text(_model_card(TrainRecord.model_validate(record)), encoding="utf-8")
+    follow_umask(tmp)
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
@@ -379,7 +384,8 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
 
     Raises:
         ConfigError / DataError: bad parameters or data, raised before loading weights.
-        Exception: any other error, after writing the record with status ``failed``.
+        Exception: any other error, after writing the record with status ``failed`` (a full
+            disk that names no file, ``OSError`` 28, names the run folder).
     """
     if isinstance(params, dict):
         params = validate(TrainParams, params, "training parameters")
@@ -439,7 +445,7 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
             callbacks=[CompleteCheckpoints(params.save_total_limit), timer, OnProgress(attempt_so_far),
                        ProgressFile(run_dir / RunFiles.PROGRESS), *(callbacks or [])],
         )
-        resume, skipped = last_complete_checkpoint(run_dir / RunFiles.CHECKPOINTS)
+        resume, skipped = last_complete_checkpoint(run_dir / RunFiles.CHECKPOINTS, max_step=steps["max_steps"])
         session |= {"resumed_from": resume.name if resume else None, "skipped_incomplete_checkpoints": skipped}
         record["environment"] = environment_info()
         _write(run_dir, record)
@@ -449,7 +455,10 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
             try:
                 if resume is not None:
                     step0 = json.loads((resume / "trainer_state.json").read_text())["global_step"]
-                trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+                if resume is not None and step0 >= steps["max_steps"]:
+                    trainer.restore(resume)  # the budget is spent: straight to the final evaluation and save
+                else:
+                    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
                 final_eval = _final_eval(trainer)
             except NonFiniteLossError as err:
                 final_eval = None
@@ -464,10 +473,16 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
             record |= {"status": "finished", "finished": _now()}
         return _write(run_dir, record)
     except Exception as err:
+        if isinstance(err, OSError) and err.filename is None and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            # a full disk inside torch or safetensors names no file: name the run folder
+            err = OSError(err.errno, f"{err.strerror or err} (writing under {run_dir})")
         record |= {"status": "failed", "reason": f"{type(err).__name__}: {err}".splitlines()[0]}
         session.setdefault("finished", _now())
-        _write(run_dir, record)
-        raise
+        try:
+            _write(run_dir, record)
+        except OSError:  # the disk is still full: the error below says what happened
+            pass
+        raise err
 
 
 def check_finished(record: TrainRecord) -> TrainRecord:
