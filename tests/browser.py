@@ -24,7 +24,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND", "--window-size=1280,1600",
          "--remote-debugging-pipe"]
 
-PAGE_STATE = """(async () => {
+PAGE_STATE = r"""(async () => {
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
   const imgs = [...document.querySelectorAll('main img, article img, .bd-article img')];
   return {
@@ -37,6 +37,18 @@ PAGE_STATE = """(async () => {
     mathjax_errors: document.querySelectorAll('mjx-merror').length,
     raw_math: (document.querySelector('main') || document.body).innerText.includes('$$'),
     remote: performance.getEntriesByType('resource').map(e => e.name).filter(n => /^https?:/.test(n)),
+    // "nan" as a word of the text a reader sees (a missing value printed instead of explained)
+    nan_text: ((document.querySelector('main') || document.body).innerText.match(/[^\n]{0,40}\bnan\b[^\n]{0,40}/gi) || []),
+    // an absolute path of a machine (a POSIX path under a usual top folder, or a Windows drive)
+    machine_paths: ((document.querySelector('main') || document.body).innerText
+      .match(/(?:^|[\s(`'"=])(?:\/(?:home|root|tmp|work|Users|mnt|var|opt|srv|scratch|data)\/[^\s)`'"]*|[A-Z]:\\[^\s]+)/gm) || [])
+      .map(m => m.trim()),
+    // tables wider than the text column (the article), with their id and widths in CSS px
+    overflowing_tables: [...document.querySelectorAll('main table, article table, .bd-article table')]
+      .filter((t, i, all) => all.indexOf(t) === i)
+      .map(t => ({id: t.id || t.className || 'table', width: Math.ceil(t.getBoundingClientRect().width),
+                  column: Math.floor((t.closest('.bd-article') || t.closest('article') || t.closest('main')).clientWidth)}))
+      .filter(t => t.width > t.column + 1),
   };
 })()"""
 
@@ -99,13 +111,16 @@ class Browser:
                 raise TimeoutError(method)
             self.events.append(self._read())
 
-    def open(self, url: str, screenshot: Path) -> dict:
-        """Load ``url``, wait for MathJax, and return the page's state (see PAGE_STATE) with
+    def open(self, url: str, screenshot: Path, width: int = 1280) -> dict:
+        """Load ``url`` in a viewport ``width`` CSS px wide (below 600: a phone's, touch and
+        device scale 1), wait for MathJax, and return the page's state (see PAGE_STATE) with
         ``errors``: exceptions, console errors and failed loads (one line each)."""
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
             self.call(f"{domain}.enable", session=session)
+        self.call("Emulation.setDeviceMetricsOverride", {"width": width, "height": 1600, "deviceScaleFactor": 1,
+                                                         "mobile": width < 600}, session)
         self.events.clear()
         self.call("Page.navigate", {"url": url}, session)
         self.wait_for("Page.loadEventFired")
