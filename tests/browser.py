@@ -27,6 +27,10 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 PAGE_STATE = r"""(async () => {
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
   const imgs = [...document.querySelectorAll('main img, article img, .bd-article img')];
+  const code = [...document.querySelectorAll('.cell_input, div.highlight')].filter(e => !e.closest('.cell_output'));
+  code.forEach(e => { e.dataset.display = e.style.display; e.style.display = 'none'; });
+  const prose = (document.querySelector('main') || document.body).innerText;
+  code.forEach(e => { e.style.display = e.dataset.display; });
   return {
     title: document.title,
     tables: document.querySelectorAll('table').length,
@@ -37,11 +41,11 @@ PAGE_STATE = r"""(async () => {
     mathjax_errors: document.querySelectorAll('mjx-merror').length,
     raw_math: (document.querySelector('main') || document.body).innerText.includes('$$'),
     remote: performance.getEntriesByType('resource').map(e => e.name).filter(n => /^https?:/.test(n)),
-    // "nan" as a word of the text a reader sees (a missing value printed instead of explained)
-    nan_text: ((document.querySelector('main') || document.body).innerText.match(/[^\n]{0,40}\bnan\b[^\n]{0,40}/gi) || []),
-    // an absolute path of a machine (a POSIX path under a usual top folder, or a Windows drive)
-    machine_paths: ((document.querySelector('main') || document.body).innerText
-      .match(/(?:^|[\s(`'"=])(?:\/(?:home|root|tmp|work|Users|mnt|var|opt|srv|scratch|data)\/[^\s)`'"]*|[A-Z]:\\[^\s]+)/gm) || [])
+    // what a reader sees outside code (notebook inputs, code blocks): "nan" as a word (a
+    // missing value printed instead of explained), and absolute paths of a machine (a POSIX
+    // path under a usual top folder, or a Windows drive)
+    nan_text: prose.match(/[^\n]{0,40}\bnan\b[^\n]{0,40}/gi) || [],
+    machine_paths: (prose.match(/(?:^|[\s(`'"=])(?:\/(?:home|root|tmp|work|Users|mnt|var|opt|srv|scratch|data)\/[^\s)`'"]*|[A-Z]:\\[^\s]+)/gm) || [])
       .map(m => m.trim()),
     // tables wider than the text column (the article), with their id and widths in CSS px
     overflowing_tables: [...document.querySelectorAll('main table, article table, .bd-article table')]

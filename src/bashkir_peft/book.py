@@ -40,6 +40,7 @@ from bashkir_peft.errors import ConfigError
 from bashkir_peft.executor import default_notebooks_dir, execute
 from bashkir_peft.lessons import lesson_notebooks, lessons_out_dir
 from bashkir_peft.names import ADAPTER_METHODS
+from bashkir_peft.pagepaths import machine_folders, scrub
 from bashkir_peft.report.bundle import bundle_archives, extract_bundles
 from bashkir_peft.report.runs import RunRecord, discover_runs
 from bashkir_peft.report.teaching_figures import write_teaching_figures
@@ -406,6 +407,18 @@ def _from_bundle(params: BookParams) -> BookParams:
     return params.model_copy(update={"runs_dir": str(dest), "from_bundle": None})
 
 
+def scrub_generated(gen: Path, folders: list[tuple[str, str]]) -> None:
+    """Replace the absolute folders of this machine in every generated page and notebook
+    (parameters papermill injected, printed parameters, run pages) by the names a reader can
+    use (:func:`~bashkir_peft.pagepaths.scrub`); the runs folder keeps its records as written."""
+    for path in sorted(gen.rglob("*")):
+        if path.suffix in {".md", ".ipynb"} and path.is_file():
+            text = path.read_text(encoding="utf-8")
+            clean = scrub(text, folders)
+            if clean != text:
+                write_text_atomic(path, clean)
+
+
 BUILT_FROM = "built_from.md"
 """The generated paragraph the introduction includes: which grid built this copy of the book."""
 
@@ -451,6 +464,7 @@ def build_book(params: BookParams) -> Path:
         extra = {RUNS_PAGE: assemble_runs(runs, gen), DATA_PAGE: assemble_data(runs_dir, gen),
                  LESSONS_PAGE: assemble_lessons(lessons_dir, book_dir, gen)}
         toc = write_toc(book_dir, gen, extra)
+        scrub_generated(gen, machine_folders(runs_dir))
         if not params.build:
             return toc
         return jupyter_book_build(book_dir, toc)

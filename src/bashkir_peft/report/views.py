@@ -5,34 +5,11 @@ on what a grid's numbers mean. Used by notebook 05 and the book; nothing here co
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
 from bashkir_peft.config.grid import grid_file, resolve_grid
 from bashkir_peft.names import method_sort_key
 from bashkir_peft.report.build import ReportResult
-from bashkir_peft.settings import runs_root
-
-
-def shown_path(path: str | Path) -> str:
-    """A folder as a page may name it: never the machine's absolute path.
-
-    Args:
-        path: a folder of the runs (absolute or relative).
-
-    Returns:
-        ``runs/<path relative to the runs root>`` for a folder under the runs root
-        (``$BASHKIR_PEFT_RUNS``), else ``…/<its last two parts>`` (e.g. a test's or an
-        extracted bundle's folder); a relative path as given.
-    """
-    path = Path(path)
-    if not path.is_absolute():
-        return path.as_posix()
-    try:
-        return "runs/" + path.resolve().relative_to(runs_root().resolve()).as_posix()
-    except ValueError:
-        return "…/" + "/".join(path.parts[-2:])
 
 
 def format_headline(summary: pd.DataFrame) -> pd.DataFrame:
