@@ -15,12 +15,12 @@ def test_folders_of_the_machine_become_names_a_reader_can_use(tmp_path, monkeypa
     text = (f'run_dir = "{runs_dir}/smollm2-lora-s42"\n'
             f"data_dir='{tmp_path / 'runs'}/other/data', tokenizers: {REPO_ROOT.parent}/shared/tokenizers\n"
             f"notebook {REPO_ROOT}/notebooks/02_train.ipynb; cache {Path.home()}/.cache/bashkir-peft\n"
-            f"untouched: {runs_dir}-copy/x")
+            f"another: {runs_dir}-copy/x")
     assert scrub(text, folders).splitlines() == [
         'run_dir = "runs/cpu-demo/smollm2-lora-s42"',
         "data_dir='runs/other/data', tokenizers: ../shared/tokenizers",
         "notebook ./notebooks/02_train.ipynb; cache ~/.cache/bashkir-peft",
-        f"untouched: {runs_dir}-copy/x",  # a folder name is replaced whole, never a prefix of another
+        "another: …/cpu-demo-copy/x",  # a folder is replaced whole, never as a prefix of another
     ]
     assert all(len(Path(folder).parts) >= 2 for folder, _ in folders)  # never "/" itself
 
@@ -30,3 +30,11 @@ def test_shown_path_is_relative_to_the_runs_root_or_names_the_last_parts(tmp_pat
     assert shown_path(tmp_path / "runs" / "cpu-demo" / "report") == "runs/cpu-demo/report"
     assert shown_path(tmp_path / "x" / "extracted" / "smoke") == "…/extracted/smoke"
     assert shown_path("runs/smoke") == "runs/smoke"
+
+
+def test_other_absolute_paths_keep_their_last_two_parts_and_urls_stay():
+    text = ('grid = "/tmp/pytest-of-ci/pytest-3/smoke0/smoke.yaml"; corpus /home/ana/corpora/bak.jsonl.gz\n'
+            "https://github.com/owner/bashkir-peft/blob/main/lessons/x.ipynb, total/count/2, runs/smoke/a")
+    assert scrub(text, []).splitlines() == [
+        'grid = "…/smoke0/smoke.yaml"; corpus …/corpora/bak.jsonl.gz',
+        "https://github.com/owner/bashkir-peft/blob/main/lessons/x.ipynb, total/count/2, runs/smoke/a"]

@@ -407,16 +407,36 @@ def _from_bundle(params: BookParams) -> BookParams:
     return params.model_copy(update={"runs_dir": str(dest), "from_bundle": None})
 
 
+def _scrub_notebook(nb: dict, folders: list[tuple[str, str]]) -> dict:
+    """A notebook with :func:`~bashkir_peft.pagepaths.scrub` applied to what its page shows:
+    cell sources, stream outputs and text outputs (never images)."""
+
+    def clean(value):
+        return scrub("".join(value), folders) if isinstance(value, list) else scrub(value, folders)
+
+    for cell in nb.get("cells", []):
+        cell["source"] = clean(cell.get("source", ""))
+        for out in cell.get("outputs", []):
+            if "text" in out:
+                out["text"] = clean(out["text"])
+            for mime, value in out.get("data", {}).items():
+                if mime.startswith("text/"):
+                    out["data"][mime] = clean(value)
+    return nb
+
+
 def scrub_generated(gen: Path, folders: list[tuple[str, str]]) -> None:
-    """Replace the absolute folders of this machine in every generated page and notebook
-    (parameters papermill injected, printed parameters, run pages) by the names a reader can
-    use (:func:`~bashkir_peft.pagepaths.scrub`); the runs folder keeps its records as written."""
+    """Replace the folders of this machine in every generated page and notebook (parameters
+    papermill injected, printed parameters, run pages) by names a reader can use
+    (:func:`~bashkir_peft.pagepaths.scrub`); the runs folder keeps its records as written."""
     for path in sorted(gen.rglob("*")):
-        if path.suffix in {".md", ".ipynb"} and path.is_file():
+        if path.suffix == ".md" and path.is_file():
             text = path.read_text(encoding="utf-8")
-            clean = scrub(text, folders)
-            if clean != text:
-                write_text_atomic(path, clean)
+            if scrub(text, folders) != text:
+                write_text_atomic(path, scrub(text, folders))
+        elif path.suffix == ".ipynb" and path.is_file():
+            nb = json.loads(path.read_text(encoding="utf-8"))
+            write_text_atomic(path, json.dumps(_scrub_notebook(nb, folders), ensure_ascii=False))
 
 
 BUILT_FROM = "built_from.md"

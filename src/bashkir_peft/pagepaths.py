@@ -58,9 +58,19 @@ def machine_folders(runs_dir: str | Path) -> list[tuple[str, str]]:
     return sorted(pairs.items(), key=lambda kv: -len(kv[0]))
 
 
+MACHINE_PATH = re.compile(r"(?<![\w.:/~-])/(?:home|root|tmp|work|Users|mnt|var|opt|srv|scratch|data|private)"
+                          r"(?:/[\w.+@-]+)+")
+"""An absolute path under a usual top folder of a machine (what the browser check looks for)."""
+
+
 def scrub(text: str, folders: list[tuple[str, str]]) -> str:
-    """``text`` with every occurrence of a folder of :func:`machine_folders` (as a whole path
-    component: ``/work`` is not replaced inside ``/workspace``) replaced by its shown name."""
+    """``text`` with the folders of this machine replaced by names a reader can use.
+
+    Every folder of :func:`machine_folders` is replaced by its shown name, as a whole path
+    component (``/work`` is not replaced inside ``/workspace``); any other absolute path under
+    a usual top folder (:data:`MACHINE_PATH`: a grid file or a corpus given from a temporary
+    or a home folder) by ``…/<its last two parts>``.
+    """
     for folder, name in folders:
         text = re.sub(re.escape(folder) + r"(?![\w.-])", lambda _m, n=name: n, text)
-    return text
+    return MACHINE_PATH.sub(lambda m: "…/" + "/".join(m.group(0).split("/")[-2:]), text)
