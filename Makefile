@@ -13,7 +13,7 @@ GRID       ?= params/grids/cpu-demo.yaml
 CORPUS     ?=
 STAMP      := $(VENV)/.setup-done
 
-.PHONY: setup test demo study grid report book lock gpu-check clean lessons bundle site publish
+.PHONY: setup test demo study grid report book lock gpu-check clean lessons bundle site study-book publish
 
 setup: $(STAMP)
 	@$(BIN)/bashkir-peft setup-models
@@ -86,6 +86,13 @@ BUNDLE     ?=
 site: $(STAMP)
 	@test -n "$(BUNDLE)" || { echo "error: set BUNDLE, e.g. make site BUNDLE=runs/cpu-demo-results.tar.gz"; exit 2; }
 	$(BIN)/bashkir-peft book $(GRID) --from-bundle "$(BUNDLE)"
+
+# The CPU study's book from its committed results, without training: the union of the bundles
+# in results/cpu-study/ (one per part of the study, `make bundle GRID=params/grids/cpu-study.yaml`
+# after each part), with the executed lessons where `make lessons` wrote them.
+STUDY_RESULTS ?= results/cpu-study
+study-book: $(STAMP)
+	$(BIN)/bashkir-peft book params/grids/cpu-study.yaml --from-bundle "$(STUDY_RESULTS)"
 
 # Build the book (from BUNDLE when set, else from the grid's runs) and publish it: the
 # HTML pushed to the gh-pages branch of the `origin` remote (Jupyter Book 1.x's way).

@@ -24,9 +24,13 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND", "--window-size=1280,1600",
          "--remote-debugging-pipe"]
 
-PAGE_STATE = """(async () => {
+PAGE_STATE = r"""(async () => {
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
   const imgs = [...document.querySelectorAll('main img, article img, .bd-article img')];
+  const code = [...document.querySelectorAll('.cell_input, div.highlight')].filter(e => !e.closest('.cell_output'));
+  code.forEach(e => { e.dataset.display = e.style.display; e.style.display = 'none'; });
+  const prose = (document.querySelector('main') || document.body).innerText;
+  code.forEach(e => { e.style.display = e.dataset.display; });
   return {
     title: document.title,
     tables: document.querySelectorAll('table').length,
@@ -37,6 +41,18 @@ PAGE_STATE = """(async () => {
     mathjax_errors: document.querySelectorAll('mjx-merror').length,
     raw_math: (document.querySelector('main') || document.body).innerText.includes('$$'),
     remote: performance.getEntriesByType('resource').map(e => e.name).filter(n => /^https?:/.test(n)),
+    // what a reader sees outside code (notebook inputs, code blocks): "nan" as a word (a
+    // missing value printed instead of explained), and absolute paths of a machine (a POSIX
+    // path under a usual top folder, or a Windows drive)
+    nan_text: prose.match(/[^\n]{0,40}\bnan\b[^\n]{0,40}/gi) || [],
+    machine_paths: (prose.match(/(?:^|[\s(`'"=])(?:\/(?:home|root|tmp|work|Users|mnt|var|opt|srv|scratch|data)\/[^\s)`'"]*|[A-Z]:\\[^\s]+)/gm) || [])
+      .map(m => m.trim()),
+    // tables wider than the text column (the article), with their id and widths in CSS px
+    overflowing_tables: [...document.querySelectorAll('main table, article table, .bd-article table')]
+      .filter((t, i, all) => all.indexOf(t) === i)
+      .map(t => ({id: t.id || t.className || 'table', width: Math.ceil(t.getBoundingClientRect().width),
+                  column: Math.floor((t.closest('.bd-article') || t.closest('article') || t.closest('main')).clientWidth)}))
+      .filter(t => t.width > t.column + 1),
   };
 })()"""
 
@@ -99,13 +115,16 @@ class Browser:
                 raise TimeoutError(method)
             self.events.append(self._read())
 
-    def open(self, url: str, screenshot: Path) -> dict:
-        """Load ``url``, wait for MathJax, and return the page's state (see PAGE_STATE) with
+    def open(self, url: str, screenshot: Path, width: int = 1280) -> dict:
+        """Load ``url`` in a viewport ``width`` CSS px wide (below 600: a phone's, touch and
+        device scale 1), wait for MathJax, and return the page's state (see PAGE_STATE) with
         ``errors``: exceptions, console errors and failed loads (one line each)."""
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
             self.call(f"{domain}.enable", session=session)
+        self.call("Emulation.setDeviceMetricsOverride", {"width": width, "height": 1600, "deviceScaleFactor": 1,
+                                                         "mobile": width < 600}, session)
         self.events.clear()
         self.call("Page.navigate", {"url": url}, session)
         self.wait_for("Page.loadEventFired")

@@ -134,22 +134,55 @@ BROWSER_PAGES = {  # page: what it must show (tables with rows, images, typeset 
 }
 
 
+WIDTHS = (1280, 390)
+"""Viewport widths of the browser check, in CSS px: a laptop's and a phone's."""
+
+
+def _pages(html: Path) -> dict[str, set[str]]:
+    """BROWSER_PAGES and one run page (its name is the run id: found on disk)."""
+    run_page = sorted(html.glob("generated/runs/*/index.html")) or sorted(html.glob("generated/runs/*.html"))
+    assert run_page, "no run page in the built book"
+    return {**BROWSER_PAGES, run_page[0].relative_to(html).as_posix(): {"tables"}}
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package `chromium`)")
 def test_results_and_lesson_pages_render_in_a_browser_without_network(e2e):
-    """Screenshots go to $BASHKIR_PEFT_SCREENSHOTS (CI keeps them), else beside the test's book."""
+    """At 1280 and 390 px: no console error, no request off the machine, every image loaded,
+    math typeset, and what a reader must never see: "nan", a machine path, a table wider
+    than the text column. Screenshots go to $BASHKIR_PEFT_SCREENSHOTS (CI keeps them), else
+    beside the test's book."""
     html = e2e["book"] / "_build" / "html"
     shots = Path(os.environ.get("BASHKIR_PEFT_SCREENSHOTS") or e2e["tmp"] / "screenshots")
+    pages = _pages(html)
     problems = []
     with Browser(e2e["tmp"] / "chromium-profile") as browser:
-        for page, needs in BROWSER_PAGES.items():
-            s = browser.open((html / page).as_uri(), shots / (page.replace("/", "_") + ".png"))
-            problems += [f"{page}: console: {e}" for e in s["errors"]]
-            problems += [f"{page}: request off the machine: {u}" for u in s["remote"]]
-            problems += [f"{page}: image did not load: {u}" for u in s["broken_images"]]
-            if s["mathjax_errors"] or s["raw_math"]:
-                problems.append(f"{page}: math not typeset ({s['mathjax_errors']} MathJax errors, raw $$: {s['raw_math']})")
-            for need, got in (("tables", s["table_rows"]), ("images", s["images"]), ("math", s["math"])):
-                if need in needs and not got:
-                    problems.append(f"{page}: no {need}")
+        for width in WIDTHS:
+            for page, needs in pages.items():
+                s = browser.open((html / page).as_uri(), shots / f"{width}px" / (page.replace("/", "_") + ".png"), width)
+                where = f"{page} at {width} px"
+                problems += [f"{where}: console: {e}" for e in s["errors"]]
+                problems += [f"{where}: request off the machine: {u}" for u in s["remote"]]
+                problems += [f"{where}: image did not load: {u}" for u in s["broken_images"]]
+                problems += [f"{where}: 'nan' shown: {t!r}" for t in s["nan_text"]]
+                problems += [f"{where}: machine path shown: {t!r}" for t in s["machine_paths"]]
+                problems += [f"{where}: table {t['id']} is {t['width']} px wide in a {t['column']} px column"
+                             for t in s["overflowing_tables"]]
+                if s["mathjax_errors"] or s["raw_math"]:
+                    problems.append(f"{where}: math not typeset ({s['mathjax_errors']} MathJax errors, raw $$: {s['raw_math']})")
+                for need, got in (("tables", s["table_rows"]), ("images", s["images"]), ("math", s["math"])):
+                    if need in needs and not got:
+                        problems.append(f"{where}: no {need}")
     assert not problems, "\n".join(problems)
-    assert len(list(shots.glob("*.png"))) >= len(BROWSER_PAGES)
+    assert len(list(shots.glob("*px/*.png"))) >= len(WIDTHS) * len(pages)
+
+
+def test_no_page_names_a_folder_of_the_machine_that_built_it(e2e):
+    """The built HTML (text and attributes) never holds the folders the test ran in: the runs
+    folder, the repository, the home folder (the browser check reads the visible text only)."""
+    from bashkir_peft.settings import REPO_ROOT
+
+    html = e2e["book"] / "_build" / "html"
+    roots = {str(e2e["tmp"]), str(e2e["runs"]), str(REPO_ROOT), str(Path.home())} - {"/"}
+    leaks = [(page.relative_to(html).as_posix(), root) for page in sorted(html.rglob("*.html"))
+             for root in roots if root in page.read_text(encoding="utf-8")]
+    assert not leaks, leaks[:10]

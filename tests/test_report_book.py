@@ -107,3 +107,35 @@ def test_run_pages_start_with_results_and_cost_then_the_parameters_of_their_meth
         assert "learning rate (used)" in text and "0.0001" in text  # the rate the run used (record), not a default
         key = text[text.index("Training parameters that matter"):text.index("All training parameters")]
         assert ("lora_r" in key) == (method == "lora")
+
+
+def test_lessons_name_their_path_and_launch_links_where_the_repository_is_known(tmp_path, monkeypatch):
+    import json
+
+    from bashkir_peft.book import REPOSITORY_ENV, assemble_lessons
+    from bashkir_peft.lessons import lesson_notebooks
+
+    book = copy_sources(tmp_path / "book")
+    first, *rest = lesson_notebooks()
+    executed = tmp_path / "executed"
+    executed.mkdir()
+    shutil.copyfile(first, executed / first.name)  # one lesson "executed", the others not
+    gen = tmp_path / "gen"
+    (gen / "lessons").mkdir(parents=True)
+
+    assert assemble_lessons(executed, book, gen) == [{"file": f"generated/lessons/{first.stem}"}]
+    index = (gen / "lessons" / "index.md").read_text(encoding="utf-8")
+    assert f"`lessons/{first.name}`" in index and "mybinder.org" not in index  # no URL known: the path only
+
+    monkeypatch.setenv(REPOSITORY_ENV, "https://github.com/owner/bashkir-peft")
+    assemble_lessons(executed, book, gen)
+    index = (gen / "lessons" / "index.md").read_text(encoding="utf-8")
+    for nb in (first, *rest):
+        row = next(line for line in index.splitlines() if f"lessons/{nb.name}" in line)
+        assert f"https://mybinder.org/v2/gh/owner/bashkir-peft/main?labpath=lessons/{nb.name}" in row
+        assert f"https://colab.research.google.com/github/owner/bashkir-peft/blob/main/lessons/{nb.name}" in row
+        assert f"`lessons/{nb.name}`" in row
+        assert ("[executed]" in row) == (nb == first)
+    cells = json.loads((gen / "lessons" / first.name).read_text(encoding="utf-8"))["cells"]
+    assert cells[1]["source"].startswith("*Open this lesson:*") and "colab.research.google.com" in cells[1]["source"]
+    assert len(cells) == len(json.loads(first.read_text(encoding="utf-8"))["cells"]) + 1

@@ -128,12 +128,12 @@ def test_cell_held_then_finished_by_another_process_is_finished(smoke_copy, capf
 def test_status_of_a_grid_extracted_from_a_bundle_is_finished(smoke_copy, capfd, tmp_path):
     """A results bundle leaves the weights out on purpose: its extracted cells are finished for
     `grid status`, as for the report and the book, not corrupt."""
-    from bashkir_peft.report.bundle import extract_bundle
+    from bashkir_peft.report.bundle import extract_bundles
 
     archive = tmp_path / "smoke-results.tar.gz"
     code, _, err = cli(capfd, "bundle", smoke_copy["grid_file"], "--runs-dir", smoke_copy["runs"], "--out", archive)
     assert code == 0, err
-    extract_bundle(archive, tmp_path / "extracted" / "smoke")
+    extract_bundles([archive], tmp_path / "extracted" / "smoke")
     lora = smoke_copy["cells"]["lora"][0].name
     assert not (tmp_path / "extracted" / "smoke" / lora / RunFiles.FINAL).exists()
     status = ["grid", "status", smoke_copy["grid_file"], "--runs-dir", tmp_path / "extracted",

@@ -40,7 +40,8 @@ from bashkir_peft.errors import ConfigError
 from bashkir_peft.executor import default_notebooks_dir, execute
 from bashkir_peft.lessons import lesson_notebooks, lessons_out_dir
 from bashkir_peft.names import ADAPTER_METHODS
-from bashkir_peft.report.bundle import extract_bundle
+from bashkir_peft.pagepaths import machine_folders, scrub
+from bashkir_peft.report.bundle import bundle_archives, extract_bundles
 from bashkir_peft.report.runs import RunRecord, discover_runs, index_gaps
 from bashkir_peft.report.teaching_figures import write_teaching_figures
 from bashkir_peft.report.views import grid_note
@@ -247,6 +248,12 @@ def assemble_data(runs_dir: Path, gen: Path) -> list[dict]:
     return sections
 
 
+REPOSITORY_ENV = "BASHKIR_PEFT_REPOSITORY_URL"
+"""The repository's public URL when ``_config.yml`` leaves ``repository.url`` empty: the
+publishing workflow sets it (``https://github.com/<owner>/<name>``), so the published
+lessons carry launch links without an owner written into the sources."""
+
+
 def launch_links(repository: dict, notebook: str) -> str:
     """Markdown links that open ``notebook`` (a path in the repository) in Binder and Colab.
 
@@ -271,15 +278,33 @@ def _lesson_title(nb: Path) -> str:
     return first.lstrip().partition("\n")[0].removeprefix("# ").strip()
 
 
+def _with_launch_line(src: Path, dst: Path, line: str) -> None:
+    """Copy an executed lesson with ``line`` (where to open it) as a markdown cell below its
+    first cell (its title)."""
+    nb = json.loads(src.read_text(encoding="utf-8"))
+    cell = {"cell_type": "markdown", "metadata": {}, "source": line}
+    if (nb.get("nbformat", 4), nb.get("nbformat_minor", 0)) >= (4, 5):
+        cell["id"] = "bashkir-peft-launch"
+    nb.setdefault("cells", []).insert(1, cell)
+    write_text_atomic(dst, json.dumps(nb, ensure_ascii=False))
+
+
 def assemble_lessons(lessons_dir: Path, book_dir: Path, gen: Path) -> list[dict]:
     """The lessons part: ``generated/lessons/index.md`` and the executed lessons found in
-    ``lessons_dir`` (copied as executed; a lesson not executed there is listed, not shown).
+    ``lessons_dir`` (copied as executed, with a line saying where to open them; a lesson not
+    executed there is listed, not shown).
+
+    Each lesson is named by its path in the repository and, where the repository's public URL
+    is known (``repository.url`` in ``_config.yml``, else ``$BASHKIR_PEFT_REPOSITORY_URL``),
+    with its Binder and Colab launch links (:func:`launch_links`).
 
     Returns:
         The toc sections (one per executed lesson).
     """
     config = yaml.safe_load((book_dir / "_config.yml").read_text(encoding="utf-8")) or {}
-    repository = config.get("repository") or {}
+    repository = dict(config.get("repository") or {})
+    if not repository.get("url") and os.environ.get(REPOSITORY_ENV):
+        repository["url"] = os.environ[REPOSITORY_ENV]
     lines = ["# Lessons\n",
              "Short notebooks that teach one idea each, on Bashkir, on a laptop CPU in at most five "
              "minutes; each ends with an exercise and a hidden solution. The [teacher's page](../../teaching.md) "
@@ -289,9 +314,10 @@ def assemble_lessons(lessons_dir: Path, book_dir: Path, gen: Path) -> list[dict]
     for nb in lesson_notebooks():
         executed = lessons_dir / nb.name
         title = _lesson_title(nb)
-        links = launch_links(repository, f"lessons/{nb.name}") or f"`lessons/{nb.name}`"
+        path = f"lessons/{nb.name}"
+        links = " · ".join(x for x in (launch_links(repository, path), f"`{path}`") if x)
         if executed.is_file():
-            shutil.copyfile(executed, gen / "lessons" / nb.name)
+            _with_launch_line(executed, gen / "lessons" / nb.name, f"*Open this lesson:* {links}")
             sections.append({"file": f"generated/lessons/{nb.stem}"})
             lines.append(f"| {title} | [executed]({nb.name}) | {links} |")
         else:
@@ -394,18 +420,51 @@ def copy_sources(dst: str | Path, book_dir: str | Path = REPO_ROOT / "book") -> 
 
 
 def _from_bundle(params: BookParams) -> BookParams:
-    """Extract ``params.from_bundle`` and return the parameters that build from it.
+    """Extract ``params.from_bundle`` (an archive, or a folder of one grid's bundles: their
+    union) and return the parameters that build from it.
 
     Raises:
-        ConfigError: the bundle is of another grid; DataError: a bad bundle (see
-            :func:`~bashkir_peft.report.bundle.extract_bundle`).
+        ConfigError: the bundles are of another grid; DataError: a bad bundle or bundles that
+            do not make one grid (see :func:`~bashkir_peft.report.bundle.extract_bundles`).
     """
     name, _, _ = report_dirs(ReportParams(grid=params.grid))
     dest = resolve_path(params.runs_dir) if params.runs_dir else runs_root() / "from-bundle" / name
-    bundled = extract_bundle(resolve_path(params.from_bundle), dest)
+    bundled = extract_bundles(bundle_archives(resolve_path(params.from_bundle)), dest)
     if bundled != name:
         raise ConfigError(f"{params.from_bundle}: a bundle of grid {bundled!r}, not {name!r}")
     return params.model_copy(update={"runs_dir": str(dest), "from_bundle": None})
+
+
+def _scrub_notebook(nb: dict, folders: list[tuple[str, str]]) -> dict:
+    """A notebook with :func:`~bashkir_peft.pagepaths.scrub` applied to what its page shows:
+    cell sources, stream outputs and text outputs (never images)."""
+
+    def clean(value):
+        return scrub("".join(value), folders) if isinstance(value, list) else scrub(value, folders)
+
+    for cell in nb.get("cells", []):
+        cell["source"] = clean(cell.get("source", ""))
+        for out in cell.get("outputs", []):
+            if "text" in out:
+                out["text"] = clean(out["text"])
+            for mime, value in out.get("data", {}).items():
+                if mime.startswith("text/"):
+                    out["data"][mime] = clean(value)
+    return nb
+
+
+def scrub_generated(gen: Path, folders: list[tuple[str, str]]) -> None:
+    """Replace the folders of this machine in every generated page and notebook (parameters
+    papermill injected, printed parameters, run pages) by names a reader can use
+    (:func:`~bashkir_peft.pagepaths.scrub`); the runs folder keeps its records as written."""
+    for path in sorted(gen.rglob("*")):
+        if path.suffix == ".md" and path.is_file():
+            text = path.read_text(encoding="utf-8")
+            if scrub(text, folders) != text:
+                write_text_atomic(path, scrub(text, folders))
+        elif path.suffix == ".ipynb" and path.is_file():
+            nb = json.loads(path.read_text(encoding="utf-8"))
+            write_text_atomic(path, json.dumps(_scrub_notebook(nb, folders), ensure_ascii=False))
 
 
 BUILT_FROM = "built_from.md"
@@ -456,6 +515,7 @@ def build_book(params: BookParams) -> Path:
         extra = {RUNS_PAGE: assemble_runs(runs, gen), DATA_PAGE: assemble_data(runs_dir, gen),
                  LESSONS_PAGE: assemble_lessons(lessons_dir, book_dir, gen)}
         toc = write_toc(book_dir, gen, extra)
+        scrub_generated(gen, machine_folders(runs_dir))
         if not params.build:
             return toc
         return jupyter_book_build(book_dir, toc)

@@ -296,8 +296,9 @@ def add_report_parsers(sub) -> None:
     p.add_argument("--book-dir", help="book sources (default: book/); output in <book-dir>/_build/html")
     p.add_argument("--no-build", action="store_true", help="assemble book/generated/ only")
     p.add_argument("--lessons-dir", help="executed lessons to include (default: <runs root>/lessons, `make lessons`)")
-    p.add_argument("--from-bundle", metavar="ARCHIVE",
-                   help="build from a results bundle (`bashkir-peft bundle`), extracted into <runs-dir>/<grid> "
+    p.add_argument("--from-bundle", metavar="ARCHIVE|FOLDER",
+                   help="build from a results bundle (`bashkir-peft bundle`), or the union of a folder of one grid's "
+                        "bundles (a grid run in parts, e.g. results/cpu-study/), extracted into <runs-dir>/<grid> "
                         "(default <runs root>/from-bundle/<grid>), instead of a trained grid")
     p.set_defaults(func=_book)
 

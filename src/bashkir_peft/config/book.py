@@ -17,9 +17,10 @@ class BookParams(StrictModel):
         build: run ``jupyter-book build`` after assembling (False: assemble only).
         lessons_dir: executed lessons (default ``<runs root>/lessons``, where ``make
             lessons`` writes them); lessons not executed there are listed, not shown.
-        from_bundle: a results bundle (``bashkir-peft bundle``) to build from instead of a
-            trained grid: extracted (checksums checked) into ``runs_dir``, default
-            ``<runs root>/from-bundle/<grid name>``.
+        from_bundle: a results bundle (``bashkir-peft bundle``), or a folder of one grid's
+            bundles (a grid run in parts, e.g. ``results/cpu-study/``: their union), to build
+            from instead of a trained grid: extracted (checksums checked) into ``runs_dir``,
+            default ``<runs root>/from-bundle/<grid name>``.
     """
 
     grid: str = "params/grids/cpu-demo.yaml"

@@ -11,9 +11,11 @@ interrupted write leaves (e.g. an empty ``.figure.x1y2.png`` of a killed report)
 
 The archive holds one folder named after the grid and, first, ``MANIFEST.json``: the
 grid's name, the bundle's schema version and, per file, its size and SHA-256.
-``bashkir-peft book GRID --from-bundle ARCHIVE`` (:func:`extract_bundle`) checks every
+``bashkir-peft book GRID --from-bundle ARCHIVE`` (:func:`extract_bundles`) checks every
 file against the manifest, extracts the folder (default ``<runs root>/from-bundle/<grid>``)
-and builds the book from it as from a grid that trained there.
+and builds the book from it as from a grid that trained there. A grid run in parts (by
+``--only``, one machine session each) has one bundle per part; ``--from-bundle FOLDER``
+builds from their union (``results/<grid>/``, where the study's bundles are committed).
 """
 
 from __future__ import annotations
@@ -97,25 +99,20 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def extract_bundle(archive: str | Path, runs_dir: str | Path) -> str:
-    """Extract a bundle into ``runs_dir``, checking every file against its manifest.
-
-    ``runs_dir`` must be absent, empty, or an earlier extracted bundle (it holds
-    ``MANIFEST.json``, which is written there too); it is then replaced.
+def read_bundle(archive: str | Path) -> tuple[str, bytes, dict[str, bytes]]:
+    """Read a bundle into memory, checking every file against its manifest.
 
     Returns:
-        The grid's name (from the manifest).
+        ``(grid name, manifest bytes, {path relative to the grid's folder: bytes})``.
 
     Raises:
-        DataError: not a bundle (no manifest), a member outside the manifest or an unsafe
-            path, a file missing, a size or SHA-256 that differs from the manifest, or a
-            ``runs_dir`` holding something other than an extracted bundle.
+        DataError: no such file, not a bundle (no readable manifest), a member outside the
+            manifest or an unsafe path, a file missing, or a size or SHA-256 that differs
+            from the manifest.
     """
-    archive, runs_dir = Path(archive), Path(runs_dir)
+    archive = Path(archive)
     if not archive.is_file():
         raise DataError(f"{archive}: no such bundle")
-    if runs_dir.exists() and any(runs_dir.iterdir()) and not (runs_dir / MANIFEST).is_file():
-        raise DataError(f"{runs_dir}: exists and is not an extracted bundle; choose another folder")
     try:
         tar = tarfile.open(archive, "r:gz")
     except (tarfile.TarError, OSError) as err:
@@ -144,6 +141,105 @@ def extract_bundle(archive: str | Path, runs_dir: str | Path) -> str:
     missing = sorted(set(expected) - set(files))
     if missing:
         raise DataError(f"{archive}: {len(missing)} file(s) of the manifest missing, e.g. {missing[0]}")
+    return grid, manifest_bytes, files
+
+
+def bundle_archives(source: str | Path) -> list[Path]:
+    """The bundles a source names: an archive, or a folder of them (``*-results.tar.gz``,
+    sorted by name: e.g. ``results/cpu-study/``, one bundle per part of a grid run in parts).
+
+    Raises:
+        DataError: no such file or folder, or a folder without a bundle.
+    """
+    source = Path(source)
+    if source.is_dir():
+        archives = sorted(source.glob("*-results.tar.gz"))
+        if not archives:
+            raise DataError(f"{source}: no results bundle (*-results.tar.gz) in this folder")
+        return archives
+    if not source.is_file():
+        raise DataError(f"{source}: no such bundle or folder of bundles")
+    return [source]
+
+
+def _run_folders(files: dict[str, bytes]) -> set[str]:
+    """Top folders of a bundle that are runs (they hold a run record)."""
+    return {key.split("/")[0] for key in files if key.count("/") == 1 and key.endswith("/" + RunFiles.CELL)}
+
+
+def _merged_index(indexes: list[tuple[bytes, set[str]]]) -> bytes:
+    """One ``grid.json`` for the union of bundles of one grid: each cell's entry taken from the
+    bundle that holds its run folder (the others say "not started" for it), else the first's.
+
+    Raises:
+        DataError: the indexes list different cells or data (not parts of one grid run).
+    """
+    loaded = [(json.loads(data), runs) for data, runs in indexes]
+    first = loaded[0][0]
+    keys = [[c.get("run_id") for c in index["cells"]] for index, _ in loaded]
+    fingerprints = {(index.get("data") or {}).get("fingerprint") for index, _ in loaded}
+    if any(k != keys[0] for k in keys) or len(fingerprints) > 1:
+        raise DataError("the bundles are not parts of one grid run: their indexes list different cells or data")
+    cells = []
+    for i, cell in enumerate(first["cells"]):
+        held = [index["cells"][i] for index, runs in loaded if cell.get("run_id") in runs]
+        cells.append(held[0] if held else cell)
+    return json.dumps({**first, "cells": cells}, indent=1, ensure_ascii=False).encode()
+
+
+def extract_bundles(archives: list[Path], runs_dir: str | Path) -> str:
+    """Extract the union of one or more bundles of one grid (a grid run in parts, one bundle
+    per part) into ``runs_dir``, checking every file against its bundle's manifest.
+
+    A run folder comes from the one bundle that holds it (in two bundles, it must be
+    byte-identical); the index ``grid.json`` takes each cell's entry from the bundle that holds
+    its run; the report's tables and figures of the parts (``report/``) are left out, the
+    book's report recomputes them from the union; any other grid-level file (the data folder,
+    the data notebook) is the first bundle's, and the parts' data fingerprints must agree.
+    One bundle is extracted as it is.
+
+    ``runs_dir`` must be absent, empty, or an earlier extracted bundle (it holds
+    ``MANIFEST.json``, written there for the union); it is then replaced.
+
+    Returns:
+        The grid's name (from the manifests).
+
+    Raises:
+        DataError: a bad bundle (:func:`read_bundle`), bundles of different grids or data, a
+            run in two bundles with different files, or a ``runs_dir`` holding something other
+            than an extracted bundle.
+    """
+    runs_dir = Path(runs_dir)
+    if runs_dir.exists() and any(runs_dir.iterdir()) and not (runs_dir / MANIFEST).is_file():
+        raise DataError(f"{runs_dir}: exists and is not an extracted bundle; choose another folder")
+    parts = [(archive, *read_bundle(archive)) for archive in archives]
+    grids = {grid for _, grid, _, _ in parts}
+    if len(grids) > 1:
+        raise DataError(f"bundles of different grids ({', '.join(sorted(grids))}): a book is built from one grid")
+    grid = grids.pop()
+    if len(parts) == 1:
+        _, _, manifest_bytes, files = parts[0]
+    else:
+        files, owner = {}, {}
+        for archive, _, _, part in parts:
+            runs = _run_folders(part)
+            for key, data in part.items():
+                top = key.split("/")[0]
+                if top == GridFiles.REPORT or key == GridFiles.INDEX:
+                    continue
+                if top in runs and key in files and files[key] != data:
+                    raise DataError(f"run {top} is in {owner[top]} and {archive} with different files ({key}): "
+                                    "bundle each cell in one part only")
+                if top in runs:
+                    owner.setdefault(top, archive)
+                files.setdefault(key, data)
+        indexes = [(part[GridFiles.INDEX], _run_folders(part)) for _, _, _, part in parts if GridFiles.INDEX in part]
+        if indexes:
+            files[GridFiles.INDEX] = _merged_index(indexes)
+        manifest_bytes = json.dumps({"grid": grid, "bundle_schema": BUNDLE_SCHEMA,
+                                     "parts": [archive.name for archive, *_ in parts],
+                                     "files": {k: {"bytes": len(v), "sha256": _sha256(v)} for k, v in sorted(files.items())}},
+                                    indent=1, sort_keys=True).encode()
     if runs_dir.exists():
         shutil.rmtree(runs_dir)
     for key, data in files.items():

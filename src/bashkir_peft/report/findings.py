@@ -31,6 +31,10 @@ GENERATION_TARGET = 0.9
 
 
 def _interval(row) -> str:
+    """``difference [low, high]`` in bits per byte; "(no interval)" where the bootstrap gave
+    none (its reason is the row's flag), never a printed NaN."""
+    if pd.isna(row["ci_low"]) or pd.isna(row["ci_high"]):
+        return f"{row['difference']:+.3f} bits per byte (no interval)"
     return f"{row['difference']:+.3f} bits per byte [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
 
 
