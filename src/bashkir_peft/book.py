@@ -40,7 +40,7 @@ from bashkir_peft.errors import ConfigError
 from bashkir_peft.executor import default_notebooks_dir, execute
 from bashkir_peft.lessons import lesson_notebooks, lessons_out_dir
 from bashkir_peft.names import ADAPTER_METHODS
-from bashkir_peft.pagepaths import machine_folders, scrub
+from bashkir_peft.pagepaths import machine_folders, scrub, scrub_notebook
 from bashkir_peft.report.bundle import bundle_archives, extract_bundles
 from bashkir_peft.report.runs import RunRecord, discover_runs, index_gaps
 from bashkir_peft.report.teaching_figures import write_teaching_figures
@@ -435,24 +435,6 @@ def _from_bundle(params: BookParams) -> BookParams:
     return params.model_copy(update={"runs_dir": str(dest), "from_bundle": None})
 
 
-def _scrub_notebook(nb: dict, folders: list[tuple[str, str]]) -> dict:
-    """A notebook with :func:`~bashkir_peft.pagepaths.scrub` applied to what its page shows:
-    cell sources, stream outputs and text outputs (never images)."""
-
-    def clean(value):
-        return scrub("".join(value), folders) if isinstance(value, list) else scrub(value, folders)
-
-    for cell in nb.get("cells", []):
-        cell["source"] = clean(cell.get("source", ""))
-        for out in cell.get("outputs", []):
-            if "text" in out:
-                out["text"] = clean(out["text"])
-            for mime, value in out.get("data", {}).items():
-                if mime.startswith("text/"):
-                    out["data"][mime] = clean(value)
-    return nb
-
-
 def scrub_generated(gen: Path, folders: list[tuple[str, str]]) -> None:
     """Replace the folders of this machine in every generated page and notebook (parameters
     papermill injected, printed parameters, run pages) by names a reader can use
@@ -464,7 +446,7 @@ def scrub_generated(gen: Path, folders: list[tuple[str, str]]) -> None:
                 write_text_atomic(path, scrub(text, folders))
         elif path.suffix == ".ipynb" and path.is_file():
             nb = json.loads(path.read_text(encoding="utf-8"))
-            write_text_atomic(path, json.dumps(_scrub_notebook(nb, folders), ensure_ascii=False))
+            write_text_atomic(path, json.dumps(scrub_notebook(nb, folders), ensure_ascii=False))
 
 
 BUILT_FROM = "built_from.md"

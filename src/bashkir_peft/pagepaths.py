@@ -74,3 +74,22 @@ def scrub(text: str, folders: list[tuple[str, str]]) -> str:
     for folder, name in folders:
         text = re.sub(re.escape(folder) + r"(?![\w.-])", lambda _m, n=name: n, text)
     return MACHINE_PATH.sub(lambda m: "…/" + "/".join(m.group(0).split("/")[-2:]), text)
+
+
+def scrub_notebook(nb: dict, folders: list[tuple[str, str]]) -> dict:
+    """A notebook (nbformat 4 as a dict, changed in place and returned) with :func:`scrub`
+    applied to what its page shows: cell sources, stream outputs and text outputs (never
+    images)."""
+
+    def clean(value):
+        return scrub("".join(value), folders) if isinstance(value, list) else scrub(value, folders)
+
+    for cell in nb.get("cells", []):
+        cell["source"] = clean(cell.get("source", ""))
+        for out in cell.get("outputs", []):
+            if "text" in out:
+                out["text"] = clean(out["text"])
+            for mime, value in out.get("data", {}).items():
+                if mime.startswith("text/"):
+                    out["data"][mime] = clean(value)
+    return nb
