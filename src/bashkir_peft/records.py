@@ -366,6 +366,33 @@ class TokenizerProfile(Part):
     bytes_per_token: float
 
 
+class Retokenization(Part):
+    """Re-tokenization of one held-out side (:func:`bashkir_peft.models.retokenization.segmentation_change`)."""
+
+    texts: int
+    base_tokens: int
+    adapted_tokens: int
+    changed_share: float
+    new_row_share: float
+    texts_unchanged: float
+
+
+class ProtectedText(Part):
+    """A protected text file of a tokenizer adaptation (:class:`bashkir_peft.config.tokenizer.ProtectedText`)."""
+
+    path: str
+    lang: str | None
+
+
+class Protection(Part):
+    """What protecting text cost and kept: new merges dropped, protected documents, the share
+    of them tokenized exactly as by the base tokenizer (1 by construction)."""
+
+    merges_dropped: int
+    documents: int
+    unchanged: float
+
+
 class VocabAdaptation(Part):
     """A run's tokenizer adaptation (:mod:`bashkir_peft.data.vocab`): the setting (K =
     ``new_tokens``, ``bpe_vocab_size``, ``init``), what it produced, and what the new rows cost.
@@ -387,6 +414,9 @@ class VocabAdaptation(Part):
     train_after: TokenizerProfile
     peft_mechanism: str | None
     token_rows_trainable_params: int
+    protect: list[ProtectedText] | None = None
+    protection: Protection | None = None
+    retokenized: dict[str, Retokenization] | None = None
 
 
 class TrainRecord(Record):

@@ -1,17 +1,44 @@
 """Tokenizer adaptation settings (the grid's ``tokenizers`` entries; a training parameter):
-K new Bashkir tokens, the BPE they come from, the initialization of their rows
-(:mod:`bashkir_peft.data.vocab` applies them).
+K new Bashkir tokens, the BPE they come from, the initialization of their rows, the text
+whose segmentation they must not change (:mod:`bashkir_peft.data.vocab` applies them).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from bashkir_peft.yamlio import StrictModel
 
 InitMethod = Literal["mean", "random"]
+
+HELD_OUT_TEST_SETS = ("flores", "sib200")
+"""Path parts a protected text may not contain: FLORES-200 devtest (and SIB-200, whose sentences
+are FLORES sentences) is where re-tokenization and forgetting are measured."""
+
+
+class ProtectedText(StrictModel):
+    """A text file whose base segmentation the adapted tokenizer keeps (``protect`` entries).
+
+    Attributes:
+        path: a ``.jsonl`` file (records with ``text``; ``.jsonl.gz`` too) or a text file (one
+            document a line); relative paths are taken from the repository root.
+        lang: for a ``.jsonl``, keep only records whose ``lang`` field is this code (e.g.
+            ``rus`` of ``../shared/corpus/langid-sample.jsonl``); ``None`` = every record.
+    """
+
+    path: str
+    lang: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _not_a_test_set(cls, path: str) -> str:
+        if any(part in path.lower() for part in HELD_OUT_TEST_SETS):
+            raise ValueError(f"{path}: protected text may not come from FLORES-200 or SIB-200 (the sets that "
+                             "measure re-tokenization and forgetting); use a sample such as "
+                             "../shared/corpus/langid-sample.jsonl")
+        return path
 
 
 class TokenizerAdaptation(StrictModel):
@@ -24,12 +51,24 @@ class TokenizerAdaptation(StrictModel):
             ``2 * new_tokens + 1000`` (many of its tokens already exist in the base).
         init: initialization of the new embedding and LM-head rows: ``mean`` of the base
             pieces, or ``random`` (the control).
+        protect: texts whose base segmentation must stay exactly as it was: new merges that
+            would fire on them are dropped (:func:`bashkir_peft.models.vocab.extend_tokenizer`);
+            empty = only all-ASCII merges are skipped.
     """
 
     new_tokens: int = Field(ge=0)
     bpe_vocab_size: int | None = Field(None, gt=256)
     init: InitMethod = "mean"
+    protect: list[ProtectedText] = Field([], json_schema_extra={
+        "source": "ours: no protected text (the adaptation of issue 15)"})
 
     @property
     def resolved_bpe_vocab_size(self) -> int:
         return self.bpe_vocab_size if self.bpe_vocab_size is not None else 2 * self.new_tokens + 1000
+
+    def for_run_id(self) -> dict:
+        """The setting as a run id hashes it: every field, except the ones added after issue 15
+        (``protect`` ...) while they hold their defaults, so the run ids of earlier adapted
+        cells stay what they were."""
+        later = {"protect"}
+        return self.model_dump(exclude={n for n in later if getattr(self, n) == type(self).model_fields[n].default})

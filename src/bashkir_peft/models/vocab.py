@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from bashkir_peft.config.tokenizer import InitMethod
@@ -64,18 +65,55 @@ def _merges(model: dict) -> list[tuple[str, str]]:
     return [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in model["merges"]]
 
 
-def extend_tokenizer(base, trained, new_tokens: int):
+def base_words(base, texts: Sequence[str]) -> set[str]:
+    """The distinct pre-tokenized words (byte-level strings) of ``texts`` under ``base``'s
+    normalizer and pre-tokenizer: the units a BPE merges within."""
+    backend = base.backend_tokenizer
+    words: set[str] = set()
+    for text in texts:
+        if backend.normalizer is not None:
+            text = backend.normalizer.normalize_str(text)
+        words.update(w for w, _ in backend.pre_tokenizer.pre_tokenize_str(text))
+    return words
+
+
+def protected_pairs(base, texts: Sequence[str]) -> set[tuple[str, str]]:
+    """Every pair of adjacent tokens in the base tokenizer's cut of ``texts``: a new merge of
+    such a pair would fire on that text (:func:`extend_tokenizer`'s ``protect``)."""
+    model = base.backend_tokenizer.model
+    pairs: set[tuple[str, str]] = set()
+    for word in base_words(base, texts):
+        pieces = [t.value for t in model.tokenize(word)]
+        pairs.update(zip(pieces, pieces[1:]))
+    return pairs
+
+
+def extend_tokenizer(base, trained, new_tokens: int, protect: Sequence[str] = ()):
     """The base tokenizer with up to ``new_tokens`` tokens of ``trained`` appended (see module doc).
+
+    Protection: with ``protect`` texts, a new merge is dropped (and with it every later merge
+    built on its token) when its pair of tokens is adjacent anywhere in the base tokenizer's
+    cut of those texts. New merges rank after every old one, so BPE first reproduces the base
+    cut of a word and a new merge can fire on it only if its pair is adjacent in that cut:
+    with those merges dropped, protected text tokenizes to exactly the base ids. (When the
+    base BPE takes a whole word that is a vocabulary entry, ``ignore_merges``, a new token
+    that equals a protected word is dropped as well.) What this costs in new-language
+    fertility is :func:`bashkir_peft.data.vocab.adapt_tokenizer`'s ``train_after``; whether it
+    generalizes beyond the protected sample is measured by
+    :func:`bashkir_peft.models.retokenization.segmentation_change` on other text.
 
     Args:
         base: the base model's fast tokenizer (byte-level BPE).
         trained: a byte-level BPE tokenizer trained on the new language with the base's
             pre-tokenizer (``base.train_new_from_iterator``); its merges are taken in rank order.
         new_tokens: K, the number of new vocabulary entries to add (>= 0).
+        protect: texts whose base segmentation must not change (e.g. Russian and English
+            samples); empty: only all-ASCII merges are skipped.
 
     Returns:
-        ``(tokenizer, added)``: a tokenizer of the base's class and special tokens, and the new
-        tokens (byte-level strings) in id order; ``added[i]`` has id ``len(base) + i``.
+        ``(tokenizer, added, dropped)``: a tokenizer of the base's class and special tokens, the
+        new tokens (byte-level strings) in id order (``added[i]`` has id ``len(base) + i``), and
+        the number of merges dropped for protection.
 
     Raises:
         ConfigError: a tokenizer that is not a byte-level BPE.
@@ -90,11 +128,17 @@ def extend_tokenizer(base, trained, new_tokens: int):
     to_byte = _byte_decoder()
     next_id = max([len(base) - 1, *vocab.values(), *(t["id"] for t in data.get("added_tokens", []))]) + 1
     added: list[str] = []
+    guarded = protected_pairs(base, protect) if protect else set()
+    whole = base_words(base, protect) if protect and model.get("ignore_merges") else set()
+    dropped = 0
     for a, b in _merges(_backend_bpe(trained)["model"]):
         if len(added) >= new_tokens:
             break
         token = a + b
         if (a, b) in known or a not in vocab or b not in vocab or all(to_byte[c] < 128 for c in token):
+            continue
+        if (a, b) in guarded or token in whole:
+            dropped += 1
             continue
         merges.append((a, b))
         known.add((a, b))
@@ -109,7 +153,7 @@ def extend_tokenizer(base, trained, new_tokens: int):
         tokenizer = AutoTokenizer.from_pretrained(tmp)
     if tokenizer.pad_token is None and base.pad_token is not None:
         tokenizer.pad_token = base.pad_token
-    return tokenizer, added
+    return tokenizer, added, dropped
 
 
 def base_pieces(base, token: str) -> list[int]:
