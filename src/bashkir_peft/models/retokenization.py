@@ -51,17 +51,16 @@ def segmentation_change(base, adapted, texts: Sequence[str]) -> dict:
     n_base = n_adapted = changed = new_rows = same = 0
     for i in range(0, len(texts), BATCH):
         batch = list(texts[i : i + BATCH])
-        ids_b = base(batch, add_special_tokens=False)["input_ids"]
-        ids_a = adapted(batch, add_special_tokens=False)["input_ids"]
-        for b, a in zip(ids_b, ids_a):
-            n_base += len(b)
-            n_adapted += len(a)
-            new_rows += sum(t >= first_new for t in a)
-            if a == b:
+        enc_b = base.backend_tokenizer.encode_batch(batch, add_special_tokens=False)
+        enc_a = adapted.backend_tokenizer.encode_batch(batch, add_special_tokens=False)
+        for b, a in zip(enc_b, enc_a):
+            n_base += len(b.ids)
+            n_adapted += len(a.ids)
+            new_rows += sum(t >= first_new for t in a.ids)
+            if a.ids == b.ids:
                 same += 1
                 continue
-            kept = _spans(base.convert_ids_to_tokens(b)) & _spans(adapted.convert_ids_to_tokens(a))
-            changed += len(b) - len(kept)
+            changed += len(b.ids) - len(_spans(b.tokens) & _spans(a.tokens))
     nan = float("nan")
     return {"texts": len(texts), "base_tokens": n_base, "adapted_tokens": n_adapted,
             "changed_share": changed / n_base if n_base else nan,

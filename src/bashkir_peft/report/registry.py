@@ -95,6 +95,8 @@ TABLES: tuple[ReportTable, ...] = (
                 "run x classifier (baselines once, first): SIB-200 Bashkir accuracy and macro-F1 with intervals"),
     ReportTable("parity", lambda c: tokenizers.parity_table(c.data_dir),
                 "model: tokenizer fertility and parity premium on parallel text"),
+    ReportTable("retokenization", lambda c: tokenizers.retokenization_table(c.runs),
+                "model x adapted tokenizer x held-out side: share of tokens cut differently, new rows, unchanged"),
     ReportTable("comparisons",
                 lambda c: comparisons.comparisons_table(c.runs, c.design, protocol=c.protocol, **c.bootstrap,
                                                         known={c.params.split: c.tables["differences"]}),

@@ -26,6 +26,11 @@ FERTILITY_TABLE_COLUMNS = ["model", "method_label", "fertility", "fertility_sour
 PARITY_COLUMNS = ["model", "tokenizer", "fertility", "premium", "tokens_bak", "tokens_eng"]
 """Columns of :func:`parity_table` (those of the data folder's tokenizer table it shows)."""
 
+RETOKENIZATION_COLUMNS = ["model", "tokenizer", "new_tokens", "protected_documents", "merges_dropped",
+                          "train_fertility_base", "train_fertility_adapted", "side", "texts", "changed_share",
+                          "new_row_share", "texts_unchanged", "runs"]
+"""Columns of :func:`retokenization_table`."""
+
 
 def read_fertility(data_dir: Path) -> pd.DataFrame | None:
     """The data folder's tokenizer table (``tokenizer_fertility.parquet``).
@@ -136,3 +141,45 @@ def parity_table(data_dir: str | Path | None) -> pd.DataFrame:
     if prep is None or "premium" not in prep.columns:
         return pd.DataFrame(columns=PARITY_COLUMNS)
     return prep[PARITY_COLUMNS].reset_index(drop=True)
+
+
+def retokenization_table(runs: list[RunRecord]) -> pd.DataFrame:
+    """Re-tokenization of the held-out sides by every adapted tokenizer of the grid.
+
+    One row per model x tokenizer setting (the grid's ``tokenizers`` name) x side (FLORES-200
+    devtest and SIB-200 English, Russian, Tatar, Bashkir;
+    :data:`bashkir_peft.data.retokenization.RETOKENIZATION_SIDES`), from the training records'
+    ``vocab.retokenized`` (:func:`bashkir_peft.models.retokenization.segmentation_change`):
+    ``changed_share`` (base tokens whose span the adapted tokenizer cuts differently),
+    ``new_row_share`` (adapted tokens that are new rows), ``texts_unchanged`` (sentences cut
+    exactly as before); beside the setting's K, its protected documents and the merges
+    protection dropped, and the training split's fertility (tokens per word) under the base
+    and the adapted tokenizer, the cost of protection in Bashkir fertility. A tokenizer is a
+    function of the setting and the training split, so the runs (methods, seeds) of one
+    setting share it: ``runs`` counts them, the values are the first run's.
+
+    Args:
+        runs: all runs (finished ones whose record carries re-tokenization are used).
+
+    Returns:
+        :data:`RETOKENIZATION_COLUMNS`; empty where no run adapted its tokenizer (or its
+        record predates the measure).
+    """
+    rows: dict[tuple[str, str, str], dict] = {}
+    for run in runs:
+        vocab = run.train.vocab if run.train is not None else None
+        if run.status != "finished" or vocab is None or not vocab.retokenized:
+            continue
+        for side, r in vocab.retokenized.items():
+            key = (run.model, run.cell.params.tokenizer, side)
+            if key in rows:
+                rows[key]["runs"] += 1
+                continue
+            rows[key] = {"model": run.model, "tokenizer": run.cell.params.tokenizer, "new_tokens": vocab.new_tokens_added,
+                         "protected_documents": vocab.protection.documents if vocab.protection else 0,
+                         "merges_dropped": vocab.protection.merges_dropped if vocab.protection else 0,
+                         "train_fertility_base": vocab.train_before.fertility,
+                         "train_fertility_adapted": vocab.train_after.fertility, "side": side, "texts": r.texts,
+                         "changed_share": r.changed_share, "new_row_share": r.new_row_share,
+                         "texts_unchanged": r.texts_unchanged, "runs": 1}
+    return pd.DataFrame(list(rows.values()), columns=RETOKENIZATION_COLUMNS)
