@@ -12,9 +12,9 @@ from types import SimpleNamespace
 import pytest
 
 from bashkir_peft.config.grid import expand, parse_grid
-from bashkir_peft.config.tokenizer import ProtectedText, TokenizerAdaptation
+from bashkir_peft.config.tokenizer import TextSample, TokenizerAdaptation
 from bashkir_peft.data.folder import load_texts
-from bashkir_peft.data.retokenization import read_protected
+from bashkir_peft.data.retokenization import read_samples
 from bashkir_peft.data.vocab import adapt_tokenizer
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.grid.runids import make_run_id
@@ -26,7 +26,7 @@ from bashkir_peft.report.tokenizers import RETOKENIZATION_COLUMNS, retokenizatio
 from test_train import make_data_dir
 
 SAMPLE = "../shared/corpus/langid-sample.jsonl"
-PROTECT = [ProtectedText(path=SAMPLE, lang="rus"), ProtectedText(path=SAMPLE, lang="eng")]
+PROTECT = [TextSample(path=SAMPLE, lang="rus"), TextSample(path=SAMPLE, lang="eng")]
 K = 40
 
 
@@ -45,7 +45,7 @@ def _tokens(tokenizer, texts):
 
 
 def test_protected_text_keeps_its_ids_while_bashkir_fertility_drops(base, data_dir, tmp_path):
-    protected = read_protected(PROTECT)
+    protected = read_samples(PROTECT)
     assert len(protected) == 400  # 350 Russian + 50 English documents of the sample
     setting = TokenizerAdaptation(new_tokens=K, bpe_vocab_size=3000, protect=PROTECT)
     tokenizer, added, info = adapt_tokenizer(data_dir, base, setting, tmp_path / "tok")
@@ -126,5 +126,5 @@ def test_test_sets_cannot_be_protected(path):
 
 
 def test_protected_entry_without_text_is_one_clear_error():
-    with pytest.raises(ConfigError, match=r"langid-sample.jsonl \(lang xyz\): no text in it"):
-        read_protected([ProtectedText(path=SAMPLE, lang="xyz")])
+    with pytest.raises(ConfigError, match=r"text sample ../shared/corpus/langid-sample.jsonl \(lang xyz\): no text in it"):
+        read_samples([TextSample(path=SAMPLE, lang="xyz")])

@@ -377,8 +377,8 @@ class Retokenization(Part):
     texts_unchanged: float
 
 
-class ProtectedText(Part):
-    """A protected text file of a tokenizer adaptation (:class:`bashkir_peft.config.tokenizer.ProtectedText`)."""
+class TextSample(Part):
+    """A protected or replayed text file of a tokenizer adaptation (:class:`bashkir_peft.config.tokenizer.TextSample`)."""
 
     path: str
     lang: str | None
@@ -393,6 +393,27 @@ class Protection(Part):
     unchanged: float
 
 
+class NewRowWarmup(Part):
+    """The warm-up of the new rows (:func:`bashkir_peft.train.new_rows.warm_up_new_rows`):
+    steps, training tokens, learning rate, mean loss of the first and last step, seconds."""
+
+    steps: int
+    tokens: int
+    learning_rate: float
+    loss_first: float
+    loss_last: float
+    seconds: float
+
+
+class ReplayMix(Part):
+    """Replay mixed into training (:func:`bashkir_peft.data.retokenization.mix_replay`):
+    documents and UTF-8 bytes replayed, their share of the training bytes."""
+
+    documents: int
+    bytes: int
+    share: float
+
+
 class VocabAdaptation(Part):
     """A run's tokenizer adaptation (:mod:`bashkir_peft.data.vocab`): the setting (K =
     ``new_tokens``, ``bpe_vocab_size``, ``init``), what it produced, and what the new rows cost.
@@ -400,6 +421,12 @@ class VocabAdaptation(Part):
     ``token_rows_trainable_params``: trainable parameters in the new embedding (and untied
     head) rows; for LoRA/QLoRA through peft's ``trainable_token_indices`` (``peft_mechanism``),
     for full fine-tuning part of the whole model.
+
+    Set only by later settings (issue 32): ``protect`` and ``protection`` (protected text and
+    what keeping its segmentation cost), ``retokenized`` (re-tokenization of held-out sides by
+    name), the new-row warm-up (``new_rows_warmup_steps``, ``warmup``), the new rows' own
+    learning rate (``new_rows_learning_rate``; ``new_rows_group_params``: parameters in their
+    optimizer group), and replay (``replay``, ``replay_share``, ``replayed``).
     """
 
     new_tokens: int
@@ -414,9 +441,16 @@ class VocabAdaptation(Part):
     train_after: TokenizerProfile
     peft_mechanism: str | None
     token_rows_trainable_params: int
-    protect: list[ProtectedText] | None = None
+    protect: list[TextSample] | None = None
     protection: Protection | None = None
     retokenized: dict[str, Retokenization] | None = None
+    new_rows_warmup_steps: int | None = None
+    new_rows_learning_rate: float | None = None
+    replay: list[TextSample] | None = None
+    replay_share: float | None = None
+    warmup: NewRowWarmup | None = None
+    replayed: ReplayMix | None = None
+    new_rows_group_params: int | None = None
 
 
 class TrainRecord(Record):

@@ -7,16 +7,18 @@ Tatar and Bashkir sides (``../shared/eval/flores200``, one sentence a line, gzip
 FLORES-200 dev and devtest sentences). Only shares are recorded, never a sentence (the
 FLORES licence note in ``../shared/eval/flores200/README.md``).
 
-Protected samples (:class:`~bashkir_peft.config.tokenizer.ProtectedText`) are read here too.
+Text samples of other languages (:class:`~bashkir_peft.config.tokenizer.TextSample`: protected or
+replayed text) are read here too, and replay is mixed into the training split.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 from collections.abc import Sequence
 from pathlib import Path
 
-from bashkir_peft.config.tokenizer import ProtectedText
+from bashkir_peft.config.tokenizer import TextSample
 from bashkir_peft.data.sib200 import SIB200_SPLITS, read_sib200_split
 from bashkir_peft.errors import ConfigError, DataError
 from bashkir_peft.jsonl import iter_json_lines
@@ -52,12 +54,13 @@ def read_flores_side(path: str | Path) -> list[str]:
     return lines
 
 
-def read_side(fmt: str, path: str | Path) -> list[str]:
+@functools.lru_cache(maxsize=16)
+def read_side(fmt: str, path: Path) -> tuple[str, ...]:
     """The texts of one side: ``flores200`` (a devtest file) or ``sib200`` (a language folder,
-    train + dev + test)."""
+    train + dev + test); read once per process (the files are read-only shared data)."""
     if fmt == "flores200":
-        return read_flores_side(path)
-    return [t for s in SIB200_SPLITS for t in read_sib200_split(path, s)["text"]]
+        return tuple(read_flores_side(path))
+    return tuple(t for s in SIB200_SPLITS for t in read_sib200_split(path, s)["text"])
 
 
 def retokenization(base, adapted, sides: dict[str, tuple[str, str]] | None = None) -> dict[str, dict]:
@@ -79,8 +82,8 @@ def retokenization(base, adapted, sides: dict[str, tuple[str, str]] | None = Non
     return out
 
 
-def read_protected(entries: Sequence[ProtectedText]) -> list[str]:
-    """The documents of the protected text files.
+def read_samples(entries: Sequence[TextSample]) -> list[str]:
+    """The documents of text sample files (protected or replayed text).
 
     Raises:
         DataError: a missing or unreadable file.
@@ -90,7 +93,7 @@ def read_protected(entries: Sequence[ProtectedText]) -> list[str]:
     for entry in entries:
         path = resolve_path(entry.path)
         if not path.is_file():
-            raise DataError(f"protected text {entry.path}: no such file ({path})")
+            raise DataError(f"text sample {entry.path}: no such file ({path})")
         if path.name.endswith((".jsonl", ".jsonl.gz")):
             found = [v["text"] for _, v in iter_json_lines(path)
                      if isinstance(v, dict) and isinstance(v.get("text"), str)
@@ -98,7 +101,37 @@ def read_protected(entries: Sequence[ProtectedText]) -> list[str]:
         else:
             found = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         if not found:
-            raise ConfigError(f"protected text {entry.path}" + (f" (lang {entry.lang})" if entry.lang else "")
+            raise ConfigError(f"text sample {entry.path}" + (f" (lang {entry.lang})" if entry.lang else "")
                               + ": no text in it")
         texts += found
     return texts
+
+
+def mix_replay(texts: list[str], replay: Sequence[str], share: float, seed: int = 0) -> tuple[list[str], dict]:
+    """The training documents with replayed documents of other languages appended, so that
+    replay makes ``share`` of the UTF-8 bytes (documents drawn in a seeded random order, cycled
+    when the sample is smaller than the share asks; the last one may overshoot).
+
+    Args:
+        texts: the training split's documents.
+        replay: the replay sample's documents (:func:`read_samples`).
+        share: the replayed share of bytes, in [0, 1).
+        seed: seed of the order of replayed documents.
+
+    Returns:
+        ``(documents, {"documents", "bytes", "share"})``: the mixed documents (training first)
+        and what was replayed (``share`` as reached).
+    """
+    import random
+
+    own = sum(len(t.encode("utf-8")) for t in texts)
+    target = own * share / (1 - share)
+    order = list(range(len(replay)))
+    random.Random(seed).shuffle(order)
+    mixed, nbytes, i = [], 0, 0
+    while replay and nbytes < target:
+        doc = replay[order[i % len(order)]]
+        mixed.append(doc)
+        nbytes += len(doc.encode("utf-8"))
+        i += 1
+    return texts + mixed, {"documents": len(mixed), "bytes": nbytes, "share": nbytes / (own + nbytes) if own + nbytes else 0.0}

@@ -15,7 +15,7 @@ from pathlib import Path
 from bashkir_peft.config.tokenizer import TokenizerAdaptation
 from bashkir_peft.data.fertility import profile_texts
 from bashkir_peft.data.folder import load_texts
-from bashkir_peft.data.retokenization import read_protected, retokenization
+from bashkir_peft.data.retokenization import read_samples, retokenization
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.models.retokenization import segmentation_change
 from bashkir_peft.models.vocab import extend_tokenizer, resize_and_init
@@ -58,7 +58,7 @@ def adapt_tokenizer(data_dir: str | Path, base, setting: TokenizerAdaptation, ou
     """
     from transformers import AutoTokenizer
 
-    protected = read_protected(setting.protect)
+    protected = read_samples(setting.protect)
     texts = load_texts(data_dir, "train")
     saved = Path(out_dir) if out_dir is not None else None
     if saved is not None and (saved / "tokenizer.json").is_file():
