@@ -414,6 +414,17 @@ class ReplayMix(Part):
     share: float
 
 
+class FocusInit(Part):
+    """What FOCUS initialised (:func:`bashkir_peft.models.focus.focus_init`): rows it set, rows
+    left at the mean of their pieces (token absent from the training split), overlapping old
+    tokens used, mean non-zero weights per row."""
+
+    focus_rows: int
+    focus_fallback_rows: int
+    focus_overlapping: int
+    focus_mean_support: float
+
+
 class VocabAdaptation(Part):
     """A run's tokenizer adaptation (:mod:`bashkir_peft.data.vocab`): the setting (K =
     ``new_tokens``, ``bpe_vocab_size``, ``init``), what it produced, and what the new rows cost.
@@ -426,7 +437,8 @@ class VocabAdaptation(Part):
     what keeping its segmentation cost), ``retokenized`` (re-tokenization of held-out sides by
     name), the new-row warm-up (``new_rows_warmup_steps``, ``warmup``), the new rows' own
     learning rate (``new_rows_learning_rate``; ``new_rows_group_params``: parameters in their
-    optimizer group), and replay (``replay``, ``replay_share``, ``replayed``).
+    optimizer group), replay (``replay``, ``replay_share``, ``replayed``), and what FOCUS
+    initialised (``focus``).
     """
 
     new_tokens: int
@@ -451,6 +463,7 @@ class VocabAdaptation(Part):
     warmup: NewRowWarmup | None = None
     replayed: ReplayMix | None = None
     new_rows_group_params: int | None = None
+    focus: FocusInit | None = None
 
 
 class TrainRecord(Record):

@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from bashkir_peft.yamlio import StrictModel
 
-InitMethod = Literal["mean", "random"]
+InitMethod = Literal["mean", "random", "mean_resizing", "focus"]
 
 HELD_OUT_TEST_SETS = ("flores", "sib200")
 """Path parts a protected or replayed text may not contain: FLORES-200 devtest (and SIB-200, whose sentences
@@ -51,7 +51,8 @@ class TokenizerAdaptation(StrictModel):
         bpe_vocab_size: size of the byte-level BPE trained on the training split; ``None`` =
             ``2 * new_tokens + 1000`` (many of its tokens already exist in the base).
         init: initialization of the new embedding and LM-head rows: ``mean`` of the base
-            pieces, or ``random`` (the control).
+            pieces, ``mean_resizing`` (transformers' default), ``focus`` (Dobler & de Melo 2023,
+            on the training split), or ``random`` (the control).
         protect: texts whose base segmentation must stay exactly as it was: new merges that
             would fire on them are dropped (:func:`bashkir_peft.models.vocab.extend_tokenizer`);
             empty = only all-ASCII merges are skipped.

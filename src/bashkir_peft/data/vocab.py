@@ -100,6 +100,9 @@ def adapt_model(model, base, setting: TokenizerAdaptation, data_dir: str | Path,
         as :func:`adapt_tokenizer`; RuntimeError: the resized embeddings and head disagree.
     """
     tokenizer, added, info = adapt_tokenizer(data_dir, base, setting, out_dir)
-    grown = resize_and_init(model, base, tokenizer, added, setting.init, seed)
+    texts = load_texts(data_dir, "train") if setting.init == "focus" else ()
+    grown = resize_and_init(model, base, tokenizer, added, setting.init, seed, texts)
     ids = tokenizer.convert_tokens_to_ids(added)
-    return tokenizer, ids, info | {"tied": grown["tied"], "new_rows": grown["new_rows"]}
+    focus = {k: v for k, v in grown.items() if k.startswith("focus_")}
+    return tokenizer, ids, info | {"tied": grown["tied"], "new_rows": grown["new_rows"]} | (
+        {"focus": focus} if focus else {})

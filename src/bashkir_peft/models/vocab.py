@@ -14,12 +14,14 @@ Three steps, each one function:
    the old cut, and no new merge can join two all-ASCII pieces. The new merges act on the
    pieces the old ones leave, so a new token whose merge path the base cuts differently is
    never produced (it still counts in K; on the demo corpus 12,032 of 16,000 occur in the
-   tokenized training split, benchmarks/RESULTS.md).
+   tokenized training split, benchmarks/RESULTS.md). With ``protect`` texts, a new merge
+   that would fire on them is dropped too, so they keep the base cut exactly (issue 32).
 2. :func:`resize_and_init`: grow the input embeddings and the LM head (tied or untied) to
    the new vocabulary and initialize the new rows: ``mean`` of the base model's rows of the
    pieces the base tokenizer cuts the new token into (the baseline of Gee et al. 2022 and
-   of FOCUS / WECHSEL comparisons, Dobler & de Melo 2023, sec. 4), or ``random`` (normal,
-   std = the model's ``initializer_range``) as the control.
+   of FOCUS / WECHSEL comparisons, Dobler & de Melo 2023, sec. 4), ``mean_resizing``
+   (transformers' default), ``focus`` (:mod:`bashkir_peft.models.focus`), or ``random``
+   (normal, std = the model's ``initializer_range``) as the control.
 3. :func:`token_rows_for_peft`: peft's ``trainable_token_indices`` for LoRA/QLoRA, so the
    new rows of the embedding and of an untied head train and are saved with the adapter
    (a tied head shares the embedding's rows; peft ties them).
@@ -34,6 +36,7 @@ from pathlib import Path
 
 from bashkir_peft.config.tokenizer import InitMethod
 from bashkir_peft.errors import ConfigError
+from bashkir_peft.models.focus import focus_init
 
 
 def _byte_decoder() -> dict[str, int]:
@@ -187,7 +190,8 @@ def is_tied(model) -> bool:
     return head is not None and head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
 
 
-def resize_and_init(model, base, tokenizer, added: list[str], init: InitMethod, seed: int = 0) -> dict:
+def resize_and_init(model, base, tokenizer, added: list[str], init: InitMethod, seed: int = 0,
+                    texts: Sequence[str] = ()) -> dict:
     """Grow ``model``'s input embeddings and LM head to ``tokenizer`` and initialize the new rows.
 
     Args:
@@ -198,20 +202,33 @@ def resize_and_init(model, base, tokenizer, added: list[str], init: InitMethod, 
         added: its new tokens, in id order (ids from ``len(base)`` on).
         init: ``mean``: each new row = mean of the base rows of its pieces (input embeddings
             and head separately when untied); ``random``: normal(0, ``initializer_range``),
-            seeded by ``seed``.
+            seeded by ``seed``; ``mean_resizing``: transformers' default for new rows (a draw
+            from a normal with the old rows' mean and covariance, ``resize_token_embeddings(...,
+            mean_resizing=True)``, seeded by ``seed``); ``focus``: FOCUS
+            (:func:`bashkir_peft.models.focus.focus_init` on ``texts``; rows whose token never
+            occurs there keep ``mean``).
+        seed: seed of ``random`` and ``mean_resizing`` draws and of FOCUS's SVD.
+        texts: target-language training text (``focus`` only).
 
     Returns:
-        ``{"vocab_size", "new_rows", "tied", "init"}``.
+        ``{"vocab_size", "new_rows", "tied", "init"}``, plus FOCUS's counts for ``focus``.
 
     Raises:
         RuntimeError: the resized model's embeddings, head and tokenizer disagree.
+        ConfigError: ``focus`` without texts.
     """
     import torch
 
+    if init == "focus" and not texts:
+        raise ConfigError("init focus needs the training text for its auxiliary vectors")
     ids = [tokenizer.convert_tokens_to_ids(t) for t in added]
     rows = max(model.get_input_embeddings().weight.shape[0], len(tokenizer))
-    model.resize_token_embeddings(rows, mean_resizing=False)
+    if init == "mean_resizing":
+        torch.manual_seed(seed)
+    model.resize_token_embeddings(rows, mean_resizing=init == "mean_resizing")
     embedding_rows_agree(model, tokenizer)
+    if init == "mean_resizing":
+        return {"vocab_size": rows, "new_rows": len(ids), "tied": is_tied(model), "init": init}
     tied = is_tied(model)
     emb = model.get_input_embeddings().weight
     head = model.get_output_embeddings()
@@ -219,7 +236,7 @@ def resize_and_init(model, base, tokenizer, added: list[str], init: InitMethod, 
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for token, i in zip(added, ids):
-            if init == "mean":
+            if init in ("mean", "focus"):
                 pieces = torch.tensor(base_pieces(base, token))
                 emb[i] = emb[pieces].mean(0)
                 if not tied:
@@ -232,7 +249,8 @@ def resize_and_init(model, base, tokenizer, added: list[str], init: InitMethod, 
                     head.weight[i] = torch.randn(emb.shape[1], generator=gen).to(emb.dtype) * std
                 if getattr(head, "bias", None) is not None:
                     head.bias[i] = 0
-    return {"vocab_size": rows, "new_rows": len(ids), "tied": tied, "init": init}
+    focus = focus_init(model, tokenizer, ids, texts, seed=seed) if init == "focus" and ids else {}
+    return {"vocab_size": rows, "new_rows": len(ids), "tied": tied, "init": init} | focus
 
 
 def _module_name(model, module) -> str:
