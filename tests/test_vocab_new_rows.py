@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from bashkir_peft.config.tokenizer import TextSample, TokenizerAdaptation
 from bashkir_peft.config.train import TrainParams
@@ -18,6 +19,7 @@ from bashkir_peft.data.vocab import adapt_model
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.models.loading import load_model
 from bashkir_peft.models.trained import load_trained
+from bashkir_peft.records import RunFiles
 from bashkir_peft.train.new_rows import warm_up_new_rows
 from bashkir_peft.train.run import run_training
 from test_train import TINY, Capture, _logits, make_data_dir
@@ -89,7 +91,13 @@ def test_adapter_run_with_warm_up_own_rate_and_replay_records_and_reloads(data_d
     assert cap.rates == {True: 5e-3, False: 1e-3}
     assert 0.2 <= vocab.replayed.share < 0.25 and vocab.replayed.documents > 0
     assert vocab.new_rows_warmup_steps == 2 and vocab.replay_share == 0.2  # the setting, recorded
-    trained = load_trained(tmp_path / "run")  # the warmed-up rows travel in the adapter
+    # the adapter holds LoRA and the new rows only, not the resized embedding matrix (peft's
+    # save_embedding_layers="auto" would save it: the embeddings were resized)
+    saved = load_file(tmp_path / "run" / RunFiles.FINAL / "adapter_model.safetensors")
+    assert all("lora_" in k or "trainable_tokens" in k for k in saved)
+    row_values = sum(v.numel() for k, v in saved.items() if "trainable_tokens" in k)
+    assert row_values == 2 * K * 32 < vocab.vocab_size * 32  # K rows of embedding and head, not every row
+    trained = load_trained(tmp_path / "run")  # resized before the adapter loads; warmed-up rows travel in it
     torch.testing.assert_close(_logits(trained.model, cap.batch), cap.logits)
 
 
