@@ -128,3 +128,32 @@ def test_test_sets_cannot_be_protected(path):
 def test_protected_entry_without_text_is_one_clear_error():
     with pytest.raises(ConfigError, match=r"text sample ../shared/corpus/langid-sample.jsonl \(lang xyz\): no text in it"):
         read_samples([TextSample(path=SAMPLE, lang="xyz")])
+
+
+def test_speed_table_reads_tokens_per_word_and_generation_rates(tmp_path):
+    import numpy as np
+
+    from bashkir_peft.records import CellRecord, GenerateRecord, RunFiles, read_record, write_record
+    from bashkir_peft.report.runs import read_run
+    from bashkir_peft.report.tokenizers import speed_table
+    from report_synth import documents, write_run
+
+    rng = np.random.default_rng(0)
+    docs = documents(rng)
+    fewer = docs.assign(tokens=docs["tokens"] // 3)
+    plain = write_run(tmp_path, "a", "tiny-gpt2", "lora", 8, 42, 2.5, docs, rng)
+    adapted = write_run(tmp_path, "b", "tiny-gpt2", "lora", 8, 42, 2.3, fewer, rng)
+    cell = read_record(adapted / RunFiles.CELL, CellRecord)
+    write_record(adapted / RunFiles.CELL, cell.model_copy(update={"params": cell.params.model_copy(
+        update={"tokenizer": "k8"})}))
+    gen = read_record(adapted / RunFiles.GENERATE, GenerateRecord)  # the adapted run generates in half the time
+    write_record(adapted / RunFiles.GENERATE, gen.model_copy(update={"cost": gen.cost.model_copy(
+        update={"generate_time_s": gen.cost.generate_time_s / 2})}))
+    table = speed_table([read_run(plain), read_run(adapted)], "rolling").set_index("tokenizer")
+    words = gen.summary.mean_words * gen.summary.n
+    assert table.loc["base", "test_tokens_per_word"] == pytest.approx(docs["tokens"].sum() / docs["words"].sum())
+    assert table.loc["k8", "test_tokens_per_word"] == pytest.approx(fewer["tokens"].sum() / fewer["words"].sum())
+    assert table.loc["base", "generation_words_per_s"] == pytest.approx(words / gen.cost.generate_time_s)
+    assert table.loc["k8", "generation_tokens_per_word"] == pytest.approx(gen.cost.new_tokens / words)
+    assert table.loc["k8", "words_per_s_vs_base_tokenizer"] == pytest.approx(2.0)
+    assert table.loc["base", "words_per_s_vs_base_tokenizer"] == pytest.approx(1.0)

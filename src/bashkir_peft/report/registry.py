@@ -97,6 +97,8 @@ TABLES: tuple[ReportTable, ...] = (
                 "model: tokenizer fertility and parity premium on parallel text"),
     ReportTable("retokenization", lambda c: tokenizers.retokenization_table(c.runs),
                 "model x adapted tokenizer x held-out side: share of tokens cut differently, new rows, unchanged"),
+    ReportTable("speed", lambda c: tokenizers.speed_table(c.runs, c.protocol, c.params.split),
+                "run with generations: tokens per word of the test text, generation words and tokens per second"),
     ReportTable("comparisons",
                 lambda c: comparisons.comparisons_table(c.runs, c.design, protocol=c.protocol, **c.bootstrap,
                                                         known={c.params.split: c.tables["differences"]}),
