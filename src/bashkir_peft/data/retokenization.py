@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import random
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -122,8 +123,6 @@ def mix_replay(texts: list[str], replay: Sequence[str], share: float, seed: int 
         ``(documents, {"documents", "bytes", "share"})``: the mixed documents (training first)
         and what was replayed (``share`` as reached).
     """
-    import random
-
     own = sum(len(t.encode("utf-8")) for t in texts)
     target = own * share / (1 - share)
     order = list(range(len(replay)))
