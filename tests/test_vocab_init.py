@@ -28,7 +28,8 @@ def data_dir(tmp_path_factory, corpus_dir):
 @pytest.fixture(scope="module")
 def adapted(data_dir):
     loaded = load_model("tiny-qwen2", "full")
-    tokenizer, added, _ = adapt_tokenizer(data_dir, loaded.tokenizer, TokenizerAdaptation(new_tokens=K, bpe_vocab_size=1500))
+    tokenizer, added, _ = adapt_tokenizer(data_dir, loaded.tokenizer, TokenizerAdaptation(new_tokens=K, bpe_vocab_size=1500),
+                                         sides={})
     return loaded.tokenizer, tokenizer, added
 
 

@@ -15,10 +15,11 @@ from bashkir_peft.config.train import TrainParams
 from bashkir_peft.data.folder import load_texts
 from bashkir_peft.data.packing import packed_dataset
 from bashkir_peft.data.retokenization import mix_replay, read_samples
-from bashkir_peft.data.vocab import adapt_model
+from bashkir_peft.data.vocab import adapt_tokenizer
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.models.loading import load_model
 from bashkir_peft.models.trained import load_trained
+from bashkir_peft.models.vocab import resize_and_init
 from bashkir_peft.records import RunFiles
 from bashkir_peft.train.new_rows import warm_up_new_rows
 from bashkir_peft.train.run import run_training
@@ -39,7 +40,9 @@ def test_warm_up_changes_only_the_new_rows(kind, data_dir, tmp_path):
     loaded = load_model(MODELS[kind], "full")
     model = loaded.model
     setting = TokenizerAdaptation(new_tokens=K, bpe_vocab_size=1500)
-    tokenizer, new_ids, _ = adapt_model(model, loaded.tokenizer, setting, data_dir, tmp_path / "tok")
+    tokenizer, added, _ = adapt_tokenizer(data_dir, loaded.tokenizer, setting, sides={})
+    resize_and_init(model, loaded.tokenizer, tokenizer, added, "mean")
+    new_ids = tokenizer.convert_tokens_to_ids(added)
     ds, _ = packed_dataset(load_texts(data_dir, "train"), tokenizer, 16, "train")
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     flags = {n: p.requires_grad for n, p in model.named_parameters()}

@@ -48,7 +48,7 @@ def test_protected_text_keeps_its_ids_while_bashkir_fertility_drops(base, data_d
     protected = read_samples(PROTECT)
     assert len(protected) == 400  # 350 Russian + 50 English documents of the sample
     setting = TokenizerAdaptation(new_tokens=K, bpe_vocab_size=3000, protect=PROTECT)
-    tokenizer, added, info = adapt_tokenizer(data_dir, base, setting, tmp_path / "tok")
+    tokenizer, added, info = adapt_tokenizer(data_dir, base, setting, tmp_path / "tok", sides={})
     assert len(added) == K
     ids = lambda tok: tok(protected, add_special_tokens=False)["input_ids"]  # noqa: E731
     assert ids(tokenizer) == ids(base)
@@ -59,10 +59,10 @@ def test_protected_text_keeps_its_ids_while_bashkir_fertility_drops(base, data_d
     assert _tokens(tokenizer, bashkir) < 0.95 * _tokens(base, bashkir)
     assert info["train_after"]["fertility"] < info["train_before"]["fertility"]
     # without protection the same K changes the Russian sample: protection is what keeps it
-    plain, _, _ = adapt_tokenizer(data_dir, base, TokenizerAdaptation(new_tokens=K, bpe_vocab_size=3000))
+    plain, _, _ = adapt_tokenizer(data_dir, base, TokenizerAdaptation(new_tokens=K, bpe_vocab_size=3000), sides={})
     assert segmentation_change(base, plain, protected)["texts_unchanged"] < 0.9
     # a resumed run reads the saved tokenizer and the merges it dropped back
-    again, _, info2 = adapt_tokenizer(data_dir, base, setting, tmp_path / "tok")
+    again, _, info2 = adapt_tokenizer(data_dir, base, setting, tmp_path / "tok", sides={})
     assert info2["protection"] == info["protection"] and len(again) == len(tokenizer)
 
 

@@ -31,7 +31,8 @@ def train_bpe(base, texts: list[str], vocab_size: int):
     return base.train_new_from_iterator(texts, vocab_size)
 
 
-def adapt_tokenizer(data_dir: str | Path, base, setting: TokenizerAdaptation, out_dir: str | Path | None = None):
+def adapt_tokenizer(data_dir: str | Path, base, setting: TokenizerAdaptation, out_dir: str | Path | None = None,
+                    sides: dict[str, tuple[str, str]] | None = None):
     """Train a BPE on ``data_dir``'s training split and extend ``base`` with K of its tokens.
 
     Args:
@@ -41,6 +42,8 @@ def adapt_tokenizer(data_dir: str | Path, base, setting: TokenizerAdaptation, ou
             used by training).
         out_dir: where to save the adapted tokenizer (``None``: not saved). A folder that
             already holds one is read back instead (a resumed run keeps its tokenizer).
+        sides: the held-out sides re-tokenization is measured on (name -> (format, path));
+            ``None`` = :data:`~bashkir_peft.data.retokenization.RETOKENIZATION_SIDES`, ``{}`` = none.
 
     Returns:
         ``(tokenizer, added, info)``: the adapted tokenizer, its new tokens in id order, and
@@ -80,7 +83,7 @@ def adapt_tokenizer(data_dir: str | Path, base, setting: TokenizerAdaptation, ou
             "new_tokens_added": len(added), "base_vocab_size": len(base), "vocab_size": len(tokenizer),
             "train_before": {k: before[k] for k in PROFILE_KEYS},
             "train_after": {k: after[k] for k in PROFILE_KEYS},
-            "retokenized": retokenization(base, tokenizer)}
+            "retokenized": retokenization(base, tokenizer, sides)}
     if protected:
         info["protection"] = {"merges_dropped": dropped, "documents": len(protected),
                               "unchanged": segmentation_change(base, tokenizer, protected)["texts_unchanged"]}
