@@ -45,7 +45,7 @@ def data_dir(tmp_path_factory, corpus_dir):
 def adapted(request, data_dir):
     """``(kind, base tokenizer, adapted tokenizer, new tokens, info)``."""
     base = load_tokenizer(resolve_model(MODELS[request.param]))
-    tokenizer, added, info = adapt_tokenizer(data_dir, base, SETTING)
+    tokenizer, added, info = adapt_tokenizer(data_dir, base, SETTING, sides={})  # sides: test_vocab_protect
     return request.param, base, tokenizer, added, info
 
 

@@ -366,6 +366,65 @@ class TokenizerProfile(Part):
     bytes_per_token: float
 
 
+class Retokenization(Part):
+    """Re-tokenization of one held-out side (:func:`bashkir_peft.models.retokenization.segmentation_change`)."""
+
+    texts: int
+    base_tokens: int
+    adapted_tokens: int
+    changed_share: float
+    new_row_share: float
+    texts_unchanged: float
+
+
+class TextSample(Part):
+    """A protected or replayed text file of a tokenizer adaptation (:class:`bashkir_peft.config.tokenizer.TextSample`)."""
+
+    path: str
+    lang: str | None
+
+
+class Protection(Part):
+    """What protecting text cost and kept: new merges dropped, protected documents, the share
+    of them tokenized exactly as by the base tokenizer (1 by construction)."""
+
+    merges_dropped: int
+    documents: int
+    unchanged: float
+
+
+class NewRowWarmup(Part):
+    """The warm-up of the new rows (:func:`bashkir_peft.train.new_rows.warm_up_new_rows`):
+    steps, training tokens, learning rate, mean loss of the first and last step, seconds."""
+
+    steps: int
+    tokens: int
+    learning_rate: float
+    loss_first: float
+    loss_last: float
+    seconds: float
+
+
+class ReplayMix(Part):
+    """Replay mixed into training (:func:`bashkir_peft.data.retokenization.mix_replay`):
+    documents and UTF-8 bytes replayed, their share of the training bytes."""
+
+    documents: int
+    bytes: int
+    share: float
+
+
+class FocusInit(Part):
+    """What FOCUS initialised (:func:`bashkir_peft.models.focus.focus_init`): rows it set, rows
+    left at the mean of their pieces (token absent from the training split), overlapping old
+    tokens used, mean non-zero weights per row."""
+
+    focus_rows: int
+    focus_fallback_rows: int
+    focus_overlapping: int
+    focus_mean_support: float
+
+
 class VocabAdaptation(Part):
     """A run's tokenizer adaptation (:mod:`bashkir_peft.data.vocab`): the setting (K =
     ``new_tokens``, ``bpe_vocab_size``, ``init``), what it produced, and what the new rows cost.
@@ -373,6 +432,13 @@ class VocabAdaptation(Part):
     ``token_rows_trainable_params``: trainable parameters in the new embedding (and untied
     head) rows; for LoRA/QLoRA through peft's ``trainable_token_indices`` (``peft_mechanism``),
     for full fine-tuning part of the whole model.
+
+    Set only by later settings (issue 32): ``protect`` and ``protection`` (protected text and
+    what keeping its segmentation cost), ``retokenized`` (re-tokenization of held-out sides by
+    name), the new-row warm-up (``new_rows_warmup_steps``, ``warmup``), the new rows' own
+    learning rate (``new_rows_learning_rate``; ``new_rows_group_params``: parameters in their
+    optimizer group), replay (``replay``, ``replay_share``, ``replayed``), and what FOCUS
+    initialised (``focus``).
     """
 
     new_tokens: int
@@ -387,6 +453,17 @@ class VocabAdaptation(Part):
     train_after: TokenizerProfile
     peft_mechanism: str | None
     token_rows_trainable_params: int
+    protect: list[TextSample] | None = None
+    protection: Protection | None = None
+    retokenized: dict[str, Retokenization] | None = None
+    new_rows_warmup_steps: int | None = None
+    new_rows_learning_rate: float | None = None
+    replay: list[TextSample] | None = None
+    replay_share: float | None = None
+    warmup: NewRowWarmup | None = None
+    replayed: ReplayMix | None = None
+    new_rows_group_params: int | None = None
+    focus: FocusInit | None = None
 
 
 class TrainRecord(Record):

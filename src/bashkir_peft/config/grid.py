@@ -413,7 +413,7 @@ def _layer(cell_axes: dict, spec: GridSpec, own: dict[str, dict] | None = None,
     params = {s: dict(getattr(spec, s)) for s in CELL_STAGES}
     origins = {s: {k: f"{s}.{k}" for k in params[s]} for s in CELL_STAGES}
     if probe.tokenizer != BASE_TOKENIZER:
-        params["train"]["tokenizer"] = spec.tokenizers[probe.tokenizer].model_dump()
+        params["train"]["tokenizer"] = spec.tokenizers[probe.tokenizer].for_run_id()
         origins["train"]["tokenizer"] = f"tokenizers.{probe.tokenizer}"
 
     def apply(settings: dict, prefix: str) -> None:

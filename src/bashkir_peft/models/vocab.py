@@ -14,12 +14,14 @@ Three steps, each one function:
    the old cut, and no new merge can join two all-ASCII pieces. The new merges act on the
    pieces the old ones leave, so a new token whose merge path the base cuts differently is
    never produced (it still counts in K; on the demo corpus 12,032 of 16,000 occur in the
-   tokenized training split, benchmarks/RESULTS.md).
+   tokenized training split, benchmarks/RESULTS.md). With ``protect`` texts, a new merge
+   that would fire on them is dropped too, so they keep the base cut exactly (issue 32).
 2. :func:`resize_and_init`: grow the input embeddings and the LM head (tied or untied) to
    the new vocabulary and initialize the new rows: ``mean`` of the base model's rows of the
    pieces the base tokenizer cuts the new token into (the baseline of Gee et al. 2022 and
-   of FOCUS / WECHSEL comparisons, Dobler & de Melo 2023, sec. 4), or ``random`` (normal,
-   std = the model's ``initializer_range``) as the control.
+   of FOCUS / WECHSEL comparisons, Dobler & de Melo 2023, sec. 4), ``mean_resizing``
+   (transformers' default), ``focus`` (:mod:`bashkir_peft.models.focus`), or ``random``
+   (normal, std = the model's ``initializer_range``) as the control.
 3. :func:`token_rows_for_peft`: peft's ``trainable_token_indices`` for LoRA/QLoRA, so the
    new rows of the embedding and of an untied head train and are saved with the adapter
    (a tied head shares the embedding's rows; peft ties them).
@@ -29,10 +31,12 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from bashkir_peft.config.tokenizer import InitMethod
 from bashkir_peft.errors import ConfigError
+from bashkir_peft.models.focus import focus_init
 
 
 def _byte_decoder() -> dict[str, int]:
@@ -64,18 +68,55 @@ def _merges(model: dict) -> list[tuple[str, str]]:
     return [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in model["merges"]]
 
 
-def extend_tokenizer(base, trained, new_tokens: int):
+def base_words(base, texts: Sequence[str]) -> set[str]:
+    """The distinct pre-tokenized words (byte-level strings) of ``texts`` under ``base``'s
+    normalizer and pre-tokenizer: the units a BPE merges within."""
+    backend = base.backend_tokenizer
+    words: set[str] = set()
+    for text in texts:
+        if backend.normalizer is not None:
+            text = backend.normalizer.normalize_str(text)
+        words.update(w for w, _ in backend.pre_tokenizer.pre_tokenize_str(text))
+    return words
+
+
+def protected_pairs(base, texts: Sequence[str]) -> set[tuple[str, str]]:
+    """Every pair of adjacent tokens in the base tokenizer's cut of ``texts``: a new merge of
+    such a pair would fire on that text (:func:`extend_tokenizer`'s ``protect``)."""
+    model = base.backend_tokenizer.model
+    pairs: set[tuple[str, str]] = set()
+    for word in base_words(base, texts):
+        pieces = [t.value for t in model.tokenize(word)]
+        pairs.update(zip(pieces, pieces[1:]))
+    return pairs
+
+
+def extend_tokenizer(base, trained, new_tokens: int, protect: Sequence[str] = ()):
     """The base tokenizer with up to ``new_tokens`` tokens of ``trained`` appended (see module doc).
+
+    Protection: with ``protect`` texts, a new merge is dropped (and with it every later merge
+    built on its token) when its pair of tokens is adjacent anywhere in the base tokenizer's
+    cut of those texts. New merges rank after every old one, so BPE first reproduces the base
+    cut of a word and a new merge can fire on it only if its pair is adjacent in that cut:
+    with those merges dropped, protected text tokenizes to exactly the base ids. (When the
+    base BPE takes a whole word that is a vocabulary entry, ``ignore_merges``, a new token
+    that equals a protected word is dropped as well.) What this costs in new-language
+    fertility is :func:`bashkir_peft.data.vocab.adapt_tokenizer`'s ``train_after``; whether it
+    generalizes beyond the protected sample is measured by
+    :func:`bashkir_peft.models.retokenization.segmentation_change` on other text.
 
     Args:
         base: the base model's fast tokenizer (byte-level BPE).
         trained: a byte-level BPE tokenizer trained on the new language with the base's
             pre-tokenizer (``base.train_new_from_iterator``); its merges are taken in rank order.
         new_tokens: K, the number of new vocabulary entries to add (>= 0).
+        protect: texts whose base segmentation must not change (e.g. Russian and English
+            samples); empty: only all-ASCII merges are skipped.
 
     Returns:
-        ``(tokenizer, added)``: a tokenizer of the base's class and special tokens, and the new
-        tokens (byte-level strings) in id order; ``added[i]`` has id ``len(base) + i``.
+        ``(tokenizer, added, dropped)``: a tokenizer of the base's class and special tokens, the
+        new tokens (byte-level strings) in id order (``added[i]`` has id ``len(base) + i``), and
+        the number of merges dropped for protection.
 
     Raises:
         ConfigError: a tokenizer that is not a byte-level BPE.
@@ -90,11 +131,17 @@ def extend_tokenizer(base, trained, new_tokens: int):
     to_byte = _byte_decoder()
     next_id = max([len(base) - 1, *vocab.values(), *(t["id"] for t in data.get("added_tokens", []))]) + 1
     added: list[str] = []
+    guarded = protected_pairs(base, protect) if protect else set()
+    whole = base_words(base, protect) if protect and model.get("ignore_merges") else set()
+    dropped = 0
     for a, b in _merges(_backend_bpe(trained)["model"]):
         if len(added) >= new_tokens:
             break
         token = a + b
         if (a, b) in known or a not in vocab or b not in vocab or all(to_byte[c] < 128 for c in token):
+            continue
+        if (a, b) in guarded or token in whole:
+            dropped += 1
             continue
         merges.append((a, b))
         known.add((a, b))
@@ -109,7 +156,7 @@ def extend_tokenizer(base, trained, new_tokens: int):
         tokenizer = AutoTokenizer.from_pretrained(tmp)
     if tokenizer.pad_token is None and base.pad_token is not None:
         tokenizer.pad_token = base.pad_token
-    return tokenizer, added
+    return tokenizer, added, dropped
 
 
 def base_pieces(base, token: str) -> list[int]:
@@ -143,7 +190,8 @@ def is_tied(model) -> bool:
     return head is not None and head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
 
 
-def resize_and_init(model, base, tokenizer, added: list[str], init: InitMethod, seed: int = 0) -> dict:
+def resize_and_init(model, base, tokenizer, added: list[str], init: InitMethod, seed: int = 0,
+                    texts: Sequence[str] = ()) -> dict:
     """Grow ``model``'s input embeddings and LM head to ``tokenizer`` and initialize the new rows.
 
     Args:
@@ -154,20 +202,33 @@ def resize_and_init(model, base, tokenizer, added: list[str], init: InitMethod, 
         added: its new tokens, in id order (ids from ``len(base)`` on).
         init: ``mean``: each new row = mean of the base rows of its pieces (input embeddings
             and head separately when untied); ``random``: normal(0, ``initializer_range``),
-            seeded by ``seed``.
+            seeded by ``seed``; ``mean_resizing``: transformers' default for new rows (a draw
+            from a normal with the old rows' mean and covariance, ``resize_token_embeddings(...,
+            mean_resizing=True)``, seeded by ``seed``); ``focus``: FOCUS
+            (:func:`bashkir_peft.models.focus.focus_init` on ``texts``; rows whose token never
+            occurs there keep ``mean``).
+        seed: seed of ``random`` and ``mean_resizing`` draws and of FOCUS's SVD.
+        texts: target-language training text (``focus`` only).
 
     Returns:
-        ``{"vocab_size", "new_rows", "tied", "init"}``.
+        ``{"vocab_size", "new_rows", "tied", "init"}``, plus FOCUS's counts for ``focus``.
 
     Raises:
         RuntimeError: the resized model's embeddings, head and tokenizer disagree.
+        ConfigError: ``focus`` without texts.
     """
     import torch
 
+    if init == "focus" and not texts:
+        raise ConfigError("init focus needs the training text for its auxiliary vectors")
     ids = [tokenizer.convert_tokens_to_ids(t) for t in added]
     rows = max(model.get_input_embeddings().weight.shape[0], len(tokenizer))
-    model.resize_token_embeddings(rows, mean_resizing=False)
+    if init == "mean_resizing":
+        torch.manual_seed(seed)
+    model.resize_token_embeddings(rows, mean_resizing=init == "mean_resizing")
     embedding_rows_agree(model, tokenizer)
+    if init == "mean_resizing":
+        return {"vocab_size": rows, "new_rows": len(ids), "tied": is_tied(model), "init": init}
     tied = is_tied(model)
     emb = model.get_input_embeddings().weight
     head = model.get_output_embeddings()
@@ -175,7 +236,7 @@ def resize_and_init(model, base, tokenizer, added: list[str], init: InitMethod, 
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for token, i in zip(added, ids):
-            if init == "mean":
+            if init in ("mean", "focus"):
                 pieces = torch.tensor(base_pieces(base, token))
                 emb[i] = emb[pieces].mean(0)
                 if not tied:
@@ -188,7 +249,8 @@ def resize_and_init(model, base, tokenizer, added: list[str], init: InitMethod, 
                     head.weight[i] = torch.randn(emb.shape[1], generator=gen).to(emb.dtype) * std
                 if getattr(head, "bias", None) is not None:
                     head.bias[i] = 0
-    return {"vocab_size": rows, "new_rows": len(ids), "tied": tied, "init": init}
+    focus = focus_init(model, tokenizer, ids, texts, seed=seed) if init == "focus" and ids else {}
+    return {"vocab_size": rows, "new_rows": len(ids), "tied": tied, "init": init} | focus
 
 
 def _module_name(model, module) -> str:

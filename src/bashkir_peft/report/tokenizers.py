@@ -18,13 +18,23 @@ from bashkir_peft.errors import ModelNotFoundError
 from bashkir_peft.models.registry import get_entry
 from bashkir_peft.names import BASE_TOKENIZER
 from bashkir_peft.records import FERTILITY_COLUMNS, DataFiles, read_table
-from bashkir_peft.report.runs import RunRecord, eval_documents
+from bashkir_peft.report.runs import RunRecord, eval_documents, run_keys
 
 FERTILITY_TABLE_COLUMNS = ["model", "method_label", "fertility", "fertility_source", "bits_per_byte", "perplexity"]
 """Columns of :func:`fertility_table`."""
 
 PARITY_COLUMNS = ["model", "tokenizer", "fertility", "premium", "tokens_bak", "tokens_eng"]
 """Columns of :func:`parity_table` (those of the data folder's tokenizer table it shows)."""
+
+RETOKENIZATION_COLUMNS = ["model", "tokenizer", "new_tokens", "protected_documents", "merges_dropped",
+                          "train_fertility_base", "train_fertility_adapted", "side", "texts", "changed_share",
+                          "new_row_share", "texts_unchanged", "runs"]
+"""Columns of :func:`retokenization_table`."""
+
+SPEED_COLUMNS = ["run_id", "model", "method", "method_label", "lora_r", "seed", "tokenizer", "test_tokens_per_word",
+                 "generation_words_per_s", "generation_tokens_per_s", "generation_tokens_per_word",
+                 "words_per_s_vs_base_tokenizer"]
+"""Columns of :func:`speed_table`."""
 
 
 def read_fertility(data_dir: Path) -> pd.DataFrame | None:
@@ -136,3 +146,92 @@ def parity_table(data_dir: str | Path | None) -> pd.DataFrame:
     if prep is None or "premium" not in prep.columns:
         return pd.DataFrame(columns=PARITY_COLUMNS)
     return prep[PARITY_COLUMNS].reset_index(drop=True)
+
+
+def retokenization_table(runs: list[RunRecord]) -> pd.DataFrame:
+    """Re-tokenization of the held-out sides by every adapted tokenizer of the grid.
+
+    One row per model x tokenizer setting (the grid's ``tokenizers`` name) x side (FLORES-200
+    devtest and SIB-200 English, Russian, Tatar, Bashkir;
+    :data:`bashkir_peft.data.retokenization.RETOKENIZATION_SIDES`), from the training records'
+    ``vocab.retokenized`` (:func:`bashkir_peft.models.retokenization.segmentation_change`):
+    ``changed_share`` (base tokens whose span the adapted tokenizer cuts differently),
+    ``new_row_share`` (adapted tokens that are new rows), ``texts_unchanged`` (sentences cut
+    exactly as before); beside the setting's K, its protected documents and the merges
+    protection dropped, and the training split's fertility (tokens per word) under the base
+    and the adapted tokenizer, the cost of protection in Bashkir fertility. A tokenizer is a
+    function of the setting and the training split, so the runs (methods, seeds) of one
+    setting share it: ``runs`` counts them, the values are the first run's.
+
+    Args:
+        runs: all runs (finished ones whose record carries re-tokenization are used).
+
+    Returns:
+        :data:`RETOKENIZATION_COLUMNS`; empty where no run adapted its tokenizer (or its
+        record predates the measure).
+    """
+    rows: dict[tuple[str, str, str], dict] = {}
+    for run in runs:
+        vocab = run.train.vocab if run.train is not None else None
+        if run.status != "finished" or vocab is None or not vocab.retokenized:
+            continue
+        for side, r in vocab.retokenized.items():
+            key = (run.model, run.cell.params.tokenizer, side)
+            if key in rows:
+                rows[key]["runs"] += 1
+                continue
+            rows[key] = {"model": run.model, "tokenizer": run.cell.params.tokenizer, "new_tokens": vocab.new_tokens_added,
+                         "protected_documents": vocab.protection.documents if vocab.protection else 0,
+                         "merges_dropped": vocab.protection.merges_dropped if vocab.protection else 0,
+                         "train_fertility_base": vocab.train_before.fertility,
+                         "train_fertility_adapted": vocab.train_after.fertility, "side": side, "texts": r.texts,
+                         "changed_share": r.changed_share, "new_row_share": r.new_row_share,
+                         "texts_unchanged": r.texts_unchanged, "runs": 1}
+    return pd.DataFrame(list(rows.values()), columns=RETOKENIZATION_COLUMNS)
+
+
+def speed_table(runs: list[RunRecord], protocol: str | None = None, split: str = "test") -> pd.DataFrame:
+    """Speed as an outcome of the tokenizer: tokens per word of the test text, and how fast the
+    run generates, in words and in tokens per second.
+
+    ``test_tokens_per_word``: scored tokens / whitespace words of the evaluated ``split``
+    under ``protocol`` (the evaluation's per-document sums); ``generation_words_per_s``:
+    words generated (continuations x mean words) / time in ``generate``;
+    ``generation_tokens_per_s`` and ``generation_tokens_per_word`` from the same run's new
+    tokens; ``words_per_s_vs_base_tokenizer``: the run's words per second over the mean of the
+    base-tokenizer runs of the same model and method (NaN without such runs). Wall times come
+    from the machine the grid ran on: compare runs of one grid, on one machine.
+
+    Args:
+        runs: all runs (finished ones with a generation record are used).
+        protocol, split: of the evaluation sums.
+
+    Returns:
+        :data:`SPEED_COLUMNS`, one row per run.
+    """
+    rows = []
+    for run in runs:
+        gen = run.generate
+        if run.status != "finished" or gen is None:
+            continue
+        words = (gen.summary.mean_words or 0.0) * gen.summary.n
+        time_s = gen.cost.generate_time_s
+        tpw = math.nan
+        if run.eval is not None:
+            docs = eval_documents(run)
+            docs = docs[docs["split"] == split]
+            if protocol is not None and (docs["protocol"] == protocol).any():
+                docs = docs[docs["protocol"] == protocol]
+            if docs["words"].sum() > 0:
+                tpw = float(docs["tokens"].sum() / docs["words"].sum())
+        rows.append(run_keys(run) | {
+            "tokenizer": run.cell.params.tokenizer, "test_tokens_per_word": tpw,
+            "generation_words_per_s": words / time_s if time_s > 0 else math.nan,
+            "generation_tokens_per_s": gen.cost.new_tokens / time_s if time_s > 0 else math.nan,
+            "generation_tokens_per_word": gen.cost.new_tokens / words if words > 0 else math.nan})
+    table = pd.DataFrame(rows, columns=SPEED_COLUMNS[:-1])
+    base = table[table["tokenizer"] == BASE_TOKENIZER].groupby(["model", "method"])["generation_words_per_s"].mean()
+    table["words_per_s_vs_base_tokenizer"] = [
+        w / base.get((m, meth), math.nan) for m, meth, w in
+        zip(table["model"], table["method"], table["generation_words_per_s"])]
+    return table[SPEED_COLUMNS]

@@ -32,6 +32,7 @@ from bashkir_peft.config.lora import changes_base_weights
 from bashkir_peft.config.train import TrainParams
 from bashkir_peft.data.folder import load_texts, read_manifest
 from bashkir_peft.data.packing import packed_dataset
+from bashkir_peft.data.retokenization import mix_replay, read_samples
 from bashkir_peft.data.vocab import adapt_model
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.models.device import Placement, choose_device, is_main_process, one_gpu_per_process, world_size
@@ -47,6 +48,7 @@ from bashkir_peft.runtime import configure_threads
 from bashkir_peft.train.budget import resolve_budget, tokens_per_step, validation_bits_per_byte
 from bashkir_peft.train.checkpoints import last_complete_checkpoint, prune_checkpoints
 from bashkir_peft.train.distributed import gather_costs, launch
+from bashkir_peft.train.new_rows import new_rows_param_group, warm_up_new_rows
 from bashkir_peft.yamlio import validate
 
 INITIAL_ADAPTER = "initial-adapter"
@@ -185,6 +187,12 @@ def _precheck(params: TrainParams, run_dir: Path):
         if params.optim not in names:
             raise ConfigError(f"optim {params.optim!r} is not a transformers optimizer; use auto or one of "
                               + ", ".join(n for n in names if "adamw" in n))
+    adaptation = params.tokenizer
+    if (adaptation is not None and params.method == "full" and adaptation.new_rows_learning_rate is not None
+            and not adaptation.new_rows_warmup_steps):
+        raise ConfigError("new_rows_learning_rate applies to the new-row warm-up and to adapter runs' new rows; "
+                          "full fine-tuning trains them inside the whole embedding matrix: set "
+                          "new_rows_warmup_steps or drop it")
     resolved = resolve_model(params.model)
     ctx = _context_length(resolved)
     if ctx is not None and params.block_size > ctx:
@@ -232,11 +240,20 @@ def _prepare_model(params: TrainParams, resolved, placement: Placement, precisio
                                                            params.out_dir / RunFiles.TOKENIZER, params.seed)
     record["model"] = loaded.resolved.record() | {"hub_id": resolved.entry.hub_id if resolved.entry else None}
     train_texts = load_texts(params.data_dir, "train", params.max_train_documents)
+    adaptation = params.tokenizer
+    if new_ids is not None and adaptation.replay:
+        train_texts, record["vocab"]["replayed"] = mix_replay(train_texts, read_samples(adaptation.replay),
+                                                              adaptation.replay_share, params.seed)
     eval_texts = load_texts(params.data_dir, "validation", params.max_eval_documents)
     train_ds, train_stats = packed_dataset(train_texts, tokenizer, params.block_size, "train")
     eval_ds, eval_stats = packed_dataset(eval_texts, tokenizer, params.block_size, "validation")
     record["data"] |= {"train": train_stats | {"bytes": sum(len(t.encode("utf-8")) for t in train_texts)},
                        "validation": eval_stats | {"bytes": sum(len(t.encode("utf-8")) for t in eval_texts)}}
+    if new_ids is not None and adaptation.new_rows_warmup_steps:
+        record["vocab"]["warmup"] = warm_up_new_rows(
+            model, new_ids, train_ds, adaptation.new_rows_warmup_steps,
+            adaptation.new_rows_learning_rate or params.resolved_learning_rate, params.per_device_train_batch_size,
+            params.seed)
     if params.method == "qlora":
         model = prepare_qlora(model, params.gradient_checkpointing)
     if params.method in ADAPTER_METHODS:
@@ -255,6 +272,22 @@ def _prepare_model(params: TrainParams, resolved, placement: Placement, precisio
     if new_ids is not None:
         record["vocab"] |= token_rows_cost(model, len(new_ids))
     return model, tokenizer, train_ds, eval_ds
+
+
+def _new_rows_own_rate(trainer, learning_rate: float, record: dict) -> None:
+    """Give the new vocabulary rows of an adapter run their own learning rate: the Trainer's
+    optimizer, once built (before its scheduler), has them moved into a group of their own
+    (:func:`~bashkir_peft.train.new_rows.new_rows_param_group`)."""
+    build = trainer.create_optimizer
+
+    def create_optimizer(model=None):
+        fresh = trainer.optimizer is None
+        optimizer = build(model)
+        if fresh:
+            record["vocab"]["new_rows_group_params"] = new_rows_param_group(optimizer, trainer.model, learning_rate)
+        return optimizer
+
+    trainer.create_optimizer = create_optimizer
 
 
 def _chunked_loss(params: TrainParams, model):
@@ -445,6 +478,9 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
             callbacks=[CompleteCheckpoints(params.save_total_limit), timer, OnProgress(attempt_so_far),
                        ProgressFile(run_dir / RunFiles.PROGRESS), *(callbacks or [])],
         )
+        rows_lr = params.tokenizer.new_rows_learning_rate if params.tokenizer is not None else None
+        if rows_lr is not None and params.method in ADAPTER_METHODS:
+            _new_rows_own_rate(trainer, rows_lr, record)
         resume, skipped = last_complete_checkpoint(run_dir / RunFiles.CHECKPOINTS, max_step=steps["max_steps"])
         session |= {"resumed_from": resume.name if resume else None, "skipped_incomplete_checkpoints": skipped}
         record["environment"] = environment_info()
