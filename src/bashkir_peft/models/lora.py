@@ -79,9 +79,13 @@ def lora_parameter_count(model, target_modules: list[str], lora_r: int) -> int:
 
 
 def apply_lora(model, target_modules: list[str], lora_r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.05,
-               trainable_token_indices: dict[str, list[int]] | None = None):
+               trainable_token_indices: dict[str, list[int]] | None = None, dropout_sampler: str = "torch"):
     """Wrap ``model`` with LoRA adapters; only adapter weights (and the rows of
     ``trainable_token_indices``, see :func:`lora_config`) stay trainable.
+
+    Args:
+        dropout_sampler: ``torch`` = peft's ``nn.Dropout``; ``bulk`` = the same distribution
+            with masks from bulk random bits on the CPU (:mod:`bashkir_peft.models.dropout`).
 
     Returns:
         A ``peft.PeftModel``.
@@ -93,8 +97,16 @@ def apply_lora(model, target_modules: list[str], lora_r: int = 8, lora_alpha: in
 
     check_target_modules(model, target_modules)
     conv1d = any(type(m).__name__ == "Conv1D" for m in target_layers(model, target_modules))  # weight (in, out)
-    return get_peft_model(model, lora_config(target_modules, lora_r, lora_alpha, lora_dropout, fan_in_fan_out=conv1d,
-                                            trainable_token_indices=trainable_token_indices))
+    peft_model = get_peft_model(model, lora_config(target_modules, lora_r, lora_alpha, lora_dropout,
+                                                   fan_in_fan_out=conv1d,
+                                                   trainable_token_indices=trainable_token_indices))
+    if dropout_sampler == "bulk":
+        from bashkir_peft.models.dropout import use_bulk_dropout
+
+        use_bulk_dropout(peft_model)
+    elif dropout_sampler != "torch":
+        raise ConfigError(f"dropout_sampler must be 'torch' or 'bulk', got {dropout_sampler!r}")
+    return peft_model
 
 
 def count_parameters(model) -> dict[str, float]:

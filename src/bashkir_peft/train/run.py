@@ -228,7 +228,7 @@ def _prepare_model(params: TrainParams, resolved, placement: Placement, precisio
     if params.method in ADAPTER_METHODS:
         record["target_modules"] = _target_modules(params, resolved)
         model = apply_lora(model, record["target_modules"], params.lora_r, params.lora_alpha, params.lora_dropout,
-                           token_rows_for_peft(model, new_ids) if new_ids else None)
+                           token_rows_for_peft(model, new_ids) if new_ids else None, params.lora_dropout_sampler)
     else:
         record["target_modules"] = None
     cast_trainable(model, precision.master_dtype)
