@@ -64,7 +64,7 @@ def test_corrupt_record_is_corrupt_everywhere_and_only_its_stage_reruns(smoke_co
     train = run_dir / RunFiles.TRAIN
     original = json.loads(train.read_text())
     train.write_text(train.read_text()[:200])
-    others = {n: (run_dir / n).stat().st_mtime_ns for n in (RunFiles.EVAL, RunFiles.GENERATE, "notebooks/03_evaluate.1.ipynb")}
+    others = {n: (run_dir / n).stat().st_mtime_ns for n in (RunFiles.EVAL, RunFiles.GENERATE, "notebooks/03_evaluate.ipynb")}
 
     code, out, _ = cli(capfd, *smoke_copy["status"])
     assert code == 0 and states(out)[rid] == "corrupt" and "train.json" in out

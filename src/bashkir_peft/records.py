@@ -803,9 +803,10 @@ class CellAxes(Part):
 
 
 class StageState(Part):
-    """One notebook execution of a cell (``train``, ``evaluate.1``, ...); ``files``: the
+    """One unit of a cell (``train``, ``evaluate.1``, ...); ``files``: the
     manifest of what it wrote in the run folder (path relative to it -> stamp), set when it
-    finished (cells run before the manifest existed have none)."""
+    finished (cells run before the manifest existed have none). Passes run in one notebook
+    execution name the same ``notebook``; its wall time and files are on the first of them."""
 
     status: Status
     notebook: str
