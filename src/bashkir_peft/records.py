@@ -655,11 +655,15 @@ class Decoding(Part):
 
 
 class GenerateCost(Cost):
-    """Generation's cost: :class:`Cost`, time in ``generate`` [s], new tokens and their rate."""
+    """Generation's cost: :class:`Cost`, time in ``generate`` [s], new tokens and their rate;
+    ``words_per_s``: whitespace words of the continuations as kept (cut to the budget) per
+    second of ``generate``, a rate that compares across tokenizers (``None`` in records
+    written before it existed)."""
 
     generate_time_s: float
     new_tokens: int
     new_tokens_per_s: float | None
+    words_per_s: float | None = None
 
 
 class GenerateRecord(Record):
