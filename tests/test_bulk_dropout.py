@@ -82,21 +82,32 @@ def test_threshold_bounds():
 
 
 def test_drop_in_for_peft_lora_dropout():
-    """use_bulk_dropout replaces each LoRA layer's nn.Dropout (same p) and leaves p = 0
-    layers' nn.Identity alone; the wrapped model trains (finite gradients on the adapters)."""
-    from peft import LoraConfig, get_peft_model
+    """apply_lora(dropout_sampler="bulk") puts a BulkDropout of the same p where peft put each
+    LoRA layer's nn.Dropout, leaves p = 0 layers' nn.Identity alone, and the model trains
+    (finite gradients on the adapters); "torch" keeps peft's modules; anything else is refused."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from bashkir_peft.errors import ConfigError
+    from bashkir_peft.models.lora import apply_lora
+
+    def base():  # a tiny random Llama, built here
+        return LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                            num_attention_heads=2, num_key_value_heads=2))
+
+    def dropouts(model):
+        return [m for n, m in model.named_modules() if n.endswith("lora_dropout.default")]
 
     torch.manual_seed(0)
-    base = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
-    model = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, lora_dropout=0.1, target_modules=["0", "2"]))
-    assert use_bulk_dropout(model) == 2
-    dropouts = [m for n, m in model.named_modules() if n.endswith("lora_dropout.default")]
-    assert len(dropouts) == 2 and all(type(d) is BulkDropout and d.p == 0.1 for d in dropouts)
+    model = apply_lora(base(), ["q_proj", "v_proj"], lora_r=2, lora_alpha=4, lora_dropout=0.1, dropout_sampler="bulk")
+    assert len(dropouts(model)) == 2 and all(type(d) is BulkDropout and d.p == 0.1 for d in dropouts(model))
     model.train()
-    model(torch.randn(5, 16)).sum().backward()
+    model(input_ids=torch.randint(64, (2, 5))).logits.sum().backward()
     grads = [p.grad for n, p in model.named_parameters() if "lora_A" in n]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
 
-    no_dropout = get_peft_model(torch.nn.Sequential(torch.nn.Linear(16, 4)),
-                                LoraConfig(r=2, lora_alpha=4, lora_dropout=0.0, target_modules=["0"]))
+    assert all(type(d) is torch.nn.Dropout for d in dropouts(apply_lora(base(), ["q_proj", "v_proj"], lora_dropout=0.1)))
+    no_dropout = apply_lora(base(), ["q_proj"], lora_dropout=0.0, dropout_sampler="bulk")
+    assert [type(d) for d in dropouts(no_dropout)] == [torch.nn.Identity]
     assert use_bulk_dropout(no_dropout) == 0
+    with pytest.raises(ConfigError, match="dropout_sampler"):
+        apply_lora(base(), ["q_proj"], dropout_sampler="fast")

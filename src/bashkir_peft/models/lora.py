@@ -91,10 +91,12 @@ def apply_lora(model, target_modules: list[str], lora_r: int = 8, lora_alpha: in
         A ``peft.PeftModel``.
 
     Raises:
-        ConfigError: a target module matches nothing.
+        ConfigError: a target module matches nothing, or an unknown ``dropout_sampler``.
     """
     from peft import get_peft_model
 
+    if dropout_sampler not in ("torch", "bulk"):
+        raise ConfigError(f"dropout_sampler must be 'torch' or 'bulk', got {dropout_sampler!r}")
     check_target_modules(model, target_modules)
     conv1d = any(type(m).__name__ == "Conv1D" for m in target_layers(model, target_modules))  # weight (in, out)
     peft_model = get_peft_model(model, lora_config(target_modules, lora_r, lora_alpha, lora_dropout,
@@ -104,8 +106,6 @@ def apply_lora(model, target_modules: list[str], lora_r: int = 8, lora_alpha: in
         from bashkir_peft.models.dropout import use_bulk_dropout
 
         use_bulk_dropout(peft_model)
-    elif dropout_sampler != "torch":
-        raise ConfigError(f"dropout_sampler must be 'torch' or 'bulk', got {dropout_sampler!r}")
     return peft_model
 
 
