@@ -2,7 +2,7 @@
 against the seed-to-seed spread measured in the same run.
 
 For one lever (a TrainParams field and its two values, default: chunked_loss true / false),
-SmolLM2-135M trains ``--steps`` steps (batch 8 x block 128, the loss logged every step) for
+SmolLM2-135M trains ``--steps`` steps (batch ``--batch-size`` (8) x block 128, the loss logged every step) for
 each of two seeds, with the lever on and off: four runs. A lever that claims the same numbers
 must give bit-identical losses; any other is accepted only if, at every logged step, |loss(on)
 - loss(off)| (same seed) is at most half the seed-to-seed standard deviation, estimated from
@@ -11,7 +11,7 @@ the lever-off runs as the root mean square over steps of |loss(seed a) - loss(se
 
 Usage:
     BASHKIR_PEFT_TOKENIZERS=../shared/tokenizers \\
-    .venv/bin/python benchmarks/lever_equality.py [--field chunked_loss] [--method lora] [--steps 8]
+    .venv/bin/python benchmarks/lever_equality.py [--field chunked_loss] [--method lora] [--steps 8] [--batch-size 8]
         [--seeds 42 123] [--corpus ../shared/corpus/bashkir-demo.jsonl.gz] [--json out.json]
 """
 
@@ -28,17 +28,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_throughput import MODEL, REPO, make_data  # noqa: E402
 
 
-def losses(field: str, value, method: str, seed: int, steps: int, data_dir: Path, out: Path) -> list[float]:
+def losses(field: str, value, method: str, seed: int, steps: int, data_dir: Path, out: Path,
+           batch_size: int = 8) -> list[float]:
     from bashkir_peft.config.train import TrainParams
     from bashkir_peft.train.run import run_training
 
-    params = TrainParams(model=MODEL, method=method, block_size=128, per_device_train_batch_size=8,
+    params = TrainParams(model=MODEL, method=method, block_size=128, per_device_train_batch_size=batch_size,
                          max_steps=steps, logging_steps=1, eval_steps=10_000, save_steps=10_000,
                          max_eval_documents=1, seed=seed, data_dir=str(data_dir), output_dir=str(out),
                          **{field: value})
     record = run_training(params)
     assert record.status == "finished", record.reason
-    return [h["loss"] for h in record.losses.train]
+    return [h.loss for h in record.losses.train]
 
 
 def main() -> int:
@@ -49,6 +50,7 @@ def main() -> int:
     ap.add_argument("--method", default="lora", choices=["full", "lora", "qlora"])
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--seeds", nargs=2, type=int, default=[42, 123])
+    ap.add_argument("--batch-size", type=int, default=8, help="blocks of 128 tokens per step")
     ap.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpus" / "bashkir-demo.jsonl.gz")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
@@ -64,7 +66,7 @@ def main() -> int:
         for seed in a.seeds:
             for name, value in (("on", on), ("off", off)):
                 runs[(name, seed)] = losses(a.field, value, a.method, seed, a.steps, data_dir,
-                                            Path(tmp) / f"{name}-{seed}")
+                                            Path(tmp) / f"{name}-{seed}", a.batch_size)
                 print(f"{a.field}={value} seed {seed}: " + " ".join(f"{x:.6f}" for x in runs[(name, seed)]),
                       flush=True)
     s1, s2 = a.seeds

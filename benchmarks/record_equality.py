@@ -38,7 +38,7 @@ from bashkir_peft.records import (
 )
 from bashkir_peft.stages import RUN_RECORDS
 
-TIMES = {"wall_time_s", "peak_rss_mib", "peak_gpu_mib", "tokens_per_s", "new_tokens_per_s", "generate_time_s",
+TIMES = {"wall_time_s", "peak_rss_mib", "peak_gpu_mib", "tokens_per_s", "new_tokens_per_s", "words_per_s", "generate_time_s",
          "started", "finished", "created", "created_utc", "mtime_ns", "baselines_s", "probe_s", "in_context_s",
          "process_costs", "packages", "git"}
 """Keys whose values measure the machine or name the code, at any depth."""

@@ -43,7 +43,10 @@ class _Planned:
 
 class _Run:
     """The GridRun method the estimate reads: a cell's units, shaped as GridRun.units gives them
-    (an external set's pass carries its ``external`` settings; tests/test_external.py)."""
+    (an external set's pass carries its ``external`` settings; tests/test_external.py), and the
+    notebooks' declared parameters (here: no notebook takes ``passes``)."""
+
+    declared = {}
 
     def units(self, p):
         train = {"method": p.cell.method, "max_steps": 10, "per_device_train_batch_size": 4, "block_size": 32,
@@ -75,6 +78,18 @@ def test_estimate_adds_training_flops_and_scaled_reference_stages(monkeypatch):
     assert est.book_seconds == pytest.approx(scale * ref["book"]["any"])
     assert est.seconds == pytest.approx(est.train_seconds + est.other_seconds + est.book_seconds)
     assert not est.unknown and "~" in est.describe()
+
+
+def test_a_pass_sharing_the_execution_before_it_pays_no_notebook_start(monkeypatch):
+    """With an evaluation notebook that takes ``passes`` (issue 28), the external set's pass runs
+    in the execution of the split's pass: its reference seconds less one notebook start."""
+    g = estimate.REFERENCE_GFLOPS  # scale 1
+    monkeypatch.setattr(estimate, "gemm_gflops", lambda shapes, rows: (g, 1_000_000))
+    separate = estimate.estimate_grid(_Run(), [_Planned("base")]).other_seconds
+    run = _Run()
+    run.declared = {"evaluate": {"passes": None}}
+    together = estimate.estimate_grid(run, [_Planned("base")]).other_seconds
+    assert separate - together == pytest.approx(estimate.GENERATE_START_S)
 
 
 def test_cells_on_a_gpu_are_not_estimated(monkeypatch):

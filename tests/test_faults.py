@@ -66,7 +66,7 @@ def test_corrupt_train_record_is_corrupt_everywhere_and_training_reruns_with_the
     original = json.loads(train.read_text())
     train.write_text(train.read_text()[:200])
     others = {n: (run_dir / n).stat().st_mtime_ns for n in (RunFiles.EVAL, RunFiles.GENERATE, RunFiles.DOWNSTREAM,
-                                                           "notebooks/03_evaluate.1.ipynb")}
+                                                           "notebooks/03_evaluate.ipynb")}
     metrics = {k: v["metrics"] for k, v in json.loads((run_dir / RunFiles.EVAL).read_text())["evaluations"].items()}
 
     code, out, _ = cli(capfd, *smoke_copy["status"])

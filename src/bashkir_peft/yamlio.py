@@ -138,6 +138,42 @@ def notebook_params(model: type[M], namespace: dict) -> M:
     return validate(model, {k: namespace[k] for k in model.model_fields if k in namespace}, where)
 
 
+PASSES = "passes"
+"""The parameter through which the grid runner gives a stage notebook all of a cell's passes
+of that stage (e.g. the evaluation's corpus split and each external set) in one execution."""
+
+
+def notebook_passes(model: type[M], namespace: dict) -> list[M]:
+    """The parameters of every pass of a stage notebook: with :data:`PASSES` injected (a list
+    of parameter mappings, one per pass, as the grid runner would inject each into a notebook
+    of its own), each mapping validated over the notebook's own defaults (its ``parameters``
+    cell), so pass k gets exactly what a separate execution with that mapping would get;
+    without it, the one pass of :func:`notebook_params`.
+
+    Raises:
+        ConfigError: parameters injected beside :data:`PASSES`, a pass that is not a mapping,
+            a name in a pass that is not a field of ``model``, or an invalid value (naming the
+            pass).
+    """
+    passes = namespace.get(PASSES)
+    if passes is None:
+        return [notebook_params(model, namespace)]
+    where = f"{model.__name__} (notebook parameters)"
+    beside = [n for n in injected_names(namespace) if n != PASSES]
+    if beside:
+        raise ConfigError(f"{where}: {', '.join(beside)} injected beside {PASSES}; give them inside each pass")
+    if not isinstance(passes, list) or not passes or not all(isinstance(x, dict) for x in passes):
+        raise ConfigError(f"{where}: {PASSES} must be a non-empty list of parameter mappings")
+    defaults = {k: namespace[k] for k in model.model_fields if k in namespace}
+    out = []
+    for i, values in enumerate(passes, 1):
+        unknown = sorted(set(values) - set(model.model_fields))
+        if unknown:
+            raise ConfigError(f"{where}: pass {i}: unknown parameter(s) {', '.join(unknown)}")
+        out.append(validate(model, defaults | values, f"{where}, pass {i}"))
+    return out
+
+
 def load_yaml(path: str | Path, model: type[M]) -> M:
     """Read and validate a YAML file against ``model``."""
     return validate(model, read_yaml(path), str(path))

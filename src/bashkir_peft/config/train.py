@@ -21,7 +21,7 @@ DEFAULT_LEARNING_RATE = {"full": 5e-5, "lora": 2e-4, "qlora": 2e-4}
 
 
 _NOT_RECORDED_AT_DEFAULT = {"tokenizer": None, "train_bytes": None, "eval_every_bytes": None, "keep_checkpoints": True,
-                            "lora_options": None}
+                            "lora_options": None, "lora_dropout_sampler": "torch"}
 """Settings a run's record leaves out while they have these values, so records written before
 the settings existed still match their runs."""
 
@@ -34,6 +34,10 @@ class TrainParams(StrictModel):
         method: ``full``, ``lora`` or ``qlora``.
         lora_r, lora_alpha, lora_dropout: LoRA rank, scaling numerator, adapter dropout
             (ignored by ``full``).
+        lora_dropout_sampler: how LoRA dropout draws its masks: ``torch`` = peft's
+            ``nn.Dropout`` (``aten::bernoulli_``, element by element on AMD CPUs); ``bulk`` =
+            the same distribution from bulk random bits on the CPU
+            (:mod:`bashkir_peft.models.dropout`; other random numbers than ``torch``).
         target_modules: LoRA target module names; ``None`` = the registry's for the model.
         lora_options: further keyword arguments of peft's ``LoraConfig`` (DoRA, rsLoRA, PiSSA /
             OLoRA / LoftQ initialisation, ``layers_to_transform`` ...), validated against peft
@@ -96,6 +100,8 @@ class TrainParams(StrictModel):
     lora_alpha: int = Field(16, gt=0, json_schema_extra={"source": "ours: alpha = 2r, a common LoRA choice"})
     lora_dropout: float = Field(0.05, ge=0, lt=1, json_schema_extra={
         "source": "QLoRA paper (Dettmers et al. 2023): dropout 0.05 for models up to 13B"})
+    lora_dropout_sampler: Literal["torch", "bulk"] = Field("torch", json_schema_extra={
+        "source": "ours: peft's nn.Dropout unless a grid asks for bulk masks (benchmarks/RESULTS.md, issue 28)"})
     target_modules: list[str] | None = Field(None, json_schema_extra={
         "source": "the registry's per-architecture table (params/models.yaml; QLoRA paper sec. 4: every linear layer)"})
     lora_options: dict[str, JsonValue] | None = Field(None, json_schema_extra={

@@ -219,7 +219,30 @@ def _documents(params: EvalParams, data_dir, manifest) -> tuple[list[str], list[
     return list(ds["text"]), [str(i) for i in ds["id"]], [str(s) for s in ds["source"]], None
 
 
-def run_evaluation(params: EvalParams, *, progress: bool = True) -> EvalEntry:
+SUBJECT_FIELDS = ("model", "run_dir", "merge", "dtype", "device")
+"""The evaluation parameters that decide the model under test (:func:`load_subject`'s arguments)."""
+
+
+def shared_subject(passes: list[EvalParams]):
+    """The model under test of several evaluation passes, loaded once, when there are two or
+    more and every pass names the same one (the same :data:`SUBJECT_FIELDS`); ``None``
+    otherwise (each pass loads its own, as a single evaluation always does).
+
+    Returns:
+        A :class:`~bashkir_peft.models.subject.Subject` or ``None``.
+
+    Raises:
+        ConfigError, RecordError: as :func:`load_subject` (unknown model, unfinished run ...).
+    """
+    keys = {tuple(getattr(p, f) for f in SUBJECT_FIELDS) for p in passes}
+    if len(passes) < 2 or len(keys) != 1:
+        return None
+    p = passes[0]
+    configure_threads(p.num_threads)
+    return load_subject(p.model, p.run_dir, merge=p.merge, dtype=p.dtype, device=p.device)
+
+
+def run_evaluation(params: EvalParams, *, progress: bool = True, subject=None) -> EvalEntry:
     """Evaluate a base model or a training run on one split, or on one external test set,
     under one protocol.
 
@@ -227,6 +250,13 @@ def run_evaluation(params: EvalParams, *, progress: bool = True) -> EvalEntry:
     per-document table already there), then loads the model, scores, and writes
     ``eval.json``, ``eval_documents.parquet`` and ``eval_metrics.csv`` atomically into the
     output folder (entries of other protocol/split pairs already there are kept).
+
+    Args:
+        params: the pass's parameters.
+        progress: show a progress bar while scoring.
+        subject: the model under test already loaded for these parameters (by
+            :func:`shared_subject`, for several passes of one notebook); ``None`` = load it
+            here. The entry's ``cost`` then measures the scoring only, not the loading.
 
     Returns:
         The :class:`~bashkir_peft.records.EvalEntry` written into ``eval.json`` under
@@ -264,8 +294,9 @@ def run_evaluation(params: EvalParams, *, progress: bool = True) -> EvalEntry:
     old = read_eval_documents(docs_path) if docs_path.is_file() else None
     out_dir.mkdir(parents=True, exist_ok=True)
     with ResourceMeter() as meter:
-        subject = load_subject(params.model, params.run_dir, merge=params.merge, dtype=params.dtype,
-                               device=params.device)
+        if subject is None:
+            subject = load_subject(params.model, params.run_dir, merge=params.merge, dtype=params.dtype,
+                                   device=params.device)
         model, tokenizer = subject.model, subject.tokenizer
         _check_length(length, _context_length(model), params.protocol)
         if params.protocol == "rolling":

@@ -237,7 +237,7 @@ def run_generation(params: GenerateParams) -> GenerateRecord:
         (continuations ended by EOS, the budget, the token cap), ``cost``,
         ``environment``. ``cost``: wall time and peak memory of loading plus generating
         (:class:`bashkir_peft.provenance.ResourceMeter`), ``generate_time_s`` and
-        ``new_tokens_per_s`` of the generation alone.
+        ``new_tokens_per_s`` and ``words_per_s`` of the generation alone.
 
     Raises:
         ConfigError: missing run folder, prompts file or data, or an unfinished run.
@@ -277,8 +277,10 @@ def run_generation(params: GenerateParams) -> GenerateRecord:
     refs = [p.reference for p in prompts if p.reference]
     cost = meter.result()
     n_tokens = int(df["n_new_tokens"].sum())
+    n_words = sum(len(t.split()) for t in texts)
     cost.update(generate_time_s=gen_seconds, new_tokens=n_tokens,
-                new_tokens_per_s=n_tokens / gen_seconds if gen_seconds else None)
+                new_tokens_per_s=n_tokens / gen_seconds if gen_seconds else None,
+                words_per_s=n_words / gen_seconds if gen_seconds else None)
     result = {
         "status": "finished",
         "label": label,

@@ -18,7 +18,10 @@ FLOPs (:func:`gemm_gflops`, about a second). Then, per cell not yet finished:
 - every other notebook execution (an evaluation pass, an external test set, generation, the
   downstream stage) and the book: its seconds with the cpu-demo's settings on the reference
   machine (:data:`REFERENCE_SECONDS`; generation per prompt), times ``G_ref / G``: a stage
-  with other settings (more documents, sentences) costs more than this says.
+  with other settings (more documents, sentences) costs more than this says. A pass that
+  runs in the notebook execution of the pass before it (a stage whose notebook takes
+  ``passes``: :func:`bashkir_peft.grid.runner.executions`) costs its seconds less the notebook
+  start and model load (:data:`GENERATE_START_S`), which the first pass pays.
 
 The figure is an estimate for planning, compared with the real wall time at the end of
 ``grid run``; cells on a GPU are not estimated (the planner uses their measured throughput).
@@ -38,6 +41,7 @@ from bashkir_peft.grid.plan import meta_model, planned_tokens, train_params
 from bashkir_peft.models.device import choose_device
 from bashkir_peft.records import DataFiles
 from bashkir_peft.train.budget import resolve_budget, tokens_per_step
+from bashkir_peft.yamlio import PASSES
 
 # Share of the GEMM bound our trainer reaches, SmolLM2-135M, batch 8 x block 128, fp32, 2
 # threads (benchmarks/RESULTS.md, "Training throughput", the run of this commit).
@@ -199,8 +203,10 @@ def estimate_grid(run, cells) -> GridEstimate:
         g, n_params = probes[key]
         gflops.setdefault(p.cell.model, g)
         scale = REFERENCE_GFLOPS / g
-        for u in units:
+        with_passes = {s for s, names in run.declared.items() if PASSES in names}
+        for i, u in enumerate(units):
             stage, settings = u.stage, u.parameters
+            shared = (u.name != stage and stage in with_passes and i > 0 and units[i - 1].stage == stage)
             if stage == "train":
                 tokens = planned_tokens(params, None)
                 if tokens is None and params.train_bytes is not None:
@@ -218,6 +224,8 @@ def estimate_grid(run, cells) -> GridEstimate:
                 if stage == "generate":
                     n_prompts = settings.get("n_prompts", GenerateParams.model_fields["n_prompts"].default)
                     seconds = GENERATE_START_S + seconds * n_prompts
+                if shared:  # a later pass of one notebook execution: no notebook start, no model load
+                    seconds = max(seconds - GENERATE_START_S, 0.0)
                 other_s += seconds * scale
     book_s = REFERENCE_SECONDS["book"]["any"] * REFERENCE_GFLOPS / min(gflops.values()) if gflops else 0.0
     return GridEstimate(train_s, other_s, book_s, gflops, len(cells), unknown)

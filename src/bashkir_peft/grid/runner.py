@@ -71,6 +71,7 @@ from bashkir_peft.records import (
 )
 from bashkir_peft.settings import REPO_ROOT
 from bashkir_peft.stages import CELL_STAGES, STAGE_SECTIONS, STAGES
+from bashkir_peft.yamlio import PASSES
 
 LOCK_WAIT_S = 2.0
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -406,6 +407,21 @@ def prepare_data(run: GridRun, log=print) -> str:
         return fp
 
 
+def executions(units: list[Unit], with_passes: set[str]) -> list[list[Unit]]:
+    """The notebook executions of a cell's pending ``units``, in order: the consecutive passes
+    of a stage whose notebook takes :data:`~bashkir_peft.yamlio.PASSES` (``with_passes``)
+    together, as one execution (one kernel start, the model loaded once); every other unit
+    alone. A stage without passes is a unit named as the stage and always runs alone."""
+    out: list[list[Unit]] = []
+    for u in units:
+        together = u.name != u.stage and u.stage in with_passes
+        if together and out and out[-1][0].stage == u.stage and out[-1][0].name != u.stage:
+            out[-1].append(u)
+        else:
+            out.append([u])
+    return out
+
+
 def _stage_record_failure(p: Planned, stage: str, unit: str) -> str | None:
     """The failure a stage's record reports after its notebook ran (``None`` if finished).
 
@@ -508,19 +524,22 @@ def run_cell(run: GridRun, p: Planned, *, force: bool = False, on_stage=None) ->
         }
         write_record(rec_path, CellRecord(**record))
         start = time.perf_counter()
-        for u in run.units(p):
-            u = u.placed(str(p.run_dir))
-            unit, stage, params = u.name, u.stage, u.parameters
-            if unit in stages_done:
-                continue
+        pending = [u.placed(str(p.run_dir)) for u in run.units(p) if u.name not in stages_done]
+        with_passes = {s for s, names in run.declared.items() if PASSES in names}
+        for group in executions(pending, with_passes):
+            first, stage = group[0], group[0].stage
+            together = first.name != stage and stage in with_passes  # passes: one execution, one notebook
+            unit = stage if together else first.name
             if on_stage:
                 on_stage(p, unit)
             name = STAGES[stage].notebook
             if unit != stage:
                 name = name.replace(".ipynb", f".{unit.split('.')[1]}.ipynb")
             out = p.run_dir / RunFiles.NOTEBOOKS / name
+            params = {PASSES: [u.parameters for u in group]} if together else first.parameters
             t0 = time.perf_counter()
-            record["stages"][unit] = {"status": "running", "notebook": str(out), "parameters": params}
+            for u in group:
+                record["stages"][u.name] = {"status": "running", "notebook": str(out), "parameters": u.parameters}
             write_record(rec_path, CellRecord(**record))
             before = scan(p.run_dir)
             try:
@@ -529,13 +548,14 @@ def run_cell(run: GridRun, p: Planned, *, force: bool = False, on_stage=None) ->
             except Exception as err:  # noqa: BLE001 - a failed cell must not stop the grid
                 info = notebook_error(err, unit, out)
                 failure, record["failure"] = info.error, info
-            record["stages"][unit].update(status="failed" if failure else "finished",
-                                           wall_time_s=time.perf_counter() - t0)
+            for i, u in enumerate(group):  # one execution: its wall time on its first unit
+                record["stages"][u.name].update(status="failed" if failure else "finished",
+                                                wall_time_s=time.perf_counter() - t0 if i == 0 else None)
             if failure:
                 record.update(status="failed", error=failure, wall_time_s=time.perf_counter() - start)
                 write_record(rec_path, CellRecord(**record))
                 return CellResult(p, "failed", record["wall_time_s"], failure)
-            _record_manifest(p.run_dir, record["stages"], unit, before)
+            _record_manifest(p.run_dir, record["stages"], first.name, before)
             write_record(rec_path, CellRecord(**record))
         record.update(status="finished", wall_time_s=time.perf_counter() - start)
         write_record(rec_path, CellRecord(**record))

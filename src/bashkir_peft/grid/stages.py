@@ -48,7 +48,9 @@ prepared); :meth:`Unit.placed` puts the real folder in."""
 
 @dataclass(frozen=True)
 class Unit:
-    """One notebook execution of a cell: a stage, or one pass of a stage with ``passes``.
+    """One unit of a cell's work: a stage, or one pass of a stage with ``passes`` (the passes of
+    a stage whose notebook takes ``passes`` run in one notebook execution:
+    :func:`bashkir_peft.grid.runner.executions`).
 
     Attributes:
         name: ``train``, ``evaluate``, or ``evaluate.1``, ``evaluate.2``... for passes.

@@ -101,7 +101,8 @@ def lora_parameter_count(model, target_modules: list[str], lora_r: int, options:
 
 
 def apply_lora(model, target_modules: list[str], lora_r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.05,
-               trainable_token_indices: dict[str, list[int]] | None = None, options: dict | None = None):
+               trainable_token_indices: dict[str, list[int]] | None = None, options: dict | None = None,
+               dropout_sampler: str = "torch"):
     """Wrap ``model`` with LoRA adapters; only adapter weights (and the rows of
     ``trainable_token_indices``, see :func:`lora_config`) stay trainable.
 
@@ -110,15 +111,19 @@ def apply_lora(model, target_modules: list[str], lora_r: int = 8, lora_alpha: in
     default initialisation, then ``peft.replace_lora_weights_loftq`` sets them from the
     quantization residual of the base weights (read from the model's safetensors file), once
     per ``loftq_config.loftq_iter`` (peft's LoftQ-for-QLoRA path; it computes on CUDA).
+    ``dropout_sampler``: ``torch`` = peft's ``nn.Dropout``; ``bulk`` = the same distribution
+    with masks from bulk random bits on the CPU (:mod:`bashkir_peft.models.dropout`).
 
     Returns:
         A ``peft.PeftModel``.
 
     Raises:
-        ConfigError: a target module matches nothing; LoftQ without CUDA.
+        ConfigError: a target module matches nothing; LoftQ without CUDA; an unknown ``dropout_sampler``.
     """
     from peft import get_peft_model
 
+    if dropout_sampler not in ("torch", "bulk"):
+        raise ConfigError(f"dropout_sampler must be 'torch' or 'bulk', got {dropout_sampler!r}")
     check_target_modules(model, target_modules)
     conv1d = any(type(m).__name__ == "Conv1D" for m in target_layers(model, target_modules))  # weight (in, out)
     options = dict(options or {})
@@ -138,6 +143,10 @@ def apply_lora(model, target_modules: list[str], lora_r: int = 8, lora_alpha: in
 
         for _ in range(iterations):
             replace_lora_weights_loftq(net)
+    if dropout_sampler == "bulk":
+        from bashkir_peft.models.dropout import use_bulk_dropout
+
+        use_bulk_dropout(net)
     return net
 
 

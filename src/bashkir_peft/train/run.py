@@ -259,7 +259,8 @@ def _prepare_model(params: TrainParams, resolved, placement: Placement, precisio
     if params.method in ADAPTER_METHODS:
         record["target_modules"] = _target_modules(params, resolved)
         model = apply_lora(model, record["target_modules"], params.lora_r, params.lora_alpha, params.lora_dropout,
-                           token_rows_for_peft(model, new_ids) if new_ids else None, params.lora_options)
+                           token_rows_for_peft(model, new_ids) if new_ids else None, params.lora_options,
+                           params.lora_dropout_sampler)
         initial = params.out_dir / INITIAL_ADAPTER
         if changes_base_weights(params.lora_options) and is_main_process() \
                 and not (initial / "adapter_config.json").is_file():
