@@ -15,6 +15,7 @@ from bashkir_peft.config.evaluate import EvalParams
 from bashkir_peft.config.external import ExternalSet
 from bashkir_peft.data.external import load_external
 from bashkir_peft.data.sib200 import read_sib200_split
+from bashkir_peft.data.subsets import stratified_indices
 from bashkir_peft.errors import ConfigError, DataError
 from bashkir_peft.evaluate.run import run_evaluation
 from bashkir_peft.records import EVAL_DOCUMENT_COLUMNS, RunFiles
@@ -49,7 +50,9 @@ def test_sib200_side_scored_whole_under_its_own_name_beside_a_split(tmp_path):
     assert set(rec["evaluations"]) == {"rolling/test", "rolling/sib200-eng"}
     docs = pd.read_parquet(out / RunFiles.EVAL_DOCUMENTS)
     side = docs[docs["split"] == "sib200-eng"]
-    raw = read_sib200_split(Path(__file__).resolve().parents[1] / SIB / "eng_Latn", "test").head(5)
+    raw = read_sib200_split(Path(__file__).resolve().parents[1] / SIB / "eng_Latn", "test")
+    raw = raw.iloc[stratified_indices(raw["category"].tolist(), 5)]  # spread over the topics, not the head
+    assert raw["category"].nunique() == 5
     assert side["id"].tolist() == [str(i) for i in raw["index_id"]]  # the same ids in every language
     assert (side["source"] == "eng_Latn").all()
     assert side["bytes"].tolist() == [len(t.encode()) for t in raw["text"]]  # raw: not cleaned

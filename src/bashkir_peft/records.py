@@ -477,13 +477,16 @@ class CleaningSettings(Part):
 class ExternalInfo(ExternalSet):
     """An external test set as scored (:func:`bashkir_peft.data.external.load_external`): its
     parameters, the resolved path, documents read and scored, drops by reason, the cleaning
-    settings (``None``: raw) and the SHA-256 of the scored texts."""
+    settings (``None``: raw), the composition of what was scored (SIB-200: category ->
+    documents, in file order; ``None``: a set without categories, or a record from before
+    issue 27) and the SHA-256 of the scored texts."""
 
     resolved_path: str
     documents_read: int
     documents: int
     drops: dict[str, int]
     cleaning_settings: CleaningSettings | None
+    composition: dict[str, int] | None = None
     fingerprint: str
 
 

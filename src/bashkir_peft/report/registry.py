@@ -22,6 +22,7 @@ import pandas as pd
 from bashkir_peft.report import comparisons, cost, downstream, failures, forgetting, generation, lm, paper, tokenizers
 from bashkir_peft.report import figures as fig
 from bashkir_peft.report.context import ReportContext
+from bashkir_peft.report.external_sets import external_sets_table
 from bashkir_peft.report.runs import discover_runs
 
 
@@ -91,6 +92,8 @@ TABLES: tuple[ReportTable, ...] = (
                 "trained run: Bashkir gained, English and Russian forgotten on SIB-200, against the base model"),
     ReportTable("forgetting_summary", lambda c: forgetting.forgetting_summary(c.tables["forgetting"]),
                 "model x method: gained and forgotten, mean and std over seeds"),
+    ReportTable("external_sets", lambda c: external_sets_table(c.runs),
+                "external test set as scored: the subset's rule, documents, composition by category"),
     ReportTable("downstream", lambda c: downstream.downstream_table(c.runs),
                 "run x classifier (baselines once, first): SIB-200 Bashkir accuracy and macro-F1 with intervals"),
     ReportTable("parity", lambda c: tokenizers.parity_table(c.data_dir),
