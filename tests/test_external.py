@@ -94,10 +94,10 @@ def test_grid_external_sets_become_one_evaluation_pass_each():
     base = next(c for c in expand(grid) if c.method == "base")
     run.declared = {s: notebook_parameters(run.notebook(s)) for s in base.stages}
     units = [(u.name, u.parameters) for u in run.units(Planned(base, "rev")) if u.stage == "evaluate"]
-    assert [u for u, _ in units] == [f"evaluate.{i}" for i in range(1, 5)]
+    assert [u for u, _ in units] == [f"evaluate.{i}" for i in range(1, 7)]
     assert units[0][1].get("protocol") == "rolling" and "external" not in units[0][1]
     ext = [p["external"] for _, p in units[1:]]
-    assert [e["name"] for e in ext] == ["sib200-bak", "sib200-eng", "sib200-rus"]
+    assert [e["name"] for e in ext] == ["sib200-bak", "sib200-eng", "sib200-rus", "flores-bak", "flores-tat"]
     assert all("external_sets" not in p for _, p in units)
     assert all(EvalParams.model_validate({k: v for k, v in p.items() if k in EvalParams.model_fields}).external
                for _, p in units[1:])

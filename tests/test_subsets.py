@@ -65,7 +65,7 @@ def test_flores_lines_read_evenly_and_the_record_keeps_what_was_scored(tmp_path)
     texts, ids = read_lines(path)
     assert texts == ["one", "two", "three", "four", "five"] and ids == ["0", "2", "3", "4", "5"]
     docs = load_external(ExternalSet(name="x", format="lines", path=str(path), max_documents=2))
-    assert docs.ids == ["2", "4"] and docs.sources == ["x", "x"]  # rows 1 and 3 of the five
+    assert docs.ids == ["2", "4"] and docs.sources == ["x.devtest", "x.devtest"]  # rows 1 and 3 of the five
     assert docs.info["selection"] == "even" and docs.info["composition"] is None
     info = ExternalInfo.model_validate({**docs.info, "cleaning_settings": None}, context=RECORDED)
     assert info.documents == 2 and info.documents_read == 5

@@ -119,7 +119,9 @@ def load_external(spec: ExternalSet, cleaning_settings: dict | None = None) -> E
         texts, ids, sources, categories = _sib200(spec)
     elif spec.format == "lines":
         texts, ids = read_lines(resolve_path(spec.path))
-        sources = [resolve_path(spec.path).name.split(".")[0]] * len(texts)
+        # the file's name, e.g. bak_Cyrl.devtest: never a SIB-200 folder's (bak_Cyrl), whose rows
+        # the forgetting table pairs by id
+        sources = [resolve_path(spec.path).name.removesuffix(".gz")] * len(texts)
     else:
         docs = list(iter_documents(resolve_source(spec.path)))
         texts, ids, sources = [d.text for d in docs], [d.id for d in docs], [d.source for d in docs]

@@ -16,7 +16,7 @@ import pandas as pd
 from bashkir_peft.config.design import Comparison, StudyDesign
 from bashkir_peft.names import label_parts, method_sort_key
 from bashkir_peft.report.bootstrap import MIN_SEEDS
-from bashkir_peft.report.forgetting import FORGETTING_SPLITS
+from bashkir_peft.report.forgetting import FORGETTING_SPLITS, TRANSFER_SPLITS
 from bashkir_peft.report.lm import differences_table
 from bashkir_peft.report.runs import RunRecord
 
@@ -30,6 +30,9 @@ PAIR_ROLE = "pair"
 """Role of every pair of methods on the test split, for a grid without a ``study`` block."""
 FORGETTING_ROLE = "forgetting"
 """Role of a trained method against ``base`` on an external set of :data:`FORGETTING_SPLITS`."""
+TRANSFER_ROLE = "transfer"
+"""Role of a trained method against ``base`` on an external set of :data:`TRANSFER_SPLITS`
+(a related language never trained on; < 0: transfer)."""
 
 COMPARISON_COLUMNS = ["role", "question", "model", "a", "b", "split", "bpb_a", "bpb_b", "difference", "ci_low",
                       "ci_high", "n_documents", "n_seeds_a", "n_seeds_b", "flag"]
@@ -88,7 +91,9 @@ def comparisons_table(runs: list[RunRecord], design: StudyDesign | None, *, prot
       ``... (test split)``); without a ``study`` block, every pair of methods on the test split
       (role :data:`PAIR_ROLE`);
     - :data:`FORGETTING_ROLE`: every trained method against ``base`` on each external set of
-      :data:`~bashkir_peft.report.forgetting.FORGETTING_SPLITS` that was scored (> 0: forgotten).
+      :data:`~bashkir_peft.report.forgetting.FORGETTING_SPLITS` that was scored (> 0: forgotten);
+    - :data:`TRANSFER_ROLE`: the same on each set of
+      :data:`~bashkir_peft.report.forgetting.TRANSFER_SPLITS` (Tatar; < 0: transfer).
 
     Args:
         runs: all runs (the finished ones are used).
@@ -125,9 +130,10 @@ def comparisons_table(runs: list[RunRecord], design: StudyDesign | None, *, prot
             wanted.append((PAIR_ROLE, Comparison(a=r["method_a"], b=r["method_b"], split="test", question="")))
     trained = sorted({r.method_label for r in runs if r.status == "finished" and r.method != "base"},
                      key=method_sort_key)
-    for split in FORGETTING_SPLITS:
-        for label in trained:
-            wanted.append((FORGETTING_ROLE, Comparison(a=label, b="base", split=split, question="")))
+    for role, splits in ((FORGETTING_ROLE, FORGETTING_SPLITS), (TRANSFER_ROLE, TRANSFER_SPLITS)):
+        for split in splits:
+            for label in trained:
+                wanted.append((role, Comparison(a=label, b="base", split=split, question="")))
     rows = []
     for role, c in wanted:
         d = diffs(c.split)

@@ -17,9 +17,9 @@ import pandas as pd
 from bashkir_peft.config.design import StudyDesign
 from bashkir_peft.names import REFERENCE_LABEL, label_parts
 from bashkir_peft.report.build import ReportResult
-from bashkir_peft.report.comparisons import DESIGN_ROLES, FORGETTING_ROLE, MIN_DOCUMENTS
+from bashkir_peft.report.comparisons import DESIGN_ROLES, FORGETTING_ROLE, MIN_DOCUMENTS, TRANSFER_ROLE
 from bashkir_peft.report.downstream import ZERO_SHOT, downstream_results
-from bashkir_peft.report.forgetting import FORGETTING_SPLITS
+from bashkir_peft.report.forgetting import FORGETTING_SPLITS, TRANSFER_SPLITS
 from bashkir_peft.report.runs import RunRecord
 
 SPLIT_WORDS = {"test": "the corpus's test split", "sib200-bak": "the Bashkir side of SIB-200",
@@ -49,26 +49,30 @@ def _verdict(row, better: str = "better") -> str:
 
 
 def _comparison_sentences(comp: pd.DataFrame, confidence: float) -> list[str]:
-    """One sentence per comparison of the study (or pair), then one per forgetting split."""
+    """One sentence per comparison of the study (or pair), then one per forgetting split and
+    one per transfer split."""
     out = []
-    for _, r in comp[comp["role"] != FORGETTING_ROLE].iterrows():
+    for _, r in comp[~comp["role"].isin([FORGETTING_ROLE, TRANSFER_ROLE])].iterrows():
         where = SPLIT_WORDS.get(r["split"], r["split"])
         head = f"**{r['role'].capitalize()}.** {r['question']} " if r["question"] and r["role"] in DESIGN_ROLES else (
             f"**{r['role'].capitalize()}.** ")
         out.append(f"{head}On {where} ({r['n_documents']} documents, {r['n_seeds_a']} x {r['n_seeds_b']} seeds), "
                    f"{r['a']} − {r['b']} = {_interval(r)} ({confidence:.0%} interval over seeds and documents): "
                    f"{_verdict(r)}.")
-    forget = comp[comp["role"] == FORGETTING_ROLE]
-    for split, language in FORGETTING_SPLITS.items():
-        rows = forget[forget["split"] == split]
-        if rows.empty:
-            continue
-        parts = [f"{r['a']} {_interval(r)}" + (f" (flagged: {r['flag']})" if _flagged(r) else
-                                                 " (forgotten)" if r["ci_low"] > 0 else
-                                                 " (improved)" if r["ci_high"] < 0 else " (no change shown)")
-                 for _, r in rows.iterrows()]
-        out.append(f"**Forgetting, {language}.** Against the base model on the same {rows['n_documents'].iloc[0]} "
-                   f"{language} sentences (> 0: worse than before): " + "; ".join(parts) + ".")
+    for role, splits, worse, better in ((FORGETTING_ROLE, FORGETTING_SPLITS, "forgotten", "improved"),
+                                        (TRANSFER_ROLE, TRANSFER_SPLITS, "worse", "transfer")):
+        rows_of = comp[comp["role"] == role]
+        for split, language in splits.items():
+            rows = rows_of[rows_of["split"] == split]
+            if rows.empty:
+                continue
+            parts = [f"{r['a']} {_interval(r)}" + (f" (flagged: {r['flag']})" if _flagged(r) else
+                                                     f" ({worse})" if r["ci_low"] > 0 else
+                                                     f" ({better})" if r["ci_high"] < 0 else " (no change shown)")
+                     for _, r in rows.iterrows()]
+            out.append(f"**{role.capitalize()}, {language}.** Against the base model on the same "
+                       f"{rows['n_documents'].iloc[0]} {language.split(' (')[0]} sentences (> 0: worse than before): "
+                       + "; ".join(parts) + ".")
     return out
 
 
