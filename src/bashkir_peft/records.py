@@ -452,7 +452,7 @@ class MetricBlock(Part):
     counted apart, whose ``nll`` includes them.
     """
 
-    protocol: Literal["paper", "rolling"]
+    protocol: Literal["paper", "rolling", "goldfish"]
     split: str
     source: str
     documents: int
@@ -510,10 +510,11 @@ class EvalCost(Cost):
 class EvalEntry(Part):
     """One ``protocol/split`` (or ``protocol/<external set>``) evaluation in ``eval.json``;
     an external set's ``split`` is its name and ``data["external"]`` says what it is
-    (:mod:`bashkir_peft.data.external`)."""
+    (:mod:`bashkir_peft.data.external`). ``truncated``: under the ``goldfish`` protocol, the
+    sentences cut to its 512 tokens (``None``: another protocol, or a record before it)."""
 
     status: Literal["finished"]
-    protocol: Literal["paper", "rolling"]
+    protocol: Literal["paper", "rolling", "goldfish"]
     split: str
     max_length: int | None
     stride: int | None
@@ -526,6 +527,7 @@ class EvalEntry(Part):
     merge_note: str | None
     metrics: MetricBlock
     by_source: dict[str, MetricBlock]
+    truncated: int | None = None
     params: EvalParams
     method: Method
     model: ModelInfo | None
