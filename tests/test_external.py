@@ -98,6 +98,9 @@ def test_grid_external_sets_become_one_evaluation_pass_each():
     assert units[0][1].get("protocol") == "rolling" and "external" not in units[0][1]
     ext = [p["external"] for _, p in units[1:]]
     assert [e["name"] for e in ext] == ["sib200-bak", "sib200-eng", "sib200-rus", "flores-bak", "flores-tat"]
+    # an entry's protocols: one pass per protocol, the key itself not passed on to the set
+    assert [p.get("protocol") for _, p in units[1:]] == ["rolling"] * 3 + ["goldfish"] * 2
+    assert all("protocols" not in e for e in ext)
     assert all("external_sets" not in p for _, p in units)
     assert all(EvalParams.model_validate({k: v for k, v in p.items() if k in EvalParams.model_fields}).external
                for _, p in units[1:])

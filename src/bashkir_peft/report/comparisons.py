@@ -30,6 +30,9 @@ PAIR_ROLE = "pair"
 """Role of every pair of methods on the test split, for a grid without a ``study`` block."""
 FORGETTING_ROLE = "forgetting"
 """Role of a trained method against ``base`` on an external set of :data:`FORGETTING_SPLITS`."""
+GOLDFISH = "goldfish"
+"""The protocol a forgetting or transfer set is compared under where the report's protocol did
+not score it (FLORES-200 sides scored under the Goldfish protocol only: split ``<set> (goldfish)``)."""
 TRANSFER_ROLE = "transfer"
 """Role of a trained method against ``base`` on an external set of :data:`TRANSFER_SPLITS`
 (a related language never trained on; < 0: transfer)."""
@@ -93,7 +96,9 @@ def comparisons_table(runs: list[RunRecord], design: StudyDesign | None, *, prot
     - :data:`FORGETTING_ROLE`: every trained method against ``base`` on each external set of
       :data:`~bashkir_peft.report.forgetting.FORGETTING_SPLITS` that was scored (> 0: forgotten);
     - :data:`TRANSFER_ROLE`: the same on each set of
-      :data:`~bashkir_peft.report.forgetting.TRANSFER_SPLITS` (Tatar; < 0: transfer).
+      :data:`~bashkir_peft.report.forgetting.TRANSFER_SPLITS` (Tatar; < 0: transfer). A set
+      the report's protocol did not score is compared under :data:`GOLDFISH` where it was
+      scored so (bits per byte of the second halves), its split named ``<set> (goldfish)``.
 
     Args:
         runs: all runs (the finished ones are used).
@@ -111,13 +116,13 @@ def comparisons_table(runs: list[RunRecord], design: StudyDesign | None, *, prot
     Raises:
         RecordError: a finished run's per-document table does not match the contract.
     """
-    cache: dict[str, pd.DataFrame] = dict(known or {})
+    cache: dict[tuple[str, str | None], pd.DataFrame] = {(k, protocol): v for k, v in (known or {}).items()}
 
-    def diffs(split: str) -> pd.DataFrame:
-        if split not in cache:
-            cache[split] = differences_table(runs, protocol=protocol, split=split, n_resamples=n_resamples,
-                                             confidence=confidence, seed=seed)
-        return cache[split]
+    def diffs(split: str, proto: str | None = protocol) -> pd.DataFrame:
+        if (split, proto) not in cache:
+            cache[split, proto] = differences_table(runs, protocol=proto, split=split, n_resamples=n_resamples,
+                                                    confidence=confidence, seed=seed)
+        return cache[split, proto]
 
     wanted: list[tuple[str, Comparison]] = []
     if design is not None:
@@ -136,12 +141,16 @@ def comparisons_table(runs: list[RunRecord], design: StudyDesign | None, *, prot
                 wanted.append((role, Comparison(a=label, b="base", split=split, question="")))
     rows = []
     for role, c in wanted:
-        d = diffs(c.split)
+        d, split = diffs(c.split), c.split
+        if d.empty and role in (FORGETTING_ROLE, TRANSFER_ROLE) and protocol != GOLDFISH:
+            # a FLORES-200 side scored under the Goldfish protocol only: bits per byte of the
+            # sentences' second halves, named so
+            d, split = diffs(c.split, GOLDFISH), f"{c.split} ({GOLDFISH})"
         for model in sorted(set(d["model"])):
             row = _oriented(d[d["model"] == model], c.a, c.b)
             if row is None:
                 continue
-            row = {"role": role, "question": c.question, "model": model, "a": c.a, "b": c.b, "split": c.split,
+            row = {"role": role, "question": c.question, "model": model, "a": c.a, "b": c.b, "split": split,
                    **row}
             row["flag"] = interval_flag(row)
             rows.append(row)

@@ -63,7 +63,7 @@ def _comparison_sentences(comp: pd.DataFrame, confidence: float) -> list[str]:
                                         (TRANSFER_ROLE, TRANSFER_SPLITS, "worse", "transfer")):
         rows_of = comp[comp["role"] == role]
         for split, language in splits.items():
-            rows = rows_of[rows_of["split"] == split]
+            rows = rows_of[rows_of["split"].isin([split, f"{split} (goldfish)"])]
             if rows.empty:
                 continue
             parts = [f"{r['a']} {_interval(r)}" + (f" (flagged: {r['flag']})" if _flagged(r) else
