@@ -49,3 +49,45 @@ def test_tatar_is_transfer_english_is_forgetting(tmp_path):
     assert "**Transfer, Tatar (FLORES-200 devtest).** Against the base model on the same 40 Tatar sentences" in text
     assert "full -0.500 bits per byte [-0.500, -0.500] (transfer)" in text
     assert "**Forgetting, English (FLORES-200 devtest).**" in text and "(forgotten)" in text
+
+
+def _add_goldfish_entry(run_dir: Path, side: str, nll: float, documents: int, truncated: int) -> None:
+    """Add a ``goldfish/flores-<side>`` entry to a run's eval.json (a copy of its test entry
+    with the FLORES set's provenance and the given sums)."""
+    from bashkir_peft.records import EvalData, EvalRecord, ExternalInfo, read_record, write_record
+
+    rec = read_record(run_dir / RunFiles.EVAL, EvalRecord)
+    base = rec.evaluations["rolling/test"]
+    info = ExternalInfo(name=f"flores-{side[:3]}", path=f"../shared/eval/flores200/{side}.devtest.gz", format="lines",
+                        selection="even", max_documents=documents, resolved_path=f"/x/flores200/{side}.devtest.gz",
+                        documents_read=1012, documents=documents, drops={}, cleaning_settings=None, composition=None,
+                        fingerprint="f" * 64)
+    entry = base.model_copy(update={
+        "protocol": "goldfish", "split": info.name, "truncated": truncated,
+        "metrics": base.metrics.model_copy(update={"protocol": "goldfish", "nll": nll, "documents": documents}),
+        "data": EvalData(data_dir=None, fingerprint=None, documents=documents, external=info)})
+    write_record(run_dir / RunFiles.EVAL, rec.model_copy(update={
+        "evaluations": {**rec.evaluations, f"goldfish/{info.name}": entry}}))
+
+
+def test_beside_published_models(tmp_path):
+    from bashkir_peft.report.published import PUBLISHED_BITS_PER_SENTENCE, published_table
+
+    rng = np.random.default_rng(0)
+    docs = documents(rng, 4)
+    for name, method, seed in (("m-lora", "lora", 42), ("m-base", "base", None)):
+        d = write_run(tmp_path, name, "smollm2-135m", method, 8 if method == "lora" else None, seed, 2.0, docs, rng,
+                      generate=False)
+        # 10 sentences, 3,000 bits in all on Bashkir: 300 bits a sentence (nll in nats)
+        _add_goldfish_entry(d, "bak_Cyrl", 3000 * math.log(2) * (1 if method == "base" else 0.8), 10, 1)
+        _add_goldfish_entry(d, "tat_Cyrl", 2500 * math.log(2), 10, 0)
+    table = published_table(discover_runs(tmp_path))
+    ours = table[table["kind"] == "ours"]
+    assert ours["label"].tolist() == ["base", "lora r=8 s42"]  # the base model first
+    assert ours["bak_Cyrl"].tolist() == pytest.approx([300.0, 240.0]) and ours["tat_Cyrl"].iloc[0] == pytest.approx(250)
+    assert ours["eng_Latn"].isna().all() and ours["truncated"].tolist() == [1, 1]
+    assert ours["sentences"].iloc[0] == "bak 10, tat 10"
+    pub = table[table["kind"] == "published"].set_index("model")
+    assert len(pub) == len(PUBLISHED_BITS_PER_SENTENCE) and pub.loc["XGLM-7.5B", "bak_Cyrl"] == 272.19
+    assert pub["source"].str.contains("split unconfirmed").all()
+    assert (published_table([])["kind"] == "published").all()  # the scale, even without a run
