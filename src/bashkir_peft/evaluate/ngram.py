@@ -149,13 +149,18 @@ class ByteKneserNey:
         ends = np.arange(256) * len(seq) + len(seq) - 1
         return self._prob(seqs, ends, np.arange(256))
 
-    def bits(self, texts: Sequence[str]) -> np.ndarray:
-        """Bits (−log2 P) of every byte of each text, summed per text (each from a start
-        context): divide by the texts' UTF-8 bytes for bits per byte."""
+    def byte_bits(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Bits (−log2 P) of every byte of each text (each from a start context)."""
+        if not texts:
+            return []
         seq, ends = _padded(texts, self.order)
         bits = -np.log2(self._prob(seq, ends))
-        lengths = [len(t.encode("utf-8")) for t in texts]
-        return np.array([b.sum() for b in np.split(bits, np.cumsum(lengths)[:-1])]) if texts else np.zeros(0)
+        return np.split(bits, np.cumsum([len(t.encode("utf-8")) for t in texts])[:-1])
+
+    def bits(self, texts: Sequence[str]) -> np.ndarray:
+        """Bits of each text, summed over its bytes (:meth:`byte_bits`): divide by the texts'
+        UTF-8 bytes for bits per byte."""
+        return np.array([b.sum() for b in self.byte_bits(texts)])
 
 
 class TokenBigram:

@@ -57,21 +57,24 @@ def flores_side(resolved_path: str) -> str | None:
     return side if side in FLORES_SIDES and ".devtest" in name else None
 
 
-def published_table(runs: list[RunRecord]) -> pd.DataFrame:
+def published_table(runs: list[RunRecord], floors: pd.DataFrame | None = None) -> pd.DataFrame:
     """Bits per sentence under the Goldfish protocol: ours beside the published table.
 
     Args:
         runs: all runs (finished ones with ``goldfish/<set>`` evaluations of FLORES-200
             devtest files are used).
+        floors: the report's floors (:func:`bashkir_peft.report.floors.floors_table`): its
+            ``goldfish`` rows on FLORES-200 sets become rows of kind ``floor`` (n-gram models
+            of our training split, on the sentences our runs scored).
 
     Returns:
-        Columns :data:`PUBLISHED_COLUMNS`: ``kind`` (``ours`` or ``published``), ``model``,
+        Columns :data:`PUBLISHED_COLUMNS`: ``kind`` (``ours``, ``floor`` or ``published``), ``model``,
         ``label`` (our run label: method, rank, seed; the published model's description),
         ``run_id``, mean bits per sentence per FLORES side (sum of NLL / (ln 2 x sentences);
         NaN where not scored), ``sentences`` (ours: ``side n`` of what was scored; published:
         ``all of a split``), ``truncated`` (ours: sentences cut to 512 tokens, summed over the
-        sides), ``source``. Our rows first (base models, then methods in their order), then
-        the published ones, which are there even where no run was scored so (the scale
+        sides), ``source``. Our rows first (base models, then methods in their order), our
+        floors, then the published ones, which are there even where no run was scored so (the scale
         stays in view).
     """
     ours = []
@@ -97,6 +100,20 @@ def published_table(runs: list[RunRecord]) -> pd.DataFrame:
                      "truncated": truncated, "source": "ours: FLORES-200 devtest, evenly spaced sentences",
                      "_key": (run.model, method_sort_key(run.method_label), run.seed or 0)})
     ours.sort(key=lambda r: r.pop("_key"))
+    sides = {}
+    for run in runs:  # set name -> FLORES side, from the records
+        for entry in (run.eval.evaluations.values() if run.status == "finished" and run.eval else ()):
+            ext = entry.data.external
+            if ext is not None and flores_side(ext.resolved_path):
+                sides[ext.name] = flores_side(ext.resolved_path)
+    g = floors[(floors["protocol"] == "goldfish") & floors["split"].isin(list(sides))] if floors is not None \
+        and len(floors) else pd.DataFrame(columns=["floor", "model", "split", "bits_per_sentence", "documents"])
+    for (floor, model), rows in g.groupby(["floor", "model"], sort=False):
+        by_side = {sides[r["split"]]: r for _, r in rows.iterrows()}
+        ours.append({"kind": "floor", "model": model or "-", "label": floor, "run_id": "",
+                     **{s: by_side[s]["bits_per_sentence"] if s in by_side else math.nan for s in FLORES_SIDES},
+                     "sentences": ", ".join(f"{s[:3]} {by_side[s]['documents']}" for s in FLORES_SIDES if s in by_side),
+                     "truncated": pd.NA, "source": f"ours: n-gram of the {rows['trained_on'].iloc[0]}"})
     published = [{"kind": "published", "model": model, "label": model, "run_id": "",
                   **dict(zip(FLORES_SIDES, values)), "sentences": "all of a split", "truncated": pd.NA,
                   "source": GOLDFISH_SOURCE}

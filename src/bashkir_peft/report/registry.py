@@ -23,6 +23,7 @@ from bashkir_peft.report import comparisons, cost, downstream, failures, forgett
 from bashkir_peft.report import figures as fig
 from bashkir_peft.report.context import ReportContext
 from bashkir_peft.report.external_sets import external_sets_table
+from bashkir_peft.report.floors import floors_table
 from bashkir_peft.report.published import published_table
 from bashkir_peft.report.runs import discover_runs
 
@@ -95,7 +96,9 @@ TABLES: tuple[ReportTable, ...] = (
                 "model x method: gained and forgotten, mean and std over seeds"),
     ReportTable("external_sets", lambda c: external_sets_table(c.runs),
                 "external test set as scored: the subset's rule, documents, composition by category"),
-    ReportTable("published", lambda c: published_table(c.runs),
+    ReportTable("floors", lambda c: floors_table(c.runs, c.data_dir),
+                "n-gram floor x protocol x split: bits per byte (and per sentence) of models of the training split"),
+    ReportTable("published", lambda c: published_table(c.runs, c.tables["floors"]),
                 "run, then published model: FLORES-200 bits per sentence under the Goldfish protocol"),
     ReportTable("downstream", lambda c: downstream.downstream_table(c.runs),
                 "run x classifier (baselines once, first): SIB-200 Bashkir accuracy and macro-F1 with intervals"),
