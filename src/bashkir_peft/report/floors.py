@@ -78,7 +78,7 @@ def _texts(split: str, wanted: list[str], data_dir: Path, sets: dict[str, Extern
     return [by_id[i] for i in wanted if i in by_id]
 
 
-def _goldfish_bytes(lm: ByteKneserNey, texts: list[str]) -> tuple[float, float]:
+def goldfish_byte_bits(lm: ByteKneserNey, texts: list[str]) -> tuple[float, float]:
     """(bits, bytes) of the sentences' second halves under the byte model."""
     lines = [t.strip() for t in texts]
     bits = lm.byte_bits(lines)
@@ -86,7 +86,7 @@ def _goldfish_bytes(lm: ByteKneserNey, texts: list[str]) -> tuple[float, float]:
     return float(sum(b[c:].sum() for b, c in zip(bits, cut))), float(sum(len(b) - c for b, c in zip(bits, cut)))
 
 
-def _goldfish_bigram(lm: TokenBigram, tokenizer, texts: list[str]) -> tuple[float, float]:
+def goldfish_bigram_bits(lm: TokenBigram, tokenizer, texts: list[str]) -> tuple[float, float]:
     """(bits, bytes of the second halves) of the Goldfish protocol's counted targets under the bigram."""
     windows, _, _ = goldfish_windows(texts, tokenizer)
     bits = 0.0
@@ -138,7 +138,7 @@ def floors_table(runs: list[RunRecord], data_dir: str | Path | None) -> pd.DataF
             continue
         n = len(texts)
         if protocol == "goldfish":
-            bits, nbytes = _goldfish_bytes(byte_lm, texts)
+            bits, nbytes = goldfish_byte_bits(byte_lm, texts)
         else:
             bits, nbytes = float(byte_lm.bits(texts).sum()), float(sum(len(t.encode()) for t in texts))
         rows.append({"floor": f"byte Kneser-Ney, order {BYTE_ORDER}", "model": "", "protocol": protocol,
@@ -146,7 +146,7 @@ def floors_table(runs: list[RunRecord], data_dir: str | Path | None) -> pd.DataF
                      "bits_per_sentence": bits / n if protocol == "goldfish" else math.nan, "trained_on": trained_on})
         for model, (tokenizer, lm) in bigrams.items():
             if protocol == "goldfish":
-                bits, nbytes = _goldfish_bigram(lm, tokenizer, texts)
+                bits, nbytes = goldfish_bigram_bits(lm, tokenizer, texts)
             else:
                 ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
                 bits = float(sum(lm.surprisals(s).sum() for s in ids))

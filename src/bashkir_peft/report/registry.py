@@ -26,6 +26,7 @@ from bashkir_peft.report.external_sets import external_sets_table
 from bashkir_peft.report.floors import floors_table
 from bashkir_peft.report.published import published_table
 from bashkir_peft.report.runs import discover_runs
+from bashkir_peft.report.words import words_table
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,8 @@ TABLES: tuple[ReportTable, ...] = (
                 lambda c: generation.generation_summary(c.tables["generation"],
                                                         generation.generation_intervals(c.runs, **c.bootstrap)),
                 "model x method: generation measures over seeds, language rates with intervals over prompts"),
+    ReportTable("words", lambda c: words_table(c.runs, c.data_dir),
+                "run with generations, reference text, Russian text: in-lexicon rate and copy rate"),
     ReportTable("paper", lambda c: paper.paper_table(c.tables["summary"], paper.data_modes(c.runs)),
                 "quoted number of the paper x matching cell of ours, with its data mode"),
     ReportTable("failures", lambda c: failures.failures_table(c.runs, c.gaps),
