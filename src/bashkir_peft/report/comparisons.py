@@ -18,6 +18,7 @@ from bashkir_peft.names import label_parts, method_sort_key
 from bashkir_peft.report.bootstrap import MIN_SEEDS
 from bashkir_peft.report.forgetting import FORGETTING_SPLITS, TRANSFER_SPLITS
 from bashkir_peft.report.lm import differences_table
+from bashkir_peft.report.multiplicity import family_of, holm, t_p_value
 from bashkir_peft.report.runs import RunRecord
 
 MIN_DOCUMENTS = 30
@@ -38,7 +39,7 @@ TRANSFER_ROLE = "transfer"
 (a related language never trained on; < 0: transfer)."""
 
 COMPARISON_COLUMNS = ["role", "question", "model", "a", "b", "split", "bpb_a", "bpb_b", "difference", "ci_low",
-                      "ci_high", "n_documents", "n_seeds_a", "n_seeds_b", "flag"]
+                      "ci_high", "n_documents", "n_seeds_a", "n_seeds_b", "flag", "family", "p_value", "p_holm"]
 """Columns of :func:`comparisons_table`."""
 
 
@@ -76,6 +77,7 @@ def _oriented(diffs: pd.DataFrame, a: str, b: str) -> dict | None:
             return {"bpb_a": r["bpb_a"] if sign > 0 else r["bpb_b"], "bpb_b": r["bpb_b"] if sign > 0 else r["bpb_a"],
                     "difference": sign * r["difference"], "ci_low": min(lo, hi), "ci_high": max(lo, hi),
                     "n_documents": int(r["n_documents"]),
+                    "p_value": t_p_value(float(r["difference"]), float(r["std_error"]), float(r["dof"])),
                     "n_seeds_a": int(r["n_seeds_a"] if sign > 0 else r["n_seeds_b"]),
                     "n_seeds_b": int(r["n_seeds_b"] if sign > 0 else r["n_seeds_a"])}
     return None
@@ -111,7 +113,10 @@ def comparisons_table(runs: list[RunRecord], design: StudyDesign | None, *, prot
 
     Returns:
         :data:`COMPARISON_COLUMNS`; ``flag`` says why a row's interval is not interpreted
-        (:func:`interval_flag`).
+        (:func:`interval_flag`); ``family`` (:func:`~bashkir_peft.report.multiplicity.family_of`:
+        ``primary``, the one confirmatory row; ``secondary``, ``forgetting``: exploratory),
+        ``p_value`` (two-sided, from the interval's t: < 0.05 where the 95 % interval
+        excludes 0) and ``p_holm`` (Holm-adjusted within the family).
 
     Raises:
         RecordError: a finished run's per-document table does not match the contract.
@@ -153,5 +158,9 @@ def comparisons_table(runs: list[RunRecord], design: StudyDesign | None, *, prot
             row = {"role": role, "question": c.question, "model": model, "a": c.a, "b": c.b, "split": split,
                    **row}
             row["flag"] = interval_flag(row)
+            row["family"] = family_of(role)
             rows.append(row)
-    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    table = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    for _, idx in table.groupby("family").groups.items():  # Holm within each family; primary alone
+        table.loc[idx, "p_holm"] = holm(table.loc[idx, "p_value"].to_numpy(float))
+    return table
