@@ -46,9 +46,10 @@ def test_tatar_is_transfer_english_is_forgetting(tmp_path):
     assert (tat["a"], tat["b"]) == ("full", "base") and tat["difference"] == pytest.approx(-0.5)
     assert eng["difference"] == pytest.approx(0.3) and tat["n_documents"] == 40
     text = " ".join(_comparison_sentences(table, 0.95))
-    assert "**Transfer, Tatar (FLORES-200 devtest).** Against the base model on the same 40 Tatar sentences" in text
-    assert "full -0.500 bits per byte [-0.500, -0.500] (transfer)" in text
-    assert "**Forgetting, English (FLORES-200 devtest).**" in text and "(forgotten)" in text
+    assert ("**Transfer, Tatar (FLORES-200 devtest)** (exploratory). Against the base model on the same 40 Tatar "
+            "sentences") in text
+    assert "full -0.500 bits per byte [-0.500, -0.500] (transfer; Holm-adjusted p < 0.001)" in text
+    assert "**Forgetting, English (FLORES-200 devtest)** (exploratory)." in text and "(forgotten;" in text
 
 
 def _add_goldfish_entry(run_dir: Path, side: str, nll: float, documents: int, truncated: int) -> None:

@@ -50,17 +50,21 @@ def _verdict(row, better: str = "better") -> str:
     return "the interval includes 0: no difference is shown at this budget"
 
 
+def _p(p: float) -> str:
+    return f"= {p:.3g}" if p >= 0.001 else "< 0.001"
+
+
 def _holm(row) -> str:
-    """``; Holm p = x`` where the row has a Holm-adjusted p-value, else nothing."""
+    """``; Holm-adjusted p = x`` where the row has a Holm-adjusted p-value, else nothing."""
     p = row.get("p_holm", math.nan)
-    return "" if p is None or pd.isna(p) else f"; Holm-adjusted p = {p:.3g}"
+    return "" if p is None or pd.isna(p) else f"; Holm-adjusted p {_p(p)}"
 
 
 def _exploratory(row) -> str:
     """What a row other than the primary comparison is: exploratory, with its family's
     Holm-adjusted p-value (:mod:`bashkir_peft.report.multiplicity`)."""
     p = row.get("p_holm", math.nan)
-    adjusted = "" if p is None or pd.isna(p) else f", Holm-adjusted p = {p:.3g} within the {row['family']} family"
+    adjusted = "" if p is None or pd.isna(p) else f", Holm-adjusted p {_p(p)} within the {row['family']} family"
     return f" (exploratory{adjusted})"
 
 
