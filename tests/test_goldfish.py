@@ -19,12 +19,12 @@ from bashkir_peft.models.loading import prefix_token_id
 
 @pytest.fixture(scope="module")
 def sentences(corpus_dir) -> list[str]:
-    """Eight corpus sentences of varied length, with stray spaces (the protocol strips)."""
+    """Five corpus sentences of varied length, with stray spaces (the protocol strips)."""
     out = []
     with gzip.open(corpus_dir / "bashkir-demo.jsonl.gz", "rt", encoding="utf-8") as f:
         for i, line in enumerate(f):
             out.append(" " + json.loads(line)["text"][: 30 + 40 * (i % 4)].strip() + "  ")
-            if len(out) == 8:
+            if len(out) == 5:
                 break
     return out
 

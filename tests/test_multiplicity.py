@@ -38,19 +38,17 @@ def test_families():
 
 def test_findings_keep_the_primary_verdict_and_label_the_rest(tmp_path):
     from bashkir_peft.config.design import StudyDesign
-    from bashkir_peft.config.report import ReportParams
-    from bashkir_peft.report.build import build_report
     from bashkir_peft.report.comparisons import comparisons_table
-    from bashkir_peft.report.findings import findings
+    from bashkir_peft.report.findings import _comparison_sentences
+    from bashkir_peft.report.runs import discover_runs
     from report_synth import make_grid
 
-    runs = make_grid(tmp_path / "runs")
-    synth = build_report(ReportParams(grid="synth", runs_dir=str(runs), n_resamples=300))
+    runs = discover_runs(make_grid(tmp_path / "runs"))
     design = StudyDesign(primary={"a": "lora r=8", "b": "base", "question": "Does LoRA help?"},
                          secondary=[{"a": "base", "b": "lora r=8", "question": "q2"},  # the same test twice:
                                     {"a": "lora r=8", "b": "base", "question": "q3"},  # Holm doubles its p
                                     {"a": "lora r=8", "b": "full", "question": "q4"}], budget="b")  # no interval
-    comp = comparisons_table(synth.runs, design, protocol="rolling", n_resamples=300)
+    comp = comparisons_table(runs, design, protocol="rolling", n_resamples=300)
     primary = comp[comp["role"] == "primary"].iloc[0]
     assert primary["family"] == "primary" and primary["p_holm"] == primary["p_value"]  # alone in its family
     sec = comp[comp["family"] == "secondary"]
@@ -58,8 +56,7 @@ def test_findings_keep_the_primary_verdict_and_label_the_rest(tmp_path):
     twice = sec[sec["question"].isin(["q2", "q3"])]
     assert twice["p_value"].tolist() == pytest.approx([primary["p_value"]] * 2)
     assert twice["p_holm"].tolist() == pytest.approx([min(1.0, 2 * primary["p_value"])] * 2)
-    result = type(synth)(**{**synth.__dict__, "tables": {**synth.tables, "comparisons": comp}})
-    text = findings(result, design)
+    text = _comparison_sentences(comp, 0.95)
     first = next(s for s in text if s.startswith("**Primary.**"))
     assert "exploratory" not in first and "the interval excludes 0" in first
     others = [s for s in text if s.startswith(("**Secondary", "**Primary (test split)"))]
