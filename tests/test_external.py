@@ -101,6 +101,10 @@ def test_grid_external_sets_become_one_evaluation_pass_each():
     # an entry's protocols: one pass per protocol, the key itself not passed on to the set
     assert [p.get("protocol") for _, p in units[1:]] == ["rolling"] * 3 + ["goldfish"] * 2
     assert all("protocols" not in e for e in ext)
+    from bashkir_peft.grid.runner import _external_passes
+
+    with pytest.raises(ConfigError, match="'x': protocols must be a non-empty list of protocol names"):
+        _external_passes({"name": "x", "protocols": "goldfish"}, "grid")
     assert all("external_sets" not in p for _, p in units)
     assert all(EvalParams.model_validate({k: v for k, v in p.items() if k in EvalParams.model_fields}).external
                for _, p in units[1:])
