@@ -79,7 +79,13 @@ def _texts(split: str, wanted: list[str], data_dir: Path, sets: dict[str, Extern
 
 
 def goldfish_byte_bits(lm: ByteKneserNey, texts: list[str]) -> tuple[float, float]:
-    """(bits, bytes) of the sentences' second halves under the byte model."""
+    """The byte model under the Goldfish protocol's split: each sentence stripped and scored
+    from a start context, the bits of its bytes from the half-way character
+    (``floor(len / 2)``) on summed.
+
+    Returns:
+        ``(bits, bytes)`` summed over the sentences (bits per sentence = bits / sentences).
+    """
     lines = [t.strip() for t in texts]
     bits = lm.byte_bits(lines)
     cut = [len(t[: len(t) // 2].encode("utf-8")) for t in lines]
@@ -87,7 +93,13 @@ def goldfish_byte_bits(lm: ByteKneserNey, texts: list[str]) -> tuple[float, floa
 
 
 def goldfish_bigram_bits(lm: TokenBigram, tokenizer, texts: list[str]) -> tuple[float, float]:
-    """(bits, bytes of the second halves) of the Goldfish protocol's counted targets under the bigram."""
+    """The token bigram under the Goldfish protocol: the counted targets of
+    :func:`~bashkir_peft.evaluate.goldfish.goldfish_windows` (after the start context, at most
+    512 tokens, the first half's tokens not counted), scored by the bigram.
+
+    Returns:
+        ``(bits, bytes of the second halves)`` summed over the sentences.
+    """
     windows, _, _ = goldfish_windows(texts, tokenizer)
     bits = 0.0
     for w in windows:
