@@ -15,6 +15,7 @@ from bashkir_peft.config.evaluate import EvalParams
 from bashkir_peft.config.external import ExternalSet
 from bashkir_peft.data.external import load_external
 from bashkir_peft.data.sib200 import read_sib200_split
+from bashkir_peft.data.subsets import stratified_indices
 from bashkir_peft.errors import ConfigError, DataError
 from bashkir_peft.evaluate.run import run_evaluation
 from bashkir_peft.records import EVAL_DOCUMENT_COLUMNS, RunFiles
@@ -49,7 +50,9 @@ def test_sib200_side_scored_whole_under_its_own_name_beside_a_split(tmp_path):
     assert set(rec["evaluations"]) == {"rolling/test", "rolling/sib200-eng"}
     docs = pd.read_parquet(out / RunFiles.EVAL_DOCUMENTS)
     side = docs[docs["split"] == "sib200-eng"]
-    raw = read_sib200_split(Path(__file__).resolve().parents[1] / SIB / "eng_Latn", "test").head(5)
+    raw = read_sib200_split(Path(__file__).resolve().parents[1] / SIB / "eng_Latn", "test")
+    raw = raw.iloc[stratified_indices(raw["category"].tolist(), 5)]  # spread over the topics, not the head
+    assert raw["category"].nunique() == 5
     assert side["id"].tolist() == [str(i) for i in raw["index_id"]]  # the same ids in every language
     assert (side["source"] == "eng_Latn").all()
     assert side["bytes"].tolist() == [len(t.encode()) for t in raw["text"]]  # raw: not cleaned
@@ -91,10 +94,17 @@ def test_grid_external_sets_become_one_evaluation_pass_each():
     base = next(c for c in expand(grid) if c.method == "base")
     run.declared = {s: notebook_parameters(run.notebook(s)) for s in base.stages}
     units = [(u.name, u.parameters) for u in run.units(Planned(base, "rev")) if u.stage == "evaluate"]
-    assert [u for u, _ in units] == [f"evaluate.{i}" for i in range(1, 5)]
+    assert [u for u, _ in units] == [f"evaluate.{i}" for i in range(1, 7)]
     assert units[0][1].get("protocol") == "rolling" and "external" not in units[0][1]
     ext = [p["external"] for _, p in units[1:]]
-    assert [e["name"] for e in ext] == ["sib200-bak", "sib200-eng", "sib200-rus"]
+    assert [e["name"] for e in ext] == ["sib200-bak", "sib200-eng", "sib200-rus", "flores-bak", "flores-tat"]
+    # an entry's protocols: one pass per protocol, the key itself not passed on to the set
+    assert [p.get("protocol") for _, p in units[1:]] == ["rolling"] * 3 + ["goldfish"] * 2
+    assert all("protocols" not in e for e in ext)
+    from bashkir_peft.grid.runner import _external_passes
+
+    with pytest.raises(ConfigError, match="'x': protocols must be a non-empty list of protocol names"):
+        _external_passes({"name": "x", "protocols": "goldfish"}, "grid")
     assert all("external_sets" not in p for _, p in units)
     assert all(EvalParams.model_validate({k: v for k, v in p.items() if k in EvalParams.model_fields}).external
                for _, p in units[1:])

@@ -198,6 +198,8 @@ def test_downstream_accuracy_differences_have_intervals_over_seeds_and_sentences
     assert full["difference"] == pytest.approx(np.mean(correct["full"]) - np.mean(correct["base"]))
     assert full["flag"] == "no interval; fewer than 3 seeds"
     assert set(dc["measure"]) == {"zero-shot accuracy"}  # no probe in these records
+    # exploratory, Holm within the downstream family: the one row with an interval stands alone
+    assert lora["p_value"] < 0.05 and lora["p_holm"] == lora["p_value"] and pd.isna(full["p_holm"])
 
 
 def test_a_study_grid_file_brings_its_design_and_its_sweep_into_the_report(tmp_path):

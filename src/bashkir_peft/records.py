@@ -529,7 +529,7 @@ class MetricBlock(Part):
     counted apart, whose ``nll`` includes them.
     """
 
-    protocol: Literal["paper", "rolling"]
+    protocol: Literal["paper", "rolling", "goldfish"]
     split: str
     source: str
     documents: int
@@ -554,13 +554,16 @@ class CleaningSettings(Part):
 class ExternalInfo(ExternalSet):
     """An external test set as scored (:func:`bashkir_peft.data.external.load_external`): its
     parameters, the resolved path, documents read and scored, drops by reason, the cleaning
-    settings (``None``: raw) and the SHA-256 of the scored texts."""
+    settings (``None``: raw), the composition of what was scored (SIB-200: category ->
+    documents, in file order; ``None``: a set without categories, or a record from before
+    issue 27) and the SHA-256 of the scored texts."""
 
     resolved_path: str
     documents_read: int
     documents: int
     drops: dict[str, int]
     cleaning_settings: CleaningSettings | None
+    composition: dict[str, int] | None = None
     fingerprint: str
 
 
@@ -584,10 +587,11 @@ class EvalCost(Cost):
 class EvalEntry(Part):
     """One ``protocol/split`` (or ``protocol/<external set>``) evaluation in ``eval.json``;
     an external set's ``split`` is its name and ``data["external"]`` says what it is
-    (:mod:`bashkir_peft.data.external`)."""
+    (:mod:`bashkir_peft.data.external`). ``truncated``: under the ``goldfish`` protocol, the
+    sentences cut to its 512 tokens (``None``: another protocol, or a record before it)."""
 
     status: Literal["finished"]
-    protocol: Literal["paper", "rolling"]
+    protocol: Literal["paper", "rolling", "goldfish"]
     split: str
     max_length: int | None
     stride: int | None
@@ -600,6 +604,7 @@ class EvalEntry(Part):
     merge_note: str | None
     metrics: MetricBlock
     by_source: dict[str, MetricBlock]
+    truncated: int | None = None
     params: EvalParams
     method: Method
     model: ModelInfo | None

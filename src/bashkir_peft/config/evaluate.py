@@ -28,7 +28,9 @@ class EvalParams(StrictModel):
             ``format``...; e.g. ``{"name": "sib200-eng", "path":
             "../shared/eval/sib200/eng_Latn", "format": "sib200"}``); ``max_documents``
             does not apply to it (it has its own).
-        protocol: ``rolling`` (tokenizer-fair comparison) or ``paper`` (packed blocks).
+        protocol: ``rolling`` (tokenizer-fair comparison), ``paper`` (packed blocks) or
+            ``goldfish`` (bits on the second half of each sentence, at most 512 tokens, as
+            the Goldfish paper scores FLORES-200: :mod:`bashkir_peft.evaluate.goldfish`).
         max_length: model input length of every rolling window (same for all models).
         stride: rolling: new tokens scored per window after the first (None = max_length,
             no overlap, as lm_eval); smaller = more context per scored token, slower.
@@ -56,7 +58,7 @@ class EvalParams(StrictModel):
         "source": "paper: test perplexity is what it reports"})
     external: ExternalSet | None = Field(None, json_schema_extra={
         "source": "ours: none; the grid runner sets each external test set of the grid"})
-    protocol: Literal["rolling", "paper"] = Field("rolling", json_schema_extra={
+    protocol: Literal["rolling", "paper", "goldfish"] = Field("rolling", json_schema_extra={
         "source": "lm-evaluation-harness rolling log-likelihood (loglikelihood_rolling): tokenizer-fair"})
     max_length: int = Field(1024, ge=2, json_schema_extra={
         "source": "ours: GPT-2's context, the shortest of the paper's models, for every model alike"})

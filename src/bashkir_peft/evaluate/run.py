@@ -10,6 +10,9 @@ Two protocols, recorded with their settings in every result:
   for all models (optional ``stride``), the first window prefixed with BOS (EOS where the
   tokenizer has no BOS): lm-evaluation-harness ``loglikelihood_rolling``. For comparing
   models with different tokenizers.
+- ``goldfish``: each sentence on its own, after one start token, at most 512 tokens, only
+  its second half counted (:mod:`bashkir_peft.evaluate.goldfish`): the protocol of the
+  published FLORES-200 table of Goldfish (Chang et al. 2024), for numbers beside it.
 
 Metrics (:mod:`bashkir_peft.evaluate.metrics`): perplexity, bits_per_byte, word_perplexity as
 corpus-level sums, overall and per corpus source. Under ``paper`` the bytes and words of a
@@ -41,6 +44,7 @@ from bashkir_peft.data.external import load_external
 from bashkir_peft.data.folder import load_split, read_manifest
 from bashkir_peft.data.packing import document_framing, pack_blocks
 from bashkir_peft.errors import ConfigError, DataError
+from bashkir_peft.evaluate.goldfish import GOLDFISH_MAX_TOKENS, score_goldfish
 from bashkir_peft.evaluate.metrics import count_bytes, count_words, summarize, token_spans
 from bashkir_peft.evaluate.scoring import block_windows, rolling_windows, score_windows
 from bashkir_peft.models.loading import prefix_token_id
@@ -163,6 +167,8 @@ def score_paper(model, tokenizer, texts: list[str], *, block_size: int, batch_si
 
 def _check_length(length: int, ctx: int | None, protocol: str) -> None:
     if ctx is not None and length > ctx:
+        if protocol == "goldfish":
+            raise ConfigError(f"the goldfish protocol scores up to {length} tokens; the model's context is {ctx}")
         what = "max_length" if protocol == "rolling" else "block_size"
         raise ConfigError(f"{what}={length} exceeds the model's context length {ctx}; "
                           f"use one {what} <= {ctx} for every model compared")
@@ -287,7 +293,7 @@ def run_evaluation(params: EvalParams, *, progress: bool = True, subject=None) -
     texts, ids, sources, external = _documents(params, data_dir, manifest)
     scored = params.scored
 
-    length = params.max_length if params.protocol == "rolling" else block_size
+    length = {"rolling": params.max_length, "paper": block_size, "goldfish": GOLDFISH_MAX_TOKENS}[params.protocol]
     _check_length(length, _registry_context_length(params.model or (train_params.model if train_params else None)), params.protocol)
     out_dir = params.out_dir
     docs_path = out_dir / RunFiles.EVAL_DOCUMENTS
@@ -302,17 +308,21 @@ def run_evaluation(params: EvalParams, *, progress: bool = True, subject=None) -
         if params.protocol == "rolling":
             sums = score_rolling(model, tokenizer, texts, max_length=params.max_length, stride=params.stride,
                                  batch_size=params.batch_size, chunk_tokens=params.chunk_tokens, progress=progress)
+        elif params.protocol == "goldfish":
+            sums = score_goldfish(model, tokenizer, texts, max_tokens=length, batch_size=params.batch_size,
+                                  chunk_tokens=params.chunk_tokens, progress=progress)
         else:
             sums = score_paper(model, tokenizer, texts, block_size=block_size, batch_size=params.batch_size,
                                chunk_tokens=params.chunk_tokens, progress=progress)
+    truncated = int(sums.pop("truncated").sum()) if "truncated" in sums else None
     per_doc = pd.DataFrame({"protocol": params.protocol, "split": scored, "id": ids, "source": sources, **sums})
     table = summarize(per_doc, by="source")
     rows = {r["group"]: r for r in table.to_dict("records")}
     settings = {"protocol": params.protocol, "split": scored,
-                "max_length": params.max_length if params.protocol == "rolling" else None,
+                "max_length": length if params.protocol != "paper" else None,
                 "stride": (params.stride or params.max_length) if params.protocol == "rolling" else None,
                 "block_size": block_size if params.protocol == "paper" else None,
-                "prefix_token": subject.prefix_token if params.protocol == "rolling" else None,
+                "prefix_token": subject.prefix_token if params.protocol != "paper" else None,
                 "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
                 "batch_size": params.batch_size,
                 "max_documents": params.external.max_documents if params.external else params.max_documents,
@@ -322,6 +332,7 @@ def run_evaluation(params: EvalParams, *, progress: bool = True, subject=None) -
         **settings,
         "metrics": _block(params.protocol, scored, rows["all"]),
         "by_source": {k: _block(params.protocol, scored, r) for k, r in rows.items() if k != "all"},
+        "truncated": truncated,
         "params": params.model_dump(),
         "method": subject.method,
         "model": subject.model_info,

@@ -87,6 +87,22 @@ def grid_dir(grid: Grid | str, runs_root: str | Path | None = None) -> Path:
     return Path(runs_root or settings.runs_root()) / name
 
 
+def _external_passes(entry: dict, where: str) -> list[dict[str, Any]]:
+    """The evaluation passes of one entry of a grid's ``external_sets``: ``{"external": set}``
+    under the stage's protocol, or, where the entry lists ``protocols`` (a grid key, not a
+    field of the set), one pass per protocol (``{"external": set, "protocol": p}``; e.g.
+    FLORES-200 under ``rolling`` and ``goldfish``). Raises :class:`ConfigError` for a
+    ``protocols`` that is not a non-empty list of names."""
+    entry = dict(entry)
+    protocols = entry.pop("protocols", None)
+    if protocols is None:
+        return [{"external": entry}]
+    if not isinstance(protocols, list) or not protocols or not all(isinstance(p, str) for p in protocols):
+        raise ConfigError(f"{where}: external set {entry.get('name')!r}: protocols must be a non-empty list of "
+                          f"protocol names (rolling, paper, goldfish)")
+    return [{"external": entry, "protocol": p} for p in protocols]
+
+
 def resolve_corpus(corpus: str | None, hint: str | None = None) -> str:
     """Check the required corpus setting: a local file/folder (made absolute) or ``hub:ID``.
 
@@ -206,7 +222,8 @@ class GridRun:
     def stage_passes(self, p: Planned, stage: str) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
         """A stage's settings of cell ``p`` without its pass lists, and its passes: ``None``
         for a stage that runs once, else one settings mapping per pass (the ``passes`` of the
-        grid, then ``{"external": set}`` per entry of the evaluation's ``external_sets``).
+        grid, then ``{"external": set}`` per entry of the evaluation's ``external_sets``, one
+        per protocol where the entry lists ``protocols``: :func:`_external_passes`).
         Raises :class:`ConfigError` for a malformed list."""
         settings = dict(p.cell.params.get(stage, {}))
         passes = settings.pop("passes", None)
@@ -219,7 +236,7 @@ class GridRun:
             if not isinstance(external, list) or not all(isinstance(x, dict) for x in external):
                 raise ConfigError(f"{where}: external_sets must be a list of external set mappings "
                                   "(name, path, format ...)")
-            passes = (passes or [{}]) + [{"external": x} for x in external]
+            passes = (passes or [{}]) + [q for x in external for q in _external_passes(x, where)]
         return settings, passes
 
     def units(self, p: Planned) -> list[Unit]:

@@ -75,7 +75,7 @@ def cell_values(run: GridRun, p: Planned) -> list[Value]:
 
         def source(name: str) -> str:
             if name in extra:
-                key = "external_sets" if name == "external" else "passes"
+                key = "external_sets" if "external" in extra else "passes"  # an external set's protocol too
                 return f"{grid.source(origins[key])} (pass {n} of {stage})"
             if name in settings:
                 return grid.source(origins[name])

@@ -238,3 +238,50 @@ def pooled_rate_interval(numerators: list[np.ndarray], denominators: list[np.nda
     low, high = np.quantile(stats, [alpha, 1 - alpha])
     estimate = sum(n.sum() for n in nums) / total
     return RateCI(float(estimate), float(low), float(high), n_items, len(nums), n_resamples, confidence)
+
+
+def prompt_rate_interval(numerators: np.ndarray, denominators: np.ndarray | None = None, *,
+                         n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> RateCI:
+    """Percentile bootstrap CI of a pooled rate ``sum(num) / sum(den)`` over prompts shared by
+    every seed: each resample draws prompts with replacement, *the same prompts for every
+    seed* (a prompt that is hard is hard for every run), then the seeds with replacement.
+
+    The crossed design of :func:`hierarchical_bpb_difference` (Owen 2007, the pigeonhole
+    bootstrap) for a rate: seeds x prompts, every seed continuing every prompt. Resampling
+    prompts independently within each seed (:func:`pooled_rate_interval`) treats the seeds'
+    continuations of one prompt as independent and averages the prompt effect away: too
+    narrow when prompts differ (tests/test_bootstrap.py, coverage). Percentile interval:
+    Efron & Tibshirani (1993), ch. 13.
+
+    Args:
+        numerators: (n_seeds, n_prompts) numerator of each seed's continuation of each prompt
+            (rows: seeds; columns: the same prompts in the same order).
+        denominators: the same shape (``None``: 1 each, a rate of continuations).
+        n_resamples, confidence, seed: of the bootstrap.
+
+    Returns:
+        :class:`RateCI` (``n_items``: prompts; ``n_groups``: seeds; NaN where the
+        denominators sum to 0; a resample whose denominator is 0 is dropped).
+
+    Raises:
+        DataError: not a non-empty 2-D array, mismatched shapes, or confidence out of (0, 1).
+    """
+    num = np.asarray(numerators, dtype=np.float64)
+    den = np.ones_like(num) if denominators is None else np.asarray(denominators, dtype=np.float64)
+    if num.ndim != 2 or num.size == 0 or den.shape != num.shape:
+        raise DataError("prompt rate interval needs (n_seeds, n_prompts) arrays of one shape, not empty")
+    if not 0 < confidence < 1:
+        raise DataError(f"confidence must be in (0, 1), got {confidence}")
+    n_seeds, n_prompts = num.shape
+    if den.sum() <= 0:
+        return RateCI(math.nan, math.nan, math.nan, n_prompts, n_seeds, n_resamples, confidence)
+    rng = np.random.default_rng(seed)
+    prompts = rng.multinomial(n_prompts, np.full(n_prompts, 1 / n_prompts), size=n_resamples).astype(np.float64)
+    seeds = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=n_resamples).astype(np.float64)
+    # resample r: sum over seeds s and prompts p of seeds[r, s] * prompts[r, p] * x[s, p]
+    num_s = np.einsum("rs,sp,rp->r", seeds, num, prompts)
+    den_s = np.einsum("rs,sp,rp->r", seeds, den, prompts)
+    stats = num_s[den_s > 0] / den_s[den_s > 0]
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(stats, [alpha, 1 - alpha])
+    return RateCI(float(num.sum() / den.sum()), float(low), float(high), n_prompts, n_seeds, n_resamples, confidence)

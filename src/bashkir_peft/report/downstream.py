@@ -19,6 +19,7 @@ from bashkir_peft.names import label_parts, method_sort_key
 from bashkir_peft.records import DownstreamResult, RunFiles
 from bashkir_peft.report.comparisons import interval_flag
 from bashkir_peft.report.lm import difference_row
+from bashkir_peft.report.multiplicity import holm, t_p_value
 from bashkir_peft.report.runs import RunRecord
 
 DOWNSTREAM_SCORES = ("accuracy", "accuracy_low", "accuracy_high", "macro_f1", "macro_f1_low", "macro_f1_high", "n")
@@ -27,7 +28,7 @@ DOWNSTREAM_BASELINES = ("majority", "char_tfidf")
 """Approaches that do not depend on the model: shown once, with ``method_label`` ``baseline``."""
 
 DOWNSTREAM_COMPARISON_COLUMNS = ["measure", "model", "a", "b", "accuracy_a", "accuracy_b", "difference", "ci_low",
-                                 "ci_high", "n_documents", "n_seeds_a", "n_seeds_b", "flag"]
+                                 "ci_high", "n_documents", "n_seeds_a", "n_seeds_b", "flag", "p_value", "p_holm"]
 """Columns of :func:`downstream_comparisons`."""
 
 
@@ -151,7 +152,9 @@ def downstream_comparisons(runs: list[RunRecord], design: StudyDesign | None, *,
         :data:`DOWNSTREAM_COMPARISON_COLUMNS`: ``measure, model, a, b, accuracy_a, accuracy_b,
         difference, ci_low, ci_high, n_documents, n_seeds_a, n_seeds_b, flag`` (accuracies as
         shares; > 0: A classifies better; ``flag``:
-        :func:`~bashkir_peft.report.comparisons.interval_flag`), one block per measure of
+        :func:`~bashkir_peft.report.comparisons.interval_flag`; ``p_value``: the t test of the
+        interval; ``p_holm``: Holm-adjusted over every row, the downstream family, all of it
+        exploratory: :mod:`bashkir_peft.report.multiplicity`), one block per measure of
         :data:`DOWNSTREAM_MEASURES`.
     """
     per: dict[tuple[str, str, str], list[pd.DataFrame]] = {}
@@ -177,5 +180,8 @@ def downstream_comparisons(runs: list[RunRecord], design: StudyDesign | None, *,
                        "accuracy_b": d["bpb_b"], **{k: d[k] for k in ("difference", "ci_low", "ci_high",
                                                                       "n_documents", "n_seeds_a", "n_seeds_b")}}
                 row["flag"] = interval_flag(row)
+                row["p_value"] = t_p_value(float(d["difference"]), float(d["std_error"]), float(d["dof"]))
                 rows.append(row)
-    return pd.DataFrame(rows, columns=DOWNSTREAM_COMPARISON_COLUMNS)
+    table = pd.DataFrame(rows, columns=DOWNSTREAM_COMPARISON_COLUMNS)
+    table["p_holm"] = holm(table["p_value"].to_numpy(float))  # one family: every row is exploratory
+    return table

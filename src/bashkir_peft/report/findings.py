@@ -17,9 +17,9 @@ import pandas as pd
 from bashkir_peft.config.design import StudyDesign
 from bashkir_peft.names import REFERENCE_LABEL, label_parts
 from bashkir_peft.report.build import ReportResult
-from bashkir_peft.report.comparisons import DESIGN_ROLES, FORGETTING_ROLE, MIN_DOCUMENTS
+from bashkir_peft.report.comparisons import DESIGN_ROLES, FORGETTING_ROLE, MIN_DOCUMENTS, TRANSFER_ROLE
 from bashkir_peft.report.downstream import ZERO_SHOT, downstream_results
-from bashkir_peft.report.forgetting import FORGETTING_SPLITS
+from bashkir_peft.report.forgetting import FORGETTING_SPLITS, TRANSFER_SPLITS
 from bashkir_peft.report.runs import RunRecord
 
 SPLIT_WORDS = {"test": "the corpus's test split", "sib200-bak": "the Bashkir side of SIB-200",
@@ -27,7 +27,9 @@ SPLIT_WORDS = {"test": "the corpus's test split", "sib200-bak": "the Bashkir sid
 """How a sentence names an evaluated split (any other split by its name)."""
 
 GENERATION_TARGET = 0.9
-"""The study's target share of Bashkir in the generated text."""
+"""The study's target share of the generated text's letters that are in sentences the
+project's identifier labels Bashkir: a letter share, which Bashkir-looking text without real
+words also reaches (the words table, :mod:`bashkir_peft.report.words`, says whether they are words)."""
 
 
 def _interval(row) -> str:
@@ -52,27 +54,51 @@ def _verdict(row, better: str = "better") -> str:
     return "the interval includes 0: no difference is shown at this budget"
 
 
+def _p(p: float) -> str:
+    return f"= {p:.3g}" if p >= 0.001 else "< 0.001"
+
+
+def _holm(row) -> str:
+    """``; Holm-adjusted p = x`` where the row has a Holm-adjusted p-value, else nothing."""
+    p = row.get("p_holm", math.nan)
+    return "" if p is None or pd.isna(p) else f"; Holm-adjusted p {_p(p)}"
+
+
+def _exploratory(row) -> str:
+    """What a row other than the primary comparison is: exploratory, with its family's
+    Holm-adjusted p-value (:mod:`bashkir_peft.report.multiplicity`)."""
+    p = row.get("p_holm", math.nan)
+    adjusted = "" if p is None or pd.isna(p) else f", Holm-adjusted p {_p(p)} within the {row['family']} family"
+    return f" (exploratory{adjusted})"
+
+
 def _comparison_sentences(comp: pd.DataFrame, confidence: float) -> list[str]:
-    """One sentence per comparison of the study (or pair), then one per forgetting split."""
+    """One sentence per comparison of the study (or pair), then one per forgetting split and
+    one per transfer split."""
     out = []
-    for _, r in comp[comp["role"] != FORGETTING_ROLE].iterrows():
+    for _, r in comp[~comp["role"].isin([FORGETTING_ROLE, TRANSFER_ROLE])].iterrows():
         where = SPLIT_WORDS.get(r["split"], r["split"])
         head = f"**{r['role'].capitalize()}.** {r['question']} " if r["question"] and r["role"] in DESIGN_ROLES else (
             f"**{r['role'].capitalize()}.** ")
+        exploratory = "" if r["role"] == "primary" else _exploratory(r)
         out.append(f"{head}On {where} ({r['n_documents']} documents, {r['n_seeds_a']} x {r['n_seeds_b']} seeds), "
                    f"{r['a']} − {r['b']} = {_interval(r)} ({confidence:.0%} interval over seeds and documents): "
-                   f"{_verdict(r)}.")
-    forget = comp[comp["role"] == FORGETTING_ROLE]
-    for split, language in FORGETTING_SPLITS.items():
-        rows = forget[forget["split"] == split]
-        if rows.empty:
-            continue
-        parts = [f"{r['a']} {_interval(r)}" + (f" (flagged: {r['flag']})" if _flagged(r) else
-                                                 " (forgotten)" if r["ci_low"] > 0 else
-                                                 " (improved)" if r["ci_high"] < 0 else " (no change shown)")
-                 for _, r in rows.iterrows()]
-        out.append(f"**Forgetting, {language}.** Against the base model on the same {rows['n_documents'].iloc[0]} "
-                   f"{language} sentences (> 0: worse than before): " + "; ".join(parts) + ".")
+                   f"{_verdict(r)}{exploratory}.")
+    for role, splits, worse, better in ((FORGETTING_ROLE, FORGETTING_SPLITS, "forgotten", "improved"),
+                                        (TRANSFER_ROLE, TRANSFER_SPLITS, "worse", "transfer")):
+        rows_of = comp[comp["role"] == role]
+        for split, language in splits.items():
+            rows = rows_of[rows_of["split"].isin([split, f"{split} (goldfish)"])]
+            if rows.empty:
+                continue
+            parts = [f"{r['a']} {_interval(r)}" + (f" (flagged: {r['flag']})" if _flagged(r) else
+                                                     f" ({worse}{_holm(r)})" if r["ci_low"] > 0 else
+                                                     f" ({better}{_holm(r)})" if r["ci_high"] < 0 else
+                                                     f" (no change shown{_holm(r)})")
+                     for _, r in rows.iterrows()]
+            out.append(f"**{role.capitalize()}, {language}** (exploratory). Against the base model on the same "
+                       f"{rows['n_documents'].iloc[0]} {language.split(' (')[0]} sentences (> 0: worse than before): "
+                       + "; ".join(parts) + ".")
     return out
 
 
@@ -92,7 +118,8 @@ def _generation_sentence(gen_summary: pd.DataFrame, target: float = GENERATION_T
     return (f"**Generations.** The most Bashkir generations are {best['method_label']}'s: {best['share_bak']:.1%}"
             f"{interval} of the generated text (letters of sentences labelled Bashkir by the project's identifier; "
             f"{int(best.get('n_prompts', best.get('n_continuations', 0)) or 0)} continuations over its seeds)"
-            f"{agreement}; it {reached} the study's target of {target:.0%}."
+            f"{agreement}; it {reached} the study's target of {target:.0%} of letters in Bashkir-labelled sentences "
+            "(a letter share: it does not tell real words from Bashkir-looking ones; the words table does)."
             + ("" if len(g) < 2 else " The others: " + "; ".join(
                 f"{r['method_label']} {r['share_bak']:.1%}"
                 + ("" if pd.isna(r.get("share_bak_low", math.nan)) else
@@ -179,7 +206,8 @@ def findings(result: ReportResult, design: StudyDesign | None, confidence: float
 
     Returns:
         Markdown paragraphs: the budget, the comparisons (primary first) with their
-        intervals and verdicts, forgetting, generation against the 90 % target, the
+        intervals and verdicts (every row but the primary one exploratory, with its
+        Holm-adjusted p-value), forgetting, generation against the 90 % letter-share target, the
         downstream task, the learning rates, the state of every cell, the evaluation scope
         and the disk use.
     """

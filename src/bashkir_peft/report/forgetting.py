@@ -21,8 +21,15 @@ FORGETTING_SIDES = {"bak_Cyrl": "bashkir", "eng_Latn": "english", "rus_Cyrl": "r
 """The SIB-200 language folders the forgetting table reads (the ``source`` of an external
 SIB-200 set's per-document rows, :mod:`bashkir_peft.data.external`) and their column names."""
 
-FORGETTING_SPLITS = {"sib200-eng": "English", "sib200-rus": "Russian"}
-"""External sets (by name) on which a trained method's change against the base model is forgetting."""
+FORGETTING_SPLITS = {"sib200-eng": "English", "sib200-rus": "Russian",
+                     "flores-eng": "English (FLORES-200 devtest)", "flores-rus": "Russian (FLORES-200 devtest)"}
+"""External sets (by name) on which a trained method's change against the base model is forgetting
+(languages the base model knew; the shipped grids' names)."""
+
+TRANSFER_SPLITS = {"flores-tat": "Tatar (FLORES-200 devtest)"}
+"""External sets (by name) on which a trained method's change against the base model is transfer:
+Tatar, Bashkir's closest well-documented relative (Kipchak, Cyrillic), never trained on; a
+gain there after Bashkir training is transfer to a related language."""
 
 FORGETTING_MEASURES = ["bashkir_gain", "english_loss", "russian_loss"]
 """The measures of :func:`forgetting_table` (bits per byte; > 0: learnt, forgotten, forgotten)."""

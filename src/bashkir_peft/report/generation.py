@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from bashkir_peft.names import REFERENCE_LABEL, method_sort_key
@@ -21,7 +22,7 @@ from bashkir_peft.records import (
     RunFiles,
     read_table,
 )
-from bashkir_peft.report.bootstrap import pooled_rate_interval
+from bashkir_peft.report.bootstrap import pooled_rate_interval, prompt_rate_interval
 from bashkir_peft.report.runs import RUN_KEYS, RunRecord, as_float, run_keys
 
 RATE_INTERVALS = (*(f"share_{lang}" for lang in LANGUAGES), "code_switch_rate")
@@ -72,11 +73,20 @@ def generation_table(runs: list[RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows + list(refs.values()))
 
 
+def _shared_prompts(tables: list[pd.DataFrame]) -> bool:
+    """Whether every seed's table continues the same prompts in the same order (and any has
+    a non-empty continuation): then prompts are resampled once for all seeds."""
+    ids = [t["prompt_id"].astype(str).tolist() if "prompt_id" in t.columns else None for t in tables]
+    return (ids[0] is not None and len(ids[0]) > 0 and all(i == ids[0] for i in ids)
+            and any((t["n_letters"] > 0).any() for t in tables))
+
+
 def generation_intervals(runs: list[RunRecord], *, n_resamples: int = 2000, confidence: float = 0.95,
                          seed: int = 0) -> pd.DataFrame:
     """Language rates of the generated text by model x method, pooled over seeds, each with a
-    bootstrap interval over prompts within seeds
-    (:func:`bashkir_peft.report.bootstrap.pooled_rate_interval`).
+    bootstrap interval over prompts shared by the seeds, then seeds, where every seed continued
+    the same prompts (:func:`bashkir_peft.report.bootstrap.prompt_rate_interval`), else over
+    prompts within seeds (:func:`bashkir_peft.report.bootstrap.pooled_rate_interval`).
 
     Rates (non-empty continuations only): ``share_<lang>`` = letters of sentences labelled
     ``lang`` / letters of all sentences; ``code_switch_rate`` = share of continuations with a
@@ -101,9 +111,22 @@ def generation_intervals(runs: list[RunRecord], *, n_resamples: int = 2000, conf
             df = read_table(path, GENERATION_RATE_COLUMNS)
         except RecordError:
             continue  # written before the per-label columns existed
-        groups.setdefault((run.model, run.method_label), []).append(df[df["n_letters"] > 0])
+        groups.setdefault((run.model, run.method_label), []).append(df)
     rows = []
-    for (model, label), tables in groups.items():
+    for (model, label), every in groups.items():
+        if _shared_prompts(every):
+            row = {"model": model, "method_label": label, "n_prompts": int(sum((t["n_letters"] > 0).sum() for t in every))}
+            letters = np.stack([t[[f"letters_{lang}" for lang in LANGUAGES]].sum(axis=1).to_numpy() for t in every])
+            nums = {f"share_{lang}": (np.stack([t[f"letters_{lang}"].to_numpy() for t in every]), letters)
+                    for lang in LANGUAGES}
+            nums["code_switch_rate"] = (np.stack([(t["long_rus"] | t["long_eng"]).to_numpy(float) for t in every]),
+                                        np.stack([(t["n_letters"] > 0).to_numpy(float) for t in every]))
+            for name, (num, den) in nums.items():
+                ci = prompt_rate_interval(num, den, n_resamples=n_resamples, confidence=confidence, seed=seed)
+                row.update({name: ci.estimate, f"{name}_low": ci.low, f"{name}_high": ci.high})
+            rows.append(row)
+            continue
+        tables = [t[t["n_letters"] > 0] for t in every]
         tables = [t for t in tables if len(t)]
         if not tables:
             continue

@@ -22,7 +22,11 @@ import pandas as pd
 from bashkir_peft.report import comparisons, cost, downstream, failures, forgetting, generation, lm, paper, tokenizers
 from bashkir_peft.report import figures as fig
 from bashkir_peft.report.context import ReportContext
+from bashkir_peft.report.external_sets import external_sets_table
+from bashkir_peft.report.floors import floors_table
+from bashkir_peft.report.published import published_table
 from bashkir_peft.report.runs import discover_runs
+from bashkir_peft.report.words import words_table
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,8 @@ TABLES: tuple[ReportTable, ...] = (
                 lambda c: generation.generation_summary(c.tables["generation"],
                                                         generation.generation_intervals(c.runs, **c.bootstrap)),
                 "model x method: generation measures over seeds, language rates with intervals over prompts"),
+    ReportTable("words", lambda c: words_table(c.runs, c.data_dir),
+                "run with generations, reference text, Russian text: in-lexicon rate and copy rate"),
     ReportTable("paper", lambda c: paper.paper_table(c.tables["summary"], paper.data_modes(c.runs)),
                 "quoted number of the paper x matching cell of ours, with its data mode"),
     ReportTable("failures", lambda c: failures.failures_table(c.runs, c.gaps),
@@ -91,6 +97,12 @@ TABLES: tuple[ReportTable, ...] = (
                 "trained run: Bashkir gained, English and Russian forgotten on SIB-200, against the base model"),
     ReportTable("forgetting_summary", lambda c: forgetting.forgetting_summary(c.tables["forgetting"]),
                 "model x method: gained and forgotten, mean and std over seeds"),
+    ReportTable("external_sets", lambda c: external_sets_table(c.runs),
+                "external test set as scored: the subset's rule, documents, composition by category"),
+    ReportTable("floors", lambda c: floors_table(c.runs, c.data_dir),
+                "n-gram floor x protocol x split: bits per byte (and per sentence) of models of the training split"),
+    ReportTable("published", lambda c: published_table(c.runs, c.tables["floors"]),
+                "run, then published model: FLORES-200 bits per sentence under the Goldfish protocol"),
     ReportTable("downstream", lambda c: downstream.downstream_table(c.runs),
                 "run x classifier (baselines once, first): SIB-200 Bashkir accuracy and macro-F1 with intervals"),
     ReportTable("parity", lambda c: tokenizers.parity_table(c.data_dir),
