@@ -102,9 +102,6 @@ def test_a_bundle_rebuilds_the_identical_book_without_training(e2e, tmp_path):
     assert names[0] == "MANIFEST.json" and any(n.endswith("/eval_documents.parquet") for n in names)
     assert not [n for n in names if "/final/" in n or "/checkpoints/" in n or n.endswith((".safetensors", ".bin"))]
     assert not [n for n in names if n.endswith(("/train.parquet", "/validation.parquet", "/test.parquet"))]
-    with tarfile.open(archive) as tar:  # no folder of the machine that ran the grid
-        leaks = [m.name for m in tar.getmembers() if m.isfile() and str(e2e["tmp"]).encode() in tar.extractfile(m).read()]
-    assert not leaks, leaks[:5]
     # a machine that never trained: the grid's runs folder is gone while the book is rebuilt
     root, away = e2e["root"], e2e["tmp"] / "away"
     root.rename(away)

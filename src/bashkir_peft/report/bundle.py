@@ -7,9 +7,7 @@ Left out: model artefacts (weights and checkpoints, ``final/``, ``checkpoints/``
 tokenizer, ``tokenizer/``), the corpus splits
 (``data/{train,validation,test}.parquet``: corpus text, whose licences may not allow
 reprinting), locks and replaced runs (hidden folders), and the hidden temporaries an
-interrupted write leaves (e.g. an empty ``.figure.x1y2.png`` of a killed report). The folders
-of the machine that ran the grid are replaced, in the text files, by names relative to the
-runs root or the repository (:mod:`bashkir_peft.pagepaths`): a bundle is read elsewhere.
+interrupted write leaves (e.g. an empty ``.figure.x1y2.png`` of a killed report).
 
 The archive holds one folder named after the grid and, first, ``MANIFEST.json``: the
 grid's name, the bundle's schema version and, per file, its size and SHA-256.
@@ -31,7 +29,6 @@ from pathlib import Path, PurePosixPath
 
 from bashkir_peft.cellstate import BUNDLE_LEFT_OUT, BUNDLE_MANIFEST
 from bashkir_peft.errors import DataError
-from bashkir_peft.pagepaths import machine_folders, scrub, scrub_notebook
 from bashkir_peft.records import DataFiles, GridFiles, RunFiles
 
 MANIFEST = BUNDLE_MANIFEST
@@ -83,8 +80,7 @@ def write_bundle(runs_dir: str | Path, archive: str | Path, grid: str) -> dict:
     if not any(rel.name == RunFiles.CELL for rel in files):
         raise DataError(f"{runs_dir}: no run record ({RunFiles.CELL}) to bundle")
     manifest = {"grid": grid, "bundle_schema": BUNDLE_SCHEMA, "files": {}}
-    folders = machine_folders(runs_dir)
-    contents = {rel: _without_machine_paths(rel, (runs_dir / rel).read_bytes(), folders) for rel in files}
+    contents = {rel: (runs_dir / rel).read_bytes() for rel in files}
     for rel, data in contents.items():
         manifest["files"][rel.as_posix()] = {"bytes": len(data), "sha256": _sha256(data)}
     archive.parent.mkdir(parents=True, exist_ok=True)
@@ -95,19 +91,6 @@ def write_bundle(runs_dir: str | Path, archive: str | Path, grid: str) -> dict:
             _add_bytes(tar, f"{grid}/{rel.as_posix()}", data)
     tmp.replace(archive)
     return manifest
-
-
-def _without_machine_paths(rel: Path, data: bytes, folders: list[tuple[str, str]]) -> bytes:
-    """A file as the bundle holds it: the folders of the machine that ran the grid in its text
-    replaced by names relative to the runs root or the repository
-    (:func:`~bashkir_peft.pagepaths.scrub`; notebooks in their sources and text outputs only);
-    Parquet and images as they are."""
-    if rel.suffix == ".ipynb":
-        nb = scrub_notebook(json.loads(data), folders)
-        return json.dumps(nb, ensure_ascii=False, indent=1).encode()
-    if rel.suffix in {".json", ".csv"}:
-        return scrub(data.decode("utf-8"), folders).encode()
-    return data
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
