@@ -21,7 +21,7 @@ from bashkir_peft.records import Budget
 from bashkir_peft.report.build import build_report
 from bashkir_peft.report.comparisons import comparisons_table
 from bashkir_peft.report.cost import sweep_table
-from bashkir_peft.report.findings import findings
+from bashkir_peft.report.findings import SPLIT_WORDS, findings
 from bashkir_peft.train.budget import resolve_budget, validation_bits_per_byte
 from report_synth import downstream_result, make_grid, stage_downstream_record
 
@@ -131,6 +131,25 @@ def test_findings_state_each_comparison_with_its_interval_and_verdict(synth):
     assert row["ci_high"] < 0 and "lora r=8 is better than base: the interval excludes 0" in primary
     assert any(s.startswith("**Design, named before the runs.** Budget: 36 kB.") for s in text)
     assert any(s.startswith("**Cells.**") for s in text)
+
+
+def test_what_cannot_yet_be_said_is_one_sentence_and_a_demonstration_says_it_is_one(synth):
+    import re
+
+    design = StudyDesign(primary={"a": "lora r=8", "b": "base", "question": "Does LoRA help?"},
+                         secondary=[{"a": "lora r=8", "b": "full", "question": "q"}], budget="b")
+    comp = comparisons_table(synth.runs, design, protocol="rolling", n_resamples=500)
+    result = type(synth)(**{**synth.__dict__, "tables": {**synth.tables, "comparisons": comp}})
+    text = findings(result, design)
+    flagged = comp[comp["role"] == "secondary"].iloc[0]  # full has 2 seeds: no interval
+    [unsure] = [s for s in text if s.startswith("**What cannot yet be said**")]
+    assert "fewer than 3 seeds" in unsure and f"lora r=8 − full on {SPLIT_WORDS['test']} = {flagged['difference']:+.3f}" in unsure
+    assert not any(s.startswith("**Secondary.**") for s in text)  # no paragraph per flagged pair
+    assert any(s.startswith("**Primary.**") for s in text)
+    assert not re.search(r"\bnan\b", " ".join(text), re.I)
+    demo = findings(result, None)
+    assert demo[0].startswith("**A demonstration of the pipeline, not a study.**") and "make study-book" in demo[0]
+    assert not any(s.startswith("**Design, named before the runs.**") for s in demo)
 
 
 def test_the_sweep_chooses_the_lowest_validation_bits_per_byte():

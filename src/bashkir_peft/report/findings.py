@@ -75,15 +75,24 @@ def _exploratory(row) -> str:
 def _comparison_sentences(comp: pd.DataFrame, confidence: float) -> list[str]:
     """One sentence per comparison of the study (or pair), then one per forgetting split and
     one per transfer split."""
-    out = []
+    out, unsure = [], []
     for _, r in comp[~comp["role"].isin([FORGETTING_ROLE, TRANSFER_ROLE])].iterrows():
         where = SPLIT_WORDS.get(r["split"], r["split"])
+        if _flagged(r):
+            unsure.append(r)
+            continue
         head = f"**{r['role'].capitalize()}.** {r['question']} " if r["question"] and r["role"] in DESIGN_ROLES else (
             f"**{r['role'].capitalize()}.** ")
         exploratory = "" if r["role"] == "primary" else _exploratory(r)
         out.append(f"{head}On {where} ({r['n_documents']} documents, {r['n_seeds_a']} x {r['n_seeds_b']} seeds), "
                    f"{r['a']} − {r['b']} = {_interval(r)} ({confidence:.0%} interval over seeds and documents): "
                    f"{_verdict(r)}{exploratory}.")
+    if unsure:
+        flags = sorted({part.strip() for r in unsure for part in str(r["flag"]).split(";")})
+        out.append(f"**What cannot yet be said** ({'; '.join(flags)}): "
+                   + "; ".join(f"{r['a']} − {r['b']} on {SPLIT_WORDS.get(r['split'], r['split'])} = "
+                               f"{r['difference']:+.3f} bits per byte" for r in unsure)
+                   + ". These differences are shown in the tables for the record, not interpreted.")
     for role, splits, worse, better in ((FORGETTING_ROLE, FORGETTING_SPLITS, "forgotten", "improved"),
                                         (TRANSFER_ROLE, TRANSFER_SPLITS, "worse", "transfer")):
         rows_of = comp[comp["role"] == role]
@@ -91,7 +100,7 @@ def _comparison_sentences(comp: pd.DataFrame, confidence: float) -> list[str]:
             rows = rows_of[rows_of["split"].isin([split, f"{split} (goldfish)"])]
             if rows.empty:
                 continue
-            parts = [f"{r['a']} {_interval(r)}" + (f" (flagged: {r['flag']})" if _flagged(r) else
+            parts = [f"{r['a']} {_interval(r)}" + (" (not interpreted)" if _flagged(r) else
                                                      f" ({worse}{_holm(r)})" if r["ci_low"] > 0 else
                                                      f" ({better}{_holm(r)})" if r["ci_high"] < 0 else
                                                      f" (no change shown{_holm(r)})")
@@ -205,7 +214,8 @@ def findings(result: ReportResult, design: StudyDesign | None, confidence: float
         confidence: of the intervals.
 
     Returns:
-        Markdown paragraphs: the budget, the comparisons (primary first) with their
+        Markdown paragraphs: for a demonstration grid (no study block; not ``paper``) first
+        that it is one; the budget, the comparisons (primary first) with their
         intervals and verdicts (every row but the primary one exploratory, with its
         Holm-adjusted p-value), forgetting, generation against the 90 % letter-share target, the
         downstream task, the learning rates, the state of every cell, the evaluation scope
@@ -213,7 +223,12 @@ def findings(result: ReportResult, design: StudyDesign | None, confidence: float
     """
     t = result.tables
     out = []
-    if design is not None:
+    if design is None and result.grid != "paper":
+        out.append("**A demonstration of the pipeline, not a study.** This grid fixed no comparison before its "
+                   "runs and is sized to show what the pipeline computes and records: none of its numbers is a "
+                   "finding. The CPU study's book states findings with their intervals (built from its committed "
+                   "results: `make study-book`).")
+    elif design is not None:
         out.append(f"**Design, named before the runs.** Budget: {design.budget}. Primary comparison: "
                    f"{design.primary.a} against {design.primary.b} on {SPLIT_WORDS.get(design.primary.split)}.")
     out += _comparison_sentences(t["comparisons"], confidence)

@@ -5,35 +5,41 @@ on what a grid's numbers mean. Used by notebook 05 and the book; nothing here co
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from bashkir_peft.config.grid import grid_file, resolve_grid
 from bashkir_peft.names import method_sort_key
 from bashkir_peft.report.build import ReportResult
 
+ADAPTED_MARK = "†"
+"""Marks a token perplexity on a tokenizer other than the model's own (an adapted tokenizer):
+it counts other tokens, so it does not compare with the rows without the mark."""
+
 
 def format_headline(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary as a reader's table: ``mean ± std`` strings, n, one row per model x method.
+    """The summary as a reader's table: bits per byte first (the one measure that compares
+    across tokenizers), fixed decimals, one row per model x method x protocol x split.
 
     Args:
         summary: :func:`~bashkir_peft.report.lm.summary_table` (or the headline rows of it).
 
     Returns:
-        ``model, method, protocol, split, n, perplexity, bits_per_byte, word_perplexity``, each
-        metric as ``mean ± std`` (std left out for one seed; bits per byte with 4 decimals, the
-        perplexities with 2, or in scientific notation from 1e5).
+        ``model, method, protocol, split, n, bits per byte, token perplexity, word perplexity
+        (log10)``: bits per byte as ``mean ± std`` with 3 decimals (std left out for one seed),
+        token perplexity with 1 decimal and :data:`ADAPTED_MARK` where the tokenizer is an
+        adapted one (method labels with ``tok=``), the word perplexity as the log10 of its mean
+        over seeds with 2 decimals (word perplexities of small models reach 1e13 and more).
     """
     if summary.empty:
         return summary
     out = summary[["model", "method_label", "protocol", "split", "n"]].copy()
-
-    def fmt(x: float, digits: int) -> str:
-        return f"{x:.{digits}f}" if abs(x) < 1e5 else f"{x:.3e}"
-
-    for m in ("perplexity", "bits_per_byte", "word_perplexity"):
-        digits = 4 if m == "bits_per_byte" else 2
-        out[m] = [fmt(a, digits) + ("" if pd.isna(b) else f" ± {fmt(b, digits)}")
-                  for a, b in zip(summary[f"{m}_mean"], summary[f"{m}_std"])]
+    out["bits per byte"] = [f"{a:.3f}" + ("" if pd.isna(b) else f" ± {b:.3f}")
+                            for a, b in zip(summary["bits_per_byte_mean"], summary["bits_per_byte_std"])]
+    out["token perplexity"] = [f"{a:,.1f}" + (ADAPTED_MARK if " tok=" in label else "")
+                               for a, label in zip(summary["perplexity_mean"], summary["method_label"])]
+    out["word perplexity (log10)"] = [f"{math.log10(a):.2f}" if a > 0 else "–" for a in summary["word_perplexity_mean"]]
     return out.rename(columns={"method_label": "method"})
 
 
