@@ -78,7 +78,7 @@ def _comparison_sentences(comp: pd.DataFrame, confidence: float) -> list[str]:
     out, unsure = [], []
     for _, r in comp[~comp["role"].isin([FORGETTING_ROLE, TRANSFER_ROLE])].iterrows():
         where = SPLIT_WORDS.get(r["split"], r["split"])
-        if _flagged(r):
+        if _flagged(r) and r["role"] != "primary":  # the primary keeps its own sentence, flagged or not
             unsure.append(r)
             continue
         head = f"**{r['role'].capitalize()}.** {r['question']} " if r["question"] and r["role"] in DESIGN_ROLES else (

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bashkir_peft.records import DataFiles, GridFiles
 from bashkir_peft.report import comparisons, cost, downstream, failures, forgetting, generation, lm, paper, tokenizers
 from bashkir_peft.report import figures as fig
 from bashkir_peft.report.context import ReportContext
@@ -27,6 +28,22 @@ from bashkir_peft.report.floors import floors_table
 from bashkir_peft.report.published import published_table
 from bashkir_peft.report.runs import discover_runs
 from bashkir_peft.report.words import words_table
+
+
+def _counts_the_corpus(name: str, build: Callable[[ReportContext], pd.DataFrame]) -> Callable[[ReportContext], pd.DataFrame]:
+    """A table counted from the training split's text (the n-gram floors, the lexicon of the
+    words table): where the split is not in the data folder (a folder extracted from a results
+    bundle, which leaves corpus text out), the table the grid's own report wrote before
+    (``runs/<grid>/report/tables/<name>.csv``, carried by the bundle), else ``build``."""
+
+    def table(c: ReportContext) -> pd.DataFrame:
+        if c.data_dir is None or not (c.data_dir / DataFiles.split("train")).is_file():
+            earlier = c.runs_dir / GridFiles.REPORT / "tables" / f"{name}.csv"
+            if earlier.is_file():
+                return pd.read_csv(earlier)
+        return build(c)
+
+    return table
 
 
 @dataclass(frozen=True)
@@ -87,7 +104,7 @@ TABLES: tuple[ReportTable, ...] = (
                 lambda c: generation.generation_summary(c.tables["generation"],
                                                         generation.generation_intervals(c.runs, **c.bootstrap)),
                 "model x method: generation measures over seeds, language rates with intervals over prompts"),
-    ReportTable("words", lambda c: words_table(c.runs, c.data_dir),
+    ReportTable("words", _counts_the_corpus("words", lambda c: words_table(c.runs, c.data_dir)),
                 "run with generations, reference text, Russian text: in-lexicon rate and copy rate"),
     ReportTable("paper", lambda c: paper.paper_table(c.tables["summary"], paper.data_modes(c.runs)),
                 "quoted number of the paper x matching cell of ours, with its data mode"),
@@ -99,7 +116,7 @@ TABLES: tuple[ReportTable, ...] = (
                 "model x method: gained and forgotten, mean and std over seeds"),
     ReportTable("external_sets", lambda c: external_sets_table(c.runs),
                 "external test set as scored: the subset's rule, documents, composition by category"),
-    ReportTable("floors", lambda c: floors_table(c.runs, c.data_dir),
+    ReportTable("floors", _counts_the_corpus("floors", lambda c: floors_table(c.runs, c.data_dir)),
                 "n-gram floor x protocol x split: bits per byte (and per sentence) of models of the training split"),
     ReportTable("published", lambda c: published_table(c.runs, c.tables["floors"]),
                 "run, then published model: FLORES-200 bits per sentence under the Goldfish protocol"),
