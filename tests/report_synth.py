@@ -195,6 +195,25 @@ def write_run(root: Path, run_id: str, model: str, method: str, lora_r, seed, bp
     return d
 
 
+def write_adapted_pair(root: Path) -> tuple[pd.DataFrame, pd.DataFrame, Path, Path]:
+    """Two finished LoRA r=8 runs of ``tiny-gpt2`` on the same documents: ``a`` on the model's
+    tokenizer, ``b`` on an adapted tokenizer ``k8`` that cuts each document into a third of the
+    tokens (its cell's ``tokenizer`` set to ``k8``).
+
+    Returns:
+        ``(documents, documents of b, folder of a, folder of b)``.
+    """
+    rng = np.random.default_rng(0)
+    docs = documents(rng)
+    fewer = docs.assign(tokens=docs["tokens"] // 3)
+    plain = write_run(root, "a", "tiny-gpt2", "lora", 8, 42, 2.5, docs, rng)
+    adapted = write_run(root, "b", "tiny-gpt2", "lora", 8, 42, 2.3, fewer, rng)
+    cell = read_record(adapted / RunFiles.CELL, CellRecord)
+    write_record(adapted / RunFiles.CELL, cell.model_copy(update={"params": cell.params.model_copy(
+        update={"tokenizer": "k8"})}))
+    return docs, fewer, plain, adapted
+
+
 def write_index(root: Path, run_ids: list[str]) -> Path:
     """Write the grid runner's index ``grid.json`` listing the cells of ``run_ids``."""
     cells = []

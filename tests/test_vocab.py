@@ -220,24 +220,14 @@ def test_bad_tokenizer_settings_are_one_clear_error(over, message):
 
 
 def test_report_tells_adapted_tokenizer_runs_apart(tmp_path):
-    import numpy as np
-
     from bashkir_peft.names import label_parts
-    from bashkir_peft.records import CellRecord, read_record, write_record
     from bashkir_peft.report.cost import quality_cost_table, runs_table
     from bashkir_peft.report.lm import metrics_table
     from bashkir_peft.report.runs import read_run
     from bashkir_peft.report.tokenizers import fertility_table
-    from report_synth import documents, write_run
+    from report_synth import write_adapted_pair
 
-    rng = np.random.default_rng(0)
-    docs = documents(rng)
-    fewer = docs.assign(tokens=docs["tokens"] // 3)
-    plain = write_run(tmp_path, "a", "tiny-gpt2", "lora", 8, 42, 2.5, docs, rng)
-    adapted = write_run(tmp_path, "b", "tiny-gpt2", "lora", 8, 42, 2.3, fewer, rng)
-    cell = read_record(adapted / RunFiles.CELL, CellRecord)
-    write_record(adapted / RunFiles.CELL, cell.model_copy(update={"params": cell.params.model_copy(
-        update={"tokenizer": "k8"})}))
+    docs, fewer, plain, adapted = write_adapted_pair(tmp_path)
     runs = [read_run(plain), read_run(adapted)]
     assert [r.method_label for r in runs] == ["lora r=8", "lora r=8 tok=k8"]
     assert label_parts("lora r=8 tok=k8") == ("lora", 8)

@@ -131,21 +131,12 @@ def test_protected_entry_without_text_is_one_clear_error():
 
 
 def test_speed_table_reads_tokens_per_word_and_generation_rates(tmp_path):
-    import numpy as np
-
-    from bashkir_peft.records import CellRecord, GenerateRecord, RunFiles, read_record, write_record
+    from bashkir_peft.records import GenerateRecord, RunFiles, read_record, write_record
     from bashkir_peft.report.runs import read_run
     from bashkir_peft.report.tokenizers import speed_table
-    from report_synth import documents, write_run
+    from report_synth import write_adapted_pair
 
-    rng = np.random.default_rng(0)
-    docs = documents(rng)
-    fewer = docs.assign(tokens=docs["tokens"] // 3)
-    plain = write_run(tmp_path, "a", "tiny-gpt2", "lora", 8, 42, 2.5, docs, rng)
-    adapted = write_run(tmp_path, "b", "tiny-gpt2", "lora", 8, 42, 2.3, fewer, rng)
-    cell = read_record(adapted / RunFiles.CELL, CellRecord)
-    write_record(adapted / RunFiles.CELL, cell.model_copy(update={"params": cell.params.model_copy(
-        update={"tokenizer": "k8"})}))
+    docs, fewer, plain, adapted = write_adapted_pair(tmp_path)
     gen = read_record(adapted / RunFiles.GENERATE, GenerateRecord)  # the adapted run generates in half the time
     write_record(adapted / RunFiles.GENERATE, gen.model_copy(update={"cost": gen.cost.model_copy(
         update={"generate_time_s": gen.cost.generate_time_s / 2})}))
