@@ -17,7 +17,15 @@ from bashkir_peft.executor import default_notebooks_dir, notebook_parameters
 from bashkir_peft.grid import stages as grid_stages
 from bashkir_peft.grid.runner import GridRun, Planned
 from bashkir_peft.grid.stages import RUN_DIR
-from bashkir_peft.names import METHODS, label_parts, method_label, method_sort_key, run_label
+from bashkir_peft.names import (
+    BASE_TOKENIZER,
+    METHODS,
+    label_parts,
+    label_tokenizer,
+    method_label,
+    method_sort_key,
+    run_label,
+)
 from bashkir_peft.settings import runs_root
 from bashkir_peft.stages import CELL_STAGES, STAGE_SECTIONS, STAGES
 
@@ -31,6 +39,8 @@ def test_method_labels_round_trip_and_sort_in_one_order():
     for method in METHODS:
         r = 8 if method in ("lora", "qlora") else None
         assert label_parts(method_label(method, r, "bak16k")) == (method, r)
+        assert label_tokenizer(method_label(method, r, "bak16k", "use_dora")) == "bak16k"
+        assert label_tokenizer(method_label(method, r)) == BASE_TOKENIZER
     assert run_label("smollm2-135m", "qlora", 8, 42) == "smollm2-135m/qlora/r8/s42"
 
 

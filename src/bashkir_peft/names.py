@@ -100,6 +100,12 @@ def label_parts(label: str) -> tuple[str, int | None]:
     return method, int(r) if r else None
 
 
+def label_tokenizer(label: str) -> str:
+    """The tokenizer a method label names (:func:`method_label`): ``"lora r=8 tok=bak16k"`` ->
+    ``"bak16k"``; :data:`BASE_TOKENIZER` for a label without one."""
+    return label.partition(" [")[0].partition(" tok=")[2] or BASE_TOKENIZER
+
+
 def method_sort_key(label: str) -> tuple[int, str, int]:
     """Sort key of method labels: reference text, base, full, lora, qlora, then by rank.
 

@@ -10,7 +10,7 @@ import math
 import pandas as pd
 
 from bashkir_peft.config.grid import grid_file, resolve_grid
-from bashkir_peft.names import method_sort_key
+from bashkir_peft.names import BASE_TOKENIZER, label_tokenizer, method_sort_key
 from bashkir_peft.report.build import ReportResult
 
 ADAPTED_MARK = "†"
@@ -29,7 +29,7 @@ def format_headline(summary: pd.DataFrame) -> pd.DataFrame:
         ``model, method, protocol, split, n, bits per byte, token perplexity, word perplexity
         (log10)``: bits per byte as ``mean ± std`` with 3 decimals (std left out for one seed),
         token perplexity with 1 decimal and :data:`ADAPTED_MARK` where the tokenizer is an
-        adapted one (method labels with ``tok=``), the word perplexity as the log10 of its mean
+        adapted one (:func:`~bashkir_peft.names.label_tokenizer`), the word perplexity as the log10 of its mean
         over seeds with 2 decimals (word perplexities of small models reach 1e13 and more).
     """
     if summary.empty:
@@ -37,7 +37,7 @@ def format_headline(summary: pd.DataFrame) -> pd.DataFrame:
     out = summary[["model", "method_label", "protocol", "split", "n"]].copy()
     out["bits per byte"] = [f"{a:.3f}" + ("" if pd.isna(b) else f" ± {b:.3f}")
                             for a, b in zip(summary["bits_per_byte_mean"], summary["bits_per_byte_std"])]
-    out["token perplexity"] = [f"{a:,.1f}" + (ADAPTED_MARK if " tok=" in label else "")
+    out["token perplexity"] = [f"{a:,.1f}" + (ADAPTED_MARK if label_tokenizer(label) != BASE_TOKENIZER else "")
                                for a, label in zip(summary["perplexity_mean"], summary["method_label"])]
     out["word perplexity (log10)"] = [f"{math.log10(a):.2f}" if a > 0 else "–" for a in summary["word_perplexity_mean"]]
     return out.rename(columns={"method_label": "method"})
