@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 
 from bashkir_peft.cellstate import BUNDLE_LEFT_OUT, BUNDLE_MANIFEST
 from bashkir_peft.errors import DataError
-from bashkir_peft.records import DataFiles, GridFiles, RunFiles
+from bashkir_peft.records import DataFiles, GridFiles, GridIndex, RunFiles, parse_record, write_record
 
 MANIFEST = BUNDLE_MANIFEST
 BUNDLE_SCHEMA = 1
@@ -167,24 +167,34 @@ def _run_folders(files: dict[str, bytes]) -> set[str]:
     return {key.split("/")[0] for key in files if key.count("/") == 1 and key.endswith("/" + RunFiles.CELL)}
 
 
-def _merged_index(indexes: list[tuple[bytes, set[str]]]) -> bytes:
-    """One ``grid.json`` for the union of bundles of one grid: each cell's entry taken from the
-    bundle that holds its run folder (the others say "not started" for it), else the first's.
+def _merged_index(indexes: list[tuple[Path, bytes, set[str]]]) -> GridIndex:
+    """One index for the union of bundles of one grid: each cell's entry taken from the bundle
+    that holds its run folder (the others say "not started" for it), else the first's.
+
+    Args:
+        indexes: per bundle, ``(archive, its grid.json bytes, its run folders)``.
 
     Raises:
+        RecordError: an index that does not match :class:`~bashkir_peft.records.GridIndex`.
         DataError: the indexes list different cells or data (not parts of one grid run).
     """
-    loaded = [(json.loads(data), runs) for data, runs in indexes]
+    loaded = []
+    for archive, data, runs in indexes:
+        try:
+            raw = json.loads(data)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{archive}: {GridFiles.INDEX} is not JSON ({err})") from None
+        loaded.append((parse_record(GridIndex, raw, f"{archive}: {GridFiles.INDEX}"), runs))
     first = loaded[0][0]
-    keys = [[c.get("run_id") for c in index["cells"]] for index, _ in loaded]
-    fingerprints = {(index.get("data") or {}).get("fingerprint") for index, _ in loaded}
+    keys = [[c.run_id for c in index.cells] for index, _ in loaded]
+    fingerprints = {index.data.fingerprint if index.data else None for index, _ in loaded}
     if any(k != keys[0] for k in keys) or len(fingerprints) > 1:
         raise DataError("the bundles are not parts of one grid run: their indexes list different cells or data")
     cells = []
-    for i, cell in enumerate(first["cells"]):
-        held = [index["cells"][i] for index, runs in loaded if cell.get("run_id") in runs]
+    for i, cell in enumerate(first.cells):
+        held = [index.cells[i] for index, runs in loaded if cell.run_id in runs]
         cells.append(held[0] if held else cell)
-    return json.dumps({**first, "cells": cells}, indent=1, ensure_ascii=False).encode()
+    return first.model_copy(update={"cells": cells})
 
 
 def extract_bundles(archives: list[Path], runs_dir: str | Path) -> str:
@@ -207,7 +217,7 @@ def extract_bundles(archives: list[Path], runs_dir: str | Path) -> str:
     Raises:
         DataError: a bad bundle (:func:`read_bundle`), bundles of different grids or data, a
             run in two bundles with different files, or a ``runs_dir`` holding something other
-            than an extracted bundle.
+            than an extracted bundle; RecordError: a part's index off the record contract.
     """
     runs_dir = Path(runs_dir)
     if runs_dir.exists() and any(runs_dir.iterdir()) and not (runs_dir / MANIFEST).is_file():
@@ -233,17 +243,21 @@ def extract_bundles(archives: list[Path], runs_dir: str | Path) -> str:
                 if top in runs:
                     owner.setdefault(top, archive)
                 files.setdefault(key, data)
-        indexes = [(part[GridFiles.INDEX], _run_folders(part)) for _, _, _, part in parts if GridFiles.INDEX in part]
-        if indexes:
-            files[GridFiles.INDEX] = _merged_index(indexes)
-        manifest_bytes = json.dumps({"grid": grid, "bundle_schema": BUNDLE_SCHEMA,
-                                     "parts": [archive.name for archive, *_ in parts],
-                                     "files": {k: {"bytes": len(v), "sha256": _sha256(v)} for k, v in sorted(files.items())}},
-                                    indent=1, sort_keys=True).encode()
+        indexes = [(archive, part[GridFiles.INDEX], _run_folders(part))
+                   for archive, _, _, part in parts if GridFiles.INDEX in part]
+        index = _merged_index(indexes) if indexes else None
+        manifest_bytes = None
     if runs_dir.exists():
         shutil.rmtree(runs_dir)
     for key, data in files.items():
         (runs_dir / key).parent.mkdir(parents=True, exist_ok=True)
         (runs_dir / key).write_bytes(data)
+    if manifest_bytes is None:  # the union: its index through the record contract, then its manifest
+        if index is not None:
+            files[GridFiles.INDEX] = write_record(runs_dir / GridFiles.INDEX, index).read_bytes()
+        manifest_bytes = json.dumps({"grid": grid, "bundle_schema": BUNDLE_SCHEMA,
+                                     "parts": [archive.name for archive, *_ in parts],
+                                     "files": {k: {"bytes": len(v), "sha256": _sha256(v)} for k, v in sorted(files.items())}},
+                                    indent=1, sort_keys=True).encode()
     (runs_dir / MANIFEST).write_bytes(manifest_bytes)
     return grid
