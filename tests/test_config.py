@@ -41,6 +41,9 @@ def test_method_labels_round_trip_and_sort_in_one_order():
         assert label_parts(method_label(method, r, "bak16k")) == (method, r)
         assert label_tokenizer(method_label(method, r, "bak16k", "use_dora")) == "bak16k"
         assert label_tokenizer(method_label(method, r)) == BASE_TOKENIZER
+        armed = method_label(method, r, "bak16k", "use_rslora", arm="long")
+        assert armed.endswith(" [use_rslora] @long") and label_parts(armed) == (method, r)
+        assert label_tokenizer(armed) == "bak16k" and label_tokenizer(method_label(method, r, arm="long")) == "base"
     assert run_label("smollm2-135m", "qlora", 8, 42) == "smollm2-135m/qlora/r8/s42"
 
 

@@ -18,6 +18,7 @@ from bashkir_peft.evaluate.run import run_evaluation, score_paper, score_rolling
 from bashkir_peft.evaluate.scoring import Window, rolling_windows, score_windows
 from bashkir_peft.models.loading import prefix_token_id
 from bashkir_peft.records import write_record
+from bashkir_peft.text.excerpt import head_bytes
 from report_synth import stage_train_record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -336,6 +337,24 @@ def test_run_evaluation_writes_records_for_both_protocols_and_splits(tmp_path, d
     docs = pd.read_parquet(out / "eval_documents.parquet")
     assert len(docs[(docs.protocol == "rolling") & (docs.split == "test")]) == 2
     assert len(docs[docs.protocol == "paper"]) == 6
+    # a byte budget per document: each scored text is its head, at a word boundary
+    cap = 40
+    entry = run_evaluation(EvalParams(**common, max_document_bytes=cap), progress=False)
+    docs = pd.read_parquet(out / "eval_documents.parquet")
+    heads = docs[(docs.protocol == "rolling") & (docs.split == "test")]
+    assert list(heads["bytes"]) == [count_bytes(head_bytes(t, cap)) for t in texts[:6]]
+    assert (heads["bytes"] <= cap).all() and entry.metrics.bytes == heads["bytes"].sum()
+
+
+def test_the_head_of_a_document_ends_at_a_word_within_its_bytes():
+    assert head_bytes("баш ҡорт теле", 100) == "баш ҡорт теле"  # fits: whole
+    assert head_bytes("баш ҡорт теле", 15) == "баш ҡорт"  # 15 bytes would cut "теле"
+    assert head_bytes("баш ҡорт теле", 16) == "баш ҡорт"  # "баш ҡорт " + "т": no half word
+    assert head_bytes("баш ҡорт теле", 23) == "баш ҡорт"  # one byte short of the whole (24 bytes)
+    assert head_bytes("баш ҡорт теле", 24) == "баш ҡорт теле"
+    assert head_bytes("ҡҡҡҡҡ", 5) == "ҡҡ"  # one long word: whole characters (2 bytes each)
+    with pytest.raises(ValueError):
+        head_bytes("x", 0)
 
 
 def test_run_evaluation_rejects_bad_input_before_scoring(tmp_path, data_dir):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from bashkir_peft.config.design import StudyDesign
@@ -255,3 +256,64 @@ def test_a_study_grid_file_brings_its_design_and_its_sweep_into_the_report(tmp_p
         in text
     assert "lora r=8 0.0001 (of 0.0001, 0.0003, 0.001; validation 2.000 bits per byte; the study's runs use it)" in text
     assert "Is LoRA as good?" in text and "figures" in str(result.figures["learning_rate_sweep"].parent)
+
+
+def test_a_label_the_study_names_an_arm_is_compared_apart(synth):
+    """Runs labelled ``long`` (say, five times the budget) carry ``@long`` in their method label
+    and are compared among themselves, never pooled with the unlabelled runs of their method."""
+    import dataclasses
+
+    from bashkir_peft.report.runs import with_arms
+
+    def labelled(run, label):
+        params = run.cell.params.model_copy(update={"label": label})
+        return dataclasses.replace(run, cell=run.cell.model_copy(update={"params": params}))
+
+    finished = [r for r in synth.runs if r.status == "finished"]
+    long_seeds = {r.seed for r in finished if r.method_label == "lora r=8"}
+    runs = [labelled(r, "long") if r.method_label in ("lora r=8", "full") else r for r in finished]
+    armed = with_arms(runs, ["long"])
+    assert {r.method_label for r in armed} == {"base", "full @long", "lora r=8 @long"}
+    assert {r.method_label for r in with_arms(runs, [])} == {"base", "full", "lora r=8"}  # a label alone pools
+    design = StudyDesign(primary={"a": "lora r=8 @long", "b": "base", "question": "q"}, budget="b",
+                         label_arms=["long"])
+    row = comparisons_table(armed, design, protocol="rolling", n_resamples=200).set_index("role").loc["primary"]
+    plain = comparisons_table(finished, design.model_copy(update={
+        "primary": design.primary.model_copy(update={"a": "lora r=8"}), "label_arms": []}),
+        protocol="rolling", n_resamples=200).set_index("role").loc["primary"]
+    assert row["n_seeds_a"] == len(long_seeds)
+    assert row["difference"] == pytest.approx(plain["difference"])  # the same runs, now named as an arm
+
+
+def test_the_study_block_names_arms_by_label_and_tiers_select_cells():
+    grid = GRID | {"matrix": {"model": ["tiny-gpt2"], "method": ["base", "full", "lora"], "seed": [1, 2]},
+                   "include": [{"model": "tiny-gpt2", "method": "lora", "seed": 1, "label": "long"}]}
+    study = {"primary": {"a": "lora r=8 @long", "b": "full", "question": "q?"}, "budget": "b",
+             "label_arms": ["long"]}
+    assert parse_grid(grid | {"study": study}).spec.study.label_arms == ["long"]
+    with pytest.raises(ConfigError, match="'lora r=8 @long' is not a method"):
+        parse_grid(grid | {"study": study | {"label_arms": []}})  # without the arm, the label pools
+    with pytest.raises(ConfigError, match="label_arms short: no cell has this label"):
+        parse_grid(grid | {"study": study | {"label_arms": ["long", "short"]}})
+    tiers = {"quick": {"seed": [1], "label": [None], "note": "one seed, no labelled cell"}}
+    spec = parse_grid(grid | {"tiers": tiers}).spec
+    cells = expand(parse_grid(grid | {"tiers": tiers}))
+    quick = [c.slug for c in cells if spec.tiers["quick"].matches(c)]
+    assert sorted(quick) == ["tiny-gpt2-base-s1", "tiny-gpt2-full-s1", "tiny-gpt2-lora-r8-s1"]
+    with pytest.raises(ConfigError, match="tiers: none: selects no cell"):
+        parse_grid(grid | {"tiers": {"none": {"seed": [3]}}})
+
+
+def test_a_tier_runs_the_grids_own_cells_with_their_run_ids(tmp_path):
+    from bashkir_peft.grid.runner import plan
+
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump(GRID | {"matrix": {"model": ["tiny-gpt2"], "method": ["full", "lora"],
+                                                      "seed": [1, 2]},
+                                           "tiers": {"quick": {"seed": [1]}}}))
+    whole = plan(load_grid(path), None, runs_root=tmp_path / "runs", need_corpus=False)
+    quick = plan(load_grid(path), None, runs_root=tmp_path / "runs", need_corpus=False, tier="quick")
+    ids = {p.cell.slug: p.run_id for p in whole.cells}
+    assert {p.cell.slug: p.run_id for p in quick.cells} == {k: v for k, v in ids.items() if "-s1" in k}
+    with pytest.raises(ConfigError, match="--tier slow: grid 'g' has no such tier \\(its tiers: quick\\)"):
+        plan(load_grid(path), None, runs_root=tmp_path / "runs", need_corpus=False, tier="slow")

@@ -34,7 +34,7 @@ import yaml
 
 from bashkir_peft.atomic import write_text_atomic
 from bashkir_peft.config.book import BookParams
-from bashkir_peft.config.grid import report_dirs
+from bashkir_peft.config.grid import report_dirs, study_design
 from bashkir_peft.config.report import ReportParams
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.executor import default_notebooks_dir, execute
@@ -42,7 +42,7 @@ from bashkir_peft.lessons import lesson_notebooks, lessons_out_dir
 from bashkir_peft.names import ADAPTER_METHODS
 from bashkir_peft.pagepaths import machine_folders, scrub, scrub_notebook
 from bashkir_peft.report.bundle import bundle_archives, extract_bundles
-from bashkir_peft.report.runs import RunRecord, discover_runs, index_gaps
+from bashkir_peft.report.runs import RunRecord, discover_runs, index_gaps, with_arms
 from bashkir_peft.report.teaching_figures import write_teaching_figures
 from bashkir_peft.report.views import grid_note
 from bashkir_peft.settings import REPO_ROOT, resolve_path, runs_root
@@ -483,7 +483,9 @@ def build_book(params: BookParams) -> Path:
     book_dir = resolve_path(params.book_dir)
     if not (book_dir / "_toc.yml").is_file():
         raise ConfigError(f"{book_dir}: no _toc.yml (book_dir must be the book's source folder)")
+    design = study_design(params.grid)
     runs = discover_runs(runs_dir)
+    runs = with_arms(runs, design.label_arms) if design is not None else runs
     gen = book_dir / "generated"
     if gen.exists():
         shutil.rmtree(gen)

@@ -105,6 +105,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", action="append", metavar="KEY=VALUE",
                    help="select cells: model, method, lora_r, seed, label or run_id (repeatable; "
                         "values comma-separated; different keys must all match)")
+    p.add_argument("--tier", default=None, metavar="NAME",
+                   help="only the cells of one of the grid's named tiers (its `tiers` block, e.g. quick); "
+                        "--only then selects within it")
     p.add_argument("--runs-dir", default=None, help="runs root (default $BASHKIR_PEFT_RUNS or <repo>/runs)")
     p.add_argument("--notebooks", default=None, help="folder of the stage notebooks (default <repo>/notebooks)")
 
@@ -112,7 +115,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _load(args: argparse.Namespace, need_corpus: bool):
     grid = load_grid(resolve_path(args.grid))
     return plan(grid, getattr(args, "corpus", None), runs_root=resolve_path(args.runs_dir), notebooks_dir=resolve_path(args.notebooks),
-                only=parse_only(args.only), need_corpus=need_corpus)
+                only=parse_only(args.only), tier=args.tier, need_corpus=need_corpus)
 
 
 def _gpu_list(text: str | None) -> list[int]:

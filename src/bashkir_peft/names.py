@@ -65,7 +65,8 @@ def run_label(model: str, method: str, lora_r: int | None, seed: int | None, lab
     return sep.join(parts)
 
 
-def method_label(method: str, lora_r: int | None, tokenizer: str = BASE_TOKENIZER, variant: str = "") -> str:
+def method_label(method: str, lora_r: int | None, tokenizer: str = BASE_TOKENIZER, variant: str = "",
+                 arm: str | None = None) -> str:
     """The one spelling of a run's method in the report's tables and figures.
 
     Args:
@@ -74,14 +75,18 @@ def method_label(method: str, lora_r: int | None, tokenizer: str = BASE_TOKENIZE
         tokenizer: the grid's ``tokenizer`` axis (``base``, or an adaptation's name).
         variant: the LoRA variant's options
             (:func:`bashkir_peft.config.lora.lora_variant_label`; ``""`` = plain LoRA).
+        arm: a cell label the grid's study block names an arm of its own
+            (:attr:`bashkir_peft.config.design.StudyDesign.label_arms`, e.g. ``long`` for a
+            longer budget); ``None``: the label, if any, only tells cells apart.
 
     Returns:
         ``base``, ``full``, ``lora r=8``, ``qlora r=16``, ``lora r=8 tok=bak16k``,
-        ``lora r=64 [use_dora, use_rslora]``...
+        ``lora r=64 [use_dora, use_rslora]``, ``full @long``...
     """
     label = method if lora_r is None else f"{method} r={lora_r}"
     label = label if tokenizer == BASE_TOKENIZER else f"{label} tok={tokenizer}"
-    return f"{label} [{variant}]" if variant else label
+    label = f"{label} [{variant}]" if variant else label
+    return f"{label} @{arm}" if arm else label
 
 
 def label_parts(label: str) -> tuple[str, int | None]:
@@ -96,14 +101,14 @@ def label_parts(label: str) -> tuple[str, int | None]:
     """
     if label == REFERENCE_LABEL:
         return "reference", None
-    method, _, r = label.partition(" [")[0].partition(" tok=")[0].partition(" r=")
+    method, _, r = label.partition(" @")[0].partition(" [")[0].partition(" tok=")[0].partition(" r=")
     return method, int(r) if r else None
 
 
 def label_tokenizer(label: str) -> str:
     """The tokenizer a method label names (:func:`method_label`): ``"lora r=8 tok=bak16k"`` ->
     ``"bak16k"``; :data:`BASE_TOKENIZER` for a label without one."""
-    return label.partition(" [")[0].partition(" tok=")[2] or BASE_TOKENIZER
+    return label.partition(" @")[0].partition(" [")[0].partition(" tok=")[2] or BASE_TOKENIZER
 
 
 def method_sort_key(label: str) -> tuple[int, str, int]:

@@ -37,9 +37,15 @@ class StudyDesign(StrictModel):
         budget: the training budget every trained cell gets, in words.
         learning_rate_sweep: the grid whose runs chose the learning rates (its runs folder
             beside this grid's, ``runs/<name>``); the report shows it.
+        label_arms: cell labels that make arms of their own (e.g. ``long``: the same methods
+            at a longer budget): a run with such a label is named ``<method label> @<label>``
+            (:func:`bashkir_peft.names.method_label`) in every table, figure and comparison,
+            instead of being pooled with the unlabelled runs of its method. Other labels
+            (a learning rate of a sweep) only tell cells apart.
     """
 
     primary: Comparison
     secondary: list[Comparison] = []
     budget: str
     learning_rate_sweep: str | None = Field(None, pattern=NAME_PATTERN)
+    label_arms: list[str] = []

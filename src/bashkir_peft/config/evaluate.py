@@ -69,6 +69,9 @@ class EvalParams(StrictModel):
     batch_size: int = Field(8, ge=1, json_schema_extra={
         "source": "ours: not tuned; the per-document sums depend on it only through floating-point rounding"})
     max_documents: int | None = Field(None, ge=1, json_schema_extra={"source": "ours: every document of the split"})
+    max_document_bytes: int | None = Field(None, ge=16, json_schema_extra={
+        "source": "ours: whole documents (a budget cuts each corpus document to its first N UTF-8 bytes, "
+                  "at a word boundary: more documents for the same text; external sets are scored whole)"})
     output_dir: str | None = Field(None, json_schema_extra={"source": "ours: run_dir, or runs/base/<model>"})
     merge: bool = Field(False, json_schema_extra={
         "source": "ours: score the adapter as trained (merging a QLoRA adapter dequantizes its base)"})

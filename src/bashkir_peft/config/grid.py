@@ -33,6 +33,11 @@ budget (:class:`~bashkir_peft.config.design.StudyDesign`); the report states the
 ``stages`` (default: all) names the stages every cell runs, e.g. ``[train]`` for a
 learning-rate sweep judged on validation loss (``cpu-study-lr.yaml``).
 
+``tiers`` (optional) names subsets of the grid's cells, each a selector (the axes' values to
+keep, with a ``note`` saying what the tier is for): ``grid run GRID --tier quick`` runs only
+those cells, with the same run ids as in the whole grid, so a tier's runs are the grid's runs
+(a teacher's quick tier, later completed by the rest of the grid, reruns nothing).
+
 Expansion rules (one cell = model x method x lora_r x seed [x tokenizer]):
     - ``lora_r`` applies to ``lora`` and ``qlora`` only; ``full`` and ``base`` cells have
       ``lora_r = None``.
@@ -55,6 +60,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, JsonValue, StringConstraints, field_validator
 
 from bashkir_peft.config.design import StudyDesign
+from bashkir_peft.config.lora import lora_variant_label
 from bashkir_peft.config.report import ReportParams
 from bashkir_peft.config.tokenizer import TokenizerAdaptation
 from bashkir_peft.errors import ConfigError
@@ -116,7 +122,8 @@ class Selector(StrictModel):
     method: list[Method] | None = None
     lora_r: list[Rank | None] | None = None
     seed: list[Seed] | None = None
-    label: list[str] | None = None
+    label: list[str | None] | None = None
+    """Labels to match; ``null`` in the list matches the cells without a label."""
     tokenizer: list[str] | None = None
     source: Source | None = None
     note: str | None = None
@@ -178,6 +185,7 @@ class GridSpec(StrictModel):
     exclude: list[Selector] = []
     include: list[Include] = []
     overrides: list[Override] = []
+    tiers: dict[str, Selector] = {}
 
 
 _ENTRY = re.compile(r"^(?:exclude|include|overrides)\[\d+\]")
@@ -334,19 +342,37 @@ def parse_grid(raw: object, where: str = "grid") -> Grid:
     if not cells:
         raise ConfigError(f"{where}: the grid has no cells (every cell is excluded)")
     _check_study(spec, cells, where)
+    for name, tier in spec.tiers.items():
+        name = check_name(name, f"{where}: tiers:")
+        if not any(tier.matches(c) for c in cells):
+            raise ConfigError(f"{where}: tiers: {name}: selects no cell of the grid")
     return grid
 
 
 def _check_study(spec: GridSpec, cells: list[Cell], where: str) -> None:
-    """Every method a study's comparison names is a method label of the grid's cells."""
+    """Every method a study's comparison names is a method label of the grid's cells (with
+    its LoRA variant, and its arm where the study names the cell's label an arm), and every
+    arm the study names is a label of its cells."""
     if spec.study is None:
         return
-    labels = {method_label(c.method, c.lora_r, c.tokenizer) for c in cells}
+    labels = {cell_method_label(c, spec.study) for c in cells}
+    unused = sorted(set(spec.study.label_arms) - {c.label for c in cells})
+    if unused:
+        raise ConfigError(f"{where}: study: label_arms {', '.join(unused)}: no cell has this label")
     for c in [spec.study.primary, *spec.study.secondary]:
         for side in (c.a, c.b):
             if side not in labels:
                 raise ConfigError(f"{where}: study: {side!r} is not a method of this grid's cells "
                                   f"({', '.join(sorted(labels))})")
+
+
+def cell_method_label(cell: Cell, study: StudyDesign | None) -> str:
+    """The method label (:func:`bashkir_peft.names.method_label`) the cell's runs will carry:
+    its method, rank, tokenizer, LoRA variant (``train.lora_options``) and, where ``study``
+    names the cell's label in ``label_arms``, its arm."""
+    arm = cell.label if study is not None and cell.label in study.label_arms else None
+    options = cell.params.get("train", {}).get("lora_options")
+    return method_label(cell.method, cell.lora_r, cell.tokenizer, lora_variant_label(options), arm)
 
 
 def _check_sources(spec: GridSpec, sources: dict, where: str) -> None:

@@ -55,6 +55,7 @@ from bashkir_peft.names import ADAPTER_METHODS
 from bashkir_peft.provenance import ResourceMeter, environment_info
 from bashkir_peft.records import EvalEntry, EvalRecord, RunFiles, read_eval_documents, read_record_if_any, write_record
 from bashkir_peft.runtime import configure_threads
+from bashkir_peft.text.excerpt import head_bytes
 
 # --------------------------------------------------------------------------- scoring
 
@@ -212,8 +213,10 @@ def tidy_metrics(per_doc):
 
 def _documents(params: EvalParams, data_dir, manifest) -> tuple[list[str], list[str], list[str], dict | None]:
     """``(texts, ids, sources, external info)`` of what ``params`` scores: a split of the
-    prepared data (first ``max_documents``), or the external set (cleaned, on request, with
-    the prepared data's own settings where known). DataError: nothing to score."""
+    prepared data (first ``max_documents``, each cut to its first ``max_document_bytes`` at a
+    word boundary, :func:`~bashkir_peft.text.excerpt.head_bytes`), or the external set
+    (cleaned, on request, with the prepared data's own settings where known). DataError:
+    nothing to score."""
     if params.external is not None:
         docs = load_external(params.external, manifest.params if manifest else None)
         return docs.texts, docs.ids, docs.sources, docs.info
@@ -222,7 +225,10 @@ def _documents(params: EvalParams, data_dir, manifest) -> tuple[list[str], list[
         ds = ds.select(range(min(params.max_documents, len(ds))))
     if len(ds) == 0:
         raise DataError(f"{data_dir}: split {params.split!r} has no documents")
-    return list(ds["text"]), [str(i) for i in ds["id"]], [str(s) for s in ds["source"]], None
+    texts = list(ds["text"])
+    if params.max_document_bytes is not None:
+        texts = [head_bytes(t, params.max_document_bytes) for t in texts]
+    return texts, [str(i) for i in ds["id"]], [str(s) for s in ds["source"]], None
 
 
 SUBJECT_FIELDS = ("model", "run_dir", "merge", "dtype", "device")

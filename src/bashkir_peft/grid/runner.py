@@ -275,7 +275,7 @@ class GridRun:
 
 def plan(grid: Grid, corpus: str | None, *, runs_root: str | Path | None = None,
          notebooks_dir: str | Path | None = None, only: dict[str, set[str]] | None = None,
-         need_corpus: bool = True) -> GridRun:
+         tier: str | None = None, need_corpus: bool = True) -> GridRun:
     """Validate everything before any work: corpus, kernel, notebooks and every cell's
     parameters, model names; with ``need_corpus`` (a run), every input file a stage will read
     (:func:`~bashkir_peft.grid.inputs.check_inputs`). Returns the plan (run ids follow once
@@ -284,9 +284,12 @@ def plan(grid: Grid, corpus: str | None, *, runs_root: str | Path | None = None,
     Raises:
         ConfigError: the corpus is missing, a notebook or the kernel is missing, a grid
             setting is not a notebook parameter, a cell's parameters are invalid, a model
-            name is unknown, ``only`` selects nothing, or a stage's input file is missing
-            or malformed.
+            name is unknown, ``tier`` is not one of the grid's ``tiers``, ``only`` (within the
+            tier) selects nothing, or a stage's input file is missing or malformed.
     """
+    if tier is not None and tier not in grid.spec.tiers:
+        known = ", ".join(sorted(grid.spec.tiers)) or "none"
+        raise ConfigError(f"--tier {tier}: grid {grid.name!r} has no such tier (its tiers: {known})")
     hint = grid.spec.corpus_hint
     corpus = resolve_corpus(corpus, hint) if need_corpus or corpus else None
     run = GridRun(grid, corpus, grid_dir(grid, runs_root), Path(notebooks_dir or default_notebooks_dir()))
@@ -297,6 +300,8 @@ def plan(grid: Grid, corpus: str | None, *, runs_root: str | Path | None = None,
     cells = expand(grid)
     only = only or {}
     cells = select(cells, {k: v for k, v in only.items() if k != "run_id"})
+    if tier is not None:
+        cells = [c for c in cells if grid.spec.tiers[tier].matches(c)]
     revisions: dict[str, str] = {}
     for c in cells:
         if c.model not in revisions:
@@ -309,7 +314,8 @@ def plan(grid: Grid, corpus: str | None, *, runs_root: str | Path | None = None,
     if "run_id" in only:
         run.cells = [p for p in run.cells if p.run_id in only["run_id"]]
     if not run.cells:
-        raise ConfigError(f"--only {only}: no cell of grid {grid.name!r} matches")
+        within = f" in tier {tier!r}" if tier is not None else ""
+        raise ConfigError(f"--only {only}: no cell of grid {grid.name!r}{within} matches")
     if need_corpus:  # a run (or its dry run): every file a stage will read, read now
         check_inputs((f"{grid.path or grid.name}: cell {p.cell.slug}", u) for p in run.cells for u in run.units(p))
     return run

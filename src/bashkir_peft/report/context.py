@@ -21,7 +21,7 @@ from bashkir_peft.config.report import ReportParams
 from bashkir_peft.records import GridFiles
 from bashkir_peft.report.failures import require_runs
 from bashkir_peft.report.lm import headline_protocol
-from bashkir_peft.report.runs import RunRecord, discover_runs, index_gaps, run_data_dir
+from bashkir_peft.report.runs import RunRecord, discover_runs, index_gaps, run_data_dir, with_arms
 from bashkir_peft.settings import resolve_path
 
 
@@ -99,5 +99,7 @@ def read_context(params: ReportParams, runs_dir: Path) -> ReportContext:
     """
     runs = discover_runs(runs_dir)
     require_runs(runs, runs_dir)
+    design = study_design(params.grid)
+    runs = with_arms(runs, design.label_arms) if design is not None else runs
     return ReportContext(params=params, runs_dir=runs_dir, runs=runs, gaps=index_gaps(runs_dir),
-                         design=study_design(params.grid), data_dir=data_folder(params, runs, runs_dir))
+                         design=design, data_dir=data_folder(params, runs, runs_dir))

@@ -20,6 +20,7 @@ status`` does), so the index read here is the grid file's current cells.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,8 @@ class RunRecord:
         eval: the evaluation record (``None``: not evaluated yet).
         generate: the generation record (``None``: no generation).
         downstream: the downstream record (``None``: the stage has not run).
+        arm: the cell's label where the grid's study block names it an arm of its own
+            (:func:`with_arms`; ``None``: pooled with its method's other runs).
     """
 
     run_id: str
@@ -77,6 +80,7 @@ class RunRecord:
     generate: GenerateRecord | None
     state: CellStatus | None = None
     downstream: DownstreamRecord | None = None
+    arm: str | None = None
 
     @property
     def model(self) -> str:
@@ -107,7 +111,7 @@ class RunRecord:
     def method_label(self) -> str:
         """:func:`method_label` of the run (with its LoRA variant, from the training record)."""
         options = self.train.params.lora_options if self.train is not None else None
-        return method_label(self.method, self.lora_r, self.cell.params.tokenizer, lora_variant_label(options))
+        return method_label(self.method, self.lora_r, self.cell.params.tokenizer, lora_variant_label(options), self.arm)
 
     @property
     def status(self) -> RunStatus:
@@ -164,6 +168,13 @@ def run_keys(run: RunRecord) -> dict:
 def as_float(x: float | int | None) -> float:
     """A record's optional number as a table's float (``None`` -> NaN)."""
     return math.nan if x is None else float(x)
+
+
+def with_arms(runs: list[RunRecord], label_arms: list[str]) -> list[RunRecord]:
+    """The runs, those whose cell label is one of ``label_arms`` (the study block's
+    :attr:`~bashkir_peft.config.design.StudyDesign.label_arms`) made an arm of their own
+    (their method label ends in ``@<label>``)."""
+    return [dataclasses.replace(r, arm=r.label) if r.label in label_arms else r for r in runs]
 
 
 def read_run(path: str | Path, state: CellStatus | None = None) -> RunRecord:
