@@ -13,7 +13,7 @@ GRID       ?= params/grids/cpu-demo.yaml
 CORPUS     ?=
 STAMP      := $(VENV)/.setup-done
 
-.PHONY: setup test demo study grid report book lock gpu-check clean lessons bundle site study-book publish
+.PHONY: setup test demo study grid report book lock gpu-check clean lessons bundle site study-book study-part publish
 
 setup: $(STAMP)
 	@$(BIN)/bashkir-peft setup-models
@@ -39,6 +39,21 @@ test: setup
 demo:
 	@start=$$(date +%s); $(MAKE) --no-print-directory grid book && \
 	  t=$$(( $$(date +%s) - start )); echo "make demo: wall time $$((t / 60)) min $$((t % 60)) s, all included"
+
+# One part of the CPU study (PART=sweep, quick, part2 ... part5: the tiers of cpu-study.yaml),
+# then its results bundle under results/ (commit it: run folders do not travel).
+study-part: setup
+	@test -n "$(PART)" || { echo "error: set PART, e.g. make study-part PART=part2 CORPUS=../shared/corpus/bashkir-demo.jsonl.gz"; exit 2; }
+	@test -n "$(CORPUS)" || { echo "error: set CORPUS, e.g. make study-part PART=part2 CORPUS=../shared/corpus/bashkir-demo.jsonl.gz"; exit 2; }
+	@if [ "$(PART)" = sweep ]; then \
+	  $(BIN)/bashkir-peft grid run params/grids/cpu-study-lr.yaml --corpus "$(CORPUS)" && \
+	  mkdir -p results/cpu-study-lr && \
+	  $(BIN)/bashkir-peft bundle params/grids/cpu-study-lr.yaml --out results/cpu-study-lr/sweep.tar.gz; \
+	else \
+	  $(BIN)/bashkir-peft grid run params/grids/cpu-study.yaml --tier "$(PART)" --corpus "$(CORPUS)" && \
+	  mkdir -p results/cpu-study && \
+	  $(BIN)/bashkir-peft bundle params/grids/cpu-study.yaml --out results/cpu-study/$(PART).tar.gz; \
+	fi
 
 # The CPU study: its learning-rate sweep (cpu-study-lr), the study (cpu-study, whose grid
 # file carries the sweep's choice of rates) and its book; resumable (rerun it after a stop).

@@ -295,13 +295,16 @@ def test_the_study_block_names_arms_by_label_and_tiers_select_cells():
         parse_grid(grid | {"study": study | {"label_arms": []}})  # without the arm, the label pools
     with pytest.raises(ConfigError, match="label_arms short: no cell has this label"):
         parse_grid(grid | {"study": study | {"label_arms": ["long", "short"]}})
-    tiers = {"quick": {"seed": [1], "label": [None], "note": "one seed, no labelled cell"}}
+    tiers = {"quick": {"note": "one seed, no labelled cell", "select": [{"seed": [1], "label": [None]}]},
+             "two": {"note": "a union", "select": [{"seed": [2], "method": ["full"]}, {"label": ["long"]}]}}
     spec = parse_grid(grid | {"tiers": tiers}).spec
     cells = expand(parse_grid(grid | {"tiers": tiers}))
     quick = [c.slug for c in cells if spec.tiers["quick"].matches(c)]
     assert sorted(quick) == ["tiny-gpt2-base-s1", "tiny-gpt2-full-s1", "tiny-gpt2-lora-r8-s1"]
+    two = [c.slug for c in cells if spec.tiers["two"].matches(c)]
+    assert sorted(two) == ["tiny-gpt2-full-s2", "tiny-gpt2-lora-r8-s1-long"]
     with pytest.raises(ConfigError, match="tiers: none: selects no cell"):
-        parse_grid(grid | {"tiers": {"none": {"seed": [3]}}})
+        parse_grid(grid | {"tiers": {"none": {"note": "n", "select": [{"seed": [3]}]}}})
 
 
 def test_a_tier_runs_the_grids_own_cells_with_their_run_ids(tmp_path):
@@ -310,7 +313,7 @@ def test_a_tier_runs_the_grids_own_cells_with_their_run_ids(tmp_path):
     path = tmp_path / "g.yaml"
     path.write_text(yaml.safe_dump(GRID | {"matrix": {"model": ["tiny-gpt2"], "method": ["full", "lora"],
                                                       "seed": [1, 2]},
-                                           "tiers": {"quick": {"seed": [1]}}}))
+                                           "tiers": {"quick": {"note": "n", "select": [{"seed": [1]}]}}}))
     whole = plan(load_grid(path), None, runs_root=tmp_path / "runs", need_corpus=False)
     quick = plan(load_grid(path), None, runs_root=tmp_path / "runs", need_corpus=False, tier="quick")
     ids = {p.cell.slug: p.run_id for p in whole.cells}

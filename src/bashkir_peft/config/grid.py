@@ -33,9 +33,9 @@ budget (:class:`~bashkir_peft.config.design.StudyDesign`); the report states the
 ``stages`` (default: all) names the stages every cell runs, e.g. ``[train]`` for a
 learning-rate sweep judged on validation loss (``cpu-study-lr.yaml``).
 
-``tiers`` (optional) names subsets of the grid's cells, each a selector (the axes' values to
-keep, with a ``note`` saying what the tier is for): ``grid run GRID --tier quick`` runs only
-those cells, with the same run ids as in the whole grid, so a tier's runs are the grid's runs
+``tiers`` (optional) names subsets of the grid's cells (:class:`Tier`: a ``note`` saying what
+the subset is for, and ``select``, selectors whose matches it unites): ``grid run GRID --tier
+quick`` runs only those cells, with the same run ids as in the whole grid, so a tier's runs are the grid's runs
 (a teacher's quick tier, later completed by the rest of the grid, reruns nothing).
 
 Expansion rules (one cell = model x method x lora_r x seed [x tokenizer]):
@@ -137,6 +137,18 @@ class Selector(StrictModel):
         return all(getattr(self, k) is None or getattr(cell, k) in getattr(self, k) for k in AXES)
 
 
+class Tier(StrictModel):
+    """A named subset of a grid's cells (``grid run GRID --tier NAME``): the cells any of its
+    selectors matches, with what the subset is for (a teacher's quick tier, one part of a
+    study run in parts)."""
+
+    note: str
+    select: list[Selector] = Field(min_length=1)
+
+    def matches(self, cell: Cell) -> bool:
+        return any(sel.matches(cell) for sel in self.select)
+
+
 class _StageSettings(StrictModel):
     """Per-stage settings shared by overrides and included cells, with their source."""
 
@@ -185,7 +197,7 @@ class GridSpec(StrictModel):
     exclude: list[Selector] = []
     include: list[Include] = []
     overrides: list[Override] = []
-    tiers: dict[str, Selector] = {}
+    tiers: dict[str, Tier] = {}
 
 
 _ENTRY = re.compile(r"^(?:exclude|include|overrides)\[\d+\]")
