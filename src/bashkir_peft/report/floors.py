@@ -39,6 +39,14 @@ BYTE_ORDER = 7
 """Order of the byte Kneser-Ney floor (7 bytes: about 3.5 Cyrillic letters; the most the
 integer codes of :mod:`bashkir_peft.evaluate.ngram` hold)."""
 
+BYTE_FLOOR = f"byte Kneser-Ney, order {BYTE_ORDER}"
+BIGRAM_FLOOR = "token bigram, stupid backoff (as Goldfish)"
+FLOOR_LABELS = {BYTE_FLOOR: f"floor: byte {BYTE_ORDER}-gram (KN)", BIGRAM_FLOOR: "floor: token bigram"}
+"""The label of each floor where it sits as a reference row among runs (:func:`floor_reference`)."""
+
+REFERENCE_COLUMNS = ["model", "method_label", "protocol", "split", "documents", "bits_per_byte"]
+"""Columns of :func:`floor_reference`."""
+
 FLOOR_COLUMNS = ["floor", "model", "protocol", "split", "documents", "bits_per_byte", "bits_per_sentence",
                  "trained_on"]
 """Columns of :func:`floors_table`."""
@@ -153,7 +161,7 @@ def floors_table(runs: list[RunRecord], data_dir: str | Path | None) -> pd.DataF
             bits, nbytes = goldfish_byte_bits(byte_lm, texts)
         else:
             bits, nbytes = float(byte_lm.bits(texts).sum()), float(sum(len(t.encode()) for t in texts))
-        rows.append({"floor": f"byte Kneser-Ney, order {BYTE_ORDER}", "model": "", "protocol": protocol,
+        rows.append({"floor": BYTE_FLOOR, "model": "", "protocol": protocol,
                      "split": split, "documents": n, "bits_per_byte": bits / nbytes,
                      "bits_per_sentence": bits / n if protocol == "goldfish" else math.nan, "trained_on": trained_on})
         for model, (tokenizer, lm) in bigrams.items():
@@ -163,9 +171,35 @@ def floors_table(runs: list[RunRecord], data_dir: str | Path | None) -> pd.DataF
                 ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
                 bits = float(sum(lm.surprisals(s).sum() for s in ids))
                 nbytes = float(sum(len(t.encode()) for t in texts))
-            rows.append({"floor": "token bigram, stupid backoff (as Goldfish)", "model": model, "protocol": protocol,
+            rows.append({"floor": BIGRAM_FLOOR, "model": model, "protocol": protocol,
                          "split": split, "documents": n, "bits_per_byte": bits / nbytes,
                          "bits_per_sentence": bits / n if protocol == "goldfish" else math.nan,
                          "trained_on": trained_on})
     return pd.DataFrame(rows, columns=FLOOR_COLUMNS).astype({"bits_per_byte": float, "bits_per_sentence": float}) \
         if rows else pd.DataFrame(columns=FLOOR_COLUMNS)
+
+
+def floor_reference(floors: pd.DataFrame | None, pairs) -> pd.DataFrame:
+    """The floors as reference rows of a language-model table or figure: one row per floor on
+    each wanted (protocol, split), labelled as a floor (:data:`FLOOR_LABELS`), never a run.
+
+    Args:
+        floors: :func:`floors_table` (``None`` or empty: no rows).
+        pairs: the (protocol, split) pairs of the table's rows; a pair without a floor (the
+            ``paper`` protocol, a split the floors could not read) gets no row.
+
+    Returns:
+        :data:`REFERENCE_COLUMNS`: ``model`` (whose tokenizer a bigram counts; empty for the
+        byte model), ``method_label`` (the floor's label), ``protocol``, ``split``,
+        ``documents`` (scored by the floor: the union of those the runs scored),
+        ``bits_per_byte`` (``goldfish``: of the second halves, as the runs' rows); the byte
+        floor first on each pair, then the bigrams by model.
+    """
+    wanted = set(pairs)
+    if floors is None or floors.empty or not wanted:
+        return pd.DataFrame(columns=REFERENCE_COLUMNS)
+    f = floors[[(p, s) in wanted for p, s in zip(floors["protocol"], floors["split"])]].dropna(subset=["bits_per_byte"])
+    out = f.assign(method_label=f["floor"].map(FLOOR_LABELS), model=f["model"].fillna(""),
+                   _byte=f["floor"] != BYTE_FLOOR)
+    out = out.sort_values(["protocol", "split", "_byte", "model"], kind="stable")
+    return out[REFERENCE_COLUMNS].reset_index(drop=True)
