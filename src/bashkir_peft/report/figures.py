@@ -77,7 +77,8 @@ def method_palette(labels) -> dict[str, tuple]:
 
 
 FLOOR_STYLES = {"floor: byte": ":", "floor: token bigram": "--"}
-"""Line style of each floor's reference line (by the start of its label), drawn in black."""
+"""Line style of each floor's reference line (by the start of its label), drawn in black; a
+bigram over an adapted tokenizer's tokens (``tok=`` in its label) dash-dotted."""
 
 
 def floor_lines(ax, floors: pd.DataFrame | None, models: list[str] | None = None, legend: bool = True) -> None:
@@ -97,7 +98,8 @@ def floor_lines(ax, floors: pd.DataFrame | None, models: list[str] | None = None
         return
     lines = []
     for _, r in floors.iterrows():
-        style = next(v for k, v in FLOOR_STYLES.items() if r["method_label"].startswith(k))
+        style = "-." if "tok=" in r["method_label"] else \
+            next(v for k, v in FLOOR_STYLES.items() if r["method_label"].startswith(k))
         label = r["method_label"] + (f" ({r['model']})" if r["model"] and models is None else "")
         if models is not None and r["model"] in models:
             i = models.index(r["model"])
