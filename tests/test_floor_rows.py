@@ -21,14 +21,13 @@ from bashkir_peft.data.vocab import adapt_tokenizer
 from bashkir_peft.evaluate.ngram import TokenBigram
 from bashkir_peft.records import CellRecord, RunFiles, read_record, write_record
 from bashkir_peft.report import cost, lm
+from bashkir_peft.report import floors as floors_module
 from bashkir_peft.report.build import ReportResult
 from bashkir_peft.report.figures import floor_lines, metrics_by_method, pyplot
-from bashkir_peft.report import floors as floors_module
 from bashkir_peft.report.floors import BIGRAM_FLOOR, BYTE_FLOOR, FLOOR_LABELS, floor_reference, floors_table
 from bashkir_peft.report.runs import discover_runs
 from bashkir_peft.report.views import format_headline, per_run_table
 from report_synth import documents, write_run
-
 
 ADAPTED = "k40"
 ADAPTATION = TokenizerAdaptation(new_tokens=40, bpe_vocab_size=600)
