@@ -160,8 +160,8 @@ def floors_table(runs: list[RunRecord], data_dir: str | Path | None) -> pd.DataF
     Returns:
         Columns :data:`FLOOR_COLUMNS`: ``floor`` (its name), ``model`` and ``tokenizer`` (whose
         tokenizer the bigram counts: the base model and the grid's ``tokenizer`` axis, ``base``
-        or an adaptation's name, :func:`floor_tokenizers`; both empty for the byte model), ``protocol``, ``split``, ``documents``,
-        ``bits_per_byte`` (``goldfish``: of the second halves), ``bits_per_sentence``
+        or an adaptation's name, :func:`floor_tokenizers`; both empty for the byte model),
+        ``protocol``, ``split``, ``documents``, ``bits_per_byte`` (``goldfish``: of the second halves), ``bits_per_sentence``
         (``goldfish`` only: Goldfish's unit), ``trained_on`` (documents and bytes of the
         training split). Empty without a data folder or a scored split.
 
