@@ -77,7 +77,9 @@ def test_report_and_book_build_and_list_the_failure(e2e, executed_lessons):
     html = e2e["book"] / "_build" / "html"
     page = (html / "generated" / "05_report.html").read_text(encoding="utf-8")
     per_run = _table(page, "results-per-run")
-    assert len(re.findall(r"<tr>\s*<td>", per_run)) == 2  # one row per finished cell
+    rows = re.findall(r"<tr>\s*<td>.*?</tr>", per_run, re.S)
+    assert sum("floor: " not in r for r in rows) == 2  # one row per finished cell, then the n-gram floors
+    assert "floor: byte 7-gram (KN)" in per_run and "floor: token bigram" in per_run
     for name in ("base", "lora"):
         assert e2e["cells"][name][0].name in per_run
     failed = _table(page, "failed-runs")

@@ -259,7 +259,7 @@ def _report(args: argparse.Namespace) -> int:
     _refresh_index(args)
     result = build_report(params)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(format_headline(result.headline).to_string(index=False))
+        print(format_headline(result.headline, result.tables.get("floors")).to_string(index=False))
     failed = result.tables["failures"]
     finished = sum(r.status == "finished" for r in result.runs)
     print(f"\n{finished} finished, {len(failed)} failed or unfinished; "

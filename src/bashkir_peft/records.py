@@ -646,6 +646,16 @@ read: letters of the sentences with each label, and whether a sentence of ``min_
 letters has that label (:func:`bashkir_peft.text.codeswitch.analyze`; tables written before
 issue 13 have no ``long_*``)."""
 
+GENERATION_WORD_COLUMNS: dict[str, str] = {
+    f"{side}{col}": "integer" for side in ("", "reference_")
+    for col in ("lexicon_words", "in_lexicon_words", "word_8grams", "copied_8grams")}
+"""Columns of ``generations.parquet`` (one row per prompt) with the word counts of the
+continuation and (``reference_*``) of the reference continuation, against the lexicon of the
+training split (:mod:`bashkir_peft.text.lexicon`): word forms, forms in the lexicon, word
+8-grams, 8-grams found in the training split. Written by the generate stage where it had the
+training split (:class:`GenerateRecord` ``lexicon``); tables written before issue 27 have none
+(the report counts them itself)."""
+
 FERTILITY_COLUMNS: dict[str, str] = {"model": "string", "tokenizer": "string", "split": "string",
                                      "fertility": "float"}
 """Columns of the data folder's ``tokenizer_fertility.parquet`` that readers use (one row per
@@ -748,6 +758,22 @@ class GenerateCost(Cost):
     words_per_s: float | None = None
 
 
+class GenerationLexicon(Part):
+    """The lexicon a generation's word counts were taken against (``generations.parquet``'s
+    :data:`GENERATION_WORD_COLUMNS`), and the pooled rates: in-lexicon = forms in the lexicon /
+    forms, copy = 8-grams found / 8-grams (``None``: no word, or no 8-gram)."""
+
+    data_dir: str
+    train_documents: int
+    min_count: int
+    n: int
+    forms: int
+    in_lexicon_rate: float | None
+    copy_rate: float | None
+    reference_in_lexicon_rate: float | None
+    reference_copy_rate: float | None
+
+
 class GenerateRecord(Record):
     """``generate.json``: one generation run; the continuations are in ``generations.parquet``."""
 
@@ -768,6 +794,9 @@ class GenerateRecord(Record):
     stops: dict[Literal["eos", "budget", "token_cap"], int] | None = None
     """Continuations by what ended them (records before issue 13: ``None``)."""
     device: Placement | None = None
+    lexicon: GenerationLexicon | None = None
+    """The word counts' lexicon and pooled rates (records before issue 27, or a generation
+    without the training split: ``None``)."""
 
 
 Approach = Literal["in_context", "probe", "majority", "char_tfidf"]

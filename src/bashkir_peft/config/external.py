@@ -14,6 +14,25 @@ from bashkir_peft.yamlio import StrictModel
 DATA_PREP_SPLITS = ("train", "validation", "test")
 
 
+def default_selection(fmt: str) -> str:
+    """The ``selection`` of an :class:`ExternalSet` that does not name one: ``stratified`` for
+    ``format: sib200`` (by topic), ``even`` otherwise."""
+    return "stratified" if fmt == "sib200" else "even"
+
+
+def with_default_selection(entry: dict) -> dict:
+    """A grid's ``external_sets`` entry with the ``selection`` it would get spelled out where it
+    chooses a subset (``max_documents`` set) and names none; otherwise the entry as given (a
+    set scored whole scores the same sentences whatever the selection).
+
+    The run id hashes the grid's settings: without this, a capped set that names no selection
+    would hash the same before and after the default changed from the first rows to an even or
+    stratified subset, and two cells scoring different sentences would share an id."""
+    if not isinstance(entry, dict) or entry.get("max_documents") is None or entry.get("selection") is not None:
+        return entry
+    return {**entry, "selection": default_selection(entry.get("format", "corpus"))}
+
+
 class ExternalSet(StrictModel):
     """A named external test set (a parameter of notebook 03; the grid's
     ``evaluate.external_sets`` lists them).
@@ -56,7 +75,7 @@ class ExternalSet(StrictModel):
         if isinstance(data, dict) and data.get("selection") is None:
             recorded = (info.context or {}).get("recorded")
             # a record without the field predates it: its subset was the first rows
-            default = "first" if recorded else ("stratified" if data.get("format") == "sib200" else "even")
+            default = "first" if recorded else default_selection(data.get("format", "corpus"))
             data = {**data, "selection": default}
         return data
 

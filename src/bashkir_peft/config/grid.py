@@ -60,6 +60,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, JsonValue, StringConstraints, field_validator
 
 from bashkir_peft.config.design import StudyDesign
+from bashkir_peft.config.external import with_default_selection
 from bashkir_peft.config.lora import lora_variant_label
 from bashkir_peft.config.report import ReportParams
 from bashkir_peft.config.tokenizer import TokenizerAdaptation
@@ -463,6 +464,9 @@ def _layer(cell_axes: dict, spec: GridSpec, own: dict[str, dict] | None = None,
         if ov.when.matches(probe):
             apply({s: getattr(ov, s) for s in CELL_STAGES}, f"overrides[{i}]")
     apply(own or {}, own_path)
+    sets = params["evaluate"].get("external_sets")
+    if isinstance(sets, list):  # the subset a capped set scores, spelled out (the run id hashes it)
+        params["evaluate"]["external_sets"] = [with_default_selection(e) for e in sets]
     return {s: params[s] for s in probe.stages}, {s: origins[s] for s in probe.stages}
 
 

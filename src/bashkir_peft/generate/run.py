@@ -40,6 +40,7 @@ from bashkir_peft.generate.decoding import (
     penalty_processors,
     trim_to_budget,
 )
+from bashkir_peft.generate.words import lexicon_info, training_lexicon, word_counts
 from bashkir_peft.models.loading import prefix_token_id
 from bashkir_peft.models.subject import Subject, load_subject
 from bashkir_peft.models.trained import read_finished_run
@@ -222,7 +223,9 @@ def run_generation(params: GenerateParams) -> GenerateRecord:
     Prompts and the run folder are checked before any model is loaded. Writes
     ``generations.parquet`` (first the texts alone, as soon as they exist; then with metrics) (one row per prompt: ``prompt_id``, ``prompt``, ``continuation``,
     ``reference``, ``n_new_tokens``, ``stopped_at_eos``, ``stop_reason`` and the metrics of
-    :func:`bashkir_peft.text.codeswitch.analyze`) and then ``generate.json`` (the record), both
+    :func:`bashkir_peft.text.codeswitch.analyze`; where the data folder has a training split, the
+    word counts of :data:`~bashkir_peft.records.GENERATION_WORD_COLUMNS`,
+    :func:`bashkir_peft.generate.words.word_counts`) and then ``generate.json`` (the record), both
     atomically, into ``params.out_dir``.
 
     Args:
@@ -235,7 +238,8 @@ def run_generation(params: GenerateParams) -> GenerateRecord:
         identifier, :func:`bashkir_peft.text.crosscheck.crosscheck`), ``reference_summary`` (the
         same on the documents' true next words, when prompts come from data), ``stops``
         (continuations ended by EOS, the budget, the token cap), ``cost``,
-        ``environment``. ``cost``: wall time and peak memory of loading plus generating
+        ``environment``, ``lexicon`` (the word counts' lexicon and pooled in-lexicon and copy
+        rates; ``None`` without a training split). ``cost``: wall time and peak memory of loading plus generating
         (:class:`bashkir_peft.provenance.ResourceMeter`), ``generate_time_s`` and
         ``new_tokens_per_s`` and ``words_per_s`` of the generation alone.
 
@@ -274,6 +278,10 @@ def run_generation(params: GenerateParams) -> GenerateRecord:
     texts = df["continuation"].tolist()
     rows = analyze_many(texts, params.min_letters)
     df = pd.concat([df, pd.DataFrame(rows)], axis=1)
+    lexicon = training_lexicon(params.data_dir)
+    if lexicon is not None:  # words, not letters: counted once here, carried by a results bundle
+        counts = word_counts(lexicon[0], texts, [p.reference for p in prompts])
+        df = pd.concat([df, counts], axis=1)
     refs = [p.reference for p in prompts if p.reference]
     cost = meter.result()
     n_tokens = int(df["n_new_tokens"].sum())
@@ -303,6 +311,7 @@ def run_generation(params: GenerateParams) -> GenerateRecord:
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "environment": environment_info(),
         "device": subject.placement.record(),
+        "lexicon": None if lexicon is None else lexicon_info(params.data_dir, *lexicon, counts),
     }
     record = GenerateRecord.model_validate(_clean(result))
     write_parquet_atomic(df, out / RunFiles.GENERATIONS)

@@ -76,8 +76,50 @@ def method_palette(labels) -> dict[str, tuple]:
     return out
 
 
-def metrics_by_method(metrics: pd.DataFrame, path: Path, protocol: str | None, split: str = "test") -> Path | None:
-    """Bars: mean of each metric by model x method (error bar: std over seeds; dots: seeds)."""
+FLOOR_STYLES = {"floor: byte": ":", "floor: token bigram": "--"}
+"""Line style of each floor's reference line (by the start of its label), drawn in black; a
+bigram over an adapted tokenizer's tokens (``tok=`` in its label) dash-dotted."""
+
+
+def floor_lines(ax, floors: pd.DataFrame | None, models: list[str] | None = None, legend: bool = True) -> None:
+    """Reference lines at the n-gram floors' bits per byte (y) on an axis whose y is bits per
+    byte: black, dotted for the byte model, dashed for a token bigram, each in the legend.
+
+    Args:
+        ax: the axis.
+        floors: :func:`~bashkir_peft.report.floors.floor_reference` rows of the figure's one
+            protocol and split (``None`` or empty: nothing drawn).
+        models: the x categories of a bar chart by model (a bigram's line then spans its own
+            model's bars only, the byte floor every bar); ``None``: every line spans the axis
+            (a bigram is labelled with its model).
+        legend: add the lines to the axis's legend (appended to the one it has, else a new one).
+    """
+    if floors is None or floors.empty:
+        return
+    lines = []
+    for _, r in floors.iterrows():
+        style = "-." if "tok=" in r["method_label"] else \
+            next(v for k, v in FLOOR_STYLES.items() if r["method_label"].startswith(k))
+        label = r["method_label"] + (f" ({r['model']})" if r["model"] and models is None else "")
+        if models is not None and r["model"] in models:
+            i = models.index(r["model"])
+            lines.append(ax.hlines(r["bits_per_byte"], i - 0.45, i + 0.45, colors="black", linestyles=style, lw=1.2,
+                                   label=label))
+        elif models is None or not r["model"]:
+            lines.append(ax.axhline(r["bits_per_byte"], color="black", ls=style, lw=1.2, label=label))
+    if not legend or not lines:
+        return
+    old = ax.get_legend()
+    handles = [*(old.legend_handles if old else []), *lines]
+    labels = [*(t.get_text() for t in (old.texts if old else [])), *(ln.get_label() for ln in lines)]
+    ax.legend(handles, labels, title=old.get_title().get_text() if old else None, fontsize="small")
+
+
+def metrics_by_method(metrics: pd.DataFrame, path: Path, protocol: str | None, split: str = "test",
+                      floors: pd.DataFrame | None = None) -> Path | None:
+    """Bars: mean of each metric by model x method (error bar: std over seeds; dots: seeds);
+    on bits per byte, the n-gram ``floors`` of the same protocol and split as black lines
+    (:func:`floor_lines`)."""
     plt, sns = pyplot()
     m = metrics[(metrics["protocol"] == protocol) & (metrics["split"] == split) & (metrics["source"] == "all")] \
         if len(metrics) else metrics
@@ -94,6 +136,8 @@ def metrics_by_method(metrics: pd.DataFrame, path: Path, protocol: str | None, s
         ax.set_ylabel(METRIC_LABELS[metric] + " (lower is better)")
         if metric != "bits_per_byte":
             ax.set_yscale("log")
+        else:
+            floor_lines(ax, floors, [t.get_text() for t in ax.get_xticklabels()])
         ax.tick_params(axis="x", rotation=20)
     if axes[-1].get_legend():
         sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1, 1), title="method")
@@ -120,13 +164,16 @@ def differences(diff: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def _scatter_vs_bpb(df: pd.DataFrame, x: str, xlabel: str, path: Path, log_x: bool = False) -> Path:
-    """One scatter of ``x`` against bits per byte, coloured by method, marked by model."""
+def _scatter_vs_bpb(df: pd.DataFrame, x: str, xlabel: str, path: Path, log_x: bool = False,
+                    floors: pd.DataFrame | None = None) -> Path:
+    """One scatter of ``x`` against bits per byte, coloured by method, marked by model; the
+    n-gram ``floors`` as black lines (:func:`floor_lines`)."""
     plt, sns = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     sns.scatterplot(df, x=x, y="bits_per_byte", hue="method_label",
                     hue_order=_order(df["method_label"]), palette=method_palette(df["method_label"]),
                     style="model", s=70, ax=ax)
+    floor_lines(ax, floors)
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
@@ -135,18 +182,20 @@ def _scatter_vs_bpb(df: pd.DataFrame, x: str, xlabel: str, path: Path, log_x: bo
     return _save(fig, path)
 
 
-def params_vs_bpb(quality: pd.DataFrame, path: Path) -> Path | None:
-    """Scatter: trainable parameters (log scale) vs bits per byte (trained runs only)."""
+def params_vs_bpb(quality: pd.DataFrame, path: Path, floors: pd.DataFrame | None = None) -> Path | None:
+    """Scatter: trainable parameters (log scale) vs bits per byte (trained runs only), with the
+    n-gram ``floors`` of the same protocol and split as reference lines."""
     q = quality[quality["trainable_params"] > 0] if len(quality) else quality
     if q.empty:
         return None
-    return _scatter_vs_bpb(q, "trainable_params", "trainable parameters (log scale)", path, log_x=True)
+    return _scatter_vs_bpb(q, "trainable_params", "trainable parameters (log scale)", path, log_x=True, floors=floors)
 
 
-def cost_vs_quality(quality: pd.DataFrame, path: Path) -> Path | None:
+def cost_vs_quality(quality: pd.DataFrame, path: Path, floors: pd.DataFrame | None = None) -> Path | None:
     """Scatters against bits per byte: training wall time, peak memory, tokens/s and tokens seen
     (tokens count per tokenizer: a run with an adapted tokenizer, ``tok=...`` in its method
-    label, sees more text per token)."""
+    label, sees more text per token); the n-gram ``floors`` of the same protocol and split as
+    reference lines in each."""
     plt, sns = pyplot()
     q = quality.dropna(subset=["wall_time_s"]) if len(quality) else quality
     if q.empty:
@@ -159,18 +208,20 @@ def cost_vs_quality(quality: pd.DataFrame, path: Path) -> Path | None:
                                        ("tokens_seen", "training tokens seen")]):
         sns.scatterplot(q, x=col, y="bits_per_byte", hue="method_label", hue_order=order, style="model",
                         palette=method_palette(order), s=60, ax=ax, legend=ax is axes[-1])
+        floor_lines(ax, floors, legend=ax is axes[-1])
         ax.set_xlabel(label)
         ax.set_ylabel("bits per byte (lower is better)")
     _legend_outside(axes[-1])
     return _save(fig, path)
 
 
-def fertility_vs_bpb(fert: pd.DataFrame, path: Path) -> Path | None:
-    """Scatter: tokenizer fertility (tokens per word) vs bits per byte, by model and method."""
+def fertility_vs_bpb(fert: pd.DataFrame, path: Path, floors: pd.DataFrame | None = None) -> Path | None:
+    """Scatter: tokenizer fertility (tokens per word) vs bits per byte, by model and method,
+    with the n-gram ``floors`` of the same protocol and split as reference lines."""
     f = fert.dropna(subset=["fertility", "bits_per_byte"]) if len(fert) else fert
     if f.empty:
         return None
-    return _scatter_vs_bpb(f, "fertility", "fertility (tokens per whitespace word)", path)
+    return _scatter_vs_bpb(f, "fertility", "fertility (tokens per whitespace word)", path, floors=floors)
 
 
 def generation_language(gen_summary: pd.DataFrame, path: Path) -> Path | None:

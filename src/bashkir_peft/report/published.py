@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bashkir_peft.names import method_sort_key
+from bashkir_peft.names import BASE_TOKENIZER, method_sort_key
 from bashkir_peft.report.runs import RunRecord
 
 FLORES_SIDES = ("bak_Cyrl", "eng_Latn", "rus_Cyrl", "tat_Cyrl")
@@ -65,7 +65,8 @@ def published_table(runs: list[RunRecord], floors: pd.DataFrame | None = None) -
             devtest files are used).
         floors: the report's floors (:func:`bashkir_peft.report.floors.floors_table`): its
             ``goldfish`` rows on FLORES-200 sets become rows of kind ``floor`` (n-gram models
-            of our training split, on the sentences our runs scored).
+            of our training split, on the sentences our runs scored; one bigram row per
+            tokenizer, an adapted one named in the label).
 
     Returns:
         Columns :data:`PUBLISHED_COLUMNS`: ``kind`` (``ours``, ``floor`` or ``published``), ``model``,
@@ -108,9 +109,12 @@ def published_table(runs: list[RunRecord], floors: pd.DataFrame | None = None) -
                 sides[ext.name] = flores_side(ext.resolved_path)
     g = floors[(floors["protocol"] == "goldfish") & floors["split"].isin(list(sides))] if floors is not None \
         and len(floors) else pd.DataFrame(columns=["floor", "model", "split", "bits_per_sentence", "documents"])
-    for (floor, model), rows in g.groupby(["floor", "model"], sort=False):
+    # empty keys read back from a CSV are NaN (groupby would drop them); older tables have no tokenizer
+    g = g.assign(model=g["model"].fillna(""), tokenizer=g["tokenizer"].fillna("") if "tokenizer" in g.columns else "")
+    for (floor, model, axis), rows in g.groupby(["floor", "model", "tokenizer"], sort=False):
         by_side = {sides[r["split"]]: r for _, r in rows.iterrows()}
-        ours.append({"kind": "floor", "model": model or "-", "label": floor, "run_id": "",
+        label = floor if axis in ("", BASE_TOKENIZER) else f"{floor}, tokenizer {axis}"
+        ours.append({"kind": "floor", "model": model or "-", "label": label, "run_id": "",
                      **{s: by_side[s]["bits_per_sentence"] if s in by_side else math.nan for s in FLORES_SIDES},
                      "sentences": ", ".join(f"{s[:3]} {by_side[s]['documents']}" for s in FLORES_SIDES if s in by_side),
                      "truncated": pd.NA, "source": f"ours: n-gram of the {rows['trained_on'].iloc[0]}"})

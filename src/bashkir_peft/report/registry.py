@@ -24,7 +24,7 @@ from bashkir_peft.report import comparisons, cost, downstream, failures, forgett
 from bashkir_peft.report import figures as fig
 from bashkir_peft.report.context import ReportContext
 from bashkir_peft.report.external_sets import external_sets_table
-from bashkir_peft.report.floors import floors_table
+from bashkir_peft.report.floors import floor_reference, floors_table
 from bashkir_peft.report.published import published_table
 from bashkir_peft.report.runs import discover_runs
 from bashkir_peft.report.words import words_table
@@ -74,6 +74,12 @@ class ReportFigure:
     name: str
     draw: Callable[[ReportContext, Path], Path | None]
     description: str
+
+
+def _headline_floors(c: ReportContext) -> pd.DataFrame:
+    """The n-gram floors on the headline protocol and split, as reference rows
+    (:func:`~bashkir_peft.report.floors.floor_reference`) for the figures of bits per byte."""
+    return floor_reference(c.tables.get("floors"), [(c.protocol, c.params.split)])
 
 
 def _sweep(c: ReportContext) -> pd.DataFrame | None:
@@ -145,15 +151,16 @@ TABLES: tuple[ReportTable, ...] = (
 
 FIGURES: tuple[ReportFigure, ...] = (
     ReportFigure("metrics_by_method",
-                 lambda c, p: fig.metrics_by_method(c.tables["metrics"], p, c.protocol, c.params.split),
-                 "headline metrics by model and method, one point per seed"),
+                 lambda c, p: fig.metrics_by_method(c.tables["metrics"], p, c.protocol, c.params.split,
+                                                    _headline_floors(c)),
+                 "headline metrics by model and method, one point per seed; the n-gram floors as lines"),
     ReportFigure("differences", lambda c, p: fig.differences(c.tables["differences"], p),
                  "bits-per-byte differences between methods with their intervals"),
-    ReportFigure("params_vs_bpb", lambda c, p: fig.params_vs_bpb(c.tables["quality_cost"], p),
+    ReportFigure("params_vs_bpb", lambda c, p: fig.params_vs_bpb(c.tables["quality_cost"], p, _headline_floors(c)),
                  "trainable parameters against bits per byte"),
-    ReportFigure("cost_vs_quality", lambda c, p: fig.cost_vs_quality(c.tables["quality_cost"], p),
+    ReportFigure("cost_vs_quality", lambda c, p: fig.cost_vs_quality(c.tables["quality_cost"], p, _headline_floors(c)),
                  "training cost against bits per byte"),
-    ReportFigure("fertility_vs_bpb", lambda c, p: fig.fertility_vs_bpb(c.tables["fertility"], p),
+    ReportFigure("fertility_vs_bpb", lambda c, p: fig.fertility_vs_bpb(c.tables["fertility"], p, _headline_floors(c)),
                  "tokenizer fertility against bits per byte"),
     ReportFigure("generation_language", lambda c, p: fig.generation_language(c.tables["generation_summary"], p),
                  "language shares of the generated text and the code-switch rate"),

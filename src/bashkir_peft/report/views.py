@@ -12,18 +12,21 @@ import pandas as pd
 from bashkir_peft.config.grid import grid_file, resolve_grid
 from bashkir_peft.names import BASE_TOKENIZER, label_tokenizer, method_sort_key
 from bashkir_peft.report.build import ReportResult
+from bashkir_peft.report.floors import floor_reference
 
 ADAPTED_MARK = "†"
 """Marks a token perplexity on a tokenizer other than the model's own (an adapted tokenizer):
 it counts other tokens, so it does not compare with the rows without the mark."""
 
 
-def format_headline(summary: pd.DataFrame) -> pd.DataFrame:
+def format_headline(summary: pd.DataFrame, floors: pd.DataFrame | None = None) -> pd.DataFrame:
     """The summary as a reader's table: bits per byte first (the one measure that compares
-    across tokenizers), fixed decimals, one row per model x method x protocol x split.
+    across tokenizers), fixed decimals, one row per model x method x protocol x split, then
+    the n-gram floors on the same protocols and splits.
 
     Args:
         summary: :func:`~bashkir_peft.report.lm.summary_table` (or the headline rows of it).
+        floors: :func:`~bashkir_peft.report.floors.floors_table` (``None``: no floor rows).
 
     Returns:
         ``model, method, protocol, split, n, bits per byte, token perplexity, word perplexity
@@ -31,6 +34,9 @@ def format_headline(summary: pd.DataFrame) -> pd.DataFrame:
         token perplexity with 1 decimal and :data:`ADAPTED_MARK` where the tokenizer is an
         adapted one (:func:`~bashkir_peft.names.label_tokenizer`), the word perplexity as the log10 of its mean
         over seeds with 2 decimals (word perplexities of small models reach 1e13 and more).
+        Below the runs, a reference row per floor of each (protocol, split) of the summary
+        (:func:`~bashkir_peft.report.floors.floor_reference`; method ``floor: ...``, ``n``
+        ``–``, bits per byte only: an n-gram has no token or word perplexity of the model's).
     """
     if summary.empty:
         return summary
@@ -40,6 +46,13 @@ def format_headline(summary: pd.DataFrame) -> pd.DataFrame:
     out["token perplexity"] = [f"{a:,.1f}" + (ADAPTED_MARK if label_tokenizer(label) != BASE_TOKENIZER else "")
                                for a, label in zip(summary["perplexity_mean"], summary["method_label"])]
     out["word perplexity (log10)"] = [f"{math.log10(a):.2f}" if a > 0 else "–" for a in summary["word_perplexity_mean"]]
+    ref = floor_reference(floors, zip(summary["protocol"], summary["split"]))
+    if len(ref):
+        rows = pd.DataFrame({"model": ref["model"].replace("", "–"), "method_label": ref["method_label"],
+                             "protocol": ref["protocol"], "split": ref["split"], "n": "–",
+                             "bits per byte": [f"{v:.3f}" for v in ref["bits_per_byte"]],
+                             "token perplexity": "–", "word perplexity (log10)": "–"})
+        out = pd.concat([out.astype({"n": object}), rows], ignore_index=True)
     return out.rename(columns={"method_label": "method"})
 
 
@@ -52,7 +65,9 @@ def per_run_table(result: ReportResult) -> pd.DataFrame:
     Returns:
         ``run_id, model, method, seed, perplexity, bits_per_byte, word_perplexity,
         trainable_params, wall_time_s, peak_memory_mib, tokens_per_s`` (those present), sorted by
-        model, method and seed.
+        model, method and seed; then a reference row per n-gram floor on the same protocol and
+        split (``result.tables["floors"]``, :func:`~bashkir_peft.report.floors.floor_reference`:
+        no run id, method ``floor: ...``, bits per byte only).
     """
     q = result.tables["quality_cost"]
     if q.empty:
@@ -62,7 +77,12 @@ def per_run_table(result: ReportResult) -> pd.DataFrame:
     out = q[[c for c in cols if c in q.columns]].rename(columns={"method_label": "method"})
     order = [(m, method_sort_key(lab), -1 if pd.isna(sd) else int(sd))
              for m, lab, sd in zip(out["model"], out["method"], out["seed"])]
-    return out.iloc[sorted(range(len(out)), key=order.__getitem__)].reset_index(drop=True)
+    out = out.iloc[sorted(range(len(out)), key=order.__getitem__)].reset_index(drop=True)
+    ref = floor_reference(result.tables.get("floors"), set(zip(q["protocol"], q["split"])))
+    if ref.empty:
+        return out
+    ref = ref.assign(run_id="", model=ref["model"].replace("", "–")).rename(columns={"method_label": "method"})
+    return pd.concat([out, ref[["run_id", "model", "method", "bits_per_byte"]]], ignore_index=True)
 
 
 def format_paper(paper: pd.DataFrame) -> pd.DataFrame:
