@@ -15,7 +15,7 @@ import math
 import pandas as pd
 
 from bashkir_peft.config.design import StudyDesign
-from bashkir_peft.names import REFERENCE_LABEL, label_parts
+from bashkir_peft.names import REFERENCE_LABEL
 from bashkir_peft.report.build import ReportResult
 from bashkir_peft.report.comparisons import DESIGN_ROLES, FORGETTING_ROLE, MIN_DOCUMENTS, TRANSFER_ROLE
 from bashkir_peft.report.downstream import ZERO_SHOT, downstream_results
@@ -162,23 +162,31 @@ def _downstream_sentence(runs: list[RunRecord], comparisons: pd.DataFrame | None
 
 
 def _sweep_sentence(sweep: pd.DataFrame, runs: list[RunRecord]) -> str | None:
-    """The sweep's choice per method, and whether the study's trained runs used it."""
+    """The sweep's choice per model and method label (mean over seeds), whether it lies at the
+    edge of the rates tried, and whether the study's trained runs of that label used it."""
     chosen = sweep[sweep["chosen"].astype(bool)] if len(sweep) else sweep
     if chosen.empty:
         return None
-    used: dict[str, set[float]] = {}
+    used: dict[tuple[str, str], set[float]] = {}
     for run in runs:
         if run.train is not None and run.status == "finished":
-            used.setdefault(run.method, set()).add(run.train.params.learning_rate)
+            used.setdefault((run.model, run.method_label), set()).add(run.train.params.learning_rate)
     parts = []
     for _, r in chosen.iterrows():
-        tried = ", ".join(f"{x:g}" for x in sweep[sweep["method_label"] == r["method_label"]]["learning_rate"])
-        rates = used.get(label_parts(r["method_label"])[0], set())
+        arm = sweep[(sweep["model"] == r["model"]) & (sweep["method_label"] == r["method_label"])]
+        tried = ", ".join(f"{x:g}" for x in arm["learning_rate"])
+        seeds = "-".join(f"{n}" for n in sorted({arm["n_seeds"].min(), arm["n_seeds"].max()}))
+        sd = "" if pd.isna(r["bits_per_byte_sd"]) else f" ± {r['bits_per_byte_sd']:.3f} SD"
+        lowest, highest = r["learning_rate"] == arm["learning_rate"].min(), r["learning_rate"] == arm["learning_rate"].max()
+        side = "below and above" if lowest and highest else "below" if lowest else "above"
+        edge = "" if not r["at_edge"] else f"; **at the edge of the rates tried: the grid should extend one step {side}**"
+        rates = used.get((r["model"], r["method_label"]), set())
         check = ("" if not rates else "; the study's runs use it" if rates == {r["learning_rate"]}
                  else "; **the study's runs use " + ", ".join(f"{x:g}" for x in sorted(rates)) + " instead**")
         parts.append(f"{r['method_label']} {r['learning_rate']:g} (of {tried}; validation "
-                     f"{r['bits_per_byte']:.3f} bits per byte{check})")
-    return ("**Learning rates.** Chosen on validation by the sweep (one seed, half the budget): "
+                     f"{r['bits_per_byte']:.3f}{sd} bits per byte, mean of {seeds} seed"
+                     f"{'' if seeds == '1' else 's'} per rate{edge}{check})")
+    return ("**Learning rates.** Chosen on validation by the sweep (the lowest mean over seeds): "
             + "; ".join(parts) + ".")
 
 
