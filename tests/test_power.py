@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -87,3 +88,39 @@ def test_bad_input_is_one_line(call, message):
     with pytest.raises(ValueError, match=message) as err:
         call()
     assert "\n" not in str(err.value)
+
+
+def test_the_findings_state_the_primarys_power_right_after_it(tmp_path):
+    from bashkir_peft.config.design import StudyDesign
+    from bashkir_peft.report.build import ReportResult
+    from bashkir_peft.report.comparisons import COMPARISON_COLUMNS
+    from bashkir_peft.report.findings import FIRST_EDITION_EFFECT, findings
+
+    design = StudyDesign(primary={"a": "lora r=8", "b": "full", "split": "sib200-bak", "question": "Q?"},
+                         budget="36 kB")
+    per_seed = {"lora r=8": [2.50, 2.46, 2.53, 2.49, 2.52], "full": [2.45, 2.47, 2.41]}
+    metrics = pd.DataFrame([{"run_id": f"{label}-{i}", "model": "m", "method_label": label, "protocol": proto,
+                             "split": split, "source": "all", "bits_per_byte": bpb + (0.5 if split == "test" else 0)}
+                            for label, values in per_seed.items() for i, bpb in enumerate(values)
+                            for proto in ("rolling", "paper") for split in ("sib200-bak", "test")])
+    difference = np.mean(per_seed["lora r=8"]) - np.mean(per_seed["full"])
+    comparisons = pd.DataFrame([{"role": "primary", "question": "Q?", "model": "m", "a": "lora r=8", "b": "full",
+                                 "split": "sib200-bak", "difference": difference, "ci_low": 0.01, "ci_high": 0.09,
+                                 "n_documents": 100, "n_seeds_a": 5, "n_seeds_b": 3, "flag": None,
+                                 "family": "primary", "p_value": 0.01, "p_holm": 0.01}], columns=COMPARISON_COLUMNS)
+    result = ReportResult(grid="g", runs_dir=tmp_path, out_dir=tmp_path, runs=[], protocol="rolling",
+                          tables={"comparisons": comparisons, "metrics": metrics, "generation_summary": pd.DataFrame(),
+                                  "runs": pd.DataFrame({"status": ["finished"] * 8})}, design=design)
+    text = findings(result, design)
+    primary = next(i for i, s in enumerate(text) if s.startswith("**Primary.**"))
+    power = text[primary + 1]
+    sd = math.sqrt((4 * np.var(per_seed["lora r=8"], ddof=1) + 2 * np.var(per_seed["full"], ddof=1)) / 6)
+    assert power.startswith("**Power of the primary.** At 5 x 3 seeds") and f"({sd:.3f} bits per byte" in power
+    assert f"{FIRST_EDITION_EFFECT} bits per byte (the first edition's) with power " \
+           f"{welch_power(FIRST_EDITION_EFFECT, sd, 5, 3):.2f}" in power
+    assert f"observed size ({difference:.3f}) with power {welch_power(difference, sd, 5, 3):.2f}" in power
+    assert f"needs {seeds_for_power(FIRST_EDITION_EFFECT, sd)} seeds per arm" in power
+    # an arm of one seed has no between-seed spread to speak of: no sentence
+    one = metrics[~((metrics["method_label"] == "full") & (metrics["run_id"] != "full-0"))]
+    text = findings(ReportResult(**{**result.__dict__, "tables": {**result.tables, "metrics": one}}), design)
+    assert not any(s.startswith("**Power of the primary.**") for s in text)

@@ -20,11 +20,17 @@ from bashkir_peft.report.build import ReportResult
 from bashkir_peft.report.comparisons import DESIGN_ROLES, FORGETTING_ROLE, MIN_DOCUMENTS, TRANSFER_ROLE
 from bashkir_peft.report.downstream import ZERO_SHOT, downstream_results
 from bashkir_peft.report.forgetting import FORGETTING_SPLITS, TRANSFER_SPLITS
+from bashkir_peft.report.power import pooled_sd, seeds_for_power, welch_power
 from bashkir_peft.report.runs import RunRecord
 
 SPLIT_WORDS = {"test": "the corpus's test split", "sib200-bak": "the Bashkir side of SIB-200",
                "sib200-eng": "the English side of SIB-200", "sib200-rus": "the Russian side of SIB-200"}
 """How a sentence names an evaluated split (any other split by its name)."""
+
+FIRST_EDITION_EFFECT = 0.065
+"""Bits per byte: the CPU study's first-edition primary difference (LoRA r = 8 − full
+fine-tuning on SIB-200 Bashkir, three seeds; benchmarks/RESULTS.md, "The CPU study"), the effect
+whose detection the power sentence (:func:`_power_sentence`) is about."""
 
 GENERATION_TARGET = 0.9
 """The study's target share of the generated text's letters that are in sentences the
@@ -190,6 +196,35 @@ def _sweep_sentence(sweep: pd.DataFrame, runs: list[RunRecord]) -> str | None:
             + "; ".join(parts) + ".")
 
 
+def _power_sentence(result: ReportResult, design: StudyDesign, alpha: float = 0.05) -> str | None:
+    """The power of the primary comparison at its seeds (:func:`~bashkir_peft.report.power.welch_power`)
+    to detect :data:`FIRST_EDITION_EFFECT` and a difference of the observed size, with the
+    between-seed SD pooled from the runs' per-seed bits per byte on the primary's split (the
+    headline protocol, all sources); ``None`` without a primary row or with fewer than 2 seeds
+    in an arm."""
+    comp = result.tables["comparisons"]
+    rows = comp[comp["role"] == "primary"] if len(comp) else comp
+    metrics = result.tables["metrics"]
+    if rows.empty or metrics.empty:
+        return None
+    r = rows.iloc[0]
+    m = metrics[(metrics["model"] == r["model"]) & (metrics["split"] == design.primary.split)
+                & (metrics["protocol"] == result.protocol) & (metrics["source"] == "all")]
+    a, b = (m[m["method_label"] == label]["bits_per_byte"].to_numpy(float) for label in (r["a"], r["b"]))
+    if len(a) < 2 or len(b) < 2:
+        return None
+    sd = pooled_sd(a, b)
+    if not sd > 0:
+        return None
+    power = [welch_power(d, sd, len(a), len(b), alpha) for d in (FIRST_EDITION_EFFECT, r["difference"])]
+    return (f"**Power of the primary.** At {len(a)} x {len(b)} seeds and the runs' between-seed SD "
+            f"({sd:.3f} bits per byte, pooled), a two-sided t test at {alpha:.0%} detects a true difference of "
+            f"{FIRST_EDITION_EFFECT} bits per byte (the first edition's) with power {power[0]:.2f}, and one of the "
+            f"observed size ({abs(r['difference']):.3f}) with power {power[1]:.2f}; power 0.8 for "
+            f"{FIRST_EDITION_EFFECT} needs {seeds_for_power(FIRST_EDITION_EFFECT, sd, 0.8, alpha)} seeds per arm "
+            "(noncentral t, Welch-Satterthwaite; seed variance only, the sentences' adds to it).")
+
+
 def _scope_sentence(runs: list[RunRecord], comp: pd.DataFrame) -> str | None:
     """How much text each trained run saw, and how many documents each split's comparisons use."""
     seen, split_bytes = [], None
@@ -223,9 +258,9 @@ def findings(result: ReportResult, design: StudyDesign | None, confidence: float
 
     Returns:
         Markdown paragraphs: for a demonstration grid (no study block; not ``paper``) first
-        that it is one; the budget, the comparisons (primary first) with their
-        intervals and verdicts (every row but the primary one exploratory, with its
-        Holm-adjusted p-value), forgetting, generation against the 90 % letter-share target, the
+        that it is one; the budget, the comparisons (primary first, then its power:
+        :func:`_power_sentence`) with their intervals and verdicts (every row but the primary
+        one exploratory, with its Holm-adjusted p-value), forgetting, generation against the 90 % letter-share target, the
         downstream task, the learning rates, the state of every cell, the evaluation scope
         and the disk use.
     """
@@ -239,7 +274,10 @@ def findings(result: ReportResult, design: StudyDesign | None, confidence: float
     elif design is not None:
         out.append(f"**Design, named before the runs.** Budget: {design.budget}. Primary comparison: "
                    f"{design.primary.a} against {design.primary.b} on {SPLIT_WORDS.get(design.primary.split)}.")
-    out += _comparison_sentences(t["comparisons"], confidence)
+    comparisons = _comparison_sentences(t["comparisons"], confidence)
+    power = _power_sentence(result, design) if design is not None else None
+    primary = 1 if comparisons and comparisons[0].startswith("**Primary.**") else 0
+    out += comparisons[:primary] + ([power] if power else []) + comparisons[primary:]
     sentences = [_generation_sentence(t["generation_summary"]),
                  _downstream_sentence(result.runs, t.get("downstream_comparisons"), design),
                  _sweep_sentence(t["sweep"], result.runs) if "sweep" in t else None,
