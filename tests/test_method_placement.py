@@ -98,3 +98,21 @@ def test_a_cell_without_records_is_labelled_with_its_tokenizer(tmp_path):
     (d / RunFiles.CELL).unlink()  # the folder's records are gone: the index's axes label it
     [gap] = index_gaps(tmp_path)
     assert gap["method_label"] == "lora r=8 tok=bak16k"
+
+
+def test_a_study_may_name_a_placement_and_a_variant_of_its_cells():
+    from bashkir_peft.config.grid import parse_grid
+    from bashkir_peft.errors import ConfigError
+
+    grid = {"name": "g", "default_source": "ours: test", "matrix": {"model": ["tiny-gpt2"], "method": ["full"]},
+            "include": [{"model": "tiny-gpt2", "method": "lora", "lora_r": 8, "label": "attn",
+                         "train": {"target_modules": ATTENTION["gpt2"]}},
+                        {"model": "tiny-gpt2", "method": "lora", "lora_r": 64, "label": "rs",
+                         "train": {"lora_options": {"use_rslora": True}}}]}
+    study = {"primary": {"a": "lora r=8 [attention]", "b": "full", "question": "q?"},
+             "secondary": [{"a": "lora r=64 [use_rslora]", "b": "lora r=8 [attention]", "question": "q?"}],
+             "budget": "b"}
+    assert parse_grid(grid | {"study": study}).spec.study.secondary[0].a == "lora r=64 [use_rslora]"
+    with pytest.raises(ConfigError, match=r"'lora r=64' is not a method of this grid's cells \(full, lora r=64 "
+                                          r"\[use_rslora\], lora r=8, lora r=8 \[attention\], lora r=8 \[c_attn\+"):
+        parse_grid(grid | {"study": study | {"primary": {"a": "lora r=64", "b": "full", "question": "q?"}}})

@@ -55,6 +55,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, JsonValue, StringConstraints, field_validator
 
 from bashkir_peft.config.design import StudyDesign
+from bashkir_peft.config.lora import lora_variant_label
 from bashkir_peft.config.report import ReportParams
 from bashkir_peft.config.tokenizer import TokenizerAdaptation
 from bashkir_peft.errors import ConfigError
@@ -337,11 +338,24 @@ def parse_grid(raw: object, where: str = "grid") -> Grid:
     return grid
 
 
+def _cell_labels(cell: Cell) -> set[str]:
+    """The method labels the report may give a cell's runs (:func:`method_label`): its axes with
+    its LoRA variant (``train.lora_options``), and where it sets ``train.target_modules`` also
+    with its placement (``attention`` or the module list; which one the report writes is for the
+    model registry to say, a floor above this one, so both are accepted here)."""
+    train = cell.params.get("train", {}) if cell.method in ADAPTER_METHODS else {}
+    variant = lora_variant_label(train.get("lora_options"))
+    modules = train.get("target_modules")
+    placements = ["", *(["attention", "+".join(modules)] if modules else [])]
+    return {method_label(cell.method, cell.lora_r, cell.tokenizer, variant, p) for p in placements}
+
+
 def _check_study(spec: GridSpec, cells: list[Cell], where: str) -> None:
-    """Every method a study's comparison names is a method label of the grid's cells."""
+    """Every method a study's comparison names is a method label of the grid's cells
+    (:func:`_cell_labels`: placement and LoRA variant included)."""
     if spec.study is None:
         return
-    labels = {method_label(c.method, c.lora_r, c.tokenizer) for c in cells}
+    labels = set().union(*(_cell_labels(c) for c in cells))
     for c in [spec.study.primary, *spec.study.secondary]:
         for side in (c.a, c.b):
             if side not in labels:
