@@ -132,7 +132,7 @@ def _cli(args, env_extra, tmp_path):
                           text=True, env=env, cwd=tmp_path, timeout=120)
 
 
-ROW = "target_modules:\n  gpt2: [c_attn]\n"
+ROW = "target_modules:\n  gpt2: [c_attn]\nattention_modules:\n  gpt2: [c_attn]\n"
 
 
 @pytest.mark.parametrize(
@@ -148,6 +148,8 @@ ROW = "target_modules:\n  gpt2: [c_attn]\n"
         (ROW + "models:\n  x:\n    source: hub\n    hub_id: a/b\n    model_type: bert\n"
          "    context_length: 10\n", r"models\.x\.model_type 'bert' has no row in target_modules"),
         ("target_modules:\n  gpt2: []\nmodels: {}\n", r"target_modules\.gpt2: List should have at least 1 item"),
+        ("target_modules:\n  gpt2: [c_attn]\n  phi: [dense]\nattention_modules:\n  gpt2: [c_attn]\nmodels: {}\n",
+         r"attention_modules: no row for model_type phi"),
     ],
 )
 def test_malformed_registry_gives_one_error_line(tmp_path, content, expected):

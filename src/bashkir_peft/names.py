@@ -66,7 +66,7 @@ def run_label(model: str, method: str, lora_r: int | None, seed: int | None, lab
 
 
 def method_label(method: str, lora_r: int | None, tokenizer: str = BASE_TOKENIZER, variant: str = "",
-                 arm: str | None = None) -> str:
+                 placement: str = "", arm: str | None = None) -> str:
     """The one spelling of a run's method in the report's tables and figures.
 
     Args:
@@ -75,17 +75,23 @@ def method_label(method: str, lora_r: int | None, tokenizer: str = BASE_TOKENIZE
         tokenizer: the grid's ``tokenizer`` axis (``base``, or an adaptation's name).
         variant: the LoRA variant's options
             (:func:`bashkir_peft.config.lora.lora_variant_label`; ``""`` = plain LoRA).
+        placement: where the adapter sits when not the registry's default for the
+            architecture (:meth:`bashkir_peft.models.registry.Registry.placement`: ``attention``
+            or the target modules joined by ``+``; ``""`` = the default, every linear layer).
         arm: a cell label the grid's study block names an arm of its own
             (:attr:`bashkir_peft.config.design.StudyDesign.label_arms`, e.g. ``long`` for a
             longer budget); ``None``: the label, if any, only tells cells apart.
 
     Returns:
         ``base``, ``full``, ``lora r=8``, ``qlora r=16``, ``lora r=8 tok=bak16k``,
-        ``lora r=64 [use_dora, use_rslora]``, ``full @long``...
+        ``lora r=64 [use_dora, use_rslora]``, ``lora r=8 [attention]``,
+        ``lora r=64 tok=bak16k [attention, use_rslora]`` (placement before variant),
+        ``full @long``...
     """
     label = method if lora_r is None else f"{method} r={lora_r}"
     label = label if tokenizer == BASE_TOKENIZER else f"{label} tok={tokenizer}"
-    label = f"{label} [{variant}]" if variant else label
+    options = ", ".join(part for part in (placement, variant) if part)
+    label = f"{label} [{options}]" if options else label
     return f"{label} @{arm}" if arm else label
 
 
@@ -111,18 +117,20 @@ def label_tokenizer(label: str) -> str:
     return label.partition(" @")[0].partition(" [")[0].partition(" tok=")[2] or BASE_TOKENIZER
 
 
-def method_sort_key(label: str) -> tuple[int, str, int]:
-    """Sort key of method labels: reference text, base, full, lora, qlora, then by rank.
+def method_sort_key(label: str) -> tuple[int, str, int, str]:
+    """Sort key of method labels: reference text, base, full, lora, qlora, then by rank, then
+    by the whole label (so ``lora r=8`` comes before ``lora r=8 [attention]`` and ``lora r=8
+    tok=bak16k`` in every table, whatever the order of the rows).
 
     Args:
         label: a method label (:func:`method_label`) or :data:`REFERENCE_LABEL`.
 
     Returns:
-        ``(position in METHOD_ORDER, method, lora_r or 0)``.
+        ``(position in METHOD_ORDER, method, lora_r or 0, label)``.
     """
     method, r = label_parts(label)
     position = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
-    return position, method, r or 0
+    return position, method, r or 0, label
 
 
 def sha256_file(path: str | Path) -> str:

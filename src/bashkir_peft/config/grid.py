@@ -362,13 +362,27 @@ def parse_grid(raw: object, where: str = "grid") -> Grid:
     return grid
 
 
+def _cell_labels(cell: Cell, label_arms: list[str] = ()) -> set[str]:
+    """The method labels the report may give a cell's runs (:func:`method_label`): its axes with
+    its LoRA variant (``train.lora_options``), where it sets ``train.target_modules`` also
+    with its placement (``attention`` or the module list; which one the report writes is for the
+    model registry to say, a floor above this one, so both are accepted here), and its arm
+    where its label is one of ``label_arms``."""
+    train = cell.params.get("train", {}) if cell.method in ADAPTER_METHODS else {}
+    variant = lora_variant_label(train.get("lora_options"))
+    modules = train.get("target_modules")
+    placements = ["", *(["attention", "+".join(modules)] if modules else [])]
+    arm = cell.label if cell.label in label_arms else None
+    return {method_label(cell.method, cell.lora_r, cell.tokenizer, variant, p, arm) for p in placements}
+
+
 def _check_study(spec: GridSpec, cells: list[Cell], where: str) -> None:
-    """Every method a study's comparison names is a method label of the grid's cells (with
-    its LoRA variant, and its arm where the study names the cell's label an arm), and every
-    arm the study names is a label of its cells."""
+    """Every method a study's comparison names is a method label of the grid's cells
+    (:func:`_cell_labels`: placement, LoRA variant and arm included), and every arm the study
+    names is a label of its cells."""
     if spec.study is None:
         return
-    labels = {cell_method_label(c, spec.study) for c in cells}
+    labels = set().union(*(_cell_labels(c, spec.study.label_arms) for c in cells))
     unused = sorted(set(spec.study.label_arms) - {c.label for c in cells})
     if unused:
         raise ConfigError(f"{where}: study: label_arms {', '.join(unused)}: no cell has this label")
@@ -377,15 +391,6 @@ def _check_study(spec: GridSpec, cells: list[Cell], where: str) -> None:
             if side not in labels:
                 raise ConfigError(f"{where}: study: {side!r} is not a method of this grid's cells "
                                   f"({', '.join(sorted(labels))})")
-
-
-def cell_method_label(cell: Cell, study: StudyDesign | None) -> str:
-    """The method label (:func:`bashkir_peft.names.method_label`) the cell's runs will carry:
-    its method, rank, tokenizer, LoRA variant (``train.lora_options``) and, where ``study``
-    names the cell's label in ``label_arms``, its arm."""
-    arm = cell.label if study is not None and cell.label in study.label_arms else None
-    options = cell.params.get("train", {}).get("lora_options")
-    return method_label(cell.method, cell.lora_r, cell.tokenizer, lora_variant_label(options), arm)
 
 
 def _check_sources(spec: GridSpec, sources: dict, where: str) -> None:

@@ -1,5 +1,5 @@
-"""The model registry (``params/models.yaml``): LoRA target modules per architecture, and
-one validated entry per base model."""
+"""The model registry (``params/models.yaml``): LoRA target modules per architecture (every
+linear layer, and the attention projections alone), and one validated entry per base model."""
 
 from __future__ import annotations
 
@@ -82,17 +82,24 @@ class ModelEntry(StrictModel):
 
 
 class Registry(StrictModel):
-    """The registry file: LoRA target modules keyed by ``model_type``, and the entries.
+    """The registry file: LoRA target modules keyed by ``model_type`` (the default placement,
+    and the attention projections alone), and the entries.
 
-    Validation refuses an entry whose ``model_type`` has no row in ``target_modules``, and
-    gives every entry its row (:attr:`ModelEntry.target_modules`).
+    Validation refuses an entry whose ``model_type`` has no row in ``target_modules``, a
+    ``target_modules`` row without its ``attention_modules`` row, and gives every entry its
+    row (:attr:`ModelEntry.target_modules`).
     """
 
     target_modules: dict[str, Annotated[list[str], Field(min_length=1)]]
+    attention_modules: dict[str, Annotated[list[str], Field(min_length=1)]]
     models: dict[str, ModelEntry]
 
     @model_validator(mode="after")
     def _attach_target_modules(self) -> Registry:
+        missing = sorted(set(self.target_modules) - set(self.attention_modules))
+        if missing:
+            raise ValueError(f"attention_modules: no row for model_type {', '.join(missing)} "
+                             "(every target_modules row needs one)")
         for name, entry in self.models.items():
             if entry.model_type not in self.target_modules:
                 known = ", ".join(sorted(self.target_modules))
@@ -100,6 +107,29 @@ class Registry(StrictModel):
                                  f"target_modules (rows: {known})")
             entry._target_modules = tuple(self.target_modules[entry.model_type])
         return self
+
+    def placement(self, model_type: str | None, target_modules: list[str] | None) -> str:
+        """The name of a LoRA placement for method labels (:func:`bashkir_peft.names.method_label`).
+
+        Args:
+            model_type: the architecture (``config.model_type``; ``None``: not known).
+            target_modules: the run's ``train.target_modules`` as set (``None``: the
+                registry's row, every linear layer).
+
+        Returns:
+            ``""`` for the default placement (unset, or the same set of modules as the
+            architecture's ``target_modules`` row), ``"attention"`` for exactly its
+            ``attention_modules`` row (in any order), else the modules joined by ``+`` in the
+            order given (``"q_proj+v_proj"``).
+        """
+        if not target_modules:
+            return ""
+        chosen = set(target_modules)
+        if chosen == set(self.target_modules.get(model_type or "", ())):
+            return ""
+        if chosen == set(self.attention_modules.get(model_type or "", ())):
+            return "attention"
+        return "+".join(target_modules)
 
     def get(self, name: str) -> ModelEntry:
         """Return the entry ``name``.

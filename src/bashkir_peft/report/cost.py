@@ -24,8 +24,12 @@ CURVE_COLUMNS = ["run_id", "model", "method_label", "seed", "learning_rate", "st
                  "eval_loss", "bits_per_byte"]
 """Columns of :func:`learning_curves_table`."""
 
-SWEEP_COLUMNS = ["model", "method_label", "learning_rate", "steps", "tokens_seen", "train_bytes_seen",
-                 "bits_per_byte", "chosen"]
+SWEEP_RUN_COLUMNS = ["run_id", "model", "method_label", "learning_rate", "seed", "steps", "tokens_seen",
+                     "train_bytes_seen", "bits_per_byte"]
+"""Columns of :func:`sweep_runs_table`."""
+
+SWEEP_COLUMNS = ["model", "method_label", "learning_rate", "n_seeds", "steps", "tokens_seen", "train_bytes_seen",
+                 "bits_per_byte", "bits_per_byte_sd", "chosen", "at_edge"]
 """Columns of :func:`sweep_table`."""
 
 DISK_COLUMNS = ["run_id", "method_label", "final_mib", "checkpoints_mib", "other_mib", "total_mib"]
@@ -128,16 +132,17 @@ def sweep_runs_dir(runs_dir: Path, design: StudyDesign | None) -> Path | None:
     return path if path.is_dir() else None
 
 
-def sweep_table(runs: list[RunRecord]) -> pd.DataFrame:
-    """The learning-rate sweep: every finished run's final validation bits per byte, and per
-    model and method the rate with the lowest one (``chosen``).
+def sweep_runs_table(runs: list[RunRecord]) -> pd.DataFrame:
+    """The learning-rate sweep, one row per finished run: its final validation bits per byte.
 
     Args:
-        runs: the sweep's runs (those with a finished training record and a final evaluation).
+        runs: the sweep's runs (those with a finished training record and a final evaluation
+            are used).
 
     Returns:
-        :data:`SWEEP_COLUMNS` (``train_bytes_seen``: bytes of training text seen,
-        :func:`~bashkir_peft.train.budget.text_seen`, rounded), sorted by model, method and rate.
+        :data:`SWEEP_RUN_COLUMNS` (``train_bytes_seen``: bytes of training text seen,
+        :func:`~bashkir_peft.train.budget.text_seen`, rounded), sorted by model, method, rate
+        and seed.
     """
     rows = []
     for run in runs:
@@ -145,19 +150,53 @@ def sweep_table(runs: list[RunRecord]) -> pd.DataFrame:
         if t is None or t.status != "finished" or t.final_eval is None:
             continue
         seen = t.text_seen
-        rows.append({"model": run.model, "method_label": run.method_label, "learning_rate": t.params.learning_rate,
-                     "steps": t.global_step, "tokens_seen": t.tokens_seen,
-                     "train_bytes_seen": None if seen is None else round(seen),
+        rows.append({"run_id": run.run_id, "model": run.model, "method_label": run.method_label,
+                     "learning_rate": t.params.learning_rate, "seed": run.seed, "steps": t.global_step,
+                     "tokens_seen": t.tokens_seen, "train_bytes_seen": None if seen is None else round(seen),
                      "bits_per_byte": t.final_eval.bits_per_byte})
-    out = pd.DataFrame(rows, columns=SWEEP_COLUMNS[:-1])
-    if out.empty:
-        return pd.DataFrame(columns=SWEEP_COLUMNS)
+    out = pd.DataFrame(rows, columns=SWEEP_RUN_COLUMNS)
     out["bits_per_byte"] = out["bits_per_byte"].astype(float)
-    best = out.groupby(["model", "method_label"])["bits_per_byte"].transform("min")
-    out["chosen"] = out["bits_per_byte"] == best
+    order = sorted(range(len(out)), key=lambda i: (out["model"].iloc[i], method_sort_key(out["method_label"].iloc[i]),
+                                                   out["learning_rate"].iloc[i], out["seed"].iloc[i] or 0))
+    return out.iloc[order].reset_index(drop=True)
+
+
+def sweep_table(sweep_runs: pd.DataFrame) -> pd.DataFrame:
+    """The learning-rate sweep over seeds: per model, method label (with its placement and
+    variant: :attr:`~bashkir_peft.report.runs.RunRecord.method_label`) and rate, the mean final
+    validation bits per byte over the seeds that finished; per model and method label the rate
+    with the lowest mean (``chosen``), and whether that rate is the lowest or highest one tried
+    (``at_edge``: the optimum may lie outside the rates tried, so the grid should be extended
+    one step beyond; a method with a single rate is always at the edge).
+
+    Args:
+        sweep_runs: :func:`sweep_runs_table`.
+
+    Returns:
+        :data:`SWEEP_COLUMNS`: ``n_seeds`` (finished runs of the rate), ``steps``,
+        ``tokens_seen`` and ``train_bytes_seen`` (means over the seeds, rounded),
+        ``bits_per_byte`` (mean over the seeds), ``bits_per_byte_sd`` (their sample standard
+        deviation, ``ddof=1``; NaN for one seed), ``chosen`` and ``at_edge`` (``at_edge`` is
+        set on the chosen row only); sorted by model, method and rate.
+    """
+    s = sweep_runs.dropna(subset=["bits_per_byte"]) if len(sweep_runs) else sweep_runs
+    if s.empty:
+        return pd.DataFrame(columns=SWEEP_COLUMNS)
+    keys = ["model", "method_label", "learning_rate"]
+    out = s.groupby(keys, sort=False).agg(
+        n_seeds=("bits_per_byte", "size"), steps=("steps", "mean"), tokens_seen=("tokens_seen", "mean"),
+        train_bytes_seen=("train_bytes_seen", "mean"), bits_per_byte=("bits_per_byte", "mean"),
+        bits_per_byte_sd=("bits_per_byte", "std")).reset_index()
+    for col in ("steps", "tokens_seen", "train_bytes_seen"):
+        out[col] = pd.array(out[col].astype("Float64").round(), dtype="Int64")
+    arm = out.groupby(["model", "method_label"])
+    out["chosen"] = out["bits_per_byte"] == arm["bits_per_byte"].transform("min")
+    edge = (out["learning_rate"] == arm["learning_rate"].transform("min")) | (
+        out["learning_rate"] == arm["learning_rate"].transform("max"))
+    out["at_edge"] = out["chosen"] & edge
     order = sorted(range(len(out)), key=lambda i: (out["model"].iloc[i], method_sort_key(out["method_label"].iloc[i]),
                                                    out["learning_rate"].iloc[i]))
-    return out.iloc[order].reset_index(drop=True)
+    return out.iloc[order].reset_index(drop=True)[SWEEP_COLUMNS]
 
 
 def disk_usage(runs: list[RunRecord]) -> pd.DataFrame:

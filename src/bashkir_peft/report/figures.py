@@ -297,24 +297,33 @@ def learning_curves(curves: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def learning_rate_sweep(sweep: pd.DataFrame, path: Path) -> Path | None:
-    """Points joined by method: final validation bits per byte (y) against the peak learning
-    rate (x, log scale) of each sweep run; the chosen rate of each method circled."""
+def learning_rate_sweep(sweep: pd.DataFrame, sweep_runs: pd.DataFrame, path: Path) -> Path | None:
+    """Final validation bits per byte (y) against the peak learning rate (x, log scale) of the
+    sweep: one small point per run (seed), a line through the mean over seeds of each method
+    label (:func:`bashkir_peft.report.cost.sweep_table`), its chosen rate circled (a dashed
+    circle: the choice is at the edge of the rates tried)."""
     plt, sns = pyplot()
     s = sweep.dropna(subset=["bits_per_byte"]) if len(sweep) else sweep
     if s.empty:
         return None
+    r = sweep_runs.dropna(subset=["bits_per_byte"])
+    order = _order(s["method_label"])
     palette = method_palette(s["method_label"])
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    sns.lineplot(s, x="learning_rate", y="bits_per_byte", hue="method_label", hue_order=_order(s["method_label"]),
-                 marker="o", palette=palette, ax=ax)
+    sns.lineplot(s, x="learning_rate", y="bits_per_byte", hue="method_label", hue_order=order, marker="o",
+                 palette=palette, ax=ax)
+    sns.scatterplot(r, x="learning_rate", y="bits_per_byte", hue="method_label", hue_order=order, palette=palette,
+                    s=18, alpha=0.6, legend=False, ax=ax)
     chosen = s[s["chosen"].astype(bool)]
-    ax.scatter(chosen["learning_rate"], chosen["bits_per_byte"], s=220, facecolors="none", edgecolors="black",
-               linewidth=1.2, label="chosen")
+    for edge, style in ((False, "solid"), (True, "dashed")):
+        c = chosen[chosen["at_edge"].astype(bool) == edge]
+        if len(c):
+            ax.scatter(c["learning_rate"], c["bits_per_byte"], s=220, facecolors="none", edgecolors="black",
+                       linewidth=1.2, linestyle=style, label="chosen, at the edge" if edge else "chosen")
     ax.set_xscale("log")
     ax.set_xlabel("peak learning rate (log scale)")
     ax.set_ylabel("validation bits per byte at the end (lower is better)")
-    ax.legend(bbox_to_anchor=(1, 1), loc="upper left", title="method")
+    ax.legend(bbox_to_anchor=(1, 1), loc="upper left", title="method (line: mean over seeds)")
     return _save(fig, path)
 
 

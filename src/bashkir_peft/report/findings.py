@@ -15,16 +15,22 @@ import math
 import pandas as pd
 
 from bashkir_peft.config.design import StudyDesign
-from bashkir_peft.names import REFERENCE_LABEL, label_parts
+from bashkir_peft.names import REFERENCE_LABEL
 from bashkir_peft.report.build import ReportResult
 from bashkir_peft.report.comparisons import DESIGN_ROLES, FORGETTING_ROLE, MIN_DOCUMENTS, TRANSFER_ROLE
 from bashkir_peft.report.downstream import ZERO_SHOT, downstream_results
 from bashkir_peft.report.forgetting import FORGETTING_SPLITS, TRANSFER_SPLITS
+from bashkir_peft.report.power import pooled_sd, seeds_for_power, welch_power
 from bashkir_peft.report.runs import RunRecord
 
 SPLIT_WORDS = {"test": "the corpus's test split", "sib200-bak": "the Bashkir side of SIB-200",
                "sib200-eng": "the English side of SIB-200", "sib200-rus": "the Russian side of SIB-200"}
 """How a sentence names an evaluated split (any other split by its name)."""
+
+FIRST_EDITION_EFFECT = 0.065
+"""Bits per byte: the CPU study's first-edition primary difference (LoRA r = 8 − full
+fine-tuning on SIB-200 Bashkir, three seeds; benchmarks/RESULTS.md, "The CPU study"), the effect
+whose detection the power sentence (:func:`_power_sentence`) is about."""
 
 GENERATION_TARGET = 0.9
 """The study's target share of the generated text's letters that are in sentences the
@@ -162,24 +168,61 @@ def _downstream_sentence(runs: list[RunRecord], comparisons: pd.DataFrame | None
 
 
 def _sweep_sentence(sweep: pd.DataFrame, runs: list[RunRecord]) -> str | None:
-    """The sweep's choice per method, and whether the study's trained runs used it."""
+    """The sweep's choice per model and method label (mean over seeds), whether it lies at the
+    edge of the rates tried, and whether the study's trained runs of that label used it."""
     chosen = sweep[sweep["chosen"].astype(bool)] if len(sweep) else sweep
     if chosen.empty:
         return None
-    used: dict[str, set[float]] = {}
+    used: dict[tuple[str, str], set[float]] = {}
     for run in runs:
         if run.train is not None and run.status == "finished":
-            used.setdefault(run.method, set()).add(run.train.params.learning_rate)
+            used.setdefault((run.model, run.method_label), set()).add(run.train.params.learning_rate)
     parts = []
     for _, r in chosen.iterrows():
-        tried = ", ".join(f"{x:g}" for x in sweep[sweep["method_label"] == r["method_label"]]["learning_rate"])
-        rates = used.get(label_parts(r["method_label"])[0], set())
+        arm = sweep[(sweep["model"] == r["model"]) & (sweep["method_label"] == r["method_label"])]
+        tried = ", ".join(f"{x:g}" for x in arm["learning_rate"])
+        seeds = "-".join(f"{n}" for n in sorted({arm["n_seeds"].min(), arm["n_seeds"].max()}))
+        sd = "" if pd.isna(r["bits_per_byte_sd"]) else f" ± {r['bits_per_byte_sd']:.3f} SD"
+        lowest, highest = r["learning_rate"] == arm["learning_rate"].min(), r["learning_rate"] == arm["learning_rate"].max()
+        side = "below and above" if lowest and highest else "below" if lowest else "above"
+        edge = "" if not r["at_edge"] else f"; **at the edge of the rates tried: the grid should extend one step {side}**"
+        rates = used.get((r["model"], r["method_label"]), set())
         check = ("" if not rates else "; the study's runs use it" if rates == {r["learning_rate"]}
                  else "; **the study's runs use " + ", ".join(f"{x:g}" for x in sorted(rates)) + " instead**")
         parts.append(f"{r['method_label']} {r['learning_rate']:g} (of {tried}; validation "
-                     f"{r['bits_per_byte']:.3f} bits per byte{check})")
-    return ("**Learning rates.** Chosen on validation by the sweep (one seed, half the budget): "
+                     f"{r['bits_per_byte']:.3f}{sd} bits per byte, mean of {seeds} seed"
+                     f"{'' if seeds == '1' else 's'} per rate{edge}{check})")
+    return ("**Learning rates.** Chosen on validation by the sweep (the lowest mean over seeds): "
             + "; ".join(parts) + ".")
+
+
+def _power_sentence(result: ReportResult, design: StudyDesign, alpha: float = 0.05) -> str | None:
+    """The power of the primary comparison at its seeds (:func:`~bashkir_peft.report.power.welch_power`)
+    to detect :data:`FIRST_EDITION_EFFECT` and a difference of the observed size, with the
+    between-seed SD pooled from the runs' per-seed bits per byte on the primary's split (the
+    headline protocol, all sources); ``None`` without a primary row or with fewer than 2 seeds
+    in an arm."""
+    comp = result.tables["comparisons"]
+    rows = comp[comp["role"] == "primary"] if len(comp) else comp
+    metrics = result.tables["metrics"]
+    if rows.empty or metrics.empty:
+        return None
+    r = rows.iloc[0]
+    m = metrics[(metrics["model"] == r["model"]) & (metrics["split"] == design.primary.split)
+                & (metrics["protocol"] == result.protocol) & (metrics["source"] == "all")]
+    a, b = (m[m["method_label"] == label]["bits_per_byte"].to_numpy(float) for label in (r["a"], r["b"]))
+    if len(a) < 2 or len(b) < 2:
+        return None
+    sd = pooled_sd(a, b)
+    if not sd > 0:
+        return None
+    power = [welch_power(d, sd, len(a), len(b), alpha) for d in (FIRST_EDITION_EFFECT, r["difference"])]
+    return (f"**Power of the primary.** At {len(a)} x {len(b)} seeds and the runs' between-seed SD "
+            f"({sd:.3f} bits per byte, pooled), a two-sided t test at {alpha:.0%} detects a true difference of "
+            f"{FIRST_EDITION_EFFECT} bits per byte (the first edition's) with power {power[0]:.2f}, and one of the "
+            f"observed size ({abs(r['difference']):.3f}) with power {power[1]:.2f}; power 0.8 for "
+            f"{FIRST_EDITION_EFFECT} needs {seeds_for_power(FIRST_EDITION_EFFECT, sd, 0.8, alpha)} seeds per arm "
+            "(noncentral t, Welch-Satterthwaite; seed variance only, the sentences' adds to it).")
 
 
 def _scope_sentence(runs: list[RunRecord], comp: pd.DataFrame) -> str | None:
@@ -215,9 +258,9 @@ def findings(result: ReportResult, design: StudyDesign | None, confidence: float
 
     Returns:
         Markdown paragraphs: for a demonstration grid (no study block; not ``paper``) first
-        that it is one; the budget, the comparisons (primary first) with their
-        intervals and verdicts (every row but the primary one exploratory, with its
-        Holm-adjusted p-value), forgetting, generation against the 90 % letter-share target, the
+        that it is one; the budget, the comparisons (primary first, then its power:
+        :func:`_power_sentence`) with their intervals and verdicts (every row but the primary
+        one exploratory, with its Holm-adjusted p-value), forgetting, generation against the 90 % letter-share target, the
         downstream task, the learning rates, the state of every cell, the evaluation scope
         and the disk use.
     """
@@ -231,7 +274,10 @@ def findings(result: ReportResult, design: StudyDesign | None, confidence: float
     elif design is not None:
         out.append(f"**Design, named before the runs.** Budget: {design.budget}. Primary comparison: "
                    f"{design.primary.a} against {design.primary.b} on {SPLIT_WORDS.get(design.primary.split)}.")
-    out += _comparison_sentences(t["comparisons"], confidence)
+    comparisons = _comparison_sentences(t["comparisons"], confidence)
+    power = _power_sentence(result, design) if design is not None else None
+    primary = 1 if comparisons and comparisons[0].startswith("**Primary.**") else 0
+    out += comparisons[:primary] + ([power] if power else []) + comparisons[primary:]
     sentences = [_generation_sentence(t["generation_summary"]),
                  _downstream_sentence(result.runs, t.get("downstream_comparisons"), design),
                  _sweep_sentence(t["sweep"], result.runs) if "sweep" in t else None,

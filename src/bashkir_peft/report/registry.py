@@ -82,10 +82,10 @@ def _headline_floors(c: ReportContext) -> pd.DataFrame:
     return floor_reference(c.tables.get("floors"), [(c.protocol, c.params.split)])
 
 
-def _sweep(c: ReportContext) -> pd.DataFrame | None:
-    """The learning-rate sweep's table, read from the sweep's runs folder (``None``: no sweep)."""
+def _sweep_runs(c: ReportContext) -> pd.DataFrame | None:
+    """The learning-rate sweep's runs, read from the sweep's runs folder (``None``: no sweep)."""
     sweep_dir = cost.sweep_runs_dir(c.runs_dir, c.design)
-    return None if sweep_dir is None else cost.sweep_table(discover_runs(sweep_dir))
+    return None if sweep_dir is None else cost.sweep_runs_table(discover_runs(sweep_dir))
 
 
 TABLES: tuple[ReportTable, ...] = (
@@ -144,8 +144,10 @@ TABLES: tuple[ReportTable, ...] = (
                 "validation point of a trained run: bits per byte by bytes of training text seen"),
     ReportTable("disk", lambda c: cost.disk_usage(c.runs),
                 "run: MiB kept (final model or adapter, checkpoints, the rest)"),
-    ReportTable("sweep", _sweep,
-                "run of the study's learning-rate sweep: final validation bits per byte, the chosen rate"),
+    ReportTable("sweep_runs", _sweep_runs,
+                "run of the study's learning-rate sweep: final validation bits per byte"),
+    ReportTable("sweep", lambda c: cost.sweep_table(c.tables["sweep_runs"]) if "sweep_runs" in c.tables else None,
+                "model x method x rate of the sweep: mean and SD over seeds, the chosen rate, at the edge or not"),
 )
 """Every table of a report, in the order they are built."""
 
@@ -172,7 +174,8 @@ FIGURES: tuple[ReportFigure, ...] = (
                  lambda c, p: fig.study_comparisons(c.tables["comparisons"], c.tables["downstream_comparisons"], p),
                  "forest plots of the study's comparisons and downstream differences"),
     ReportFigure("learning_rate_sweep",
-                 lambda c, p: fig.learning_rate_sweep(c.tables["sweep"], p) if "sweep" in c.tables else None,
-                 "final validation bits per byte by learning rate, the chosen rate circled"),
+                 lambda c, p: (fig.learning_rate_sweep(c.tables["sweep"], c.tables["sweep_runs"], p)
+                               if "sweep" in c.tables else None),
+                 "final validation bits per byte by learning rate: each seed, the mean, the chosen rate circled"),
 )
 """Every figure of a report, in the order they are drawn (after every table is built)."""

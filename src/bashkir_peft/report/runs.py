@@ -31,7 +31,8 @@ import pandas as pd
 from bashkir_peft.cellstate import CellState, CellStatus, cell_state
 from bashkir_peft.config.lora import lora_variant_label
 from bashkir_peft.errors import DataError
-from bashkir_peft.names import method_label
+from bashkir_peft.models.registry import load_registry
+from bashkir_peft.names import ADAPTER_METHODS, method_label
 from bashkir_peft.records import (
     METRICS,
     CellRecord,
@@ -109,9 +110,21 @@ class RunRecord:
 
     @property
     def method_label(self) -> str:
-        """:func:`method_label` of the run (with its LoRA variant, from the training record)."""
+        """:func:`method_label` of the run, with its LoRA placement where it is not the
+        architecture's default (:func:`lora_placement`) and its LoRA variant, both from the
+        training record (a run without one has neither)."""
         options = self.train.params.lora_options if self.train is not None else None
-        return method_label(self.method, self.lora_r, self.cell.params.tokenizer, lora_variant_label(options), self.arm)
+        return method_label(self.method, self.lora_r, self.cell.params.tokenizer, lora_variant_label(options),
+                            lora_placement(self), self.arm)
+
+    @property
+    def model_type(self) -> str | None:
+        """The architecture (``config.model_type``): the registry entry's for a registry model,
+        else the training record's (``None``: neither says)."""
+        entry = load_registry().models.get(self.model)
+        if entry is not None:
+            return entry.model_type
+        return self.train.model.model_type if self.train is not None and self.train.model is not None else None
 
     @property
     def status(self) -> RunStatus:
@@ -156,6 +169,17 @@ class RunRecord:
     def notebooks(self) -> list[Path]:
         """The executed notebooks of the run (``notebooks/*.ipynb``, sorted by name)."""
         return sorted((self.path / RunFiles.NOTEBOOKS).glob("*.ipynb"))
+
+
+def lora_placement(run: RunRecord) -> str:
+    """Where an adapter run's LoRA sits, for its method label: ``""`` (the registry's default
+    for the architecture, every linear layer, or a run that is not an adapter or has no
+    training record), ``"attention"`` (the attention projections alone) or the module list
+    (:meth:`bashkir_peft.models.registry.Registry.placement` of the training record's
+    ``params.target_modules``, as set in the grid)."""
+    if run.method not in ADAPTER_METHODS or run.train is None or not run.train.params.target_modules:
+        return ""
+    return load_registry().placement(run.model_type, run.train.params.target_modules)
 
 
 def run_keys(run: RunRecord) -> dict:
@@ -287,7 +311,9 @@ def index_gaps(runs_dir: str | Path) -> list[dict]:
     Returns:
         One dict per such cell: ``run_id, model, method, method_label, lora_r, seed, status,
         failed_stage (None), error, path`` (path: the run's folder inside the grid's runs
-        folder, None before the data is prepared; empty without an index).
+        folder, None before the data is prepared; empty without an index). ``method_label``
+        names the method, rank and tokenizer of the cell's axes; a LoRA placement or variant
+        is named from a training record, which such a cell does not have.
     """
     runs_dir = Path(runs_dir)
     index = read_record_if_any(runs_dir / GridFiles.INDEX, GridIndex)
@@ -299,7 +325,7 @@ def index_gaps(runs_dir: str | Path) -> list[dict]:
         path = runs_dir / c.run_id if c.run_id else None
         error = state.error or ("no run folder" if path is None or not path.exists() else "no cell record")
         rows.append({"run_id": c.run_id, "model": c.model, "method": c.method,
-                     "method_label": method_label(c.method, c.lora_r), "lora_r": c.lora_r, "seed": c.seed,
+                     "method_label": method_label(c.method, c.lora_r, c.tokenizer), "lora_r": c.lora_r, "seed": c.seed,
                      "status": state.status, "failed_stage": None, "error": error,
                      "path": c.run_id})  # inside the grid's runs folder, as for failed runs
     return rows
