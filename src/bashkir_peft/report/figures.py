@@ -12,6 +12,7 @@ import pandas as pd
 
 from bashkir_peft.atomic import atomic_path
 from bashkir_peft.names import label_parts, method_sort_key
+from bashkir_peft.report.frontier import STUDY, SWEEP
 
 METRIC_LABELS = {"perplexity": "token perplexity", "bits_per_byte": "bits per byte",
                  "word_perplexity": "word perplexity"}
@@ -302,4 +303,45 @@ def study_comparisons(comp: pd.DataFrame, downstream: pd.DataFrame, path: Path) 
         labels = [f"{r['measure']}: {r['a']} − {r['b']}" for _, r in downstream.iterrows()]
         _forest(axes[i][0], downstream, labels, "accuracy, A − B (percentage points; > 0: A better)", scale=100)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+GRID_MARKERS = {STUDY: "o", SWEEP: "^"}
+"""Marker of a frontier point by its grid (the study: circle; its learning-rate sweep: triangle)."""
+
+
+def frontier(front: pd.DataFrame, path: Path) -> Path | None:
+    """The learning-forgetting frontier (:func:`bashkir_peft.report.frontier.frontier_table`),
+    two panels stacked (readable on a narrow screen): English loss, then Russian loss (x; bits
+    per byte, run − base: > 0 forgotten) against the Bashkir gain (y; base − run: > 0 learnt),
+    one point per run, coloured by method label, marked by grid (circle: the study, triangle:
+    its learning-rate sweep); the Pareto front of each panel (no run both gains more and loses
+    less) as a step line through its points (Biderman et al. 2024, Fig. 1). Up and to the left
+    is better."""
+    plt, _ = pyplot()
+    if front.empty:
+        return None
+    order = _order(front["method_label"])
+    palette = method_palette(order)
+    with plt.rc_context({"font.size": 12}):
+        fig, axes = plt.subplots(2, 1, figsize=(6.4, 9.6), sharey=True)
+        for ax, side in zip(axes, ("english", "russian")):
+            for lab in order:
+                for grid, marker in GRID_MARKERS.items():
+                    g = front[(front["method_label"] == lab) & (front["grid"] == grid)]
+                    if len(g):
+                        ax.scatter(g[f"{side}_loss"], g["bashkir_gain"], marker=marker, s=70, color=palette[lab],
+                                   edgecolor="black", linewidth=0.6, zorder=3)
+            pts = front[front[f"pareto_{side}"].astype(bool)].sort_values(f"{side}_loss")
+            ax.step(pts[f"{side}_loss"], pts["bashkir_gain"], where="post", color="black", lw=1.2, zorder=2)
+            ax.axvline(0, color="grey", lw=1, ls="--", zorder=1)
+            ax.set_xlabel(f"{side.capitalize()} loss: bits per byte, run − base (> 0: forgotten)")
+            ax.set_ylabel("Bashkir gain: bits per byte,\nbase − run (> 0: learnt)")
+            ax.set_title(f"Bashkir learnt against {side.capitalize()} forgotten", fontsize=12)
+        handles = [plt.Line2D([], [], ls="", marker="s", ms=10, color=palette[lab], label=lab) for lab in order]
+        handles += [plt.Line2D([], [], ls="", marker=m, ms=9, mfc="white", mec="black", label=f"{g}")
+                    for g, m in GRID_MARKERS.items() if (front["grid"] == g).any()]
+        handles.append(plt.Line2D([], [], color="black", lw=1.2, label="Pareto front"))
+        fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
+        fig.tight_layout()
     return _save(fig, path)

@@ -25,6 +25,7 @@ from bashkir_peft.report import figures as fig
 from bashkir_peft.report.context import ReportContext
 from bashkir_peft.report.external_sets import external_sets_table
 from bashkir_peft.report.floors import floors_table
+from bashkir_peft.report.frontier import STUDY, SWEEP, frontier_left_out, frontier_summary, frontier_table
 from bashkir_peft.report.published import published_table
 from bashkir_peft.report.runs import discover_runs
 from bashkir_peft.report.words import words_table
@@ -80,6 +81,12 @@ def _sweep(c: ReportContext) -> pd.DataFrame | None:
     """The learning-rate sweep's table, read from the sweep's runs folder (``None``: no sweep)."""
     sweep_dir = cost.sweep_runs_dir(c.runs_dir, c.design)
     return None if sweep_dir is None else cost.sweep_table(discover_runs(sweep_dir))
+
+
+def _frontier_grids(c: ReportContext) -> dict[str, list]:
+    """The runs the frontier reads: the grid's, and its learning-rate sweep's where it has one."""
+    sweep_dir = cost.sweep_runs_dir(c.runs_dir, c.design)
+    return {STUDY: c.runs, **({} if sweep_dir is None else {SWEEP: discover_runs(sweep_dir)})}
 
 
 TABLES: tuple[ReportTable, ...] = (
@@ -140,6 +147,12 @@ TABLES: tuple[ReportTable, ...] = (
                 "run: MiB kept (final model or adapter, checkpoints, the rest)"),
     ReportTable("sweep", _sweep,
                 "run of the study's learning-rate sweep: final validation bits per byte, the chosen rate"),
+    ReportTable("frontier", lambda c: frontier_table(_frontier_grids(c)),
+                "trained run of the grid and its sweep: FLORES-200 Bashkir gain, English, Russian loss, Pareto flags"),
+    ReportTable("frontier_left_out", lambda c: frontier_left_out(_frontier_grids(c)),
+                "trained run left out of the frontier, and why"),
+    ReportTable("frontier_summary", lambda c: frontier_summary(c.tables["frontier"]),
+                "grid x model x method x rate: the frontier's measures, mean over seeds, Pareto flags"),
 )
 """Every table of a report, in the order they are built."""
 
@@ -167,5 +180,7 @@ FIGURES: tuple[ReportFigure, ...] = (
     ReportFigure("learning_rate_sweep",
                  lambda c, p: fig.learning_rate_sweep(c.tables["sweep"], p) if "sweep" in c.tables else None,
                  "final validation bits per byte by learning rate, the chosen rate circled"),
+    ReportFigure("frontier", lambda c, p: fig.frontier(c.tables["frontier"], p),
+                 "Bashkir gain against English and Russian loss, one point per run, the Pareto front"),
 )
 """Every figure of a report, in the order they are drawn (after every table is built)."""
