@@ -116,7 +116,7 @@ def test_summary_is_the_mean_over_seeds(tmp_path):
     assert summary.loc["full", "english_loss"] == pytest.approx(0.3) and summary.loc["lora r=8", "n"] == 1
     assert summary["pareto_english"].all()  # lora learns less and forgets less: both on the front
     text = " ".join(frontier_sentences(summary.reset_index()))
-    assert "for English, lora r=8 at 0.005 (gain +0.200, loss -0.050); full at 0.0001 (gain +0.500, loss +0.300)" in text
+    assert "the English front holds 2 (full at 0.0001; lora r=8 at 0.005), the Russian front holds 2 (" in text
     assert "The largest Bashkir gain, +0.500, is full at 0.0001's" in text
     assert "the largest gain without English loss is lora r=8 at 0.005's (+0.200)" in text
 

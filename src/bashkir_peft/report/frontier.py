@@ -223,28 +223,36 @@ def _run_name(r) -> str:
     return f"{r['method_label']} at {r['learning_rate']:g}" + (f" ({r['grid']})" if r["grid"] != STUDY else "")
 
 
+def _front_arms(front: pd.DataFrame) -> str:
+    """``full at 0.0001, 0.0002; lora r=8 at 0.005``: the method labels of a front, each with its
+    learning rates (ascending, each once), in method order."""
+    parts = []
+    for lab in sorted(set(front["method_label"]), key=lambda x: (method_sort_key(x), x)):
+        rates = sorted(set(front.loc[front["method_label"] == lab, "learning_rate"]))
+        parts.append(f"{lab} at {', '.join(f'{x:g}' for x in rates)}")
+    return "; ".join(parts)
+
+
 def frontier_sentences(summary: pd.DataFrame) -> list[str]:
-    """Two sentences that read the frontier (:func:`frontier_summary`: means over seeds):
-    which arms are on the English and the Russian front, and where the largest Bashkir gain
-    and the largest gain without English loss lie.
+    """Two sentences that read the frontier (:func:`frontier_summary`: means over seeds): which
+    method labels and learning rates are on the English and on the Russian front, and where the
+    largest Bashkir gain and the largest gain without English loss lie.
 
     Args:
-        summary: :func:`frontier_summary` (one model's rows are read per model).
+        summary: :func:`frontier_summary` (read per model).
 
     Returns:
         Markdown sentences (two per model; empty without rows).
     """
     out = []
     for model, s in summary.groupby("model", sort=False):
-        fronts = []
-        for side in LOSS_SIDES:
-            front = s[s[f"pareto_{side}"].astype(bool)].sort_values(f"{side}_loss")
-            fronts.append(f"for {side.capitalize()}, " + "; ".join(
-                f"{_run_name(r)} (gain {r['bashkir_gain']:+.3f}, loss {r[f'{side}_loss']:+.3f})"
-                for _, r in front.iterrows()))
-        out.append(f"**Learning against forgetting, {model}** (exploratory; means over seeds of {len(s)} arms "
-                   f"and rates, FLORES-200 devtest under the Goldfish protocol, bits per byte). On the front, "
-                   f"from least to most forgetting, {fronts[0]}; {fronts[1]}.")
+        fronts = [f"the {side.capitalize()} front holds {int(s[f'pareto_{side}'].sum())} "
+                  f"({_front_arms(s[s[f'pareto_{side}'].astype(bool)])})" for side in LOSS_SIDES]
+        grids = " and its learning-rate sweep" if (s["grid"] == SWEEP).any() else ""
+        out.append(f"**Learning against forgetting, {model}** (exploratory; FLORES-200 devtest under the Goldfish "
+                   f"protocol, bits per byte; {len(s)} arms and rates of the study{grids}, each the mean over its "
+                   f"seeds). No other arm gains more Bashkir and forgets less than one on a front: {fronts[0]}, "
+                   f"{fronts[1]}.")
         best = s.loc[s["bashkir_gain"].idxmax()]
         kept = s[s["english_loss"] <= 0]
         tail = ("no arm gained Bashkir without losing English" if kept.empty else
