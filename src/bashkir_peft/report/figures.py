@@ -228,22 +228,53 @@ def gained_vs_forgotten(forgetting: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def learning_curves(curves: pd.DataFrame, path: Path) -> Path | None:
-    """Lines, one per trained run: validation bits per byte (y) against kilobytes of training
-    text seen (x), coloured by method (:func:`bashkir_peft.report.cost.learning_curves_table`).
-    The byte axis puts runs with different tokenizers on one scale."""
-    plt, sns = pyplot()
-    c = curves.dropna(subset=["bits_per_byte", "train_bytes_seen"]) if len(curves) else curves
-    if c.empty:
+def learning_curves(summary: pd.DataFrame, gaps: pd.DataFrame, path: Path) -> Path | None:
+    """Learning curves over seeds (:mod:`bashkir_peft.report.curves`), two panels stacked
+    (readable on a narrow screen), both against kilobytes of training text seen (one scale for
+    every tokenizer): top, each arm's mean validation bits per byte over its seeds with a band of
+    its 95 % t-interval (no band for one seed; the legend gives n); below, each arm's gap to the
+    reference arm at the same evaluation point (< 0: ahead of it) with Welch's 95 % interval,
+    so a ranking that holds as the budget grows reads as gaps that keep their sign."""
+    plt, _ = pyplot()
+    if summary.empty:
         return None
-    c = c.assign(kb=c["train_bytes_seen"] / 1000)
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    sns.lineplot(c, x="kb", y="bits_per_byte", hue="method_label", hue_order=_order(c["method_label"]),
-                 units="run_id", estimator=None, marker="o", palette=method_palette(c["method_label"]), ax=ax)
-    ax.set_xlabel("training text seen (kB, UTF-8)")
-    ax.set_ylabel("validation bits per byte (lower is better)")
-    ax.set_xlim(left=0)
-    _legend_outside(ax)
+    s = summary.assign(kb=summary["train_bytes_seen"] / 1000)
+    arms = list(dict.fromkeys(s["arm"]))
+    palette = method_palette(s["method_label"])
+    colours = {arm: palette[s.loc[s["arm"] == arm, "method_label"].iloc[0]] for arm in arms}
+    family = {arm: label_parts(s.loc[s["arm"] == arm, "method_label"].iloc[0])[0] for arm in arms}
+    nth = {arm: sum(family[a] == family[arm] for a in arms[:i]) % 4 for i, arm in enumerate(arms)}
+    styles = {arm: ("-", "--", ":", "-.")[k] for arm, k in nth.items()}  # arms of one method told apart
+    markers = {arm: ("o", "s", "^", "D")[k] for arm, k in nth.items()}
+    with plt.rc_context({"font.size": 12}):
+        fig, axes = plt.subplots(2, 1, figsize=(6.4, 9.6), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+        for (model, arm), g in s.groupby(["model", "arm"], sort=False):
+            name = f"{arm} (n={int(g['n'].max())})" + (f", {model}" if s["model"].nunique() > 1 else "")
+            axes[0].plot(g["kb"], g["mean"], marker=markers[arm], color=colours[arm], ls=styles[arm], label=name)
+            band = g.dropna(subset=["ci_low", "ci_high"])
+            if len(band):
+                axes[0].fill_between(band["kb"], band["ci_low"], band["ci_high"], color=colours[arm], alpha=0.2)
+        axes[0].set_ylabel("validation bits per byte\n(lower is better)")
+        axes[0].set_title("mean over seeds, 95 % t-interval band", fontsize=12)
+        if len(gaps):
+            ref = gaps["reference"].iloc[0]
+            for (model, arm), g in gaps.groupby(["model", "arm"], sort=False):
+                g = g.assign(kb=g["train_bytes_seen"] / 1000)
+                axes[1].plot(g["kb"], g["difference"], marker=markers[arm], color=colours[arm], ls=styles[arm])
+                band = g.dropna(subset=["ci_low", "ci_high"])
+                if len(band):
+                    axes[1].fill_between(band["kb"], band["ci_low"], band["ci_high"], color=colours[arm], alpha=0.2)
+            axes[1].axhline(0, color=colours.get(ref, "grey"), lw=1.5, ls="--")
+            axes[1].set_ylabel(f"gap to {ref}:\nbits per byte (< 0: ahead)")
+            axes[1].set_title("each arm minus the reference, Welch 95 % band", fontsize=12)
+        else:
+            axes[1].set_visible(False)
+        axes[-1].set_xlabel("training text seen (kB, UTF-8)")
+        axes[0].set_xlim(left=0)
+        axes[0].xaxis.set_tick_params(labelbottom=True)
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=1,
+                   frameon=False, title="arm (seeds)")
+        fig.tight_layout()
     return _save(fig, path)
 
 

@@ -23,6 +23,7 @@ from bashkir_peft.records import DataFiles, GridFiles
 from bashkir_peft.report import comparisons, cost, downstream, failures, forgetting, generation, lm, paper, tokenizers
 from bashkir_peft.report import figures as fig
 from bashkir_peft.report.context import ReportContext
+from bashkir_peft.report.curves import curve_gaps, curve_summary
 from bashkir_peft.report.external_sets import external_sets_table
 from bashkir_peft.report.floors import floors_table
 from bashkir_peft.report.frontier import STUDY, SWEEP, frontier_left_out, frontier_summary, frontier_table
@@ -153,6 +154,13 @@ TABLES: tuple[ReportTable, ...] = (
                 "trained run left out of the frontier, and why"),
     ReportTable("frontier_summary", lambda c: frontier_summary(c.tables["frontier"]),
                 "grid x model x method x rate: the frontier's measures, mean over seeds, Pareto flags"),
+    ReportTable("learning_curves_summary",
+                lambda c: curve_summary(c.tables["learning_curves"], c.params.confidence),
+                "model x arm x evaluation point: validation bits per byte, mean over seeds with a t-interval"),
+    ReportTable("learning_curves_gaps",
+                lambda c: curve_gaps(c.tables["learning_curves"], c.design.primary.b if c.design else None,
+                                     c.params.confidence),
+                "model x arm x evaluation point: gap to the reference arm with a Welch interval"),
 )
 """Every table of a report, in the order they are built."""
 
@@ -172,8 +180,9 @@ FIGURES: tuple[ReportFigure, ...] = (
                  "language shares of the generated text and the code-switch rate"),
     ReportFigure("gained_vs_forgotten", lambda c, p: fig.gained_vs_forgotten(c.tables["forgetting"], p),
                  "Bashkir gained against English and Russian forgotten, one point per run and language"),
-    ReportFigure("learning_curves", lambda c, p: fig.learning_curves(c.tables["learning_curves"], p),
-                 "validation bits per byte by training text seen"),
+    ReportFigure("learning_curves",
+                 lambda c, p: fig.learning_curves(c.tables["learning_curves_summary"], c.tables["learning_curves_gaps"], p),
+                 "validation bits per byte by training text seen: means over seeds with intervals, gaps to a reference"),
     ReportFigure("study_comparisons",
                  lambda c, p: fig.study_comparisons(c.tables["comparisons"], c.tables["downstream_comparisons"], p),
                  "forest plots of the study's comparisons and downstream differences"),
