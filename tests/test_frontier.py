@@ -117,8 +117,9 @@ def test_summary_is_the_mean_over_seeds(tmp_path):
     assert summary["pareto_english"].all()  # lora learns less and forgets less: both on the front
     text = " ".join(frontier_sentences(summary.reset_index()))
     assert "the English front holds 2 (full at 0.0001; lora r=8 at 0.005), the Russian front holds 2 (" in text
-    assert "The largest Bashkir gain, +0.500, is full at 0.0001's" in text
-    assert "the largest gain without English loss is lora r=8 at 0.005's (+0.200)" in text
+    assert "2 arms and rates of the grid, each the mean over its seeds" in text
+    assert "The largest Bashkir gain, +0.500, is that of full at 0.0001, at an English loss of +0.300" in text
+    assert "the largest gain without English loss, +0.200, is that of lora r=8 at 0.005." in text
 
 
 def test_a_run_missing_a_side_or_a_base_is_left_out_with_the_reason(tmp_path):

@@ -248,16 +248,19 @@ def frontier_sentences(summary: pd.DataFrame) -> list[str]:
     for model, s in summary.groupby("model", sort=False):
         fronts = [f"the {side.capitalize()} front holds {int(s[f'pareto_{side}'].sum())} "
                   f"({_front_arms(s[s[f'pareto_{side}'].astype(bool)])})" for side in LOSS_SIDES]
-        grids = " and its learning-rate sweep" if (s["grid"] == SWEEP).any() else ""
+        present = set(s["grid"])
+        grids = ("the study and its learning-rate sweep" if present == {STUDY, SWEEP} else
+                 "the learning-rate sweep" if present == {SWEEP} else "the grid")
         out.append(f"**Learning against forgetting, {model}** (exploratory; FLORES-200 devtest under the Goldfish "
-                   f"protocol, bits per byte; {len(s)} arms and rates of the study{grids}, each the mean over its "
+                   f"protocol, bits per byte; {len(s)} arms and rates of {grids}, each the mean over its "
                    f"seeds). No other arm gains more Bashkir and forgets less than one on a front: {fronts[0]}, "
                    f"{fronts[1]}.")
         best = s.loc[s["bashkir_gain"].idxmax()]
         kept = s[s["english_loss"] <= 0]
         tail = ("no arm gained Bashkir without losing English" if kept.empty else
-                f"the largest gain without English loss is {_run_name(kept.loc[kept['bashkir_gain'].idxmax()])}'s "
-                f"({kept['bashkir_gain'].max():+.3f})")
-        out.append(f"The largest Bashkir gain, {best['bashkir_gain']:+.3f}, is {_run_name(best)}'s, at an English "
-                   f"loss of {best['english_loss']:+.3f} and a Russian loss of {best['russian_loss']:+.3f}; {tail}.")
+                f"the largest gain without English loss, {kept['bashkir_gain'].max():+.3f}, is that of "
+                f"{_run_name(kept.loc[kept['bashkir_gain'].idxmax()])}")
+        out.append(f"The largest Bashkir gain, {best['bashkir_gain']:+.3f}, is that of {_run_name(best)}, at an "
+                   f"English loss of {best['english_loss']:+.3f} and a Russian loss of {best['russian_loss']:+.3f}; "
+                   f"{tail}.")
     return out
