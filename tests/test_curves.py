@@ -14,17 +14,17 @@ from bashkir_peft.report.cost import CURVE_COLUMNS
 from bashkir_peft.report.curves import curve_gaps, curve_summary, reference_arm
 
 
-def _curves(arms: dict[tuple[str, float], np.ndarray], steps: dict[str, list[int]] | None = None) -> pd.DataFrame:
-    """A curve table: arm (method label, rate) -> values of shape (seeds, points); an evaluation
-    every 12 kB of text, at the steps given per label (default 7, 14, 20 ...)."""
+def _curves(arms: dict[tuple, np.ndarray], steps: dict[str, list[int]] | None = None) -> pd.DataFrame:
+    """A curve table: arm (method label, rate[, cell label]) -> values of shape (seeds, points);
+    an evaluation every 12 kB of text, at the steps given per method label (default 7, 14, 20 ...)."""
     rows = []
-    for (label, lr), values in arms.items():
+    for (label, lr, *cell), values in arms.items():
         for seed, curve in enumerate(values):
             for k, bpb in enumerate(curve):
                 step = (steps or {}).get(label, [7, 14, 20, 27, 34])[k]
-                rows.append({"run_id": f"{label}-{lr}-{seed}", "model": "m", "method_label": label, "seed": seed,
-                             "learning_rate": lr, "step": step, "train_bytes_seen": 12_000.0 * (k + 1),
-                             "eval_loss": 1.0, "bits_per_byte": bpb})
+                rows.append({"run_id": f"{label}-{lr}-{cell}-{seed}", "model": "m", "method_label": label,
+                             "seed": seed, "learning_rate": lr, "step": step, "train_bytes_seen": 12_000.0 * (k + 1),
+                             "eval_loss": 1.0, "bits_per_byte": bpb, "label": cell[0] if cell else ""})
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 
@@ -55,9 +55,16 @@ def test_one_seed_has_no_band_and_the_points_follow_each_runs_evaluations():
     assert summary[["std", "ci_low", "ci_high"]].isna().all().all()
 
 
-def test_several_rates_of_one_method_are_separate_arms():
+def test_several_rates_or_cells_of_one_method_are_separate_arms():
     curves = _curves({("full", 1e-4): np.full((2, 3), 2.5), ("full", 4e-4): np.full((2, 3), 2.3)})
     assert sorted(set(curve_summary(curves)["arm"])) == ["full lr=0.0001", "full lr=0.0004"]
+    # LoRA on every linear layer and on attention only share a method label and a rate: the cell
+    # label keeps them apart, never averaged together
+    curves = _curves({("lora r=8", 5e-3, "lr5e-3"): np.full((2, 3), 2.5),
+                      ("lora r=8", 5e-3, "attn-lr5e-3"): np.full((1, 3), 2.7)})
+    summary = curve_summary(curves).set_index(["arm", "point"])
+    assert summary.loc[("lora r=8 lr5e-3", 1), ["n", "mean"]].tolist() == [2, pytest.approx(2.5)]
+    assert summary.loc[("lora r=8 attn-lr5e-3", 1), ["n", "mean"]].tolist() == [1, pytest.approx(2.7)]
 
 
 def test_gaps_to_the_reference_carry_welchs_interval():

@@ -16,8 +16,9 @@ import pandas as pd
 
 from bashkir_peft.names import method_sort_key
 
-ARM_KEYS = ["model", "method_label", "learning_rate"]
-"""What one curve of the summary averages over seeds."""
+ARM_KEYS = ["model", "method_label", "label", "learning_rate"]
+"""What one curve of the summary averages over seeds (``label``: the cell's label axis, which
+tells apart arms of one method label, e.g. LoRA on the attention projections only)."""
 
 CURVE_SUMMARY_COLUMNS = ["model", "arm", *ARM_KEYS[1:], "point", "step", "train_bytes_seen", "n", "mean", "std",
                          "ci_low", "ci_high"]
@@ -53,10 +54,22 @@ def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, flo
 
 
 def _arm_names(frame: pd.DataFrame) -> pd.Series:
-    """An arm's name: its method label, with ``lr=...`` where the label has several rates."""
-    rates = frame.groupby(["model", "method_label"])["learning_rate"].transform("nunique")
-    return pd.Series([lab if k < 2 else f"{lab} lr={lr:g}" for lab, lr, k in
-                      zip(frame["method_label"], frame["learning_rate"], rates)], index=frame.index)
+    """An arm's name: its method label, where the label has several arms (cell labels or rates)
+    with the cell label, else with ``lr=...``."""
+    arm = frame["label"].astype(str) + "|" + frame["learning_rate"].astype(str)
+    arms = arm.groupby([frame["model"], frame["method_label"]]).transform("nunique")
+    return pd.Series([lab if k < 2 else f"{lab} {cell}" if cell else f"{lab} lr={lr:g}" for lab, cell, lr, k in
+                      zip(frame["method_label"], frame["label"], frame["learning_rate"], arms)], index=frame.index)
+
+
+def _points(curves: pd.DataFrame) -> pd.DataFrame:
+    """The curve rows with bits per byte and bytes seen, each with its ``point`` (the k-th
+    evaluation of its run, from 1) and ``arm`` (:func:`_arm_names`); ``label`` ``""`` for none."""
+    c = curves.dropna(subset=["bits_per_byte", "train_bytes_seen"]) if len(curves) else curves
+    if c.empty:
+        return c
+    c = c.assign(label=c["label"].fillna("")).sort_values(["run_id", "step"])
+    return c.assign(point=c.groupby("run_id").cumcount() + 1, arm=_arm_names(c))
 
 
 def curve_summary(curves: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
@@ -72,20 +85,19 @@ def curve_summary(curves: pd.DataFrame, confidence: float = 0.95) -> pd.DataFram
         confidence: of the intervals.
 
     Returns:
-        :data:`CURVE_SUMMARY_COLUMNS`: ``arm`` (the method label, with the rate where one label
-        has several), ``point``, ``step`` and ``train_bytes_seen`` (means over seeds), ``n``
+        :data:`CURVE_SUMMARY_COLUMNS`: ``arm`` (the method label, with the cell label or the
+        rate where one method label has several arms), ``point``, ``step`` and ``train_bytes_seen`` (means over seeds), ``n``
         (seeds), ``mean``, ``std``, ``ci_low``, ``ci_high`` (bits per byte; NaN for one seed),
         sorted by model, method and point.
     """
-    c = curves.dropna(subset=["bits_per_byte", "train_bytes_seen"]) if len(curves) else curves
+    c = _points(curves)
     if c.empty:
         return pd.DataFrame(columns=CURVE_SUMMARY_COLUMNS)
-    c = c.sort_values(["run_id", "step"])
-    c = c.assign(point=c.groupby("run_id").cumcount() + 1, arm=_arm_names(c))
     rows = []
-    for (model, arm, label, lr, point), g in c.groupby(["model", "arm", *ARM_KEYS[1:], "point"], sort=False):
+    for (model, arm, method, label, lr, point), g in c.groupby(["model", "arm", *ARM_KEYS[1:], "point"], sort=False):
         mean, std, low, high = t_interval(g["bits_per_byte"].to_numpy(), confidence)
-        rows.append({"model": model, "arm": arm, "method_label": label, "learning_rate": lr, "point": point,
+        rows.append({"model": model, "arm": arm, "method_label": method, "label": label, "learning_rate": lr,
+                     "point": point,
                      "step": float(g["step"].mean()), "train_bytes_seen": float(g["train_bytes_seen"].mean()),
                      "n": len(g), "mean": mean, "std": std, "ci_low": low, "ci_high": high})
     out = pd.DataFrame(rows, columns=CURVE_SUMMARY_COLUMNS)
@@ -150,8 +162,7 @@ def curve_gaps(curves: pd.DataFrame, reference: str | None = None, confidence: f
     ref = reference_arm(summary, reference)
     if ref is None:
         return pd.DataFrame(columns=CURVE_GAP_COLUMNS)
-    c = curves.dropna(subset=["bits_per_byte", "train_bytes_seen"]).sort_values(["run_id", "step"])
-    c = c.assign(point=c.groupby("run_id").cumcount() + 1, arm=_arm_names(c))
+    c = _points(curves)
     values = {k: g["bits_per_byte"].to_numpy() for k, g in c.groupby(["model", "arm", "point"])}
     rows = []
     for _, r in summary[summary["arm"] != ref].iterrows():
