@@ -84,18 +84,37 @@ def test_a_study_names_methods_of_its_own_cells():
 def test_the_shipped_study_grids():
     study, sweep = load_grid(GRIDS / "cpu-study.yaml"), load_grid(GRIDS / "cpu-study-lr.yaml")
     cells = expand(study)
-    assert sorted({(c.method, c.tokenizer) for c in cells}) == [
-        ("base", "base"), ("full", "base"), ("lora", "bak16k"), ("lora", "base")]
-    assert {c.seed for c in cells if c.method != "base"} == {42, 123, 2024}
-    assert all(c.params["train"]["train_bytes"] == 36_000 for c in cells if c.trains)
-    assert study.spec.study.learning_rate_sweep == sweep.name
-    assert all(c.stages == ("train",) for c in expand(sweep))
-    rates = {c.method: set() for c in expand(sweep)}
-    for c in expand(sweep):
-        rates[c.method].add(c.params["train"].get("learning_rate"))
-    assert (len(rates["full"]), len(rates["lora"])) == (3, 4)  # the default (None) and larger ones
-    chosen = {c.method: c.params["train"]["learning_rate"] for c in cells if c.trains}
-    assert chosen["full"] in rates["full"] and chosen["lora"] in rates["lora"]
+    arms = {}
+    for c in cells:
+        arms.setdefault((c.method, c.lora_r, c.label, c.tokenizer), set()).add(c.seed)
+    five, three = {42, 123, 2024, 7, 3407}, {42, 123, 2024}
+    assert arms == {("base", None, None, "base"): {42}, ("full", None, None, "base"): five,
+                    ("lora", 8, None, "base"): five, ("full", None, "long", "base"): five,
+                    ("lora", 8, "long", "base"): five, ("lora", 64, "rslora", "base"): three,
+                    ("lora", 8, "attn", "base"): three, ("lora", 8, "prot", "bakprot"): three}
+    budget = {c.label == "long": c.params["train"]["train_bytes"] for c in cells if c.trains}
+    assert budget == {False: 36_000, True: 180_000}  # five times the budget
+    assert study.spec.study.learning_rate_sweep == sweep.name and study.spec.study.label_arms == ["long"]
+    # the sweep: the study's short budget, seeds that are not study seeds, a base cell for the frontier
+    swept = expand(sweep)
+    assert all(c.params["train"]["train_bytes"] == 36_000 for c in swept if c.trains)
+    assert not {c.seed for c in swept if c.trains} & five
+    assert {c.stages for c in swept} == {("train", "evaluate"), ("evaluate",)}
+    # the parts of the study: every cell in exactly one; the quick tier's cells are the grid's own
+    parts = {n: {c.slug for c in cells if t.matches(c)} for n, t in study.spec.tiers.items()}
+    in_parts = [slug for n, slugs in parts.items() if n != "quick" for slug in slugs]
+    assert sorted(in_parts) == sorted(c.slug for c in cells)
+    assert parts["quick"] <= parts["part2"] and len(parts["quick"]) == 5
+    # every trained arm's rate is one its sweep tried, for the same arm
+    tried: dict[tuple, set] = {}
+    for c in swept:
+        if c.trains:
+            key = (c.method, c.lora_r, c.tokenizer, bool(c.params["train"].get("target_modules")))
+            tried.setdefault(key, set()).add(c.params["train"]["learning_rate"])
+    for c in cells:
+        if c.trains:
+            key = (c.method, c.lora_r, c.tokenizer, bool(c.params["train"].get("target_modules")))
+            assert c.params["train"]["learning_rate"] in tried[key], c.slug
 
 
 @pytest.fixture(scope="module")

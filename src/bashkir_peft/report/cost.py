@@ -21,7 +21,7 @@ COST_COLUMNS = ["trainable_params", "total_params", "wall_time_s", "peak_memory_
 """The training cost :func:`quality_cost_table` puts beside each run's metrics."""
 
 CURVE_COLUMNS = ["run_id", "model", "method_label", "seed", "learning_rate", "step", "train_bytes_seen",
-                 "eval_loss", "bits_per_byte"]
+                 "eval_loss", "bits_per_byte", "label"]
 """Columns of :func:`learning_curves_table`."""
 
 SWEEP_RUN_COLUMNS = ["run_id", "model", "method_label", "learning_rate", "seed", "steps", "tokens_seen",
@@ -98,7 +98,7 @@ def learning_curves_table(runs: list[RunRecord]) -> pd.DataFrame:
     Returns:
         One row per validation point of a run's ``train.json`` (:data:`CURVE_COLUMNS`;
         ``bits_per_byte`` and ``train_bytes_seen`` NaN for records written before the byte
-        budget existed).
+        budget existed; ``label``: the cell's label axis, ``""`` for none).
     """
     rows = []
     for run in runs:
@@ -108,7 +108,7 @@ def learning_curves_table(runs: list[RunRecord]) -> pd.DataFrame:
             rows.append({"run_id": run.run_id, "model": run.model, "method_label": run.method_label,
                          "seed": run.seed, "learning_rate": run.train.params.learning_rate, "step": point.step,
                          "train_bytes_seen": point.train_bytes_seen, "eval_loss": point.eval_loss,
-                         "bits_per_byte": point.bits_per_byte})
+                         "bits_per_byte": point.bits_per_byte, "label": run.label or ""})
     out = pd.DataFrame(rows, columns=CURVE_COLUMNS)
     for col in ("train_bytes_seen", "bits_per_byte"):
         out[col] = out[col].astype(float)

@@ -12,6 +12,7 @@ import pandas as pd
 
 from bashkir_peft.atomic import atomic_path
 from bashkir_peft.names import label_parts, method_sort_key
+from bashkir_peft.report.frontier import STUDY, SWEEP
 
 METRIC_LABELS = {"perplexity": "token perplexity", "bits_per_byte": "bits per byte",
                  "word_perplexity": "word perplexity"}
@@ -278,22 +279,53 @@ def gained_vs_forgotten(forgetting: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def learning_curves(curves: pd.DataFrame, path: Path) -> Path | None:
-    """Lines, one per trained run: validation bits per byte (y) against kilobytes of training
-    text seen (x), coloured by method (:func:`bashkir_peft.report.cost.learning_curves_table`).
-    The byte axis puts runs with different tokenizers on one scale."""
-    plt, sns = pyplot()
-    c = curves.dropna(subset=["bits_per_byte", "train_bytes_seen"]) if len(curves) else curves
-    if c.empty:
+def learning_curves(summary: pd.DataFrame, gaps: pd.DataFrame, path: Path) -> Path | None:
+    """Learning curves over seeds (:mod:`bashkir_peft.report.curves`), two panels stacked
+    (readable on a narrow screen), both against kilobytes of training text seen (one scale for
+    every tokenizer): top, each arm's mean validation bits per byte over its seeds with a band of
+    its 95 % t-interval (no band for one seed; the legend gives n); below, each arm's gap to the
+    reference arm at the same evaluation point (< 0: ahead of it) with Welch's 95 % interval,
+    so a ranking that holds as the budget grows reads as gaps that keep their sign."""
+    plt, _ = pyplot()
+    if summary.empty:
         return None
-    c = c.assign(kb=c["train_bytes_seen"] / 1000)
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    sns.lineplot(c, x="kb", y="bits_per_byte", hue="method_label", hue_order=_order(c["method_label"]),
-                 units="run_id", estimator=None, marker="o", palette=method_palette(c["method_label"]), ax=ax)
-    ax.set_xlabel("training text seen (kB, UTF-8)")
-    ax.set_ylabel("validation bits per byte (lower is better)")
-    ax.set_xlim(left=0)
-    _legend_outside(ax)
+    s = summary.assign(kb=summary["train_bytes_seen"] / 1000)
+    arms = list(dict.fromkeys(s["arm"]))
+    palette = method_palette(s["method_label"])
+    colours = {arm: palette[s.loc[s["arm"] == arm, "method_label"].iloc[0]] for arm in arms}
+    family = {arm: label_parts(s.loc[s["arm"] == arm, "method_label"].iloc[0])[0] for arm in arms}
+    nth = {arm: sum(family[a] == family[arm] for a in arms[:i]) % 4 for i, arm in enumerate(arms)}
+    styles = {arm: ("-", "--", ":", "-.")[k] for arm, k in nth.items()}  # arms of one method told apart
+    markers = {arm: ("o", "s", "^", "D")[k] for arm, k in nth.items()}
+    with plt.rc_context({"font.size": 12}):
+        fig, axes = plt.subplots(2, 1, figsize=(6.4, 9.6), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+        for (model, arm), g in s.groupby(["model", "arm"], sort=False):
+            name = f"{arm} (n={int(g['n'].max())})" + (f", {model}" if s["model"].nunique() > 1 else "")
+            axes[0].plot(g["kb"], g["mean"], marker=markers[arm], color=colours[arm], ls=styles[arm], label=name)
+            band = g.dropna(subset=["ci_low", "ci_high"])
+            if len(band):
+                axes[0].fill_between(band["kb"], band["ci_low"], band["ci_high"], color=colours[arm], alpha=0.2)
+        axes[0].set_ylabel("validation bits per byte\n(lower is better)")
+        axes[0].set_title("mean over seeds, 95 % t-interval band", fontsize=12)
+        if len(gaps):
+            ref = gaps["reference"].iloc[0]
+            for (model, arm), g in gaps.groupby(["model", "arm"], sort=False):
+                g = g.assign(kb=g["train_bytes_seen"] / 1000)
+                axes[1].plot(g["kb"], g["difference"], marker=markers[arm], color=colours[arm], ls=styles[arm])
+                band = g.dropna(subset=["ci_low", "ci_high"])
+                if len(band):
+                    axes[1].fill_between(band["kb"], band["ci_low"], band["ci_high"], color=colours[arm], alpha=0.2)
+            axes[1].axhline(0, color=colours.get(ref, "grey"), lw=1.5, ls="--")
+            axes[1].set_ylabel(f"gap to {ref}:\nbits per byte (< 0: ahead)")
+            axes[1].set_title("each arm minus the reference, Welch 95 % band", fontsize=12)
+        else:
+            axes[1].set_visible(False)
+        axes[-1].set_xlabel("training text seen (kB, UTF-8)")
+        axes[0].set_xlim(left=0)
+        axes[0].xaxis.set_tick_params(labelbottom=True)
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=1,
+                   frameon=False, title="arm (seeds)")
+        fig.tight_layout()
     return _save(fig, path)
 
 
@@ -362,4 +394,45 @@ def study_comparisons(comp: pd.DataFrame, downstream: pd.DataFrame, path: Path) 
         labels = [f"{r['measure']}: {r['a']} − {r['b']}" for _, r in downstream.iterrows()]
         _forest(axes[i][0], downstream, labels, "accuracy, A − B (percentage points; > 0: A better)", scale=100)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+GRID_MARKERS = {STUDY: "o", SWEEP: "^"}
+"""Marker of a frontier point by its grid (the study: circle; its learning-rate sweep: triangle)."""
+
+
+def frontier(front: pd.DataFrame, path: Path) -> Path | None:
+    """The learning-forgetting frontier (:func:`bashkir_peft.report.frontier.frontier_table`),
+    two panels stacked (readable on a narrow screen): English loss, then Russian loss (x; bits
+    per byte, run − base: > 0 forgotten) against the Bashkir gain (y; base − run: > 0 learnt),
+    one point per run, coloured by method label, marked by grid (circle: the study, triangle:
+    its learning-rate sweep); the Pareto front of each panel (no run both gains more and loses
+    less) as a step line through its points (Biderman et al. 2024, Fig. 1). Up and to the left
+    is better."""
+    plt, _ = pyplot()
+    if front.empty:
+        return None
+    order = _order(front["method_label"])
+    palette = method_palette(order)
+    with plt.rc_context({"font.size": 12}):
+        fig, axes = plt.subplots(2, 1, figsize=(6.4, 9.6), sharey=True)
+        for ax, side in zip(axes, ("english", "russian")):
+            for lab in order:
+                for grid, marker in GRID_MARKERS.items():
+                    g = front[(front["method_label"] == lab) & (front["grid"] == grid)]
+                    if len(g):
+                        ax.scatter(g[f"{side}_loss"], g["bashkir_gain"], marker=marker, s=70, color=palette[lab],
+                                   edgecolor="black", linewidth=0.6, zorder=3)
+            pts = front[front[f"pareto_{side}"].astype(bool)].sort_values(f"{side}_loss")
+            ax.step(pts[f"{side}_loss"], pts["bashkir_gain"], where="post", color="black", lw=1.2, zorder=2)
+            ax.axvline(0, color="grey", lw=1, ls="--", zorder=1)
+            ax.set_xlabel(f"{side.capitalize()} loss: bits per byte, run − base (> 0: forgotten)")
+            ax.set_ylabel("Bashkir gain: bits per byte,\nbase − run (> 0: learnt)")
+            ax.set_title(f"Bashkir learnt against {side.capitalize()} forgotten", fontsize=12)
+        handles = [plt.Line2D([], [], ls="", marker="s", ms=10, color=palette[lab], label=lab) for lab in order]
+        handles += [plt.Line2D([], [], ls="", marker=m, ms=9, mfc="white", mec="black", label=f"{g}")
+                    for g, m in GRID_MARKERS.items() if (front["grid"] == g).any()]
+        handles.append(plt.Line2D([], [], color="black", lw=1.2, label="Pareto front"))
+        fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
+        fig.tight_layout()
     return _save(fig, path)

@@ -23,8 +23,10 @@ from bashkir_peft.records import DataFiles, GridFiles
 from bashkir_peft.report import comparisons, cost, downstream, failures, forgetting, generation, lm, paper, tokenizers
 from bashkir_peft.report import figures as fig
 from bashkir_peft.report.context import ReportContext
+from bashkir_peft.report.curves import curve_gaps, curve_summary
 from bashkir_peft.report.external_sets import external_sets_table
 from bashkir_peft.report.floors import floor_reference, floors_table
+from bashkir_peft.report.frontier import STUDY, SWEEP, frontier_left_out, frontier_summary, frontier_table
 from bashkir_peft.report.published import published_table
 from bashkir_peft.report.runs import discover_runs
 from bashkir_peft.report.words import words_table
@@ -88,6 +90,12 @@ def _sweep_runs(c: ReportContext) -> pd.DataFrame | None:
     return None if sweep_dir is None else cost.sweep_runs_table(discover_runs(sweep_dir))
 
 
+def _frontier_grids(c: ReportContext) -> dict[str, list]:
+    """The runs the frontier reads: the grid's, and its learning-rate sweep's where it has one."""
+    sweep_dir = cost.sweep_runs_dir(c.runs_dir, c.design)
+    return {STUDY: c.runs, **({} if sweep_dir is None else {SWEEP: discover_runs(sweep_dir)})}
+
+
 TABLES: tuple[ReportTable, ...] = (
     ReportTable("runs", lambda c: cost.runs_table(c.runs),
                 "every run: keys, status, error, trainable parameters, training cost"),
@@ -148,6 +156,19 @@ TABLES: tuple[ReportTable, ...] = (
                 "run of the study's learning-rate sweep: final validation bits per byte"),
     ReportTable("sweep", lambda c: cost.sweep_table(c.tables["sweep_runs"]) if "sweep_runs" in c.tables else None,
                 "model x method x rate of the sweep: mean and SD over seeds, the chosen rate, at the edge or not"),
+    ReportTable("frontier", lambda c: frontier_table(_frontier_grids(c)),
+                "trained run of the grid and its sweep: FLORES-200 Bashkir gain, English, Russian loss, Pareto flags"),
+    ReportTable("frontier_left_out", lambda c: frontier_left_out(_frontier_grids(c)),
+                "trained run left out of the frontier, and why"),
+    ReportTable("frontier_summary", lambda c: frontier_summary(c.tables["frontier"]),
+                "grid x model x method x rate: the frontier's measures, mean over seeds, Pareto flags"),
+    ReportTable("learning_curves_summary",
+                lambda c: curve_summary(c.tables["learning_curves"], c.params.confidence),
+                "model x arm x evaluation point: validation bits per byte, mean over seeds with a t-interval"),
+    ReportTable("learning_curves_gaps",
+                lambda c: curve_gaps(c.tables["learning_curves"], c.design.primary.b if c.design else None,
+                                     c.params.confidence),
+                "model x arm x evaluation point: gap to the reference arm with a Welch interval"),
 )
 """Every table of a report, in the order they are built."""
 
@@ -168,8 +189,9 @@ FIGURES: tuple[ReportFigure, ...] = (
                  "language shares of the generated text and the code-switch rate"),
     ReportFigure("gained_vs_forgotten", lambda c, p: fig.gained_vs_forgotten(c.tables["forgetting"], p),
                  "Bashkir gained against English and Russian forgotten, one point per run and language"),
-    ReportFigure("learning_curves", lambda c, p: fig.learning_curves(c.tables["learning_curves"], p),
-                 "validation bits per byte by training text seen"),
+    ReportFigure("learning_curves",
+                 lambda c, p: fig.learning_curves(c.tables["learning_curves_summary"], c.tables["learning_curves_gaps"], p),
+                 "validation bits per byte by training text seen: means over seeds with intervals, gaps to a reference"),
     ReportFigure("study_comparisons",
                  lambda c, p: fig.study_comparisons(c.tables["comparisons"], c.tables["downstream_comparisons"], p),
                  "forest plots of the study's comparisons and downstream differences"),
@@ -177,5 +199,7 @@ FIGURES: tuple[ReportFigure, ...] = (
                  lambda c, p: (fig.learning_rate_sweep(c.tables["sweep"], c.tables["sweep_runs"], p)
                                if "sweep" in c.tables else None),
                  "final validation bits per byte by learning rate: each seed, the mean, the chosen rate circled"),
+    ReportFigure("frontier", lambda c, p: fig.frontier(c.tables["frontier"], p),
+                 "Bashkir gain against English and Russian loss, one point per run, the Pareto front"),
 )
 """Every figure of a report, in the order they are drawn (after every table is built)."""

@@ -13,6 +13,7 @@ from bashkir_peft.config.grid import grid_file, resolve_grid
 from bashkir_peft.names import BASE_TOKENIZER, label_tokenizer, method_sort_key
 from bashkir_peft.report.build import ReportResult
 from bashkir_peft.report.floors import floor_reference
+from bashkir_peft.report.frontier import FRONTIER_MEASURES, LOSS_SIDES
 
 ADAPTED_MARK = "†"
 """Marks a token perplexity on a tokenizer other than the model's own (an adapted tokenizer):
@@ -215,3 +216,26 @@ def show_figure(result: ReportResult, name: str):
     if path is None:
         return Markdown(f"*(no data for the figure `{name}` in this grid)*")
     return Image(filename=str(path))
+
+
+def format_frontier(summary: pd.DataFrame) -> pd.DataFrame:
+    """The frontier's means over seeds for reading: fixed decimals, the fronts an arm is on.
+
+    Args:
+        summary: :func:`~bashkir_peft.report.frontier.frontier_summary`.
+
+    Returns:
+        ``model, grid, method, label, learning rate, seeds, Bashkir gain, English loss, Russian
+        loss, Tatar change, on the front`` (bits per byte with 3 decimals and a sign; ``on the
+        front``: the loss languages whose Pareto front holds the arm, ``–`` for none); no NaN.
+    """
+    if summary.empty:
+        return summary
+    out = pd.DataFrame({"model": summary["model"], "grid": summary["grid"], "method": summary["method_label"],
+                        "label": summary["label"].fillna("").replace("", "–"),
+                        "learning rate": [f"{x:g}" for x in summary["learning_rate"]], "seeds": summary["n"]})
+    for col, name in FRONTIER_MEASURES.items():
+        out[name] = [f"{x:+.3f}" for x in summary[col]]
+    out["on the front"] = [", ".join(s.capitalize() for s in LOSS_SIDES if r[f"pareto_{s}"]) or "–"
+                           for _, r in summary.iterrows()]
+    return out
