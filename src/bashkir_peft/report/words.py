@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from bashkir_peft.data.folder import load_split
 from bashkir_peft.data.sib200 import read_sib200_split
@@ -82,10 +83,16 @@ def words_table(runs: list[RunRecord], data_dir: str | Path | None, russian: str
         path = run.path / RunFiles.GENERATIONS
         if run.status != "finished" or run.generate is None or not path.is_file():
             continue
-        df = read_table(path, {"continuation": "string", "reference": "string"})
-        stored = set(GENERATION_WORD_COLUMNS) <= set(df.columns)
-        if stored:  # the counts' kinds checked as the contract says
-            df = read_table(path, {"continuation": "string", "reference": "string", **GENERATION_WORD_COLUMNS})
+        try:
+            stored = set(GENERATION_WORD_COLUMNS) <= set(pq.read_schema(path).names)
+        except (OSError, ValueError):  # unreadable: the contract's reader says so in one line
+            read_table(path, {"continuation": "string"})
+            raise
+        if not stored and not has_train:
+            continue  # no stored counts, and no training text to count them with
+        # the counts' kinds checked as the contract says
+        df = read_table(path, {"continuation": "string", "reference": "string",
+                               **(GENERATION_WORD_COLUMNS if stored else {})})
         row = _stored_row(run_keys(run), df) if stored else \
             counted(run_keys(run), [str(t) for t in df["continuation"].fillna("")])
         if row is None:
