@@ -280,8 +280,9 @@ def save_token_rows_only(model) -> None:
     lost: peft's ``trainable_tokens_delta`` holds the rows' full values (``index_copy`` over
     the base rows), the old rows are the base model's, frozen, and the base model is resized
     before the adapter loads (training's resume re-adapts it the same way; ``load_trained``
-    resizes it). For SmolLM2-135M with 16,000 new tokens a checkpoint's adapter file falls from
-    384 MB to 47 MB (benchmarks/RESULTS.md, issue 32).
+    resizes it). SmolLM2-135M with 16,000 new tokens: a checkpoint's adapter file held 384 MB
+    (two 65,152 x 576 matrices beside the rows), the final adapter's 47 MB; a checkpoint now
+    holds the final adapter's tensors (benchmarks/RESULTS.md, issue 32).
 
     Args:
         model: a ``peft.PeftModel`` (LoRA/QLoRA with ``trainable_token_indices``).
