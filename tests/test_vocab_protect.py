@@ -148,3 +148,37 @@ def test_speed_table_reads_tokens_per_word_and_generation_rates(tmp_path):
     assert table.loc["k8", "generation_tokens_per_word"] == pytest.approx(gen.cost.new_tokens / words)
     assert table.loc["k8", "words_per_s_vs_base_tokenizer"] == pytest.approx(2.0)
     assert table.loc["base", "words_per_s_vs_base_tokenizer"] == pytest.approx(1.0)
+
+
+def test_the_data_chapter_describes_each_adapted_tokenizer_once_a_run_of_it_finished(tmp_path):
+    from bashkir_peft.book import assemble_data
+    from bashkir_peft.records import RunFiles, TrainRecord, read_record, write_record
+    from bashkir_peft.report.runs import discover_runs
+    from report_synth import write_adapted_pair
+
+    _, _, plain, adapted = write_adapted_pair(tmp_path / "runs")
+    gen = tmp_path / "generated"
+    # before any adapted run carries its tokenizer's record: no page (the base-tokenizer run has none)
+    assert assemble_data(tmp_path / "runs", gen, discover_runs(tmp_path / "runs")) == []
+    shares = {"flores-rus": (1012, 0.011, 0.005, 0.604), "flores-tat": (1012, 0.131, 0.053, 0.006),
+              "sib200-bak": (1004, 0.348, 0.128, 0.0)}
+    vocab = VocabAdaptation(
+        new_tokens=8, bpe_vocab_size=300, init="mean", new_tokens_added=8, base_vocab_size=50257, vocab_size=50265,
+        tied=True, new_rows=8, train_before={"fertility": 7.5, "chars_per_token": 1.0, "bytes_per_token": 1.8},
+        train_after={"fertility": 5.6, "chars_per_token": 1.3, "bytes_per_token": 2.4}, peft_mechanism=None,
+        token_rows_trainable_params=0, protect=[{"path": SAMPLE, "lang": "rus"}, {"path": "extra/eng.txt", "lang": None}],
+        protection={"merges_dropped": 764, "documents": 400, "unchanged": 1.0},
+        retokenized={side: {"texts": n, "base_tokens": 1000, "adapted_tokens": 900, "changed_share": c,
+                            "new_row_share": new, "texts_unchanged": same} for side, (n, c, new, same) in shares.items()})
+    train = read_record(adapted / RunFiles.TRAIN, TrainRecord)
+    write_record(adapted / RunFiles.TRAIN, train.model_copy(update={"vocab": vocab}))
+    sections = assemble_data(tmp_path / "runs", gen, discover_runs(tmp_path / "runs"))
+    assert sections == [{"file": "generated/data/adapted_tokenizers"}]
+    page = (gen / "data" / "adapted_tokenizers.md").read_text(encoding="utf-8")
+    assert page.startswith("# Adapted tokenizers\n") and page.count("\n## ") == 1
+    assert "## `tiny-gpt2` with `k8`" in page
+    assert ("8 new tokens; protected text: rus, eng.txt (400 documents, 100.0% of them cut as before; 764 new "
+            "merges dropped). Bashkir fertility (training split): 7.50 with the base tokenizer, 5.60 adapted.") in page
+    rows = [line for line in page.splitlines() if line.startswith(("| flores", "| sib200"))]
+    assert rows == ["| flores-rus | 1,012 | 1.1% | 0.5% | 60.4% |", "| flores-tat | 1,012 | 13.1% | 5.3% | 0.6% |",
+                    "| sib200-bak | 1,004 | 34.8% | 12.8% | 0.0% |"]

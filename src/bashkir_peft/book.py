@@ -7,7 +7,8 @@
    writes ``book/generated/built_from.md``, the introduction's paragraph on which grid built
    this copy of the book;
 2. copies the executed data-preparation notebook and the executed notebooks of every
-   *finished* run from ``runs/<grid>/`` into ``book/generated/``, with one index page per run;
+   *finished* run from ``runs/<grid>/`` into ``book/generated/``, with one index page per run,
+   and writes the data chapter's page on the grid's adapted tokenizers (once a run of one finished);
 3. writes the method chapter's figures into ``book/generated/figures/``, and copies the
    executed lessons (``make lessons``: ``<runs root>/lessons/``) into
    ``book/generated/lessons/`` with an index page (launch links from ``repository.url`` in
@@ -44,6 +45,7 @@ from bashkir_peft.pagepaths import machine_folders, scrub, scrub_notebook
 from bashkir_peft.report.bundle import bundle_archives, extract_bundles
 from bashkir_peft.report.runs import RunRecord, discover_runs, index_gaps, with_arms
 from bashkir_peft.report.teaching_figures import write_teaching_figures
+from bashkir_peft.report.tokenizers import adapted_tokenizers_page, retokenization_table
 from bashkir_peft.report.views import grid_note
 from bashkir_peft.settings import REPO_ROOT, resolve_path, runs_root
 from bashkir_peft.stages import STAGES
@@ -232,11 +234,19 @@ def assemble_runs(runs: list[RunRecord], gen: Path) -> list[dict]:
     return sections
 
 
-def assemble_data(runs_dir: Path, gen: Path) -> list[dict]:
-    """The executed data-preparation notebook of the grid, if any.
+def assemble_data(runs_dir: Path, gen: Path, runs: list[RunRecord] = ()) -> list[dict]:
+    """The executed data-preparation notebook of the grid, if any, and the page on its adapted
+    tokenizers once a run of one has finished (``generated/data/adapted_tokenizers.md``,
+    :func:`~bashkir_peft.report.tokenizers.adapted_tokenizers_page`: they are built by training,
+    after the data card was written).
+
+    Args:
+        runs_dir: the grid's runs folder.
+        gen: the book's ``generated/`` folder.
+        runs: the grid's runs (:func:`~bashkir_peft.report.runs.discover_runs`).
 
     Returns:
-        The toc sections (empty without a data-preparation notebook).
+        The toc sections (empty without a data-preparation notebook or an adapted tokenizer).
     """
     sections = []
     nbs = sorted((p for p in runs_dir.rglob("01_data_prep*.ipynb")
@@ -245,6 +255,10 @@ def assemble_data(runs_dir: Path, gen: Path) -> list[dict]:
     if nbs:
         copy_notebook(nbs[0], gen / "data" / "01_data_prep.ipynb", "Data preparation (executed)")
         sections.append({"file": "generated/data/01_data_prep"})
+    page = adapted_tokenizers_page(retokenization_table(list(runs)))
+    if page:
+        write_text_atomic(gen / "data" / "adapted_tokenizers.md", page)
+        sections.append({"file": "generated/data/adapted_tokenizers"})
     return sections
 
 
@@ -496,7 +510,7 @@ def build_book(params: BookParams) -> Path:
         write_teaching_figures(gen / "figures")
         (gen / "lessons").mkdir()
         lessons_dir = resolve_path(params.lessons_dir) if params.lessons_dir else lessons_out_dir()
-        extra = {RUNS_PAGE: assemble_runs(runs, gen), DATA_PAGE: assemble_data(runs_dir, gen),
+        extra = {RUNS_PAGE: assemble_runs(runs, gen), DATA_PAGE: assemble_data(runs_dir, gen, runs),
                  LESSONS_PAGE: assemble_lessons(lessons_dir, book_dir, gen)}
         toc = write_toc(book_dir, gen, extra)
         scrub_generated(gen, machine_folders(runs_dir))

@@ -24,7 +24,8 @@ Three steps, each one function:
    (normal, std = the model's ``initializer_range``) as the control.
 3. :func:`token_rows_for_peft`: peft's ``trainable_token_indices`` for LoRA/QLoRA, so the
    new rows of the embedding and of an untied head train and are saved with the adapter
-   (a tied head shares the embedding's rows; peft ties them).
+   (a tied head shares the embedding's rows; peft ties them); :func:`save_token_rows_only`
+   keeps every save of that adapter (the Trainer's checkpoints included) to those rows.
 """
 
 from __future__ import annotations
@@ -264,6 +265,31 @@ def token_rows_for_peft(model, ids: list[int]) -> dict[str, list[int]]:
     if not is_tied(model):
         targets[_module_name(model, model.get_output_embeddings())] = list(ids)
     return targets
+
+
+def save_token_rows_only(model) -> None:
+    """Make every ``save_pretrained`` of the peft model ``model`` (the Trainer's checkpoints,
+    which call it without arguments, and the final adapter) save its adapter weights and new
+    token rows only, not the resized embedding matrix and head (vocabulary x hidden each).
+
+    peft's ``save_embedding_layers="auto"`` (its default, ``get_peft_model_state_dict``) adds
+    the whole embedding and head to the adapter whenever the vocabulary differs from the base
+    model's config, even when ``trainable_token_indices`` trains only the new rows; the
+    Trainer's ``_save`` passes no option, so the instance's ``save_pretrained`` gets
+    ``save_embedding_layers=False`` bound here (a caller may still pass ``True``). Nothing is
+    lost: peft's ``trainable_tokens_delta`` holds the rows' full values (``index_copy`` over
+    the base rows), the old rows are the base model's, frozen, and the base model is resized
+    before the adapter loads (training's resume re-adapts it the same way; ``load_trained``
+    resizes it). SmolLM2-135M with 16,000 new tokens: a checkpoint's adapter file held 384 MB
+    (two 65,152 x 576 matrices beside the rows), the final adapter's 47 MB; a checkpoint now
+    holds the final adapter's tensors (benchmarks/RESULTS.md, issue 32).
+
+    Args:
+        model: a ``peft.PeftModel`` (LoRA/QLoRA with ``trainable_token_indices``).
+    """
+    import functools
+
+    model.save_pretrained = functools.partial(model.save_pretrained, save_embedding_layers=False)
 
 
 def token_rows_cost(model, new_rows: int) -> dict:

@@ -26,8 +26,8 @@ FERTILITY_TABLE_COLUMNS = ["model", "method_label", "fertility", "fertility_sour
 PARITY_COLUMNS = ["model", "tokenizer", "fertility", "premium", "tokens_bak", "tokens_eng"]
 """Columns of :func:`parity_table` (those of the data folder's tokenizer table it shows)."""
 
-RETOKENIZATION_COLUMNS = ["model", "tokenizer", "new_tokens", "protected_documents", "merges_dropped",
-                          "train_fertility_base", "train_fertility_adapted", "side", "texts", "changed_share",
+RETOKENIZATION_COLUMNS = ["model", "tokenizer", "new_tokens", "protected", "protected_documents", "merges_dropped",
+                          "protected_unchanged", "train_fertility_base", "train_fertility_adapted", "side", "texts", "changed_share",
                           "new_row_share", "texts_unchanged", "runs"]
 """Columns of :func:`retokenization_table`."""
 
@@ -157,8 +157,9 @@ def retokenization_table(runs: list[RunRecord]) -> pd.DataFrame:
     ``vocab.retokenized`` (:func:`bashkir_peft.models.retokenization.segmentation_change`):
     ``changed_share`` (base tokens whose span the adapted tokenizer cuts differently),
     ``new_row_share`` (adapted tokens that are new rows), ``texts_unchanged`` (sentences cut
-    exactly as before); beside the setting's K, its protected documents and the merges
-    protection dropped, and the training split's fertility (tokens per word) under the base
+    exactly as before); beside the setting's K, its protected text (``protected``: the
+    ``lang`` of each protected sample, or its file name where it names none; its documents,
+    the merges protection dropped and the share of the documents cut as before), and the training split's fertility (tokens per word) under the base
     and the adapted tokenizer, the cost of protection in Bashkir fertility. A tokenizer is a
     function of the setting and the training split, so the runs (methods, seeds) of one
     setting share it: ``runs`` counts them, the values are the first run's.
@@ -181,13 +182,59 @@ def retokenization_table(runs: list[RunRecord]) -> pd.DataFrame:
                 rows[key]["runs"] += 1
                 continue
             rows[key] = {"model": run.model, "tokenizer": run.cell.params.tokenizer, "new_tokens": vocab.new_tokens_added,
+                         "protected": ", ".join(t.lang or Path(t.path).name for t in vocab.protect or ()),
                          "protected_documents": vocab.protection.documents if vocab.protection else 0,
                          "merges_dropped": vocab.protection.merges_dropped if vocab.protection else 0,
+                         "protected_unchanged": vocab.protection.unchanged if vocab.protection else math.nan,
                          "train_fertility_base": vocab.train_before.fertility,
                          "train_fertility_adapted": vocab.train_after.fertility, "side": side, "texts": r.texts,
                          "changed_share": r.changed_share, "new_row_share": r.new_row_share,
                          "texts_unchanged": r.texts_unchanged, "runs": 1}
     return pd.DataFrame(list(rows.values()), columns=RETOKENIZATION_COLUMNS)
+
+
+def adapted_tokenizers_page(table: pd.DataFrame) -> str:
+    """The data chapter's page on the grid's adapted tokenizers (Markdown; ``""`` for an empty table).
+
+    An adapted tokenizer is built by the training stage of its runs (:mod:`bashkir_peft.data.vocab`),
+    after data preparation wrote the data card, so this page is the data card's sequel: per
+    model x tokenizer setting, its new tokens, the protected text and what protecting it
+    dropped, the fertility of the training split (tokens per whitespace word) under the base
+    and the adapted tokenizer, and the re-tokenization of every held-out side (percentages of
+    :func:`retokenization_table`'s shares). Shares only: no sentence of a side is shown.
+
+    Args:
+        table: :func:`retokenization_table`.
+
+    Returns:
+        The page, titled ``# Adapted tokenizers``, one section per model x setting.
+    """
+    if table.empty:
+        return ""
+    lines = ["# Adapted tokenizers", "",
+             "Each adapted tokenizer of the grid (its `tokenizers` section) is built by the training stage of "
+             "its runs: a byte-level BPE trained on the training split only, its first K new tokens appended "
+             "to the base tokenizer (merges that fire on protected text dropped), so it is described here once "
+             "one of its runs has finished. *Fertility*: tokens per whitespace word of the training split. "
+             "*Re-tokenization* on held-out parallel text no adaptation saw (FLORES-200 devtest, SIB-200): "
+             "the share of the base tokenizer's tokens that the adapted one cuts differently, the share of "
+             "the adapted tokens that are new rows (initialised, never pre-trained), and the share of "
+             "sentences cut exactly as before."]
+    for (model, setting), rows in table.groupby(["model", "tokenizer"], sort=False):
+        first = rows.iloc[0]
+        protected = ("no protected text" if not first["protected_documents"] else
+                     f"protected text: {first['protected']} ({first['protected_documents']:,} documents, "
+                     f"{first['protected_unchanged']:.1%} of them cut as before; {first['merges_dropped']:,} new "
+                     "merges dropped)")
+        lines += ["", f"## `{model}` with `{setting}`", "",
+                  f"{first['new_tokens']:,} new tokens; {protected}. Bashkir fertility (training split): "
+                  f"{first['train_fertility_base']:.2f} with the base tokenizer, "
+                  f"{first['train_fertility_adapted']:.2f} adapted. Finished runs with it: {first['runs']}.", "",
+                  "| side | sentences | tokens cut differently | adapted tokens that are new rows "
+                  "| sentences cut as before |", "|---|---|---|---|---|"]
+        lines += [f"| {r['side']} | {r['texts']:,} | {r['changed_share']:.1%} | {r['new_row_share']:.1%} "
+                  f"| {r['texts_unchanged']:.1%} |" for r in rows.to_dict("records")]
+    return "\n".join(lines) + "\n"
 
 
 def speed_table(runs: list[RunRecord], protocol: str | None = None, split: str = "test") -> pd.DataFrame:

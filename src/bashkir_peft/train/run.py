@@ -40,7 +40,7 @@ from bashkir_peft.models.loading import default_dtype, load_model, resolve_model
 from bashkir_peft.models.lora import apply_lora, count_parameters
 from bashkir_peft.models.precision import Precision, cast_trainable, plan_precision
 from bashkir_peft.models.quant import prepare_qlora
-from bashkir_peft.models.vocab import token_rows_cost, token_rows_for_peft
+from bashkir_peft.models.vocab import save_token_rows_only, token_rows_cost, token_rows_for_peft
 from bashkir_peft.names import ADAPTER_METHODS
 from bashkir_peft.provenance import ResourceMeter, environment_info
 from bashkir_peft.records import Budget, RunFiles, TrainRecord, read_record_if_any, write_record
@@ -129,8 +129,7 @@ def _save_final(trainer, tokenizer, run_dir: Path, record: dict) -> Path:
     tmp = run_dir / (RunFiles.FINAL + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    # new vocabulary rows are in the adapter's trainable tokens: no full copy of the resized embeddings
-    extra = {"save_embedding_layers": False} if record.get("vocab") and record["params"].method != "full" else {}
+    extra = {}  # an adapted vocabulary's adapter saves its token rows only (save_token_rows_only)
     initial = run_dir / INITIAL_ADAPTER
     if changes_base_weights(record["params"].lora_options):
         extra["path_initial_model_for_weight_conversion"] = str(initial)
@@ -265,6 +264,8 @@ def _prepare_model(params: TrainParams, resolved, placement: Placement, precisio
         if changes_base_weights(params.lora_options) and is_main_process() \
                 and not (initial / "adapter_config.json").is_file():
             model.save_pretrained(initial)  # the adapter before training: its final one is saved relative to it
+        if new_ids:
+            save_token_rows_only(model)  # checkpoints and final adapter: the new rows, not the resized matrices
     else:
         record["target_modules"] = None
     cast_trainable(model, precision.master_dtype)
