@@ -17,7 +17,7 @@ from bashkir_peft.config.design import Comparison, StudyDesign
 from bashkir_peft.names import label_parts, method_sort_key
 from bashkir_peft.report.bootstrap import MIN_SEEDS
 from bashkir_peft.report.forgetting import FORGETTING_SPLITS, TRANSFER_SPLITS
-from bashkir_peft.report.lm import arm_labels, differences_table
+from bashkir_peft.report.lm import differences_table
 from bashkir_peft.report.multiplicity import family_of, holm, t_p_value
 from bashkir_peft.report.runs import RunRecord
 
@@ -138,8 +138,7 @@ def comparisons_table(runs: list[RunRecord], design: StudyDesign | None, *, prot
     else:
         for _, r in diffs("test").iterrows():
             wanted.append((PAIR_ROLE, Comparison(a=r["method_a"], b=r["method_b"], split="test", question="")))
-    arms = arm_labels(runs)
-    trained = sorted({arms[r.run_id] for r in runs if r.status == "finished" and r.method != "base"},
+    trained = sorted({r.method_label for r in runs if r.status == "finished" and r.method != "base"},
                      key=method_sort_key)
     for role, splits in ((FORGETTING_ROLE, FORGETTING_SPLITS), (TRANSFER_ROLE, TRANSFER_SPLITS)):
         for split in splits:

@@ -90,26 +90,11 @@ def headline_protocol(metrics: pd.DataFrame, preferred: str = "rolling") -> str 
     return preferred if preferred in protocols.index else str(protocols.index[0])
 
 
-def arm_labels(runs: list[RunRecord]) -> dict[str, str]:
-    """The arm each finished run's seeds are pooled into for differences and comparisons, by
-    run id: its method label, followed by its cell's ``label`` axis in brackets (``lora r=8
-    tok=bak16k [equal-steps]``) where finished runs of the same model and method label come
-    from cells of different labels (an equal-steps budget, a learning rate, a decoding arm:
-    not seeds of one arm); the method label alone otherwise."""
-    labels: dict[tuple[str, str], set[str | None]] = {}
-    finished = [r for r in runs if r.status == "finished"]
-    for r in finished:
-        labels.setdefault((r.model, r.method_label), set()).add(r.label)
-    return {r.run_id: f"{r.method_label} [{r.label}]" if r.label and len(labels[r.model, r.method_label]) > 1
-            else r.method_label for r in finished}
-
-
 def differences_table(runs: list[RunRecord], *, protocol: str | None, split: str = "test",
                       n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """Differences in bits per byte between methods on the same model, with intervals over
     seeds and documents (:func:`~bashkir_peft.report.bootstrap.hierarchical_bpb_difference`).
 
-    A method is an arm of :func:`arm_labels` (cells of different labels are not pooled).
     Documents are matched by id; only those scored by every run of both methods are used.
     Where a trained method has fewer than :data:`~bashkir_peft.report.bootstrap.MIN_SEEDS`
     seeds the seed level is degenerate: the row keeps its difference, has no interval
@@ -132,7 +117,6 @@ def differences_table(runs: list[RunRecord], *, protocol: str | None, split: str
             contract (a missing ``id`` column is never replaced by row numbers).
     """
     per: dict[tuple[str, str], list[pd.DataFrame]] = {}
-    arms = arm_labels(runs)
     for run in runs:
         if run.status != "finished":
             continue
@@ -142,7 +126,7 @@ def differences_table(runs: list[RunRecord], *, protocol: str | None, split: str
         docs = docs[docs["split"] == split]
         if docs.empty:
             continue
-        per.setdefault((run.model, arms[run.run_id]), []).append(docs.set_index("id")[["nll", "bytes"]])
+        per.setdefault((run.model, run.method_label), []).append(docs.set_index("id")[["nll", "bytes"]])
     rows = []
     for model in sorted({m for m, _ in per}):
         labels = sorted((lab for m, lab in per if m == model), key=method_sort_key)
