@@ -33,6 +33,12 @@ budget (:class:`~bashkir_peft.config.design.StudyDesign`); the report states the
 ``stages`` (default: all) names the stages every cell runs, e.g. ``[train]`` for a
 learning-rate sweep judged on validation loss (``cpu-study-lr.yaml``).
 
+``hardware`` (default ``any``): ``gpu`` says the grid is sized for GPUs (``paper.yaml``,
+``paper-lr.yaml``). On a machine where torch sees no CUDA device, its dry run still plans every
+cell (memory, trainable parameters, the GPU time estimate) but skips the wall-time probe of this
+CPU, which at 7B shapes takes minutes and times a training nobody would run here
+(:func:`bashkir_peft.grid.estimate.cpu_estimate_skipped`). A real run is unchanged.
+
 Expansion rules (one cell = model x method x lora_r x seed [x tokenizer]):
     - ``lora_r`` applies to ``lora`` and ``qlora`` only; ``full`` and ``base`` cells have
       ``lora_r = None``.
@@ -173,6 +179,7 @@ class GridSpec(StrictModel):
     downstream: StageSettings = {}
     tokenizers: dict[str, TokenizerAdaptation] = {}
     stages: list[Literal["train", "evaluate", "generate", "downstream"]] | None = Field(None, min_length=1)
+    hardware: Literal["any", "gpu"] = "any"
     study: StudyDesign | None = None
     matrix: Matrix
     exclude: list[Selector] = []
