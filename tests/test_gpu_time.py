@@ -76,7 +76,7 @@ def test_a_constructed_cell_tokens_and_gpu_time(tmp_path):
     params = TrainParams(model="tiny-llama", method="qlora", num_train_epochs=3, block_size=100,
                          gradient_checkpointing=True)
     # before data prep: unknown, and why
-    tokens, how = planner.cell_train_tokens(params, None, tmp_path / "none")
+    tokens, how = planner.cell_train_tokens(params, None, None)
     assert tokens is None and "counted by data prep" in how
     # after: (6,000 bytes / 2.0 bytes per token + 3 end-of-text tokens) // 100 = 30 blocks; x 100 x 3 epochs
     data = _prepared(tmp_path / "data", "tiny-llama")
@@ -88,11 +88,11 @@ def test_a_constructed_cell_tokens_and_gpu_time(tmp_path):
     # max_steps: exact, 10 steps x 8 x 4 x 128
     steps = TrainParams(model="tiny-llama", method="lora", max_steps=10, per_device_train_batch_size=8,
                         gradient_accumulation_steps=4, block_size=128)
-    assert planner.cell_train_tokens(steps, None, tmp_path / "none") == (40_960, "max_steps")
+    assert planner.cell_train_tokens(steps, None, None) == (40_960, "max_steps")
     # a byte budget: unknown before data prep, its steps at 2.0 bytes per token after
     budget = TrainParams(model="tiny-llama", method="lora", train_bytes=20_480, per_device_train_batch_size=8,
                          block_size=128)
-    assert planner.cell_train_tokens(budget, None, tmp_path / "none")[0] is None
+    assert planner.cell_train_tokens(budget, None, None)[0] is None
     assert planner.cell_train_tokens(budget, None, data)[0] == 10 * 8 * 128  # 20,480 B / 2.0 / 1,024 per step
     # the cell's GPU time: 9,000 tokens x (4P + 2P) / (0.30 x 989.4 TFLOP/s), P = 1e9
     cell = planner.GpuPlan(planner.MemoryEstimate(0, 0, 0, 0, trainable=1), 4 * 10**9,
@@ -111,6 +111,8 @@ def test_the_grid_total_sums_the_known_cells_and_counts_the_unknown():
     assert line.startswith("GPU training time of 2 of 3 training cell(s)")
     assert "~1.5 GPU-hours" in line and "1 cell(s) unknown until data prep" in line
     assert "not a measurement" in line and "30% of an H100 SXM's bf16 dense peak" in line
+    assert planner.describe_gpu_total([cell(None)]).startswith(
+        "GPU training time of the 1 training cell(s): unknown until data prep")
 
 
 def test_the_dry_run_prints_each_cells_gpu_time_and_the_total(tmp_path, capsys, monkeypatch):

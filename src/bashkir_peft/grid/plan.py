@@ -331,7 +331,7 @@ def _measured(root: Path, params: TrainParams, device: str) -> tuple[float | Non
     return None, None, f"no finished {params.model}/{params.method} run on {device} yet to measure throughput"
 
 
-def cell_train_tokens(params: TrainParams, train_blocks: int | None, data_dir: Path) -> tuple[int | None, str]:
+def cell_train_tokens(params: TrainParams, train_blocks: int | None, data_dir: Path | None) -> tuple[int | None, str]:
     """A cell's training tokens for its GPU time, and how they are known
     (:mod:`bashkir_peft.grid.gputime`).
 
@@ -339,7 +339,7 @@ def cell_train_tokens(params: TrainParams, train_blocks: int | None, data_dir: P
         params: the cell's training parameters.
         train_blocks: the training split's blocks measured by a finished run of the same model
             (``None``: no such run yet).
-        data_dir: the grid's data folder (it may not exist yet).
+        data_dir: the grid's data folder when it is prepared and current (``None``: not yet).
 
     Returns:
         ``(tokens, how)``: ``tokens`` exact for ``max_steps`` and for epochs over measured blocks;
@@ -350,7 +350,7 @@ def cell_train_tokens(params: TrainParams, train_blocks: int | None, data_dir: P
         data prep, ``how`` then says why.
     """
     if params.train_bytes is not None:
-        tokens = budget_tokens(params, base_bytes_per_token(data_dir, params.model))
+        tokens = budget_tokens(params, base_bytes_per_token(data_dir, params.model) if data_dir else None)
         if tokens is None:
             return None, (f"a byte budget of {params.train_bytes:,} bytes: its tokens follow from the bytes per token "
                           "of the model's tokenizer on the prepared data")
@@ -359,7 +359,7 @@ def cell_train_tokens(params: TrainParams, train_blocks: int | None, data_dir: P
         return planned_tokens(params, None), "max_steps"
     if train_blocks is not None:
         return planned_tokens(params, train_blocks), "epochs over the blocks a finished run measured"
-    blocks = estimated_train_blocks(data_dir, params.model, params.block_size)
+    blocks = estimated_train_blocks(data_dir, params.model, params.block_size) if data_dir else None
     if blocks is None:
         return None, (f"{params.num_train_epochs:g} epochs: the training split's tokens are counted by data prep; the "
                       "registry holds no bytes per token")
@@ -386,7 +386,8 @@ def plan_cell(run, p, gpu: tuple[str, int] | None) -> CellPlan | None:
     rate, blocks, source = _measured(run.root, params, placement.name)
     tokens = planned_tokens(params, blocks)
     if gpu_plan is not None:
-        gpu_tokens, how = cell_train_tokens(params, blocks, run.data_dir)
+        # the data folder counts only when it is current (same corpus and settings as this grid's)
+        gpu_tokens, how = cell_train_tokens(params, blocks, run.data_dir if run.fingerprint else None)
         gpu_plan = GpuPlan(gpu_plan.memory, gpu_plan.flops_per_token,
                            train_flops_per_token(gpu_plan.flops_per_token, params.method, params.gradient_checkpointing),
                            gpu_tokens, how)
@@ -404,6 +405,9 @@ def describe_gpu_total(plans: list[CellPlan]) -> str:
     at the assumed throughput (:mod:`bashkir_peft.grid.gputime`), and how many are not known."""
     gpu = [plan.gpu for plan in plans if plan.gpu is not None]
     known = [g.seconds for g in gpu if g.seconds is not None]
+    if not known:
+        return (f"GPU training time of the {len(gpu)} training cell(s): unknown until data prep (the plan above gives "
+                f"each cell's seconds per million tokens at {ASSUMED_GPU.describe()}, an assumed throughput)")
     line = (f"GPU training time of {len(known)} of {len(gpu)} training cell(s), an estimate from an assumed throughput "
             f"(not a measurement): ~{sum(known) / 3600:,.1f} GPU-hours at {ASSUMED_GPU.describe()}, training "
             "only (evaluation, generation and downstream not counted)")
