@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import types
 
+import nbformat
 import pandas as pd
 import pytest
 import torch
@@ -19,11 +20,15 @@ from bashkir_peft.grid import estimate, gputime
 from bashkir_peft.grid import plan as planner
 
 
-def _dry_run(tmp_path, capsys, **grid) -> str:
+def _dry_run(tmp_path, capsys, include=(), **grid) -> str:
     nbs = gr.write_notebooks(tmp_path / "notebooks")
+    train = nbs / gr.FILES["train"]  # the runner tests' training notebook, with a device parameter added
+    nb = nbformat.read(train, as_version=4)
+    nb.cells[0].source += "\ndevice = None"
+    nbformat.write(nb, train)
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text('{"text": "hello"}\n')
-    path = gr.write_grid(tmp_path / "unit.yaml", include=[], **grid)
+    path = gr.write_grid(tmp_path / "unit.yaml", include=list(include), **grid)
     assert main(["grid", "run", str(path), "--corpus", str(corpus), "--runs-dir", str(tmp_path / "runs"),
                  "--notebooks", str(nbs), "--no-progress", "--dry-run"]) == 0
     return capsys.readouterr().out
@@ -36,20 +41,24 @@ def test_a_gpu_grid_without_cuda_skips_the_cpu_probe_and_says_why(tmp_path, caps
     out = _dry_run(tmp_path / "gpu", capsys, hardware="gpu")
     assert probes == []
     skip = [ln for ln in out.splitlines() if ln.startswith("no wall-time estimate on this machine")]
-    assert len(skip) == 1 and "sized for GPUs (hardware: gpu)" in skip[0] and "no CUDA device" in skip[0]
-    assert "expected wall time on this machine" not in out
+    assert len(skip) == 1 and "for 2 cell(s)" in skip[0] and "sized for GPUs (hardware: gpu)" in skip[0]
+    assert "no CUDA device" in skip[0] and "expected wall time on this machine" not in out
+    # a cell pinned to the CPU keeps its estimate (the grid's LoRA cell: 8 x 128 rows), the other is skipped
+    pinned = {"model": "tiny-gpt2", "method": "lora", "label": "cpu", "train": {"device": "cpu"}}
+    out = _dry_run(tmp_path / "pinned", capsys, include=[pinned], hardware="gpu")
+    assert probes == [8 * 128] and "no wall-time estimate on this machine for 2 cell(s)" in out
+    assert "expected wall time on this machine: ~" in out and "for 1 cell(s)" in out
     # the same grid for any hardware keeps its CPU estimate, from the probe
+    probes.clear()
     out = _dry_run(tmp_path / "any", capsys)
     assert probes and "expected wall time on this machine" in out and "no wall-time estimate" not in out
 
 
 def test_a_gpu_grid_with_cuda_keeps_its_estimate():
     run = types.SimpleNamespace(grid=types.SimpleNamespace(name="g", spec=types.SimpleNamespace(hardware="gpu")))
-    if not torch.cuda.is_available():
-        assert estimate.cpu_estimate_skipped(run) is not None
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(torch.cuda, "is_available", lambda: True)
-        assert estimate.cpu_estimate_skipped(run) is None
+        assert estimate.cells_on_this_cpu(run, ["a", "b"]) == (["a", "b"], None)
 
 
 def test_flops_with_recomputation_and_seconds_at_the_assumed_rate():

@@ -36,8 +36,9 @@ learning-rate sweep judged on validation loss (``cpu-study-lr.yaml``).
 ``hardware`` (default ``any``): ``gpu`` says the grid is sized for GPUs (``paper.yaml``,
 ``paper-lr.yaml``). On a machine where torch sees no CUDA device, its dry run still plans every
 cell (memory, trainable parameters, the GPU time estimate) but skips the wall-time probe of this
-CPU, which at 7B shapes takes minutes and times a training nobody would run here
-(:func:`bashkir_peft.grid.estimate.cpu_estimate_skipped`). A real run is unchanged.
+CPU, which at 7B shapes takes minutes and times a training nobody would run here (except for
+cells pinned to ``device: cpu``; :func:`bashkir_peft.grid.estimate.cells_on_this_cpu`). A real
+run is unchanged.
 
 Expansion rules (one cell = model x method x lora_r x seed [x tokenizer]):
     - ``lora_r`` applies to ``lora`` and ``qlora`` only; ``full`` and ``base`` cells have

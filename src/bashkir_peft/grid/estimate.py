@@ -26,7 +26,7 @@ FLOPs (:func:`gemm_gflops`, about a second). Then, per cell not yet finished:
 The figure is an estimate for planning, compared with the real wall time at the end of
 ``grid run``; cells on a GPU are not estimated (the planner uses their measured throughput),
 and the dry run of a grid sized for GPUs on a machine without CUDA skips the probe
-(:func:`cpu_estimate_skipped`).
+(:func:`cells_on_this_cpu`).
 """
 
 from __future__ import annotations
@@ -152,27 +152,35 @@ class GridEstimate:
         return line
 
 
-def cpu_estimate_skipped(run) -> str | None:
-    """Why a dry run prints no wall time on this CPU, or ``None`` when it does.
+def cells_on_this_cpu(run, cells) -> tuple[list, str | None]:
+    """The cells whose wall time a dry run estimates on this CPU, and one line about the others.
 
-    A grid sized for GPUs (``hardware: gpu``, :class:`bashkir_peft.config.grid.GridSpec`) on a
-    machine where torch sees no CUDA device: none of its cells is meant to train on this CPU,
-    and the probe at a 7B model's matrix shapes takes minutes on a 2-core machine to time a
-    training nobody would run here. A real ``grid run`` of such a grid on a CPU (e.g. its
-    GPT-2 cells) still estimates its time, since its cells then do run on this CPU.
+    Every cell, unless the grid is sized for GPUs (``hardware: gpu``,
+    :class:`bashkir_peft.config.grid.GridSpec`) and torch sees no CUDA device: then only the cells
+    a stage pins to the CPU (``device: cpu``). The others are not meant to train on this CPU, and
+    the probe at a 7B model's matrix shapes takes minutes on a 2-core machine to time a training
+    nobody would run here. A real ``grid run`` of such a grid on a CPU (e.g. its GPT-2 cells)
+    still estimates every cell, since its cells then do run on this CPU.
 
     Args:
         run: a :class:`bashkir_peft.grid.runner.GridRun`.
+        cells: its :class:`~bashkir_peft.grid.runner.Planned` cells still to compute.
 
     Returns:
-        The one line a dry run prints instead of the estimate, or ``None``.
+        ``(cells to estimate, None)``, or ``(the pinned cells, the line that says why the rest
+        get no CPU estimate)``.
     """
     import torch
 
     if run.grid.spec.hardware != "gpu" or torch.cuda.is_available():
-        return None
-    return (f"no wall-time estimate on this machine: grid {run.grid.name!r} is sized for GPUs (hardware: gpu) and "
-            "torch sees no CUDA device here, so its CPU speed probe is skipped (the GPU time estimate is above)")
+        return list(cells), None
+    pinned = [p for p in cells if any(u.parameters.get("device") == "cpu" for u in run.units(p))]
+    skipped = len(cells) - len(pinned)
+    if not skipped:
+        return pinned, None
+    return pinned, (f"no wall-time estimate on this machine for {skipped} cell(s): grid {run.grid.name!r} is sized for "
+                    "GPUs (hardware: gpu) and torch sees no CUDA device here, so their CPU speed probe is skipped (the "
+                    "GPU time estimate is above)")
 
 
 def estimate_grid(run, cells) -> GridEstimate:
@@ -233,5 +241,5 @@ def estimate_grid(run, cells) -> GridEstimate:
     return GridEstimate(train_s, other_s, book_s, gflops, len(cells), unknown)
 
 
-__all__ = ["estimate_grid", "cpu_estimate_skipped", "gemm_gflops", "matmul_shapes", "train_flops_per_token", "GridEstimate", "TRAIN_SHARE_OF_BOUND",
+__all__ = ["estimate_grid", "cells_on_this_cpu", "gemm_gflops", "matmul_shapes", "train_flops_per_token", "GridEstimate", "TRAIN_SHARE_OF_BOUND",
            "REFERENCE_SECONDS", "REFERENCE_GFLOPS"]
