@@ -211,6 +211,9 @@ def test_shipped_grids():
     assert [c.tokenizer for c in demo_cells if c.method == "lora"] == ["base", "bak16k"]
     assert len(expand(smoke)) <= 4
     assert demo.spec.corpus_hint and paper.spec.corpus_hint.startswith("hub:")
+    # sized for GPUs: its dry run without CUDA skips the CPU probe (tests/test_gpu_time.py)
+    assert paper.spec.hardware == load_grid(GRIDS / "paper-lr.yaml").spec.hardware == "gpu"
+    assert demo.spec.hardware == smoke.spec.hardware == "any"
 
 
 @pytest.mark.parametrize("name", ["paper", "paper-lr", "cpu-lora-variants", "cpu-demo", "smoke", "cpu-tokenizer", "cpu-study",

@@ -171,15 +171,15 @@ def test_what_cannot_yet_be_said_is_one_sentence_and_a_demonstration_says_it_is_
 
 
 def test_the_estimate_counts_a_byte_budget_at_the_model_tokenizers_bytes_per_token(tmp_path):
-    from bashkir_peft.grid.estimate import _budget_tokens, base_bytes_per_token
+    from bashkir_peft.grid.gputime import base_bytes_per_token, budget_tokens
 
     pd.DataFrame({"model": ["gpt2", "smollm2-135m"], "bytes_per_token": [1.49, 1.7928]}).to_parquet(
         tmp_path / "tokenizer_fertility.parquet")
     bpt = base_bytes_per_token(tmp_path, "smollm2-135m")
     assert bpt == pytest.approx(1.7928) and base_bytes_per_token(tmp_path, "mistral-7b") is None
     p = TrainParams(train_bytes=36_000, per_device_train_batch_size=8, block_size=128)
-    assert _budget_tokens(p, bpt) == 20 * 8 * 128
-    assert _budget_tokens(p, None) is None
+    assert budget_tokens(p, bpt) == 20 * 8 * 128
+    assert budget_tokens(p, None) is None
 
 
 def test_downstream_accuracy_differences_have_intervals_over_seeds_and_sentences(tmp_path):

@@ -38,6 +38,13 @@ the subset is for, and ``select``, selectors whose matches it unites): ``grid ru
 quick`` runs only those cells, with the same run ids as in the whole grid, so a tier's runs are the grid's runs
 (a teacher's quick tier, later completed by the rest of the grid, reruns nothing).
 
+``hardware`` (default ``any``): ``gpu`` says the grid is sized for GPUs (``paper.yaml``,
+``paper-lr.yaml``). On a machine where torch sees no CUDA device, its dry run still plans every
+cell (memory, trainable parameters, the GPU time estimate) but skips the wall-time probe of this
+CPU, which at 7B shapes takes minutes and times a training nobody would run here (except for
+cells pinned to ``device: cpu``; :func:`bashkir_peft.grid.estimate.cells_on_this_cpu`). A real
+run is unchanged.
+
 Expansion rules (one cell = model x method x lora_r x seed [x tokenizer]):
     - ``lora_r`` applies to ``lora`` and ``qlora`` only; ``full`` and ``base`` cells have
       ``lora_r = None``.
@@ -193,6 +200,7 @@ class GridSpec(StrictModel):
     downstream: StageSettings = {}
     tokenizers: dict[str, TokenizerAdaptation] = {}
     stages: list[Literal["train", "evaluate", "generate", "downstream"]] | None = Field(None, min_length=1)
+    hardware: Literal["any", "gpu"] = "any"
     study: StudyDesign | None = None
     matrix: Matrix
     exclude: list[Selector] = []

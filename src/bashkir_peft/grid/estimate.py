@@ -24,7 +24,9 @@ FLOPs (:func:`gemm_gflops`, about a second). Then, per cell not yet finished:
   start and model load (:data:`GENERATE_START_S`), which the first pass pays.
 
 The figure is an estimate for planning, compared with the real wall time at the end of
-``grid run``; cells on a GPU are not estimated (the planner uses their measured throughput).
+``grid run``; cells on a GPU are not estimated (the planner uses their measured throughput),
+and the dry run of a grid sized for GPUs on a machine without CUDA skips the probe
+(:func:`cells_on_this_cpu`).
 """
 
 from __future__ import annotations
@@ -37,10 +39,9 @@ from dataclasses import dataclass
 
 from bashkir_peft.config.generate import GenerateParams
 from bashkir_peft.errors import ConfigError
+from bashkir_peft.grid.gputime import base_bytes_per_token, budget_tokens
 from bashkir_peft.grid.plan import meta_model, planned_tokens, train_params
 from bashkir_peft.models.device import choose_device
-from bashkir_peft.records import DataFiles
-from bashkir_peft.train.budget import resolve_budget, tokens_per_step
 from bashkir_peft.yamlio import PASSES
 
 # Share of the GEMM bound our trainer reaches, SmolLM2-135M, batch 8 x block 128, fp32, 2
@@ -151,26 +152,35 @@ class GridEstimate:
         return line
 
 
-def base_bytes_per_token(data_dir, model: str) -> float | None:
-    """Bytes per token of ``model``'s own tokenizer on the prepared data (the fertility
-    table's row of the model; ``None`` when the data folder has none)."""
-    import pandas as pd
+def cells_on_this_cpu(run, cells) -> tuple[list, str | None]:
+    """The cells whose wall time a dry run estimates on this CPU, and one line about the others.
 
-    path = data_dir / DataFiles.FERTILITY
-    if not path.is_file():
-        return None
-    table = pd.read_parquet(path, columns=["model", "bytes_per_token"])
-    rows = table[table["model"] == model]
-    return float(rows["bytes_per_token"].iloc[0]) if len(rows) else None
+    Every cell, unless the grid is sized for GPUs (``hardware: gpu``,
+    :class:`bashkir_peft.config.grid.GridSpec`) and torch sees no CUDA device: then only the cells
+    a stage pins to the CPU (``device: cpu``). The others are not meant to train on this CPU, and
+    the probe at a 7B model's matrix shapes takes minutes on a 2-core machine to time a training
+    nobody would run here. A real ``grid run`` of such a grid on a CPU (e.g. its GPT-2 cells)
+    still estimates every cell, since its cells then do run on this CPU.
 
+    Args:
+        run: a :class:`bashkir_peft.grid.runner.GridRun`.
+        cells: its :class:`~bashkir_peft.grid.runner.Planned` cells still to compute.
 
-def _budget_tokens(params, bytes_per_token: float | None) -> int | None:
-    """Tokens of a run with a byte budget, at ``bytes_per_token``."""
-    if bytes_per_token is None:
-        return None
-    steps = resolve_budget(params, {"tokens": 1_000_000, "bytes": bytes_per_token * 1_000_000},
-                           params.processes).max_steps
-    return steps * tokens_per_step(params, params.processes)
+    Returns:
+        ``(cells to estimate, None)``, or ``(the pinned cells, the line that says why the rest
+        get no CPU estimate)``.
+    """
+    import torch
+
+    if run.grid.spec.hardware != "gpu" or torch.cuda.is_available():
+        return list(cells), None
+    pinned = [p for p in cells if any(u.parameters.get("device") == "cpu" for u in run.units(p))]
+    skipped = len(cells) - len(pinned)
+    if not skipped:
+        return pinned, None
+    return pinned, (f"no wall-time estimate on this machine for {skipped} cell(s): grid {run.grid.name!r} is sized for "
+                    "GPUs (hardware: gpu) and torch sees no CUDA device here, so their CPU speed probe is skipped (the "
+                    "GPU time estimate is above)")
 
 
 def estimate_grid(run, cells) -> GridEstimate:
@@ -210,7 +220,7 @@ def estimate_grid(run, cells) -> GridEstimate:
             if stage == "train":
                 tokens = planned_tokens(params, None)
                 if tokens is None and params.train_bytes is not None:
-                    tokens = _budget_tokens(params, base_bytes_per_token(run.data_dir, p.cell.model))
+                    tokens = budget_tokens(params, base_bytes_per_token(run.data_dir, p.cell.model))
                 if tokens is None:
                     why = "a byte budget" if params.train_bytes else "epochs"
                     unknown.append(f"{p.cell.slug} training ({why}: its tokens are known once its tokenizer has "
@@ -231,5 +241,5 @@ def estimate_grid(run, cells) -> GridEstimate:
     return GridEstimate(train_s, other_s, book_s, gflops, len(cells), unknown)
 
 
-__all__ = ["estimate_grid", "gemm_gflops", "matmul_shapes", "train_flops_per_token", "GridEstimate", "TRAIN_SHARE_OF_BOUND",
+__all__ = ["estimate_grid", "cells_on_this_cpu", "gemm_gflops", "matmul_shapes", "train_flops_per_token", "GridEstimate", "TRAIN_SHARE_OF_BOUND",
            "REFERENCE_SECONDS", "REFERENCE_GFLOPS"]

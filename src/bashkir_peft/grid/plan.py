@@ -27,7 +27,9 @@ against a tiny model's tensors); activations are an estimate (a GPU test holds t
 ``torch.cuda.max_memory_allocated`` within 1.5x). Time: the cell's tokens / a throughput
 measured by a finished run of the same model, method and device (none yet: unknown); until
 then the compute a training token costs, ``c x P`` FLOPs (``c = 6`` for full fine-tuning, 4
-for adapters; Kaplan et al. 2020, sec. 2.1; :mod:`bashkir_peft.grid.estimate`).
+for adapters; Kaplan et al. 2020, sec. 2.1; :mod:`bashkir_peft.grid.estimate`), and the time
+that compute takes on a GPU at an assumed throughput, per cell and summed over the grid
+(:mod:`bashkir_peft.grid.gputime`: an estimate, not a measurement).
 
 Offline: a registry model's shapes come from the configuration the repository ships
 (:mod:`bashkir_peft.models.configs`), never from the Hub. Every training cell also gets its
@@ -45,6 +47,14 @@ from pathlib import Path
 
 from bashkir_peft.config.train import TrainParams
 from bashkir_peft.errors import ConfigError
+from bashkir_peft.grid.gputime import (
+    ASSUMED_GPU,
+    base_bytes_per_token,
+    budget_tokens,
+    estimated_train_blocks,
+    gpu_train_seconds,
+    train_flops_per_token,
+)
 from bashkir_peft.models.configs import offline_config
 from bashkir_peft.models.device import Placement, choose_device
 from bashkir_peft.models.loading import ResolvedModel, default_dtype, resolve_model
@@ -231,18 +241,43 @@ def flops_per_token(net, method: str) -> int:
 @dataclass(frozen=True)
 class GpuPlan:
     """A training cell on a bf16 GPU (:data:`PLANNED_GPU`, or the visible one): its memory
-    estimate, which of :data:`GPU_SIZES` it fits, its training FLOPs per token."""
+    estimate, which of :data:`GPU_SIZES` it fits, its training FLOPs per token, and its time at
+    the assumed throughput (:mod:`bashkir_peft.grid.gputime`).
+
+    Attributes:
+        memory: the memory estimate on the GPU.
+        flops_per_token: ``c x P`` (:func:`flops_per_token`).
+        step_flops_per_token: what a step spends per token, recomputation under gradient
+            checkpointing included (:func:`bashkir_peft.grid.gputime.train_flops_per_token`).
+        tokens: the cell's training tokens (``None``: unknown until data prep).
+        tokens_how: how they are known (:func:`cell_train_tokens`).
+    """
 
     memory: MemoryEstimate
     flops_per_token: int
+    step_flops_per_token: float = 0.0
+    tokens: int | None = None
+    tokens_how: str = ""
+
+    @property
+    def seconds(self) -> float | None:
+        """Training seconds at :data:`~bashkir_peft.grid.gputime.ASSUMED_GPU` (``None`` while the
+        tokens are unknown)."""
+        return None if self.tokens is None else gpu_train_seconds(self.tokens, self.step_flops_per_token)
 
     def describe(self) -> str:
         fits = ", ".join(f"{'fits' if self.memory.total <= size else 'does NOT fit'} {name}"
                          for name, size in GPU_SIZES)
         ratio = reference_trainable() / self.memory.trainable
+        per_million = gpu_train_seconds(1_000_000, self.step_flops_per_token)
+        when = (f"~{self.seconds / 3600:.2f} h for {self.tokens:,} tokens ({self.tokens_how})" if self.tokens is not None
+                else f"unknown until data prep ({self.tokens_how})")
         return (f"  trainable parameters {self.memory.trainable:,} ({ratio:.1f}x fewer than {REFERENCE_MODEL} full "
                 f"fine-tuning, {reference_trainable():,}); on a bf16 GPU ~{self.memory.total / GIB:.1f} GiB "
-                f"({fits}); compute {self.flops_per_token:.3g} FLOP per training token")
+                f"({fits}); compute {self.flops_per_token:.3g} FLOP per training token\n"
+                f"  GPU training time, an estimate from an assumed throughput (not a measurement): {when}; "
+                f"{per_million:.1f} s per million tokens at {self.step_flops_per_token:.3g} FLOP per token and "
+                f"{ASSUMED_GPU.describe()}")
 
 
 @dataclass(frozen=True)
@@ -296,6 +331,41 @@ def _measured(root: Path, params: TrainParams, device: str) -> tuple[float | Non
     return None, None, f"no finished {params.model}/{params.method} run on {device} yet to measure throughput"
 
 
+def cell_train_tokens(params: TrainParams, train_blocks: int | None, data_dir: Path | None) -> tuple[int | None, str]:
+    """A cell's training tokens for its GPU time, and how they are known
+    (:mod:`bashkir_peft.grid.gputime`).
+
+    Args:
+        params: the cell's training parameters.
+        train_blocks: the training split's blocks measured by a finished run of the same model
+            (``None``: no such run yet).
+        data_dir: the grid's data folder when it is prepared and current (``None``: not yet).
+
+    Returns:
+        ``(tokens, how)``: ``tokens`` exact for ``max_steps`` and for epochs over measured blocks;
+        for a byte budget, at the base tokenizer's bytes per token on the prepared data; for
+        epochs before any run, from the prepared data's bytes
+        (:func:`~bashkir_peft.grid.gputime.estimated_train_blocks`; an adapted tokenizer, which
+        packs more text into a token, is counted as its base: an upper bound); ``None`` until
+        data prep, ``how`` then says why.
+    """
+    if params.train_bytes is not None:
+        tokens = budget_tokens(params, base_bytes_per_token(data_dir, params.model) if data_dir else None)
+        if tokens is None:
+            return None, (f"a byte budget of {params.train_bytes:,} bytes: its tokens follow from the bytes per token "
+                          "of the model's tokenizer on the prepared data")
+        return tokens, "a byte budget at the bytes per token of the prepared data"
+    if params.max_steps > 0:
+        return planned_tokens(params, None), "max_steps"
+    if train_blocks is not None:
+        return planned_tokens(params, train_blocks), "epochs over the blocks a finished run measured"
+    blocks = estimated_train_blocks(data_dir, params.model, params.block_size) if data_dir else None
+    if blocks is None:
+        return None, (f"{params.num_train_epochs:g} epochs: the training split's tokens are counted by data prep; the "
+                      "registry holds no bytes per token")
+    return planned_tokens(params, blocks), "epochs over the prepared data's bytes at its bytes per token"
+
+
 def plan_cell(run, p, gpu: tuple[str, int] | None) -> CellPlan | None:
     """The plan of a planned grid cell (``None`` for a cell that does not train)."""
     params = train_params(run.units(p))
@@ -315,6 +385,12 @@ def plan_cell(run, p, gpu: tuple[str, int] | None) -> CellPlan | None:
         memory, unknown = None, f"memory unknown: {err}"
     rate, blocks, source = _measured(run.root, params, placement.name)
     tokens = planned_tokens(params, blocks)
+    if gpu_plan is not None:
+        # the data folder counts only when it is current (same corpus and settings as this grid's)
+        gpu_tokens, how = cell_train_tokens(params, blocks, run.data_dir if run.fingerprint else None)
+        gpu_plan = GpuPlan(gpu_plan.memory, gpu_plan.flops_per_token,
+                           train_flops_per_token(gpu_plan.flops_per_token, params.method, params.gradient_checkpointing),
+                           gpu_tokens, how)
     seconds = tokens / rate if rate and tokens is not None else None
     fits, note = True, "" if memory else unknown
     if gpu is not None and memory is not None:
@@ -322,6 +398,22 @@ def plan_cell(run, p, gpu: tuple[str, int] | None) -> CellPlan | None:
         fits = memory.total <= total
         note = f"{'fits' if fits else 'does NOT fit'} {name} ({total / GIB:.1f} GiB)"
     return CellPlan(p.cell.slug, memory, tokens, seconds, source, fits, note, gpu_plan)
+
+
+def describe_gpu_total(plans: list[CellPlan]) -> str:
+    """One line: the GPU training time of ``plans`` summed over the cells whose tokens are known,
+    at the assumed throughput (:mod:`bashkir_peft.grid.gputime`), and how many are not known."""
+    gpu = [plan.gpu for plan in plans if plan.gpu is not None]
+    known = [g.seconds for g in gpu if g.seconds is not None]
+    if not known:
+        return (f"GPU training time of the {len(gpu)} training cell(s): unknown until data prep (the plan above gives "
+                f"each cell's seconds per million tokens at {ASSUMED_GPU.describe()}, an assumed throughput)")
+    line = (f"GPU training time of {len(known)} of {len(gpu)} training cell(s), an estimate from an assumed throughput "
+            f"(not a measurement): ~{sum(known) / 3600:,.1f} GPU-hours at {ASSUMED_GPU.describe()}, training "
+            "only (evaluation, generation and downstream not counted)")
+    if len(known) < len(gpu):
+        line += f"; {len(gpu) - len(known)} cell(s) unknown until data prep"
+    return line + f" [{ASSUMED_GPU.source}]"
 
 
 def plan_grid(run, out=None, gpu: tuple[str, int] | None = None) -> list[CellPlan]:
@@ -348,6 +440,8 @@ def plan_grid(run, out=None, gpu: tuple[str, int] | None = None) -> list[CellPla
             print(f"{p.cell.slug}\n{plan.describe()}", file=out)
         if not plan.fits:
             refused.append(f"{plan.run_label}: {plan.memory.describe()}")
+    if out is not None and any(plan.gpu for plan in plans):
+        print(describe_gpu_total(plans), file=out)
     if refused:
         name, total = gpu
         raise ConfigError(f"{len(refused)} cell(s) cannot fit {name} ({total / GIB:.1f} GiB): " + "; ".join(refused)

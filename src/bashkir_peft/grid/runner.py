@@ -47,7 +47,7 @@ from bashkir_peft.data.corpus import HUB_PREFIX
 from bashkir_peft.data.folder import read_manifest
 from bashkir_peft.errors import ConfigError, DataError
 from bashkir_peft.executor import check_kernel, default_notebooks_dir, execute, notebook_parameters
-from bashkir_peft.grid.estimate import estimate_grid
+from bashkir_peft.grid.estimate import cells_on_this_cpu, estimate_grid
 from bashkir_peft.grid.inputs import check_inputs
 from bashkir_peft.grid.locks import try_lock
 from bashkir_peft.grid.plan import plan_grid
@@ -688,7 +688,12 @@ def run_grid(run: GridRun, *, force: bool = False, dry_run: bool = False, progre
             print("data not prepared yet: run ids follow from the data fingerprint after data prep", file=out)
         write_values(run, out)
         plan_grid(run, out)
-        print(estimate_grid(run, [r.planned for r in results if r.status != "finished"]).describe(), file=out)
+        # a GPU grid without CUDA: no CPU probe (minutes at 7B shapes) for cells not pinned to the CPU
+        on_cpu, skipped = cells_on_this_cpu(run, [r.planned for r in results if r.status != "finished"])
+        if skipped:
+            print(skipped, file=out)
+        if on_cpu or not skipped:
+            print(estimate_grid(run, on_cpu).describe(), file=out)
         print(f"{len(results)} cells (dry run: nothing executed)", file=out)
         return results
     plan_grid(run)  # refuses a cell that cannot fit the GPU before any download or training
