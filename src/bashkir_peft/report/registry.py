@@ -27,6 +27,7 @@ from bashkir_peft.report.external_sets import external_sets_table
 from bashkir_peft.report.floors import floors_table
 from bashkir_peft.report.published import published_table
 from bashkir_peft.report.runs import discover_runs
+from bashkir_peft.report.spectrum import spectrum_table
 from bashkir_peft.report.words import words_table
 
 
@@ -138,6 +139,8 @@ TABLES: tuple[ReportTable, ...] = (
                 "validation point of a trained run: bits per byte by bytes of training text seen"),
     ReportTable("disk", lambda c: cost.disk_usage(c.runs),
                 "run: MiB kept (final model or adapter, checkpoints, the rest)"),
+    ReportTable("spectrum", lambda c: spectrum_table(c.runs),
+                "model x matrix type: rank holding 90 % of full fine-tuning's weight change, beside the LoRA ranks"),
     ReportTable("sweep", _sweep,
                 "run of the study's learning-rate sweep: final validation bits per byte, the chosen rate"),
 )
