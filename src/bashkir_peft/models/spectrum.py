@@ -17,7 +17,11 @@ Vershynin 2007, "Sampling from large matrices" (their numerical rank).
 
 Numerics: ΔW is formed from the float32 weights and decomposed in float64 on the CPU
 (``torch.linalg.svdvals``): no cancellation error at float32's precision, and LAPACK's
-singular values are accurate to about 1e-15 · s_1. A cumulative energy within :data:`ENERGY_RTOL` (relative) of
+singular values are accurate to about 1e-15 · s_1. The SVDs run on one thread
+(:data:`SVD_THREADS`): on SmolLM2's matrices (at most 576 x 1536) a second thread gains little,
+and on a shared CPU OpenMP's barriers inside LAPACK's bidiagonal reduction made two threads
+take over 10 minutes for one layer's 7 matrices that one thread decomposed in 0.4 s of CPU time
+(benchmarks/RESULTS.md, issue 29b). A cumulative energy within :data:`ENERGY_RTOL` (relative) of
 a threshold counts as reaching it, so a spectrum whose share sits exactly on a threshold
 (a constructed one) is not pushed one rank up by rounding.
 
@@ -42,6 +46,9 @@ from bashkir_peft.records import WEIGHT_SPECTRUM_COLUMNS, RunFiles, WeightSpectr
 
 ENERGY_SHARES: tuple[float, ...] = (0.5, 0.9, 0.99)
 """The shares of ΔW's Frobenius energy whose rank the table gives (``rank_50`` ...)."""
+
+SVD_THREADS = 1
+"""Threads of the SVDs (module docstring, "Numerics"); the caller's setting is restored after."""
 
 ENERGY_RTOL = 1e-12
 """Relative tolerance of the energy-rank threshold (module docstring, "Numerics")."""
@@ -158,13 +165,17 @@ def weight_change_spectrum(base, tuned, target_modules: list[str]):
     if list(before) != list(after) or any(before[k].shape != after[k].shape for k in after):
         raise ConfigError("the base and the fine-tuned model have different adapted matrices "
                           "(names or shapes): not a fine-tuning of this base")
-    rows = []
-    for name, weight in after.items():
-        w0 = before[name].detach().to("cpu", torch.float64)
-        layer = _LAYER.search(f".{name}.")
-        rows.append({"module": name, "layer": int(layer.group(1)) if layer else -1,
-                     "matrix": name[layer.end() - 1:] if layer else name,
-                     **matrix_spectrum(weight.detach().to("cpu", torch.float64) - w0, w0)})
+    rows, threads = [], torch.get_num_threads()
+    torch.set_num_threads(SVD_THREADS)
+    try:
+        for name, weight in after.items():
+            w0 = before[name].detach().to("cpu", torch.float64)
+            layer = _LAYER.search(f".{name}.")
+            rows.append({"module": name, "layer": int(layer.group(1)) if layer else -1,
+                         "matrix": name[layer.end() - 1:] if layer else name,
+                         **matrix_spectrum(weight.detach().to("cpu", torch.float64) - w0, w0)})
+    finally:
+        torch.set_num_threads(threads)
     table = pd.DataFrame(rows, columns=list(WEIGHT_SPECTRUM_COLUMNS))
     return table.astype({"module": "string", "matrix": "string"})
 
