@@ -77,7 +77,9 @@ def test_a_known_low_rank_change_of_one_matrix_is_found_there_only():
     target = tuned.model.layers[1].mlp.up_proj.weight  # 64 x 32
     with torch.no_grad():
         target += _with_spectrum([3.0, 1.0], *target.shape, seed=3).float()
+    threads = torch.get_num_threads()
     table = weight_change_spectrum(base, tuned, LLAMA_MODULES)
+    assert torch.get_num_threads() == threads  # the SVDs' one thread is not left behind
     assert len(table) == 2 * 7 and list(table.columns) == list(WEIGHT_SPECTRUM_COLUMNS)
     row = table.set_index("module").loc["model.layers.1.mlp.up_proj"]
     assert (row["layer"], row["matrix"], row["rows"], row["cols"]) == (1, "mlp.up_proj", 64, 32)
