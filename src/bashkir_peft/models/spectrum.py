@@ -37,6 +37,7 @@ import re
 import time
 from pathlib import Path
 
+from bashkir_peft.atomic import write_parquet_atomic
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.models.device import choose_device
 from bashkir_peft.models.loading import load_model
@@ -204,8 +205,6 @@ def final_model_spectrum(final: str | Path, base_model: str, target_modules: lis
     """
     import torch
     from transformers import AutoModelForCausalLM
-
-    from bashkir_peft.atomic import write_parquet_atomic
 
     start = time.perf_counter()
     base = load_model(base_model, "full", dtype="float32", placement=choose_device("cpu")).model
