@@ -11,6 +11,7 @@ Commands:
     book           build the grid's Jupyter Book, strictly and offline
     lessons        execute the lessons (lessons/*.ipynb) for the book
     bundle         write a grid's results bundle (no weights) for rebuilding its book
+    spectrum       the singular-value spectrum of a finished full fine-tuning run's weight change
 
     grid verify    every cell's state with full checksums of the files each stage wrote
 
@@ -42,7 +43,8 @@ from bashkir_peft.grid.slurm import run_grid_submitit, slurm_parameters
 from bashkir_peft.lessons import execute_lessons
 from bashkir_peft.models.provision import provision_all
 from bashkir_peft.models.registry import load_registry
-from bashkir_peft.records import GridFiles
+from bashkir_peft.models.spectrum import write_weight_spectrum
+from bashkir_peft.records import GridFiles, RunFiles
 from bashkir_peft.report.build import build_report
 from bashkir_peft.report.bundle import write_bundle
 from bashkir_peft.report.views import format_headline
@@ -326,6 +328,26 @@ def add_bundle_parser(sub) -> None:
     p.set_defaults(func=_bundle)
 
 
+# --- spectrum ----------------------------------------------------------------
+
+def _spectrum(args: argparse.Namespace) -> int:
+    configure_threads()
+    run_dir = Path(args.run_dir)
+    out = Path(resolve_path(args.out)) if args.out else run_dir / RunFiles.WEIGHT_SPECTRUM
+    info = write_weight_spectrum(run_dir, out)
+    print(f"spectrum: {out} ({info.matrices} matrices, {info.wall_time_s:.1f} s)")
+    return 0
+
+
+def add_spectrum_parser(sub) -> None:
+    """Add the ``spectrum`` sub-command to the CLI's sub-parsers."""
+    p = sub.add_parser("spectrum", help="the singular-value spectrum of a finished full fine-tuning run's weight "
+                                        "change, per adapted matrix (weight_spectrum.parquet)")
+    p.add_argument("run_dir", help="a finished full fine-tuning run folder (train.json and final/)")
+    p.add_argument("--out", help="the table's path (default: RUN_DIR/weight_spectrum.parquet)")
+    p.set_defaults(func=_spectrum)
+
+
 # --- lessons -----------------------------------------------------------------
 
 def _lessons(args: argparse.Namespace) -> int:
@@ -370,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_parser(sub)
     add_lessons_parser(sub)
     add_bundle_parser(sub)
+    add_spectrum_parser(sub)
     return parser
 
 

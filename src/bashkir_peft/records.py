@@ -56,6 +56,9 @@ class RunFiles:
     TOKENIZER = "tokenizer"
     PROGRESS = "progress.json"
     """Training's live position (``{"step", "max_steps", "epoch"}``), rewritten every step."""
+    WEIGHT_SPECTRUM = "weight_spectrum.parquet"
+    """A full fine-tuning run's weight change, one row per adapted matrix
+    (:data:`WEIGHT_SPECTRUM_COLUMNS`; :mod:`bashkir_peft.models.spectrum`)."""
 
 
 class GridFiles:
@@ -466,6 +469,16 @@ class VocabAdaptation(Part):
     focus: FocusInit | None = None
 
 
+class WeightSpectrumInfo(Part):
+    """The weight-change spectrum a full fine-tuning run wrote at its end
+    (:func:`bashkir_peft.models.spectrum.write_weight_spectrum`): its file in the run folder,
+    the matrices it holds and the seconds it took (loading the base model and the SVDs)."""
+
+    file: str
+    matrices: int
+    wall_time_s: float
+
+
 class TrainRecord(Record):
     """``train.json``: one training run (written at start, updated as it goes).
 
@@ -499,6 +512,7 @@ class TrainRecord(Record):
     budget: Budget | None = None
     device: Placement | None = None
     precision: PrecisionInfo | None = None
+    weight_spectrum: WeightSpectrumInfo | None = None
 
     @property
     def text_seen(self) -> float | None:
@@ -660,6 +674,21 @@ FERTILITY_COLUMNS: dict[str, str] = {"model": "string", "tokenizer": "string", "
                                      "fertility": "float"}
 """Columns of the data folder's ``tokenizer_fertility.parquet`` that readers use (one row per
 profiled tokenizer; :func:`bashkir_peft.data.fertility.profile_split` writes more)."""
+
+
+WEIGHT_SPECTRUM_COLUMNS: dict[str, str] = {
+    "module": "string", "layer": "integer", "matrix": "string", "rows": "integer", "cols": "integer",
+    "full_rank": "integer", "frobenius_norm": "float", "relative_norm": "float", "spectral_norm": "float",
+    "stable_rank": "float", "rank_50": "integer", "rank_90": "integer", "rank_99": "integer",
+}
+"""Columns of ``weight_spectrum.parquet`` (one row per matrix LoRA would adapt, of a full
+fine-tuning run) and their kinds: the singular values of the weight change
+ΔW = W_finetuned − W_base summarised (:func:`bashkir_peft.models.spectrum.matrix_spectrum`)."""
+
+
+def read_weight_spectrum(path: str | Path):
+    """Read ``weight_spectrum.parquet``: :func:`read_table` with :data:`WEIGHT_SPECTRUM_COLUMNS`."""
+    return read_table(path, WEIGHT_SPECTRUM_COLUMNS)
 
 
 class LangidCrosscheck(Part):

@@ -29,6 +29,7 @@ from bashkir_peft.report.floors import floor_reference, floors_table
 from bashkir_peft.report.frontier import STUDY, SWEEP, frontier_left_out, frontier_summary, frontier_table
 from bashkir_peft.report.published import published_table
 from bashkir_peft.report.runs import discover_runs
+from bashkir_peft.report.spectrum import spectrum_table
 from bashkir_peft.report.words import words_table
 
 
@@ -152,6 +153,8 @@ TABLES: tuple[ReportTable, ...] = (
                 "validation point of a trained run: bits per byte by bytes of training text seen"),
     ReportTable("disk", lambda c: cost.disk_usage(c.runs),
                 "run: MiB kept (final model or adapter, checkpoints, the rest)"),
+    ReportTable("spectrum", lambda c: spectrum_table(c.runs),
+                "model x matrix type: rank holding 90 % of full fine-tuning's weight change, beside the LoRA ranks"),
     ReportTable("sweep_runs", _sweep_runs,
                 "run of the study's learning-rate sweep: final validation bits per byte"),
     ReportTable("sweep", lambda c: cost.sweep_table(c.tables["sweep_runs"]) if "sweep_runs" in c.tables else None,

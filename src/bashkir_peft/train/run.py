@@ -10,11 +10,13 @@ One code path for CPU and GPU, on the HF ``Trainer``:
   paged AdamW (32-bit) on GPU, LoRA adapters on top.
 
 A run lives in ``output_dir`` (RUN_DIR): ``train.json`` (the record), ``final/`` (PEFT
-adapter layout with a model card, or the full HF model folder; tokenizer included) and
-``checkpoints/``. Started again with the same parameters, an interrupted run resumes from
-its last complete checkpoint (one taken at the end of its budget, ``max_steps`` or the byte
-budget's steps, goes straight to the final evaluation and save: never a step more); a
-finished one returns its record without recomputing.
+adapter layout with a model card, or the full HF model folder; tokenizer included),
+``checkpoints/`` and, for full fine-tuning, ``weight_spectrum.parquet`` (the singular-value
+spectrum of every adapted matrix's change: :mod:`bashkir_peft.models.spectrum`). Started
+again with the same parameters, an interrupted run resumes from its last complete checkpoint
+(one taken at the end of its budget, ``max_steps`` or the byte budget's steps, goes straight
+to the final evaluation and save: never a step more); a finished one returns its record
+without recomputing.
 """
 
 from __future__ import annotations
@@ -40,10 +42,18 @@ from bashkir_peft.models.loading import default_dtype, load_model, resolve_model
 from bashkir_peft.models.lora import apply_lora, count_parameters
 from bashkir_peft.models.precision import Precision, cast_trainable, plan_precision
 from bashkir_peft.models.quant import prepare_qlora
+from bashkir_peft.models.spectrum import final_model_spectrum, spectrum_modules
 from bashkir_peft.models.vocab import save_token_rows_only, token_rows_cost, token_rows_for_peft
 from bashkir_peft.names import ADAPTER_METHODS
 from bashkir_peft.provenance import ResourceMeter, environment_info
-from bashkir_peft.records import Budget, RunFiles, TrainRecord, read_record_if_any, write_record
+from bashkir_peft.records import (
+    Budget,
+    RunFiles,
+    TrainRecord,
+    WeightSpectrumInfo,
+    read_record_if_any,
+    write_record,
+)
 from bashkir_peft.runtime import configure_threads
 from bashkir_peft.train.budget import resolve_budget, tokens_per_step, validation_bits_per_byte
 from bashkir_peft.train.checkpoints import last_complete_checkpoint, prune_checkpoints
@@ -141,6 +151,20 @@ def _save_final(trainer, tokenizer, run_dir: Path, record: dict) -> Path:
         shutil.rmtree(final)
     tmp.rename(final)
     return final
+
+
+def _weight_spectrum(params: TrainParams, run_dir: Path) -> WeightSpectrumInfo | None:
+    """The weight-change spectrum of a full fine-tuning run's saved final model
+    (:func:`~bashkir_peft.models.spectrum.final_model_spectrum`, ``RUN_DIR/weight_spectrum.parquet``);
+    ``None`` for an adapter run, or a model whose target modules are not known (outside the
+    registry, no ``target_modules``)."""
+    if params.method != "full":
+        return None
+    try:
+        modules = spectrum_modules(params)
+    except ConfigError:
+        return None
+    return final_model_spectrum(run_dir / RunFiles.FINAL, params.model, modules, run_dir / RunFiles.WEIGHT_SPECTRUM)
 
 
 def _seen(budget: Budget | None, steps: int) -> float | None:
@@ -506,6 +530,8 @@ def run_training(params: TrainParams | dict, callbacks: list | None = None) -> T
         if record["status"] == "running":
             if is_main_process():
                 _save_final(trainer, tokenizer, run_dir, record)
+                if (spectrum := _weight_spectrum(params, run_dir)) is not None:
+                    record["weight_spectrum"] = spectrum
                 if not params.keep_checkpoints:
                     session["checkpoints_deleted"] = prune_checkpoints(run_dir / RunFiles.CHECKPOINTS, keep=0)
             record |= {"status": "finished", "finished": _now()}
