@@ -13,7 +13,7 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, model_validator
 
-from bashkir_peft.atomic import write_json_atomic
+from bashkir_peft.atomic import write_text_atomic
 from bashkir_peft.config.data import DataPrepParams
 from bashkir_peft.config.downstream import DownstreamParams
 from bashkir_peft.config.evaluate import EvalParams
@@ -1133,15 +1133,20 @@ def read_record_if_any(path: str | Path, kind: type[R]) -> R | None:
     return read_record(path, kind) if Path(path).is_file() else None
 
 
+def record_text(record: Record) -> str:
+    """A record as the JSON text :func:`write_record` writes: indented UTF-8, fields never set
+    left out (so a record being built shows only what is known so far)."""
+    return json.dumps(record.model_dump(mode="json", exclude_unset=True) | {"schema_version": record.schema_version},
+                      indent=2, ensure_ascii=False)
+
+
 def write_record(path: str | Path, record: Record) -> Path:
-    """Write a record atomically as JSON (fields never set are left out, so a record being
-    built shows only what is known so far).
+    """Write a record atomically as JSON (:func:`record_text`).
 
     Returns:
         ``path``.
     """
-    return write_json_atomic(path, record.model_dump(mode="json", exclude_unset=True)
-                             | {"schema_version": record.schema_version})
+    return write_text_atomic(path, record_text(record))
 
 
 def read_table(path: str | Path, columns: dict[str, str]):
