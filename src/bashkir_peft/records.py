@@ -2,6 +2,13 @@
 and the typed record of every stage. Every writer builds these models; every reader parses
 them (:func:`read_record`), so a missing or renamed field is one clear error naming the file
 and the field, never a guess.
+
+The folders a record names (``data_dir``, ``run_dir``, ``notebook``, ``resolved_path`` ...) are
+absolute where the stages wrote them; in a results bundle they are named relative to the runs
+root or the repository (``runs/<grid>/...``, ``./...``, ``../shared/...``, ``~/...``:
+:func:`bashkir_peft.report.bundle.scrubbed_files`), in the same fields of the same schema. A
+reader finds a run's files by its folder, never by a recorded path (a recorded ``data_dir`` only
+where the grid folder has no ``data/``).
 """
 
 from __future__ import annotations
