@@ -104,7 +104,9 @@ site: $(STAMP)
 
 # The CPU study's book from its committed results, without training: the union of the bundles
 # in results/cpu-study/ (one per part of the study, `make bundle GRID=params/grids/cpu-study.yaml`
-# after each part), with the executed lessons where `make lessons` wrote them.
+# after each part), with its learning-rate sweep's bundles of results/cpu-study-lr/ extracted
+# beside it (runs/from-bundle/cpu-study-lr, where the report reads the sweep), and the executed
+# lessons where `make lessons` wrote them.
 STUDY_RESULTS ?= results/cpu-study
 study-book: $(STAMP)
 	$(BIN)/bashkir-peft book params/grids/cpu-study.yaml --from-bundle "$(STUDY_RESULTS)"

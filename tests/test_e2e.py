@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from bashkir_peft.cli import main
+from bashkir_peft.settings import REPO_ROOT
 from browser import CHROMIUM, Browser
 
 
@@ -122,6 +123,10 @@ def test_a_bundle_rebuilds_the_identical_book_without_training(e2e, tmp_path):
     again = (book / "_build" / "html" / "generated" / "05_report.html").read_text(encoding="utf-8")
     for table_id in ("results-per-run", "failed-runs", "results-summary"):
         assert _table(again, table_id) == _table(original, table_id)
+    # no page of the book from the bundle names a folder of either machine (tests/test_bundle_paths.py: the bundle's files)
+    roots = {str(e2e["tmp"]), str(tmp_path), str(REPO_ROOT), str(Path.home())} - {"/"}
+    assert not [(page.name, root) for page in (book / "_build" / "html").rglob("*.html")
+                for root in roots if root in page.read_text(encoding="utf-8")]
 
 
 BROWSER_PAGES = {  # page: what it must show (tables with rows, images, typeset math)
@@ -180,8 +185,6 @@ def test_results_and_lesson_pages_render_in_a_browser_without_network(e2e):
 def test_no_page_names_a_folder_of_the_machine_that_built_it(e2e):
     """The built HTML (text and attributes) never holds the folders the test ran in: the runs
     folder, the repository, the home folder (the browser check reads the visible text only)."""
-    from bashkir_peft.settings import REPO_ROOT
-
     html = e2e["book"] / "_build" / "html"
     roots = {str(e2e["tmp"]), str(e2e["runs"]), str(REPO_ROOT), str(Path.home())} - {"/"}
     leaks = [(page.relative_to(html).as_posix(), root) for page in sorted(html.rglob("*.html"))

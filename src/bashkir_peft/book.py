@@ -433,20 +433,41 @@ def copy_sources(dst: str | Path, book_dir: str | Path = REPO_ROOT / "book") -> 
     return Path(dst)
 
 
-def _from_bundle(params: BookParams) -> BookParams:
+def extract_from_bundle(params: BookParams) -> BookParams:
     """Extract ``params.from_bundle`` (an archive, or a folder of one grid's bundles: their
     union) and return the parameters that build from it.
 
+    The grid's folder is ``params.runs_dir``, default ``<runs root>/from-bundle/<grid>``. Where
+    the grid file's study names a learning-rate sweep (``study.learning_rate_sweep``) and the
+    source is a folder of bundles (``results/<grid>/``) with a folder of the sweep's bundles
+    beside it (``results/<sweep>/``), those are extracted beside the grid's folder
+    (``<grid folder>/../<sweep>``), where the report reads the sweep
+    (:func:`~bashkir_peft.report.cost.sweep_runs_dir`); without that folder the book has no
+    sweep, as a study whose sweep never ran.
+
     Raises:
-        ConfigError: the bundles are of another grid; DataError: a bad bundle or bundles that
-            do not make one grid (see :func:`~bashkir_peft.report.bundle.extract_bundles`).
+        ConfigError: the bundles are of another grid (the sweep's, of another than the sweep);
+        DataError: a bad bundle, bundles that do not make one grid, or a destination that holds
+            something other than an extracted bundle (e.g. a trained sweep; see
+            :func:`~bashkir_peft.report.bundle.extract_bundles`).
     """
     name, _, _ = report_dirs(ReportParams(grid=params.grid))
     dest = resolve_path(params.runs_dir) if params.runs_dir else runs_root() / "from-bundle" / name
-    bundled = extract_bundles(bundle_archives(resolve_path(params.from_bundle)), dest)
-    if bundled != name:
-        raise ConfigError(f"{params.from_bundle}: a bundle of grid {bundled!r}, not {name!r}")
+    source = resolve_path(params.from_bundle)
+    _extract(source, dest, name)
+    design = study_design(params.grid)
+    sweep = design.learning_rate_sweep if design is not None else None
+    if sweep is not None and source.is_dir() and (source.parent / sweep).is_dir():
+        _extract(source.parent / sweep, dest.parent / sweep, sweep)
     return params.model_copy(update={"runs_dir": str(dest), "from_bundle": None})
+
+
+def _extract(source: Path, dest: Path, name: str) -> None:
+    """Extract the bundles of ``source`` (:func:`~bashkir_peft.report.bundle.bundle_archives`)
+    into ``dest``; ConfigError unless they are of grid ``name``."""
+    bundled = extract_bundles(bundle_archives(source), dest)
+    if bundled != name:
+        raise ConfigError(f"{source}: a bundle of grid {bundled!r}, not {name!r}")
 
 
 def scrub_generated(gen: Path, folders: list[tuple[str, str]]) -> None:
@@ -492,7 +513,7 @@ def build_book(params: BookParams) -> Path:
             previous site (``_build/html``), which would show older results, is removed then.
     """
     if params.from_bundle:
-        params = _from_bundle(params)
+        params = extract_from_bundle(params)
     _, runs_dir, _ = report_dirs(ReportParams(grid=params.grid, runs_dir=params.runs_dir))  # validated before heavy work
     book_dir = resolve_path(params.book_dir)
     if not (book_dir / "_toc.yml").is_file():

@@ -304,7 +304,8 @@ def add_report_parsers(sub) -> None:
     p.add_argument("--from-bundle", metavar="ARCHIVE|FOLDER",
                    help="build from a results bundle (`bashkir-peft bundle`), or the union of a folder of one grid's "
                         "bundles (a grid run in parts, e.g. results/cpu-study/), extracted into <runs-dir>/<grid> "
-                        "(default <runs root>/from-bundle/<grid>), instead of a trained grid")
+                        "(default <runs root>/from-bundle/<grid>), instead of a trained grid; a study's sweep from the "
+                        "folder beside (results/<sweep>/), extracted beside the grid's")
     p.set_defaults(func=_book)
 
 

@@ -2,6 +2,13 @@
 and the typed record of every stage. Every writer builds these models; every reader parses
 them (:func:`read_record`), so a missing or renamed field is one clear error naming the file
 and the field, never a guess.
+
+The folders a record names (``data_dir``, ``run_dir``, ``notebook``, ``resolved_path`` ...) are
+absolute where the stages wrote them; in a results bundle they are named relative to the runs
+root or the repository (``runs/<grid>/...``, ``./...``, ``../shared/...``, ``~/...``:
+:func:`bashkir_peft.report.bundle.scrubbed_files`), in the same fields of the same schema. A
+reader finds a run's files by its folder, never by a recorded path (a recorded ``data_dir`` only
+where the grid folder has no ``data/``).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, model_validator
 
-from bashkir_peft.atomic import write_json_atomic
+from bashkir_peft.atomic import write_text_atomic
 from bashkir_peft.config.data import DataPrepParams
 from bashkir_peft.config.downstream import DownstreamParams
 from bashkir_peft.config.evaluate import EvalParams
@@ -1191,15 +1198,20 @@ def read_record_if_any(path: str | Path, kind: type[R]) -> R | None:
     return read_record(path, kind) if Path(path).is_file() else None
 
 
+def record_text(record: Record) -> str:
+    """A record as the JSON text :func:`write_record` writes: indented UTF-8, fields never set
+    left out (so a record being built shows only what is known so far)."""
+    return json.dumps(record.model_dump(mode="json", exclude_unset=True) | {"schema_version": record.schema_version},
+                      indent=2, ensure_ascii=False)
+
+
 def write_record(path: str | Path, record: Record) -> Path:
-    """Write a record atomically as JSON (fields never set are left out, so a record being
-    built shows only what is known so far).
+    """Write a record atomically as JSON (:func:`record_text`).
 
     Returns:
         ``path``.
     """
-    return write_json_atomic(path, record.model_dump(mode="json", exclude_unset=True)
-                             | {"schema_version": record.schema_version})
+    return write_text_atomic(path, record_text(record))
 
 
 def read_table(path: str | Path, columns: dict[str, str]):

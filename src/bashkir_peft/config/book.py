@@ -20,7 +20,9 @@ class BookParams(StrictModel):
         from_bundle: a results bundle (``bashkir-peft bundle``), or a folder of one grid's
             bundles (a grid run in parts, e.g. ``results/cpu-study/``: their union), to build
             from instead of a trained grid: extracted (checksums checked) into ``runs_dir``,
-            default ``<runs root>/from-bundle/<grid name>``.
+            default ``<runs root>/from-bundle/<grid name>``; a study's learning-rate sweep from the
+            folder of bundles beside (``results/<sweep>/``), extracted beside it
+            (:func:`bashkir_peft.book.extract_from_bundle`).
     """
 
     grid: str = "params/grids/cpu-demo.yaml"

@@ -9,6 +9,15 @@ tokenizer, ``tokenizer/``), the corpus splits
 reprinting), locks and replaced runs (hidden folders), and the hidden temporaries an
 interrupted write leaves (e.g. an empty ``.figure.x1y2.png`` of a killed report).
 
+No folder of the machine that ran the grid is in a bundle (:func:`scrubbed_files`): every
+text file (records, executed notebooks with their papermill metadata, tracebacks and logs,
+tables, SVG figures) names the grid's folder ``runs/<grid>``, the runs root ``runs``, the
+repository ``.``, the folder beside it ``..`` and the home folder ``~``
+(:mod:`bashkir_peft.pagepaths`), any other absolute path by its last two parts; the stage
+manifests in each ``grid_cell.json`` and ``data_prep.json`` are re-stamped for the records so
+rewritten, so the extracted cells check ``finished``, by SHA-256 too. The runs folder itself
+keeps its records as written (absolute paths: where its stages read and wrote).
+
 The archive holds one folder named after the grid and, first, ``MANIFEST.json``: the
 grid's name, the bundle's schema version and, per file, its size and SHA-256.
 ``bashkir-peft book GRID --from-bundle ARCHIVE`` (:func:`extract_bundles`) checks every
@@ -29,13 +38,27 @@ from pathlib import Path, PurePosixPath
 
 from bashkir_peft.cellstate import BUNDLE_LEFT_OUT, BUNDLE_MANIFEST
 from bashkir_peft.errors import DataError
-from bashkir_peft.records import DataFiles, GridFiles, GridIndex, RunFiles, parse_record, write_record
+from bashkir_peft.pagepaths import machine_folders, scrub
+from bashkir_peft.records import (
+    CellRecord,
+    DataFiles,
+    DataPrepRecord,
+    FileStamp,
+    GridFiles,
+    GridIndex,
+    RunFiles,
+    parse_record,
+    record_text,
+    write_record,
+)
 
 MANIFEST = BUNDLE_MANIFEST
 BUNDLE_SCHEMA = 1
 KEPT_SUFFIXES = {".json", ".csv", ".parquet", ".ipynb", ".png", ".svg"}
 LEFT_OUT_DIRS = BUNDLE_LEFT_OUT
 LEFT_OUT_DATA = {DataFiles.split(s) for s in ("train", "validation", "test")}
+TEXT_SUFFIXES = {".json", ".ipynb", ".csv", ".svg"}
+"""The kept files that are UTF-8 text, where folders of the machine are replaced."""
 
 
 def bundle_files(runs_dir: Path) -> list[Path]:
@@ -59,6 +82,93 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def bundle_folders(runs_dir: str | Path) -> list[tuple[str, str]]:
+    """The folders of this machine that a bundle of ``runs_dir`` names by relative names.
+
+    Returns:
+        :func:`~bashkir_peft.pagepaths.machine_folders` of ``runs_dir``, with the grid
+        folder's parent named ``runs`` as well (the runs root the grid ran in, which may be
+        ``--runs-dir`` rather than ``$BASHKIR_PEFT_RUNS``), longest folder first.
+    """
+    runs_dir = Path(runs_dir)
+    pairs = dict(machine_folders(runs_dir))
+    for form in (runs_dir.parent.absolute(), runs_dir.parent.resolve()):
+        if len(form.parts) >= 2:
+            pairs[str(form)] = "runs"
+    return sorted(pairs.items(), key=lambda kv: -len(kv[0]))
+
+
+def scrubbed_files(contents: dict[Path, bytes], folders: list[tuple[str, str]], where: Path) -> dict[Path, bytes]:
+    """A grid folder's files as its bundle holds them: no folder of the machine in any text file,
+    the stage manifests re-stamped for the files so rewritten.
+
+    Every file of :data:`TEXT_SUFFIXES` goes through :func:`~bashkir_peft.pagepaths.scrub`
+    (as text: a JSON record or notebook stays valid JSON, the names put in hold no quote or
+    backslash). A record whose manifest (``files``: size and SHA-256) lists a rewritten file,
+    a run's ``grid_cell.json`` (:class:`~bashkir_peft.records.StageState`) or the grid's
+    ``data_prep.json`` (its data folder's files), is parsed through the record contract, its
+    stamps of those files replaced (the modification time is kept: an extracted file has a new
+    one, so :func:`~bashkir_peft.cellstate.check_files` compares its SHA-256), and written as
+    :func:`~bashkir_peft.records.write_record` writes it. Those two records are in no manifest.
+
+    Args:
+        contents: path relative to the grid folder -> bytes.
+        folders: :func:`bundle_folders` of the grid folder.
+        where: the grid folder (for error messages).
+
+    Returns:
+        The same paths -> the bytes the bundle holds.
+
+    Raises:
+        DataError: a text file that is not UTF-8, or a JSON file that is not JSON once scrubbed.
+        RecordError: a record with a manifest that does not match the record contract.
+    """
+    out = {}
+    for rel, data in contents.items():
+        if rel.suffix in TEXT_SUFFIXES:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{where / rel}: not UTF-8 text; cannot tell which folders it names") from None
+            clean = scrub(text, folders)
+            if clean != text and rel.suffix in (".json", ".ipynb"):
+                try:
+                    json.loads(clean)
+                except json.JSONDecodeError as err:
+                    raise DataError(f"{where / rel}: not JSON once its folders are replaced ({err})") from None
+            data = clean.encode("utf-8")
+        out[rel] = data
+    changed = {rel for rel in out if out[rel] != contents[rel]}
+    for rel in list(out):
+        if len(rel.parts) == 2 and rel.name == RunFiles.CELL:
+            rec = parse_record(CellRecord, json.loads(out[rel]), str(where / rel))
+            stages = {unit: st.model_copy(update={"files": _restamped(st.files, rel.parent, out, changed)})
+                      if st.files else st for unit, st in rec.stages.items()}
+            new = rec.model_copy(update={"stages": stages})
+        elif rel == Path(GridFiles.DATA_RECORD):
+            rec = parse_record(DataPrepRecord, json.loads(out[rel]), str(where / rel))
+            new = rec.model_copy(update={"files": _restamped(rec.files, Path(GridFiles.DATA), out, changed)}) \
+                if rec.files else rec
+        else:
+            continue
+        if new != rec:
+            out[rel] = record_text(new).encode("utf-8")
+    return out
+
+
+def _restamped(files: dict[str, FileStamp], folder: Path, contents: dict[Path, bytes],
+               changed: set[Path]) -> dict[str, FileStamp]:
+    """A manifest (paths relative to ``folder``) with the stamps of the ``changed`` files made
+    those of their ``contents``."""
+    out = {}
+    for name, stamp in files.items():
+        data = contents.get(folder / name)
+        if folder / name in changed:
+            stamp = stamp.model_copy(update={"bytes": len(data), "sha256": _sha256(data)})
+        out[name] = stamp
+    return out
+
+
 def write_bundle(runs_dir: str | Path, archive: str | Path, grid: str) -> dict:
     """Write the bundle of a grid's runs folder.
 
@@ -68,10 +178,12 @@ def write_bundle(runs_dir: str | Path, archive: str | Path, grid: str) -> dict:
         grid: the grid's name (the archive's top folder).
 
     Returns:
-        The manifest (``grid``, ``bundle_schema``, ``files``: {relative path: {bytes, sha256}}).
+        The manifest (``grid``, ``bundle_schema``, ``files``: {relative path: {bytes, sha256}}
+        of the files as bundled, :func:`scrubbed_files`).
 
     Raises:
-        DataError: no runs folder, or no run record in it.
+        DataError: no runs folder, or no run record in it; a text file :func:`scrubbed_files`
+            cannot read. RecordError: a record with a manifest off the record contract.
     """
     runs_dir, archive = Path(runs_dir), Path(archive)
     if not runs_dir.is_dir():
@@ -80,7 +192,7 @@ def write_bundle(runs_dir: str | Path, archive: str | Path, grid: str) -> dict:
     if not any(rel.name == RunFiles.CELL for rel in files):
         raise DataError(f"{runs_dir}: no run record ({RunFiles.CELL}) to bundle")
     manifest = {"grid": grid, "bundle_schema": BUNDLE_SCHEMA, "files": {}}
-    contents = {rel: (runs_dir / rel).read_bytes() for rel in files}
+    contents = scrubbed_files({rel: (runs_dir / rel).read_bytes() for rel in files}, bundle_folders(runs_dir), runs_dir)
     for rel, data in contents.items():
         manifest["files"][rel.as_posix()] = {"bytes": len(data), "sha256": _sha256(data)}
     archive.parent.mkdir(parents=True, exist_ok=True)
