@@ -177,11 +177,17 @@ class Cost(Part):
 
 
 class FileStamp(Part):
-    """One file of a stage's manifest: its size, modification time and SHA-256."""
+    """One file of a stage's manifest: its size, modification time and SHA-256.
+
+    ``written_bytes``: the size the run wrote, where a results bundle rewrote the file (its
+    machine paths made relative, :mod:`bashkir_peft.report.bundle`) and ``bytes`` is the
+    rewritten file's; unset otherwise. Disk figures read it, so a book rebuilt from a bundle
+    reports the disk the runs used."""
 
     bytes: int
     mtime_ns: int
     sha256: str
+    written_bytes: int | None = None
 
 
 class CorpusFile(Part):

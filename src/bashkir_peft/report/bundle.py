@@ -164,7 +164,8 @@ def _restamped(files: dict[str, FileStamp], folder: Path, contents: dict[Path, b
     for name, stamp in files.items():
         data = contents.get(folder / name)
         if folder / name in changed:
-            stamp = stamp.model_copy(update={"bytes": len(data), "sha256": _sha256(data)})
+            written = stamp.bytes if stamp.written_bytes is None else stamp.written_bytes
+            stamp = stamp.model_copy(update={"bytes": len(data), "sha256": _sha256(data), "written_bytes": written})
         out[name] = stamp
     return out
 

@@ -218,7 +218,8 @@ def disk_usage(runs: list[RunRecord]) -> pd.DataFrame:
         for stage in run.cell.stages.values():
             for name, stamp in (stage.files or {}).items():
                 top = name.split("/")[0]
-                size[top if top in (RunFiles.FINAL, RunFiles.CHECKPOINTS) else "other"] += stamp.bytes
+                written = stamp.bytes if stamp.written_bytes is None else stamp.written_bytes  # as the run wrote it
+                size[top if top in (RunFiles.FINAL, RunFiles.CHECKPOINTS) else "other"] += written
         rows.append({"run_id": run.run_id, "method_label": run.method_label, "final_mib": size["final"] / 2**20,
                      "checkpoints_mib": size["checkpoints"] / 2**20, "other_mib": size["other"] / 2**20,
                      "total_mib": sum(size.values()) / 2**20})
