@@ -30,6 +30,7 @@ Three steps, each one function:
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 from collections.abc import Sequence
@@ -287,7 +288,6 @@ def save_token_rows_only(model) -> None:
     Args:
         model: a ``peft.PeftModel`` (LoRA/QLoRA with ``trainable_token_indices``).
     """
-    import functools
 
     model.save_pretrained = functools.partial(model.save_pretrained, save_embedding_layers=False)
 
