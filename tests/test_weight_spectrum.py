@@ -19,9 +19,10 @@ from bashkir_peft.cli import main
 from bashkir_peft.config.train import TrainParams
 from bashkir_peft.models.loading import load_model
 from bashkir_peft.models.spectrum import energy_rank, matrix_spectrum, weight_change_spectrum
-from bashkir_peft.records import WEIGHT_SPECTRUM_COLUMNS, RunFiles, read_weight_spectrum
+from bashkir_peft.records import WEIGHT_SPECTRUM_COLUMNS, RunFiles, read_weight_spectrum, write_record
 from bashkir_peft.report.bundle import read_bundle, write_bundle
 from bashkir_peft.train.run import run_training
+from report_synth import _cell
 from test_train import make_data_dir
 
 LLAMA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -130,7 +131,8 @@ def test_full_fine_tuning_writes_one_row_per_adapted_matrix(full_run):
 
 def test_the_results_bundle_carries_the_spectrum(full_run, tmp_path):
     grid_dir = full_run.parent
-    (full_run / RunFiles.CELL).write_text("{}")  # a run folder the bundle picks up
+    # a run folder the bundle picks up: the grid runner's record of a finished full cell
+    write_record(full_run / RunFiles.CELL, _cell(full_run, "finished", "tiny-gpt2", "full", None, 1, {"train": "finished"}))
     archive = tmp_path / "grid-results.tar.gz"
     write_bundle(grid_dir, archive, "grid")
     _, _, files = read_bundle(archive)
