@@ -11,6 +11,8 @@ evaluation stage computes them.
 
 from __future__ import annotations
 
+import gzip
+import itertools
 import json
 import math
 from pathlib import Path
@@ -22,6 +24,7 @@ from bashkir_peft.config.downstream import DownstreamParams
 from bashkir_peft.config.evaluate import EvalParams
 from bashkir_peft.config.generate import GenerateParams
 from bashkir_peft.config.train import TrainParams
+from bashkir_peft.data.folder import write_presplit_folder
 from bashkir_peft.records import (
     EVAL_DOCUMENT_COLUMNS,
     CellAxes,
@@ -323,3 +326,18 @@ def stage_generate_record(label: str) -> GenerateRecord:
                           data=GENERATE_REAL.data, params=GENERATE_REAL.params, decoding=GENERATE_REAL.decoding,
                           prefix_token="<|endoftext|>", summary=_summary(1.0, 0.0), reference_summary=None,
                           files={}, cost=GENERATE_REAL.cost, created_utc=STAMP, environment=ENVIRONMENT)
+
+
+def write_corpus_data(folder: Path, corpus_dir: Path) -> tuple[Path, list[str]]:
+    """A prepared data folder of the demo corpus's first 44 documents: 40 training, 2
+    validation and 4 test documents (ids ``t000..``, ``v000..``, ``d000..``), for the floors'
+    tests. Returns the folder and the 44 texts."""
+    with gzip.open(corpus_dir / "bashkir-demo.jsonl.gz", "rt", encoding="utf-8") as f:
+        texts = [json.loads(line)["text"] for line in itertools.islice(f, 44)]
+
+    def frame(ts: list[str], prefix: str) -> pd.DataFrame:
+        return pd.DataFrame({"id": [f"{prefix}{i:03d}" for i in range(len(ts))], "source": "web", "text": ts})
+
+    write_presplit_folder(folder, {"train": frame(texts[:40], "t"), "validation": frame(texts[40:42], "v"),
+                                   "test": frame(texts[40:44], "d")}, "fp", {"kind": "fixture", "location": "texts"})
+    return folder, texts

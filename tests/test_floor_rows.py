@@ -5,10 +5,6 @@ adapted tokenizer gets a bigram over its own tokens, counted once per tokenizer.
 
 from __future__ import annotations
 
-import gzip
-import itertools
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,7 +12,6 @@ from transformers import AutoTokenizer
 
 from bashkir_peft.config.tokenizer import TokenizerAdaptation
 from bashkir_peft.data.fertility import load_profile_tokenizer
-from bashkir_peft.data.folder import write_presplit_folder
 from bashkir_peft.data.vocab import adapt_tokenizer
 from bashkir_peft.evaluate.ngram import TokenBigram
 from bashkir_peft.records import CellRecord, RunFiles, read_record, write_record
@@ -27,7 +22,7 @@ from bashkir_peft.report.figures import floor_lines, metrics_by_method, pyplot
 from bashkir_peft.report.floors import BIGRAM_FLOOR, BYTE_FLOOR, FLOOR_LABELS, floor_reference, floors_table
 from bashkir_peft.report.runs import discover_runs
 from bashkir_peft.report.views import format_headline, per_run_table
-from report_synth import documents, write_run
+from report_synth import documents, write_corpus_data, write_run
 
 ADAPTED = "k40"
 ADAPTATION = TokenizerAdaptation(new_tokens=40, bpe_vocab_size=600)
@@ -47,13 +42,7 @@ def scored(tmp_path_factory, corpus_dir):
     run, two LoRA runs on an adapted tokenizer ``k40`` (saved in the first one's folder only), and
     one on an adaptation no folder holds (``gone``)."""
     root = tmp_path_factory.mktemp("floor-rows")
-    with gzip.open(corpus_dir / "bashkir-demo.jsonl.gz", "rt", encoding="utf-8") as f:
-        texts = [json.loads(line)["text"] for line in itertools.islice(f, 44)]
-    frame = lambda ts, prefix: pd.DataFrame({"id": [f"{prefix}{i:03d}" for i in range(len(ts))],  # noqa: E731
-                                             "source": "web", "text": ts})
-    data = root / "data"
-    write_presplit_folder(data, {"train": frame(texts[:40], "t"), "validation": frame(texts[40:42], "v"),
-                                 "test": frame(texts[40:44], "d")}, "fp", {"kind": "fixture", "location": "texts"})
+    data, texts = write_corpus_data(root / "data", corpus_dir)
     rng = np.random.default_rng(0)
     docs = documents(rng, 3)
     for name, method in (("m-base", "base"), ("m-lora", "lora"), ("m-tok1", "lora"), ("m-tok2", "lora"),

@@ -4,9 +4,6 @@ beside published models."""
 
 from __future__ import annotations
 
-import gzip
-import itertools
-import json
 import math
 
 import numpy as np
@@ -16,14 +13,13 @@ import pytest
 from bashkir_peft.config.external import ExternalSet
 from bashkir_peft.data.external import load_external
 from bashkir_peft.data.fertility import load_profile_tokenizer
-from bashkir_peft.data.folder import write_presplit_folder
 from bashkir_peft.evaluate.goldfish import goldfish_windows
 from bashkir_peft.evaluate.ngram import ByteKneserNey, TokenBigram
 from bashkir_peft.records import EVAL_DOCUMENT_COLUMNS, RunFiles
 from bashkir_peft.report.floors import BYTE_ORDER, floors_table
 from bashkir_peft.report.published import published_table
 from bashkir_peft.report.runs import discover_runs
-from report_synth import documents, write_run
+from report_synth import documents, write_corpus_data, write_run
 from test_flores import _add_goldfish_entry
 
 FLORES_BAK = ExternalSet(name="flores-bak", format="lines", path="../shared/eval/flores200/bak_Cyrl.devtest.gz",
@@ -31,13 +27,7 @@ FLORES_BAK = ExternalSet(name="flores-bak", format="lines", path="../shared/eval
 
 
 def test_floors_on_what_the_runs_scored(tmp_path, corpus_dir):
-    with gzip.open(corpus_dir / "bashkir-demo.jsonl.gz", "rt", encoding="utf-8") as f:
-        texts = [json.loads(line)["text"] for line in itertools.islice(f, 44)]
-    frame = lambda ts, prefix: pd.DataFrame({"id": [f"{prefix}{i:03d}" for i in range(len(ts))],  # noqa: E731
-                                             "source": "web", "text": ts})
-    data = tmp_path / "data"
-    write_presplit_folder(data, {"train": frame(texts[:40], "t"), "validation": frame(texts[40:42], "v"),
-                                 "test": frame(texts[40:44], "d")}, "fp", {"kind": "fixture", "location": "texts"})
+    data, texts = write_corpus_data(tmp_path / "data", corpus_dir)
     rng = np.random.default_rng(0)
     docs = documents(rng, 3)  # ids d000..d002: the test split's first three
     flores = load_external(FLORES_BAK)
