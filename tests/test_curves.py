@@ -102,3 +102,30 @@ def test_figure_legend_gives_the_seeds(tmp_path, monkeypatch):
     assert drawn["bands"] == 1  # the band of full only: one seed has none, nor its gap
     assert figures.learning_curves(curve_summary(curves.iloc[:0]), curve_gaps(curves.iloc[:0]), tmp_path / "n.png") \
         is None
+
+
+def test_a_collapsed_arm_is_capped_off_the_axis_and_counted(tmp_path, monkeypatch):
+    drawn = {}
+
+    def keep(fig, path):
+        ax = fig.axes[0]
+        drawn["top"] = ax.get_ylim()[1]
+        drawn["note"] = [t.get_text() for t in ax.texts]
+        return path
+
+    monkeypatch.setattr(figures, "_save", keep)
+    # one arm's first evaluation spikes to 16.9 and its last is 3.5; the others end near 2.1
+    curves = _curves({("full", 2e-4): np.array([[2.3, 2.1, 2.0], [2.3, 2.2, 2.1]]),
+                      ("lora r=8", 2e-2): np.array([[16.9, 3.7, 3.5]])})
+    figures.learning_curves(curve_summary(curves), curve_gaps(curves), tmp_path / "c.png")
+    # the cap: the highest last point (3.5) plus a third of the span below it (3.5 - 2.05) / 3
+    assert drawn["top"] == pytest.approx(3.5 + (3.5 - 2.05) / 3)
+    assert drawn["note"] == [f"1 point(s) above {3.5 + (3.5 - 2.05) / 3:.2f}, off the axis"]  # 16.9 (3.7 is below)
+
+
+def test_labels_of_one_method_get_distinct_markers_and_shades():
+    labels = ["full", "full @long", "lora r=8", "lora r=8 [attention]", "lora r=8 tok=bakprot", "lora r=64 [use_rslora]"]
+    markers, palette = figures.method_markers(labels), figures.method_palette(labels)
+    lora = [lab for lab in labels if lab.startswith("lora")]
+    assert len({markers[lab] for lab in lora}) == len(lora) and markers["full"] != markers["full @long"]
+    assert len({palette[lab] for lab in labels}) == len(labels)

@@ -60,21 +60,38 @@ METHOD_COLORS = {"reference": "tab:olive", "base": "tab:gray", "full": "tab:blue
                  "qlora": "tab:orange"}
 
 
-def method_palette(labels) -> dict[str, tuple]:
-    """One colour per method label, the same in every figure: a hue per method (full blue,
-    LoRA green, QLoRA orange, base grey), lighter for each larger rank."""
-    from matplotlib.colors import to_rgb
-
-    out = {}
+def _by_method(labels) -> dict[str, list[str]]:
     by_method: dict[str, list[str]] = {}
     for lab in _order(labels):
         by_method.setdefault(label_parts(lab)[0], []).append(lab)
-    for method, labs in by_method.items():
+    return by_method
+
+
+def method_palette(labels) -> dict[str, tuple]:
+    """One colour per method label, the same in every figure: a hue per method (full blue,
+    LoRA green, QLoRA orange, base grey), from a darker to a lighter shade of it in method
+    order (rank, then placement, tokenizer and arm); pair it with :func:`method_markers` so
+    that labels of one method stay apart where shades are close."""
+    from matplotlib.colors import to_rgb
+
+    out = {}
+    for method, labs in _by_method(labels).items():
         base = to_rgb(METHOD_COLORS.get(method, "tab:purple"))
         for i, lab in enumerate(labs):
-            t = 0.45 * i / max(len(labs) - 1, 1) if len(labs) > 1 else 0.0
-            out[lab] = tuple(c + (1 - c) * t for c in base)
+            t = -0.4 + 0.9 * i / (len(labs) - 1) if len(labs) > 1 else 0.0  # < 0 darker, > 0 lighter
+            out[lab] = tuple(c * (1 + t) if t < 0 else c + (1 - c) * t for c in base)
     return out
+
+
+LABEL_MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
+"""Markers of the method labels of one method, in method order (:func:`method_markers`)."""
+
+
+def method_markers(labels) -> dict[str, str]:
+    """One marker per method label: the k-th label of a method (in method order) gets the k-th
+    of :data:`LABEL_MARKERS` (cycling), so two shades of one hue never share a marker."""
+    return {lab: LABEL_MARKERS[i % len(LABEL_MARKERS)]
+            for labs in _by_method(labels).values() for i, lab in enumerate(labs)}
 
 
 FLOOR_STYLES = {"floor: byte": ":", "floor: token bigram": "--"}
@@ -279,43 +296,64 @@ def gained_vs_forgotten(forgetting: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def _clip_top(ax, values: pd.Series, finals: pd.Series, floor_top: float | None = None) -> None:
+    """Cap the y axis of ``ax`` so that early spikes and bands of one or two seeds do not flatten
+    the curves: the top is the highest value at any arm's last point (``finals``) plus a third of
+    the span of ``values`` below it (at least ``floor_top``); the count of points above the cap
+    is written in the axes' upper right corner."""
+    lo, hi = float(values.min()), float(values.max())
+    top = float(finals.max()) + max((float(finals.max()) - lo) / 3, 0.05)
+    top = max(top, floor_top) if floor_top is not None else top
+    if hi <= top:
+        return
+    margin = 0.05 * (top - lo)
+    ax.set_ylim(lo - margin, top)
+    above = int((values > top).sum())
+    ax.text(0.98, 0.97, f"{above} point(s) above {top:.2f}, off the axis", transform=ax.transAxes,
+            ha="right", va="top", fontsize=10, color="dimgrey")
+
+
 def learning_curves(summary: pd.DataFrame, gaps: pd.DataFrame, path: Path) -> Path | None:
     """Learning curves over seeds (:mod:`bashkir_peft.report.curves`), two panels stacked
     (readable on a narrow screen), both against kilobytes of training text seen (one scale for
     every tokenizer): top, each arm's mean validation bits per byte over its seeds with a band of
     its 95 % t-interval (no band for one seed; the legend gives n); below, each arm's gap to the
     reference arm at the same evaluation point (< 0: ahead of it) with Welch's 95 % interval,
-    so a ranking that holds as the budget grows reads as gaps that keep their sign."""
+    so a ranking that holds as the budget grows reads as gaps that keep their sign. Colour and
+    marker by method label (:func:`method_palette`, :func:`method_markers`), line style by arm
+    within a label (e.g. a sweep's rates); each y axis capped near the arms' last points
+    (:func:`_clip_top`, which counts what it leaves off)."""
     plt, _ = pyplot()
     if summary.empty:
         return None
     s = summary.assign(kb=summary["train_bytes_seen"] / 1000)
     arms = list(dict.fromkeys(s["arm"]))
-    palette = method_palette(s["method_label"])
-    colours = {arm: palette[s.loc[s["arm"] == arm, "method_label"].iloc[0]] for arm in arms}
-    family = {arm: label_parts(s.loc[s["arm"] == arm, "method_label"].iloc[0])[0] for arm in arms}
-    nth = {arm: sum(family[a] == family[arm] for a in arms[:i]) % 4 for i, arm in enumerate(arms)}
-    styles = {arm: ("-", "--", ":", "-.")[k] for arm, k in nth.items()}  # arms of one method told apart
-    markers = {arm: ("o", "s", "^", "D")[k] for arm, k in nth.items()}
-    with plt.rc_context({"font.size": 12}):
-        fig, axes = plt.subplots(2, 1, figsize=(6.4, 9.6), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
-        for (model, arm), g in s.groupby(["model", "arm"], sort=False):
+    label_of = {arm: s.loc[s["arm"] == arm, "method_label"].iloc[0] for arm in arms}
+    palette, markers = method_palette(s["method_label"]), method_markers(s["method_label"])
+    nth = {arm: sum(label_of[a] == label_of[arm] for a in arms[:i]) % 4 for i, arm in enumerate(arms)}
+    styles = {arm: ("-", "--", ":", "-.")[k] for arm, k in nth.items()}  # arms of one label told apart
+
+    def draw(ax, frame: pd.DataFrame, y: str, label: bool) -> None:
+        for (model, arm), g in frame.groupby(["model", "arm"], sort=False):
             name = f"{arm} (n={int(g['n'].max())})" + (f", {model}" if s["model"].nunique() > 1 else "")
-            axes[0].plot(g["kb"], g["mean"], marker=markers[arm], color=colours[arm], ls=styles[arm], label=name)
+            ax.plot(g["kb"], g[y], marker=markers[label_of[arm]], color=palette[label_of[arm]], ls=styles[arm],
+                    mec="black", mew=0.5, label=name if label else None)
             band = g.dropna(subset=["ci_low", "ci_high"])
             if len(band):
-                axes[0].fill_between(band["kb"], band["ci_low"], band["ci_high"], color=colours[arm], alpha=0.2)
+                ax.fill_between(band["kb"], band["ci_low"], band["ci_high"], color=palette[label_of[arm]], alpha=0.15)
+
+    with plt.rc_context({"font.size": 12}):
+        fig, axes = plt.subplots(2, 1, figsize=(6.4, 9.6), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+        draw(axes[0], s, "mean", label=True)
+        _clip_top(axes[0], s["mean"], s.groupby(["model", "arm"])["mean"].last())
         axes[0].set_ylabel("validation bits per byte\n(lower is better)")
         axes[0].set_title("mean over seeds, 95 % t-interval band", fontsize=12)
         if len(gaps):
             ref = gaps["reference"].iloc[0]
-            for (model, arm), g in gaps.groupby(["model", "arm"], sort=False):
-                g = g.assign(kb=g["train_bytes_seen"] / 1000)
-                axes[1].plot(g["kb"], g["difference"], marker=markers[arm], color=colours[arm], ls=styles[arm])
-                band = g.dropna(subset=["ci_low", "ci_high"])
-                if len(band):
-                    axes[1].fill_between(band["kb"], band["ci_low"], band["ci_high"], color=colours[arm], alpha=0.2)
-            axes[1].axhline(0, color=colours.get(ref, "grey"), lw=1.5, ls="--")
+            g = gaps.assign(kb=gaps["train_bytes_seen"] / 1000)
+            draw(axes[1], g, "difference", label=False)
+            _clip_top(axes[1], g["difference"], g.groupby(["model", "arm"])["difference"].last(), floor_top=0.05)
+            axes[1].axhline(0, color=palette.get(label_of.get(ref, ""), "grey"), lw=1.5, ls="--")
             axes[1].set_ylabel(f"gap to {ref}:\nbits per byte (< 0: ahead)")
             axes[1].set_title("each arm minus the reference, Welch 95 % band", fontsize=12)
         else:
@@ -323,8 +361,9 @@ def learning_curves(summary: pd.DataFrame, gaps: pd.DataFrame, path: Path) -> Pa
         axes[-1].set_xlabel("training text seen (kB, UTF-8)")
         axes[0].set_xlim(left=0)
         axes[0].xaxis.set_tick_params(labelbottom=True)
-        fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=1,
-                   frameon=False, title="arm (seeds)")
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=1 if len(labels) <= 8 else 2,
+                   frameon=False, title="arm (seeds)", fontsize=10 if len(labels) > 8 else 12)
         fig.tight_layout()
     return _save(fig, path)
 
@@ -397,41 +436,47 @@ def study_comparisons(comp: pd.DataFrame, downstream: pd.DataFrame, path: Path) 
     return _save(fig, path)
 
 
-GRID_MARKERS = {STUDY: "o", SWEEP: "^"}
-"""Marker of a frontier point by its grid (the study: circle; its learning-rate sweep: triangle)."""
+GRID_FILLED = {STUDY: True, SWEEP: False}
+"""Whether a frontier point is filled, by its grid (the study: filled with its method's colour;
+its learning-rate sweep: hollow, ringed in that colour)."""
 
 
 def frontier(front: pd.DataFrame, path: Path) -> Path | None:
     """The learning-forgetting frontier (:func:`bashkir_peft.report.frontier.frontier_table`),
     two panels stacked (readable on a narrow screen): English loss, then Russian loss (x; bits
     per byte, run − base: > 0 forgotten) against the Bashkir gain (y; base − run: > 0 learnt),
-    one point per run, coloured by method label, marked by grid (circle: the study, triangle:
-    its learning-rate sweep); the Pareto front of each panel (no run both gains more and loses
+    one point per run, coloured and marked by method label (:func:`method_palette`,
+    :func:`method_markers`), filled for the study and hollow for its learning-rate sweep
+    (:data:`GRID_FILLED`); the Pareto front of each panel (no run both gains more and loses
     less) as a step line through its points (Biderman et al. 2024, Fig. 1). Up and to the left
     is better."""
     plt, _ = pyplot()
     if front.empty:
         return None
     order = _order(front["method_label"])
-    palette = method_palette(order)
+    palette, markers = method_palette(order), method_markers(order)
     with plt.rc_context({"font.size": 12}):
         fig, axes = plt.subplots(2, 1, figsize=(6.4, 9.6), sharey=True)
         for ax, side in zip(axes, ("english", "russian")):
             for lab in order:
-                for grid, marker in GRID_MARKERS.items():
+                for grid, filled in GRID_FILLED.items():
                     g = front[(front["method_label"] == lab) & (front["grid"] == grid)]
                     if len(g):
-                        ax.scatter(g[f"{side}_loss"], g["bashkir_gain"], marker=marker, s=70, color=palette[lab],
-                                   edgecolor="black", linewidth=0.6, zorder=3)
+                        ax.scatter(g[f"{side}_loss"], g["bashkir_gain"], marker=markers[lab], s=70,
+                                   facecolors=palette[lab] if filled else "none",
+                                   edgecolors="black" if filled else palette[lab],
+                                   linewidths=0.6 if filled else 1.8, zorder=3)
             pts = front[front[f"pareto_{side}"].astype(bool)].sort_values(f"{side}_loss")
             ax.step(pts[f"{side}_loss"], pts["bashkir_gain"], where="post", color="black", lw=1.2, zorder=2)
             ax.axvline(0, color="grey", lw=1, ls="--", zorder=1)
             ax.set_xlabel(f"{side.capitalize()} loss: bits per byte, run − base (> 0: forgotten)")
             ax.set_ylabel("Bashkir gain: bits per byte,\nbase − run (> 0: learnt)")
             ax.set_title(f"Bashkir learnt against {side.capitalize()} forgotten", fontsize=12)
-        handles = [plt.Line2D([], [], ls="", marker="s", ms=10, color=palette[lab], label=lab) for lab in order]
-        handles += [plt.Line2D([], [], ls="", marker=m, ms=9, mfc="white", mec="black", label=f"{g}")
-                    for g, m in GRID_MARKERS.items() if (front["grid"] == g).any()]
+        handles = [plt.Line2D([], [], ls="", marker=markers[lab], ms=9, mfc=palette[lab], mec="black", label=lab)
+                   for lab in order]
+        handles += [plt.Line2D([], [], ls="", marker="o", ms=9, mfc="grey" if filled else "none", mec="grey",
+                               mew=0.6 if filled else 1.8, label=f"{g} ({'filled' if filled else 'hollow'})")
+                    for g, filled in GRID_FILLED.items() if (front["grid"] == g).any()]
         handles.append(plt.Line2D([], [], color="black", lw=1.2, label="Pareto front"))
         fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
         fig.tight_layout()
