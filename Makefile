@@ -48,11 +48,11 @@ study-part: setup
 	@if [ "$(PART)" = sweep ]; then \
 	  $(BIN)/bashkir-peft grid run params/grids/cpu-study-lr.yaml --corpus "$(CORPUS)" && \
 	  mkdir -p results/cpu-study-lr && \
-	  $(BIN)/bashkir-peft bundle params/grids/cpu-study-lr.yaml --out results/cpu-study-lr/sweep.tar.gz; \
+	  $(BIN)/bashkir-peft bundle params/grids/cpu-study-lr.yaml --out results/cpu-study-lr/sweep-results.tar.gz; \
 	else \
 	  $(BIN)/bashkir-peft grid run params/grids/cpu-study.yaml --tier "$(PART)" --corpus "$(CORPUS)" && \
 	  mkdir -p results/cpu-study && \
-	  $(BIN)/bashkir-peft bundle params/grids/cpu-study.yaml --out results/cpu-study/$(PART).tar.gz; \
+	  $(BIN)/bashkir-peft bundle params/grids/cpu-study.yaml --out results/cpu-study/$(PART)-results.tar.gz; \
 	fi
 
 # The CPU study: its learning-rate sweep (cpu-study-lr), the study (cpu-study, whose grid

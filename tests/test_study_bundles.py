@@ -60,3 +60,20 @@ def test_without_the_sweep_s_bundles_the_study_has_no_sweep_and_another_grid_s_a
     write_bundle(results["trained"]["cpu-study"], only / "cpu-study-lr" / "cpu-study-results.tar.gz", "cpu-study")
     with pytest.raises(ConfigError, match="a bundle of grid 'cpu-study', not 'cpu-study-lr'"):
         extract_from_bundle(BookParams(grid=STUDY, from_bundle=str(only / "cpu-study"), runs_dir=str(tmp_path / "b" / "cpu-study")))
+
+
+def test_the_committed_and_the_makefile_s_bundles_are_named_as_the_book_reads_them(capfd):
+    """`make study-part` writes, and results/ holds, names the folder reader finds (a part's
+    bundle named otherwise would be left out of the book without a word); `bundle --out` refuses
+    another name."""
+    import re
+
+    from bashkir_peft.report.bundle import BUNDLE_SUFFIX, bundle_archives
+    from test_faults import cli
+
+    outs = re.findall(r"--out (\S+);", (REPO_ROOT / "Makefile").read_text())
+    assert len(outs) == 2 and all(o.endswith(BUNDLE_SUFFIX) for o in outs)
+    committed = sorted((REPO_ROOT / "results").glob("*/*.tar.gz"))
+    assert committed and all(a in bundle_archives(a.parent) for a in committed)
+    code, _, err = cli(capfd, "bundle", STUDY, "--out", "results/cpu-study/part2.tar.gz")
+    assert code == 2 and f"a bundle's name ends in {BUNDLE_SUFFIX}" in err

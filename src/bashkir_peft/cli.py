@@ -46,7 +46,7 @@ from bashkir_peft.models.registry import load_registry
 from bashkir_peft.models.spectrum import write_weight_spectrum
 from bashkir_peft.records import GridFiles, RunFiles
 from bashkir_peft.report.build import build_report
-from bashkir_peft.report.bundle import write_bundle
+from bashkir_peft.report.bundle import BUNDLE_SUFFIX, write_bundle
 from bashkir_peft.report.views import format_headline
 from bashkir_peft.runtime import configure_threads
 from bashkir_peft.yamlio import parse_yaml, validate
@@ -312,9 +312,12 @@ def add_report_parsers(sub) -> None:
 # --- bundle ------------------------------------------------------------------
 
 def _bundle(args: argparse.Namespace) -> int:
+    if args.out and not args.out.endswith(BUNDLE_SUFFIX):
+        raise ConfigError(f"--out {args.out}: a bundle's name ends in {BUNDLE_SUFFIX} (the book reads a folder "
+                          f"of bundles by that name)")
     name, runs_dir, _ = report_dirs(ReportParams(grid=args.grid, runs_dir=_grid_dir(args)))
     _refresh_index(args)
-    out = Path(args.out) if args.out else runs_dir.parent / f"{name}-results.tar.gz"
+    out = Path(args.out) if args.out else runs_dir.parent / f"{name}{BUNDLE_SUFFIX}"
     manifest = write_bundle(runs_dir, out, name)
     print(f"bundle: {out} ({len(manifest['files'])} files, {out.stat().st_size / 2**20:.1f} MiB; no weights)")
     return 0

@@ -54,6 +54,9 @@ from bashkir_peft.records import (
 
 MANIFEST = BUNDLE_MANIFEST
 BUNDLE_SCHEMA = 1
+BUNDLE_SUFFIX = "-results.tar.gz"
+"""How a bundle's file name ends (``<grid>-results.tar.gz``, ``<part>-results.tar.gz``): a
+folder of bundles is read by it (:func:`bundle_archives`)."""
 KEPT_SUFFIXES = {".json", ".csv", ".parquet", ".ipynb", ".png", ".svg"}
 LEFT_OUT_DIRS = BUNDLE_LEFT_OUT
 LEFT_OUT_DATA = {DataFiles.split(s) for s in ("train", "validation", "test")}
@@ -266,9 +269,9 @@ def bundle_archives(source: str | Path) -> list[Path]:
     """
     source = Path(source)
     if source.is_dir():
-        archives = sorted(source.glob("*-results.tar.gz"))
+        archives = sorted(source.glob(f"*{BUNDLE_SUFFIX}"))
         if not archives:
-            raise DataError(f"{source}: no results bundle (*-results.tar.gz) in this folder")
+            raise DataError(f"{source}: no results bundle (*{BUNDLE_SUFFIX}) in this folder")
         return archives
     if not source.is_file():
         raise DataError(f"{source}: no such bundle or folder of bundles")
