@@ -351,6 +351,12 @@ def test_the_head_of_a_document_ends_at_a_word_within_its_bytes():
     assert head_bytes("баш ҡорт теле", 15) == "баш ҡорт"  # 15 bytes would cut "теле"
     assert head_bytes("баш ҡорт теле", 16) == "баш ҡорт"  # "баш ҡорт " + "т": no half word
     assert head_bytes("баш ҡорт теле", 23) == "баш ҡорт"  # one byte short of the whole (24 bytes)
+    # a budget that ends between the two bytes of a letter inside a word: no half word either
+    assert head_bytes("баш ҡорт теле", 18) == "баш ҡорт"  # "баш ҡорт т" + half of "е"
+    assert head_bytes("баш ҡорт теле", 22) == "баш ҡорт"  # "баш ҡорт тел" + half of "е"
+    assert head_bytes("баш ҡорт теле", 17) == "баш ҡорт"  # "баш ҡорт " + half of "т"
+    assert head_bytes("баш ҡорт теле", 16) == "баш ҡорт"
+    assert head_bytes("баш ҡорт\nтеле", 16) == "баш ҡорт"  # the budget stops before a newline
     assert head_bytes("баш ҡорт теле", 24) == "баш ҡорт теле"
     assert head_bytes("ҡҡҡҡҡ", 5) == "ҡҡ"  # one long word: whole characters (2 bytes each)
     with pytest.raises(ValueError):

@@ -28,8 +28,9 @@ def head_bytes(text: str, max_bytes: int) -> str:
     raw = text.encode("utf-8")
     if len(raw) <= max_bytes:
         return text
-    head = raw[: max_bytes + 1].decode("utf-8", errors="ignore")  # +1: is the next character a space?
-    if len(head.encode("utf-8")) > max_bytes and not head[-1].isspace():
+    head = raw[:max_bytes].decode("utf-8", errors="ignore")  # the whole characters within the budget
+    after = text[len(head)]  # the character the budget cut off or stopped before
+    if not after.isspace():  # the budget ends inside a word: cut before it
         cut = max((i for i, ch in enumerate(head) if ch.isspace()), default=None)
-        head = head[:cut] if cut else head[:-1]
+        head = head[:cut] if cut else head
     return head.rstrip()
