@@ -1,7 +1,8 @@
 """The grid's expected wall time (grid/estimate.py): the weights the speed probe multiplies by are
 the model's (checked against SmolLM2-135M's published parameter count and GPT-2's formula), and
 the estimate adds each cell's training (tokens x 6P or 4P at the trainer's share of the measured
-GEMM rate) and its other notebook executions (reference seconds scaled by the GEMM ratio)."""
+GEMM rate, plus its validation passes), its evaluation passes (the tokens they score x 2P at the
+protocol's share) and its other notebook executions (reference seconds scaled by the GEMM ratio)."""
 
 from __future__ import annotations
 
@@ -47,53 +48,101 @@ class _Run:
     notebooks' declared parameters (here: no notebook takes ``passes``)."""
 
     declared = {}
+    data_dir = "d"
 
     def units(self, p):
         train = {"method": p.cell.method, "max_steps": 10, "per_device_train_batch_size": 4, "block_size": 32,
-                 "device": p.cell.device}
+                 "eval_steps": 4, "max_eval_documents": 2, "device": p.cell.device}
         units = [("train", "train", train)] if p.cell.method != "base" else []
         units += [("evaluate.1", "evaluate", {"protocol": "rolling", "model": "m", "data_dir": "d"}),
-                  ("evaluate.2", "evaluate", {"protocol": "rolling", "model": "m",
-                                              "external": {"name": "sib200-eng", "path": "params"}}),
+                  ("evaluate.2", "evaluate", {"protocol": "goldfish", "model": "m",
+                                              "external": {"name": "flores-eng", "path": "params", "format": "lines"}}),
                   ("generate", "generate", {"n_prompts": 5, "model": "m", "data_dir": "d"})]
         return [Unit(name, stage, parameters, STAGES[stage].params_model.model_validate(parameters))
                 for name, stage, parameters in units]
 
 
-def test_estimate_adds_training_flops_and_scaled_reference_stages(monkeypatch):
+@pytest.fixture
+def machine(monkeypatch):
+    """A fixed machine (50 GFLOP/s, P = 2M weights) and prepared data: 2 bytes per token, a
+    validation split of 300 + 500 bytes, 6,000 bytes for a split's pass and 1,000 for the
+    external set's."""
     g, n_params = 50.0, 2_000_000
-    monkeypatch.setattr(estimate, "gemm_gflops", lambda shapes, rows: (g, n_params))  # a fixed machine
+    monkeypatch.setattr(estimate, "gemm_gflops", lambda shapes, rows: (g, n_params))
+    monkeypatch.setattr(estimate, "base_bytes_per_token", lambda data_dir, model: 2.0)
+    monkeypatch.setattr(estimate, "load_texts", lambda data_dir, split, n: ["a" * 300, "b" * 500, "c" * 900][:n])
+    monkeypatch.setattr(estimate, "scored_bytes", lambda params, data_dir: 1_000 if params.external else 6_000)
+    return g, n_params
+
+
+def test_estimate_adds_training_validation_scoring_and_scaled_reference_stages(machine):
+    g, n_params = machine
     cells = [_Planned("base"), _Planned("full"), _Planned("lora")]
     est = estimate.estimate_grid(_Run(), cells)
-    tokens = 10 * 4 * 32
-    share = estimate.TRAIN_SHARE_OF_BOUND
+    tokens, forward = 10 * 4 * 32, 2 * n_params / (g * 1e9)
+    share, rolling = estimate.TRAIN_SHARE_OF_BOUND, estimate.EVAL_SHARE_OF_BOUND["rolling"]
     ref, scale = estimate.REFERENCE_SECONDS, estimate.REFERENCE_GFLOPS / g
+    # validation: steps 4, 8 and the last (10): 3 passes over the first 2 documents, 800 bytes = 400 tokens
+    validation = 3 * 400 * forward / rolling
     assert est.train_seconds == pytest.approx(tokens * n_params * (6 / (share["full"] * g * 1e9)
                                                                     + 4 / (share["lora"] * g * 1e9))
-                                              + 2 * scale * ref["train"]["any"])
-    # evaluate.1 is a protocol pass, evaluate.2 an external set; generation costs by prompt
-    assert est.other_seconds == pytest.approx(scale * sum(
-        ref["evaluate"][m] + ref["external"][m] + estimate.GENERATE_START_S + 5 * ref["generate"][m]
+                                              + 2 * (validation + scale * ref["train"]["any"]))
+    # evaluate.1 scores 3,000 tokens (rolling), evaluate.2 500 (goldfish), each in its own notebook;
+    # generation costs by prompt
+    scoring = 3_000 * forward / rolling + 500 * forward / estimate.EVAL_SHARE_OF_BOUND["goldfish"]
+    assert est.other_seconds == pytest.approx(sum(
+        scoring + scale * (2 * estimate.NOTEBOOK_START_S + estimate.NOTEBOOK_START_S + 5 * ref["generate"][m])
         for m in ("base", "full", "lora")))
     assert est.book_seconds == pytest.approx(scale * ref["book"]["any"])
     assert est.seconds == pytest.approx(est.train_seconds + est.other_seconds + est.book_seconds)
     assert not est.unknown and "~" in est.describe()
 
 
-def test_a_pass_sharing_the_execution_before_it_pays_no_notebook_start(monkeypatch):
+def test_a_pass_sharing_the_execution_before_it_pays_no_notebook_start(machine):
     """With an evaluation notebook that takes ``passes`` (issue 28), the external set's pass runs
-    in the execution of the split's pass: its reference seconds less one notebook start."""
-    g = estimate.REFERENCE_GFLOPS  # scale 1
-    monkeypatch.setattr(estimate, "gemm_gflops", lambda shapes, rows: (g, 1_000_000))
+    in the execution of the split's pass: one notebook start less."""
+    g, _ = machine
     separate = estimate.estimate_grid(_Run(), [_Planned("base")]).other_seconds
     run = _Run()
     run.declared = {"evaluate": {"passes": None}}
     together = estimate.estimate_grid(run, [_Planned("base")]).other_seconds
-    assert separate - together == pytest.approx(estimate.GENERATE_START_S)
+    assert separate - together == pytest.approx(estimate.NOTEBOOK_START_S * estimate.REFERENCE_GFLOPS / g)
 
 
-def test_cells_on_a_gpu_are_not_estimated(monkeypatch):
-    monkeypatch.setattr(estimate, "gemm_gflops", lambda shapes, rows: (50.0, 1000))
+def test_before_data_prep_training_and_evaluation_are_named_not_estimated(machine, monkeypatch):
+    monkeypatch.setattr(estimate, "base_bytes_per_token", lambda data_dir, model: None)
+    est = estimate.estimate_grid(_Run(), [_Planned("base"), _Planned("lora")])
+    assert est.train_seconds == 0 and est.unknown == [
+        "training and evaluation of 2 cell(s) (their tokens are known once data prep has measured the model's bytes "
+        "per token: `grid run` prints the whole estimate after it)"]
+
+
+def test_validation_passes_count_the_last_step_once():
+    assert estimate.validation_passes(20, 7) == 3  # 7, 14 and the last, 20
+    assert estimate.validation_passes(21, 7) == 3  # 7, 14, 21: the last is one of them
+    assert estimate.validation_passes(100, 200) == 1  # only the last
+
+
+def test_scored_bytes_are_the_bytes_the_evaluation_scores(tmp_path):
+    """The estimate counts what the evaluation reads: the first N documents, each cut at
+    ``max_document_bytes`` (one code path: evaluate.run.scored_documents)."""
+    import pandas as pd
+
+    from bashkir_peft.config.evaluate import EvalParams
+    from bashkir_peft.data.folder import write_presplit_folder
+
+    words = "Башҡортостан Республикаһы ҡала "
+    texts = [words * 2, words * 5, words * 9]  # 118, 295 and 531 bytes
+    splits = {s: pd.DataFrame({"id": [f"{s}{i}" for i in range(3)], "source": "web", "text": texts})
+              for s in ("train", "validation", "test")}
+    write_presplit_folder(tmp_path / "data", splits, "fp", {"kind": "fixture", "location": "texts"})
+    params = EvalParams(model="m", data_dir=str(tmp_path / "data"), max_documents=2, max_document_bytes=100)
+    # the first two documents, each cut at the last word boundary within 100 bytes (83 bytes)
+    expected = 2 * len("Башҡортостан Республикаһы ҡала Башҡортостан".encode())
+    assert estimate.scored_bytes(params, tmp_path / "data") == expected
+
+
+def test_cells_on_a_gpu_are_not_estimated(machine, monkeypatch):
     monkeypatch.setattr(estimate, "choose_device", lambda device, method: type("P", (), {"device": device})())
     est = estimate.estimate_grid(_Run(), [_Planned("lora", device="cuda")])
     assert est.seconds == 0 and est.unknown == ["tiny-gpt2-lora (GPU)"]

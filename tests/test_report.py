@@ -300,3 +300,24 @@ def test_only_the_current_cells_of_the_grid_index_are_results(tmp_path):
     assert {r.run_id for r in discover_runs(runs)} == {"current", "stale"}  # no index: all
     write_index(runs, ["current"])
     assert [r.run_id for r in discover_runs(runs)] == ["current"]
+
+
+def test_a_document_scored_on_other_text_in_one_run_is_left_out_of_the_pair_and_noted():
+    """Two runs pair by document id only where each scored the same bytes (e.g. a document cut
+    at another word boundary by an older evaluation): the others are left out, with a note."""
+    from bashkir_peft.report.lm import difference_row
+
+    def run(nll: list[float], n_bytes: list[int]) -> pd.DataFrame:
+        return pd.DataFrame({"nll": nll, "bytes": n_bytes}, index=["d0", "d1", "d2"])
+
+    a = [run([70.0, 80.0, 90.0], [100, 100, 100]), run([72.0, 78.0, 91.0], [100, 100, 100]),
+         run([71.0, 79.0, 89.0], [100, 100, 100])]
+    b = [run([60.0, 70.0, 80.0], [100, 100, 93]), run([61.0, 71.0, 79.0], [100, 100, 93]),
+         run([62.0, 69.0, 81.0], [100, 100, 93])]
+    row = difference_row(a, b, "lora r=8", "full", n_resamples=200, confidence=0.95, seed=0)
+    assert row["n_documents"] == 2 and row["note"].startswith("1 document(s) left out")
+    # d0 and d1 only: mean NLL 71 + 79 against 61 + 70, over 200 bytes
+    assert row["difference"] == pytest.approx(((71 + 79) - (61 + 70)) / (200 * np.log(2)))
+    same = difference_row(a, [run(f["nll"].tolist(), [100, 100, 100]) for f in b], "lora r=8", "full",
+                          n_resamples=200, confidence=0.95, seed=0)
+    assert same["n_documents"] == 3 and same["note"] is None

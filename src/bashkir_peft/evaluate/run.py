@@ -211,7 +211,7 @@ def tidy_metrics(per_doc):
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def _documents(params: EvalParams, data_dir, manifest) -> tuple[list[str], list[str], list[str], dict | None]:
+def scored_documents(params: EvalParams, data_dir, manifest) -> tuple[list[str], list[str], list[str], dict | None]:
     """``(texts, ids, sources, external info)`` of what ``params`` scores: a split of the
     prepared data (first ``max_documents``, each cut to its first ``max_document_bytes`` at a
     word boundary, :func:`~bashkir_peft.text.excerpt.head_bytes`), or the external set
@@ -296,7 +296,7 @@ def run_evaluation(params: EvalParams, *, progress: bool = True, subject=None) -
     if params.protocol == "paper" and not block_size:
         raise ConfigError("the paper protocol needs block_size (not given, not in the training record)")
     manifest = read_manifest(data_dir) if data_dir is not None else None
-    texts, ids, sources, external = _documents(params, data_dir, manifest)
+    texts, ids, sources, external = scored_documents(params, data_dir, manifest)
     scored = params.scored
 
     length = {"rolling": params.max_length, "paper": block_size, "goldfish": GOLDFISH_MAX_TOKENS}[params.protocol]

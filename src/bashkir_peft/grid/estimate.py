@@ -8,20 +8,22 @@ FLOPs (:func:`gemm_gflops`, about a second). Then, per cell not yet finished:
 - training: ``tokens x c x P / (share[method] x G)`` (a byte budget, ``train_bytes``: its
   steps at the bytes per token of the model's own tokenizer on the prepared data, the data
   folder's fertility table; an adapted tokenizer packs more text into a token, so its cells
-  are counted with more steps than they run) plus the stage's fixed seconds (notebook
-  start, model load, validation, saving; below): a step costs about ``c = 6`` FLOPs per
-  weight and token for full fine-tuning and ``c = 4`` for adapters (forward 2, backward 2 for
-  the activations' gradients, plus 2 for the weights' own when they train; Kaplan et al.
-  2020, "Scaling Laws for Neural Language Models", sec. 2.1); ``P`` = the weights the matrix
+  are counted with more steps than they run): a step costs about ``c = 6`` FLOPs per weight
+  and token for full fine-tuning and ``c = 4`` for adapters (forward 2, backward 2 for the
+  activations' gradients, plus 2 for the weights' own when they train; Kaplan et al. 2020,
+  "Scaling Laws for Neural Language Models", sec. 2.1); ``P`` = the weights the matrix
   products use; ``share`` = the part of that bound our trainer reaches
-  (:data:`TRAIN_SHARE_OF_BOUND`, measured by ``benchmarks/train_throughput.py``);
-- every other notebook execution (an evaluation pass, an external test set, generation, the
-  downstream stage) and the book: its seconds with the cpu-demo's settings on the reference
-  machine (:data:`REFERENCE_SECONDS`; generation per prompt), times ``G_ref / G``: a stage
-  with other settings (more documents, sentences) costs more than this says. A pass that
-  runs in the notebook execution of the pass before it (a stage whose notebook takes
-  ``passes``: :func:`bashkir_peft.grid.runner.executions`) costs its seconds less the notebook
-  start and model load (:data:`GENERATE_START_S`), which the first pass pays.
+  (:data:`TRAIN_SHARE_OF_BOUND`, measured by ``benchmarks/train_throughput.py``); plus its
+  validation passes (:func:`validation_passes`, each the first ``max_eval_documents`` of the
+  validation split, scored as below) and the stage's fixed seconds (notebook start, model
+  load, packing, saving; :data:`REFERENCE_SECONDS`);
+- an evaluation pass: the tokens it scores (the bytes of the documents or sentences it
+  selects, :func:`scored_bytes`, at the same bytes per token) x ``2P`` FLOPs (a forward
+  pass) at :data:`EVAL_SHARE_OF_BOUND` of ``G`` for its protocol, plus a notebook start and
+  model load (:data:`NOTEBOOK_START_S`) unless it runs in the notebook execution of the pass
+  before it (a stage whose notebook takes ``passes``: :func:`bashkir_peft.grid.runner.executions`);
+- generation, the downstream stage and the book: their seconds on the reference machine
+  (:data:`REFERENCE_SECONDS`; generation per prompt), times ``G_ref / G``.
 
 The figure is an estimate for planning, compared with the real wall time at the end of
 ``grid run``; cells on a GPU are not estimated (the planner uses their measured throughput),
@@ -38,33 +40,70 @@ from collections import Counter
 from dataclasses import dataclass
 
 from bashkir_peft.config.generate import GenerateParams
+from bashkir_peft.data.folder import load_texts
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.grid.gputime import base_bytes_per_token, budget_tokens
 from bashkir_peft.grid.plan import meta_model, planned_tokens, train_params
 from bashkir_peft.models.device import choose_device
+from bashkir_peft.train.budget import resolve_budget
 from bashkir_peft.yamlio import PASSES
 
 # Share of the GEMM bound our trainer reaches, SmolLM2-135M, batch 8 x block 128, fp32, 2
 # threads (benchmarks/RESULTS.md, "Training throughput", the run of this issue's commit).
 TRAIN_SHARE_OF_BOUND = {"full": 0.71, "lora": 0.61, "qlora": 0.53}
 
-# Seconds of each notebook execution with the cpu-demo grid's settings, measured in its run of
-# 2026-12-02 on a 2-core AMD EPYC VM whose probe read REFERENCE_GFLOPS (benchmarks/RESULTS.md,
-# "make demo within its budget"), notebook start and model loading included, by stage and
-# method: an evaluation pass (3 test documents, rolling), an external set (10 SIB-200
-# sentences), the downstream stage (its demo cut); generation: GENERATE_START_S plus the
-# per-prompt seconds below times the cell's ``n_prompts`` (20 words each); "book": the report and
-# the book, once per grid.
+# Share of the GEMM bound a forward pass of evaluation reaches, by protocol: SmolLM2-135M, fp32,
+# 2 threads, the CPU study's runs of 2026-12-06 (its part 2; the probe read 176 GFLOP/s):
+# rolling windows over the corpus's test documents and the SIB-200 sentences 387-468 tokens/s,
+# FLORES-200 under the Goldfish protocol (one short sentence per row) 259-285 tokens/s, at
+# 2P = 0.269 GFLOP per token (benchmarks/RESULTS.md, "The CPU study, second edition": part 2).
+EVAL_SHARE_OF_BOUND = {"rolling": 0.66, "paper": 0.66, "goldfish": 0.42}
+
+# Seconds on the reference machine (its probe read REFERENCE_GFLOPS): the training stage beyond
+# its steps and validation (notebook start, model load, packing the training split, saving;
+# for full fine-tuning the weight spectrum too), measured in the CPU study's part 2 as the
+# stage's wall time less its trainer's; generation per prompt (20 words, batches of 8) and the
+# notebook start, from the same runs; the downstream stage (its demo cut) and "book" (the
+# report and the book, once per grid) from the cpu-demo's run of 2026-12-02 (benchmarks/RESULTS.md,
+# "make demo within its budget").
 REFERENCE_GFLOPS = 127.0
 REFERENCE_SECONDS = {
-    "train": {"any": 55.0},  # the training stage beyond its steps: start, load, validation, saving
-    "evaluate": {"base": 34.0, "full": 32.0, "lora": 34.0, "qlora": 41.0},
-    "external": {"base": 11.0, "full": 11.0, "lora": 13.0, "qlora": 14.0},
-    "generate": {"base": 4.6, "full": 3.9, "lora": 4.4, "qlora": 6.0},
+    "train": {"any": 36.0},
+    "generate": {"base": 6.1, "full": 6.1, "lora": 6.6, "qlora": 9.0},
     "downstream": {"base": 45.0, "full": 39.0, "lora": 43.0, "qlora": 55.0},
     "book": {"any": 20.0},
 }
-GENERATE_START_S = 9.0  # notebook start and model load, as an external set's pass minus its scoring
+NOTEBOOK_START_S = 9.0  # a notebook's kernel start and model load on the reference machine
+
+
+def validation_passes(max_steps: int, eval_steps: int) -> int:
+    """Validation passes of a training run: one every ``eval_steps`` optimizer steps and one at
+    the last step unless it falls on one of those (:func:`bashkir_peft.train.run._final_eval`)."""
+    return max_steps // eval_steps + (1 if max_steps % eval_steps else 0)
+
+
+_SCORED: dict[tuple, int] = {}
+
+
+def scored_bytes(params, data_dir) -> int:
+    """UTF-8 bytes of the text an evaluation pass scores (its documents or sentences, selected
+    and cut as :func:`bashkir_peft.evaluate.run.scored_documents` does), read once per setting.
+
+    Args:
+        params: the pass's :class:`~bashkir_peft.config.evaluate.EvalParams`.
+        data_dir: the grid's prepared data folder (a split's pass reads it).
+
+    Raises:
+        DataError, OSError: the split or the external set cannot be read.
+    """
+    from bashkir_peft.evaluate.run import scored_documents
+
+    key = (str(data_dir), params.split, params.max_documents, params.max_document_bytes,
+           params.external.model_dump_json() if params.external else None)
+    if key not in _SCORED:
+        texts = scored_documents(params, data_dir, None)[0]
+        _SCORED[key] = sum(len(t.encode("utf-8")) for t in texts)
+    return _SCORED[key]
 
 
 def matmul_shapes(net) -> list[tuple[int, int, int]]:
@@ -190,7 +229,7 @@ def estimate_grid(run, cells) -> GridEstimate:
         run: a :class:`bashkir_peft.grid.runner.GridRun`.
         cells: the :class:`~bashkir_peft.grid.runner.Planned` cells that will run.
     """
-    gflops, shapes, probes, unknown = {}, {}, {}, []
+    gflops, shapes, probes, unknown, unprepared = {}, {}, {}, [], set()
     train_s = other_s = 0.0
     for p in cells:
         units = run.units(p)
@@ -213,33 +252,47 @@ def estimate_grid(run, cells) -> GridEstimate:
         g, n_params = probes[key]
         gflops.setdefault(p.cell.model, g)
         scale = REFERENCE_GFLOPS / g
+        bpt = base_bytes_per_token(run.data_dir, p.cell.model)
+        forward_s = 2 * n_params / (g * 1e9)  # seconds of one token's forward pass at the full GEMM rate
         with_passes = {s for s, names in run.declared.items() if PASSES in names}
         for i, u in enumerate(units):
             stage, settings = u.stage, u.parameters
             shared = (u.name != stage and stage in with_passes and i > 0 and units[i - 1].stage == stage)
+            if stage in ("train", "evaluate") and bpt is None:
+                unprepared.add(p.cell.slug)
+                continue
             if stage == "train":
                 tokens = planned_tokens(params, None)
                 if tokens is None and params.train_bytes is not None:
-                    tokens = budget_tokens(params, base_bytes_per_token(run.data_dir, p.cell.model))
+                    tokens = budget_tokens(params, bpt)
                 if tokens is None:
-                    why = "a byte budget" if params.train_bytes else "epochs"
-                    unknown.append(f"{p.cell.slug} training ({why}: its tokens are known once its tokenizer has "
+                    unknown.append(f"{p.cell.slug} training (epochs: its tokens are known once its tokenizer has "
                                    "read the training split)")
                     continue
+                budget = resolve_budget(params, {"tokens": 1_000_000, "bytes": bpt * 1_000_000}, params.processes)
+                val_tokens = sum(len(t.encode("utf-8")) for t in
+                                 load_texts(run.data_dir, "validation", params.max_eval_documents)) / bpt
                 train_s += tokens * train_flops_per_token(method, n_params) / (TRAIN_SHARE_OF_BOUND[method] * g * 1e9)
+                train_s += (validation_passes(budget.max_steps, budget.eval_steps) * val_tokens * forward_s
+                            / EVAL_SHARE_OF_BOUND["rolling"])
                 train_s += REFERENCE_SECONDS["train"]["any"] * scale
+            elif stage == "evaluate":
+                tokens = scored_bytes(u.params, run.data_dir) / bpt
+                other_s += tokens * forward_s / EVAL_SHARE_OF_BOUND[u.params.protocol]
+                other_s += 0.0 if shared else NOTEBOOK_START_S * scale
             else:
-                kind = "external" if "external" in settings else stage
-                seconds = REFERENCE_SECONDS.get(kind, {}).get(method, 30.0)
+                seconds = REFERENCE_SECONDS.get(stage, {}).get(method, 30.0)
                 if stage == "generate":
                     n_prompts = settings.get("n_prompts", GenerateParams.model_fields["n_prompts"].default)
-                    seconds = GENERATE_START_S + seconds * n_prompts
-                if shared:  # a later pass of one notebook execution: no notebook start, no model load
-                    seconds = max(seconds - GENERATE_START_S, 0.0)
+                    seconds = NOTEBOOK_START_S + seconds * n_prompts
                 other_s += seconds * scale
+    if unprepared:
+        unknown.append(f"training and evaluation of {len(unprepared)} cell(s) (their tokens are known once data prep "
+                       "has measured the model's bytes per token: `grid run` prints the whole estimate after it)")
     book_s = REFERENCE_SECONDS["book"]["any"] * REFERENCE_GFLOPS / min(gflops.values()) if gflops else 0.0
     return GridEstimate(train_s, other_s, book_s, gflops, len(cells), unknown)
 
 
-__all__ = ["estimate_grid", "cells_on_this_cpu", "gemm_gflops", "matmul_shapes", "train_flops_per_token", "GridEstimate", "TRAIN_SHARE_OF_BOUND",
-           "REFERENCE_SECONDS", "REFERENCE_GFLOPS"]
+__all__ = ["estimate_grid", "cells_on_this_cpu", "gemm_gflops", "matmul_shapes", "train_flops_per_token", "GridEstimate",
+           "TRAIN_SHARE_OF_BOUND", "EVAL_SHARE_OF_BOUND", "REFERENCE_SECONDS", "REFERENCE_GFLOPS", "NOTEBOOK_START_S",
+           "scored_bytes", "validation_passes"]

@@ -158,11 +158,16 @@ def difference_row(runs_a: list[pd.DataFrame], runs_b: list[pd.DataFrame], label
     Returns:
         ``bpb_a, bpb_b, difference, ci_low, ci_high, std_error, dof, confidence, n_documents,
         n_seeds_a, n_seeds_b, note`` (no interval, and a note why, where a trained method has
-        too few seeds); ``None`` if the runs share no document.
+        too few seeds; a note of the documents left out because their scored bytes differ
+        between runs, so that both methods are compared on the same text); ``None`` if the runs
+        share no document scored on the same text.
     """
     common = runs_a[0].index
     for frame in (*runs_a[1:], *runs_b):
         common = common.intersection(frame.index)
+    scored = pd.concat([f.loc[common, "bytes"] for f in (*runs_a, *runs_b)], axis=1)
+    same_text = (scored.nunique(axis=1) == 1).to_numpy()  # a document cut or cleaned otherwise in one run
+    common, other_text = common[same_text], int((~same_text).sum())
     if common.empty:
         return None
     nll_a = np.stack([f.loc[common, "nll"].to_numpy(dtype=float) for f in runs_a])
@@ -174,10 +179,12 @@ def difference_row(runs_a: list[pd.DataFrame], runs_b: list[pd.DataFrame], label
     seeded = {lab: label_parts(lab)[0] != "base" for lab in (label_a, label_b)}
     problems = [p for p in (seed_level_problem(len(runs_a), seeded[label_a], label_a),
                             seed_level_problem(len(runs_b), seeded[label_b], label_b)) if p]
+    left_out = (f"{other_text} document(s) left out: their scored bytes differ between runs (another cut or "
+                "cleaning of the same document)") if other_text else None
     if problems:
         return {**row, "difference": row["bpb_a"] - row["bpb_b"], "ci_low": math.nan, "ci_high": math.nan,
-                "std_error": math.nan, "dof": math.nan, "note": "; ".join(problems)}
+                "std_error": math.nan, "dof": math.nan, "note": "; ".join([*problems, *filter(None, [left_out])])}
     ci = hierarchical_bpb_difference(nll_a, nll_b, n_bytes, seeded_a=seeded[label_a], seeded_b=seeded[label_b],
                                      n_resamples=n_resamples, confidence=confidence, seed=seed)
     return {**row, "difference": ci.estimate, "ci_low": ci.low, "ci_high": ci.high, "std_error": ci.std_error,
-            "dof": ci.dof, "note": None}
+            "dof": ci.dof, "note": left_out}
