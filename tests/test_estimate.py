@@ -65,13 +65,13 @@ class _Run:
 @pytest.fixture
 def machine(monkeypatch):
     """A fixed machine (50 GFLOP/s, P = 2M weights) and prepared data: 2 bytes per token, a
-    validation split of 300 + 500 bytes, 6,000 bytes for a split's pass and 1,000 for the
+    validation split of 300 + 500 bytes, 3,000 tokens for a split's pass and 500 for the
     external set's."""
     g, n_params = 50.0, 2_000_000
     monkeypatch.setattr(estimate, "gemm_gflops", lambda shapes, rows: (g, n_params))
     monkeypatch.setattr(estimate, "base_bytes_per_token", lambda data_dir, model: 2.0)
     monkeypatch.setattr(estimate, "load_texts", lambda data_dir, split, n: ["a" * 300, "b" * 500, "c" * 900][:n])
-    monkeypatch.setattr(estimate, "scored_bytes", lambda params, data_dir: 1_000 if params.external else 6_000)
+    monkeypatch.setattr(estimate, "scored_tokens", lambda params, data_dir, model: 500 if params.external else 3_000)
     return g, n_params
 
 
@@ -123,13 +123,14 @@ def test_validation_passes_count_the_last_step_once():
     assert estimate.validation_passes(100, 200) == 1  # only the last
 
 
-def test_scored_bytes_are_the_bytes_the_evaluation_scores(tmp_path):
-    """The estimate counts what the evaluation reads: the first N documents, each cut at
+def test_scored_tokens_are_those_of_the_text_the_evaluation_reads(tmp_path):
+    """The estimate tokenizes what the evaluation reads: the first N documents, each cut at
     ``max_document_bytes`` (one code path: evaluate.run.scored_documents)."""
     import pandas as pd
 
     from bashkir_peft.config.evaluate import EvalParams
     from bashkir_peft.data.folder import write_presplit_folder
+    from bashkir_peft.models.loading import load_tokenizer, resolve_model
 
     words = "Башҡортостан Республикаһы ҡала "
     texts = [words * 2, words * 5, words * 9]  # 118, 295 and 531 bytes
@@ -137,9 +138,10 @@ def test_scored_bytes_are_the_bytes_the_evaluation_scores(tmp_path):
               for s in ("train", "validation", "test")}
     write_presplit_folder(tmp_path / "data", splits, "fp", {"kind": "fixture", "location": "texts"})
     params = EvalParams(model="m", data_dir=str(tmp_path / "data"), max_documents=2, max_document_bytes=100)
-    # the first two documents, each cut at the last word boundary within 100 bytes (83 bytes)
-    expected = 2 * len("Башҡортостан Республикаһы ҡала Башҡортостан".encode())
-    assert estimate.scored_bytes(params, tmp_path / "data") == expected
+    # the first two documents, each cut at the last word boundary within 100 bytes
+    head = "Башҡортостан Республикаһы ҡала Башҡортостан"
+    tokens = len(load_tokenizer(resolve_model("tiny-gpt2"))(head, add_special_tokens=False)["input_ids"])
+    assert tokens > 10 and estimate.scored_tokens(params, tmp_path / "data", "tiny-gpt2") == 2 * tokens
 
 
 def test_cells_on_a_gpu_are_not_estimated(machine, monkeypatch):

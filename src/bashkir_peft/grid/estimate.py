@@ -17,9 +17,9 @@ FLOPs (:func:`gemm_gflops`, about a second). Then, per cell not yet finished:
   validation passes (:func:`validation_passes`, each the first ``max_eval_documents`` of the
   validation split, scored as below) and the stage's fixed seconds (notebook start, model
   load, packing, saving; :data:`REFERENCE_SECONDS`);
-- an evaluation pass: the tokens it scores (the bytes of the documents or sentences it
-  selects, :func:`scored_bytes`, at the same bytes per token) x ``2P`` FLOPs (a forward
-  pass) at :data:`EVAL_SHARE_OF_BOUND` of ``G`` for its protocol, plus a notebook start and
+- an evaluation pass: the tokens of its forward passes (the documents or sentences it
+  selects, tokenized, :func:`scored_tokens`) x ``2P`` FLOPs (a forward pass) at
+  :data:`EVAL_SHARE_OF_BOUND` of ``G`` for its protocol, plus a notebook start and
   model load (:data:`NOTEBOOK_START_S`) unless it runs in the notebook execution of the pass
   before it (a stage whose notebook takes ``passes``: :func:`bashkir_peft.grid.runner.executions`);
 - generation, the downstream stage and the book: their seconds on the reference machine
@@ -55,9 +55,10 @@ TRAIN_SHARE_OF_BOUND = {"full": 0.71, "lora": 0.61, "qlora": 0.53}
 # Share of the GEMM bound a forward pass of evaluation reaches, by protocol: SmolLM2-135M, fp32,
 # 2 threads, the CPU study's runs of 2026-12-06 (its part 2; the probe read 176 GFLOP/s):
 # rolling windows over the corpus's test documents and the SIB-200 sentences 387-468 tokens/s,
-# FLORES-200 under the Goldfish protocol (one short sentence per row) 259-285 tokens/s, at
-# 2P = 0.269 GFLOP per token (benchmarks/RESULTS.md, "The CPU study, second edition": part 2).
-EVAL_SHARE_OF_BOUND = {"rolling": 0.66, "paper": 0.66, "goldfish": 0.42}
+# FLORES-200 under the Goldfish protocol 519-569 tokens/s of whole sentences (its records count
+# the scored second halves, half of those), at 2P = 0.269 GFLOP per token (benchmarks/RESULTS.md,
+# "The CPU study, second edition": part 2).
+EVAL_SHARE_OF_BOUND = {"rolling": 0.66, "paper": 0.66, "goldfish": 0.82}
 
 # Seconds on the reference machine (its probe read REFERENCE_GFLOPS): the training stage beyond
 # its steps and validation (notebook start, model load, packing the training split, saving;
@@ -85,24 +86,31 @@ def validation_passes(max_steps: int, eval_steps: int) -> int:
 _SCORED: dict[tuple, int] = {}
 
 
-def scored_bytes(params, data_dir) -> int:
-    """UTF-8 bytes of the text an evaluation pass scores (its documents or sentences, selected
-    and cut as :func:`bashkir_peft.evaluate.run.scored_documents` does), read once per setting.
+def scored_tokens(params, data_dir, model: str) -> int:
+    """Tokens of the forward passes of an evaluation pass: its documents or sentences, selected
+    and cut as :func:`bashkir_peft.evaluate.run.scored_documents` does, tokenized whole by
+    ``model``'s own tokenizer (the Goldfish protocol scores second halves, but runs every
+    sentence through the model whole); read and counted once per setting.
 
     Args:
         params: the pass's :class:`~bashkir_peft.config.evaluate.EvalParams`.
         data_dir: the grid's prepared data folder (a split's pass reads it).
+        model: the model's registry name or folder (an adapted tokenizer cuts fewer tokens:
+            its cells are counted with the base tokenizer's, an overestimate).
 
     Raises:
-        DataError, OSError: the split or the external set cannot be read.
+        DataError, OSError: the split or the external set cannot be read;
+        ModelNotFoundError: no tokenizer for ``model``.
     """
     from bashkir_peft.evaluate.run import scored_documents
+    from bashkir_peft.models.loading import load_tokenizer, resolve_model
 
-    key = (str(data_dir), params.split, params.max_documents, params.max_document_bytes,
+    key = (model, str(data_dir), params.split, params.max_documents, params.max_document_bytes,
            params.external.model_dump_json() if params.external else None)
     if key not in _SCORED:
         texts = scored_documents(params, data_dir, None)[0]
-        _SCORED[key] = sum(len(t.encode("utf-8")) for t in texts)
+        tokenizer = load_tokenizer(resolve_model(model))
+        _SCORED[key] = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
     return _SCORED[key]
 
 
@@ -277,7 +285,7 @@ def estimate_grid(run, cells) -> GridEstimate:
                             / EVAL_SHARE_OF_BOUND["rolling"])
                 train_s += REFERENCE_SECONDS["train"]["any"] * scale
             elif stage == "evaluate":
-                tokens = scored_bytes(u.params, run.data_dir) / bpt
+                tokens = scored_tokens(u.params, run.data_dir, p.cell.model)
                 other_s += tokens * forward_s / EVAL_SHARE_OF_BOUND[u.params.protocol]
                 other_s += 0.0 if shared else NOTEBOOK_START_S * scale
             else:
@@ -295,4 +303,4 @@ def estimate_grid(run, cells) -> GridEstimate:
 
 __all__ = ["estimate_grid", "cells_on_this_cpu", "gemm_gflops", "matmul_shapes", "train_flops_per_token", "GridEstimate",
            "TRAIN_SHARE_OF_BOUND", "EVAL_SHARE_OF_BOUND", "REFERENCE_SECONDS", "REFERENCE_GFLOPS", "NOTEBOOK_START_S",
-           "scored_bytes", "validation_passes"]
+           "scored_tokens", "validation_passes"]
