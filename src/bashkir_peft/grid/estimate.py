@@ -42,9 +42,11 @@ from dataclasses import dataclass
 from bashkir_peft.config.generate import GenerateParams
 from bashkir_peft.data.folder import load_texts
 from bashkir_peft.errors import ConfigError
+from bashkir_peft.evaluate.run import scored_documents
 from bashkir_peft.grid.gputime import base_bytes_per_token, budget_tokens
 from bashkir_peft.grid.plan import meta_model, planned_tokens, train_params
 from bashkir_peft.models.device import choose_device
+from bashkir_peft.models.loading import load_tokenizer, resolve_model
 from bashkir_peft.train.budget import resolve_budget
 from bashkir_peft.yamlio import PASSES
 
@@ -102,9 +104,6 @@ def scored_tokens(params, data_dir, model: str) -> int:
         DataError, OSError: the split or the external set cannot be read;
         ModelNotFoundError: no tokenizer for ``model``.
     """
-    from bashkir_peft.evaluate.run import scored_documents
-    from bashkir_peft.models.loading import load_tokenizer, resolve_model
-
     key = (model, str(data_dir), params.split, params.max_documents, params.max_document_bytes,
            params.external.model_dump_json() if params.external else None)
     if key not in _SCORED:
