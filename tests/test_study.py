@@ -322,3 +322,19 @@ def test_a_tier_runs_the_grids_own_cells_with_their_run_ids(tmp_path):
     assert {p.cell.slug: p.run_id for p in quick.cells} == {k: v for k, v in ids.items() if "-s1" in k}
     with pytest.raises(ConfigError, match="--tier slow: grid 'g' has no such tier \\(its tiers: quick\\)"):
         plan(load_grid(path), None, runs_root=tmp_path / "runs", need_corpus=False, tier="slow")
+
+
+def test_cells_sentence_counts_the_parts_not_run_yet():
+    """A study built from some of its parts' bundles says how many of the grid's cells it holds
+    and that the others have not run (not 8 cells of 30 as if they were all)."""
+    import pandas as pd
+
+    from bashkir_peft.report.findings import _cells_sentence
+
+    runs = pd.DataFrame({"run_id": ["a", "b", "c"], "status": ["finished", "finished", "interrupted"]})
+    failures = pd.DataFrame({"run_id": ["c", "d", "e", "f"],
+                             "status": ["interrupted", "not started", "not started", "corrupt"]})
+    text = _cells_sentence(runs, failures)
+    assert text.startswith("**Cells.** 6 cells: 2 finished, 2 not started, 1 interrupted, 1 corrupt.")
+    assert "not run yet" in text
+    assert _cells_sentence(runs, failures.iloc[:0]) == "**Cells.** 3 cells: 2 finished, 1 interrupted."

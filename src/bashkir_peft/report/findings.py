@@ -245,6 +245,19 @@ def _scope_sentence(runs: list[RunRecord], comp: pd.DataFrame) -> str | None:
     return ("**Scope.** " + "; ".join(parts) + ".") if parts else None
 
 
+def _cells_sentence(runs: pd.DataFrame, failures: pd.DataFrame | None) -> str:
+    """The grid's cells by state: the runs read, and the index's cells without a readable run
+    (not started, e.g. the parts of a study not run yet; corrupt; stale), from the failures
+    table (:func:`~bashkir_peft.report.failures.failures_table`)."""
+    gaps = failures[~failures["run_id"].isin(runs["run_id"])] if failures is not None and len(failures) else None
+    states = pd.concat([runs["status"], gaps["status"]]) if gaps is not None else runs["status"]
+    counts = ", ".join(f"{n} {s}" for s, n in states.value_counts().items())
+    more = (" A cell not started is a part of the grid not run yet (a tier, `grid run GRID --tier NAME`) or "
+            "the rest of a stopped `grid run`: what needs it is missing here, not failed."
+            if (states == "not started").any() else "")
+    return f"**Cells.** {len(states)} cells: {counts}.{more}"
+
+
 def findings(result: ReportResult, design: StudyDesign | None, confidence: float = 0.95) -> list[str]:
     """The findings box of a report, in sentences built from its tables.
 
@@ -283,8 +296,7 @@ def findings(result: ReportResult, design: StudyDesign | None, confidence: float
                  _sweep_sentence(t["sweep"], result.runs) if "sweep" in t else None,
                  _scope_sentence(result.runs, t["comparisons"])]
     out += [s for s in sentences if s]
-    states = t["runs"]["status"].value_counts()
-    out.append(f"**Cells.** {len(t['runs'])} cells: " + ", ".join(f"{n} {s}" for s, n in states.items()) + ".")
+    out.append(_cells_sentence(t["runs"], t.get("failures")))
     disk = t.get("disk")
     if disk is not None and len(disk):
         out.append(f"**Disk.** The runs keep {disk['total_mib'].sum() / 1024:.1f} GiB: final models and adapters "
