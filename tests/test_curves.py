@@ -105,22 +105,24 @@ def test_figure_legend_gives_the_seeds(tmp_path, monkeypatch):
 
 
 def test_a_collapsed_arm_is_capped_off_the_axis_and_counted(tmp_path, monkeypatch):
-    drawn = {}
+    drawn = []
 
     def keep(fig, path):
         ax = fig.axes[0]
-        drawn["top"] = ax.get_ylim()[1]
-        drawn["note"] = [t.get_text() for t in ax.texts]
+        drawn.append((ax.get_ylim()[1], [t.get_text() for t in ax.texts]))
         return path
 
     monkeypatch.setattr(figures, "_save", keep)
-    # one arm's first evaluation spikes to 16.9 and its last is 3.5; the others end near 2.1
-    curves = _curves({("full", 2e-4): np.array([[2.3, 2.1, 2.0], [2.3, 2.2, 2.1]]),
-                      ("lora r=8", 2e-2): np.array([[16.9, 3.7, 3.5]])})
+    healthy = {("full", 2e-4): np.array([[2.3, 2.1, 2.0], [2.35, 2.2, 2.1]]),
+               ("lora r=8", 5e-3): np.array([[2.4, 2.2, 2.1], [2.45, 2.25, 2.15]])}
+    curves = _curves({**healthy, ("lora r=8", 2e-2): np.array([[16.9, 3.7, 3.5]])})
     figures.learning_curves(curve_summary(curves), curve_gaps(curves), tmp_path / "c.png")
-    # the cap: the highest last point (3.5) plus a third of the span below it (3.5 - 2.05) / 3
-    assert drawn["top"] == pytest.approx(3.5 + (3.5 - 2.05) / 3)
-    assert drawn["note"] == [f"1 point(s) above {3.5 + (3.5 - 2.05) / 3:.2f}, off the axis"]  # 16.9 (3.7 is below)
+    means = curve_summary(curves)["mean"]
+    q1, q3 = means.quantile(0.25), means.quantile(0.75)
+    top = q3 + 3 * (q3 - q1)  # Tukey's far-out fence (7.55): only the spike of 16.9 lies above it
+    assert drawn[0][0] == pytest.approx(top) and drawn[0][1] == [f"1 point(s) above {top:.2f}, off the axis"]
+    figures.learning_curves(curve_summary(_curves(healthy)), curve_gaps(_curves(healthy)), tmp_path / "h.png")
+    assert drawn[1][1] == [] and drawn[1][0] > 2.45  # nothing far out: every point shown
 
 
 def test_labels_of_one_method_get_distinct_markers_and_shades():

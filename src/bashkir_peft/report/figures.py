@@ -296,18 +296,19 @@ def gained_vs_forgotten(forgetting: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def _clip_top(ax, values: pd.Series, finals: pd.Series, floor_top: float | None = None) -> None:
-    """Cap the y axis of ``ax`` so that early spikes and bands of one or two seeds do not flatten
-    the curves: the top is the highest value at any arm's last point (``finals``) plus a third of
-    the span of ``values`` below it (at least ``floor_top``); the count of points above the cap
-    is written in the axes' upper right corner."""
-    lo, hi = float(values.min()), float(values.max())
-    top = float(finals.max()) + max((float(finals.max()) - lo) / 3, 0.05)
+def _clip_top(ax, values: pd.Series, floor_top: float | None = None) -> None:
+    """Cap the y axis of ``ax`` where a few points (a collapsed run, a first evaluation far
+    above the rest) would flatten every other curve: at Tukey's far-out fence of ``values``,
+    Q3 + 3 x IQR (Tukey 1977, "Exploratory Data Analysis"), at least ``floor_top``, and only
+    when a value lies above it; the count of points above the cap is written in the axes' upper
+    right corner."""
+    q1, q3 = (float(values.quantile(q)) for q in (0.25, 0.75))
+    top = q3 + 3 * max(q3 - q1, 0.01)
     top = max(top, floor_top) if floor_top is not None else top
-    if hi <= top:
+    if float(values.max()) <= top:
         return
-    margin = 0.05 * (top - lo)
-    ax.set_ylim(lo - margin, top)
+    lo = float(values.min())
+    ax.set_ylim(lo - 0.05 * (top - lo), top)
     above = int((values > top).sum())
     ax.text(0.98, 0.97, f"{above} point(s) above {top:.2f}, off the axis", transform=ax.transAxes,
             ha="right", va="top", fontsize=10, color="dimgrey")
@@ -321,7 +322,7 @@ def learning_curves(summary: pd.DataFrame, gaps: pd.DataFrame, path: Path) -> Pa
     reference arm at the same evaluation point (< 0: ahead of it) with Welch's 95 % interval,
     so a ranking that holds as the budget grows reads as gaps that keep their sign. Colour and
     marker by method label (:func:`method_palette`, :func:`method_markers`), line style by arm
-    within a label (e.g. a sweep's rates); each y axis capped near the arms' last points
+    within a label (e.g. a sweep's rates); each y axis capped above far-out points
     (:func:`_clip_top`, which counts what it leaves off)."""
     plt, _ = pyplot()
     if summary.empty:
@@ -345,14 +346,14 @@ def learning_curves(summary: pd.DataFrame, gaps: pd.DataFrame, path: Path) -> Pa
     with plt.rc_context({"font.size": 12}):
         fig, axes = plt.subplots(2, 1, figsize=(6.4, 9.6), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
         draw(axes[0], s, "mean", label=True)
-        _clip_top(axes[0], s["mean"], s.groupby(["model", "arm"])["mean"].last())
+        _clip_top(axes[0], s["mean"])
         axes[0].set_ylabel("validation bits per byte\n(lower is better)")
         axes[0].set_title("mean over seeds, 95 % t-interval band", fontsize=12)
         if len(gaps):
             ref = gaps["reference"].iloc[0]
             g = gaps.assign(kb=gaps["train_bytes_seen"] / 1000)
             draw(axes[1], g, "difference", label=False)
-            _clip_top(axes[1], g["difference"], g.groupby(["model", "arm"])["difference"].last(), floor_top=0.05)
+            _clip_top(axes[1], g["difference"], floor_top=0.05)
             axes[1].axhline(0, color=palette.get(label_of.get(ref, ""), "grey"), lw=1.5, ls="--")
             axes[1].set_ylabel(f"gap to {ref}:\nbits per byte (< 0: ahead)")
             axes[1].set_title("each arm minus the reference, Welch 95 % band", fontsize=12)
