@@ -103,13 +103,14 @@ site: $(STAMP)
 	$(BIN)/bashkir-peft book $(GRID) --from-bundle "$(BUNDLE)"
 
 # The CPU study's book from its committed results, without training: the union of the bundles
-# in results/cpu-study/ (one per part of the study, `make bundle GRID=params/grids/cpu-study.yaml`
-# after each part), with its learning-rate sweep's bundles of results/cpu-study-lr/ extracted
+# in results/cpu-study/ (one per part of the study: `make study-part` writes <part>-results.tar.gz
+# there), with its learning-rate sweep's bundles of results/cpu-study-lr/ extracted
 # beside it (runs/from-bundle/cpu-study-lr, where the report reads the sweep), and the executed
 # lessons where `make lessons` wrote them.
 STUDY_RESULTS ?= results/cpu-study
 study-book: $(STAMP)
-	$(BIN)/bashkir-peft book params/grids/cpu-study.yaml --from-bundle "$(STUDY_RESULTS)"
+	@start=$$(date +%s); $(BIN)/bashkir-peft book params/grids/cpu-study.yaml --from-bundle "$(STUDY_RESULTS)" && \
+	  t=$$(( $$(date +%s) - start )); echo "make study-book: wall time $$((t / 60)) min $$((t % 60)) s"
 
 # Build the book (from BUNDLE when set, else from the grid's runs) and publish it: the
 # HTML pushed to the gh-pages branch of the `origin` remote (Jupyter Book 1.x's way).
