@@ -237,7 +237,8 @@ def _scope_sentence(runs: list[RunRecord], comp: pd.DataFrame) -> str | None:
     parts = []
     if seen:
         share = f" ({sum(seen) / len(seen) / split_bytes:.1%} of the training split)" if split_bytes else ""
-        parts.append(f"Each trained run saw {min(seen) / 1000:.1f}-{max(seen) / 1000:.1f} kB of training text{share}")
+        lo, hi = f"{min(seen) / 1000:.1f}", f"{max(seen) / 1000:.1f}"
+        parts.append(f"Each trained run saw {lo if lo == hi else f'{lo}-{hi}'} kB of training text{share}")
     if len(comp):
         docs = comp.groupby("split")["n_documents"].max()
         parts.append("the comparisons use " + ", ".join(f"{n} documents of {SPLIT_WORDS.get(k, k)}"
