@@ -52,7 +52,7 @@ study-part: setup
 	else \
 	  $(BIN)/bashkir-peft grid run params/grids/cpu-study.yaml --tier "$(PART)" --corpus "$(CORPUS)" && \
 	  mkdir -p results/cpu-study && \
-	  $(BIN)/bashkir-peft bundle params/grids/cpu-study.yaml --out results/cpu-study/$(PART)-results.tar.gz; \
+	  $(BIN)/bashkir-peft bundle params/grids/cpu-study.yaml --tier "$(PART)" --out results/cpu-study/$(PART)-results.tar.gz; \
 	fi
 
 # The CPU study: its learning-rate sweep (cpu-study-lr), the study (cpu-study, whose grid

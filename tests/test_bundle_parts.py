@@ -88,3 +88,18 @@ def test_bundles_of_two_grids_or_an_empty_folder_are_refused(parts, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no results bundle"):
         bundle_archives(tmp_path / "empty")
+
+
+def test_a_part_s_bundle_takes_only_its_run_folders_and_the_grid_s_own_files(parts):
+    """On a machine that ran several parts into one runs folder, a part's bundle (`bundle
+    --tier`) holds that part's run folders and the grid's index and data, not the other parts'."""
+    from bashkir_peft.report.bundle import bundle_files
+
+    whole, run_ids = parts["whole"], parts["run_ids"]
+    every = bundle_files(whole)
+    one = bundle_files(whole, {run_ids[0]})
+    runs_in = {rel.parts[0] for rel in one if rel.name == RunFiles.CELL}
+    assert runs_in == {run_ids[0]}
+    assert [rel for rel in one if rel.parts[0] not in run_ids] == [rel for rel in every if rel.parts[0] not in run_ids]
+    assert GridFiles.INDEX in {rel.as_posix() for rel in one}
+    assert bundle_files(whole, set(run_ids)) == every

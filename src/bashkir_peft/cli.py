@@ -316,9 +316,16 @@ def _bundle(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {args.out}: a bundle's name ends in {BUNDLE_SUFFIX} (the book reads a folder "
                           f"of bundles by that name)")
     name, runs_dir, _ = report_dirs(ReportParams(grid=args.grid, runs_dir=_grid_dir(args)))
+    keep = None
+    if args.tier is not None:
+        grid = grid_file(_grid_arg(args.grid))
+        if grid is None:
+            raise ConfigError(f"--tier {args.tier}: needs the grid's file (its tiers), not the name {args.grid!r}")
+        run = plan(grid, None, runs_root=resolve_path(args.runs_dir), tier=args.tier, need_corpus=False)
+        keep = {p.run_id for p in run.cells if p.run_id}
     _refresh_index(args)
     out = Path(args.out) if args.out else runs_dir.parent / f"{name}{BUNDLE_SUFFIX}"
-    manifest = write_bundle(runs_dir, out, name)
+    manifest = write_bundle(runs_dir, out, name, keep)
     print(f"bundle: {out} ({len(manifest['files'])} files, {out.stat().st_size / 2**20:.1f} MiB; no weights)")
     return 0
 
@@ -329,6 +336,9 @@ def add_bundle_parser(sub) -> None:
     p.add_argument("grid", help="grid YAML (params/grids/NAME.yaml) or grid name")
     p.add_argument("--runs-dir", help=RUNS_HELP)
     p.add_argument("--out", help="archive path (default: <runs root>/<grid>-results.tar.gz)")
+    p.add_argument("--tier", default=None, metavar="NAME",
+                   help="only the run folders of one of the grid's tiers (a part of a study), with the grid's index "
+                        "and data; default: every run folder")
     p.set_defaults(func=_bundle)
 
 

@@ -64,12 +64,22 @@ TEXT_SUFFIXES = {".json", ".ipynb", ".csv", ".svg"}
 """The kept files that are UTF-8 text, where folders of the machine are replaced."""
 
 
-def bundle_files(runs_dir: Path) -> list[Path]:
-    """The files of a grid's runs folder that go into its bundle, sorted (paths relative to it)."""
+def bundle_files(runs_dir: Path, runs: set[str] | None = None) -> list[Path]:
+    """The files of a grid's runs folder that go into its bundle, sorted (paths relative to it).
+
+    Args:
+        runs_dir: the grid's runs folder.
+        runs: the run folders to take (e.g. one tier's, a part of a study run on a machine that
+            holds earlier parts too); ``None``: every one. The grid's own files (data, index)
+            are always taken.
+    """
     out = []
     for path in sorted(Path(runs_dir).rglob("*")):
         rel = path.relative_to(runs_dir)
         if not path.is_file() or path.suffix not in KEPT_SUFFIXES:
+            continue
+        if runs is not None and len(rel.parts) > 1 and rel.parts[0] not in runs \
+                and (Path(runs_dir) / rel.parts[0] / RunFiles.CELL).is_file():
             continue
         if any(part.startswith(".") or part in LEFT_OUT_DIRS for part in rel.parts[:-1]):
             continue
@@ -173,13 +183,14 @@ def _restamped(files: dict[str, FileStamp], folder: Path, contents: dict[Path, b
     return out
 
 
-def write_bundle(runs_dir: str | Path, archive: str | Path, grid: str) -> dict:
+def write_bundle(runs_dir: str | Path, archive: str | Path, grid: str, runs: set[str] | None = None) -> dict:
     """Write the bundle of a grid's runs folder.
 
     Args:
         runs_dir: the grid's runs folder (``runs/<grid>``).
         archive: output ``.tar.gz`` path (written to a temporary name, then renamed).
         grid: the grid's name (the archive's top folder).
+        runs: only these run folders (:func:`bundle_files`); ``None``: every one.
 
     Returns:
         The manifest (``grid``, ``bundle_schema``, ``files``: {relative path: {bytes, sha256}}
@@ -192,7 +203,7 @@ def write_bundle(runs_dir: str | Path, archive: str | Path, grid: str) -> dict:
     runs_dir, archive = Path(runs_dir), Path(archive)
     if not runs_dir.is_dir():
         raise DataError(f"{runs_dir}: no runs folder to bundle")
-    files = bundle_files(runs_dir)
+    files = bundle_files(runs_dir, runs)
     if not any(rel.name == RunFiles.CELL for rel in files):
         raise DataError(f"{runs_dir}: no run record ({RunFiles.CELL}) to bundle")
     manifest = {"grid": grid, "bundle_schema": BUNDLE_SCHEMA, "files": {}}
