@@ -144,3 +144,17 @@ class Browser:
                 errors.append(f"{p['entry'].get('text')} {p['entry'].get('url', '')}".strip())
         self.call("Target.closeTarget", {"targetId": target})
         return {**state, "errors": errors}
+
+
+def reader_problems(state: dict, where: str) -> list[str]:
+    """What a reader must never meet on a page, one line each, from :meth:`Browser.open`'s
+    state: a console error, a request off the machine, an image that did not load, "nan", a
+    machine path, a table wider than the text column."""
+    problems = [f"{where}: console: {e}" for e in state["errors"]]
+    problems += [f"{where}: request off the machine: {u}" for u in state["remote"]]
+    problems += [f"{where}: image did not load: {u}" for u in state["broken_images"]]
+    problems += [f"{where}: 'nan' shown: {t!r}" for t in state["nan_text"]]
+    problems += [f"{where}: machine path shown: {t!r}" for t in state["machine_paths"]]
+    problems += [f"{where}: table {t['id']} is {t['width']} px wide in a {t['column']} px column"
+                 for t in state["overflowing_tables"]]
+    return problems

@@ -21,7 +21,7 @@ import pytest
 
 from bashkir_peft.cli import main
 from bashkir_peft.settings import REPO_ROOT
-from browser import CHROMIUM, Browser
+from browser import CHROMIUM, Browser, reader_problems
 
 
 def _table(html: str, table_id: str) -> str:
@@ -166,13 +166,7 @@ def test_results_and_lesson_pages_render_in_a_browser_without_network(e2e):
             for page, needs in pages.items():
                 s = browser.open((html / page).as_uri(), shots / f"{width}px" / (page.replace("/", "_") + ".png"), width)
                 where = f"{page} at {width} px"
-                problems += [f"{where}: console: {e}" for e in s["errors"]]
-                problems += [f"{where}: request off the machine: {u}" for u in s["remote"]]
-                problems += [f"{where}: image did not load: {u}" for u in s["broken_images"]]
-                problems += [f"{where}: 'nan' shown: {t!r}" for t in s["nan_text"]]
-                problems += [f"{where}: machine path shown: {t!r}" for t in s["machine_paths"]]
-                problems += [f"{where}: table {t['id']} is {t['width']} px wide in a {t['column']} px column"
-                             for t in s["overflowing_tables"]]
+                problems += reader_problems(s, where)
                 if s["mathjax_errors"] or s["raw_math"]:
                     problems.append(f"{where}: math not typeset ({s['mathjax_errors']} MathJax errors, raw $$: {s['raw_math']})")
                 for need, got in (("tables", s["table_rows"]), ("images", s["images"]), ("math", s["math"])):
