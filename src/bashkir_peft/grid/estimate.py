@@ -33,6 +33,7 @@ and the dry run of a grid sized for GPUs on a machine without CUDA skips the pro
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import time
@@ -88,6 +89,12 @@ def validation_passes(max_steps: int, eval_steps: int) -> int:
 _SCORED: dict[tuple, int] = {}
 
 
+@functools.cache
+def _tokenizer(model: str):
+    """``model``'s tokenizer, loaded once for every pass the estimate counts."""
+    return load_tokenizer(resolve_model(model))
+
+
 def scored_tokens(params, data_dir, model: str) -> int:
     """Tokens of the forward passes of an evaluation pass: its documents or sentences, selected
     and cut as :func:`bashkir_peft.evaluate.run.scored_documents` does, tokenized whole by
@@ -108,7 +115,7 @@ def scored_tokens(params, data_dir, model: str) -> int:
            params.external.model_dump_json() if params.external else None)
     if key not in _SCORED:
         texts = scored_documents(params, data_dir, None)[0]
-        tokenizer = load_tokenizer(resolve_model(model))
+        tokenizer = _tokenizer(model)
         _SCORED[key] = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
     return _SCORED[key]
 
