@@ -91,10 +91,14 @@ def test_the_shipped_study_grids():
     assert arms == {("base", None, None, "base"): {42}, ("full", None, None, "base"): five,
                     ("lora", 8, None, "base"): five, ("full", None, "long", "base"): five,
                     ("lora", 8, "long", "base"): five, ("lora", 64, "rslora", "base"): three,
-                    ("lora", 8, "attn", "base"): three, ("lora", 8, "prot", "bakprot"): three}
-    budget = {c.label == "long": c.params["train"]["train_bytes"] for c in cells if c.trains}
+                    ("lora", 8, "attn", "base"): three, ("lora", 8, "prot", "bakprot"): three,
+                    ("lora", 8, None, "bak16k"): {42, 123}, ("lora", 8, None, "bak16kwarm"): {42, 123},
+                    ("lora", 8, "equal-steps", "bak16k"): {42}}
+    budget = {c.label == "long": c.params["train"]["train_bytes"] for c in cells if c.trains and c.label != "equal-steps"}
     assert budget == {False: 36_000, True: 180_000}  # five times the budget
-    assert study.spec.study.learning_rate_sweep == sweep.name and study.spec.study.label_arms == ["long"]
+    steps = {c.params["train"]["max_steps"] for c in cells if c.label == "equal-steps"}
+    assert steps == {20}  # the base tokenizer's steps at 36,000 bytes (tests above)
+    assert study.spec.study.learning_rate_sweep == sweep.name and study.spec.study.label_arms == ["long", "equal-steps"]
     # the sweep: the study's short budget, seeds that are not study seeds, a base cell for the frontier
     swept = expand(sweep)
     assert all(c.params["train"]["train_bytes"] == 36_000 for c in swept if c.trains)
@@ -105,7 +109,8 @@ def test_the_shipped_study_grids():
     in_parts = [slug for n, slugs in parts.items() if n != "quick" for slug in slugs]
     assert sorted(in_parts) == sorted(c.slug for c in cells)
     assert parts["quick"] <= parts["part2"] and len(parts["quick"]) == 5
-    # every trained arm's rate is one its sweep tried, for the same arm
+    # every trained arm's rate is one its sweep tried, for the same arm; issue 32's 16,000-token
+    # arms (exploratory) take the rate swept for the adapted tokenizer (the protected one)
     tried: dict[tuple, set] = {}
     for c in swept:
         if c.trains:
@@ -113,7 +118,8 @@ def test_the_shipped_study_grids():
             tried.setdefault(key, set()).add(c.params["train"]["learning_rate"])
     for c in cells:
         if c.trains:
-            key = (c.method, c.lora_r, c.tokenizer, bool(c.params["train"].get("target_modules")))
+            tokenizer = "bakprot" if c.tokenizer in ("bak16k", "bak16kwarm") else c.tokenizer
+            key = (c.method, c.lora_r, tokenizer, bool(c.params["train"].get("target_modules")))
             assert c.params["train"]["learning_rate"] in tried[key], c.slug
 
 
