@@ -40,7 +40,7 @@ demo:
 	@start=$$(date +%s); $(MAKE) --no-print-directory grid book && \
 	  t=$$(( $$(date +%s) - start )); echo "make demo: wall time $$((t / 60)) min $$((t % 60)) s, all included"
 
-# One part of the CPU study (PART=sweep, quick, part2 ... part6: the tiers of cpu-study.yaml),
+# One part of the CPU study (PART=sweep, quick, part2 ... part6, vocab: the tiers of cpu-study.yaml),
 # then its results bundle under results/ (commit it: run folders do not travel).
 study-part: setup
 	@test -n "$(PART)" || { echo "error: set PART, e.g. make study-part PART=part2 CORPUS=../shared/corpus/bashkir-demo.jsonl.gz"; exit 2; }
