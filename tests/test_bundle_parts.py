@@ -90,6 +90,22 @@ def test_bundles_of_two_grids_or_an_empty_folder_are_refused(parts, tmp_path):
         bundle_archives(tmp_path / "empty")
 
 
+def test_a_part_bundled_before_the_grid_gained_a_cell_is_refused_with_the_remedy(parts, tmp_path):
+    """Parts bundled from indexes that list different cells (a cell added to the grid between
+    two parts) are not merged: the error says to bundle every part again."""
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    archives = bundle_archives(parts["results"])
+    shutil.copy(archives[1], mixed / archives[1].name)
+    older = _part(parts["whole"], tmp_path / "older" / "synth", set(parts["run_ids"][:1]))
+    index = json.loads((older / GridFiles.INDEX).read_text())
+    index["cells"] = index["cells"][:-1]  # the grid before its last cell was added
+    (older / GridFiles.INDEX).write_text(json.dumps(index))
+    write_bundle(older, mixed / "synth-part1-results.tar.gz", "synth")
+    with pytest.raises(DataError, match="not parts of one grid run.*bundle every part again from its runs folder"):
+        extract_bundles(bundle_archives(mixed), tmp_path / "out")
+
+
 def test_a_part_s_bundle_takes_only_its_run_folders_and_the_grid_s_own_files(parts):
     """On a machine that ran several parts into one runs folder, a part's bundle (`bundle
     --tier`) holds that part's run folders and the grid's index and data, not the other parts'."""

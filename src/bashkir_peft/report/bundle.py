@@ -316,7 +316,8 @@ def _merged_index(indexes: list[tuple[Path, bytes, set[str]]]) -> GridIndex:
     keys = [[c.run_id for c in index.cells] for index, _ in loaded]
     fingerprints = {index.data.fingerprint if index.data else None for index, _ in loaded}
     if any(k != keys[0] for k in keys) or len(fingerprints) > 1:
-        raise DataError("the bundles are not parts of one grid run: their indexes list different cells or data")
+        raise DataError("the bundles are not parts of one grid run: their indexes list different cells or data (a grid "
+                        "that gained or lost cells after a part was bundled: bundle every part again from its runs folder)")
     cells = []
     for i, cell in enumerate(first.cells):
         held = [index.cells[i] for index, runs in loaded if cell.run_id in runs]
