@@ -73,13 +73,15 @@ def bundle_files(runs_dir: Path, runs: set[str] | None = None) -> list[Path]:
             holds earlier parts too); ``None``: every one. The grid's own files (data, index)
             are always taken.
     """
+    runs_dir = Path(runs_dir)
+    other_runs = set() if runs is None else \
+        {d.name for d in runs_dir.iterdir() if d.name not in runs and (d / RunFiles.CELL).is_file()}
     out = []
-    for path in sorted(Path(runs_dir).rglob("*")):
+    for path in sorted(runs_dir.rglob("*")):
         rel = path.relative_to(runs_dir)
         if not path.is_file() or path.suffix not in KEPT_SUFFIXES:
             continue
-        if runs is not None and len(rel.parts) > 1 and rel.parts[0] not in runs \
-                and (Path(runs_dir) / rel.parts[0] / RunFiles.CELL).is_file():
+        if len(rel.parts) > 1 and rel.parts[0] in other_runs:
             continue
         if any(part.startswith(".") or part in LEFT_OUT_DIRS for part in rel.parts[:-1]):
             continue
