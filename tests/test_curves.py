@@ -14,16 +14,19 @@ from bashkir_peft.report.cost import CURVE_COLUMNS
 from bashkir_peft.report.curves import curve_gaps, curve_summary, reference_arm
 
 
-def _curves(arms: dict[tuple, np.ndarray], steps: dict[str, list[int]] | None = None) -> pd.DataFrame:
+def _curves(arms: dict[tuple, np.ndarray], steps: dict[str, list[int]] | None = None,
+            every: dict[str, float] | None = None) -> pd.DataFrame:
     """A curve table: arm (method label, rate[, cell label]) -> values of shape (seeds, points);
-    an evaluation every 12 kB of text, at the steps given per method label (default 7, 14, 20 ...)."""
+    an evaluation every 12 kB of text (or ``every[label]`` bytes), at the steps given per method
+    label (default 7, 14, 20 ...)."""
     rows = []
     for (label, lr, *cell), values in arms.items():
         for seed, curve in enumerate(values):
             for k, bpb in enumerate(curve):
                 step = (steps or {}).get(label, [7, 14, 20, 27, 34])[k]
                 rows.append({"run_id": f"{label}-{lr}-{cell}-{seed}", "model": "m", "method_label": label,
-                             "seed": seed, "learning_rate": lr, "step": step, "train_bytes_seen": 12_000.0 * (k + 1),
+                             "seed": seed, "learning_rate": lr, "step": step,
+                             "train_bytes_seen": (every or {}).get(label, 12_000.0) * (k + 1),
                              "eval_loss": 1.0, "bits_per_byte": bpb, "label": cell[0] if cell else ""})
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
@@ -84,6 +87,27 @@ def test_gaps_to_the_reference_carry_welchs_interval():
         one = gaps.loc[("lora r=64", k + 1)]  # one seed: the gap, no interval
         assert one["difference"] == pytest.approx(single[0, k] - full[:, k].mean()) and np.isnan(one["ci_low"])
     assert (gaps["reference"] == "full").all() and len(gaps) == 6
+
+
+def test_an_arm_of_another_budget_is_measured_from_the_reference_at_its_budget():
+    rng = np.random.default_rng(2)
+    full, lora = 2.5 + rng.normal(0, 0.05, size=(3, 3)), 2.6 + rng.normal(0, 0.05, size=(3, 3))
+    full_long, lora_long = 2.0 + rng.normal(0, 0.05, size=(3, 5)), 2.1 + rng.normal(0, 0.05, size=(3, 5))
+    steps_arm = 1.8 + rng.normal(0, 0.05, size=(1, 3))
+    curves = _curves({("full", 2e-4): full, ("lora r=8", 5e-3): lora, ("full @long", 2e-4, "long"): full_long,
+                      ("lora r=8 @long", 5e-3, "long"): lora_long,
+                      ("lora r=8 tok=x @equal-steps", 5e-3, "equal-steps"): steps_arm},
+                     every={"full @long": 36_000.0, "lora r=8 @long": 36_000.0,
+                            "lora r=8 tok=x @equal-steps": 43_000.0})
+    gaps = curve_gaps(curves, "full").set_index(["arm", "point"])
+    for k in range(5):  # every point of the long budget from full @long's point at the same text
+        row = gaps.loc[("lora r=8 @long", k + 1)]
+        assert row["reference"] == "full @long" and row["train_bytes_seen"] == 36_000.0 * (k + 1)
+        assert row["difference"] == pytest.approx(lora_long[:, k].mean() - full_long[:, k].mean())
+    assert "full @long" not in gaps.index.get_level_values("arm")  # the reference of its own budget
+    # at 43, 86, 129 kB against full's 12, 24, 36 kB: no point of comparison, so no gap
+    assert "lora r=8 tok=x @equal-steps" not in gaps.index.get_level_values("arm")
+    assert set(gaps.loc["lora r=8"]["reference"]) == {"full"} and len(gaps) == 3 + 5
 
 
 def test_figure_legend_gives_the_seeds(tmp_path, monkeypatch):

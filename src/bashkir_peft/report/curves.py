@@ -145,9 +145,27 @@ def welch_interval(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> tu
     return diff, diff - half, diff + half, float(dof)
 
 
+BYTES_TOLERANCE = 0.1
+"""Two arms' k-th evaluations are one point of comparison only when their mean text seen differs
+by at most this share of the reference's (tokenizers of one byte budget step a little apart)."""
+
+
+def _budget_reference(arm: str, label: str, reference: str, arms: set[str]) -> str:
+    """The reference at ``arm``'s own budget: ``reference @label`` where the arm's cell label is an
+    arm of its own (the study block's ``label_arms``, e.g. ``full @long`` for ``lora r=8 @long``)
+    and the summary has it, else ``reference``."""
+    own = f"{reference} @{label}"
+    return own if label and own in arms else reference
+
+
 def curve_gaps(curves: pd.DataFrame, reference: str | None = None, confidence: float = 0.95) -> pd.DataFrame:
     """Per arm and evaluation point: its mean validation bits per byte minus the reference arm's
     at the same point (< 0: the arm is ahead), with Welch's interval (:func:`welch_interval`).
+
+    An arm of a labelled budget (``@long``) is measured from the reference's arm of that budget
+    where there is one (:func:`_budget_reference`); a point counts only where both arms have
+    seen about the same text (:data:`BYTES_TOLERANCE`), so an arm evaluated at other amounts
+    (``@equal-steps``) has no gap rather than one to another budget's point.
 
     Args:
         curves: :func:`~bashkir_peft.report.cost.learning_curves_table`.
@@ -155,8 +173,9 @@ def curve_gaps(curves: pd.DataFrame, reference: str | None = None, confidence: f
         confidence: of the intervals.
 
     Returns:
-        :data:`CURVE_GAP_COLUMNS` (``train_bytes_seen``: the arm's mean at the point), one row
-        per arm other than the reference and point both have, per model.
+        :data:`CURVE_GAP_COLUMNS` (``train_bytes_seen``: the arm's mean at the point;
+        ``reference``: the arm it is measured from), one row per arm other than its reference
+        and point both have, per model.
     """
     summary = curve_summary(curves, confidence)
     ref = reference_arm(summary, reference)
@@ -164,14 +183,18 @@ def curve_gaps(curves: pd.DataFrame, reference: str | None = None, confidence: f
         return pd.DataFrame(columns=CURVE_GAP_COLUMNS)
     c = _points(curves)
     values = {k: g["bits_per_byte"].to_numpy() for k, g in c.groupby(["model", "arm", "point"])}
+    seen = {(r["model"], r["arm"], r["point"]): r["train_bytes_seen"] for _, r in summary.iterrows()}
+    arms = set(summary["arm"])
     rows = []
-    for _, r in summary[summary["arm"] != ref].iterrows():
-        b = values.get((r["model"], ref, r["point"]))
-        if b is None:
+    for _, r in summary.iterrows():
+        own_ref = _budget_reference(r["arm"], r["label"], ref, arms)
+        key = (r["model"], own_ref, r["point"])
+        if own_ref == r["arm"] or key not in values \
+                or abs(r["train_bytes_seen"] - seen[key]) > BYTES_TOLERANCE * seen[key]:
             continue
-        a = values[(r["model"], r["arm"], r["point"])]
+        a, b = values[(r["model"], r["arm"], r["point"])], values[key]
         diff, low, high, dof = welch_interval(a, b, confidence)
-        rows.append({"model": r["model"], "arm": r["arm"], "reference": ref, "point": r["point"],
+        rows.append({"model": r["model"], "arm": r["arm"], "reference": own_ref, "point": r["point"],
                      "train_bytes_seen": r["train_bytes_seen"], "n": len(a), "n_reference": len(b),
                      "difference": diff, "ci_low": low, "ci_high": high, "dof": dof})
     return pd.DataFrame(rows, columns=CURVE_GAP_COLUMNS)

@@ -319,7 +319,8 @@ def learning_curves(summary: pd.DataFrame, gaps: pd.DataFrame, path: Path) -> Pa
     (readable on a narrow screen), both against kilobytes of training text seen (one scale for
     every tokenizer): top, each arm's mean validation bits per byte over its seeds with a band of
     its 95 % t-interval (no band for one seed; the legend gives n); below, each arm's gap to the
-    reference arm at the same evaluation point (< 0: ahead of it) with Welch's 95 % interval,
+    reference arm of its budget at the same evaluation point (< 0: ahead of it; the y label
+    names every reference, e.g. ``full / full @long``) with Welch's 95 % interval,
     so a ranking that holds as the budget grows reads as gaps that keep their sign. Colour and
     marker by method label (:func:`method_palette`, :func:`method_markers`), line style by arm
     within a label (e.g. a sweep's rates); each y axis capped above far-out points
@@ -350,12 +351,12 @@ def learning_curves(summary: pd.DataFrame, gaps: pd.DataFrame, path: Path) -> Pa
         axes[0].set_ylabel("validation bits per byte\n(lower is better)")
         axes[0].set_title("mean over seeds, 95 % t-interval band", fontsize=12)
         if len(gaps):
-            ref = gaps["reference"].iloc[0]
+            refs = list(dict.fromkeys(gaps["reference"]))
             g = gaps.assign(kb=gaps["train_bytes_seen"] / 1000)
             draw(axes[1], g, "difference", label=False)
             _clip_top(axes[1], g["difference"], floor_top=0.05)
-            axes[1].axhline(0, color=palette.get(label_of.get(ref, ""), "grey"), lw=1.5, ls="--")
-            axes[1].set_ylabel(f"gap to {ref}:\nbits per byte (< 0: ahead)")
+            axes[1].axhline(0, color=palette.get(label_of.get(refs[0], ""), "grey"), lw=1.5, ls="--")
+            axes[1].set_ylabel(f"gap to {' / '.join(refs)}:\nbits per byte (< 0: ahead)")
             axes[1].set_title("each arm minus the reference, Welch 95 % band", fontsize=12)
         else:
             axes[1].set_visible(False)
