@@ -4,6 +4,8 @@ the grid's LoRA cells; absent where no full run has a spectrum."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import pytest
 
@@ -41,6 +43,7 @@ def test_spectrum_summarises_layers_and_seeds_beside_the_lora_ranks(grid):
     table = spectrum_table(discover_runs(grid))
     assert list(table.columns) == SPECTRUM_COLUMNS
     assert list(table["matrix"]) == ["attn.c_attn", "mlp.c_fc"]  # the model's order
+    assert set(table["method_label"]) == {"full"}
     attn = table.set_index("matrix").loc["attn.c_attn"]
     assert (attn["runs"], attn["matrices"], attn["shape"], attn["full_rank"]) == (2, 4, "32 x 96", 32)
     assert (attn["rank_90_median"], attn["rank_90_min"], attn["rank_90_max"]) == (11.0, 4, 20)  # of 10, 20, 12, 4
@@ -49,6 +52,17 @@ def test_spectrum_summarises_layers_and_seeds_beside_the_lora_ranks(grid):
     assert attn["relative_norm_median"] == pytest.approx(0.015)
     # the synthetic grid's adapter cells: LoRA r=8 (three seeds), QLoRA r=8 (failed), LoRA r=16 (running)
     assert set(table["lora_ranks_in_grid"]) == {"8, 16"}
+
+
+def test_a_budget_arm_of_its_own_is_not_pooled_with_the_short_runs(grid):
+    # run02 made an arm of its own (the study block's label_arms, e.g. the long budget)
+    runs = [dataclasses.replace(r, arm="long") if r.run_id == "run02-full" else r for r in discover_runs(grid)]
+    table = spectrum_table(runs).set_index(["method_label", "matrix"])
+    assert list(table.index) == [("full", "attn.c_attn"), ("full", "mlp.c_fc"),
+                                 ("full @long", "attn.c_attn"), ("full @long", "mlp.c_fc")]
+    assert (table.loc[("full", "attn.c_attn"), "rank_90_median"], table.loc[("full @long", "attn.c_attn"),
+                                                                             "rank_90_median"]) == (15.0, 8.0)
+    assert (table["runs"] == 1).all() and (table["matrices"] == 2).all()
 
 
 def test_the_spectrum_table_is_registered(grid, tmp_path):
