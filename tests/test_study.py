@@ -142,6 +142,27 @@ def test_comparisons_are_oriented_as_named_and_flagged_below_the_rules(synth):
     assert comp.loc["secondary", "flag"] == "no interval; fewer than 3 seeds"  # full has 2 seeds
 
 
+def test_the_forest_plot_gives_forgetting_a_panel_and_a_scale_of_its_own(tmp_path, monkeypatch):
+    from bashkir_peft.report import figures
+
+    drawn = {}
+
+    def keep(fig, path):
+        drawn["panels"] = [([t.get_text() for t in ax.get_yticklabels()], ax.get_xlim()) for ax in fig.axes]
+        return path
+
+    monkeypatch.setattr(figures, "_save", keep)
+    comp = pd.DataFrame([
+        {"role": "primary", "a": "lora r=8", "b": "full", "split": "s", "difference": 0.05, "ci_low": 0.0,
+         "ci_high": 0.1, "flag": None, "family": "primary"},
+        {"role": "forgetting", "a": "full", "b": "base", "split": "flores-rus", "difference": 1.3, "ci_low": 1.2,
+         "ci_high": 1.4, "flag": None, "family": "forgetting"}])
+    figures.study_comparisons(comp, pd.DataFrame(), tmp_path / "f.png")
+    (study_labels, study_x), (kept_labels, kept_x) = drawn["panels"]
+    assert study_labels == ["primary: lora r=8 − full (s)"] and kept_labels == ["forgetting: full − base (flores-rus)"]
+    assert study_x[1] < 0.5 < 1.4 <= kept_x[1]  # the comparison is not squeezed to forgetting's range
+
+
 def test_findings_state_each_comparison_with_its_interval_and_verdict(synth):
     design = StudyDesign(primary={"a": "lora r=8", "b": "base", "question": "Does LoRA help?"}, budget="36 kB")
     comp = comparisons_table(synth.runs, design, protocol="rolling", n_resamples=500)

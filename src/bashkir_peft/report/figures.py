@@ -415,25 +415,28 @@ def _forest(ax, rows: pd.DataFrame, labels: list[str], xlabel: str, scale: float
 
 
 def study_comparisons(comp: pd.DataFrame, downstream: pd.DataFrame, path: Path) -> Path | None:
-    """Forest plots of a study (:mod:`bashkir_peft.report.comparisons`): top, bits-per-byte
-    differences A − B of its comparisons and of forgetting (< 0: A better; forgetting > 0:
-    worse than the base model); below, downstream accuracy differences (> 0: A better). Each
-    with its interval over seeds and documents; hollow grey points are flagged (fewer than 3
-    seeds or 30 documents): shown, not interpreted."""
+    """Forest plots of a study (:mod:`bashkir_peft.report.comparisons`), one panel per family
+    so that each has an x scale of its own (forgetting reaches over a bit per byte, the
+    comparisons of arms a tenth of that): the study's comparisons (bits per byte A − B; < 0: A
+    better), forgetting and transfer against the base model (run − base; > 0: worse than
+    before), and downstream accuracy differences (> 0: A better). Each with its interval over
+    seeds and documents; hollow grey points are flagged (fewer than 3 seeds or 30 documents):
+    shown, not interpreted."""
     plt, _ = pyplot()
     if comp.empty and downstream.empty:
         return None
-    panels = [p for p in (comp, downstream) if len(p)]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 0.4 * sum(len(p) for p in panels) + 1.5 * len(panels)),
-                             squeeze=False, gridspec_kw={"height_ratios": [len(p) for p in panels]})
-    i = 0
-    if len(comp):
-        labels = [f"{r['role']}: {r['a']} − {r['b']} ({r['split']})" for _, r in comp.iterrows()]
-        _forest(axes[i][0], comp, labels, "bits per byte, A − B (95 % interval; < 0: A better)")
-        i += 1
-    if len(downstream):
-        labels = [f"{r['measure']}: {r['a']} − {r['b']}" for _, r in downstream.iterrows()]
-        _forest(axes[i][0], downstream, labels, "accuracy, A − B (percentage points; > 0: A better)", scale=100)
+    kept = comp["family"] == "forgetting"
+    panels = [(rows, [label(r) for _, r in rows.iterrows()], xlabel, scale) for rows, label, xlabel, scale in (
+        (comp[~kept], lambda r: f"{r['role']}: {r['a']} − {r['b']} ({r['split']})",
+         "bits per byte, A − B (95 % interval; < 0: A better)", 1.0),
+        (comp[kept], lambda r: f"{r['role']}: {r['a']} − {r['b']} ({r['split']})",
+         "bits per byte, run − base (95 % interval; > 0: worse than before)", 1.0),
+        (downstream, lambda r: f"{r['measure']}: {r['a']} − {r['b']}",
+         "accuracy, A − B (percentage points; > 0: A better)", 100.0)) if len(rows)]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 0.4 * sum(len(p[0]) for p in panels) + 1.5 * len(panels)),
+                             squeeze=False, gridspec_kw={"height_ratios": [len(p[0]) + 2 for p in panels]})
+    for ax, (rows, labels, xlabel, scale) in zip(axes[:, 0], panels):
+        _forest(ax, rows, labels, xlabel, scale=scale)
     fig.tight_layout()
     return _save(fig, path)
 
