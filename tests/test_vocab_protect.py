@@ -177,8 +177,15 @@ def test_the_data_chapter_describes_each_adapted_tokenizer_once_a_run_of_it_fini
     page = (gen / "data" / "adapted_tokenizers.md").read_text(encoding="utf-8")
     assert page.startswith("# Adapted tokenizers\n") and page.count("\n## ") == 1
     assert "## `tiny-gpt2` with `k8`" in page
-    assert ("8 new tokens; protected text: rus, eng.txt (400 documents, 100.0% of them cut as before; 764 new "
-            "merges dropped). Bashkir fertility (training split): 7.50 with the base tokenizer, 5.60 adapted.") in page
+    assert ("8 new tokens (rows initialised: mean); protected text: rus, eng.txt (400 documents, 100.0% of them cut "
+            "as before; 764 new merges dropped). Bashkir fertility (training split): 7.50 with the base tokenizer, "
+            "5.60 adapted.") in page
     rows = [line for line in page.splitlines() if line.startswith(("| flores", "| sib200"))]
     assert rows == ["| flores-rus | 1,012 | 1.1% | 0.5% | 60.4% |", "| flores-tat | 1,012 | 13.1% | 5.3% | 0.6% |",
                     "| sib200-bak | 1,004 | 34.8% | 12.8% | 0.0% |"]
+    # a setting with a warm-up of its new rows says so (it read as the same tokenizer without one)
+    warm = vocab.model_copy(update={"new_rows_warmup_steps": 5, "new_rows_learning_rate": 1e-3})
+    write_record(adapted / RunFiles.TRAIN, train.model_copy(update={"vocab": warm}))
+    assemble_data(tmp_path / "runs", gen, discover_runs(tmp_path / "runs"))
+    page = (gen / "data" / "adapted_tokenizers.md").read_text(encoding="utf-8")
+    assert "8 new tokens (rows initialised: mean; before training, 5 steps of the new rows alone at 0.001);" in page

@@ -26,7 +26,8 @@ FERTILITY_TABLE_COLUMNS = ["model", "method_label", "fertility", "fertility_sour
 PARITY_COLUMNS = ["model", "tokenizer", "fertility", "premium", "tokens_bak", "tokens_eng"]
 """Columns of :func:`parity_table` (those of the data folder's tokenizer table it shows)."""
 
-RETOKENIZATION_COLUMNS = ["model", "tokenizer", "new_tokens", "protected", "protected_documents", "merges_dropped",
+RETOKENIZATION_COLUMNS = ["model", "tokenizer", "new_tokens", "init", "new_rows_warmup_steps", "new_rows_learning_rate",
+                          "protected", "protected_documents", "merges_dropped",
                           "protected_unchanged", "train_fertility_base", "train_fertility_adapted", "side", "texts", "changed_share",
                           "new_row_share", "texts_unchanged", "runs"]
 """Columns of :func:`retokenization_table`."""
@@ -157,7 +158,9 @@ def retokenization_table(runs: list[RunRecord]) -> pd.DataFrame:
     ``vocab.retokenized`` (:func:`bashkir_peft.models.retokenization.segmentation_change`):
     ``changed_share`` (base tokens whose span the adapted tokenizer cuts differently),
     ``new_row_share`` (adapted tokens that are new rows), ``texts_unchanged`` (sentences cut
-    exactly as before); beside the setting's K, its protected text (``protected``: the
+    exactly as before); beside the setting's K, how its new rows start (``init``; the warm-up
+    of the new rows alone before training, ``new_rows_warmup_steps``, 0 for none, at
+    ``new_rows_learning_rate``), its protected text (``protected``: the
     ``lang`` of each protected sample, or its file name where it names none; its documents,
     the merges protection dropped and the share of the documents cut as before), and the training split's fertility (tokens per word) under the base
     and the adapted tokenizer, the cost of protection in Bashkir fertility. A tokenizer is a
@@ -182,6 +185,8 @@ def retokenization_table(runs: list[RunRecord]) -> pd.DataFrame:
                 rows[key]["runs"] += 1
                 continue
             rows[key] = {"model": run.model, "tokenizer": run.cell.params.tokenizer, "new_tokens": vocab.new_tokens_added,
+                         "init": vocab.init, "new_rows_warmup_steps": vocab.new_rows_warmup_steps or 0,
+                         "new_rows_learning_rate": vocab.new_rows_learning_rate,
                          "protected": ", ".join(t.lang or Path(t.path).name for t in vocab.protect or ()),
                          "protected_documents": vocab.protection.documents if vocab.protection else 0,
                          "merges_dropped": vocab.protection.merges_dropped if vocab.protection else 0,
@@ -226,8 +231,12 @@ def adapted_tokenizers_page(table: pd.DataFrame) -> str:
                      f"protected text: {first['protected']} ({first['protected_documents']:,} documents, "
                      f"{first['protected_unchanged']:.1%} of them cut as before; {first['merges_dropped']:,} new "
                      "merges dropped)")
+        steps, rate = first["new_rows_warmup_steps"], first["new_rows_learning_rate"]
+        warmup = (f"; before training, {steps} steps of the new rows alone" + (f" at {rate:g}" if pd.notna(rate) else "")
+                  if steps else "")
         lines += ["", f"## `{model}` with `{setting}`", "",
-                  f"{first['new_tokens']:,} new tokens; {protected}. Bashkir fertility (training split): "
+                  f"{first['new_tokens']:,} new tokens (rows initialised: {first['init']}{warmup}); {protected}. "
+                  "Bashkir fertility (training split): "
                   f"{first['train_fertility_base']:.2f} with the base tokenizer, "
                   f"{first['train_fertility_adapted']:.2f} adapted. Finished runs with it: {first['runs']}.", "",
                   "| side | sentences | tokens cut differently | adapted tokens that are new rows "
