@@ -150,10 +150,10 @@ BYTES_TOLERANCE = 0.1
 by at most this share of the reference's (tokenizers of one byte budget step a little apart)."""
 
 
-def _budget_reference(arm: str, label: str, reference: str, arms: set[str]) -> str:
-    """The reference at ``arm``'s own budget: ``reference @label`` where the arm's cell label is an
-    arm of its own (the study block's ``label_arms``, e.g. ``full @long`` for ``lora r=8 @long``)
-    and the summary has it, else ``reference``."""
+def _budget_reference(label: str, reference: str, arms: set[str]) -> str:
+    """The reference at the budget of an arm whose cell label is ``label``: ``reference @label``
+    where that label is an arm of its own (the study block's ``label_arms``, e.g. ``full @long``
+    for ``lora r=8 @long``) and ``arms`` has it, else ``reference``."""
     own = f"{reference} @{label}"
     return own if label and own in arms else reference
 
@@ -187,7 +187,7 @@ def curve_gaps(curves: pd.DataFrame, reference: str | None = None, confidence: f
     arms = set(summary["arm"])
     rows = []
     for _, r in summary.iterrows():
-        own_ref = _budget_reference(r["arm"], r["label"], ref, arms)
+        own_ref = _budget_reference(r["label"], ref, arms)
         key = (r["model"], own_ref, r["point"])
         if own_ref == r["arm"] or key not in values \
                 or abs(r["train_bytes_seen"] - seen[key]) > BYTES_TOLERANCE * seen[key]:

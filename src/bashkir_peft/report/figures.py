@@ -425,18 +425,18 @@ def study_comparisons(comp: pd.DataFrame, downstream: pd.DataFrame, path: Path) 
     plt, _ = pyplot()
     if comp.empty and downstream.empty:
         return None
+    def pair(r) -> str:
+        return f"{r['role']}: {r['a']} − {r['b']} ({r['split']})"
+
     kept = comp["family"] == "forgetting"
-    panels = [(rows, [label(r) for _, r in rows.iterrows()], xlabel, scale) for rows, label, xlabel, scale in (
-        (comp[~kept], lambda r: f"{r['role']}: {r['a']} − {r['b']} ({r['split']})",
-         "bits per byte, A − B (95 % interval; < 0: A better)", 1.0),
-        (comp[kept], lambda r: f"{r['role']}: {r['a']} − {r['b']} ({r['split']})",
-         "bits per byte, run − base (95 % interval; > 0: worse than before)", 1.0),
-        (downstream, lambda r: f"{r['measure']}: {r['a']} − {r['b']}",
-         "accuracy, A − B (percentage points; > 0: A better)", 100.0)) if len(rows)]
+    panels = [p for p in ((comp[~kept], pair, "bits per byte, A − B (95 % interval; < 0: A better)", 1.0),
+                          (comp[kept], pair, "bits per byte, run − base (95 % interval; > 0: worse than before)", 1.0),
+                          (downstream, lambda r: f"{r['measure']}: {r['a']} − {r['b']}",
+                           "accuracy, A − B (percentage points; > 0: A better)", 100.0)) if len(p[0])]
     fig, axes = plt.subplots(len(panels), 1, figsize=(10, 0.4 * sum(len(p[0]) for p in panels) + 1.5 * len(panels)),
                              squeeze=False, gridspec_kw={"height_ratios": [len(p[0]) + 2 for p in panels]})
-    for ax, (rows, labels, xlabel, scale) in zip(axes[:, 0], panels):
-        _forest(ax, rows, labels, xlabel, scale=scale)
+    for ax, (rows, label, xlabel, scale) in zip(axes[:, 0], panels):
+        _forest(ax, rows, [label(r) for _, r in rows.iterrows()], xlabel, scale=scale)
     fig.tight_layout()
     return _save(fig, path)
 
