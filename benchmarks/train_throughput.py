@@ -4,7 +4,8 @@ baseline set up the usual way (the transformers causal-LM example recipe, run_cl
 For smollm2-135m, methods full / lora / qlora, block_size 128 and 256, batch 8: 2 warm-up
 and 10 timed optimizer steps each (and one untimed last step), timed by the same callback in
 both (forward, backward and optimizer step; not data loading, evaluation or saving), on the
-same documents. Ours and the baseline run as two processes that take turns step by step
+same documents; ``--ours-set FIELD=VALUE`` sets a training field of ours (a lever off by
+default, e.g. ``lora_dropout_sampler=bulk``). Ours and the baseline run as two processes that take turns step by step
 (each waits for its turn before a step and passes it on after), so the two never compute at
 the same time and each pair of adjacent steps sees the same machine: on a shared VM, load
 drifts by more than the difference being measured. ``--repeats`` such runs per pair (default
@@ -22,10 +23,17 @@ matrix products use (the output layer included, tied or not). Bound tokens/s = G
 (6P or 4P). Each row prints its share of the bound and the issue's target: 1.5 x the baseline or
 75 % of the bound, whichever is lower.
 
+``--profile``: after each pair, one more run of ours alone, ``torch.profiler`` (CPU; shapes
+and FLOPs not recorded: recording them doubled a LoRA step here) over the first step after the
+warm-up (forward, backward and optimizer step), its self CPU time grouped by what the operators
+do (:data:`GROUPS`); the matrix products' rate (the bound's FLOP count, 6P or 4P a token, over
+their self time) is set beside the bound's, and the step's time beyond the target's is named.
+
 Usage:
     BASHKIR_PEFT_TOKENIZERS=../shared/tokenizers \\
     .venv/bin/python benchmarks/train_throughput.py [--methods full lora qlora] [--blocks 128 256]
         [--repeats 2] [--corpus ../shared/corpus/bashkir-demo.jsonl.gz] [--threads 2] [--json out.json]
+        [--ours-set lora_dropout_sampler=bulk] [--profile]
 """
 
 from __future__ import annotations
@@ -50,6 +58,20 @@ WARMUP, TIMED = 2, 10
 STEPS = WARMUP + TIMED + 1
 OTHER = {"ours": "baseline", "baseline": "ours"}
 N_DOCS = 200  # training documents: far more tokens than 12 x 8 x 256
+# what the profiled operators do, by the first pattern their name contains (else "other")
+GROUPS = (
+    ("matrix products", ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear")),
+    ("dropout sampling", ("aten::bernoulli", "aten::dropout", "aten::native_dropout", "bulk_dropout")),
+    ("4-bit dequantization", ("bitsandbytes", "dequantize")),
+    ("optimizer (AdamW)", ("_foreach_", "aten::addcdiv", "aten::addcmul", "aten::lerp", "aten::sqrt")),
+    ("log-softmax and loss", ("log_softmax", "nll_loss", "cross_entropy")),
+    ("attention", ("scaled_dot_product", "flash_attention", "aten::_softmax")),
+    ("embedding gradient", ("embedding_dense_backward", "embedding_backward", "index_add", "index_put")),
+    ("norms and activations", ("aten::rsqrt", "aten::pow", "aten::mean", "aten::silu", "aten::sigmoid")),
+    ("element-wise multiply / add", ("aten::mul", "aten::add", "aten::div", "aten::sub", "aten::where", "aten::neg")),
+    ("copies, fills, allocation", ("aten::copy_", "aten::fill_", "aten::zero_", "aten::clone", "aten::cat",
+                                   "aten::empty", "aten::contiguous", "aten::to", "aten::_to_copy")),
+)
 
 
 def gemm_bound(block: int, threads: int) -> dict:
@@ -121,15 +143,65 @@ def _timer(impl: str, turns: Path):
     return TurnTakingTimer()
 
 
-def run_ours(method: str, block: int, data_dir: Path, out: Path, timer) -> dict:
+def _profiler(step: int):
+    """A callback profiling optimizer step ``step`` (0-based) with ``torch.profiler`` (CPU);
+    after training, ``.events`` holds its ``key_averages()`` and ``.step_s`` the
+    step's wall time [s]."""
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import TrainerCallback
+
+    class StepProfiler(TrainerCallback):
+        def __init__(self):
+            self.n, self.prof, self.events, self.step_s = 0, None, None, None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if self.n == step:
+                self.prof = profile(activities=[ProfilerActivity.CPU])
+                self.prof.__enter__()
+                self._t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.n == step:
+                self.step_s = time.perf_counter() - self._t0
+                self.prof.__exit__(None, None, None)
+                self.events = self.prof.key_averages()
+            self.n += 1
+
+    return StepProfiler()
+
+
+def group_profile(events, step_s: float) -> dict:
+    """Self CPU time of a profiled step's operators (``key_averages()``) summed by :data:`GROUPS`.
+
+    Returns ``{"step_s", "self_cpu_s", "groups": {group: seconds}, "top": [(operator, seconds,
+    calls)]}``: the step's wall time [s], the summed self CPU time [s] (the profiler's overhead
+    included), seconds per group, and the ten costliest operators.
+    """
+    groups = {name: 0.0 for name, _ in GROUPS} | {"other": 0.0}
+    ops = []
+    for e in events:
+        sec = e.self_cpu_time_total / 1e6
+        if sec <= 0:
+            continue
+        ops.append((e.key, sec, e.count))
+        name = next((g for g, pats in GROUPS if any(pat in e.key for pat in pats)), "other")
+        groups[name] += sec
+    ops.sort(key=lambda o: -o[1])
+    return {"step_s": step_s, "self_cpu_s": sum(groups.values()), "groups": groups, "top": ops[:10]}
+
+
+def run_ours(method: str, block: int, data_dir: Path, out: Path, timer, overrides: dict,
+             steps: int = STEPS) -> dict:
     from bashkir_peft.config.train import TrainParams
     from bashkir_peft.train.run import run_training
 
     params = TrainParams(model=MODEL, method=method, block_size=block, per_device_train_batch_size=BATCH,
-                         max_steps=STEPS, eval_steps=10_000, save_steps=10_000, logging_steps=STEPS,
-                         max_eval_documents=1, data_dir=str(data_dir), output_dir=str(out))
+                         max_steps=steps, eval_steps=10_000, save_steps=10_000, logging_steps=steps,
+                         max_eval_documents=1, data_dir=str(data_dir), output_dir=str(out), **overrides)
     record = run_training(params, callbacks=[timer])
     assert record.status == "finished", record.reason
+    if not hasattr(timer, "step_times"):  # the profiler
+        return group_profile(timer.events, timer.step_s)
     # run_training's own ResourceMeter spans trainer.train(), as the baseline's does below;
     # a second meter here would add a second sampling thread to ours only
     return {"step_times": timer.step_times, "peak_rss_mib": record.cost.peak_rss_mib,
@@ -196,13 +268,22 @@ def run_baseline(method: str, block: int, data_dir: Path, out: Path, timer) -> d
     return {"step_times": timer.step_times, "peak_rss_mib": meter.result()["peak_rss_mib"]}
 
 
-def child(impl: str, method: str, block: int, data_dir: Path, threads: int, turns: Path) -> None:
+def child(impl: str, method: str, block: int, data_dir: Path, threads: int, turns: Path | None,
+          overrides: dict) -> None:
+    """One implementation's run in this process: ``impl`` "ours" or "baseline" taking turns
+    through ``turns``, or "profile" (ours alone, step ``WARMUP`` profiled); prints its result
+    as one ``RESULT <json>`` line."""
     from bashkir_peft.runtime import configure_threads
 
     configure_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
-        fn = run_ours if impl == "ours" else run_baseline
-        result = fn(method, block, data_dir, Path(tmp) / "run", _timer(impl, turns))
+        out = Path(tmp) / "run"
+        if impl == "baseline":
+            result = run_baseline(method, block, data_dir, out, _timer(impl, turns))
+        else:
+            callback = _profiler(WARMUP) if impl == "profile" else _timer(impl, turns)
+            result = run_ours(method, block, data_dir, out, callback, overrides,
+                              WARMUP + 1 if impl == "profile" else STEPS)
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -225,7 +306,47 @@ def summarize(runs: list[dict], block: int) -> dict:
             "peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
 
 
-def run_pair(method: str, block: int, data_dir: Path, threads: int, first: str) -> dict[str, dict]:
+def _child_command(impl: str, method: str, block: int, data_dir: Path, threads: int, turns: Path | None,
+                   ours_set: list[str]) -> list[str]:
+    """The command line of one :func:`child` process."""
+    return ([sys.executable, __file__, "--threads", str(threads), "--child", impl, method, str(block), str(data_dir)]
+            + (["--turns", str(turns)] if turns else []) + [x for kv in ours_set for x in ("--ours-set", kv)])
+
+
+def run_profile(method: str, block: int, data_dir: Path, threads: int, ours_set: list[str]) -> dict:
+    """Ours alone with step ``WARMUP`` profiled (:func:`group_profile`'s dict)."""
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    done = subprocess.run(_child_command("profile", method, block, data_dir, threads, None, ours_set),
+                          capture_output=True, text=True, env=env)
+    line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
+    if done.returncode or not line:
+        print(done.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"profile {method} {block} failed (exit {done.returncode})")
+    return json.loads(line[0][7:])
+
+
+def print_profile(prof: dict, method: str, block: int, bound: dict, target_tokens_per_s: float) -> None:
+    """The profile's groups, the matrix products' rate against the bound's, and the step's
+    time beyond the target's step time."""
+    from bashkir_peft.grid.estimate import train_flops_per_token
+
+    target_s = BATCH * block / target_tokens_per_s
+    total = prof["self_cpu_s"]
+    mm_gflop = train_flops_per_token(method, bound["params_in_matmuls"]) * BATCH * block / 1e9
+    mm_s = prof["groups"]["matrix products"]
+    mm_rate = mm_gflop / mm_s
+    print(f"profile {method} block {block}: step {prof['step_s']:.2f} s (profiled; self CPU {total:.2f} s), "
+          f"target step {target_s:.2f} s, beyond it {prof['step_s'] - target_s:+.2f} s; matrix products "
+          f"{mm_gflop:.0f} GFLOP in {mm_s:.2f} s = {mm_rate:.0f} GFLOP/s "
+          f"({mm_rate / bound['gflops']:.2f} of the bound's {bound['gflops']:.0f})", flush=True)
+    for name, sec in sorted(prof["groups"].items(), key=lambda g: -g[1]):
+        if sec > 0:
+            print(f"    {name:30s} {sec:6.2f} s  {sec / total:6.1%}")
+    print("    costliest operators: " + "; ".join(f"{k} {sec:.2f} s ({n})" for k, sec, n in prof["top"][:6]))
+
+
+def run_pair(method: str, block: int, data_dir: Path, threads: int, first: str,
+             ours_set: list[str]) -> dict[str, dict]:
     """Run ours and the baseline as two processes that take turns step by step, ``first``
     starting. Returns each one's result (step times, peak RSS)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -239,8 +360,8 @@ def run_pair(method: str, block: int, data_dir: Path, threads: int, first: str) 
             logs[impl] = (turns / f"{impl}.out", turns / f"{impl}.err")
             with open(logs[impl][0], "w") as out, open(logs[impl][1], "w") as err:
                 procs[impl] = subprocess.Popen(
-                    [sys.executable, __file__, "--threads", str(threads), "--turns", str(turns),
-                     "--child", impl, method, str(block), str(data_dir)], stdout=out, stderr=err, env=env)
+                    _child_command(impl, method, block, data_dir, threads, turns, ours_set),
+                    stdout=out, stderr=err, env=env)
 
         def check_alive(training_began: bool = True):
             """Stop both if one failed, or (before training) exited at all: the other would wait forever."""
@@ -282,14 +403,28 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2, help="turn-taking runs per pair (who starts alternates)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--ours-set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="a training field of ours (TrainParams), e.g. lora_dropout_sampler=bulk; repeatable")
+    ap.add_argument("--profile", action="store_true",
+                    help="after each pair, profile one step of ours and print where its time goes")
     ap.add_argument("--turns", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child", nargs=4, metavar=("IMPL", "METHOD", "BLOCK", "DATA_DIR"), help=argparse.SUPPRESS)
     a = ap.parse_args()
+    overrides = dict(kv.partition("=")[::2] for kv in a.ours_set)
     if a.child:
-        if a.turns is None:
+        if a.turns is None and a.child[0] != "profile":
             ap.error("--child needs --turns (the parent starts children with both)")
-        child(a.child[0], a.child[1], int(a.child[2]), Path(a.child[3]), a.threads, a.turns)
+        child(a.child[0], a.child[1], int(a.child[2]), Path(a.child[3]), a.threads, a.turns, overrides)
         return 0
+    from pydantic import ValidationError
+
+    from bashkir_peft.config.train import TrainParams
+
+    for method in a.methods:  # bad input: one line before any work
+        try:
+            TrainParams(model=MODEL, method=method, **overrides)
+        except ValidationError as e:
+            ap.error(f"--ours-set {a.ours_set} with method {method}: {e.errors()[0]['loc']} {e.errors()[0]['msg']}")
 
     rows = []
     bounds = {}
@@ -306,7 +441,7 @@ def main() -> int:
                 runs = {"ours": [], "baseline": []}
                 for i in range(a.repeats):  # who starts alternates
                     for impl, result in run_pair(method, block, data_dir, a.threads,
-                                                 "ours" if i % 2 == 0 else "baseline").items():
+                                                 "ours" if i % 2 == 0 else "baseline", a.ours_set).items():
                         runs[impl].append(result)
                 res = {impl: summarize(r, block) for impl, r in runs.items()}
                 ratio = res["ours"]["tokens_per_s"] / res["baseline"]["tokens_per_s"]
@@ -315,7 +450,7 @@ def main() -> int:
                                                                  res["baseline"]["timed_step_s"]))
                 bound = bound_tokens_per_s(bounds[block], method)
                 target = min(1.5 * res["baseline"]["tokens_per_s"], 0.75 * bound)
-                row = {"method": method, "block_size": block, "batch": BATCH,
+                row = {"method": method, "block_size": block, "batch": BATCH, "ours_set": overrides,
                        "bound_tokens_per_s": bound, "gemm_gflops": bounds[block]["gflops"],
                        "share_of_bound": res["ours"]["tokens_per_s"] / bound, "target_tokens_per_s": target,
                        "target_reached": res["ours"]["tokens_per_s"] >= target,
@@ -337,6 +472,9 @@ def main() -> int:
                       f"(paired per step: {paired:.3f}) | bound {bound:.1f} tok/s, share {row['share_of_bound']:.2f} "
                       f"| target {target:.1f} tok/s: {'reached' if row['target_reached'] else 'not reached'}",
                       flush=True)
+                if a.profile:
+                    row["profile"] = run_profile(method, block, data_dir, a.threads, a.ours_set)
+                    print_profile(row["profile"], method, block, bounds[block], target)
     worst = min(r["ratio"] for r in rows)
     print(f"worst ratio ours/baseline: {worst:.3f} (target >= 0.95)")
     if a.json:
