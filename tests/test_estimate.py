@@ -50,9 +50,11 @@ class _Run:
     declared = {}
     data_dir = "d"
 
+    train = {"max_steps": 10}
+
     def units(self, p):
-        train = {"method": p.cell.method, "max_steps": 10, "per_device_train_batch_size": 4, "block_size": 32,
-                 "eval_steps": 4, "max_eval_documents": 2, "device": p.cell.device}
+        train = {"method": p.cell.method, "per_device_train_batch_size": 4, "block_size": 32,
+                 "eval_steps": 4, "max_eval_documents": 2, "device": p.cell.device} | self.train
         units = [("train", "train", train)] if p.cell.method != "base" else []
         units += [("evaluate.1", "evaluate", {"protocol": "rolling", "model": "m", "data_dir": "d"}),
                   ("evaluate.2", "evaluate", {"protocol": "goldfish", "model": "m",
@@ -71,7 +73,8 @@ def machine(monkeypatch):
     monkeypatch.setattr(estimate, "gemm_gflops", lambda shapes, rows: (g, n_params))
     monkeypatch.setattr(estimate, "base_bytes_per_token", lambda data_dir, model: 2.0)
     monkeypatch.setattr(estimate, "load_texts", lambda data_dir, split, n: ["a" * 300, "b" * 500, "c" * 900][:n])
-    monkeypatch.setattr(estimate, "scored_tokens", lambda params, data_dir, model: 500 if params.external else 3_000)
+    monkeypatch.setattr(estimate, "scored_tokens",
+                        lambda params, data_dir, model, tokenizer=None: 500 if params.external else 3_000)
     return g, n_params
 
 
@@ -115,6 +118,59 @@ def test_before_data_prep_training_and_evaluation_are_named_not_estimated(machin
     assert est.train_seconds == 0 and est.unknown == [
         "training and evaluation of 2 cell(s) (their tokens are known once data prep has measured the model's bytes "
         "per token: `grid run` prints the whole estimate after it)"]
+
+
+def test_an_adapted_tokenizer_cell_counts_its_own_tokens_rows_warm_up_and_build(machine, monkeypatch):
+    """A cell with an adapted tokenizer (issue 28: the vocab tier ran 26 % under its estimate,
+    counted with the base tokenizer's tokens): its byte budget at the adapted tokenizer's bytes
+    per token, its new rows in the output layer, its warm-up steps at the adapters' cost, the
+    seconds building the tokenizer, and evaluation tokens cut by the adapted tokenizer."""
+    g, n_params = machine
+    hidden = meta_model("tiny-gpt2").config.hidden_size
+    built = estimate.AdaptedTokenizer(tokenizer="adapted", bytes_per_token_gain=2.5, new_rows=100, build_seconds=7.0)
+    monkeypatch.setattr(estimate, "adapted_tokenizer", lambda data_dir, model, setting: built)
+    monkeypatch.setattr(estimate, "scored_tokens", lambda params, data_dir, model, tokenizer=None:
+                        (500 if params.external else 3_000) // (2 if tokenizer == "adapted" else 1))
+    base, adapted = _Run(), _Run()
+    base.train = {"train_bytes": 40_960}
+    adapted.train = {"train_bytes": 40_960, "tokenizer": {"new_tokens": 100, "new_rows_warmup_steps": 3}}
+    before = estimate.estimate_grid(base, [_Planned("lora")])
+    after = estimate.estimate_grid(adapted, [_Planned("lora")])
+    p_after, share = n_params + 100 * hidden, estimate.TRAIN_SHARE_OF_BOUND["lora"]
+    # 40,960 bytes at 2 bytes per token = 160 steps of 4 x 32; at 5 bytes per token, 64 steps;
+    # validation at steps 4, 8, ... and the last: 40 then 16 passes over 800 bytes
+    forward_before, forward_after = 2 * n_params / (g * 1e9), 2 * p_after / (g * 1e9)
+    rolling, fixed = estimate.EVAL_SHARE_OF_BOUND["rolling"], estimate.REFERENCE_SECONDS["train"]["any"]
+    scale = estimate.REFERENCE_GFLOPS / g
+    assert before.train_seconds == pytest.approx(160 * 128 * 4 * n_params / (share * g * 1e9)
+                                                 + 40 * 400 * forward_before / rolling + scale * fixed)
+    assert after.train_seconds == pytest.approx(7.0 + (64 + 3) * 128 * 4 * p_after / (share * g * 1e9)
+                                                + 16 * 160 * forward_after / rolling + scale * fixed)
+    scoring = 1_500 * forward_after / rolling + 250 * forward_after / estimate.EVAL_SHARE_OF_BOUND["goldfish"]
+    assert after.other_seconds - before.other_seconds == pytest.approx(
+        scoring - (3_000 * forward_before / rolling + 500 * forward_before / estimate.EVAL_SHARE_OF_BOUND["goldfish"]))
+
+
+def test_adapted_tokenizer_is_built_as_training_builds_it_once_per_shape(tmp_path, corpus_dir):
+    """The tokenizer the estimate builds is the one training builds (same vocabulary), its gain
+    is the training split's bytes per token after over before, and settings that differ only in
+    what does not shape the tokenizer (init, warm-up) share one build."""
+    from bashkir_peft.config.tokenizer import TokenizerAdaptation
+    from bashkir_peft.data.vocab import adapt_tokenizer
+    from bashkir_peft.models.loading import load_tokenizer, resolve_model
+    from test_train import make_data_dir
+
+    data = make_data_dir(corpus_dir, tmp_path / "data", n_train=24, chars=2000)
+    setting = TokenizerAdaptation(new_tokens=150, bpe_vocab_size=1200)
+    built = estimate.adapted_tokenizer(data, "tiny-gpt2", setting)
+    direct, added, info = adapt_tokenizer(data, load_tokenizer(resolve_model("tiny-gpt2")), setting, sides={})
+    assert built.new_rows == len(added) == 150 and built.tokenizer.get_vocab() == direct.get_vocab()
+    assert built.bytes_per_token_gain == pytest.approx(info["train_after"]["bytes_per_token"]
+                                                       / info["train_before"]["bytes_per_token"])
+    assert built.bytes_per_token_gain > 1.2 and built.build_seconds > 0
+    warm = setting.model_copy(update={"init": "random", "new_rows_warmup_steps": 5})
+    assert estimate.adapted_tokenizer(data, "tiny-gpt2", warm) is built
+    assert estimate.adapted_tokenizer(data, "tiny-gpt2", setting.model_copy(update={"new_tokens": 100})) is not built
 
 
 def test_validation_passes_count_the_last_step_once():

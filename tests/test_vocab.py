@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
 from safetensors.torch import load_file
 
 from bashkir_peft.config.grid import expand, load_grid, parse_grid, parse_only, select
@@ -142,6 +143,13 @@ def test_adapters_train_save_and_reload_the_new_rows(kind, method, data_dir, tmp
     trained = load_trained(out)
     assert len(trained.tokenizer) == vocab.vocab_size
     torch.testing.assert_close(_logits(trained.model, cap.batch), cap.logits)
+    # the rows are copied in once at loading (merge_token_rows), bit-equal to peft's copy per call
+    layers = [m for m in trained.model.modules() if isinstance(m, TrainableTokensLayer)]
+    assert layers and all(m.merged for m in layers)
+    once = _logits(trained.model, cap.batch)
+    for m in layers:
+        m.unmerge()
+    assert not any(m.merged for m in layers) and torch.equal(_logits(trained.model, cap.batch), once)
     if method == "qlora":  # merging dequantizes the base: covered by test_train's merged == unmerged
         return
     # merging after a vocabulary change on a tied model must not break it (transformers #45127)

@@ -7,8 +7,10 @@ FLOPs (:func:`gemm_gflops`, about a second). Then, per cell not yet finished:
 
 - training: ``tokens x c x P / (share[method] x G)`` (a byte budget, ``train_bytes``: its
   steps at the bytes per token of the model's own tokenizer on the prepared data, the data
-  folder's fertility table; an adapted tokenizer packs more text into a token, so its cells
-  are counted with more steps than they run): a step costs about ``c = 6`` FLOPs per weight
+  folder's fertility table; a cell with an adapted tokenizer at that figure times the adapted
+  tokenizer's gain in bytes per token on the training split, :func:`adapted_tokenizer`, with
+  its new rows in ``P``, its new-row warm-up steps at the adapters' cost, and the seconds
+  building the tokenizer took here): a step costs about ``c = 6`` FLOPs per weight
   and token for full fine-tuning and ``c = 4`` for adapters (forward 2, backward 2 for the
   activations' gradients, plus 2 for the weights' own when they train; Kaplan et al. 2020,
   "Scaling Laws for Neural Language Models", sec. 2.1); ``P`` = the weights the matrix
@@ -18,7 +20,7 @@ FLOPs (:func:`gemm_gflops`, about a second). Then, per cell not yet finished:
   validation split, scored as below) and the stage's fixed seconds (notebook start, model
   load, packing, saving; :data:`REFERENCE_SECONDS`);
 - an evaluation pass: the tokens of its forward passes (the documents or sentences it
-  selects, tokenized, :func:`scored_tokens`) x ``2P`` FLOPs (a forward pass) at
+  selects, tokenized by the cell's tokenizer, :func:`scored_tokens`) x ``2P`` FLOPs (a forward pass) at
   :data:`EVAL_SHARE_OF_BOUND` of ``G`` for its protocol, plus a notebook start and
   model load (:data:`NOTEBOOK_START_S`) unless it runs in the notebook execution of the pass
   before it (a stage whose notebook takes ``passes``: :func:`bashkir_peft.grid.runner.executions`);
@@ -48,7 +50,7 @@ from bashkir_peft.grid.gputime import base_bytes_per_token, budget_tokens
 from bashkir_peft.grid.plan import meta_model, planned_tokens, train_params
 from bashkir_peft.models.device import choose_device
 from bashkir_peft.models.loading import load_tokenizer, resolve_model
-from bashkir_peft.train.budget import resolve_budget
+from bashkir_peft.train.budget import resolve_budget, tokens_per_step
 from bashkir_peft.yamlio import PASSES
 
 # Share of the GEMM bound our trainer reaches, SmolLM2-135M, batch 8 x block 128, fp32, 2
@@ -95,27 +97,79 @@ def _tokenizer(model: str):
     return load_tokenizer(resolve_model(model))
 
 
-def scored_tokens(params, data_dir, model: str) -> int:
+@dataclass(frozen=True)
+class AdaptedTokenizer:
+    """An adapted tokenizer as the estimate sees it (:func:`adapted_tokenizer`).
+
+    Attributes:
+        tokenizer: the adapted tokenizer, built as a training run builds it.
+        bytes_per_token_gain: its bytes per token on the training split over the base
+            tokenizer's (the run's steps at a byte budget shrink by this factor).
+        new_rows: rows added to the embedding and the output layer.
+        build_seconds: seconds building it took on this machine (each of its cells' training
+            stage pays them again).
+    """
+
+    tokenizer: object
+    bytes_per_token_gain: float
+    new_rows: int
+    build_seconds: float
+
+
+@functools.cache
+def _adapted(data_dir: str, model: str, setting_json: str) -> AdaptedTokenizer:
+    from bashkir_peft.config.tokenizer import TokenizerAdaptation
+    from bashkir_peft.data.vocab import adapt_tokenizer
+
+    t0 = time.perf_counter()
+    tokenizer, added, info = adapt_tokenizer(data_dir, _tokenizer(model),
+                                             TokenizerAdaptation.model_validate_json(setting_json), sides={})
+    gain = info["train_after"]["bytes_per_token"] / info["train_before"]["bytes_per_token"]
+    return AdaptedTokenizer(tokenizer, gain, len(added), time.perf_counter() - t0)
+
+
+def adapted_tokenizer(data_dir, model: str, setting) -> AdaptedTokenizer:
+    """The adapted tokenizer a cell's training will build, built here the same way
+    (:func:`bashkir_peft.data.vocab.adapt_tokenizer` on the data folder's training split; the
+    held-out sides' re-tokenization is not measured), once per data folder, model and tokenizer
+    (the fields that shape it: K, the BPE's size, protected texts).
+
+    Args:
+        data_dir: the grid's prepared data folder.
+        model: the base model's registry name or folder.
+        setting: the cell's :class:`~bashkir_peft.config.tokenizer.TokenizerAdaptation`.
+
+    Raises:
+        DataError, ConfigError: as :func:`~bashkir_peft.data.vocab.adapt_tokenizer` (the run
+            would fail the same way).
+    """
+    shaping = setting.model_copy(update={"init": "mean", "new_rows_warmup_steps": 0, "new_rows_learning_rate": None,
+                                         "replay": [], "replay_share": 0.0})
+    return _adapted(str(data_dir), model, shaping.model_dump_json())
+
+
+def scored_tokens(params, data_dir, model: str, tokenizer=None) -> int:
     """Tokens of the forward passes of an evaluation pass: its documents or sentences, selected
-    and cut as :func:`bashkir_peft.evaluate.run.scored_documents` does, tokenized whole by
-    ``model``'s own tokenizer (the Goldfish protocol scores second halves, but runs every
-    sentence through the model whole); read and counted once per setting.
+    and cut as :func:`bashkir_peft.evaluate.run.scored_documents` does, tokenized whole (the
+    Goldfish protocol scores second halves, but runs every sentence through the model whole);
+    read and counted once per setting and tokenizer.
 
     Args:
         params: the pass's :class:`~bashkir_peft.config.evaluate.EvalParams`.
         data_dir: the grid's prepared data folder (a split's pass reads it).
-        model: the model's registry name or folder (an adapted tokenizer cuts fewer tokens:
-            its cells are counted with the base tokenizer's, an overestimate).
+        model: the model's registry name or folder.
+        tokenizer: the cell's adapted tokenizer (:func:`adapted_tokenizer`); ``None`` =
+            ``model``'s own.
 
     Raises:
         DataError, OSError: the split or the external set cannot be read;
         ModelNotFoundError: no tokenizer for ``model``.
     """
-    key = (model, str(data_dir), params.split, params.max_documents, params.max_document_bytes,
+    key = (model, id(tokenizer), str(data_dir), params.split, params.max_documents, params.max_document_bytes,
            params.external.model_dump_json() if params.external else None)
     if key not in _SCORED:
         texts = scored_documents(params, data_dir, None)[0]
-        tokenizer = _tokenizer(model)
+        tokenizer = tokenizer if tokenizer is not None else _tokenizer(model)
         _SCORED[key] = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
     return _SCORED[key]
 
@@ -267,6 +321,12 @@ def estimate_grid(run, cells) -> GridEstimate:
         gflops.setdefault(p.cell.model, g)
         scale = REFERENCE_GFLOPS / g
         bpt = base_bytes_per_token(run.data_dir, p.cell.model)
+        adapted = None
+        if params is not None and params.tokenizer is not None and bpt is not None:
+            adapted = adapted_tokenizer(run.data_dir, p.cell.model, params.tokenizer)
+            bpt *= adapted.bytes_per_token_gain
+            n_params += adapted.new_rows * meta_model(p.cell.model).config.hidden_size  # the output layer's new rows
+            train_s += adapted.build_seconds
         forward_s = 2 * n_params / (g * 1e9)  # seconds of one token's forward pass at the full GEMM rate
         with_passes = {s for s, names in run.declared.items() if PASSES in names}
         for i, u in enumerate(units):
@@ -287,11 +347,14 @@ def estimate_grid(run, cells) -> GridEstimate:
                 val_tokens = sum(len(t.encode("utf-8")) for t in
                                  load_texts(run.data_dir, "validation", params.max_eval_documents)) / bpt
                 train_s += tokens * train_flops_per_token(method, n_params) / (TRAIN_SHARE_OF_BOUND[method] * g * 1e9)
+                if adapted is not None and params.tokenizer.new_rows_warmup_steps:  # only the new rows train
+                    train_s += (params.tokenizer.new_rows_warmup_steps * tokens_per_step(params, params.processes)
+                                * train_flops_per_token("lora", n_params) / (TRAIN_SHARE_OF_BOUND["lora"] * g * 1e9))
                 train_s += (validation_passes(budget.max_steps, budget.eval_steps) * val_tokens * forward_s
                             / EVAL_SHARE_OF_BOUND["rolling"])
                 train_s += REFERENCE_SECONDS["train"]["any"] * scale
             elif stage == "evaluate":
-                tokens = scored_tokens(u.params, run.data_dir, p.cell.model)
+                tokens = scored_tokens(u.params, run.data_dir, p.cell.model, adapted.tokenizer if adapted else None)
                 other_s += tokens * forward_s / EVAL_SHARE_OF_BOUND[u.params.protocol]
                 other_s += 0.0 if shared else NOTEBOOK_START_S * scale
             else:
@@ -309,4 +372,4 @@ def estimate_grid(run, cells) -> GridEstimate:
 
 __all__ = ["estimate_grid", "cells_on_this_cpu", "gemm_gflops", "matmul_shapes", "train_flops_per_token", "GridEstimate",
            "TRAIN_SHARE_OF_BOUND", "EVAL_SHARE_OF_BOUND", "REFERENCE_SECONDS", "REFERENCE_GFLOPS", "NOTEBOOK_START_S",
-           "scored_tokens", "validation_passes"]
+           "scored_tokens", "validation_passes", "adapted_tokenizer", "AdaptedTokenizer"]

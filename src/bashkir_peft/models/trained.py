@@ -14,6 +14,7 @@ from bashkir_peft.errors import ConfigError
 from bashkir_peft.models.device import Placement, choose_device
 from bashkir_peft.models.loading import load_model, resolve_model
 from bashkir_peft.models.quant import keep_cpu_layout_trainable, merge_qlora
+from bashkir_peft.models.vocab import merge_token_rows
 from bashkir_peft.records import RunFiles, TrainRecord, read_record
 
 
@@ -123,4 +124,6 @@ def load_trained(run_dir: str | Path, merge: bool = False, placement: Placement 
     if merge:
         model = model.merge_and_unload()
         note = "adapter merged into the base weights"
+    else:  # an adapted vocabulary's rows: copied in once, not on every forward call (same outputs)
+        merge_token_rows(model)
     return TrainedModel(model.eval(), tokenizer, record, note)

@@ -292,6 +292,31 @@ def save_token_rows_only(model) -> None:
     model.save_pretrained = functools.partial(model.save_pretrained, save_embedding_layers=False)
 
 
+def merge_token_rows(model) -> int:
+    """Write a peft model's trained token rows into the matrices they replace, for inference.
+
+    Unmerged, peft's ``TrainableTokensLayer`` builds the whole merged matrix on every forward
+    call (``get_merged_weights``: an ``index_copy`` of vocabulary x hidden floats), so every
+    generated token pays one such copy per wrapped module (SmolLM2-135M with 16,000 new tokens:
+    65,152 x 576 floats each: its adapted runs generated 1.5-3.4 words/s against the base
+    tokenizer's 3.8, benchmarks/RESULTS.md, issue 32). peft's own ``merge`` does the same
+    ``index_copy`` once: the rows are copied, not added, so the weights and every output are
+    bit-identical to the unmerged model's (tested). LoRA layers are left as they are.
+
+    Args:
+        model: a ``peft.PeftModel``, or any module (nothing to merge: returns 0).
+
+    Returns:
+        The number of token-row layers merged (1 for a tied head, 2 for an untied one).
+    """
+    from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
+
+    layers = [m for m in model.modules() if isinstance(m, TrainableTokensLayer) and not m.merged]
+    for layer in layers:
+        layer.merge()
+    return len(layers)
+
+
 def token_rows_cost(model, new_rows: int) -> dict:
     """What training the new rows costs: ``{"peft_mechanism", "token_rows_trainable_params"}``.
 
