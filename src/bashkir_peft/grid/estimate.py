@@ -43,7 +43,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 from bashkir_peft.config.generate import GenerateParams
+from bashkir_peft.config.tokenizer import TokenizerAdaptation
 from bashkir_peft.data.folder import load_texts
+from bashkir_peft.data.vocab import adapt_tokenizer
 from bashkir_peft.errors import ConfigError
 from bashkir_peft.evaluate.run import scored_documents
 from bashkir_peft.grid.gputime import base_bytes_per_token, budget_tokens
@@ -118,9 +120,6 @@ class AdaptedTokenizer:
 
 @functools.cache
 def _adapted(data_dir: str, model: str, setting_json: str) -> AdaptedTokenizer:
-    from bashkir_peft.config.tokenizer import TokenizerAdaptation
-    from bashkir_peft.data.vocab import adapt_tokenizer
-
     t0 = time.perf_counter()
     tokenizer, added, info = adapt_tokenizer(data_dir, _tokenizer(model),
                                              TokenizerAdaptation.model_validate_json(setting_json), sides={})
