@@ -207,8 +207,6 @@ def run_ours(method: str, block: int, data_dir: Path, out: Path, timer, override
                          max_eval_documents=1, data_dir=str(data_dir), output_dir=str(out), **overrides)
     record = run_training(params, callbacks=[timer])
     assert record.status == "finished", record.reason
-    if getattr(timer, "events", None) is not None:  # the profiler
-        return group_profile(timer.events, timer.step_times[WARMUP], timer.step_times[WARMUP + 1:])
     # run_training's own ResourceMeter spans trainer.train(), as the baseline's does below;
     # a second meter here would add a second sampling thread to ours only
     return {"step_times": timer.step_times, "peak_rss_mib": record.cost.peak_rss_mib,
@@ -291,6 +289,8 @@ def child(impl: str, method: str, block: int, data_dir: Path, threads: int, turn
             callback = _profiler(WARMUP) if impl == "profile" else _timer(impl, turns)
             result = run_ours(method, block, data_dir, out, callback, overrides,
                               WARMUP + 1 + ALONE if impl == "profile" else STEPS)
+            if impl == "profile":
+                result = group_profile(callback.events, callback.step_times[WARMUP], callback.step_times[WARMUP + 1:])
     print("RESULT " + json.dumps(result), flush=True)
 
 

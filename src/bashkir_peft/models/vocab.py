@@ -307,7 +307,9 @@ def merge_token_rows(model) -> int:
         model: a ``peft.PeftModel``, or any module (nothing to merge: returns 0).
 
     Returns:
-        The number of token-row layers merged (1 for a tied head, 2 for an untied one).
+        The number of token-row layers merged: 2 for SmolLM2 and GPT-2 style models, the
+        embedding's and the head's (a tied head gets a layer of its own that shares the
+        embedding's rows).
     """
     from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
 
